@@ -1,0 +1,249 @@
+// The configuration of endpoints and worker groups, as parsed from YAML and validated.
+//
+// Plain values with defaults filled in: once `parse_config` returns, every field is valid and
+// every preset has been expanded, so the rest of tide never re-checks them. Safe to copy and to
+// share read-only between threads.
+#pragma once
+
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "tide/common/random.h"
+#include "tide/common/time.h"
+
+namespace tide::config {
+
+using namespace std::chrono_literals;
+
+// A duration drawn at random: the cold start of a replica, the pending time of a cluster job.
+// YAML: `60s` (fixed) or {dist: uniform, min: 30s, max: 90s} | {dist: lognormal, median: 60s,
+// sigma: 0.3} | {dist: empirical, values: [50s, 60s, 90s]} (each value equally likely).
+struct DurationDistribution {
+  enum class Kind { kFixed, kUniform, kLognormal, kEmpirical };
+  Kind kind = Kind::kFixed;
+  Duration value{0};   // kFixed
+  Duration min{0};     // kUniform
+  Duration max{0};     // kUniform
+  Duration median{0};  // kLognormal
+  double sigma = 0;    // kLognormal: standard deviation of the log
+  std::vector<Duration> values;  // kEmpirical
+
+  Duration sample(Random& rng) const;
+  Duration mean() const;
+};
+
+// How long one request occupies a slot of a replica (simulator only).
+// YAML: {model: fixed, value: 2s} | {model: lognormal, median: 1s, sigma: 0.5} |
+// {model: tokens, prefill: 0.0002, decode: 0.02, base: 0s} (seconds per input / output token) |
+// {model: trace} (the trace's duration column).
+struct ServiceTimeModel {
+  enum class Kind { kFixed, kLognormal, kTokens, kTrace };
+  Kind kind = Kind::kTrace;
+  Duration value{0};       // kFixed
+  Duration median{0};      // kLognormal
+  double sigma = 0;        // kLognormal
+  double prefill_s = 0;    // kTokens: seconds per input token
+  double decode_s = 0;     // kTokens: seconds per output token
+  Duration base{0};        // kTokens: fixed overhead per request
+};
+
+// Per-replica signals a target or step policy can track.
+enum class Metric {
+  kUtilization,   // nvidia-smi style: fraction of time a replica has >= 1 request in service
+  kInFlight,      // requests in service per replica
+  kQueue,         // requests waiting in the hold queue per replica
+  kConcurrency,   // (in service + waiting) per replica: Knative's "observed concurrency"
+  kRps,           // arriving requests per second per replica
+};
+std::string_view metric_name(Metric m);
+
+// queue: ViewComfy semantics. A replica starts whenever queued > queue_size x replicas; each
+// replica stops after idle_timeout without work.
+struct QueuePolicy {
+  int queue_size = 1;
+  Duration idle_timeout = 30s;
+};
+
+// One HPA scaling rule: at most `value` pods (or percent of current) per `period`.
+struct RateLimit {
+  enum class Type { kPods, kPercent };
+  Type type = Type::kPods;
+  double value = 0;
+  Duration period = 15s;
+};
+struct ScalingRules {
+  Duration stabilization{0};
+  std::vector<RateLimit> policies;
+  enum class Select { kMax, kMin, kDisabled };
+  Select select = Select::kMax;
+};
+
+// target: the Kubernetes HPA algorithm, ceil(current x metric / target), on any metric.
+struct TargetPolicy {
+  Metric metric = Metric::kUtilization;
+  double target = 0.7;
+  double tolerance = 0.1;
+  Duration sync_period = 15s;    // how often a recommendation is computed
+  Duration metric_window = 30s;  // the metric is averaged over this window (metrics-server-like)
+  ScalingRules scale_up{0s,
+                        {{RateLimit::Type::kPods, 4, 15s}, {RateLimit::Type::kPercent, 100, 15s}},
+                        ScalingRules::Select::kMax};
+  ScalingRules scale_down{300s, {{RateLimit::Type::kPercent, 100, 15s}}, ScalingRules::Select::kMax};
+};
+
+// concurrency: the Knative pod autoscaler (KPA).
+struct ConcurrencyPolicy {
+  double target = 0;               // requests per replica; 0 = 70% of the group's concurrency
+  Duration stable_window = 60s;
+  double panic_window_percentage = 10;    // panic window = stable_window x this / 100
+  double panic_threshold_percentage = 200;
+  double max_scale_up_rate = 1000;
+  double max_scale_down_rate = 2;
+  Duration scale_down_delay{0};
+  Duration scale_to_zero_grace = 30s;
+  Duration tick = 2s;              // Knative's autoscaler evaluates every 2 s
+};
+
+// step: EC2 / SageMaker step scaling. The metric (averaged over `window`) falls in one band; the
+// band's adjustment is applied, then a cooldown blocks the same direction.
+struct Step {
+  std::optional<double> lower;  // inclusive; absent = -infinity
+  std::optional<double> upper;  // exclusive; absent = +infinity
+  double change = 0;            // adjustment: replicas (+/-), or percent, or exact count
+};
+struct StepPolicy {
+  Metric metric = Metric::kConcurrency;
+  enum class Adjustment { kChange, kPercent, kExact };
+  Adjustment adjustment = Adjustment::kChange;
+  std::vector<Step> steps;
+  Duration window = 60s;
+  Duration cooldown_up = 60s;
+  Duration cooldown_down = 300s;
+};
+
+// tide: the default policy (see docs/policies.md).
+struct TidePolicy {
+  double target_wait_probability = 0.01;  // share of requests allowed to wait (sets the headroom)
+  Duration idle_timeout{0};          // 0 = break-even: the group's mean cold start
+  Duration demand_window = 10s;      // window for the arrival-rate / in-flight estimate
+  Duration keep_window{0};           // 0 = mean cold start: capacity kept this long after a peak
+};
+
+// Modifiers every policy shares. They run after the policy, in this order: bounds, idle scale to
+// zero, hysteresis, up/down evaluation intervals, up/down delays.
+struct Modifiers {
+  std::optional<Duration> idle_timeout;  // whole group idle this long -> 0 (if min_replicas is 0)
+  double hysteresis = 0;   // a scale-down applies only below current x (1 - hysteresis)
+  Duration up_interval{0};    // scale up at most this often (0 = every tick)
+  Duration down_interval{0};  // scale down at most this often
+  Duration up_delay{0};    // a scale up must be recommended continuously this long first
+  Duration down_delay{0};  // likewise for a scale down
+};
+
+enum class PolicyKind { kQueue, kTarget, kConcurrency, kStep, kTide };
+std::string_view policy_name(PolicyKind p);
+
+// What the gateway does with a request no replica can take right now.
+struct Admission {
+  bool hold = true;         // hold it in the endpoint's queue (tide's behaviour)
+  int reject_status = 503;  // without hold: answer this when no replica is ready (hf: 502)
+};
+
+struct ScalingSpec {
+  std::string preset;  // the preset this came from, "" if none
+  PolicyKind policy = PolicyKind::kTide;
+  QueuePolicy queue;
+  TargetPolicy target;
+  ConcurrencyPolicy concurrency;
+  StepPolicy step;
+  TidePolicy tide;
+  Modifiers modifiers;
+  Admission admission;
+  Duration tick = 1s;            // how often the control loop observes and decides
+  bool min_one = false;          // the peer cannot scale to zero (Kubernetes HPA)
+};
+
+// Names of the presets, in the order `tide sim --compare all` shows them.
+const std::vector<std::string>& preset_names();
+// The ScalingSpec of a preset, or nullopt for an unknown name.
+std::optional<ScalingSpec> preset_spec(std::string_view name);
+
+struct ReadyProbe {
+  std::string path = "/health";
+  Duration interval = 100ms;
+  Duration timeout = 1s;
+};
+
+// Where replicas run. The simulator ignores everything but `kind`.
+struct ProvisionerSpec {
+  std::string kind = "local";             // local | static (more backends later)
+  std::vector<std::string> command;       // local: argv with {port} and {replica_id}
+  std::vector<std::string> urls;          // static
+  ReadyProbe ready;
+  std::vector<int> gpus;                  // local: GPU pool handed out as CUDA_VISIBLE_DEVICES
+  int gpus_per_replica = 0;
+};
+
+struct GroupSpec {
+  std::string name;
+  ProvisionerSpec provisioner;
+  int min_replicas = 0;
+  int max_replicas = 1;
+  int concurrency = 1;
+  DurationDistribution cold_start;
+  std::optional<double> price;  // per replica-hour
+  ServiceTimeModel service_time;
+  ScalingSpec scaling;
+};
+
+struct SloSpec {
+  Duration max_wait = 2s;
+};
+
+struct QueueSpec {
+  int max_length = 10000;  // beyond it: 429
+  Duration timeout = 300s; // held longer: 503
+};
+
+struct EndpointSpec {
+  std::string name;
+  SloSpec slo;
+  QueueSpec queue;
+  std::vector<GroupSpec> groups;
+};
+
+struct ServerSpec {
+  std::string listen = "127.0.0.1:8080";
+  std::string api = "127.0.0.1:8081";
+};
+
+struct Config {
+  ServerSpec server;
+  std::vector<EndpointSpec> endpoints;
+};
+
+// Every problem found, each as "path: problem" (e.g.
+// "endpoints[0].groups[0].max_replicas: must be >= min_replicas (2), got 1").
+class ConfigError : public std::runtime_error {
+ public:
+  explicit ConfigError(std::vector<std::string> problems);
+  const std::vector<std::string>& problems() const { return problems_; }
+
+ private:
+  std::vector<std::string> problems_;
+};
+
+// Parses and validates YAML text. `source` names the input in messages (a file name).
+// Throws ConfigError listing every problem found.
+Config parse_config(std::string_view yaml_text, std::string_view source = "config");
+// Reads a file and parses it; a missing file is a ConfigError too.
+Config load_config(const std::string& path);
+
+// Parses a `scaling:` block on its own (for `tide sim --preset NAME` and the API).
+// Throws ConfigError.
+ScalingSpec parse_scaling(std::string_view yaml_text, const GroupSpec& group);
+
+}  // namespace tide::config

@@ -1,0 +1,1 @@
+#include "tide/policy/decider.h"
