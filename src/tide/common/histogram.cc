@@ -16,7 +16,7 @@ size_t LogLinearHistogram::index_of(double value) const {
   const double mantissa = std::frexp(value / min_value_, &exponent);  // in [0.5, 1)
   const int octave = exponent - 1;
   if (octave >= octaves_) return counts_.size() - 1;
-  const auto sub = static_cast<size_t>((mantissa * 2.0 - 1.0) * (1 << kSubBits));
+  const auto sub = static_cast<size_t>((mantissa * 2.0 - 1.0) * static_cast<double>(1 << kSubBits));
   return 1 + static_cast<size_t>(octave) * (size_t{1} << kSubBits) +
          std::min(sub, (size_t{1} << kSubBits) - 1);
 }
@@ -26,7 +26,7 @@ double LogLinearHistogram::bucket_upper(size_t index) const {
   const size_t i = index - 1;
   const auto octave = static_cast<int>(i >> kSubBits);
   const auto sub = static_cast<double>(i & ((size_t{1} << kSubBits) - 1));
-  return std::ldexp(min_value_, octave) * (1.0 + (sub + 1.0) / (1 << kSubBits));
+  return std::ldexp(min_value_, octave) * (1.0 + (sub + 1.0) / static_cast<double>(1 << kSubBits));
 }
 
 void LogLinearHistogram::record(double value) {

@@ -3,6 +3,7 @@
 // Values below `min_value` land in one exact-zero-ish bucket. Not thread-safe.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
