@@ -123,7 +123,7 @@ TEST(Dispatcher, IntegratesLoadAndUtilizationOverAnInterval) {
   Recorder rec;
   Dispatcher d({}, rec);
   const int g = d.add_group(8, true, at(0));
-  const ReplicaSlot a = d.add_replica(g, at(0));
+  d.add_replica(g, at(0));
   d.add_replica(g, at(0));
   ASSERT_EQ(d.submit(1, g, at(0)), Admit::kStarted);  // one long request on one replica
   d.take_interval(g, at(0));
