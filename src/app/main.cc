@@ -1,1 +1,296 @@
-int main() { return 0; }
+// tide: autoscaler and request gateway for GPU model-serving endpoints.
+// This file only parses the command line and hands over to the libraries.
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <iostream>
+#include <thread>
+
+#include "tide/config/config.h"
+#include "tide/sim/engine.h"
+#include "tide/sim/report.h"
+#include "tide/sim/trace.h"
+
+namespace {
+
+using namespace tide;
+
+struct SimArgs {
+  std::string config_path;
+  std::string trace_path;
+  std::string synthetic;
+  double rate = 0;
+  std::string duration;
+  std::string period = "20m";
+  std::string preset;
+  std::string compare;
+  uint64_t seed = 1;
+  bool json = false;
+  std::string out_dir;
+  bool no_progress = false;
+  // Trace reading.
+  std::string format = "auto";
+  bool per_minute = false;
+  std::string time_col = "timestamp";
+  std::string time_unit = "datetime";
+  std::string duration_col;
+  std::string input_tokens_col;
+  std::string output_tokens_col;
+  std::string stream_col;
+  std::string rows = "sum";
+  std::string durations_path;
+  std::string limit;
+};
+
+Duration parse_duration_flag(const std::string& flag, const std::string& text) {
+  auto d = parse_duration(text);
+  if (!d) throw CLI::ValidationError(flag, "expected a duration like 500ms, 30s, 3m, 1h; got \"" + text + "\"");
+  return *d;
+}
+
+void add_sim_command(CLI::App& app, SimArgs& a) {
+  CLI::App* sim = app.add_subcommand(
+      "sim",
+      "Replay a workload against the scaling policies on a virtual clock and report latency, SLO "
+      "attainment and replica-seconds.");
+  sim->footer(R"(
+Workloads:
+  --trace FILE                    a request log (CSV or JSONL, one row per request) or a per-minute
+                                  count matrix (Azure Functions format); .zst files are read as is.
+  --synthetic poisson|bursts|diurnal --rate R --duration D [--period P]
+                                  Poisson arrivals at R/s; bursts: R/s for the first quarter of
+                                  every period, idle the rest; diurnal: a sine between 10% and 100%.
+Request logs: arrivals come from --time-col (unit --time-unit), service times from the group's
+  service_time model: fixed, lognormal, tokens (prefill s/input token + decode s/output token,
+  token columns auto-detected: ContextTokens/GeneratedTokens, input_tokens/output_tokens) or
+  trace (--duration-col, seconds).
+Per-minute matrices (--per-minute): each row's count for minute m is expanded into arrivals
+  uniform at random within that minute, seeded by --seed. --rows sum merges all rows into one
+  stream; --rows each makes one stream per row (matched to endpoints by name). --durations FILE
+  (the Azure "_run" file) draws each row's service times from its percentiles.
+Policies: --preset NAME replaces every group's scaling; --compare a,b,c (or "all") runs each
+  preset on the same workload and prints one row each. Presets: )" +
+              [] {
+                std::string names;
+                for (const auto& n : config::preset_names()) names += (names.empty() ? "" : ", ") + n;
+                return names;
+              }() + R"(.
+Output: a table (or --json); --out DIR also writes summary.json, timeline.csv, decisions.csv and
+  a self-contained report.html (per policy in DIR/<policy>/ when comparing).
+Same --seed, same result, bit for bit.)");
+  sim->add_option("--config", a.config_path, "endpoint configuration (YAML)")->required();
+  sim->add_option("--trace", a.trace_path, "workload trace file");
+  sim->add_option("--synthetic", a.synthetic, "synthetic workload: poisson, bursts or diurnal");
+  sim->add_option("--rate", a.rate, "synthetic arrival rate, requests per second");
+  sim->add_option("--duration", a.duration, "synthetic workload length (e.g. 1h)");
+  sim->add_option("--period", a.period, "period of bursts / diurnal shapes")->capture_default_str();
+  sim->add_option("--preset", a.preset, "use this scaling preset for every group");
+  sim->add_option("--compare", a.compare, "comma-separated presets to compare, or \"all\"");
+  sim->add_option("--seed", a.seed, "random seed")->capture_default_str();
+  sim->add_flag("--json", a.json, "print the summary as JSON instead of a table");
+  sim->add_option("--out", a.out_dir, "write summary.json, timeline.csv, decisions.csv, report.html here");
+  sim->add_flag("--no-progress", a.no_progress, "no progress bar even on a terminal");
+  sim->add_option("--format", a.format, "trace format: auto, csv, jsonl, per-minute")->capture_default_str();
+  sim->add_flag("--per-minute", a.per_minute, "the trace is a per-minute count matrix");
+  sim->add_option("--time-col", a.time_col, "arrival time column")->capture_default_str();
+  sim->add_option("--time-unit", a.time_unit, "datetime, s, ms or us")->capture_default_str();
+  sim->add_option("--duration-col", a.duration_col, "service time column (seconds)");
+  sim->add_option("--input-tokens-col", a.input_tokens_col, "input token count column");
+  sim->add_option("--output-tokens-col", a.output_tokens_col, "output token count column");
+  sim->add_option("--stream-col", a.stream_col, "column naming the endpoint of each request");
+  sim->add_option("--rows", a.rows, "per-minute rows: sum or each")->capture_default_str();
+  sim->add_option("--durations", a.durations_path, "per-minute: Azure _run file with durations");
+  sim->add_option("--limit", a.limit, "only the first part of the trace (e.g. 2h)");
+}
+
+std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= s.size()) {
+    size_t comma = s.find(',', start);
+    if (comma == std::string::npos) comma = s.size();
+    std::string item = s.substr(start, comma - start);
+    if (!item.empty()) out.push_back(item);
+    start = comma + 1;
+  }
+  return out;
+}
+
+std::string label_of(const config::Config& c) {
+  const auto& s = c.endpoints.front().groups.front().scaling;
+  return s.preset.empty() ? std::string(config::policy_name(s.policy)) : s.preset;
+}
+
+config::Config with_preset(config::Config c, const std::string& preset) {
+  auto spec = config::preset_spec(preset);
+  if (!spec) {
+    std::string names;
+    for (const auto& n : config::preset_names()) names += (names.empty() ? "" : ", ") + n;
+    throw std::runtime_error(fmt::format("unknown preset \"{}\" (presets: {})", preset, names));
+  }
+  for (auto& ep : c.endpoints)
+    for (auto& g : ep.groups) g.scaling = *spec;
+  return c;
+}
+
+int run_sim(const SimArgs& a) {
+  const config::Config base = config::load_config(a.config_path);
+
+  sim::Trace trace;
+  std::unique_ptr<sim::RequestSource> source;
+  if (!a.trace_path.empty() == !a.synthetic.empty())
+    throw std::runtime_error("give exactly one workload: --trace FILE or --synthetic SHAPE");
+  if (!a.trace_path.empty()) {
+    sim::TraceOptions t;
+    t.path = a.trace_path;
+    if (a.per_minute || a.format == "per-minute") {
+      t.format = sim::TraceOptions::Format::kPerMinute;
+    } else if (a.format == "csv") {
+      t.format = sim::TraceOptions::Format::kCsv;
+    } else if (a.format == "jsonl") {
+      t.format = sim::TraceOptions::Format::kJsonl;
+    } else if (a.format != "auto") {
+      throw std::runtime_error("--format: expected auto, csv, jsonl or per-minute, got \"" + a.format + "\"");
+    }
+    t.time_col = a.time_col;
+    if (a.time_unit == "datetime") t.time_unit = sim::TimeUnit::kDatetime;
+    else if (a.time_unit == "s") t.time_unit = sim::TimeUnit::kSeconds;
+    else if (a.time_unit == "ms") t.time_unit = sim::TimeUnit::kMillis;
+    else if (a.time_unit == "us") t.time_unit = sim::TimeUnit::kMicros;
+    else throw std::runtime_error("--time-unit: expected datetime, s, ms or us, got \"" + a.time_unit + "\"");
+    t.duration_col = a.duration_col;
+    t.input_tokens_col = a.input_tokens_col;
+    t.output_tokens_col = a.output_tokens_col;
+    t.stream_col = a.stream_col;
+    if (a.rows != "sum" && a.rows != "each")
+      throw std::runtime_error("--rows: expected sum or each, got \"" + a.rows + "\"");
+    t.sum_rows = a.rows == "sum";
+    t.durations_path = a.durations_path;
+    t.seed = a.seed;
+    if (!a.limit.empty()) t.limit = parse_duration_flag("--limit", a.limit);
+    trace = sim::load_trace(t);
+    source = std::make_unique<sim::TraceSource>(trace);
+  } else {
+    auto shape = sim::SyntheticSource::parse_shape(a.synthetic);
+    if (!shape) throw std::runtime_error("--synthetic: expected poisson, bursts or diurnal, got \"" + a.synthetic + "\"");
+    if (!(a.rate > 0)) throw std::runtime_error("--rate: must be > 0 for a synthetic workload");
+    if (a.duration.empty()) throw std::runtime_error("--duration: required for a synthetic workload (e.g. 1h)");
+    source = std::make_unique<sim::SyntheticSource>(
+        *shape, a.rate, parse_duration_flag("--duration", a.duration),
+        parse_duration_flag("--period", a.period), a.seed);
+  }
+
+  std::vector<std::pair<std::string, config::Config>> configs;
+  if (!a.compare.empty()) {
+    std::vector<std::string> names = a.compare == "all" ? config::preset_names() : split_list(a.compare);
+    for (const auto& n : names) configs.emplace_back(n, with_preset(base, n));
+  } else if (!a.preset.empty()) {
+    configs.emplace_back(a.preset, with_preset(base, a.preset));
+  } else {
+    configs.emplace_back(label_of(base), base);
+  }
+
+  const bool tty = isatty(STDERR_FILENO) != 0 && !a.no_progress;
+  std::vector<sim::SimResult> results(configs.size());
+  if (configs.size() == 1) {
+    sim::SimOptions o;
+    o.seed = a.seed;
+    if (tty) {
+      o.progress = [](double f) {
+        const int width = 40;
+        const int filled = static_cast<int>(f * width);
+        std::fprintf(stderr, "\r[%s%s] %3.0f%%", std::string(static_cast<size_t>(filled), '#').c_str(),
+                     std::string(static_cast<size_t>(width - filled), ' ').c_str(), f * 100);
+        if (f >= 1.0) std::fprintf(stderr, "\r%*s\r", width + 8, "");
+      };
+    }
+    results[0] = sim::simulate(configs[0].second, *source, o);
+    results[0].policy = configs[0].first;
+  } else {
+    // Each run gets its own copy of the workload source, so runs can go in parallel.
+    std::vector<std::unique_ptr<sim::RequestSource>> sources;
+    for (size_t i = 0; i < configs.size(); ++i) {
+      if (!a.trace_path.empty()) {
+        sources.push_back(std::make_unique<sim::TraceSource>(trace));
+      } else {
+        sources.push_back(std::make_unique<sim::SyntheticSource>(
+            *sim::SyntheticSource::parse_shape(a.synthetic), a.rate,
+            parse_duration_flag("--duration", a.duration), parse_duration_flag("--period", a.period),
+            a.seed));
+      }
+    }
+    const size_t workers = std::max(1u, std::thread::hardware_concurrency());
+    size_t done = 0;
+    for (size_t start = 0; start < configs.size(); start += workers) {
+      std::vector<std::future<sim::SimResult>> batch;
+      for (size_t i = start; i < std::min(configs.size(), start + workers); ++i) {
+        batch.push_back(std::async(std::launch::async, [&, i] {
+          sim::SimOptions o;
+          o.seed = a.seed;
+          o.record_timeline = !a.out_dir.empty();
+          return sim::simulate(configs[i].second, *sources[i], o);
+        }));
+      }
+      for (size_t k = 0; k < batch.size(); ++k) {
+        results[start + k] = batch[k].get();
+        results[start + k].policy = configs[start + k].first;
+        if (tty) std::fprintf(stderr, "\rsimulated %zu/%zu policies", ++done, configs.size());
+      }
+    }
+    if (tty) std::fprintf(stderr, "\r%40s\r", "");
+  }
+
+  if (a.json) {
+    std::cout << (results.size() == 1 ? sim::summary_json(results[0]) : sim::summary_json(results))
+              << "\n";
+  } else {
+    std::cout << sim::format_table(results);
+  }
+  if (!a.out_dir.empty()) {
+    std::filesystem::create_directories(a.out_dir);
+    std::ofstream(a.out_dir + "/summary.json")
+        << (results.size() == 1 ? sim::summary_json(results[0]) : sim::summary_json(results)) << "\n";
+    for (size_t i = 0; i < results.size(); ++i) {
+      const std::string dir = results.size() == 1 ? a.out_dir : a.out_dir + "/" + results[i].policy;
+      sim::write_csvs(dir, results[i], configs[i].second);
+    }
+    const std::string what = a.trace_path.empty()
+                                 ? fmt::format("synthetic {} at {}/s for {}", a.synthetic, a.rate, a.duration)
+                                 : std::filesystem::path(a.trace_path).filename().string();
+    sim::write_report_html(a.out_dir, results, base, "tide sim: " + what);
+    if (!a.json) std::cout << "report: " << a.out_dir << "/report.html\n";
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"tide: autoscaler and request gateway for GPU model-serving endpoints"};
+  app.require_subcommand(1);
+  app.footer("Run `tide <command> --help` for the flags of a command.");
+  SimArgs sim_args;
+  add_sim_command(app, sim_args);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  try {
+    if (app.got_subcommand("sim")) return run_sim(sim_args);
+  } catch (const config::ConfigError& e) {
+    std::cerr << "tide: invalid configuration:\n";
+    for (const auto& p : e.problems()) std::cerr << "  " << p << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "tide: " << e.what() << "\n";
+    return 2;
+  }
+  return 0;
+}

@@ -46,6 +46,7 @@ struct Observation {
 
   double mean_service_s = 0;    // running mean of completed service times (0: none yet)
   Duration cold_start{0};       // expected launch-to-ready time of a replica
+  Duration max_wait{0};         // the endpoint's SLO: longest acceptable wait before service
   std::optional<Time> last_activity;  // last arrival or completion for this group, if any
 
   // For each ready replica with nothing in service: since when it has been idle. Sorted oldest

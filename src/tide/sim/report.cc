@@ -1,1 +1,326 @@
-// placeholder
+#include "tide/sim/report.h"
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fmt/format.h>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+namespace tide::sim {
+namespace {
+
+using nlohmann::ordered_json;
+
+std::string pct(double x) { return fmt::format("{:.2f}%", 100.0 * x); }
+
+std::string seconds(double s) {
+  if (s < 1) return fmt::format("{:.0f}ms", s * 1000);
+  if (s < 100) return fmt::format("{:.2f}s", s);
+  return fmt::format("{:.0f}s", s);
+}
+
+void add_outcomes(ordered_json& j, const Outcomes& o, double max_wait_s) {
+  j["requests"] = {{"total", o.total}, {"ok", o.ok}, {"rejected", o.rejected},
+                   {"timed_out", o.timed_out}};
+  j["latency_s"] = {{"wait_p50", o.wait_s.quantile(0.5)},
+                    {"wait_p99", o.wait_s.quantile(0.99)},
+                    {"wait_max", o.wait_s.max()},
+                    {"e2e_p50", o.e2e_s.quantile(0.5)},
+                    {"e2e_p99", o.e2e_s.quantile(0.99)}};
+  j["slo"] = {{"max_wait_s", max_wait_s},
+              {"attainment", o.total == 0 ? 1.0
+                                          : static_cast<double>(o.slo_met) /
+                                                static_cast<double>(o.total)}};
+}
+
+ordered_json run_json(const SimResult& r) {
+  ordered_json j;
+  j["policy"] = r.policy;
+  add_outcomes(j, r.outcomes, r.max_wait_s);
+  j["replica_seconds"] = r.replica_seconds;
+  j["zero_wait_replica_seconds"] = r.zero_wait_replica_seconds;
+  j["work_bound_replica_seconds"] = r.work_bound_replica_seconds;
+  if (r.priced) j["cost"] = r.cost;
+  j["launches"] = r.launches;
+  j["peak_replicas"] = r.peak_replicas;
+  j["scale_reversals"] = r.scale_reversals;
+  j["span_s"] = r.span_s;
+  ordered_json groups = ordered_json::array();
+  for (const GroupResult& g : r.groups) {
+    ordered_json gj;
+    gj["endpoint"] = g.endpoint;
+    gj["group"] = g.group;
+    add_outcomes(gj, g.outcomes, r.max_wait_s);
+    gj["replica_seconds"] = g.replica_seconds;
+    gj["zero_wait_replica_seconds"] = g.zero_wait_replica_seconds;
+    gj["work_bound_replica_seconds"] = g.work_bound_replica_seconds;
+    if (g.priced) gj["cost"] = g.cost;
+    gj["launches"] = g.launches;
+    gj["peak_replicas"] = g.peak_replicas;
+    gj["scale_reversals"] = g.scale_reversals;
+    gj["cold_start_mean_s"] = g.cold_start_mean_s;
+    groups.push_back(std::move(gj));
+  }
+  j["groups"] = std::move(groups);
+  j["sim"] = {{"wall_s", r.wall_s}, {"requests_per_s", r.requests_per_s}};
+  return j;
+}
+
+std::string csv_escape(const std::string& s) {
+  if (s.find_first_of(",\"\n") == std::string::npos) return s;
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"') out += '"';
+    out += c;
+  }
+  return out + "\"";
+}
+
+std::string html_escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '&': out += "&amp;"; break;
+      case '"': out += "&quot;"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
+struct Series {
+  std::string name;
+  std::string color;
+  std::vector<std::pair<double, double>> points;
+  bool step = false;
+};
+
+// A line chart as inline SVG. Points are reduced to at most ~width buckets (max per bucket) so
+// a day at one-second ticks stays small.
+std::string svg_chart(const std::string& title, const std::string& unit,
+                      std::vector<Series> series, double t_end) {
+  const double w = 900, h = 200, left = 50, right = 10, top = 24, bottom = 24;
+  double ymax = 0;
+  for (Series& s : series) {
+    if (s.points.size() > 1200) {
+      const double bucket = t_end / 1200.0;
+      std::vector<std::pair<double, double>> reduced;
+      for (const auto& [t, v] : s.points) {
+        const double b = std::floor(t / bucket) * bucket;
+        if (!reduced.empty() && reduced.back().first == b) {
+          reduced.back().second = std::max(reduced.back().second, v);
+        } else {
+          reduced.emplace_back(b, v);
+        }
+      }
+      s.points = std::move(reduced);
+    }
+    for (const auto& p : s.points) ymax = std::max(ymax, p.second);
+  }
+  if (ymax <= 0) ymax = 1;
+  ymax *= 1.08;
+  auto x = [&](double t) { return left + (w - left - right) * (t_end > 0 ? t / t_end : 0); };
+  auto y = [&](double v) { return top + (h - top - bottom) * (1 - v / ymax); };
+  std::string svg = fmt::format(
+      "<svg viewBox=\"0 0 {} {}\" class=\"chart\"><text x=\"{}\" y=\"15\" class=\"title\">{}</text>",
+      w, h, left, html_escape(title));
+  for (int i = 0; i <= 4; ++i) {
+    const double v = ymax / 1.08 * i / 4;
+    svg += fmt::format(
+        "<line x1=\"{}\" x2=\"{}\" y1=\"{:.1f}\" y2=\"{:.1f}\" class=\"grid\"/>"
+        "<text x=\"{}\" y=\"{:.1f}\" class=\"axis\" text-anchor=\"end\">{:.3g}{}</text>",
+        left, w - right, y(v), y(v), left - 4, y(v) + 4, v, unit);
+  }
+  for (int i = 0; i <= 6; ++i) {
+    const double t = t_end * i / 6;
+    svg += fmt::format("<text x=\"{:.1f}\" y=\"{}\" class=\"axis\" text-anchor=\"middle\">{}</text>",
+                       x(t), h - 6, format_duration(from_seconds(std::round(t))));
+  }
+  double legend_x = w - right - 10;
+  for (auto it = series.rbegin(); it != series.rend(); ++it) {
+    const Series& s = *it;
+    std::string d;
+    double prev_v = 0;
+    bool first = true;
+    for (const auto& [t, v] : s.points) {
+      if (first) {
+        d += fmt::format("M{:.1f},{:.1f}", x(t), y(v));
+        first = false;
+      } else if (s.step) {
+        d += fmt::format("L{:.1f},{:.1f}L{:.1f},{:.1f}", x(t), y(prev_v), x(t), y(v));
+      } else {
+        d += fmt::format("L{:.1f},{:.1f}", x(t), y(v));
+      }
+      prev_v = v;
+    }
+    svg += fmt::format("<path d=\"{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"1.4\"/>", d,
+                       s.color);
+    legend_x -= 8.0 * static_cast<double>(s.name.size()) + 24;
+    svg += fmt::format(
+        "<rect x=\"{:.0f}\" y=\"6\" width=\"10\" height=\"10\" fill=\"{}\"/><text x=\"{:.0f}\" "
+        "y=\"15\" class=\"legend\">{}</text>",
+        legend_x, s.color, legend_x + 14, html_escape(s.name));
+  }
+  return svg + "</svg>";
+}
+
+}  // namespace
+
+std::string format_table(const std::vector<SimResult>& runs) {
+  const std::vector<std::string> header = {"policy",   "requests", "ok",       "rejected",
+                                           "timed out", "wait p50", "wait p99", "e2e p99",
+                                           "SLO met",  "replica-h", "cost",     "launches",
+                                           "peak",     "reversals"};
+  std::vector<std::vector<std::string>> rows;
+  for (const SimResult& r : runs) {
+    const Outcomes& o = r.outcomes;
+    rows.push_back({r.policy, fmt::format("{}", o.total), fmt::format("{}", o.ok),
+                    fmt::format("{}", o.rejected), fmt::format("{}", o.timed_out),
+                    seconds(o.wait_s.quantile(0.5)), seconds(o.wait_s.quantile(0.99)),
+                    seconds(o.e2e_s.quantile(0.99)), pct(r.attainment()),
+                    fmt::format("{:.2f}", r.replica_seconds / 3600.0),
+                    r.priced ? fmt::format("${:.2f}", r.cost) : "-",
+                    fmt::format("{}", r.launches), fmt::format("{}", r.peak_replicas),
+                    fmt::format("{}", r.scale_reversals)});
+  }
+  std::vector<size_t> width(header.size());
+  for (size_t c = 0; c < header.size(); ++c) {
+    width[c] = header[c].size();
+    for (const auto& row : rows) width[c] = std::max(width[c], row[c].size());
+  }
+  std::string out;
+  auto line = [&](const std::vector<std::string>& cells) {
+    for (size_t c = 0; c < cells.size(); ++c) {
+      out += c == 0 ? fmt::format("{:<{}}", cells[c], width[c])
+                    : fmt::format("  {:>{}}", cells[c], width[c]);
+    }
+    out += '\n';
+  };
+  line(header);
+  size_t total = 0;
+  for (size_t c = 0; c < width.size(); ++c) total += width[c] + (c == 0 ? 0 : 2);
+  out += std::string(total, '-') + '\n';
+  for (const auto& row : rows) line(row);
+  if (!runs.empty()) {
+    const SimResult& r = runs.front();
+    out += fmt::format(
+        "SLO: wait <= {}. Lower bounds on replica-hours: {:.2f} if every request started on "
+        "arrival with instant scaling, {:.2f} of pure work.\n",
+        seconds(r.max_wait_s), r.zero_wait_replica_seconds / 3600.0,
+        r.work_bound_replica_seconds / 3600.0);
+  }
+  return out;
+}
+
+std::string summary_json(const SimResult& run) { return run_json(run).dump(2); }
+
+std::string summary_json(const std::vector<SimResult>& runs) {
+  ordered_json a = ordered_json::array();
+  for (const SimResult& r : runs) a.push_back(run_json(r));
+  return a.dump(2);
+}
+
+void write_csvs(const std::string& dir, const SimResult& run, const config::Config& config) {
+  std::filesystem::create_directories(dir);
+  {
+    std::ofstream f(dir + "/timeline.csv");
+    f << "time_s,endpoint,group,desired,starting,ready,draining,queued,in_service,gpu_util,"
+         "wait_mean_s,wait_max_s\n";
+    for (const TimelineRow& t : run.timeline) {
+      const auto& ep = config.endpoints[t.endpoint];
+      f << fmt::format("{:.3f},{},{},{},{},{},{},{},{},{:.4f},{:.4f},{:.4f}\n", t.t_s, ep.name,
+                       ep.groups[t.group].name, t.desired, t.starting, t.ready, t.draining,
+                       t.queued, t.in_service, t.gpu_util, t.wait_mean_s, t.wait_max_s);
+    }
+  }
+  std::ofstream f(dir + "/decisions.csv");
+  f << "time_s,endpoint,group,from,to,reason\n";
+  for (const control::DecisionRecord& d : run.decisions) {
+    f << fmt::format("{:.3f},{},{},{},{},{}\n", to_seconds(d.time), d.endpoint, d.group, d.from,
+                     d.to, csv_escape(d.reason));
+  }
+}
+
+void write_report_html(const std::string& dir, const std::vector<SimResult>& runs,
+                       const config::Config& config, const std::string& title) {
+  std::filesystem::create_directories(dir);
+  std::string html = fmt::format(R"(<!doctype html><html><head><meta charset="utf-8">
+<title>{0}</title><style>
+body{{font:14px system-ui,sans-serif;margin:24px;color:#222;max-width:960px}}
+table{{border-collapse:collapse;font-variant-numeric:tabular-nums}}
+td,th{{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right}}
+td:first-child,th:first-child{{text-align:left}}
+.chart{{width:100%;height:auto;margin:6px 0}} .grid{{stroke:#eee}}
+.axis{{font-size:10px;fill:#666}} .title{{font-size:12px;font-weight:600}}
+.legend{{font-size:11px}} pre{{white-space:pre-wrap;font-size:12px}}
+</style></head><body><h1>{0}</h1>
+)",
+                                 html_escape(title));
+  html += "<h2>Comparison</h2><table><tr><th>policy</th><th>ok</th><th>rejected</th><th>timed "
+          "out</th><th>wait p50</th><th>wait p99</th><th>e2e p99</th><th>SLO met</th><th>"
+          "replica-hours</th><th>cost</th><th>launches</th><th>peak</th><th>reversals</th></tr>";
+  for (const SimResult& r : runs) {
+    const Outcomes& o = r.outcomes;
+    html += fmt::format(
+        "<tr><td><a href=\"#{0}\">{0}</a></td><td>{1}</td><td>{2}</td><td>{3}</td><td>{4}</td>"
+        "<td>{5}</td><td>{6}</td><td>{7}</td><td>{8:.2f}</td><td>{9}</td><td>{10}</td><td>{11}"
+        "</td><td>{12}</td></tr>",
+        html_escape(r.policy), o.ok, o.rejected, o.timed_out, seconds(o.wait_s.quantile(0.5)),
+        seconds(o.wait_s.quantile(0.99)), seconds(o.e2e_s.quantile(0.99)), pct(r.attainment()),
+        r.replica_seconds / 3600.0, r.priced ? fmt::format("${:.2f}", r.cost) : "-", r.launches,
+        r.peak_replicas, r.scale_reversals);
+  }
+  html += "</table>";
+  if (!runs.empty()) {
+    html += fmt::format(
+        "<p>SLO: wait &le; {}. Replica-hours if every request started on arrival with instant "
+        "scaling: {:.2f}; of pure work: {:.2f}.</p>",
+        seconds(runs.front().max_wait_s), runs.front().zero_wait_replica_seconds / 3600.0,
+        runs.front().work_bound_replica_seconds / 3600.0);
+  }
+  for (const SimResult& r : runs) {
+    html += fmt::format("<h2 id=\"{0}\">{0}</h2>", html_escape(r.policy));
+    for (size_t e = 0; e < config.endpoints.size(); ++e) {
+      for (size_t g = 0; g < config.endpoints[e].groups.size(); ++g) {
+        Series desired{"desired", "#999", {}, true}, ready{"ready", "#1f77b4", {}, true},
+            starting{"starting", "#ff7f0e", {}, true}, queued{"queued", "#d62728", {}},
+            in_service{"in service", "#2ca02c", {}}, wait_max{"max wait", "#d62728", {}},
+            wait_mean{"mean wait", "#1f77b4", {}}, util{"gpu util (nvidia-smi)", "#9467bd", {}};
+        for (const TimelineRow& t : r.timeline) {
+          if (t.endpoint != e || t.group != g) continue;
+          desired.points.emplace_back(t.t_s, t.desired);
+          ready.points.emplace_back(t.t_s, t.ready);
+          starting.points.emplace_back(t.t_s, t.starting);
+          queued.points.emplace_back(t.t_s, t.queued);
+          in_service.points.emplace_back(t.t_s, t.in_service);
+          wait_max.points.emplace_back(t.t_s, t.wait_max_s);
+          wait_mean.points.emplace_back(t.t_s, t.wait_mean_s);
+          util.points.emplace_back(t.t_s, t.gpu_util);
+        }
+        const std::string label = config.endpoints[e].name + "/" + config.endpoints[e].groups[g].name;
+        html += svg_chart(label + ": replicas", "", {desired, ready, starting}, r.span_s);
+        html += svg_chart(label + ": requests", "", {queued, in_service}, r.span_s);
+        html += svg_chart(label + ": waiting time of requests started", "s", {wait_max, wait_mean},
+                          r.span_s);
+        html += svg_chart(label + ": GPU utilization as nvidia-smi reads it", "", {util}, r.span_s);
+      }
+    }
+    size_t shown = 0;
+    std::string decisions;
+    for (const control::DecisionRecord& d : r.decisions) {
+      if (++shown > 200) break;
+      decisions += fmt::format("{:>9.1f}s {}/{} {} -> {}: {}\n", to_seconds(d.time), d.endpoint,
+                               d.group, d.from, d.to, d.reason);
+    }
+    html += fmt::format(
+        "<details><summary>decisions ({} in all, first 200)</summary><pre>{}</pre></details>",
+        r.decisions.size(), html_escape(decisions));
+  }
+  html += "</body></html>\n";
+  std::ofstream(dir + "/report.html") << html;
+}
+
+}  // namespace tide::sim

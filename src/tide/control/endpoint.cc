@@ -1,0 +1,314 @@
+#include "tide/control/endpoint.h"
+
+#include <algorithm>
+#include <cassert>
+#include <fmt/format.h>
+
+namespace tide::control {
+
+std::string_view state_name(ReplicaState s) {
+  switch (s) {
+    case ReplicaState::kRequested:
+      return "requested";
+    case ReplicaState::kStarting:
+      return "starting";
+    case ReplicaState::kReady:
+      return "ready";
+    case ReplicaState::kDraining:
+      return "draining";
+    case ReplicaState::kStopped:
+      return "stopped";
+    case ReplicaState::kFailed:
+      return "failed";
+  }
+  return "unknown";
+}
+
+Endpoint::Endpoint(const config::EndpointSpec& spec, Provisioner& provisioner,
+                   RequestSink& requests, DecisionSink* decisions, Time now)
+    : spec_(spec),
+      provisioner_(provisioner),
+      requests_(requests),
+      decisions_(decisions),
+      dispatcher_({.max_queue = spec.queue.max_length, .queue_timeout = spec.queue.timeout},
+                  *this) {
+  groups_.resize(spec_.groups.size());
+  for (size_t i = 0; i < spec_.groups.size(); ++i) {
+    const config::GroupSpec& g = spec_.groups[i];
+    groups_[i].spec = &g;
+    groups_[i].decider = policy::make_decider(g);
+    dispatcher_.add_group(g.concurrency, g.scaling.admission.hold, now);
+  }
+}
+
+Endpoint::~Endpoint() = default;
+
+Replica* Endpoint::find(uint64_t id) {
+  auto it = replicas_.find(id);
+  return it == replicas_.end() ? nullptr : &it->second;
+}
+
+const Replica* Endpoint::replica_at(dispatch::ReplicaSlot slot) const {
+  if (slot >= slot_owner_.size()) return nullptr;
+  auto it = replicas_.find(slot_owner_[slot]);
+  return it == replicas_.end() ? nullptr : &it->second;
+}
+
+std::vector<const Replica*> Endpoint::replicas(int group) const {
+  std::vector<const Replica*> out;
+  for (uint64_t id : groups_[group].live) out.push_back(&replicas_.at(id));
+  return out;
+}
+
+policy::Observation Endpoint::observe(int group, Time now) {
+  Group& g = groups_[group];
+  const config::GroupSpec& spec = *g.spec;
+  const dispatch::GroupLoad load = dispatcher_.take_interval(group, now);
+  policy::Observation o;
+  o.now = now;
+  o.interval = load.interval;
+  o.concurrency = spec.concurrency;
+  o.min_replicas = spec.min_replicas;
+  o.max_replicas = spec.max_replicas;
+  o.max_wait = spec_.slo.max_wait;
+  g.idle_buffer.clear();
+  for (uint64_t id : g.live) {
+    const Replica& r = replicas_.at(id);
+    switch (r.state) {
+      case ReplicaState::kRequested:
+      case ReplicaState::kStarting:
+        ++o.starting;
+        break;
+      case ReplicaState::kReady:
+        ++o.ready;
+        if (auto idle = dispatcher_.idle_since(r.slot)) g.idle_buffer.push_back(*idle);
+        break;
+      default:
+        break;
+    }
+  }
+  std::sort(g.idle_buffer.begin(), g.idle_buffer.end());
+  o.idle_since = g.idle_buffer;
+  o.current = o.ready + o.starting;
+  o.queued = load.queued;
+  o.in_flight = load.in_flight;
+  o.avg_in_flight = load.avg_in_flight;
+  o.avg_queued = load.avg_queued;
+  o.avg_ready = load.avg_ready;
+  o.avg_busy_replicas = load.avg_busy_replicas;
+  o.peak_demand = load.peak_demand;
+  o.arrivals = load.arrivals;
+  o.completions = load.completions;
+  o.mean_service_s = load.mean_service_s;
+  o.last_activity = load.last_activity;
+  if (!g.cold_starts.empty()) {
+    // Recent cold starts say more than the configured guess.
+    const size_t n = std::min<size_t>(g.cold_starts.size(), 20);
+    double sum = 0;
+    for (size_t i = g.cold_starts.size() - n; i < g.cold_starts.size(); ++i) sum += g.cold_starts[i];
+    o.cold_start = from_seconds(sum / static_cast<double>(n));
+  } else {
+    o.cold_start = spec.cold_start.mean();
+  }
+  return o;
+}
+
+const policy::Observation& Endpoint::tick(int group, Time now) {
+  dispatcher_.expire(now);
+  Group& g = groups_[group];
+  g.last_observation = observe(group, now);
+  const policy::Observation& o = g.last_observation;
+  policy::Decision d = g.decider->decide(o);
+  const int from = g.decided ? g.desired : o.current;
+  const int to = d.desired;
+  g.desired = to;
+  g.decided = true;
+  g.last_reason = d.reason;
+  if (to != from && decisions_ != nullptr) {
+    decisions_->record({.time = now,
+                        .endpoint = spec_.name,
+                        .group = g.spec->name,
+                        .from = from,
+                        .to = to,
+                        .reason = std::move(d.reason),
+                        .queued = o.queued,
+                        .in_flight = o.in_flight,
+                        .ready = o.ready,
+                        .starting = o.starting,
+                        .utilization = o.utilization()});
+  }
+  reconcile(group, now);
+  return g.last_observation;
+}
+
+void Endpoint::launch(int group, Time now) {
+  Group& g = groups_[group];
+  const uint64_t id = next_id_++;
+  Replica r;
+  r.id = id;
+  r.name = fmt::format("{}/{}/{}", spec_.name, g.spec->name, id);
+  r.group = group;
+  r.state = ReplicaState::kRequested;
+  r.requested_at = now;
+  auto [it, inserted] = replicas_.emplace(id, std::move(r));
+  assert(inserted);
+  g.live.push_back(id);
+  ++g.launches;
+  provisioner_.launch(it->second, *g.spec, *this);
+}
+
+void Endpoint::reconcile(int group, Time now) {
+  Group& g = groups_[group];
+  int active = 0;
+  for (uint64_t id : g.live) active += replicas_.at(id).active() ? 1 : 0;
+
+  if (g.desired > active) {
+    // Take back draining replicas first: they are warm and already paid for.
+    for (uint64_t id : g.live) {
+      if (active >= g.desired) break;
+      Replica& r = replicas_.at(id);
+      if (r.state != ReplicaState::kDraining) continue;
+      r.state = ReplicaState::kReady;
+      dispatcher_.undrain(r.slot, now);
+      ++active;
+    }
+    while (active < g.desired) {
+      launch(group, now);
+      ++active;
+    }
+    return;
+  }
+  if (g.desired >= active) return;
+
+  int excess = active - g.desired;
+  // Replicas not yet serving go first, newest first: they cost money and serve nobody.
+  std::vector<uint64_t> cold;
+  for (auto it = g.live.rbegin(); it != g.live.rend() && excess > 0; ++it) {
+    const Replica& r = replicas_.at(*it);
+    if (r.state == ReplicaState::kRequested || r.state == ReplicaState::kStarting) {
+      cold.push_back(*it);
+      --excess;
+    }
+  }
+  for (uint64_t id : cold) retire(replicas_.at(id), now, ReplicaState::kStopped);
+  if (excess == 0) return;
+  // Then ready replicas: idle ones (longest idle first), then the least loaded. Draining never
+  // cuts a request short: the replica stops when its last request is done.
+  std::vector<Replica*> ready;
+  for (uint64_t id : g.live) {
+    Replica& r = replicas_.at(id);
+    if (r.state == ReplicaState::kReady) ready.push_back(&r);
+  }
+  std::stable_sort(ready.begin(), ready.end(), [this](const Replica* a, const Replica* b) {
+    const auto ia = dispatcher_.idle_since(a->slot);
+    const auto ib = dispatcher_.idle_since(b->slot);
+    if (ia.has_value() != ib.has_value()) return ia.has_value();
+    if (ia && ib) return *ia < *ib;
+    return dispatcher_.outstanding(a->slot) < dispatcher_.outstanding(b->slot);
+  });
+  for (Replica* r : ready) {
+    if (excess == 0) break;
+    --excess;
+    r->state = ReplicaState::kDraining;
+    r->drain_at = now;
+    dispatcher_.drain(r->slot, now);  // may call on_drained (and retire) right away
+  }
+}
+
+void Endpoint::retire(Replica& replica, Time now, ReplicaState final_state) {
+  Group& g = groups_[replica.group];
+  replica.state = final_state;
+  replica.stopped_at = now;
+  g.closed_replica_seconds += to_seconds(now - replica.requested_at);
+  if (final_state == ReplicaState::kFailed) {
+    ++g.failures;
+  } else {
+    provisioner_.stop(replica);
+  }
+  const uint64_t id = replica.id;
+  std::erase(g.live, id);
+  replicas_.erase(id);
+}
+
+void Endpoint::on_replica_starting(uint64_t replica_id, Time) {
+  Replica* r = find(replica_id);
+  if (r != nullptr && r->state == ReplicaState::kRequested) r->state = ReplicaState::kStarting;
+}
+
+void Endpoint::on_replica_ready(uint64_t replica_id, Time now, std::string address) {
+  Replica* r = find(replica_id);
+  if (r == nullptr || (r->state != ReplicaState::kRequested && r->state != ReplicaState::kStarting))
+    return;  // stopped meanwhile: the provisioner was already told
+  Group& g = groups_[r->group];
+  r->state = ReplicaState::kReady;
+  r->ready_at = now;
+  r->address = std::move(address);
+  g.cold_starts.push_back(to_seconds(now - r->requested_at));
+  r->slot = dispatcher_.add_replica(r->group, now);  // held requests start here at once
+  if (r->slot >= slot_owner_.size()) slot_owner_.resize(r->slot + 1, 0);
+  slot_owner_[r->slot] = r->id;
+}
+
+void Endpoint::on_replica_failed(uint64_t replica_id, Time now, std::string error) {
+  Replica* r = find(replica_id);
+  if (r == nullptr) return;
+  r->error = std::move(error);
+  if (r->slot != dispatch::kNoSlot) {
+    const dispatch::ReplicaSlot slot = r->slot;
+    const std::vector<dispatch::RequestId> waiting = dispatcher_.remove(slot, now);
+    requests_.on_replica_lost(slot, waiting, now);
+  }
+  retire(*r, now, ReplicaState::kFailed);
+}
+
+void Endpoint::on_start(dispatch::RequestId request, dispatch::ReplicaSlot slot, Time now) {
+  requests_.on_start(request, slot, now);
+}
+
+void Endpoint::on_timeout(dispatch::RequestId request, Time deadline) {
+  requests_.on_timeout(request, deadline);
+}
+
+void Endpoint::on_drained(dispatch::ReplicaSlot slot, Time now) {
+  Replica* r = find(slot_owner_[slot]);
+  if (r == nullptr) return;
+  r->slot = dispatch::kNoSlot;
+  retire(*r, now, ReplicaState::kStopped);
+}
+
+GroupStatus Endpoint::status(int group) const {
+  const Group& g = groups_[group];
+  GroupStatus s;
+  s.desired = g.desired;
+  for (uint64_t id : g.live) {
+    switch (replicas_.at(id).state) {
+      case ReplicaState::kRequested:
+      case ReplicaState::kStarting:
+        ++s.starting;
+        break;
+      case ReplicaState::kReady:
+        ++s.ready;
+        break;
+      case ReplicaState::kDraining:
+        ++s.draining;
+        break;
+      default:
+        break;
+    }
+  }
+  s.queued = dispatcher_.queued(group);
+  s.in_flight = dispatcher_.in_flight(group);
+  s.launches = g.launches;
+  s.failures = g.failures;
+  s.last_reason = g.last_reason;
+  return s;
+}
+
+double Endpoint::replica_seconds(int group, Time now) const {
+  const Group& g = groups_[group];
+  double total = g.closed_replica_seconds;
+  for (uint64_t id : g.live) total += to_seconds(now - replicas_.at(id).requested_at);
+  return total;
+}
+
+}  // namespace tide::control

@@ -1,0 +1,146 @@
+// The control plane of one endpoint: its dispatcher, and for each worker group the loop
+// observe -> decide -> reconcile that keeps the group at the size its policy asks for.
+//
+// Written once for both worlds: the simulator drives it from a virtual clock, `tide serve` from
+// the real one. Not thread-safe: call everything from one thread (production: one strand).
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "tide/config/config.h"
+#include "tide/control/provisioner.h"
+#include "tide/control/replica.h"
+#include "tide/dispatch/dispatcher.h"
+#include "tide/policy/decider.h"
+
+namespace tide::control {
+
+// One scaling decision (only changes of the desired count are decisions).
+struct DecisionRecord {
+  Time time;
+  std::string endpoint;
+  std::string group;
+  int from = 0;
+  int to = 0;
+  std::string reason;
+  // The inputs it saw.
+  int queued = 0;
+  int in_flight = 0;
+  int ready = 0;
+  int starting = 0;
+  double utilization = 0;
+};
+
+class DecisionSink {
+ public:
+  virtual ~DecisionSink() = default;
+  virtual void record(const DecisionRecord& decision) = 0;
+};
+
+// Where request outcomes go: the simulator's event loop, or the gateway's waiting coroutines.
+class RequestSink {
+ public:
+  virtual ~RequestSink() = default;
+  virtual void on_start(dispatch::RequestId request, dispatch::ReplicaSlot slot, Time now) = 0;
+  virtual void on_timeout(dispatch::RequestId request, Time deadline) = 0;
+  // A replica failed. `waiting` were queued at it and never started; requests it had in service
+  // are known to the sink from on_start.
+  virtual void on_replica_lost(dispatch::ReplicaSlot slot,
+                               const std::vector<dispatch::RequestId>& waiting, Time now) = 0;
+};
+
+// A group's state as the API, the simulator and tests see it.
+struct GroupStatus {
+  int desired = 0;
+  int starting = 0;  // requested or starting
+  int ready = 0;
+  int draining = 0;
+  int queued = 0;
+  int in_flight = 0;
+  uint64_t launches = 0;
+  uint64_t failures = 0;
+  std::string last_reason;
+};
+
+class Endpoint final : public dispatch::DispatchListener, public ReplicaEvents {
+ public:
+  Endpoint(const config::EndpointSpec& spec, Provisioner& provisioner, RequestSink& requests,
+           DecisionSink* decisions, Time now);
+  ~Endpoint() override;
+  Endpoint(const Endpoint&) = delete;
+  Endpoint& operator=(const Endpoint&) = delete;
+
+  const config::EndpointSpec& spec() const { return spec_; }
+  int group_count() const { return static_cast<int>(groups_.size()); }
+
+  // Requests.
+  dispatch::Admit submit(dispatch::RequestId request, int group, Time now) {
+    return dispatcher_.submit(request, group, now);
+  }
+  void complete(dispatch::ReplicaSlot slot, Time now, Duration service) {
+    dispatcher_.complete(slot, now, service);
+  }
+  bool cancel(dispatch::RequestId request, Time now) { return dispatcher_.cancel(request, now); }
+
+  // One control tick of a group: time out overdue held requests, observe, decide, reconcile.
+  // Returns the observation it decided on (for timelines).
+  const policy::Observation& tick(int group, Time now);
+
+  // ReplicaEvents (from the provisioner).
+  void on_replica_starting(uint64_t replica_id, Time now) override;
+  void on_replica_ready(uint64_t replica_id, Time now, std::string address) override;
+  void on_replica_failed(uint64_t replica_id, Time now, std::string error) override;
+
+  GroupStatus status(int group) const;
+  const Replica* replica_at(dispatch::ReplicaSlot slot) const;
+  std::vector<const Replica*> replicas(int group) const;
+  const dispatch::Dispatcher& dispatcher() const { return dispatcher_; }
+  // Replica-seconds billed so far, counting live replicas up to `now`.
+  double replica_seconds(int group, Time now) const;
+  // Cold starts observed (launch to ready), seconds.
+  const std::vector<double>& cold_starts(int group) const { return groups_[group].cold_starts; }
+
+ private:
+  struct Group {
+    const config::GroupSpec* spec = nullptr;
+    std::unique_ptr<policy::Decider> decider;
+    int desired = 0;
+    bool decided = false;
+    uint64_t launches = 0;
+    uint64_t failures = 0;
+    double closed_replica_seconds = 0;
+    std::vector<uint64_t> live;  // ids of replicas not yet stopped, in launch order
+    std::vector<Time> idle_buffer;
+    std::vector<double> cold_starts;
+    policy::Observation last_observation;
+    std::string last_reason;
+  };
+
+  // DispatchListener.
+  void on_start(dispatch::RequestId request, dispatch::ReplicaSlot slot, Time now) override;
+  void on_timeout(dispatch::RequestId request, Time deadline) override;
+  void on_drained(dispatch::ReplicaSlot slot, Time now) override;
+
+  policy::Observation observe(int group, Time now);
+  void reconcile(int group, Time now);
+  void launch(int group, Time now);
+  void retire(Replica& replica, Time now, ReplicaState final_state);
+  Replica* find(uint64_t id);
+
+  config::EndpointSpec spec_;
+  Provisioner& provisioner_;
+  RequestSink& requests_;
+  DecisionSink* decisions_;
+  dispatch::Dispatcher dispatcher_;
+  std::vector<Group> groups_;
+  std::unordered_map<uint64_t, Replica> replicas_;  // live (not stopped/failed) replicas
+  std::vector<uint64_t> slot_owner_;                // slot -> replica id
+  uint64_t next_id_ = 1;
+};
+
+}  // namespace tide::control

@@ -1,0 +1,164 @@
+// The discrete-event simulator: replays a workload against the real control plane
+// (control::Endpoint with its dispatcher and deciders) on a virtual clock.
+//
+// Same seed, same result, bit for bit: all randomness comes from tide::Random streams split by
+// purpose (service times and routing follow arrivals, so every policy compared on one workload
+// sees the very same requests). Single-threaded; one Simulator per run.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tide/common/histogram.h"
+#include "tide/config/config.h"
+#include "tide/control/endpoint.h"
+#include "tide/sim/trace.h"
+
+namespace tide::sim {
+
+// A workload: requests in arrival order.
+class RequestSource {
+ public:
+  virtual ~RequestSource() = default;
+  virtual bool next(TraceRequest& out) = 0;
+  // End of the workload: the simulated window for replica-seconds (at least the last arrival).
+  virtual Duration horizon() const = 0;
+  virtual const std::vector<std::string>& streams() const = 0;
+  virtual bool has_duration() const { return false; }
+  virtual bool has_tokens() const { return false; }
+  // Starts over from the first request (for --compare runs).
+  virtual void rewind() = 0;
+};
+
+// Replays a loaded trace.
+class TraceSource final : public RequestSource {
+ public:
+  explicit TraceSource(const Trace& trace);
+  bool next(TraceRequest& out) override;
+  Duration horizon() const override { return horizon_; }
+  const std::vector<std::string>& streams() const override { return trace_.streams; }
+  bool has_duration() const override { return trace_.has_duration; }
+  bool has_tokens() const override { return trace_.has_tokens; }
+  void rewind() override { pos_ = 0; }
+
+ private:
+  const Trace& trace_;
+  size_t pos_ = 0;
+  Duration horizon_;
+};
+
+// Synthetic arrivals: Poisson with a rate that may vary over time (by thinning).
+//  poisson: constant `rate`;
+//  bursts:  `rate` for the first quarter of every `period`, nothing the rest (scale from zero);
+//  diurnal: a sine between 10% and 100% of `rate` with the given `period`.
+class SyntheticSource final : public RequestSource {
+ public:
+  enum class Shape { kPoisson, kBursts, kDiurnal };
+  SyntheticSource(Shape shape, double rate, Duration duration, Duration period, uint64_t seed);
+  bool next(TraceRequest& out) override;
+  Duration horizon() const override { return duration_; }
+  const std::vector<std::string>& streams() const override { return streams_; }
+  void rewind() override;
+  static std::optional<Shape> parse_shape(std::string_view name);
+
+ private:
+  double rate_at(Time t) const;
+  Shape shape_;
+  double rate_;
+  Duration duration_;
+  Duration period_;
+  uint64_t seed_;
+  PoissonSource poisson_;
+  Random thin_;
+  std::vector<std::string> streams_{"synthetic"};
+};
+
+struct SimOptions {
+  uint64_t seed = 1;
+  bool warm_start = true;      // min_replicas are ready at time 0
+  bool record_timeline = true;
+  // Called now and then with the fraction of the horizon simulated (for a progress bar).
+  std::function<void(double)> progress;
+};
+
+// One control tick of one group, for timeline.csv and the report.
+struct TimelineRow {
+  double t_s;
+  uint16_t endpoint;
+  uint16_t group;
+  int desired;
+  int starting;
+  int ready;
+  int draining;
+  int queued;
+  int in_service;
+  double gpu_util;
+  double wait_mean_s;  // of requests that started since the previous tick
+  double wait_max_s;
+};
+
+struct Outcomes {
+  uint64_t total = 0;
+  uint64_t ok = 0;
+  uint64_t rejected = 0;   // refused at once: queue full (429), or no replica (peers' 502/503)
+  uint64_t timed_out = 0;  // held past queue.timeout (503)
+  uint64_t slo_met = 0;    // answered with wait <= slo.max_wait
+  LogLinearHistogram wait_s;
+  LogLinearHistogram e2e_s;
+  void merge(const Outcomes& o);
+};
+
+struct GroupResult {
+  std::string endpoint;
+  std::string group;
+  Outcomes outcomes;
+  double replica_seconds = 0;
+  double zero_wait_replica_seconds = 0;
+  double work_bound_replica_seconds = 0;
+  double cost = 0;  // replica_seconds x price
+  bool priced = false;
+  uint64_t launches = 0;
+  int peak_replicas = 0;
+  int scale_reversals = 0;
+  double cold_start_mean_s = 0;
+  double service_s = 0;  // total service time
+};
+
+struct SimResult {
+  std::string policy;  // preset / policy label of this run
+  Outcomes outcomes;
+  double max_wait_s = 0;  // SLO of the first endpoint (the common case: one endpoint)
+  double replica_seconds = 0;
+  double zero_wait_replica_seconds = 0;
+  double work_bound_replica_seconds = 0;
+  double cost = 0;
+  bool priced = false;
+  uint64_t launches = 0;
+  int peak_replicas = 0;
+  int scale_reversals = 0;
+  double span_s = 0;  // simulated time
+  double wall_s = 0;
+  double requests_per_s = 0;  // simulated requests per wall second
+  std::vector<GroupResult> groups;
+  std::vector<TimelineRow> timeline;
+  std::vector<control::DecisionRecord> decisions;
+  double attainment() const {
+    return outcomes.total == 0 ? 1.0
+                               : static_cast<double>(outcomes.slo_met) /
+                                     static_cast<double>(outcomes.total);
+  }
+};
+
+class SimError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Runs the workload to its end and every request to its outcome. Throws SimError when the
+// configuration cannot run on this workload (e.g. a service-time model needing columns the trace
+// lacks).
+SimResult simulate(const config::Config& config, RequestSource& source, const SimOptions& options);
+
+}  // namespace tide::sim
