@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs the Debian packages tide builds and tests with (idempotent; quiet when all present).
+set -euo pipefail
+packages=(
+  build-essential cmake ninja-build pkg-config ccache clang-format
+  libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libfmt-dev libzstd-dev zstd
+  libgtest-dev libgmock-dev libbenchmark-dev
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "installing: ${missing[*]}"
+  $sudo apt-get update -q
+  $sudo apt-get -o DPkg::Lock::Timeout=300 install -y --no-install-recommends "${missing[@]}"
+fi
