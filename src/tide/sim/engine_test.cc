@@ -1,1 +1,193 @@
+#include "tide/sim/engine.h"
+
 #include <gtest/gtest.h>
+
+#include "tide/sim/report.h"
+
+namespace tide::sim {
+namespace {
+
+using namespace std::chrono_literals;
+
+config::Config one_group(config::ScalingSpec scaling, int max_replicas, int concurrency,
+                         Duration cold_start, Duration service) {
+  config::Config c;
+  config::EndpointSpec ep;
+  ep.name = "chat";
+  ep.slo.max_wait = 2s;
+  config::GroupSpec g;
+  g.name = "gpu";
+  g.min_replicas = 0;
+  g.max_replicas = max_replicas;
+  g.concurrency = concurrency;
+  g.cold_start.value = cold_start;
+  g.service_time.kind = config::ServiceTimeModel::Kind::kFixed;
+  g.service_time.value = service;
+  g.scaling = std::move(scaling);
+  ep.groups.push_back(g);
+  c.endpoints.push_back(ep);
+  return c;
+}
+
+config::ScalingSpec queue_policy(int queue_size) {
+  config::ScalingSpec s;
+  s.policy = config::PolicyKind::kQueue;
+  s.queue.queue_size = queue_size;
+  s.queue.idle_timeout = 30s;
+  return s;
+}
+
+Trace arrivals(std::initializer_list<double> seconds) {
+  Trace t;
+  t.streams = {"test"};
+  for (double s : seconds) t.requests.push_back({.arrival = time_at_seconds(s)});
+  t.span = t.requests.empty() ? Duration{0} : t.requests.back().arrival.time_since_epoch();
+  return t;
+}
+
+SimResult run(const config::Config& c, const Trace& t, uint64_t seed = 1) {
+  TraceSource source(t);
+  SimOptions o;
+  o.seed = seed;
+  return simulate(c, source, o);
+}
+
+TEST(Simulator, ViewComfyExampleOneStartsFourReplicasAtOnce) {
+  // Seed 004, example 1: queue size 1, max 4, 10 requests at once, from zero.
+  const auto c = one_group(queue_policy(1), 4, 1, 20s, 10s);
+  const Trace t = arrivals({0, 0, 0, 0, 0, 0, 0, 0, 0, 0});
+  const SimResult r = run(c, t);
+  EXPECT_EQ(r.launches, 4u);
+  EXPECT_EQ(r.peak_replicas, 4);
+  EXPECT_EQ(r.outcomes.ok, 10u);
+  ASSERT_FALSE(r.decisions.empty());
+  EXPECT_EQ(r.decisions.front().from, 0);
+  EXPECT_EQ(r.decisions.front().to, 4);
+  // All four come up together; each then works through the queue, then all stop after idling.
+  EXPECT_EQ(r.decisions.back().to, 0);
+}
+
+TEST(Simulator, ViewComfyExampleTwoStartsASecondReplicaOnlyForTheSecondPair) {
+  // Seed 004, example 2: queue size 2. Two requests start one GPU; two more arriving before the
+  // first finishes make the queue 3 and start a second one.
+  const auto c = one_group(queue_policy(2), 4, 1, 10s, 30s);
+  const SimResult r = run(c, arrivals({0, 0, 15, 15}));
+  ASSERT_GE(r.decisions.size(), 2u);
+  EXPECT_EQ(r.decisions[0].from, 0);
+  EXPECT_EQ(r.decisions[0].to, 1);
+  EXPECT_EQ(r.decisions[1].from, 1);
+  EXPECT_EQ(r.decisions[1].to, 2);
+  EXPECT_EQ(r.launches, 2u);
+  EXPECT_EQ(r.outcomes.ok, 4u);
+}
+
+TEST(Simulator, HfPresetFailsRequestsWhileScalingFromZero) {
+  // Seed 001: no queue, 502 while the replica initializes.
+  auto spec = config::preset_spec("hf");
+  ASSERT_TRUE(spec.has_value());
+  const auto c = one_group(*spec, 4, 8, 60s, 1s);
+  const SimResult r = run(c, arrivals({0, 1, 2, 30, 59, 120, 121}));
+  EXPECT_EQ(r.outcomes.rejected, 5u);  // everything before the replica is ready at ~60 s
+  EXPECT_EQ(r.outcomes.ok, 2u);
+  EXPECT_EQ(r.launches, 1u);
+}
+
+TEST(Simulator, TideHoldsRequestsThroughAColdStartInsteadOfFailingThem) {
+  auto spec = config::preset_spec("tide");
+  ASSERT_TRUE(spec.has_value());
+  const auto c = one_group(*spec, 4, 8, 60s, 1s);
+  const SimResult r = run(c, arrivals({0, 1, 2, 30, 59, 120, 121}));
+  EXPECT_EQ(r.outcomes.rejected, 0u);
+  EXPECT_EQ(r.outcomes.timed_out, 0u);
+  EXPECT_EQ(r.outcomes.ok, 7u);
+  EXPECT_NEAR(r.outcomes.wait_s.max(), 60.0, 1.01);  // the first request waited the cold start
+}
+
+TEST(Simulator, QueueFullRejectsAndHeldTooLongTimesOut) {
+  auto c = one_group(queue_policy(1), 1, 1, 100s, 1s);
+  c.endpoints[0].queue.max_length = 2;
+  c.endpoints[0].queue.timeout = 10s;
+  const SimResult r = run(c, arrivals({0, 0, 0, 0, 0}));
+  EXPECT_EQ(r.outcomes.rejected, 3u);
+  EXPECT_EQ(r.outcomes.timed_out, 2u);
+  EXPECT_EQ(r.outcomes.ok, 0u);
+}
+
+TEST(Simulator, OneLongRequestReadsAsFullUtilizationWithSevenFreeSlots) {
+  // Seed 000: a single 8 s request every 10 s pegs nvidia-smi while 7 of 8 slots are idle.
+  config::ScalingSpec s = queue_policy(1);
+  auto c = one_group(s, 4, 8, 0s, 8s);
+  c.endpoints[0].groups[0].min_replicas = 1;
+  std::initializer_list<double> times = {0, 10, 20, 30, 40, 50, 60, 70, 80, 90};
+  const SimResult r = run(c, arrivals(times));
+  double util_sum = 0, in_service_max = 0;
+  int n = 0;
+  for (const TimelineRow& row : r.timeline) {
+    if (row.t_s < 1 || row.t_s > 100) continue;
+    util_sum += row.gpu_util;
+    in_service_max = std::max<double>(in_service_max, row.in_service);
+    ++n;
+  }
+  EXPECT_NEAR(util_sum / n, 0.8, 0.05);
+  EXPECT_EQ(in_service_max, 1);
+}
+
+TEST(Simulator, LowerBoundsOfReplicaSeconds) {
+  const auto c = one_group(queue_policy(1), 4, 1, 0s, 10s);
+  // [0,10) and [5,15) on one slot each: ideal replicas 1, 2, 1 over 5 s pieces.
+  const SimResult r = run(c, arrivals({0, 5}));
+  EXPECT_NEAR(r.zero_wait_replica_seconds, 20.0, 1e-6);
+  EXPECT_NEAR(r.work_bound_replica_seconds, 20.0, 1e-6);
+}
+
+TEST(Simulator, SameSeedSameResultBitForBit) {
+  auto spec = config::preset_spec("tide");
+  ASSERT_TRUE(spec.has_value());
+  config::Config c = one_group(*spec, 8, 4, 30s, 1s);
+  c.endpoints[0].groups[0].service_time.kind = config::ServiceTimeModel::Kind::kLognormal;
+  c.endpoints[0].groups[0].service_time.median = 2s;
+  c.endpoints[0].groups[0].service_time.sigma = 0.7;
+  auto summary = [&](uint64_t seed) {
+    SyntheticSource source(SyntheticSource::Shape::kBursts, 5, 30min, 10min, seed);
+    SimOptions o;
+    o.seed = seed;
+    SimResult r = simulate(c, source, o);
+    r.wall_s = r.requests_per_s = 0;
+    return summary_json(r);
+  };
+  const std::string a = summary(7);
+  EXPECT_EQ(a, summary(7));
+  EXPECT_NE(a, summary(8));
+}
+
+TEST(Simulator, TokensModelWithoutTokenColumnsIsAClearError) {
+  auto c = one_group(queue_policy(1), 1, 1, 0s, 1s);
+  c.endpoints[0].groups[0].service_time.kind = config::ServiceTimeModel::Kind::kTokens;
+  SyntheticSource source(SyntheticSource::Shape::kPoisson, 1, 1min, 0s, 1);
+  try {
+    simulate(c, source, {});
+    FAIL() << "expected SimError";
+  } catch (const SimError& e) {
+    EXPECT_NE(std::string(e.what()).find("endpoint chat group gpu: service_time model tokens"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(Simulator, SyntheticShapesHaveTheirRates) {
+  SyntheticSource poisson(SyntheticSource::Shape::kPoisson, 10, 1h, 0s, 3);
+  SyntheticSource bursts(SyntheticSource::Shape::kBursts, 10, 1h, 20min, 3);
+  TraceRequest r;
+  int n = 0, m = 0, off_period = 0;
+  while (poisson.next(r)) ++n;
+  while (bursts.next(r)) {
+    ++m;
+    if (std::fmod(to_seconds(r.arrival), 1200.0) >= 300.0) ++off_period;
+  }
+  EXPECT_NEAR(n, 36000, 600);
+  EXPECT_NEAR(m, 9000, 300);
+  EXPECT_EQ(off_period, 0);
+}
+
+}  // namespace
+}  // namespace tide::sim
