@@ -1,13 +1,859 @@
-// STUB: replaced by the config parser work.
+// Parsing and validation of tide's YAML configuration.
+//
+// The parser never stops at the first problem: every field is read on its own, a bad value is
+// reported with its path and left at its default, and ConfigError lists everything at the end.
+// The schema lives here; the generic reading of nodes (types, ranges, unknown keys) lives in
+// yaml_reader.h.
 #include "tide/config/config.h"
 
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <sstream>
+#include <utility>
+
+#include "tide/config/yaml_reader.h"
+
 namespace tide::config {
+namespace {
+
+using namespace detail;
+
+// ---- vocabularies ----------------------------------------------------------------------------
+
+constexpr Choice<Metric> kMetrics[] = {{"utilization", Metric::kUtilization},
+                                       {"in_flight", Metric::kInFlight},
+                                       {"queue", Metric::kQueue},
+                                       {"concurrency", Metric::kConcurrency},
+                                       {"rps", Metric::kRps}};
+constexpr Choice<PolicyKind> kPolicies[] = {{"queue", PolicyKind::kQueue},
+                                            {"target", PolicyKind::kTarget},
+                                            {"concurrency", PolicyKind::kConcurrency},
+                                            {"step", PolicyKind::kStep},
+                                            {"tide", PolicyKind::kTide}};
+constexpr Choice<ScalingRules::Select> kSelects[] = {{"max", ScalingRules::Select::kMax},
+                                                     {"min", ScalingRules::Select::kMin},
+                                                     {"disabled", ScalingRules::Select::kDisabled}};
+constexpr Choice<RateLimit::Type> kRateLimitTypes[] = {{"pods", RateLimit::Type::kPods},
+                                                       {"percent", RateLimit::Type::kPercent}};
+constexpr Choice<StepPolicy::Adjustment> kAdjustments[] = {
+    {"change", StepPolicy::Adjustment::kChange},
+    {"percent", StepPolicy::Adjustment::kPercent},
+    {"exact", StepPolicy::Adjustment::kExact}};
+using DistKind = DurationDistribution::Kind;
+constexpr Choice<DistKind> kDists[] = {{"fixed", DistKind::kFixed},
+                                       {"uniform", DistKind::kUniform},
+                                       {"lognormal", DistKind::kLognormal},
+                                       {"empirical", DistKind::kEmpirical}};
+using ModelKind = ServiceTimeModel::Kind;
+constexpr Choice<ModelKind> kModels[] = {{"fixed", ModelKind::kFixed},
+                                         {"lognormal", ModelKind::kLognormal},
+                                         {"tokens", ModelKind::kTokens},
+                                         {"trace", ModelKind::kTrace}};
+enum class ProvisionerKind { kLocal, kStatic, kSimulated };
+constexpr Choice<ProvisionerKind> kProvisionerKinds[] = {
+    {"local", ProvisionerKind::kLocal},
+    {"static", ProvisionerKind::kStatic},
+    {"simulated", ProvisionerKind::kSimulated}};
+
+constexpr std::string_view kTopKeys[] = {"server", "endpoints"};
+constexpr std::string_view kServerKeys[] = {"listen", "api"};
+constexpr std::string_view kEndpointKeys[] = {"name", "slo", "queue", "groups"};
+constexpr std::string_view kSloKeys[] = {"max_wait"};
+constexpr std::string_view kQueueSpecKeys[] = {"max_length", "timeout"};
+constexpr std::string_view kGroupKeys[] = {"name",         "provisioner",  "min_replicas",
+                                           "max_replicas", "concurrency",  "cold_start",
+                                           "price",        "service_time", "scaling"};
+constexpr std::string_view kProvisionerKeys[] = {"kind",  "command", "urls",
+                                                 "ready", "gpus",    "gpus_per_replica"};
+constexpr std::string_view kReadyKeys[] = {"path", "interval", "timeout"};
+
+constexpr std::string_view kCommonKeys[] = {"preset", "policy", "tick", "admission"};
+constexpr std::string_view kAdmissionKeys[] = {"hold", "reject_status"};
+constexpr std::string_view kModifierKeys[] = {"idle_timeout",  "hysteresis", "up_interval",
+                                              "down_interval", "up_delay",   "down_delay"};
+constexpr std::string_view kQueuePolicyKeys[] = {"queue_size"};
+constexpr std::string_view kTargetKeys[] = {"metric",        "target",   "tolerance", "sync_period",
+                                            "metric_window", "scale_up", "scale_down"};
+constexpr std::string_view kConcurrencyKeys[] = {"target",
+                                                 "stable_window",
+                                                 "panic_window_percentage",
+                                                 "panic_threshold_percentage",
+                                                 "max_scale_up_rate",
+                                                 "max_scale_down_rate",
+                                                 "scale_down_delay",
+                                                 "scale_to_zero_grace"};
+constexpr std::string_view kStepKeys[] = {"metric", "adjustment",  "steps",
+                                          "window", "cooldown_up", "cooldown_down"};
+constexpr std::string_view kTideKeys[] = {"target_wait_probability", "idle_timeout",
+                                          "demand_window", "keep_window"};
+constexpr std::string_view kRulesKeys[] = {"stabilization", "select", "policies"};
+constexpr std::string_view kRateLimitKeys[] = {"type", "value", "period"};
+constexpr std::string_view kStepItemKeys[] = {"lower", "upper", "change"};
+
+Keys policy_keys(PolicyKind p) {
+  switch (p) {
+    case PolicyKind::kQueue:
+      return kQueuePolicyKeys;
+    case PolicyKind::kTarget:
+      return kTargetKeys;
+    case PolicyKind::kConcurrency:
+      return kConcurrencyKeys;
+    case PolicyKind::kStep:
+      return kStepKeys;
+    case PolicyKind::kTide:
+      return kTideKeys;
+  }
+  return {};
+}
+
+bool contains(Keys keys, std::string_view key) {
+  return std::find(keys.begin(), keys.end(), key) != keys.end();
+}
+
+// ---- scaling ---------------------------------------------------------------------------------
+
+void read_rules(Reader& r, const Node& node, const std::string& path, ScalingRules& rules) {
+  if (!r.expect_map(node, path)) return;
+  Map m(r, node, path);
+  m.allow(kRulesKeys);
+  m.read("stabilization", rules.stabilization);
+  m.read("select", rules.select, kSelects);
+  const Node* list = m.get("policies");
+  if (list == nullptr || !r.expect_list(*list, m.at("policies"))) return;
+  std::vector<RateLimit> limits;
+  bool all_ok = true;
+  for (size_t i = 0; i < list->size(); ++i) {
+    const std::string item_path = index_path(m.at("policies"), i);
+    const Node item = (*list)[i];
+    if (!r.expect_map(item, item_path, " like {type: pods, value: 4, period: 15s}")) {
+      all_ok = false;
+      continue;
+    }
+    Map im(r, item, item_path);
+    im.allow(kRateLimitKeys);
+    RateLimit limit;
+    const bool ok =
+        im.required("type", "pods or percent") && im.read("type", limit.type, kRateLimitTypes);
+    const bool value_ok = im.required("value") && im.read("value", limit.value, above(0));
+    const bool period_ok = im.get("period") == nullptr || im.read("period", limit.period, above(0));
+    if (ok && value_ok && period_ok) {
+      limits.push_back(limit);
+    } else {
+      all_ok = false;
+    }
+  }
+  if (all_ok) rules.policies = std::move(limits);
+}
+
+void read_steps(Reader& r, const Map& m, StepPolicy& step) {
+  const Node* list = m.get("steps");
+  if (list == nullptr) {
+    // A preset never uses step, so without `steps` there are none.
+    if (step.steps.empty()) r.fail(m.at("steps"), "required (at least one step)");
+    return;
+  }
+  const std::string path = m.at("steps");
+  if (!r.expect_list(*list, path)) return;
+  if (list->size() == 0) {
+    r.fail(path, "must have at least one step");
+    return;
+  }
+  struct Indexed {
+    size_t index;
+    Step step;
+  };
+  std::vector<Indexed> steps;
+  bool all_ok = true;
+  for (size_t i = 0; i < list->size(); ++i) {
+    const std::string item_path = index_path(path, i);
+    const Node item = (*list)[i];
+    if (!r.expect_map(item, item_path, " like {lower: 10, upper: 20, change: 1}")) {
+      all_ok = false;
+      continue;
+    }
+    Map im(r, item, item_path);
+    im.allow(kStepItemKeys);
+    Step s;
+    bool ok = im.required("change") && im.read("change", s.change);
+    if (im.get("lower") != nullptr) ok = im.read("lower", s.lower) && ok;
+    if (im.get("upper") != nullptr) ok = im.read("upper", s.upper) && ok;
+    if (ok && s.lower && s.upper && *s.upper <= *s.lower) {
+      r.fail(im.at("upper"), fmt::format("must be > lower ({}), got {}", show_number(*s.lower),
+                                         show_number(*s.upper)));
+      ok = false;
+    }
+    if (ok && step.adjustment == StepPolicy::Adjustment::kExact && s.change < 0) {
+      r.fail(im.at("change"),
+             fmt::format("must be >= 0 with adjustment exact, got {}", show_number(s.change)));
+      ok = false;
+    }
+    if (ok) {
+      steps.push_back({i, s});
+    } else {
+      all_ok = false;
+    }
+  }
+  if (!all_ok) return;
+  constexpr double kInf = std::numeric_limits<double>::infinity();
+  auto lower = [&](const Step& s) { return s.lower.value_or(-kInf); };
+  auto upper = [&](const Step& s) { return s.upper.value_or(kInf); };
+  auto band = [&](const Step& s) {
+    return fmt::format("[{}, {})", s.lower ? show_number(*s.lower) : "-inf",
+                       s.upper ? show_number(*s.upper) : "+inf");
+  };
+  std::vector<Indexed> sorted = steps;
+  std::stable_sort(sorted.begin(), sorted.end(), [&](const Indexed& a, const Indexed& b) {
+    return lower(a.step) < lower(b.step);
+  });
+  bool overlap = false;
+  for (size_t i = 1; i < sorted.size(); ++i) {
+    const Indexed& a = sorted[i - 1];
+    const Indexed& b = sorted[i];
+    if (upper(a.step) > lower(b.step)) {
+      const Indexed& later = a.index > b.index ? a : b;
+      const Indexed& earlier = a.index > b.index ? b : a;
+      r.fail(index_path(path, later.index),
+             fmt::format("overlaps steps[{}] ({} and {})", earlier.index, band(later.step),
+                         band(earlier.step)));
+      overlap = true;
+    }
+  }
+  if (overlap) return;
+  step.steps.clear();
+  for (const Indexed& s : steps) step.steps.push_back(s.step);
+}
+
+// Reads the keys that belong to `spec.policy` and the shared ones into `spec`.
+void read_scaling_fields(Reader& r, const Map& m, ScalingSpec& spec, int group_concurrency) {
+  // Common.
+  if (m.read("tick", spec.tick, above(0)) && spec.policy == PolicyKind::kConcurrency)
+    spec.concurrency.tick = spec.tick;
+  if (const Node* adm = m.get("admission")) {
+    if (r.expect_map(*adm, m.at("admission"), " like {hold: false, reject_status: 503}")) {
+      Map am(r, *adm, m.at("admission"));
+      am.allow(kAdmissionKeys);
+      am.read("hold", spec.admission.hold);
+      am.read("reject_status", spec.admission.reject_status, between(400, false, 599, false));
+    }
+  }
+
+  // Modifiers. queue and tide have an idle timeout of their own (per replica).
+  switch (spec.policy) {
+    case PolicyKind::kQueue:
+      m.read("idle_timeout", spec.queue.idle_timeout);
+      break;
+    case PolicyKind::kTide:
+      m.read("idle_timeout", spec.tide.idle_timeout);
+      break;
+    default:
+      m.read("idle_timeout", spec.modifiers.idle_timeout);
+      break;
+  }
+  m.read("hysteresis", spec.modifiers.hysteresis, between(0, false, 1, true));
+  m.read("up_interval", spec.modifiers.up_interval);
+  m.read("down_interval", spec.modifiers.down_interval);
+  m.read("up_delay", spec.modifiers.up_delay);
+  m.read("down_delay", spec.modifiers.down_delay);
+
+  switch (spec.policy) {
+    case PolicyKind::kQueue:
+      m.read("queue_size", spec.queue.queue_size, at_least(1));
+      break;
+
+    case PolicyKind::kTarget: {
+      TargetPolicy& t = spec.target;
+      m.read("metric", t.metric, kMetrics);
+      const bool target_ok = m.read("target", t.target, at_least(0));
+      m.read("tolerance", t.tolerance, between(0, false, 1, true));
+      m.read("sync_period", t.sync_period, above(0));
+      m.read("metric_window", t.metric_window, above(0));
+      if (const Node* n = m.get("scale_up")) read_rules(r, *n, m.at("scale_up"), t.scale_up);
+      if (const Node* n = m.get("scale_down")) read_rules(r, *n, m.at("scale_down"), t.scale_down);
+      // The target's meaning depends on the metric, which may come from the preset.
+      if (target_ok || m.get("target") == nullptr) {
+        const std::string_view metric = metric_name(t.metric);
+        if (t.target <= 0 && t.metric != Metric::kRps) {
+          r.fail(m.at("target"),
+                 fmt::format("must be > 0 for metric {} (0 = auto only for rps), got {}", metric,
+                             show_number(t.target)));
+        } else if (t.metric == Metric::kUtilization && t.target > 1) {
+          r.fail(m.at("target"),
+                 fmt::format("must be <= 1 for metric utilization (a fraction), got {}",
+                             show_number(t.target)));
+        } else if (t.metric == Metric::kInFlight && group_concurrency > 0 &&
+                   t.target > group_concurrency) {
+          r.fail(m.at("target"),
+                 fmt::format("must be <= the group's concurrency ({}) for metric in_flight, got {}",
+                             group_concurrency, show_number(t.target)));
+        }
+      }
+      break;
+    }
+
+    case PolicyKind::kConcurrency: {
+      ConcurrencyPolicy& c = spec.concurrency;
+      m.read("target", c.target, at_least(0));
+      m.read("stable_window", c.stable_window, above(0));
+      m.read("panic_window_percentage", c.panic_window_percentage, between(0, true, 100, false));
+      m.read("panic_threshold_percentage", c.panic_threshold_percentage, above(0));
+      m.read("max_scale_up_rate", c.max_scale_up_rate, above(1));
+      m.read("max_scale_down_rate", c.max_scale_down_rate, above(1));
+      m.read("scale_down_delay", c.scale_down_delay);
+      m.read("scale_to_zero_grace", c.scale_to_zero_grace);
+      break;
+    }
+
+    case PolicyKind::kStep: {
+      StepPolicy& s = spec.step;
+      m.read("metric", s.metric, kMetrics);
+      m.read("adjustment", s.adjustment, kAdjustments);
+      m.read("window", s.window, above(0));
+      m.read("cooldown_up", s.cooldown_up);
+      m.read("cooldown_down", s.cooldown_down);
+      read_steps(r, m, s);
+      break;
+    }
+
+    case PolicyKind::kTide: {
+      TidePolicy& t = spec.tide;
+      m.read("target_wait_probability", t.target_wait_probability, between(0, true, 1, true));
+      m.read("demand_window", t.demand_window, above(0));
+      m.read("keep_window", t.keep_window);
+      break;
+    }
+  }
+}
+
+ScalingSpec read_scaling(Reader& r, const Node& node, const std::string& path,
+                         int group_concurrency) {
+  ScalingSpec spec = *preset_spec("tide");
+  const std::vector<std::string_view> presets(preset_names().begin(), preset_names().end());
+  auto use_preset = [&](const Node& n, const std::string& at) {
+    const auto name = r.string(n, at);
+    if (!name) return false;
+    auto p = preset_spec(*name);
+    if (!p) {
+      r.fail(at, fmt::format("unknown preset {}{}; known presets: {}", quote(*name),
+                             did_you_mean(*name, presets), join(presets, ", ")));
+      return false;
+    }
+    spec = std::move(*p);
+    return true;
+  };
+
+  if (node.IsScalar()) {  // `scaling: hf`
+    use_preset(node, path);
+    return spec;
+  }
+  if (!r.expect_map(node, path, " like {preset: tide} or {policy: queue, queue_size: 1}"))
+    return spec;
+  Map m(r, node, path);
+  const Node* preset = m.get("preset");
+  const Node* policy = m.get("policy");
+  if (preset != nullptr) {
+    // Without a known preset the other keys cannot be judged: report only this.
+    if (!use_preset(*preset, m.at("preset"))) return spec;
+    if (policy != nullptr) {
+      r.fail(m.at("policy"),
+             fmt::format("cannot be combined with preset (preset {} uses policy {})", spec.preset,
+                         policy_name(spec.policy)));
+    }
+  } else if (policy != nullptr) {
+    const auto kind = r.choice(*policy, m.at("policy"), kPolicies);
+    if (!kind) return spec;
+    spec = ScalingSpec{};
+    spec.policy = *kind;
+  }
+
+  // Keys must belong to the resulting policy, the modifiers or the common keys.
+  std::vector<std::string_view> allowed(std::begin(kCommonKeys), std::end(kCommonKeys));
+  allowed.insert(allowed.end(), std::begin(kModifierKeys), std::end(kModifierKeys));
+  for (std::string_view k : policy_keys(spec.policy)) {
+    if (!contains(allowed, k)) allowed.push_back(k);
+  }
+  const std::string this_policy =
+      fmt::format("policy {}{}", policy_name(spec.policy),
+                  spec.preset.empty() ? "" : fmt::format(" (preset {})", spec.preset));
+  auto owners_of = [](std::string_view key) {
+    std::vector<std::string_view> owners;
+    for (const auto& p : kPolicies) {
+      if (contains(policy_keys(p.value), key)) owners.push_back(p.name);
+    }
+    return owners;
+  };
+  std::vector<std::string_view> every_key;
+  for (const auto& p : kPolicies) {
+    for (std::string_view k : policy_keys(p.value)) {
+      if (!contains(every_key, k)) every_key.push_back(k);
+    }
+  }
+  for (const auto& entry : m.entries()) {
+    const std::string& key = entry.first;
+    if (contains(allowed, key)) continue;
+    if (const auto owners = owners_of(key); !owners.empty()) {
+      r.fail(m.at(key), fmt::format("not a key of {}; it belongs to policy {}", this_policy,
+                                    join(owners, " and ")));
+    } else if (closest(key, allowed)) {
+      m.unknown(key, allowed);
+    } else if (const auto other = closest(key, every_key)) {
+      // A typo of another policy's key: worth saying both.
+      r.fail(m.at(key),
+             fmt::format("unknown key (did you mean {}? it belongs to policy {}, not {})", *other,
+                         join(owners_of(*other), " and "), this_policy));
+    } else {
+      m.unknown(key, allowed);
+    }
+  }
+  read_scaling_fields(r, m, spec, group_concurrency);
+  return spec;
+}
+
+// ---- groups and endpoints --------------------------------------------------------------------
+
+void check_name(Reader& r, const std::string& name, const std::string& path) {
+  if (name.empty()) {
+    r.fail(path, "must not be empty");
+    return;
+  }
+  auto ok_char = [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
+  };
+  if (!std::all_of(name.begin(), name.end(), ok_char) || name.front() == '_' ||
+      name.front() == '-') {
+    r.fail(path, fmt::format("must match [a-z0-9][a-z0-9_-]* (lowercase letters, digits, - and _), "
+                             "got {}",
+                             quote(name)));
+  }
+}
+
+DurationDistribution read_distribution(Reader& r, const Node& node, const std::string& path) {
+  DurationDistribution d;
+  if (node.IsScalar()) {
+    if (auto v = r.duration(node, path)) d.value = *v;
+    return d;
+  }
+  if (!r.expect_map(node, path, " like {dist: uniform, min: 30s, max: 90s} or a duration like 60s"))
+    return d;
+  Map m(r, node, path);
+  if (!m.required("dist", "fixed|uniform|lognormal|empirical") || !m.read("dist", d.kind, kDists)) {
+    return d;
+  }
+  switch (d.kind) {
+    case DistKind::kFixed: {
+      constexpr std::string_view keys[] = {"dist", "value"};
+      m.allow(keys);
+      if (m.required("value")) m.read("value", d.value);
+      break;
+    }
+    case DistKind::kUniform: {
+      constexpr std::string_view keys[] = {"dist", "min", "max"};
+      m.allow(keys);
+      const bool min_ok = m.required("min") && m.read("min", d.min);
+      const bool max_ok = m.required("max") && m.read("max", d.max);
+      if (min_ok && max_ok && d.max < d.min) {
+        r.fail(m.at("max"), fmt::format("must be >= min ({}), got {}", format_duration(d.min),
+                                        format_duration(d.max)));
+      }
+      break;
+    }
+    case DistKind::kLognormal: {
+      constexpr std::string_view keys[] = {"dist", "median", "sigma"};
+      m.allow(keys);
+      if (m.required("median")) m.read("median", d.median, above(0));
+      if (m.required("sigma")) m.read("sigma", d.sigma, at_least(0));
+      break;
+    }
+    case DistKind::kEmpirical: {
+      constexpr std::string_view keys[] = {"dist", "values"};
+      m.allow(keys);
+      if (!m.required("values")) break;
+      const Node& list = *m.get("values");
+      if (!r.expect_list(list, m.at("values"))) break;
+      if (list.size() == 0) {
+        r.fail(m.at("values"), "must have at least one value");
+        break;
+      }
+      for (size_t i = 0; i < list.size(); ++i) {
+        if (auto v = r.duration(list[i], index_path(m.at("values"), i))) d.values.push_back(*v);
+      }
+      break;
+    }
+  }
+  return d;
+}
+
+ServiceTimeModel read_service_time(Reader& r, const Node& node, const std::string& path) {
+  ServiceTimeModel s;
+  if (node.IsScalar()) {  // `service_time: 2s`
+    if (auto v = r.duration(node, path)) {
+      s.kind = ModelKind::kFixed;
+      s.value = *v;
+    }
+    return s;
+  }
+  if (!r.expect_map(node, path, " like {model: fixed, value: 2s}")) return s;
+  Map m(r, node, path);
+  if (!m.required("model", "fixed|lognormal|tokens|trace") || !m.read("model", s.kind, kModels)) {
+    return s;
+  }
+  switch (s.kind) {
+    case ModelKind::kFixed: {
+      constexpr std::string_view keys[] = {"model", "value"};
+      m.allow(keys);
+      if (m.required("value")) m.read("value", s.value, above(0));
+      break;
+    }
+    case ModelKind::kLognormal: {
+      constexpr std::string_view keys[] = {"model", "median", "sigma"};
+      m.allow(keys);
+      if (m.required("median")) m.read("median", s.median, above(0));
+      if (m.required("sigma")) m.read("sigma", s.sigma, at_least(0));
+      break;
+    }
+    case ModelKind::kTokens: {
+      constexpr std::string_view keys[] = {"model", "prefill", "decode", "base"};
+      m.allow(keys);
+      m.read("prefill", s.prefill_s, at_least(0));
+      m.read("decode", s.decode_s, at_least(0));
+      m.read("base", s.base);
+      break;
+    }
+    case ModelKind::kTrace: {
+      constexpr std::string_view keys[] = {"model"};
+      m.allow(keys);
+      break;
+    }
+  }
+  return s;
+}
+
+// A list of strings; reports and returns nullopt if any item is not one.
+std::optional<std::vector<std::string>> read_strings(Reader& r, const Node& node,
+                                                     const std::string& path) {
+  if (!r.expect_list(node, path)) return std::nullopt;
+  std::vector<std::string> out;
+  bool ok = true;
+  for (size_t i = 0; i < node.size(); ++i) {
+    if (auto s = r.string(node[i], index_path(path, i))) {
+      out.push_back(std::move(*s));
+    } else {
+      ok = false;
+    }
+  }
+  if (!ok) return std::nullopt;
+  return out;
+}
+
+ProvisionerSpec read_provisioner(Reader& r, const Node& node, const std::string& path) {
+  ProvisionerSpec p;
+  if (!r.expect_map(node, path, " like {kind: local, command: [...]}")) return p;
+  Map m(r, node, path);
+  m.allow(kProvisionerKeys);
+  ProvisionerKind kind = ProvisionerKind::kLocal;
+  if (m.read("kind", kind, kProvisionerKinds)) {
+    for (const auto& k : kProvisionerKinds) {
+      if (k.value == kind) p.kind = std::string(k.name);
+    }
+  }
+  if (const Node* n = m.get("command")) {
+    if (auto cmd = read_strings(r, *n, m.at("command"))) {
+      if (cmd->empty()) {
+        r.fail(m.at("command"), "must not be empty (the program and its arguments)");
+      } else if (cmd->front().empty()) {
+        r.fail(index_path(m.at("command"), 0), "must not be empty (the program to run)");
+      } else {
+        p.command = std::move(*cmd);
+      }
+    }
+  }
+  bool urls_ok = true;
+  if (const Node* n = m.get("urls")) {
+    if (auto urls = read_strings(r, *n, m.at("urls"))) {
+      for (size_t i = 0; i < urls->size(); ++i) {
+        const std::string& u = (*urls)[i];
+        if (u.rfind("http://", 0) != 0 && u.rfind("https://", 0) != 0) {
+          r.fail(index_path(m.at("urls"), i),
+                 fmt::format("must start with http:// or https://, got {}", quote(u)));
+          urls_ok = false;
+        }
+      }
+      if (urls_ok) p.urls = std::move(*urls);
+    } else {
+      urls_ok = false;
+    }
+  }
+  if (kind == ProvisionerKind::kStatic && urls_ok && p.urls.empty()) {
+    r.fail(m.at("urls"), "required: kind static needs at least one url");
+  }
+  if (const Node* n = m.get("ready")) {
+    if (r.expect_map(*n, m.at("ready"), " like {path: /health, interval: 100ms, timeout: 1s}")) {
+      Map rm(r, *n, m.at("ready"));
+      rm.allow(kReadyKeys);
+      std::string probe_path;
+      if (rm.read("path", probe_path)) {
+        if (probe_path.empty() || probe_path.front() != '/') {
+          r.fail(rm.at("path"), fmt::format("must start with /, got {}", quote(probe_path)));
+        } else {
+          p.ready.path = probe_path;
+        }
+      }
+      rm.read("interval", p.ready.interval, above(0));
+      rm.read("timeout", p.ready.timeout, above(0));
+    }
+  }
+  bool gpus_ok = true;
+  if (const Node* n = m.get("gpus")) {
+    gpus_ok = r.expect_list(*n, m.at("gpus"));
+    std::vector<int> gpus;
+    for (size_t i = 0; gpus_ok && i < n->size(); ++i) {
+      const std::string at = index_path(m.at("gpus"), i);
+      const Node item = (*n)[i];
+      const auto v = r.int_value(item, at, at_least(0));
+      if (!v) {
+        gpus_ok = false;
+      } else if (std::find(gpus.begin(), gpus.end(), *v) != gpus.end()) {
+        r.fail(at, fmt::format("duplicate gpu {}", *v));
+        gpus_ok = false;
+      } else {
+        gpus.push_back(*v);
+      }
+    }
+    if (gpus_ok) p.gpus = std::move(gpus);
+  }
+  if (m.read("gpus_per_replica", p.gpus_per_replica, at_least(0)) && gpus_ok && !p.gpus.empty() &&
+      p.gpus_per_replica > static_cast<int>(p.gpus.size())) {
+    r.fail(m.at("gpus_per_replica"), fmt::format("must be <= the number of gpus ({}), got {}",
+                                                 p.gpus.size(), p.gpus_per_replica));
+  }
+  return p;
+}
+
+GroupSpec read_group(Reader& r, const Node& node, const std::string& path) {
+  GroupSpec g;
+  if (!r.expect_map(node, path, " like {name: h100, max_replicas: 4, ...}")) return g;
+  Map m(r, node, path);
+  m.allow(kGroupKeys);
+  if (m.required("name") && m.read("name", g.name)) check_name(r, g.name, m.at("name"));
+  if (const Node* n = m.get("provisioner"))
+    g.provisioner = read_provisioner(r, *n, m.at("provisioner"));
+
+  const bool min_ok =
+      m.get("min_replicas") == nullptr || m.read("min_replicas", g.min_replicas, at_least(0));
+  const bool max_ok =
+      m.get("max_replicas") == nullptr || m.read("max_replicas", g.max_replicas, at_least(1));
+  if (min_ok && max_ok && g.max_replicas < g.min_replicas) {
+    r.fail(m.at("max_replicas"),
+           fmt::format("must be >= min_replicas ({}), got {}{}", g.min_replicas, g.max_replicas,
+                       m.get("max_replicas") == nullptr ? " (the default)" : ""));
+  }
+  const bool concurrency_ok =
+      m.get("concurrency") == nullptr || m.read("concurrency", g.concurrency, at_least(1));
+  if (const Node* n = m.get("cold_start"))
+    g.cold_start = read_distribution(r, *n, m.at("cold_start"));
+  m.read("price", g.price, at_least(0));
+  if (const Node* n = m.get("service_time"))
+    g.service_time = read_service_time(r, *n, m.at("service_time"));
+
+  // 0: unknown (invalid), so checks against it are skipped.
+  const int concurrency = concurrency_ok ? g.concurrency : 0;
+  if (const Node* n = m.get("scaling")) {
+    g.scaling = read_scaling(r, *n, m.at("scaling"), concurrency);
+  } else {
+    g.scaling = *preset_spec("tide");
+  }
+  return g;
+}
+
+EndpointSpec read_endpoint(Reader& r, const Node& node, const std::string& path) {
+  EndpointSpec e;
+  if (!r.expect_map(node, path, " like {name: chat, groups: [...]}")) return e;
+  Map m(r, node, path);
+  m.allow(kEndpointKeys);
+  if (m.required("name") && m.read("name", e.name)) check_name(r, e.name, m.at("name"));
+  if (const Node* n = m.get("slo")) {
+    if (r.expect_map(*n, m.at("slo"), " like {max_wait: 2s}")) {
+      Map sm(r, *n, m.at("slo"));
+      sm.allow(kSloKeys);
+      sm.read("max_wait", e.slo.max_wait);
+    }
+  }
+  if (const Node* n = m.get("queue")) {
+    if (r.expect_map(*n, m.at("queue"), " like {max_length: 10000, timeout: 300s}")) {
+      Map qm(r, *n, m.at("queue"));
+      qm.allow(kQueueSpecKeys);
+      qm.read("max_length", e.queue.max_length, at_least(0));
+      qm.read("timeout", e.queue.timeout, above(0));
+    }
+  }
+  if (!m.required("groups", "at least one worker group")) return e;
+  const Node& groups = *m.get("groups");
+  if (!r.expect_list(groups, m.at("groups"))) return e;
+  if (groups.size() == 0) {
+    r.fail(m.at("groups"), "must have at least one worker group");
+    return e;
+  }
+  for (size_t i = 0; i < groups.size(); ++i) {
+    const std::string group_path = index_path(m.at("groups"), i);
+    GroupSpec g = read_group(r, groups[i], group_path);
+    for (size_t j = 0; j < e.groups.size(); ++j) {
+      if (!g.name.empty() && e.groups[j].name == g.name) {
+        r.fail(key_path(group_path, "name"),
+               fmt::format("duplicate group name {} (also groups[{}])", quote(g.name), j));
+        break;
+      }
+    }
+    e.groups.push_back(std::move(g));
+  }
+  return e;
+}
+
+bool valid_host_port(std::string_view s) {
+  const size_t colon = s.rfind(':');
+  if (colon == std::string_view::npos || colon == 0) return false;
+  const std::string_view port = s.substr(colon + 1);
+  if (port.empty() ||
+      !std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    return false;
+  const auto v = parse_int(port);
+  return v && *v <= 65535;
+}
+
+ServerSpec read_server(Reader& r, const Node& node, const std::string& path) {
+  ServerSpec s;
+  if (!r.expect_map(node, path, " like {listen: 127.0.0.1:8080, api: 127.0.0.1:8081}")) return s;
+  Map m(r, node, path);
+  m.allow(kServerKeys);
+  for (auto [key, out] : {std::pair{"listen", &s.listen}, std::pair{"api", &s.api}}) {
+    std::string v;
+    if (!m.read(key, v)) continue;
+    if (valid_host_port(v)) {
+      *out = v;
+    } else {
+      r.fail(m.at(key), fmt::format("expected host:port like 127.0.0.1:8080, got {}", quote(v)));
+    }
+  }
+  if (s.listen == s.api && !s.listen.ends_with(":0")) {
+    r.fail(m.at("api"), fmt::format("must differ from listen, got {}", quote(s.api)));
+  }
+  return s;
+}
+
+Config read_config(Reader& r, const Node& root) {
+  Config c;
+  if (!root.IsNull() && !root.IsMap()) {
+    r.fail("", fmt::format("expected a map with server and endpoints at the top level, got {}",
+                           show(root)));
+    return c;
+  }
+  Map m(r, root, "");
+  m.allow(kTopKeys);
+  if (const Node* n = m.get("server")) c.server = read_server(r, *n, "server");
+  if (!m.required("endpoints", "at least one endpoint")) return c;
+  const Node& endpoints = *m.get("endpoints");
+  if (!r.expect_list(endpoints, "endpoints")) return c;
+  if (endpoints.size() == 0) {
+    r.fail("endpoints", "must have at least one endpoint");
+    return c;
+  }
+  for (size_t i = 0; i < endpoints.size(); ++i) {
+    const std::string path = index_path("endpoints", i);
+    EndpointSpec e = read_endpoint(r, endpoints[i], path);
+    for (size_t j = 0; j < c.endpoints.size(); ++j) {
+      if (!e.name.empty() && c.endpoints[j].name == e.name) {
+        r.fail(key_path(path, "name"),
+               fmt::format("duplicate endpoint name {} (also endpoints[{}])", quote(e.name), j));
+        break;
+      }
+    }
+    c.endpoints.push_back(std::move(e));
+  }
+  return c;
+}
+
+std::string what_text(const std::vector<std::string>& problems, std::string_view source) {
+  if (problems.empty())
+    return source.empty() ? "invalid config" : fmt::format("{}: invalid config", source);
+  std::string out;
+  for (size_t i = 0; i < problems.size(); ++i) {
+    if (i > 0) out += '\n';
+    if (!source.empty()) out += fmt::format("{}: ", source);
+    out += problems[i];
+  }
+  return out;
+}
+
+}  // namespace
+
 ConfigError::ConfigError(std::vector<std::string> problems)
-    : std::runtime_error(problems.empty() ? "invalid config" : problems.front()),
-      problems_(std::move(problems)) {}
-Config parse_config(std::string_view, std::string_view) { throw ConfigError({"not implemented"}); }
-Config load_config(const std::string&) { throw ConfigError({"not implemented"}); }
-ScalingSpec parse_scaling(std::string_view, const GroupSpec&) { throw ConfigError({"not implemented"}); }
-std::string_view metric_name(Metric) { return "?"; }
-std::string_view policy_name(PolicyKind) { return "?"; }
+    : std::runtime_error(what_text(problems, "")), problems_(std::move(problems)) {}
+
+ConfigError::ConfigError(std::vector<std::string> problems, std::string source)
+    : std::runtime_error(what_text(problems, source)),
+      problems_(std::move(problems)),
+      source_(std::move(source)) {}
+
+std::string_view metric_name(Metric m) {
+  for (const auto& c : kMetrics) {
+    if (c.value == m) return c.name;
+  }
+  return "?";
+}
+
+std::string_view policy_name(PolicyKind p) {
+  for (const auto& c : kPolicies) {
+    if (c.value == p) return c.name;
+  }
+  return "?";
+}
+
+Config parse_config(std::string_view yaml_text, std::string_view source) {
+  Reader r;
+  Config config;
+  // The walk itself only uses non-throwing yaml-cpp calls; the catch is a last line of defence
+  // so that no yaml-cpp exception ever escapes as anything but a ConfigError.
+  try {
+    if (auto root = load_yaml(r, yaml_text)) config = read_config(r, *root);
+  } catch (const YAML::Exception& e) {
+    r.fail("", fmt::format("invalid YAML: {}", e.what()));
+  }
+  if (!r.ok()) throw ConfigError(r.take(), std::string(source));
+  return config;
+}
+
+Config load_config(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {
+    throw ConfigError({"cannot read: is a directory"}, path);
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    throw ConfigError({fmt::format("cannot read: {}", std::strerror(errno))}, path);
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) throw ConfigError({"cannot read: read error"}, path);
+  return parse_config(text.str(), path);
+}
+
+ScalingSpec parse_scaling(std::string_view yaml_text, const GroupSpec& group) {
+  Reader r;
+  ScalingSpec spec = *preset_spec("tide");
+  try {
+    if (auto root = load_yaml(r, yaml_text)) {
+      if (!root->IsNull()) spec = read_scaling(r, *root, "scaling", group.concurrency);
+    }
+  } catch (const YAML::Exception& e) {
+    r.fail("", fmt::format("invalid YAML: {}", e.what()));
+  }
+  if (!r.ok()) throw ConfigError(r.take());
+  return spec;
+}
+
 }  // namespace tide::config

@@ -24,11 +24,11 @@ using namespace std::chrono_literals;
 struct DurationDistribution {
   enum class Kind { kFixed, kUniform, kLognormal, kEmpirical };
   Kind kind = Kind::kFixed;
-  Duration value{0};   // kFixed
-  Duration min{0};     // kUniform
-  Duration max{0};     // kUniform
-  Duration median{0};  // kLognormal
-  double sigma = 0;    // kLognormal: standard deviation of the log
+  Duration value{0};             // kFixed
+  Duration min{0};               // kUniform
+  Duration max{0};               // kUniform
+  Duration median{0};            // kLognormal
+  double sigma = 0;              // kLognormal: standard deviation of the log
   std::vector<Duration> values;  // kEmpirical
 
   Duration sample(Random& rng) const;
@@ -38,25 +38,25 @@ struct DurationDistribution {
 // How long one request occupies a slot of a replica (simulator only).
 // YAML: {model: fixed, value: 2s} | {model: lognormal, median: 1s, sigma: 0.5} |
 // {model: tokens, prefill: 0.0002, decode: 0.02, base: 0s} (seconds per input / output token) |
-// {model: trace} (the trace's duration column).
+// {model: trace} (the trace's duration column). A bare duration (`service_time: 2s`) is fixed.
 struct ServiceTimeModel {
   enum class Kind { kFixed, kLognormal, kTokens, kTrace };
   Kind kind = Kind::kTrace;
-  Duration value{0};       // kFixed
-  Duration median{0};      // kLognormal
-  double sigma = 0;        // kLognormal
-  double prefill_s = 0;    // kTokens: seconds per input token
-  double decode_s = 0;     // kTokens: seconds per output token
-  Duration base{0};        // kTokens: fixed overhead per request
+  Duration value{0};     // kFixed
+  Duration median{0};    // kLognormal
+  double sigma = 0;      // kLognormal
+  double prefill_s = 0;  // kTokens: seconds per input token
+  double decode_s = 0;   // kTokens: seconds per output token
+  Duration base{0};      // kTokens: fixed overhead per request
 };
 
 // Per-replica signals a target or step policy can track.
 enum class Metric {
-  kUtilization,   // nvidia-smi style: fraction of time a replica has >= 1 request in service
-  kInFlight,      // requests in service per replica
-  kQueue,         // requests waiting in the hold queue per replica
-  kConcurrency,   // (in service + waiting) per replica: Knative's "observed concurrency"
-  kRps,           // arriving requests per second per replica
+  kUtilization,  // nvidia-smi style: fraction of time a replica has >= 1 request in service
+  kInFlight,     // requests in service per replica
+  kQueue,        // requests waiting in the hold queue per replica
+  kConcurrency,  // (in service + waiting) per replica: Knative's "observed concurrency"
+  kRps,          // arriving requests per second per replica
 };
 std::string_view metric_name(Metric m);
 
@@ -74,6 +74,8 @@ struct RateLimit {
   double value = 0;
   Duration period = 15s;
 };
+// HPA `behavior.scaleUp|scaleDown`. No policies = no rate limit; select kDisabled = never scale in
+// this direction.
 struct ScalingRules {
   Duration stabilization{0};
   std::vector<RateLimit> policies;
@@ -91,24 +93,27 @@ struct TargetPolicy {
   ScalingRules scale_up{0s,
                         {{RateLimit::Type::kPods, 4, 15s}, {RateLimit::Type::kPercent, 100, 15s}},
                         ScalingRules::Select::kMax};
-  ScalingRules scale_down{300s, {{RateLimit::Type::kPercent, 100, 15s}}, ScalingRules::Select::kMax};
+  ScalingRules scale_down{
+      300s, {{RateLimit::Type::kPercent, 100, 15s}}, ScalingRules::Select::kMax};
 };
 
 // concurrency: the Knative pod autoscaler (KPA).
 struct ConcurrencyPolicy {
-  double target = 0;               // requests per replica; 0 = 70% of the group's concurrency
+  double target = 0;  // requests per replica; 0 = 70% of the group's concurrency
   Duration stable_window = 60s;
-  double panic_window_percentage = 10;    // panic window = stable_window x this / 100
+  double panic_window_percentage = 10;  // panic window = stable_window x this / 100
   double panic_threshold_percentage = 200;
   double max_scale_up_rate = 1000;
   double max_scale_down_rate = 2;
   Duration scale_down_delay{0};
   Duration scale_to_zero_grace = 30s;
-  Duration tick = 2s;              // Knative's autoscaler evaluates every 2 s
+  Duration tick = 2s;  // Knative's autoscaler evaluates every 2 s; YAML `tick` sets
+                       // both this and ScalingSpec::tick
 };
 
 // step: EC2 / SageMaker step scaling. The metric (averaged over `window`) falls in one band; the
-// band's adjustment is applied, then a cooldown blocks the same direction.
+// band's adjustment is applied, then a cooldown blocks the same direction. Bands never overlap; a
+// metric in no band changes nothing.
 struct Step {
   std::optional<double> lower;  // inclusive; absent = -infinity
   std::optional<double> upper;  // exclusive; absent = +infinity
@@ -127,20 +132,20 @@ struct StepPolicy {
 // tide: the default policy (see docs/policies.md).
 struct TidePolicy {
   double target_wait_probability = 0.01;  // share of requests allowed to wait (sets the headroom)
-  Duration idle_timeout{0};          // 0 = break-even: the group's mean cold start
-  Duration demand_window = 10s;      // window for the arrival-rate / in-flight estimate
-  Duration keep_window{0};           // 0 = mean cold start: capacity kept this long after a peak
+  Duration idle_timeout{0};               // 0 = break-even: the group's mean cold start
+  Duration demand_window = 10s;           // window for the arrival-rate / in-flight estimate
+  Duration keep_window{0};  // 0 = mean cold start: capacity kept this long after a peak
 };
 
 // Modifiers every policy shares. They run after the policy, in this order: bounds, idle scale to
 // zero, hysteresis, up/down evaluation intervals, up/down delays.
 struct Modifiers {
   std::optional<Duration> idle_timeout;  // whole group idle this long -> 0 (if min_replicas is 0)
-  double hysteresis = 0;   // a scale-down applies only below current x (1 - hysteresis)
+  double hysteresis = 0;      // a scale-down applies only below current x (1 - hysteresis)
   Duration up_interval{0};    // scale up at most this often (0 = every tick)
   Duration down_interval{0};  // scale down at most this often
-  Duration up_delay{0};    // a scale up must be recommended continuously this long first
-  Duration down_delay{0};  // likewise for a scale down
+  Duration up_delay{0};       // a scale up must be recommended continuously this long first
+  Duration down_delay{0};     // likewise for a scale down
 };
 
 enum class PolicyKind { kQueue, kTarget, kConcurrency, kStep, kTide };
@@ -162,8 +167,8 @@ struct ScalingSpec {
   TidePolicy tide;
   Modifiers modifiers;
   Admission admission;
-  Duration tick = 1s;            // how often the control loop observes and decides
-  bool min_one = false;          // the peer cannot scale to zero (Kubernetes HPA)
+  Duration tick = 1s;    // how often the control loop observes and decides
+  bool min_one = false;  // the peer cannot scale to zero (Kubernetes HPA)
 };
 
 // Names of the presets, in the order `tide sim --compare all` shows them.
@@ -179,11 +184,11 @@ struct ReadyProbe {
 
 // Where replicas run. The simulator ignores everything but `kind`.
 struct ProvisionerSpec {
-  std::string kind = "local";             // local | static (more backends later)
-  std::vector<std::string> command;       // local: argv with {port} and {replica_id}
-  std::vector<std::string> urls;          // static
+  std::string kind = "local";        // local | static | simulated (more backends later)
+  std::vector<std::string> command;  // local: argv with {port} and {replica_id}
+  std::vector<std::string> urls;     // static
   ReadyProbe ready;
-  std::vector<int> gpus;                  // local: GPU pool handed out as CUDA_VISIBLE_DEVICES
+  std::vector<int> gpus;  // local: GPU pool handed out as CUDA_VISIBLE_DEVICES
   int gpus_per_replica = 0;
 };
 
@@ -204,8 +209,8 @@ struct SloSpec {
 };
 
 struct QueueSpec {
-  int max_length = 10000;  // beyond it: 429
-  Duration timeout = 300s; // held longer: 503
+  int max_length = 10000;   // beyond it: 429
+  Duration timeout = 300s;  // held longer: 503
 };
 
 struct EndpointSpec {
@@ -226,14 +231,20 @@ struct Config {
 };
 
 // Every problem found, each as "path: problem" (e.g.
-// "endpoints[0].groups[0].max_replicas: must be >= min_replicas (2), got 1").
+// "endpoints[0].groups[0].max_replicas: must be >= min_replicas (2), got 1"). A problem with no
+// field path (a YAML syntax error: "line 3, column 5: ...", an unreadable file) is just the
+// problem. what() is the problems joined by newlines, each line prefixed by "source: " when a
+// source (a file name) is given; problems() never contains the source.
 class ConfigError : public std::runtime_error {
  public:
   explicit ConfigError(std::vector<std::string> problems);
+  ConfigError(std::vector<std::string> problems, std::string source);
   const std::vector<std::string>& problems() const { return problems_; }
+  const std::string& source() const { return source_; }
 
  private:
   std::vector<std::string> problems_;
+  std::string source_;
 };
 
 // Parses and validates YAML text. `source` names the input in messages (a file name).
@@ -242,8 +253,11 @@ Config parse_config(std::string_view yaml_text, std::string_view source = "confi
 // Reads a file and parses it; a missing file is a ConfigError too.
 Config load_config(const std::string& path);
 
-// Parses a `scaling:` block on its own (for `tide sim --preset NAME` and the API).
-// Throws ConfigError.
+// Parses a `scaling:` block on its own (for `tide sim --preset NAME` and the API): the block's
+// content, e.g. "{preset: hf, idle_timeout: 5m}" or just "hf" (a bare preset name, also accepted
+// as `scaling: hf` in a config). Empty text gives the `tide` preset. Paths in messages start at
+// "scaling"; `group` is used for checks against the group (e.g. an in_flight target above its
+// concurrency). Throws ConfigError.
 ScalingSpec parse_scaling(std::string_view yaml_text, const GroupSpec& group);
 
 }  // namespace tide::config

@@ -1,2 +1,969 @@
+#include "tide/config/config.h"
+
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
-TEST(ConfigPlaceholder, ToBeReplaced) {}
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+namespace tide::config {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+
+constexpr const char* kExample = R"(endpoints:
+  - name: chat
+    slo: {max_wait: 2s}
+    queue: {max_length: 10000, timeout: 300s}
+    groups:
+      - name: h100
+        min_replicas: 0
+        max_replicas: 4
+        concurrency: 8
+        cold_start: 60s
+        price: 4.50
+        service_time: {model: tokens, prefill: 0.0002, decode: 0.02}
+        scaling: {policy: queue, queue_size: 1, idle_timeout: 30s}
+)";
+
+// The problems parse_config reports for `yaml` (a test failure if it parses).
+std::vector<std::string> problems(std::string_view yaml) {
+  try {
+    parse_config(yaml, "test.yaml");
+  } catch (const ConfigError& e) {
+    return e.problems();
+  }
+  ADD_FAILURE() << "parsed without error:\n" << yaml;
+  return {};
+}
+
+// A config with one endpoint "chat" and one group "g" with the given (block) fields.
+std::string group_yaml(std::string_view fields) {
+  std::string out = "endpoints:\n  - name: chat\n    groups:\n      - name: g\n";
+  std::istringstream lines{std::string(fields)};
+  for (std::string line; std::getline(lines, line);) out += "        " + line + "\n";
+  return out;
+}
+
+GroupSpec group(std::string_view fields) {
+  return parse_config(group_yaml(fields)).endpoints.at(0).groups.at(0);
+}
+
+std::vector<std::string> group_problems(std::string_view fields) {
+  return problems(group_yaml(fields));
+}
+
+constexpr const char* kG = "endpoints[0].groups[0].";
+
+std::string g(std::string_view rest) { return kG + std::string(rest); }
+
+std::vector<std::string> scaling_problems(std::string_view yaml, int concurrency = 8) {
+  GroupSpec spec;
+  spec.concurrency = concurrency;
+  try {
+    parse_scaling(yaml, spec);
+  } catch (const ConfigError& e) {
+    return e.problems();
+  }
+  ADD_FAILURE() << "parsed without error: " << yaml;
+  return {};
+}
+
+ScalingSpec scaling(std::string_view yaml) {
+  GroupSpec spec;
+  spec.concurrency = 8;
+  return parse_scaling(yaml, spec);
+}
+
+// ---- the example and defaults ----------------------------------------------------------------
+
+TEST(ParseConfig, ExampleHasTheWrittenValues) {
+  const Config c = parse_config(kExample, "example.yaml");
+  ASSERT_EQ(c.endpoints.size(), 1u);
+  const EndpointSpec& e = c.endpoints[0];
+  EXPECT_EQ(e.name, "chat");
+  EXPECT_EQ(e.slo.max_wait, 2s);
+  EXPECT_EQ(e.queue.max_length, 10000);
+  EXPECT_EQ(e.queue.timeout, 300s);
+  ASSERT_EQ(e.groups.size(), 1u);
+  const GroupSpec& gs = e.groups[0];
+  EXPECT_EQ(gs.name, "h100");
+  EXPECT_EQ(gs.provisioner.kind, "local");
+  EXPECT_EQ(gs.min_replicas, 0);
+  EXPECT_EQ(gs.max_replicas, 4);
+  EXPECT_EQ(gs.concurrency, 8);
+  EXPECT_EQ(gs.cold_start.kind, DurationDistribution::Kind::kFixed);
+  EXPECT_EQ(gs.cold_start.value, 60s);
+  ASSERT_TRUE(gs.price.has_value());
+  EXPECT_DOUBLE_EQ(*gs.price, 4.5);
+  EXPECT_EQ(gs.service_time.kind, ServiceTimeModel::Kind::kTokens);
+  EXPECT_DOUBLE_EQ(gs.service_time.prefill_s, 0.0002);
+  EXPECT_DOUBLE_EQ(gs.service_time.decode_s, 0.02);
+  EXPECT_EQ(gs.service_time.base, 0s);
+  EXPECT_EQ(gs.scaling.policy, PolicyKind::kQueue);
+  EXPECT_EQ(gs.scaling.preset, "");
+  EXPECT_EQ(gs.scaling.queue.queue_size, 1);
+  EXPECT_EQ(gs.scaling.queue.idle_timeout, 30s);
+  EXPECT_FALSE(gs.scaling.modifiers.idle_timeout.has_value());
+  EXPECT_TRUE(gs.scaling.admission.hold);
+  EXPECT_EQ(gs.scaling.tick, 1s);
+  EXPECT_EQ(c.server.listen, "127.0.0.1:8080");
+  EXPECT_EQ(c.server.api, "127.0.0.1:8081");
+}
+
+TEST(ParseConfig, DefaultsFillEverythingNotWritten) {
+  const Config c = parse_config("endpoints: [{name: chat, groups: [{name: g}]}]");
+  const EndpointSpec& e = c.endpoints.at(0);
+  EXPECT_EQ(e.slo.max_wait, 2s);
+  EXPECT_EQ(e.queue.max_length, 10000);
+  EXPECT_EQ(e.queue.timeout, 300s);
+  const GroupSpec& gs = e.groups.at(0);
+  EXPECT_EQ(gs.min_replicas, 0);
+  EXPECT_EQ(gs.max_replicas, 1);
+  EXPECT_EQ(gs.concurrency, 1);
+  EXPECT_EQ(gs.cold_start.value, 0s);
+  EXPECT_FALSE(gs.price.has_value());
+  EXPECT_EQ(gs.service_time.kind, ServiceTimeModel::Kind::kTrace);
+  EXPECT_EQ(gs.provisioner.kind, "local");
+  EXPECT_TRUE(gs.provisioner.command.empty());
+  // No scaling block: the tide preset.
+  EXPECT_EQ(gs.scaling.preset, "tide");
+  EXPECT_EQ(gs.scaling.policy, PolicyKind::kTide);
+  EXPECT_TRUE(gs.scaling.admission.hold);
+}
+
+TEST(ParseConfig, FullConfigWithServerAndProvisioners) {
+  const Config c = parse_config(R"(
+server: {listen: 0.0.0.0:9000, api: "127.0.0.1:9001"}
+endpoints:
+  - name: chat
+    groups:
+      - name: local-gpu
+        provisioner:
+          kind: local
+          command: [python, serve.py, --port, "{port}"]
+          ready: {path: /ready, interval: 250ms, timeout: 2s}
+          gpus: [0, 1, 2, 3]
+          gpus_per_replica: 2
+      - name: fixed_pool
+        provisioner: {kind: static, urls: ["http://10.0.0.1:8000", "https://b:443"]}
+  - name: embed
+    groups:
+      - name: sim
+        provisioner: {kind: simulated}
+)");
+  EXPECT_EQ(c.server.listen, "0.0.0.0:9000");
+  EXPECT_EQ(c.server.api, "127.0.0.1:9001");
+  ASSERT_EQ(c.endpoints.size(), 2u);
+  const ProvisionerSpec& local = c.endpoints[0].groups[0].provisioner;
+  EXPECT_EQ(local.kind, "local");
+  EXPECT_THAT(local.command, ElementsAre("python", "serve.py", "--port", "{port}"));
+  EXPECT_EQ(local.ready.path, "/ready");
+  EXPECT_EQ(local.ready.interval, 250ms);
+  EXPECT_EQ(local.ready.timeout, 2s);
+  EXPECT_THAT(local.gpus, ElementsAre(0, 1, 2, 3));
+  EXPECT_EQ(local.gpus_per_replica, 2);
+  const ProvisionerSpec& fixed = c.endpoints[0].groups[1].provisioner;
+  EXPECT_EQ(fixed.kind, "static");
+  EXPECT_THAT(fixed.urls, ElementsAre("http://10.0.0.1:8000", "https://b:443"));
+  EXPECT_EQ(c.endpoints[1].groups[0].provisioner.kind, "simulated");
+}
+
+// ---- structure and types ---------------------------------------------------------------------
+
+TEST(ParseConfigErrors, MaxBelowMin) {
+  EXPECT_THAT(group_problems("min_replicas: 2\nmax_replicas: 1"),
+              ElementsAre(g("max_replicas: must be >= min_replicas (2), got 1")));
+  EXPECT_THAT(group_problems("min_replicas: 2"),
+              ElementsAre(g("max_replicas: must be >= min_replicas (2), got 1 (the default)")));
+}
+
+TEST(ParseConfigErrors, RangesOfGroupFields) {
+  EXPECT_THAT(group_problems("min_replicas: -1"),
+              ElementsAre(g("min_replicas: must be >= 0, got -1")));
+  EXPECT_THAT(group_problems("max_replicas: 0"),
+              ElementsAre(g("max_replicas: must be >= 1, got 0")));
+  EXPECT_THAT(group_problems("concurrency: 0"), ElementsAre(g("concurrency: must be >= 1, got 0")));
+  EXPECT_THAT(group_problems("price: -0.5"), ElementsAre(g("price: must be >= 0, got -0.5")));
+  EXPECT_THAT(group_problems("max_replicas: 99999999999"),
+              ElementsAre(g("max_replicas: must be <= 2147483647, got 99999999999")));
+}
+
+TEST(ParseConfigErrors, WrongTypes) {
+  EXPECT_THAT(group_problems("concurrency: eight"),
+              ElementsAre(g("concurrency: expected an integer, got \"eight\"")));
+  EXPECT_THAT(group_problems("concurrency: 2.5"),
+              ElementsAre(g("concurrency: expected an integer, got 2.5")));
+  EXPECT_THAT(group_problems("concurrency: [1]"),
+              ElementsAre(g("concurrency: expected an integer, got a list")));
+  EXPECT_THAT(group_problems("concurrency:"),
+              ElementsAre(g("concurrency: expected an integer, got nothing")));
+  EXPECT_THAT(group_problems("price: cheap"),
+              ElementsAre(g("price: expected a number, got \"cheap\"")));
+  EXPECT_THAT(group_problems("provisioner: {ready: {path: {a: 1}}}"),
+              ElementsAre(g("provisioner.ready.path: expected a string, got a map")));
+  EXPECT_THAT(group_problems("scaling: {admission: {hold: maybe}}"),
+              ElementsAre(g("scaling.admission.hold: expected true or false, got \"maybe\"")));
+  EXPECT_THAT(problems("endpoints: [{name: chat, slo: 2s, groups: [{name: g}]}]"),
+              ElementsAre("endpoints[0].slo: expected a map like {max_wait: 2s}, got \"2s\""));
+  EXPECT_THAT(problems("endpoints: {name: chat}"),
+              ElementsAre("endpoints: expected a list, got a map"));
+}
+
+TEST(ParseConfigErrors, UnknownKeysSuggestTheClosest) {
+  EXPECT_THAT(group_problems("max_replica: 2"),
+              ElementsAre(g("max_replica: unknown key (did you mean max_replicas?)")));
+  EXPECT_THAT(group_problems("scaling: {policy: queue, queue_sise: 2}"),
+              ElementsAre(g("scaling.queue_sise: unknown key (did you mean queue_size?)")));
+  EXPECT_THAT(problems("endpoint: []"),
+              ElementsAre("endpoint: unknown key (did you mean endpoints?)",
+                          "endpoints: required (at least one endpoint)"));
+  EXPECT_THAT(problems("endpoints: [{name: chat, slo: {wait: 1s}, groups: [{name: g}]}]"),
+              ElementsAre("endpoints[0].slo.wait: unknown key (did you mean max_wait?)"));
+  EXPECT_THAT(problems("endpoints: [{name: chat, zzz: 1, groups: [{name: g}]}]"),
+              ElementsAre("endpoints[0].zzz: unknown key (known keys: name, slo, queue, groups)"));
+}
+
+TEST(ParseConfigErrors, DuplicateKeys) {
+  EXPECT_THAT(group_problems("concurrency: 2\nconcurrency: 3"),
+              ElementsAre(g("concurrency: duplicate key")));
+}
+
+TEST(ParseConfigErrors, DurationsNeedAUnit) {
+  EXPECT_THAT(group_problems("cold_start: 60"),
+              ElementsAre(g("cold_start: a duration needs a unit, e.g. 60s or 60ms, got 60")));
+  EXPECT_THAT(group_problems("cold_start: \"60\""),
+              ElementsAre(g("cold_start: a duration needs a unit, e.g. 60s or 60ms, got 60")));
+  EXPECT_THAT(
+      group_problems("cold_start: soon"),
+      ElementsAre(g("cold_start: expected a duration like 500ms, 30s, 3m or 2h30m, got \"soon\"")));
+  EXPECT_THAT(group_problems("cold_start: -5s"),
+              ElementsAre(g("cold_start: must be >= 0, got -5s")));
+  // "0" needs no unit.
+  EXPECT_EQ(group("cold_start: 0").cold_start.value, 0s);
+  EXPECT_EQ(group("cold_start: 2h30m").cold_start.value, 150min);
+  EXPECT_EQ(group("cold_start: 500ms").cold_start.value, 500ms);
+}
+
+TEST(ParseConfigErrors, EndpointFields) {
+  EXPECT_THAT(
+      problems(
+          "endpoints: [{name: chat, queue: {max_length: -1, timeout: 0s}, groups: [{name: g}]}]"),
+      ElementsAre("endpoints[0].queue.max_length: must be >= 0, got -1",
+                  "endpoints[0].queue.timeout: must be > 0, got 0s"));
+  // max_length 0 is "no holding", valid.
+  EXPECT_EQ(parse_config("endpoints: [{name: chat, queue: {max_length: 0}, groups: [{name: g}]}]")
+                .endpoints[0]
+                .queue.max_length,
+            0);
+  EXPECT_THAT(problems("endpoints: [{name: chat}]"),
+              ElementsAre("endpoints[0].groups: required (at least one worker group)"));
+  EXPECT_THAT(problems("endpoints: [{name: chat, groups: []}]"),
+              ElementsAre("endpoints[0].groups: must have at least one worker group"));
+  EXPECT_THAT(problems("endpoints: [{groups: [{name: g}]}]"),
+              ElementsAre("endpoints[0].name: required"));
+}
+
+TEST(ParseConfigErrors, TopLevel) {
+  EXPECT_THAT(problems(""), ElementsAre("endpoints: required (at least one endpoint)"));
+  EXPECT_THAT(problems("endpoints: []"), ElementsAre("endpoints: must have at least one endpoint"));
+  EXPECT_THAT(problems("- a\n- b\n"),
+              ElementsAre("expected a map with server and endpoints at the top level, got a list"));
+  EXPECT_THAT(problems("a: 1\n---\nb: 2\n"), ElementsAre("expected one YAML document, got 2"));
+}
+
+TEST(ParseConfigErrors, Names) {
+  EXPECT_THAT(problems("endpoints: [{name: Chat, groups: [{name: g}]}]"),
+              ElementsAre("endpoints[0].name: must match [a-z0-9][a-z0-9_-]* (lowercase letters, "
+                          "digits, - and _), got \"Chat\""));
+  EXPECT_THAT(problems("endpoints: [{name: \"\", groups: [{name: -g}]}]"),
+              ElementsAre("endpoints[0].name: must not be empty",
+                          "endpoints[0].groups[0].name: must match [a-z0-9][a-z0-9_-]* (lowercase "
+                          "letters, digits, - and _), got \"-g\""));
+  EXPECT_THAT(
+      problems(
+          "endpoints: [{name: a, groups: [{name: g}, {name: g}]}, {name: a, groups: [{name: g}]}]"),
+      ElementsAre("endpoints[0].groups[1].name: duplicate group name \"g\" (also groups[0])",
+                  "endpoints[1].name: duplicate endpoint name \"a\" (also endpoints[0])"));
+  // Same group name in different endpoints is fine; digits, - and _ are allowed.
+  EXPECT_NO_THROW(parse_config(
+      "endpoints: [{name: a-1, groups: [{name: g_2}]}, {name: 2b, groups: [{name: g_2}]}]"));
+}
+
+TEST(ParseConfigErrors, Server) {
+  EXPECT_THAT(
+      problems("server: {listen: \"8080\", api: localhost:99999}\nendpoints: [{name: a, groups: "
+               "[{name: g}]}]"),
+      ElementsAre("server.listen: expected host:port like 127.0.0.1:8080, got \"8080\"",
+                  "server.api: expected host:port like 127.0.0.1:8080, got \"localhost:99999\""));
+  EXPECT_THAT(
+      problems(
+          "server: {listen: \"h:80\", api: \"h:80\"}\nendpoints: [{name: a, groups: [{name: g}]}]"),
+      ElementsAre("server.api: must differ from listen, got \"h:80\""));
+  EXPECT_NO_THROW(
+      parse_config("server: {listen: \"[::1]:0\", api: \"[::1]:0\"}\nendpoints: [{name: a, groups: "
+                   "[{name: g}]}]"));
+}
+
+TEST(ParseConfigErrors, Provisioner) {
+  EXPECT_THAT(group_problems("provisioner: {kind: statik}"),
+              ElementsAre(g("provisioner.kind: expected one of local|static|simulated, got "
+                            "\"statik\" (did you mean static?)")));
+  EXPECT_THAT(group_problems("provisioner: {kind: static}"),
+              ElementsAre(g("provisioner.urls: required: kind static needs at least one url")));
+  EXPECT_THAT(group_problems("provisioner: {kind: static, urls: []}"),
+              ElementsAre(g("provisioner.urls: required: kind static needs at least one url")));
+  EXPECT_THAT(
+      group_problems("provisioner: {kind: static, urls: [10.0.0.1:80]}"),
+      ElementsAre(
+          g("provisioner.urls[0]: must start with http:// or https://, got \"10.0.0.1:80\"")));
+  EXPECT_THAT(
+      group_problems("provisioner: {command: []}"),
+      ElementsAre(g("provisioner.command: must not be empty (the program and its arguments)")));
+  EXPECT_THAT(group_problems("provisioner: {command: python serve.py}"),
+              ElementsAre(g("provisioner.command: expected a list, got \"python serve.py\"")));
+  EXPECT_THAT(group_problems("provisioner: {command: [python, [x]]}"),
+              ElementsAre(g("provisioner.command[1]: expected a string, got a list")));
+  EXPECT_THAT(group_problems("provisioner: {ready: {path: health, interval: 0s}}"),
+              ElementsAre(g("provisioner.ready.path: must start with /, got \"health\""),
+                          g("provisioner.ready.interval: must be > 0, got 0s")));
+  EXPECT_THAT(
+      group_problems("provisioner: {gpus: [0, 1], gpus_per_replica: 4}"),
+      ElementsAre(g("provisioner.gpus_per_replica: must be <= the number of gpus (2), got 4")));
+  EXPECT_THAT(group_problems("provisioner: {gpus: [0, 0]}"),
+              ElementsAre(g("provisioner.gpus[1]: duplicate gpu 0")));
+  EXPECT_THAT(group_problems("provisioner: {gpus: [-1]}"),
+              ElementsAre(g("provisioner.gpus[0]: must be >= 0, got -1")));
+  EXPECT_THAT(group_problems("provisioner: {kind: local, image: x}"),
+              ElementsAre(g("provisioner.image: unknown key (known keys: kind, command, urls, "
+                            "ready, gpus, gpus_per_replica)")));
+  // The simulator needs no provisioner details.
+  EXPECT_NO_THROW(group("provisioner: {kind: local}"));
+}
+
+TEST(ParseConfigErrors, YamlSyntaxErrorGivesLineAndColumn) {
+  const std::string bad = "endpoints:\n  - name: chat\n    groups: [{name: g}\n";
+  const auto p = problems(bad);
+  ASSERT_EQ(p.size(), 1u);
+  EXPECT_THAT(p[0], StartsWith("line 4, column 1: invalid YAML: "));
+  EXPECT_THAT(problems("a: b: c"), ElementsAre(StartsWith("line 1, column 5: invalid YAML: ")));
+}
+
+TEST(ParseConfigErrors, AllProblemsAreCollectedAndWhatNamesTheSource) {
+  try {
+    parse_config(group_yaml("concurrency: eight\nmax_replica: 2\ncold_start: 60"), "quick.yaml");
+    FAIL() << "parsed";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(e.problems().size(), 3u);
+    EXPECT_EQ(e.source(), "quick.yaml");
+    EXPECT_EQ(
+        std::string(e.what()),
+        "quick.yaml: " + g("max_replica: unknown key (did you mean max_replicas?)\n") +
+            "quick.yaml: " + g("concurrency: expected an integer, got \"eight\"\n") +
+            "quick.yaml: " + g("cold_start: a duration needs a unit, e.g. 60s or 60ms, got 60"));
+  }
+}
+
+TEST(ConfigError, WhatWithoutSourceIsTheProblemsJoined) {
+  const ConfigError e({"a: x", "b: y"});
+  EXPECT_EQ(std::string(e.what()), "a: x\nb: y");
+  EXPECT_EQ(e.source(), "");
+}
+
+// ---- distributions and service times ---------------------------------------------------------
+
+TEST(Distributions, Parse) {
+  const GroupSpec a = group("cold_start: {dist: uniform, min: 30s, max: 90s}");
+  EXPECT_EQ(a.cold_start.kind, DurationDistribution::Kind::kUniform);
+  EXPECT_EQ(a.cold_start.min, 30s);
+  EXPECT_EQ(a.cold_start.max, 90s);
+  const GroupSpec b = group("cold_start: {dist: lognormal, median: 60s, sigma: 0.3}");
+  EXPECT_EQ(b.cold_start.kind, DurationDistribution::Kind::kLognormal);
+  EXPECT_EQ(b.cold_start.median, 60s);
+  EXPECT_DOUBLE_EQ(b.cold_start.sigma, 0.3);
+  const GroupSpec c = group("cold_start: {dist: empirical, values: [50s, 60s, 90s]}");
+  EXPECT_EQ(c.cold_start.kind, DurationDistribution::Kind::kEmpirical);
+  EXPECT_THAT(c.cold_start.values, ElementsAre(50s, 60s, 90s));
+  const GroupSpec d = group("cold_start: {dist: fixed, value: 1m}");
+  EXPECT_EQ(d.cold_start.kind, DurationDistribution::Kind::kFixed);
+  EXPECT_EQ(d.cold_start.value, 60s);
+}
+
+TEST(Distributions, Errors) {
+  EXPECT_THAT(group_problems("cold_start: {min: 1s}"),
+              ElementsAre(g("cold_start.dist: required (fixed|uniform|lognormal|empirical)")));
+  EXPECT_THAT(group_problems("cold_start: {dist: normal}"),
+              ElementsAre(g("cold_start.dist: expected one of fixed|uniform|lognormal|empirical, "
+                            "got \"normal\" (did you mean lognormal?)")));
+  EXPECT_THAT(group_problems("cold_start: {dist: uniform, min: 90s, max: 30s}"),
+              ElementsAre(g("cold_start.max: must be >= min (90s), got 30s")));
+  EXPECT_THAT(group_problems("cold_start: {dist: uniform, value: 30s}"),
+              ElementsAre(g("cold_start.value: unknown key (known keys: dist, min, max)"),
+                          g("cold_start.min: required"), g("cold_start.max: required")));
+  EXPECT_THAT(group_problems("cold_start: {dist: lognormal, median: 0s, sigma: -1}"),
+              ElementsAre(g("cold_start.median: must be > 0, got 0s"),
+                          g("cold_start.sigma: must be >= 0, got -1")));
+  EXPECT_THAT(group_problems("cold_start: {dist: empirical, values: []}"),
+              ElementsAre(g("cold_start.values: must have at least one value")));
+  EXPECT_THAT(
+      group_problems("cold_start: {dist: empirical, values: [1s, 5]}"),
+      ElementsAre(g("cold_start.values[1]: a duration needs a unit, e.g. 5s or 5ms, got 5")));
+}
+
+TEST(Distributions, SampleAndMean) {
+  Random rng(42);
+  DurationDistribution fixed;
+  fixed.value = 60s;
+  EXPECT_EQ(fixed.sample(rng), 60s);
+  EXPECT_EQ(fixed.mean(), 60s);
+
+  DurationDistribution uniform;
+  uniform.kind = DurationDistribution::Kind::kUniform;
+  uniform.min = 30s;
+  uniform.max = 90s;
+  EXPECT_EQ(uniform.mean(), 60s);
+  double sum = 0;
+  constexpr int kN = 20000;
+  for (int i = 0; i < kN; ++i) {
+    const Duration d = uniform.sample(rng);
+    EXPECT_GE(d, 30s);
+    EXPECT_LE(d, 90s);
+    sum += to_seconds(d);
+  }
+  EXPECT_NEAR(sum / kN, 60, 0.5);
+
+  DurationDistribution lognormal;
+  lognormal.kind = DurationDistribution::Kind::kLognormal;
+  lognormal.median = 60s;
+  lognormal.sigma = 0.3;
+  EXPECT_NEAR(to_seconds(lognormal.mean()), 60 * std::exp(0.045), 1e-6);
+  std::vector<double> samples;
+  sum = 0;
+  for (int i = 0; i < kN; ++i) {
+    samples.push_back(to_seconds(lognormal.sample(rng)));
+    sum += samples.back();
+  }
+  std::nth_element(samples.begin(), samples.begin() + kN / 2, samples.end());
+  EXPECT_NEAR(samples[kN / 2], 60, 1.0);
+  EXPECT_NEAR(sum / kN, to_seconds(lognormal.mean()), 1.0);
+
+  DurationDistribution empirical;
+  empirical.kind = DurationDistribution::Kind::kEmpirical;
+  empirical.values = {50s, 60s, 100s};
+  EXPECT_EQ(to_seconds(empirical.mean()), 70);
+  int hits[3] = {0, 0, 0};
+  for (int i = 0; i < 3000; ++i) {
+    const Duration d = empirical.sample(rng);
+    hits[d == 50s ? 0 : d == 60s ? 1 : 2]++;
+    EXPECT_TRUE(d == 50s || d == 60s || d == 100s);
+  }
+  for (int h : hits) EXPECT_GT(h, 800);
+
+  // Degenerate inputs stay defined.
+  DurationDistribution empty;
+  empty.kind = DurationDistribution::Kind::kEmpirical;
+  EXPECT_EQ(empty.sample(rng), 0s);
+  EXPECT_EQ(empty.mean(), 0s);
+}
+
+TEST(ServiceTime, Models) {
+  const auto fixed = group("service_time: {model: fixed, value: 2s}").service_time;
+  EXPECT_EQ(fixed.kind, ServiceTimeModel::Kind::kFixed);
+  EXPECT_EQ(fixed.value, 2s);
+  EXPECT_EQ(group("service_time: 3s").service_time.value, 3s);
+  const auto ln = group("service_time: {model: lognormal, median: 1s, sigma: 0.5}").service_time;
+  EXPECT_EQ(ln.kind, ServiceTimeModel::Kind::kLognormal);
+  EXPECT_EQ(ln.median, 1s);
+  EXPECT_DOUBLE_EQ(ln.sigma, 0.5);
+  const auto tokens =
+      group("service_time: {model: tokens, prefill: 0.0002, decode: 0.02, base: 50ms}")
+          .service_time;
+  EXPECT_EQ(tokens.kind, ServiceTimeModel::Kind::kTokens);
+  EXPECT_EQ(tokens.base, 50ms);
+  EXPECT_EQ(group("service_time: {model: trace}").service_time.kind,
+            ServiceTimeModel::Kind::kTrace);
+}
+
+TEST(ServiceTime, Errors) {
+  EXPECT_THAT(group_problems("service_time: {value: 2s}"),
+              ElementsAre(g("service_time.model: required (fixed|lognormal|tokens|trace)")));
+  EXPECT_THAT(group_problems("service_time: {model: tokens, prefill: 0.2ms}"),
+              ElementsAre(g("service_time.prefill: expected a number, got \"0.2ms\"")));
+  EXPECT_THAT(group_problems("service_time: {model: fixed, value: 0s}"),
+              ElementsAre(g("service_time.value: must be > 0, got 0s")));
+  EXPECT_THAT(group_problems("service_time: {model: trace, value: 1s}"),
+              ElementsAre(g("service_time.value: unknown key (known keys: model)")));
+  EXPECT_THAT(group_problems("service_time: {model: tokens, decode: 1s}"),
+              ElementsAre(g("service_time.decode: expected a number, got \"1s\"")));
+}
+
+// ---- scaling ---------------------------------------------------------------------------------
+
+TEST(Scaling, EveryPresetParsesInAConfigAndAlone) {
+  for (const std::string& name : preset_names()) {
+    SCOPED_TRACE(name);
+    const GroupSpec gs = group("max_replicas: 4\nconcurrency: 8\nscaling: {preset: " + name + "}");
+    EXPECT_EQ(gs.scaling.preset, name);
+    EXPECT_EQ(gs.scaling.policy, preset_spec(name)->policy);
+    EXPECT_EQ(scaling(name).preset, name);  // bare name
+    EXPECT_EQ(scaling("preset: " + name).policy, gs.scaling.policy);
+    EXPECT_EQ(group("scaling: " + name).scaling.preset, name);  // `scaling: hf`
+  }
+}
+
+TEST(Scaling, PresetOverrides) {
+  const ScalingSpec s = scaling(
+      "{preset: hf, idle_timeout: 5m, target: 0.6, hysteresis: 0.2, "
+      "admission: {reject_status: 503}, tick: 500ms}");
+  EXPECT_EQ(s.preset, "hf");
+  EXPECT_EQ(s.policy, PolicyKind::kTarget);
+  EXPECT_EQ(s.modifiers.idle_timeout, 5min);  // target policy: the modifier
+  EXPECT_DOUBLE_EQ(s.target.target, 0.6);
+  EXPECT_DOUBLE_EQ(s.modifiers.hysteresis, 0.2);
+  EXPECT_EQ(s.admission.reject_status, 503);
+  EXPECT_FALSE(s.admission.hold);            // kept from the preset
+  EXPECT_EQ(s.modifiers.up_interval, 3min);  // kept from the preset
+  EXPECT_EQ(s.tick, 500ms);
+
+  // idle_timeout goes to the policy's own field for queue and tide.
+  EXPECT_EQ(scaling("{preset: viewcomfy, idle_timeout: 45s}").queue.idle_timeout, 45s);
+  EXPECT_FALSE(scaling("{preset: viewcomfy, idle_timeout: 45s}").modifiers.idle_timeout);
+  EXPECT_EQ(scaling("{preset: tide, idle_timeout: 2m}").tide.idle_timeout, 2min);
+  EXPECT_EQ(scaling("{policy: concurrency, idle_timeout: 2m}").modifiers.idle_timeout, 2min);
+
+  // Nested rules merge field by field.
+  const ScalingSpec h = scaling("{preset: hpa, scale_down: {stabilization: 60s}}");
+  EXPECT_EQ(h.target.scale_down.stabilization, 60s);
+  ASSERT_EQ(h.target.scale_down.policies.size(), 1u);
+  EXPECT_EQ(h.target.scale_down.policies[0].type, RateLimit::Type::kPercent);
+
+  // `tick` on the concurrency policy also sets the KPA's evaluation period.
+  const ScalingSpec k = scaling("{preset: knative, tick: 4s, target: 10}");
+  EXPECT_EQ(k.tick, 4s);
+  EXPECT_EQ(k.concurrency.tick, 4s);
+  EXPECT_DOUBLE_EQ(k.concurrency.target, 10);
+}
+
+TEST(Scaling, PresetOverrideWithAKeyOfAnotherPolicy) {
+  EXPECT_THAT(scaling_problems("{preset: hf, queue_size: 2}"),
+              ElementsAre("scaling.queue_size: not a key of policy target (preset hf); it belongs "
+                          "to policy queue"));
+  EXPECT_THAT(scaling_problems("{preset: viewcomfy, metric: rps}"),
+              ElementsAre("scaling.metric: not a key of policy queue (preset viewcomfy); it "
+                          "belongs to policy target and step"));
+  EXPECT_THAT(scaling_problems("{policy: tide, stable_window: 60s}"),
+              ElementsAre("scaling.stable_window: not a key of policy tide; it belongs to policy "
+                          "concurrency"));
+}
+
+TEST(Scaling, TypoOfAnotherPolicysKey) {
+  EXPECT_THAT(scaling_problems("{preset: hf, queue_sise: 2}"),
+              ElementsAre("scaling.queue_sise: unknown key (did you mean queue_size? it belongs to "
+                          "policy queue, not policy target (preset hf))"));
+  EXPECT_THAT(
+      scaling_problems("{preset: hf, bogus: 2}"),
+      ElementsAre(StartsWith("scaling.bogus: unknown key (known keys: preset, policy, tick, "
+                             "admission, idle_timeout,")));
+}
+
+TEST(Scaling, UnknownPresetListsTheKnownOnes) {
+  EXPECT_THAT(scaling_problems("{preset: ray_serve}"),
+              ElementsAre("scaling.preset: unknown preset \"ray_serve\" (did you mean ray-serve?); "
+                          "known presets: tide, hf, hpa, knative, ray-serve, skyserve, runpod, "
+                          "viewcomfy"));
+  EXPECT_THAT(group_problems("scaling: nope"),
+              ElementsAre(g("scaling: unknown preset \"nope\"; known presets: tide, hf, hpa, "
+                            "knative, ray-serve, skyserve, runpod, viewcomfy")));
+}
+
+TEST(Scaling, PresetAndPolicyTogether) {
+  EXPECT_THAT(scaling_problems("{preset: hf, policy: queue}"),
+              ElementsAre("scaling.policy: cannot be combined with preset (preset hf uses policy "
+                          "target)"));
+  EXPECT_THAT(scaling_problems("{policy: magic}"),
+              ElementsAre("scaling.policy: expected one of queue|target|concurrency|step|tide, got "
+                          "\"magic\""));
+}
+
+TEST(Scaling, EmptyOrAbsentIsTheTidePreset) {
+  EXPECT_EQ(scaling("").preset, "tide");
+  EXPECT_EQ(scaling("{}").preset, "tide");
+  // Keys without preset or policy override the tide preset.
+  EXPECT_DOUBLE_EQ(scaling("{target_wait_probability: 0.05}").tide.target_wait_probability, 0.05);
+  EXPECT_THAT(scaling_problems("[1, 2]"),
+              ElementsAre("scaling: expected a map like {preset: tide} or {policy: queue, "
+                          "queue_size: 1}, got a list"));
+}
+
+TEST(Scaling, PolicyParams) {
+  const ScalingSpec t = scaling(R"(
+policy: target
+metric: in_flight
+target: 6
+tolerance: 0.05
+sync_period: 30s
+metric_window: 1m
+scale_up: {stabilization: 10s, select: min, policies: [{type: pods, value: 2, period: 30s}, {type: percent, value: 50}]}
+scale_down: {select: disabled, policies: []}
+)");
+  EXPECT_EQ(t.preset, "");
+  EXPECT_EQ(t.target.metric, Metric::kInFlight);
+  EXPECT_DOUBLE_EQ(t.target.target, 6);
+  EXPECT_DOUBLE_EQ(t.target.tolerance, 0.05);
+  EXPECT_EQ(t.target.sync_period, 30s);
+  EXPECT_EQ(t.target.metric_window, 60s);
+  EXPECT_EQ(t.target.scale_up.stabilization, 10s);
+  EXPECT_EQ(t.target.scale_up.select, ScalingRules::Select::kMin);
+  ASSERT_EQ(t.target.scale_up.policies.size(), 2u);
+  EXPECT_EQ(t.target.scale_up.policies[0].type, RateLimit::Type::kPods);
+  EXPECT_DOUBLE_EQ(t.target.scale_up.policies[0].value, 2);
+  EXPECT_EQ(t.target.scale_up.policies[0].period, 30s);
+  EXPECT_EQ(t.target.scale_up.policies[1].type, RateLimit::Type::kPercent);
+  EXPECT_EQ(t.target.scale_up.policies[1].period, 15s);
+  EXPECT_EQ(t.target.scale_down.select, ScalingRules::Select::kDisabled);
+  EXPECT_TRUE(t.target.scale_down.policies.empty());
+  EXPECT_EQ(t.target.scale_down.stabilization, 300s);  // the HPA default
+
+  const ScalingSpec c = scaling(R"({policy: concurrency, target: 5, stable_window: 30s,
+    panic_window_percentage: 20, panic_threshold_percentage: 150, max_scale_up_rate: 10,
+    max_scale_down_rate: 4, scale_down_delay: 15s, scale_to_zero_grace: 10s})");
+  EXPECT_DOUBLE_EQ(c.concurrency.target, 5);
+  EXPECT_EQ(c.concurrency.stable_window, 30s);
+  EXPECT_DOUBLE_EQ(c.concurrency.panic_window_percentage, 20);
+  EXPECT_DOUBLE_EQ(c.concurrency.panic_threshold_percentage, 150);
+  EXPECT_DOUBLE_EQ(c.concurrency.max_scale_up_rate, 10);
+  EXPECT_DOUBLE_EQ(c.concurrency.max_scale_down_rate, 4);
+  EXPECT_EQ(c.concurrency.scale_down_delay, 15s);
+  EXPECT_EQ(c.concurrency.scale_to_zero_grace, 10s);
+  EXPECT_EQ(c.concurrency.tick, 2s);
+
+  const ScalingSpec s = scaling(R"(
+policy: step
+metric: queue
+adjustment: percent
+window: 30s
+cooldown_up: 10s
+cooldown_down: 2m
+steps:
+  - {upper: 0.5, change: -50}
+  - {lower: 2, upper: 5, change: 50}
+  - {lower: 5, change: 100}
+)");
+  EXPECT_EQ(s.step.metric, Metric::kQueue);
+  EXPECT_EQ(s.step.adjustment, StepPolicy::Adjustment::kPercent);
+  EXPECT_EQ(s.step.window, 30s);
+  EXPECT_EQ(s.step.cooldown_up, 10s);
+  EXPECT_EQ(s.step.cooldown_down, 120s);
+  ASSERT_EQ(s.step.steps.size(), 3u);
+  EXPECT_FALSE(s.step.steps[0].lower.has_value());
+  EXPECT_EQ(s.step.steps[0].upper, 0.5);
+  EXPECT_EQ(s.step.steps[1].lower, 2);
+  EXPECT_FALSE(s.step.steps[2].upper.has_value());
+  EXPECT_DOUBLE_EQ(s.step.steps[2].change, 100);
+
+  const ScalingSpec d = scaling(R"({policy: tide, target_wait_probability: 0.05, demand_window: 20s,
+    keep_window: 3m, up_delay: 1s, down_delay: 2s, up_interval: 3s, down_interval: 4s,
+    admission: {hold: false, reject_status: 429}})");
+  EXPECT_DOUBLE_EQ(d.tide.target_wait_probability, 0.05);
+  EXPECT_EQ(d.tide.demand_window, 20s);
+  EXPECT_EQ(d.tide.keep_window, 180s);
+  EXPECT_EQ(d.modifiers.up_delay, 1s);
+  EXPECT_EQ(d.modifiers.down_delay, 2s);
+  EXPECT_EQ(d.modifiers.up_interval, 3s);
+  EXPECT_EQ(d.modifiers.down_interval, 4s);
+  EXPECT_FALSE(d.admission.hold);
+  EXPECT_EQ(d.admission.reject_status, 429);
+}
+
+TEST(Scaling, ParamErrors) {
+  EXPECT_THAT(scaling_problems("{policy: queue, queue_size: 0}"),
+              ElementsAre("scaling.queue_size: must be >= 1, got 0"));
+  EXPECT_THAT(scaling_problems("{policy: tide, target_wait_probability: 1}"),
+              ElementsAre("scaling.target_wait_probability: must be > 0 and < 1, got 1"));
+  EXPECT_THAT(scaling_problems("{hysteresis: 1.5, tick: 0s}"),
+              ElementsAre("scaling.tick: must be > 0, got 0s",
+                          "scaling.hysteresis: must be >= 0 and < 1, got 1.5"));
+  EXPECT_THAT(scaling_problems("{admission: {reject_status: 200}}"),
+              ElementsAre("scaling.admission.reject_status: must be >= 400 and <= 599, got 200"));
+  EXPECT_THAT(scaling_problems("{policy: target, metric: utilisation}"),
+              ElementsAre("scaling.metric: expected one of utilization|in_flight|queue|concurrency|"
+                          "rps, got \"utilisation\" (did you mean utilization?)"));
+  EXPECT_THAT(
+      scaling_problems("{policy: target, target: 80}"),
+      ElementsAre("scaling.target: must be <= 1 for metric utilization (a fraction), got 80"));
+  EXPECT_THAT(
+      scaling_problems("{policy: target, metric: queue, target: 0}"),
+      ElementsAre("scaling.target: must be > 0 for metric queue (0 = auto only for rps), got 0"));
+  EXPECT_THAT(scaling_problems("{preset: skyserve, metric: utilization}"),
+              ElementsAre("scaling.target: must be > 0 for metric utilization (0 = auto only for "
+                          "rps), got 0"));
+  EXPECT_THAT(scaling_problems("{policy: target, target: -1}"),
+              ElementsAre("scaling.target: must be >= 0, got -1"));
+  EXPECT_THAT(scaling_problems("{policy: target, metric: in_flight, target: 12}", 8),
+              ElementsAre("scaling.target: must be <= the group's concurrency (8) for metric "
+                          "in_flight, got 12"));
+  EXPECT_THAT(scaling_problems("{policy: target, tolerance: 1}"),
+              ElementsAre("scaling.tolerance: must be >= 0 and < 1, got 1"));
+  EXPECT_THAT(scaling_problems("{policy: target, scale_up: {select: maximum, policies: [{type: "
+                               "pod, value: 0}, {value: 1, period: 0s}]}}"),
+              ElementsAre("scaling.scale_up.select: expected one of max|min|disabled, got "
+                          "\"maximum\" (did you mean max?)",
+                          "scaling.scale_up.policies[0].type: expected one of pods|percent, got "
+                          "\"pod\" (did you mean pods?)",
+                          "scaling.scale_up.policies[0].value: must be > 0, got 0",
+                          "scaling.scale_up.policies[1].type: required (pods or percent)",
+                          "scaling.scale_up.policies[1].period: must be > 0, got 0s"));
+  EXPECT_THAT(
+      scaling_problems("{policy: concurrency, max_scale_down_rate: 1, panic_window_percentage: 0}"),
+      ElementsAre("scaling.panic_window_percentage: must be > 0 and <= 100, got 0",
+                  "scaling.max_scale_down_rate: must be > 1, got 1"));
+  EXPECT_THAT(scaling_problems("{policy: target, up_delay: 30}"),
+              ElementsAre("scaling.up_delay: a duration needs a unit, e.g. 30s or 30ms, got 30"));
+  // rps alone may have target 0 (derived from capacity).
+  EXPECT_NO_THROW(scaling("{policy: target, metric: rps, target: 0}"));
+}
+
+TEST(Scaling, StepErrors) {
+  EXPECT_THAT(scaling_problems("{policy: step}"),
+              ElementsAre("scaling.steps: required (at least one step)"));
+  EXPECT_THAT(scaling_problems("{policy: step, steps: []}"),
+              ElementsAre("scaling.steps: must have at least one step"));
+  EXPECT_THAT(scaling_problems("{policy: step, steps: [{lower: 0, upper: 10, change: 1}, {lower: "
+                               "5, upper: 20, change: 2}]}"),
+              ElementsAre("scaling.steps[1]: overlaps steps[0] ([5, 20) and [0, 10))"));
+  EXPECT_THAT(
+      scaling_problems("{policy: step, steps: [{lower: 5, change: 1}, {upper: 6, change: -1}]}"),
+      ElementsAre("scaling.steps[1]: overlaps steps[0] ([-inf, 6) and [5, +inf))"));
+  EXPECT_THAT(scaling_problems("{policy: step, steps: [{lower: 5, upper: 5, change: 1}]}"),
+              ElementsAre("scaling.steps[0].upper: must be > lower (5), got 5"));
+  EXPECT_THAT(
+      scaling_problems("{policy: step, adjustment: exact, steps: [{lower: 1, change: -1}]}"),
+      ElementsAre("scaling.steps[0].change: must be >= 0 with adjustment exact, got -1"));
+  EXPECT_THAT(scaling_problems("{policy: step, steps: [{lower: 1}]}"),
+              ElementsAre("scaling.steps[0].change: required"));
+  // Adjacent bands touch without overlapping.
+  EXPECT_NO_THROW(
+      scaling("{policy: step, steps: [{upper: 1, change: -1}, {lower: 1, change: 1}]}"));
+}
+
+TEST(Scaling, PathsInAConfigStartAtTheGroup) {
+  EXPECT_THAT(group_problems("scaling: {preset: hf, queue_size: 2}"),
+              ElementsAre(g("scaling.queue_size: not a key of policy target (preset hf); it "
+                            "belongs to policy queue")));
+  EXPECT_THAT(
+      group_problems("concurrency: 4\nscaling: {policy: target, metric: in_flight, target: 5}"),
+      ElementsAre(g("scaling.target: must be <= the group's concurrency (4) for metric "
+                    "in_flight, got 5")));
+}
+
+TEST(Scaling, ParseScalingSyntaxError) {
+  EXPECT_THAT(scaling_problems("{preset: hf"), ElementsAre(StartsWith("line ")));
+}
+
+// ---- presets ---------------------------------------------------------------------------------
+
+TEST(Presets, NamesInOrder) {
+  EXPECT_THAT(preset_names(), ElementsAre("tide", "hf", "hpa", "knative", "ray-serve", "skyserve",
+                                          "runpod", "viewcomfy"));
+  EXPECT_FALSE(preset_spec("nope").has_value());
+  for (const std::string& name : preset_names()) {
+    EXPECT_EQ(preset_spec(name)->preset, name);
+    EXPECT_EQ(preset_spec(name)->tick, 1s);
+  }
+}
+
+TEST(Presets, Tide) {
+  const ScalingSpec s = *preset_spec("tide");
+  EXPECT_EQ(s.policy, PolicyKind::kTide);
+  EXPECT_TRUE(s.admission.hold);
+  EXPECT_FALSE(s.min_one);
+}
+
+TEST(Presets, HuggingFace) {
+  const ScalingSpec s = *preset_spec("hf");
+  EXPECT_EQ(s.policy, PolicyKind::kTarget);
+  EXPECT_EQ(s.target.metric, Metric::kUtilization);
+  EXPECT_DOUBLE_EQ(s.target.target, 0.8);
+  EXPECT_DOUBLE_EQ(s.target.tolerance, 0);
+  EXPECT_EQ(s.target.metric_window, 2min);
+  EXPECT_EQ(s.target.sync_period, 1min);
+  EXPECT_EQ(s.target.scale_up.stabilization, 0s);
+  EXPECT_TRUE(s.target.scale_up.policies.empty());
+  EXPECT_EQ(s.target.scale_up.select, ScalingRules::Select::kMax);
+  EXPECT_EQ(s.target.scale_down.stabilization, 0s);
+  EXPECT_TRUE(s.target.scale_down.policies.empty());
+  EXPECT_EQ(s.modifiers.up_interval, 3min);
+  EXPECT_EQ(s.modifiers.down_interval, 5min);
+  EXPECT_EQ(s.modifiers.idle_timeout, 15min);
+  EXPECT_FALSE(s.admission.hold);
+  EXPECT_EQ(s.admission.reject_status, 502);
+}
+
+TEST(Presets, Hpa) {
+  const ScalingSpec s = *preset_spec("hpa");
+  EXPECT_EQ(s.policy, PolicyKind::kTarget);
+  EXPECT_EQ(s.target.metric, Metric::kUtilization);
+  EXPECT_DOUBLE_EQ(s.target.target, 0.7);
+  EXPECT_DOUBLE_EQ(s.target.tolerance, 0.1);
+  EXPECT_EQ(s.target.sync_period, 15s);
+  EXPECT_EQ(s.target.metric_window, 1min);
+  EXPECT_EQ(s.target.scale_up.stabilization, 0s);
+  ASSERT_EQ(s.target.scale_up.policies.size(), 2u);
+  EXPECT_EQ(s.target.scale_up.policies[0].type, RateLimit::Type::kPods);
+  EXPECT_DOUBLE_EQ(s.target.scale_up.policies[0].value, 4);
+  EXPECT_EQ(s.target.scale_up.policies[1].type, RateLimit::Type::kPercent);
+  EXPECT_DOUBLE_EQ(s.target.scale_up.policies[1].value, 100);
+  EXPECT_EQ(s.target.scale_down.stabilization, 300s);
+  ASSERT_EQ(s.target.scale_down.policies.size(), 1u);
+  EXPECT_TRUE(s.min_one);
+  EXPECT_FALSE(s.admission.hold);
+  EXPECT_EQ(s.admission.reject_status, 503);
+}
+
+TEST(Presets, Knative) {
+  const ScalingSpec s = *preset_spec("knative");
+  EXPECT_EQ(s.policy, PolicyKind::kConcurrency);
+  EXPECT_DOUBLE_EQ(s.concurrency.target, 0);
+  EXPECT_EQ(s.concurrency.stable_window, 60s);
+  EXPECT_EQ(s.concurrency.tick, 2s);
+  EXPECT_TRUE(s.admission.hold);
+}
+
+TEST(Presets, RayServe) {
+  const ScalingSpec s = *preset_spec("ray-serve");
+  EXPECT_EQ(s.policy, PolicyKind::kTarget);
+  EXPECT_EQ(s.target.metric, Metric::kConcurrency);
+  EXPECT_DOUBLE_EQ(s.target.target, 2);
+  EXPECT_DOUBLE_EQ(s.target.tolerance, 0);
+  EXPECT_EQ(s.target.sync_period, 10s);
+  EXPECT_EQ(s.target.metric_window, 30s);
+  EXPECT_TRUE(s.target.scale_up.policies.empty());
+  EXPECT_EQ(s.target.scale_down.stabilization, 0s);
+  EXPECT_TRUE(s.target.scale_down.policies.empty());
+  EXPECT_EQ(s.modifiers.up_delay, 30s);
+  EXPECT_EQ(s.modifiers.down_delay, 600s);
+  EXPECT_TRUE(s.admission.hold);
+}
+
+TEST(Presets, SkyServe) {
+  const ScalingSpec s = *preset_spec("skyserve");
+  EXPECT_EQ(s.target.metric, Metric::kRps);
+  EXPECT_DOUBLE_EQ(s.target.target, 0);
+  EXPECT_EQ(s.target.sync_period, 20s);
+  EXPECT_EQ(s.target.metric_window, 60s);
+  EXPECT_TRUE(s.target.scale_down.policies.empty());
+  EXPECT_EQ(s.modifiers.up_delay, 300s);
+  EXPECT_EQ(s.modifiers.down_delay, 1200s);
+  EXPECT_FALSE(s.admission.hold);
+  EXPECT_EQ(s.admission.reject_status, 503);
+}
+
+TEST(Presets, RunPod) {
+  const ScalingSpec s = *preset_spec("runpod");
+  EXPECT_EQ(s.target.metric, Metric::kConcurrency);
+  EXPECT_DOUBLE_EQ(s.target.target, 4);
+  EXPECT_EQ(s.target.sync_period, 1s);
+  EXPECT_EQ(s.target.metric_window, 1s);
+  EXPECT_EQ(s.modifiers.down_delay, 5s);
+  EXPECT_EQ(s.modifiers.up_delay, 0s);
+  EXPECT_TRUE(s.admission.hold);
+}
+
+TEST(Presets, ViewComfy) {
+  const ScalingSpec s = *preset_spec("viewcomfy");
+  EXPECT_EQ(s.policy, PolicyKind::kQueue);
+  EXPECT_EQ(s.queue.queue_size, 1);
+  EXPECT_EQ(s.queue.idle_timeout, 30s);
+  EXPECT_TRUE(s.admission.hold);
+}
+
+TEST(Names, MetricAndPolicyNamesMatchTheYaml) {
+  EXPECT_EQ(metric_name(Metric::kUtilization), "utilization");
+  EXPECT_EQ(metric_name(Metric::kInFlight), "in_flight");
+  EXPECT_EQ(metric_name(Metric::kQueue), "queue");
+  EXPECT_EQ(metric_name(Metric::kConcurrency), "concurrency");
+  EXPECT_EQ(metric_name(Metric::kRps), "rps");
+  EXPECT_EQ(policy_name(PolicyKind::kQueue), "queue");
+  EXPECT_EQ(policy_name(PolicyKind::kTarget), "target");
+  EXPECT_EQ(policy_name(PolicyKind::kConcurrency), "concurrency");
+  EXPECT_EQ(policy_name(PolicyKind::kStep), "step");
+  EXPECT_EQ(policy_name(PolicyKind::kTide), "tide");
+}
+
+// ---- files and robustness --------------------------------------------------------------------
+
+TEST(LoadConfig, ReadsAFile) {
+  const std::string path = ::testing::TempDir() + "tide_config_test.yaml";
+  {
+    std::ofstream out(path);
+    out << kExample;
+  }
+  EXPECT_EQ(load_config(path).endpoints.at(0).groups.at(0).name, "h100");
+  std::remove(path.c_str());
+}
+
+TEST(LoadConfig, MissingFileNamesThePath) {
+  try {
+    load_config("/nonexistent/tide.yaml");
+    FAIL() << "loaded";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "/nonexistent/tide.yaml: cannot read: No such file or directory");
+    EXPECT_EQ(e.source(), "/nonexistent/tide.yaml");
+  }
+  EXPECT_THROW(load_config(::testing::TempDir()), ConfigError);
+}
+
+TEST(LoadConfig, ProblemsArePrefixedWithTheFileName) {
+  const std::string path = ::testing::TempDir() + "tide_config_bad.yaml";
+  {
+    std::ofstream out(path);
+    out << "endpoints: []\n";
+  }
+  try {
+    load_config(path);
+    FAIL() << "loaded";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(std::string(e.what()), path + ": endpoints: must have at least one endpoint");
+  }
+  std::remove(path.c_str());
+}
+
+// Mangles the example one character at a time: every result must parse or be a ConfigError.
+TEST(Robustness, MangledInputNeverEscapesAsAnythingButConfigError) {
+  const std::string base = kExample;
+  const char inserts[] = {':', '[', '{', '-', ' ', '\n', '"', '&', '*', '!', '\t', '#', '?', '|'};
+  int errors = 0;
+  for (size_t i = 0; i < base.size(); ++i) {
+    std::vector<std::string> variants = {base.substr(0, i) + base.substr(i + 1)};
+    for (char c : inserts) variants.push_back(base.substr(0, i) + c + base.substr(i));
+    for (const std::string& text : variants) {
+      try {
+        parse_config(text);
+      } catch (const ConfigError& e) {
+        ++errors;
+        EXPECT_FALSE(e.problems().empty());
+      } catch (const std::exception& e) {
+        ADD_FAILURE() << "escaped: " << e.what() << "\n" << text;
+      }
+    }
+  }
+  EXPECT_GT(errors, 0);
+  for (const char* text : {"*a", "&a [*a]", "{", "]", "%YAML 9.9\n---\na: 1", "? [a]\n: b",
+                           "endpoints: [{name: chat, groups: [{name: g, ? [x] : y}]}]",
+                           "endpoints: !!binary aGVsbG8=", "\xff\xfe"}) {
+    try {
+      parse_config(text);
+    } catch (const ConfigError&) {
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << "escaped: " << e.what() << "\n" << text;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace tide::config

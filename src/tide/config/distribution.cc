@@ -1,5 +1,7 @@
 #include "tide/config/config.h"
 
+#include <cmath>
+
 namespace tide::config {
 
 Duration DurationDistribution::sample(Random& rng) const {
