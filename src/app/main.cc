@@ -1,8 +1,8 @@
 // tide: autoscaler and request gateway for GPU model-serving endpoints.
 // This file only parses the command line and hands over to the libraries.
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <unistd.h>
+#include <CLI/CLI.hpp>
 
 #include <algorithm>
 #include <cstdio>
@@ -46,11 +46,14 @@ struct SimArgs {
   std::string rows = "sum";
   std::string durations_path;
   std::string limit;
+  std::string warmup = "0";
 };
 
 Duration parse_duration_flag(const std::string& flag, const std::string& text) {
   auto d = parse_duration(text);
-  if (!d) throw CLI::ValidationError(flag, "expected a duration like 500ms, 30s, 3m, 1h; got \"" + text + "\"");
+  if (!d)
+    throw CLI::ValidationError(flag,
+                               "expected a duration like 500ms, 30s, 3m, 1h; got \"" + text + "\"");
   return *d;
 }
 
@@ -78,9 +81,11 @@ Policies: --preset NAME replaces every group's scaling; --compare a,b,c (or "all
   preset on the same workload and prints one row each. Presets: )" +
               [] {
                 std::string names;
-                for (const auto& n : config::preset_names()) names += (names.empty() ? "" : ", ") + n;
+                for (const auto& n : config::preset_names())
+                  names += (names.empty() ? "" : ", ") + n;
                 return names;
-              }() + R"(.
+              }() +
+              R"(.
 Output: a table (or --json); --out DIR also writes summary.json, timeline.csv, decisions.csv and
   a self-contained report.html (per policy in DIR/<policy>/ when comparing).
 Same --seed, same result, bit for bit.)");
@@ -94,9 +99,11 @@ Same --seed, same result, bit for bit.)");
   sim->add_option("--compare", a.compare, "comma-separated presets to compare, or \"all\"");
   sim->add_option("--seed", a.seed, "random seed")->capture_default_str();
   sim->add_flag("--json", a.json, "print the summary as JSON instead of a table");
-  sim->add_option("--out", a.out_dir, "write summary.json, timeline.csv, decisions.csv, report.html here");
+  sim->add_option("--out", a.out_dir,
+                  "write summary.json, timeline.csv, decisions.csv, report.html here");
   sim->add_flag("--no-progress", a.no_progress, "no progress bar even on a terminal");
-  sim->add_option("--format", a.format, "trace format: auto, csv, jsonl, per-minute")->capture_default_str();
+  sim->add_option("--format", a.format, "trace format: auto, csv, jsonl, per-minute")
+      ->capture_default_str();
   sim->add_flag("--per-minute", a.per_minute, "the trace is a per-minute count matrix");
   sim->add_option("--time-col", a.time_col, "arrival time column")->capture_default_str();
   sim->add_option("--time-unit", a.time_unit, "datetime, s, ms or us")->capture_default_str();
@@ -107,6 +114,10 @@ Same --seed, same result, bit for bit.)");
   sim->add_option("--rows", a.rows, "per-minute rows: sum or each")->capture_default_str();
   sim->add_option("--durations", a.durations_path, "per-minute: Azure _run file with durations");
   sim->add_option("--limit", a.limit, "only the first part of the trace (e.g. 2h)");
+  sim->add_option("--warmup", a.warmup,
+                  "simulate but do not measure the first part (e.g. 10m): steady state for traces "
+                  "cut from a running service")
+      ->capture_default_str();
 }
 
 std::vector<std::string> split_list(const std::string& s) {
@@ -156,14 +167,21 @@ int run_sim(const SimArgs& a) {
     } else if (a.format == "jsonl") {
       t.format = sim::TraceOptions::Format::kJsonl;
     } else if (a.format != "auto") {
-      throw std::runtime_error("--format: expected auto, csv, jsonl or per-minute, got \"" + a.format + "\"");
+      throw std::runtime_error("--format: expected auto, csv, jsonl or per-minute, got \"" +
+                               a.format + "\"");
     }
     t.time_col = a.time_col;
-    if (a.time_unit == "datetime") t.time_unit = sim::TimeUnit::kDatetime;
-    else if (a.time_unit == "s") t.time_unit = sim::TimeUnit::kSeconds;
-    else if (a.time_unit == "ms") t.time_unit = sim::TimeUnit::kMillis;
-    else if (a.time_unit == "us") t.time_unit = sim::TimeUnit::kMicros;
-    else throw std::runtime_error("--time-unit: expected datetime, s, ms or us, got \"" + a.time_unit + "\"");
+    if (a.time_unit == "datetime")
+      t.time_unit = sim::TimeUnit::kDatetime;
+    else if (a.time_unit == "s")
+      t.time_unit = sim::TimeUnit::kSeconds;
+    else if (a.time_unit == "ms")
+      t.time_unit = sim::TimeUnit::kMillis;
+    else if (a.time_unit == "us")
+      t.time_unit = sim::TimeUnit::kMicros;
+    else
+      throw std::runtime_error("--time-unit: expected datetime, s, ms or us, got \"" + a.time_unit +
+                               "\"");
     t.duration_col = a.duration_col;
     t.input_tokens_col = a.input_tokens_col;
     t.output_tokens_col = a.output_tokens_col;
@@ -178,9 +196,12 @@ int run_sim(const SimArgs& a) {
     source = std::make_unique<sim::TraceSource>(trace);
   } else {
     auto shape = sim::SyntheticSource::parse_shape(a.synthetic);
-    if (!shape) throw std::runtime_error("--synthetic: expected poisson, bursts or diurnal, got \"" + a.synthetic + "\"");
+    if (!shape)
+      throw std::runtime_error("--synthetic: expected poisson, bursts or diurnal, got \"" +
+                               a.synthetic + "\"");
     if (!(a.rate > 0)) throw std::runtime_error("--rate: must be > 0 for a synthetic workload");
-    if (a.duration.empty()) throw std::runtime_error("--duration: required for a synthetic workload (e.g. 1h)");
+    if (a.duration.empty())
+      throw std::runtime_error("--duration: required for a synthetic workload (e.g. 1h)");
     source = std::make_unique<sim::SyntheticSource>(
         *shape, a.rate, parse_duration_flag("--duration", a.duration),
         parse_duration_flag("--period", a.period), a.seed);
@@ -188,7 +209,8 @@ int run_sim(const SimArgs& a) {
 
   std::vector<std::pair<std::string, config::Config>> configs;
   if (!a.compare.empty()) {
-    std::vector<std::string> names = a.compare == "all" ? config::preset_names() : split_list(a.compare);
+    std::vector<std::string> names =
+        a.compare == "all" ? config::preset_names() : split_list(a.compare);
     for (const auto& n : names) configs.emplace_back(n, with_preset(base, n));
   } else if (!a.preset.empty()) {
     configs.emplace_back(a.preset, with_preset(base, a.preset));
@@ -201,11 +223,13 @@ int run_sim(const SimArgs& a) {
   if (configs.size() == 1) {
     sim::SimOptions o;
     o.seed = a.seed;
+    o.warmup = parse_duration_flag("--warmup", a.warmup);
     if (tty) {
       o.progress = [](double f) {
         const int width = 40;
         const int filled = static_cast<int>(f * width);
-        std::fprintf(stderr, "\r[%s%s] %3.0f%%", std::string(static_cast<size_t>(filled), '#').c_str(),
+        std::fprintf(stderr, "\r[%s%s] %3.0f%%",
+                     std::string(static_cast<size_t>(filled), '#').c_str(),
                      std::string(static_cast<size_t>(width - filled), ' ').c_str(), f * 100);
         if (f >= 1.0) std::fprintf(stderr, "\r%*s\r", width + 8, "");
       };
@@ -221,8 +245,8 @@ int run_sim(const SimArgs& a) {
       } else {
         sources.push_back(std::make_unique<sim::SyntheticSource>(
             *sim::SyntheticSource::parse_shape(a.synthetic), a.rate,
-            parse_duration_flag("--duration", a.duration), parse_duration_flag("--period", a.period),
-            a.seed));
+            parse_duration_flag("--duration", a.duration),
+            parse_duration_flag("--period", a.period), a.seed));
       }
     }
     const size_t workers = std::max(1u, std::thread::hardware_concurrency());
@@ -233,6 +257,7 @@ int run_sim(const SimArgs& a) {
         batch.push_back(std::async(std::launch::async, [&, i] {
           sim::SimOptions o;
           o.seed = a.seed;
+          o.warmup = parse_duration_flag("--warmup", a.warmup);
           o.record_timeline = !a.out_dir.empty();
           return sim::simulate(configs[i].second, *sources[i], o);
         }));
@@ -255,14 +280,16 @@ int run_sim(const SimArgs& a) {
   if (!a.out_dir.empty()) {
     std::filesystem::create_directories(a.out_dir);
     std::ofstream(a.out_dir + "/summary.json")
-        << (results.size() == 1 ? sim::summary_json(results[0]) : sim::summary_json(results)) << "\n";
+        << (results.size() == 1 ? sim::summary_json(results[0]) : sim::summary_json(results))
+        << "\n";
     for (size_t i = 0; i < results.size(); ++i) {
       const std::string dir = results.size() == 1 ? a.out_dir : a.out_dir + "/" + results[i].policy;
       sim::write_csvs(dir, results[i], configs[i].second);
     }
-    const std::string what = a.trace_path.empty()
-                                 ? fmt::format("synthetic {} at {}/s for {}", a.synthetic, a.rate, a.duration)
-                                 : std::filesystem::path(a.trace_path).filename().string();
+    const std::string what =
+        a.trace_path.empty()
+            ? fmt::format("synthetic {} at {}/s for {}", a.synthetic, a.rate, a.duration)
+            : std::filesystem::path(a.trace_path).filename().string();
     sim::write_report_html(a.out_dir, results, base, "tide sim: " + what);
     if (!a.json) std::cout << "report: " << a.out_dir << "/report.html\n";
   }

@@ -1,8 +1,8 @@
 #include "tide/common/time.h"
 
+#include <fmt/format.h>
 #include <cmath>
 #include <cstdlib>
-#include <fmt/format.h>
 
 namespace tide {
 namespace {
@@ -12,8 +12,8 @@ struct Unit {
   double nanos;
 };
 // Longest suffix first so that "ms" is not read as "m" followed by garbage.
-constexpr Unit kUnits[] = {{"ms", 1e6}, {"us", 1e3}, {"ns", 1.0}, {"h", 3600e9},
-                           {"m", 60e9},  {"s", 1e9}, {"d", 86400e9}};
+constexpr Unit kUnits[] = {{"ms", 1e6}, {"us", 1e3}, {"ns", 1.0},   {"h", 3600e9},
+                           {"m", 60e9}, {"s", 1e9},  {"d", 86400e9}};
 
 }  // namespace
 
@@ -62,8 +62,8 @@ std::string format_duration(Duration d) {
 }
 
 Time SteadyClock::now() const {
-  return Time{std::chrono::duration_cast<Duration>(
-      std::chrono::steady_clock::now().time_since_epoch())};
+  return Time{
+      std::chrono::duration_cast<Duration>(std::chrono::steady_clock::now().time_since_epoch())};
 }
 
 }  // namespace tide

@@ -25,8 +25,8 @@ TEST(ParseDuration, RejectsGarbage) {
 }
 
 TEST(FormatDuration, RoundTripsThroughParse) {
-  for (Duration d : {Duration{500ms}, Duration{30s}, Duration{3min}, Duration{1h},
-                     Duration{90min}, Duration{1500ms}, Duration{250us}}) {
+  for (Duration d : {Duration{500ms}, Duration{30s}, Duration{3min}, Duration{1h}, Duration{90min},
+                     Duration{1500ms}, Duration{250us}}) {
     EXPECT_EQ(parse_duration(format_duration(d)), d) << format_duration(d);
   }
   EXPECT_EQ(format_duration(90min), "1h30m");

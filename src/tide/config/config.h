@@ -133,7 +133,7 @@ struct StepPolicy {
 struct TidePolicy {
   double target_wait_probability = 0.01;  // share of requests allowed to wait (sets the headroom)
   Duration idle_timeout{0};               // 0 = break-even: the group's mean cold start
-  Duration demand_window = 10s;           // window for the arrival-rate / in-flight estimate
+  Duration demand_window = 20s;           // window of the surge detector (recent arrival rate)
   Duration keep_window{0};  // 0 = mean cold start: capacity kept this long after a peak
 };
 

@@ -665,11 +665,11 @@ steps:
   EXPECT_FALSE(s.step.steps[2].upper.has_value());
   EXPECT_DOUBLE_EQ(s.step.steps[2].change, 100);
 
-  const ScalingSpec d = scaling(R"({policy: tide, target_wait_probability: 0.05, demand_window: 20s,
+  const ScalingSpec d = scaling(R"({policy: tide, target_wait_probability: 0.05, demand_window: 30s,
     keep_window: 3m, up_delay: 1s, down_delay: 2s, up_interval: 3s, down_interval: 4s,
     admission: {hold: false, reject_status: 429}})");
   EXPECT_DOUBLE_EQ(d.tide.target_wait_probability, 0.05);
-  EXPECT_EQ(d.tide.demand_window, 20s);
+  EXPECT_EQ(d.tide.demand_window, 30s);
   EXPECT_EQ(d.tide.keep_window, 180s);
   EXPECT_EQ(d.modifiers.up_delay, 1s);
   EXPECT_EQ(d.modifiers.down_delay, 2s);

@@ -1,8 +1,8 @@
 #include "tide/control/endpoint.h"
 
+#include <fmt/format.h>
 #include <algorithm>
 #include <cassert>
-#include <fmt/format.h>
 
 namespace tide::control {
 
@@ -105,7 +105,8 @@ policy::Observation Endpoint::observe(int group, Time now) {
     // Recent cold starts say more than the configured guess.
     const size_t n = std::min<size_t>(g.cold_starts.size(), 20);
     double sum = 0;
-    for (size_t i = g.cold_starts.size() - n; i < g.cold_starts.size(); ++i) sum += g.cold_starts[i];
+    for (size_t i = g.cold_starts.size() - n; i < g.cold_starts.size(); ++i)
+      sum += g.cold_starts[i];
     o.cold_start = from_seconds(sum / static_cast<double>(n));
   } else {
     o.cold_start = spec.cold_start.mean();

@@ -16,8 +16,8 @@ enum class ReplicaState : uint8_t { kRequested, kStarting, kReady, kDraining, kS
 std::string_view state_name(ReplicaState s);
 
 struct Replica {
-  uint64_t id = 0;      // unique within the endpoint, never reused
-  std::string name;     // "endpoint/group/id", for logs and the API
+  uint64_t id = 0;   // unique within the endpoint, never reused
+  std::string name;  // "endpoint/group/id", for logs and the API
   int group = 0;
   ReplicaState state = ReplicaState::kRequested;
   Time requested_at{};
@@ -25,8 +25,8 @@ struct Replica {
   Time drain_at{};
   Time stopped_at{};
   dispatch::ReplicaSlot slot = dispatch::kNoSlot;  // while ready or draining
-  std::string address;  // where the gateway reaches it (production)
-  std::string error;    // why it failed, if it did
+  std::string address;                             // where the gateway reaches it (production)
+  std::string error;                               // why it failed, if it did
 
   bool active() const {  // counts toward the group's current size
     return state == ReplicaState::kRequested || state == ReplicaState::kStarting ||

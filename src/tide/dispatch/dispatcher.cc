@@ -324,6 +324,8 @@ std::optional<Time> Dispatcher::idle_since(ReplicaSlot slot) const {
   return r.idle_since;
 }
 
-int Dispatcher::queued(int group) const { return group_queued(groups_[static_cast<size_t>(group)]); }
+int Dispatcher::queued(int group) const {
+  return group_queued(groups_[static_cast<size_t>(group)]);
+}
 
 }  // namespace tide::dispatch

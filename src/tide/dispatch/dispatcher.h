@@ -53,9 +53,9 @@ class DispatchListener {
 // Load of one group: the current values and time-weighted averages over an interval.
 struct GroupLoad {
   Duration interval{0};
-  int queued = 0;          // held + waiting in replicas' local queues
-  int in_flight = 0;       // in service
-  int ready = 0;           // replicas taking work (not draining)
+  int queued = 0;     // held + waiting in replicas' local queues
+  int in_flight = 0;  // in service
+  int ready = 0;      // replicas taking work (not draining)
   double avg_in_flight = 0;
   double avg_queued = 0;
   double avg_ready = 0;          // ready + draining replicas (they still run)
@@ -63,14 +63,14 @@ struct GroupLoad {
   double peak_demand = 0;        // max of in_flight + queued within the interval
   uint64_t arrivals = 0;
   uint64_t completions = 0;
-  double mean_service_s = 0;     // over all completions so far
+  double mean_service_s = 0;  // over all completions so far
   std::optional<Time> last_activity;
 };
 
 class Dispatcher {
  public:
   struct Options {
-    int max_queue = 10000;            // held requests over all groups; beyond: kRejectedQueueFull
+    int max_queue = 10000;  // held requests over all groups; beyond: kRejectedQueueFull
     Duration queue_timeout = std::chrono::seconds(300);
   };
 
@@ -134,7 +134,7 @@ class Dispatcher {
     std::deque<Held> held;
     std::vector<ReplicaSlot> bucket_head;  // per outstanding count < concurrency
     size_t lowest_hint = 0;
-    std::vector<ReplicaSlot> members;      // accepting + draining replicas
+    std::vector<ReplicaSlot> members;  // accepting + draining replicas
     int accepting = 0;
     int in_flight = 0;
     int local_waiting = 0;
@@ -164,7 +164,9 @@ class Dispatcher {
   void feed_from_queue(Group& g, ReplicaSlot slot, Time now);
   void check_drained(ReplicaSlot slot, Time now);
   void release(ReplicaSlot slot);
-  int group_queued(const Group& g) const { return static_cast<int>(g.held.size()) + g.local_waiting; }
+  int group_queued(const Group& g) const {
+    return static_cast<int>(g.held.size()) + g.local_waiting;
+  }
 
   Options options_;
   DispatchListener& listener_;

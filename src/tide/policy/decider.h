@@ -26,7 +26,7 @@ struct Observation {
   // (draining replicas are on their way out and not counted). It is the base for "from -> to".
   int current = 0;
   int ready = 0;
-  int starting = 0;  // requested or starting (cold)
+  int starting = 0;     // requested or starting (cold)
   int concurrency = 1;  // slots per replica
   int min_replicas = 0;
   int max_replicas = 1;
@@ -38,15 +38,15 @@ struct Observation {
   // Averages over the last interval (time-weighted).
   double avg_in_flight = 0;
   double avg_queued = 0;
-  double avg_ready = 0;         // ready replicas, time-averaged
-  double avg_busy_replicas = 0; // replicas with >= 1 request in service, time-averaged
-  double peak_demand = 0;       // max of (in_flight + queued) within the interval
-  uint64_t arrivals = 0;        // requests that arrived for this group in the interval
+  double avg_ready = 0;          // ready replicas, time-averaged
+  double avg_busy_replicas = 0;  // replicas with >= 1 request in service, time-averaged
+  double peak_demand = 0;        // max of (in_flight + queued) within the interval
+  uint64_t arrivals = 0;         // requests that arrived for this group in the interval
   uint64_t completions = 0;
 
-  double mean_service_s = 0;    // running mean of completed service times (0: none yet)
-  Duration cold_start{0};       // expected launch-to-ready time of a replica
-  Duration max_wait{0};         // the endpoint's SLO: longest acceptable wait before service
+  double mean_service_s = 0;          // running mean of completed service times (0: none yet)
+  Duration cold_start{0};             // expected launch-to-ready time of a replica
+  Duration max_wait{0};               // the endpoint's SLO: longest acceptable wait before service
   std::optional<Time> last_activity;  // last arrival or completion for this group, if any
 
   // For each ready replica with nothing in service: since when it has been idle. Sorted oldest

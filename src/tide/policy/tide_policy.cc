@@ -15,10 +15,10 @@
 //  5. Scale to zero after idle_timeout without any request (default: the mean cold start).
 #include "tide/policy/tide_policy.h"
 
+#include <fmt/format.h>
 #include <algorithm>
 #include <cmath>
 #include <deque>
-#include <fmt/format.h>
 
 #include "tide/metrics/window.h"
 
@@ -48,29 +48,51 @@ class TideDecider final : public Decider {
  public:
   explicit TideDecider(const config::GroupSpec& group)
       : params_(group.scaling.tide),
-        rate_(params_.demand_window),
+        short_rate_(params_.demand_window),
+        long_rate_(params_.demand_window),
         load_(params_.demand_window) {}
 
   Decision decide(const Observation& o) override {
     const Duration cold = o.cold_start;
     keep_window_ = params_.keep_window.count() > 0 ? params_.keep_window : cold;
-    idle_timeout_ = params_.idle_timeout.count() > 0 ? params_.idle_timeout
-                                                     : std::max<Duration>(cold, std::chrono::seconds(1));
+    if (keep_window_ < params_.demand_window) keep_window_ = params_.demand_window;
+    idle_timeout_ = params_.idle_timeout.count() > 0
+                        ? params_.idle_timeout
+                        : std::max<Duration>(cold, std::chrono::seconds(1));
+    long_rate_.set_window(keep_window_);
     if (!first_.has_value()) first_ = o.now;
     if (o.interval.count() > 0) {
-      rate_.add(o.now, o.interval, o.arrival_rate());
+      const double rate = o.arrival_rate();
+      short_rate_.add(o.now, o.interval, rate);
+      long_rate_.add(o.now, o.interval, rate);
       load_.add(o.now, o.interval, o.avg_in_flight + o.avg_queued);
     }
     const double c = std::max(1, o.concurrency);
-    const double lambda = rate_.average(o.now);
+    // The arrival rate over the keep window is steady; the short window catches a surge: more
+    // arrivals than the steady rate explains at three standard deviations of a Poisson count.
+    const double steady = long_rate_.average(o.now);
+    const double recent = short_rate_.average(o.now);
+    const double w = std::min(to_seconds(params_.demand_window), to_seconds(o.now - *first_));
+    const bool surge = recent * w > steady * w + 3 * std::sqrt(steady * w) + 1;
+    const double lambda = surge ? recent : steady;
     const double s = o.mean_service_s;
-    const double little = lambda * s;
-    const double observed = load_.average(o.now);
-    const double load = std::max(little, observed);
+    // Offered load by Little's law once service times are known; until then what is in flight.
+    const double load = s > 0 ? lambda * s : load_.average(o.now);
     const double t_over_s = s > 0 ? to_seconds(o.max_wait) / s : 0.0;
-    const double slots = slots_for(load, t_over_s, params_.target_wait_probability);
+    // Bursty traffic (peakedness z > 1) behaves like Poisson traffic of load R/z on N/z slots
+    // (Hayward's approximation), so the margin grows with the burstiness actually seen.
+    note_arrivals(o);
+    const double z = peakedness();
+    const double slots = z * slots_for(load / z, t_over_s, params_.target_wait_probability);
     const int for_slo = static_cast<int>(std::ceil(slots / c));
-    const int backlog = static_cast<int>(std::ceil((o.in_flight + o.queued) / c));
+    // Queued work that the ready slots cannot start within max_wait needs replicas now, beyond
+    // those already starting (they will take it when ready).
+    const double ready_slots = o.ready * c;
+    const double startable =
+        s > 0 ? ready_slots * to_seconds(o.max_wait) / s : (o.ready > 0 ? ready_slots : 0.0);
+    const double excess = o.queued - startable;
+    const int backlog =
+        excess > 0 ? o.ready + std::max(o.starting, static_cast<int>(std::ceil(excess / c))) : 0;
     const int needed = std::max(for_slo, backlog);
 
     // Needs kept as a monotonic deque (decreasing values): the max over any recent window is
@@ -92,17 +114,18 @@ class TideDecider final : public Decider {
     Decision d;
     if (idle) {
       d.desired = 0;
-      d.reason = fmt::format("no request for {} (idle timeout {}): {} -> 0",
-                             format_duration(o.now - last), format_duration(idle_timeout_),
-                             o.current);
+      d.reason =
+          fmt::format("no request for {} (idle timeout {}): {} -> 0", format_duration(o.now - last),
+                      format_duration(idle_timeout_), o.current);
       return d;
     }
     d.desired = std::max(needed, held);
     const std::string why = fmt::format(
-        "load {:.1f} (rate {:.2f}/s x {:.2f}s, observed {:.1f}), {} slots for P(wait > {}) <= "
-        "{:g}: {} replicas; backlog {} needs {}",
-        load, lambda, s, observed, slots, format_duration(o.max_wait),
-        params_.target_wait_probability, for_slo, o.in_flight + o.queued, backlog);
+        "load {:.1f} ({} rate {:.2f}/s x service {:.2f}s), {} slots for P(wait > {}) <= {:g}: {} "
+        "replicas; {} queued beyond what ready replicas start within {}: {}",
+        load, surge ? "surge" : "steady", lambda, s, slots, format_duration(o.max_wait),
+        params_.target_wait_probability, for_slo, std::max(0.0, std::ceil(excess)),
+        format_duration(o.max_wait), backlog);
     if (d.desired > needed) {
       d.reason = fmt::format("{}; holding {} (peak within keep window {}): {} -> {}", why, held,
                              format_duration(keep_window_), o.current, d.desired);
@@ -113,8 +136,40 @@ class TideDecider final : public Decider {
   }
 
  private:
+  // Arrival counts in consecutive windows of one cold start (the fluctuations the group cannot
+  // react to in time), over the last hour.
+  void note_arrivals(const Observation& o) {
+    const Duration w = std::max<Duration>(keep_window_, std::chrono::seconds(1));
+    if (!bucket_start_) bucket_start_ = o.now - o.interval;
+    bucket_count_ += static_cast<double>(o.arrivals);
+    if (o.now - *bucket_start_ < w) return;
+    counts_.push_back(bucket_count_);
+    if (counts_.size() > static_cast<size_t>(std::chrono::hours(1) / w) + 1) counts_.pop_front();
+    bucket_count_ = 0;
+    bucket_start_ = o.now;
+  }
+  // Index of dispersion of those counts, 1 for Poisson arrivals and more when bursty. Taken
+  // from differences of consecutive windows (the Allan variance) so that a slow trend over the
+  // hour, which the rate estimate follows anyway, does not read as burstiness.
+  double peakedness() const {
+    if (counts_.size() < 10) return 1.0;
+    double mean = 0, allan = 0;
+    for (double n : counts_) mean += n;
+    mean /= static_cast<double>(counts_.size());
+    for (size_t i = 1; i < counts_.size(); ++i) {
+      const double d = counts_[i] - counts_[i - 1];
+      allan += d * d;
+    }
+    allan /= 2.0 * static_cast<double>(counts_.size() - 1);
+    return mean > 0 ? std::max(1.0, allan / mean) : 1.0;
+  }
+
   config::TidePolicy params_;
-  metrics::AverageWindow rate_;
+  std::deque<double> counts_;
+  double bucket_count_ = 0;
+  std::optional<Time> bucket_start_;
+  metrics::AverageWindow short_rate_;
+  metrics::AverageWindow long_rate_;
   metrics::AverageWindow load_;
   std::deque<std::pair<Time, int>> needs_;
   Duration keep_window_{60'000'000'000};

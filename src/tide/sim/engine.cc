@@ -1,9 +1,9 @@
 #include "tide/sim/engine.h"
 
+#include <fmt/format.h>
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <fmt/format.h>
 #include <queue>
 #include <unordered_map>
 
@@ -155,15 +155,21 @@ class Simulation final : public control::Provisioner, public control::DecisionSi
     Duration cold = group.cold_start.sample(cold_rng_);
     if (options_.warm_start && now_ == kTimeZero) cold = Duration{0};
     ready_targets_.push_back({&events, replica.id});
+    const uint32_t e = endpoint_of(events);
+    billing_index_[replica.name] = billing_.size();
+    billing_.push_back({stats_index(e, static_cast<uint32_t>(replica.group)), now_, kTimeMax});
     push(now_ + cold, Kind::kReady, 0, ready_targets_.size() - 1);
   }
   // Stopping is instant; a pending ready event finds the replica gone and does nothing.
-  void stop(const control::Replica&) override {}
+  void stop(const control::Replica& replica) override {
+    auto it = billing_index_.find(replica.name);  // "endpoint/group/id": unique in a run
+    if (it != billing_index_.end()) billing_[it->second].stopped = now_;
+  }
 
   void record(const control::DecisionRecord& d) override {
     GroupStats& gs = stats_[current_stats_];
     const int direction = d.to > d.from ? 1 : -1;
-    if (gs.last_direction != 0 && direction != gs.last_direction &&
+    if (d.time >= warmup_ && gs.last_direction != 0 && direction != gs.last_direction &&
         d.time - gs.last_change <= std::chrono::minutes(10)) {
       ++gs.reversals;
     }
@@ -186,12 +192,17 @@ class Simulation final : public control::Provisioner, public control::DecisionSi
 
   void timed_out(uint32_t endpoint, RequestId id) {
     const Request& r = requests_[id];
-    ++stats_[stats_index(endpoint, r.group)].outcomes.timed_out;
+    if (measured(r.arrival)) ++stats_[stats_index(endpoint, r.group)].outcomes.timed_out;
     --in_system_;
     release(id);
   }
 
  private:
+  uint32_t endpoint_of(const control::ReplicaEvents& events) const {
+    for (uint32_t e = 0; e < endpoints_.size(); ++e)
+      if (static_cast<const control::ReplicaEvents*>(endpoints_[e].get()) == &events) return e;
+    return 0;
+  }
   size_t stats_index(uint32_t endpoint, uint32_t group) const {
     return group_base_[endpoint] + group;
   }
@@ -210,6 +221,14 @@ class Simulation final : public control::Provisioner, public control::DecisionSi
   void release(RequestId id) { free_.push_back(id); }
 
   void validate();
+  bool measured(int64_t arrival_ns) const {
+    return arrival_ns >= warmup_.time_since_epoch().count();
+  }
+  // Seconds of [from, to) that fall after the warm-up.
+  double measured_span(int64_t from, int64_t to) const {
+    from = std::max(from, warmup_.time_since_epoch().count());
+    return to > from ? static_cast<double>(to - from) * 1e-9 : 0.0;
+  }
   void schedule_next_arrival();
   void on_arrival();
   void on_complete(uint32_t endpoint, RequestId id);
@@ -241,6 +260,16 @@ class Simulation final : public control::Provisioner, public control::DecisionSi
   TraceRequest next_{};
   bool has_next_ = false;
   uint64_t in_system_ = 0;  // requests arrived and not yet finished
+  Time last_completion_{};
+  Time warmup_{};  // statistics start here
+  // Billing intervals of every replica, clipped to the measured window at the end.
+  struct Billing {
+    size_t stats;
+    Time requested;
+    Time stopped;
+  };
+  std::vector<Billing> billing_;
+  std::unordered_map<std::string, size_t> billing_index_;
   SimResult result_;
 };
 
@@ -319,11 +348,11 @@ void Simulation::ideal_advance(GroupStats& gs, int concurrency, int64_t t) {
   };
   while (!gs.ideal_ends.empty() && gs.ideal_ends.top() <= t) {
     const int64_t end = gs.ideal_ends.top();
-    gs.ideal_integral += replicas(gs.ideal_ends.size()) * static_cast<double>(end - gs.ideal_last) * 1e-9;
+    gs.ideal_integral += replicas(gs.ideal_ends.size()) * measured_span(gs.ideal_last, end);
     gs.ideal_last = end;
     gs.ideal_ends.pop();
   }
-  gs.ideal_integral += replicas(gs.ideal_ends.size()) * static_cast<double>(t - gs.ideal_last) * 1e-9;
+  gs.ideal_integral += replicas(gs.ideal_ends.size()) * measured_span(gs.ideal_last, t);
   gs.ideal_last = t;
 }
 
@@ -342,14 +371,17 @@ void Simulation::on_arrival() {
   r.group = group;
   r.slot = dispatch::kNoSlot;
   GroupStats& gs = stats_[stats_index(endpoint, group)];
-  ++gs.outcomes.total;
-  gs.service_total_s += r.service_s;
+  const bool counted = measured(r.arrival);
+  if (counted) {
+    ++gs.outcomes.total;
+    gs.service_total_s += r.service_s;
+  }
   ideal_advance(gs, spec.concurrency, r.arrival);
   gs.ideal_ends.push(r.arrival + from_seconds(r.service_s).count());
   ++in_system_;
   const Admit admit = endpoints_[endpoint]->submit(id, static_cast<int>(group), now_);
   if (admit == Admit::kRejectedQueueFull || admit == Admit::kRejectedNoReplica) {
-    ++gs.outcomes.rejected;
+    if (counted) ++gs.outcomes.rejected;
     --in_system_;
     release(id);
   }
@@ -362,11 +394,14 @@ void Simulation::on_complete(uint32_t endpoint, RequestId id) {
   GroupStats& gs = stats_[stats_index(endpoint, r.group)];
   const double wait = static_cast<double>(r.start - r.arrival) * 1e-9;
   const double e2e = static_cast<double>(now_.time_since_epoch().count() - r.arrival) * 1e-9;
-  ++gs.outcomes.ok;
-  if (wait <= to_seconds(ep.slo.max_wait)) ++gs.outcomes.slo_met;
-  gs.outcomes.wait_s.record(wait);
-  gs.outcomes.e2e_s.record(e2e);
+  if (measured(r.arrival)) {
+    ++gs.outcomes.ok;
+    if (wait <= to_seconds(ep.slo.max_wait)) ++gs.outcomes.slo_met;
+    gs.outcomes.wait_s.record(wait);
+    gs.outcomes.e2e_s.record(e2e);
+  }
   --in_system_;
+  last_completion_ = now_;
   release(id);
   endpoints_[endpoint]->complete(r.slot, now_, from_seconds(r.service_s));
 }
@@ -377,7 +412,7 @@ void Simulation::on_tick(uint32_t endpoint, uint32_t group) {
   GroupStats& gs = stats_[current_stats_];
   const policy::Observation& o = ep.tick(static_cast<int>(group), now_);
   const control::GroupStatus st = ep.status(static_cast<int>(group));
-  gs.peak = std::max(gs.peak, st.starting + st.ready + st.draining);
+  if (now_ >= warmup_) gs.peak = std::max(gs.peak, st.starting + st.ready + st.draining);
   if (options_.record_timeline) {
     result_.timeline.push_back(
         {.t_s = to_seconds(now_),
@@ -399,21 +434,30 @@ void Simulation::on_tick(uint32_t endpoint, uint32_t group) {
   gs.tick_wait_count = 0;
   // Keep ticking while the workload runs or work remains; then the run ends.
   const Duration tick = config_.endpoints[endpoint].groups[group].scaling.tick;
-  if (now_ < horizon_ || in_system_ > 0 || has_next_) push(now_ + tick, Kind::kTick, endpoint, group);
+  // After the workload, keep ticking until the group has scaled back to its minimum (so the
+  // decisions show the whole story), for at most an hour past the end.
+  const bool above_min =
+      st.starting + st.ready + st.draining > config_.endpoints[endpoint].groups[group].min_replicas;
+  if (now_ < horizon_ || in_system_ > 0 || has_next_ ||
+      (above_min && now_ < horizon_ + std::chrono::hours(1))) {
+    push(now_ + tick, Kind::kTick, endpoint, group);
+  }
 }
 
 SimResult Simulation::run() {
   validate();
   const auto wall_start = std::chrono::steady_clock::now();
   horizon_ = Time{source_.horizon()};
+  warmup_ = Time{options_.warmup};
+  if (warmup_ >= horizon_) throw SimError("the warm-up is as long as the whole workload");
   for (uint32_t e = 0; e < config_.endpoints.size(); ++e) {
     sinks_.push_back(std::make_unique<EndpointSink>(*this, e));
     group_base_.push_back(stats_.size());
     stats_.resize(stats_.size() + config_.endpoints[e].groups.size());
   }
   for (uint32_t e = 0; e < config_.endpoints.size(); ++e) {
-    endpoints_.push_back(std::make_unique<control::Endpoint>(config_.endpoints[e], *this,
-                                                             *sinks_[e], this, now_));
+    endpoints_.push_back(
+        std::make_unique<control::Endpoint>(config_.endpoints[e], *this, *sinks_[e], this, now_));
   }
   // First ticks at time zero (min replicas come up warm), then the workload.
   for (uint32_t e = 0; e < config_.endpoints.size(); ++e)
@@ -448,9 +492,10 @@ SimResult Simulation::run() {
   if (options_.progress) options_.progress(1.0);
 
   // Replica-seconds are counted over the workload's window, or until the last request ended.
-  const Time end = std::max(now_, horizon_);
+  const Time end = std::max(last_completion_, horizon_);
   SimResult& res = result_;
   res.span_s = to_seconds(end);
+  res.warmup_s = to_seconds(warmup_);
   for (uint32_t e = 0; e < config_.endpoints.size(); ++e) {
     const config::EndpointSpec& ep = config_.endpoints[e];
     for (uint32_t g = 0; g < ep.groups.size(); ++g) {
@@ -461,13 +506,18 @@ SimResult Simulation::run() {
       gr.endpoint = ep.name;
       gr.group = spec.name;
       gr.outcomes = gs.outcomes;
-      gr.replica_seconds = endpoints_[e]->replica_seconds(static_cast<int>(g), end);
+      for (const Billing& b : billing_) {
+        if (b.stats != stats_index(e, g)) continue;
+        const Time from = std::max(b.requested, warmup_);
+        const Time to = std::min(b.stopped, end);
+        if (to > from) gr.replica_seconds += to_seconds(to - from);
+        if (b.requested >= warmup_) ++gr.launches;
+      }
       gr.zero_wait_replica_seconds = gs.ideal_integral;
       gr.work_bound_replica_seconds = gs.service_total_s / spec.concurrency;
       gr.service_s = gs.service_total_s;
       gr.priced = spec.price.has_value();
       gr.cost = gr.replica_seconds / 3600.0 * spec.price.value_or(0.0);
-      gr.launches = endpoints_[e]->status(static_cast<int>(g)).launches;
       gr.peak_replicas = gs.peak;
       gr.scale_reversals = gs.reversals;
       const auto& cs = endpoints_[e]->cold_starts(static_cast<int>(g));
@@ -488,8 +538,7 @@ SimResult Simulation::run() {
   }
   res.max_wait_s = to_seconds(config_.endpoints.front().slo.max_wait);
   res.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
-  res.requests_per_s =
-      res.wall_s > 0 ? static_cast<double>(res.outcomes.total) / res.wall_s : 0.0;
+  res.requests_per_s = res.wall_s > 0 ? static_cast<double>(res.outcomes.total) / res.wall_s : 0.0;
   return std::move(res);
 }
 
@@ -505,8 +554,7 @@ void Outcomes::merge(const Outcomes& o) {
   e2e_s.merge(o.e2e_s);
 }
 
-SimResult simulate(const config::Config& config, RequestSource& source,
-                   const SimOptions& options) {
+SimResult simulate(const config::Config& config, RequestSource& source, const SimOptions& options) {
   Simulation sim(config, source, options);
   return sim.run();
 }

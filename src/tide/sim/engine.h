@@ -77,8 +77,11 @@ class SyntheticSource final : public RequestSource {
 
 struct SimOptions {
   uint64_t seed = 1;
-  bool warm_start = true;      // min_replicas are ready at time 0
+  bool warm_start = true;  // min_replicas are ready at time 0
   bool record_timeline = true;
+  // Simulated but not measured: requests arriving before it and replica time spent before it are
+  // left out of every figure, so a trace cut from a running service starts in steady state.
+  Duration warmup{0};
   // Called now and then with the fraction of the horizon simulated (for a progress bar).
   std::function<void(double)> progress;
 };
@@ -139,15 +142,16 @@ struct SimResult {
   int peak_replicas = 0;
   int scale_reversals = 0;
   double span_s = 0;  // simulated time
+  double warmup_s = 0;
   double wall_s = 0;
   double requests_per_s = 0;  // simulated requests per wall second
   std::vector<GroupResult> groups;
   std::vector<TimelineRow> timeline;
   std::vector<control::DecisionRecord> decisions;
   double attainment() const {
-    return outcomes.total == 0 ? 1.0
-                               : static_cast<double>(outcomes.slo_met) /
-                                     static_cast<double>(outcomes.total);
+    return outcomes.total == 0
+               ? 1.0
+               : static_cast<double>(outcomes.slo_met) / static_cast<double>(outcomes.total);
   }
 };
 

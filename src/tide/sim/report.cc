@@ -1,9 +1,9 @@
 #include "tide/sim/report.h"
 
+#include <fmt/format.h>
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
-#include <fmt/format.h>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -21,17 +21,16 @@ std::string seconds(double s) {
 }
 
 void add_outcomes(ordered_json& j, const Outcomes& o, double max_wait_s) {
-  j["requests"] = {{"total", o.total}, {"ok", o.ok}, {"rejected", o.rejected},
-                   {"timed_out", o.timed_out}};
+  j["requests"] = {
+      {"total", o.total}, {"ok", o.ok}, {"rejected", o.rejected}, {"timed_out", o.timed_out}};
   j["latency_s"] = {{"wait_p50", o.wait_s.quantile(0.5)},
                     {"wait_p99", o.wait_s.quantile(0.99)},
                     {"wait_max", o.wait_s.max()},
                     {"e2e_p50", o.e2e_s.quantile(0.5)},
                     {"e2e_p99", o.e2e_s.quantile(0.99)}};
   j["slo"] = {{"max_wait_s", max_wait_s},
-              {"attainment", o.total == 0 ? 1.0
-                                          : static_cast<double>(o.slo_met) /
-                                                static_cast<double>(o.total)}};
+              {"attainment",
+               o.total == 0 ? 1.0 : static_cast<double>(o.slo_met) / static_cast<double>(o.total)}};
 }
 
 ordered_json run_json(const SimResult& r) {
@@ -81,11 +80,20 @@ std::string html_escape(const std::string& s) {
   std::string out;
   for (char c : s) {
     switch (c) {
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '&': out += "&amp;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += c;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '&':
+        out += "&amp;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
@@ -100,8 +108,8 @@ struct Series {
 
 // A line chart as inline SVG. Points are reduced to at most ~width buckets (max per bucket) so
 // a day at one-second ticks stays small.
-std::string svg_chart(const std::string& title, const std::string& unit,
-                      std::vector<Series> series, double t_end) {
+std::string svg_chart(const std::string& title, const std::string& unit, std::vector<Series> series,
+                      double t_end) {
   const double w = 900, h = 200, left = 50, right = 10, top = 24, bottom = 24;
   double ymax = 0;
   for (Series& s : series) {
@@ -125,7 +133,8 @@ std::string svg_chart(const std::string& title, const std::string& unit,
   auto x = [&](double t) { return left + (w - left - right) * (t_end > 0 ? t / t_end : 0); };
   auto y = [&](double v) { return top + (h - top - bottom) * (1 - v / ymax); };
   std::string svg = fmt::format(
-      "<svg viewBox=\"0 0 {} {}\" class=\"chart\"><text x=\"{}\" y=\"15\" class=\"title\">{}</text>",
+      "<svg viewBox=\"0 0 {} {}\" class=\"chart\"><text x=\"{}\" y=\"15\" "
+      "class=\"title\">{}</text>",
       w, h, left, html_escape(title));
   for (int i = 0; i <= 4; ++i) {
     const double v = ymax / 1.08 * i / 4;
@@ -136,8 +145,9 @@ std::string svg_chart(const std::string& title, const std::string& unit,
   }
   for (int i = 0; i <= 6; ++i) {
     const double t = t_end * i / 6;
-    svg += fmt::format("<text x=\"{:.1f}\" y=\"{}\" class=\"axis\" text-anchor=\"middle\">{}</text>",
-                       x(t), h - 6, format_duration(from_seconds(std::round(t))));
+    svg +=
+        fmt::format("<text x=\"{:.1f}\" y=\"{}\" class=\"axis\" text-anchor=\"middle\">{}</text>",
+                    x(t), h - 6, format_duration(from_seconds(std::round(t))));
   }
   double legend_x = w - right - 10;
   for (auto it = series.rbegin(); it != series.rend(); ++it) {
@@ -170,10 +180,9 @@ std::string svg_chart(const std::string& title, const std::string& unit,
 }  // namespace
 
 std::string format_table(const std::vector<SimResult>& runs) {
-  const std::vector<std::string> header = {"policy",   "requests", "ok",       "rejected",
-                                           "timed out", "wait p50", "wait p99", "e2e p99",
-                                           "SLO met",  "replica-h", "cost",     "launches",
-                                           "peak",     "reversals"};
+  const std::vector<std::string> header = {
+      "policy",  "requests", "ok",        "rejected", "timed out", "wait p50", "wait p99",
+      "e2e p99", "SLO met",  "replica-h", "cost",     "launches",  "peak",     "reversals"};
   std::vector<std::vector<std::string>> rows;
   for (const SimResult& r : runs) {
     const Outcomes& o = r.outcomes;
@@ -182,9 +191,8 @@ std::string format_table(const std::vector<SimResult>& runs) {
                     seconds(o.wait_s.quantile(0.5)), seconds(o.wait_s.quantile(0.99)),
                     seconds(o.e2e_s.quantile(0.99)), pct(r.attainment()),
                     fmt::format("{:.2f}", r.replica_seconds / 3600.0),
-                    r.priced ? fmt::format("${:.2f}", r.cost) : "-",
-                    fmt::format("{}", r.launches), fmt::format("{}", r.peak_replicas),
-                    fmt::format("{}", r.scale_reversals)});
+                    r.priced ? fmt::format("${:.2f}", r.cost) : "-", fmt::format("{}", r.launches),
+                    fmt::format("{}", r.peak_replicas), fmt::format("{}", r.scale_reversals)});
   }
   std::vector<size_t> width(header.size());
   for (size_t c = 0; c < header.size(); ++c) {
@@ -259,9 +267,10 @@ td:first-child,th:first-child{{text-align:left}}
 </style></head><body><h1>{0}</h1>
 )",
                                  html_escape(title));
-  html += "<h2>Comparison</h2><table><tr><th>policy</th><th>ok</th><th>rejected</th><th>timed "
-          "out</th><th>wait p50</th><th>wait p99</th><th>e2e p99</th><th>SLO met</th><th>"
-          "replica-hours</th><th>cost</th><th>launches</th><th>peak</th><th>reversals</th></tr>";
+  html +=
+      "<h2>Comparison</h2><table><tr><th>policy</th><th>ok</th><th>rejected</th><th>timed "
+      "out</th><th>wait p50</th><th>wait p99</th><th>e2e p99</th><th>SLO met</th><th>"
+      "replica-hours</th><th>cost</th><th>launches</th><th>peak</th><th>reversals</th></tr>";
   for (const SimResult& r : runs) {
     const Outcomes& o = r.outcomes;
     html += fmt::format(
@@ -300,7 +309,8 @@ td:first-child,th:first-child{{text-align:left}}
           wait_mean.points.emplace_back(t.t_s, t.wait_mean_s);
           util.points.emplace_back(t.t_s, t.gpu_util);
         }
-        const std::string label = config.endpoints[e].name + "/" + config.endpoints[e].groups[g].name;
+        const std::string label =
+            config.endpoints[e].name + "/" + config.endpoints[e].groups[g].name;
         html += svg_chart(label + ": replicas", "", {desired, ready, starting}, r.span_s);
         html += svg_chart(label + ": requests", "", {queued, in_service}, r.span_s);
         html += svg_chart(label + ": waiting time of requests started", "s", {wait_max, wait_mean},
