@@ -59,7 +59,8 @@ double baseline_requests_per_s(double rate, Duration duration, uint64_t seed) {
     ++busy;
     ++n;
   }
-  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double wall =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (busy < 0) std::abort();
   return static_cast<double>(n) / wall;
 }

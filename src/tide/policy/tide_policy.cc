@@ -91,8 +91,15 @@ class TideDecider final : public Decider {
     const double startable =
         s > 0 ? ready_slots * to_seconds(o.max_wait) / s : (o.ready > 0 ? ready_slots : 0.0);
     const double excess = o.queued - startable;
+    // Replicas launched now are ready after a cold start; from then on each clears c / s
+    // requests a second, so the backlog needs enough of them to clear it within one more cold
+    // start, not one slot per queued request.
+    const double per_replica =
+        s > 0 ? c * std::max(1.0, to_seconds(std::max(o.cold_start, o.max_wait)) / s) : c;
     const int backlog =
-        excess > 0 ? o.ready + std::max(o.starting, static_cast<int>(std::ceil(excess / c))) : 0;
+        excess > 0
+            ? o.ready + std::max(o.starting, static_cast<int>(std::ceil(excess / per_replica)))
+            : 0;
     const int needed = std::max(for_slo, backlog);
 
     // Needs kept as a monotonic deque (decreasing values): the max over any recent window is
