@@ -9,8 +9,8 @@ command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo "${launcher[@]}" >/dev/null
 cmake --build build -j "$(nproc)" --target tide
 echo
-echo "Two hours of bursty chat traffic (12 requests/s for 5 minutes in every 20, idle between),"
-echo "60 s-class cold starts, SLO: start within 2 s. Each policy sees the very same requests."
+echo "Four hours of chat traffic rising and falling between 1.2 and 12 requests/s (two daily-like"
+echo "cycles), 45 s cold starts, SLO: start within 2 s. Every policy sees the very same requests."
 echo
-build/bin/tide sim --config examples/demo.yaml --synthetic bursts --rate 12 --duration 2h \
-  --period 20m --compare all --out out/demo
+build/bin/tide sim --config examples/demo.yaml --synthetic diurnal --rate 12 --duration 4h \
+  --period 2h --compare all --out out/demo
