@@ -1,0 +1,131 @@
+// Runs the built `tide` binary as a user would and checks what it prints and writes.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Result {
+  int status;
+  std::string out;
+};
+
+Result run(const std::string& args) {
+  const std::string cmd = std::string(TIDE_BIN) + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  const int st = pclose(p);
+  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
+}
+
+fs::path temp_dir(const std::string& name) {
+  fs::path d = fs::temp_directory_path() / ("tide_cli_" + name + "_" + std::to_string(getpid()));
+  fs::remove_all(d);
+  fs::create_directories(d);
+  return d;
+}
+
+std::string demo() { return std::string(TIDE_SOURCE_DIR) + "/examples/demo.yaml"; }
+
+TEST(Cli, HelpDescribesEveryCommandAndFlag) {
+  const Result top = run("--help");
+  EXPECT_EQ(top.status, 0);
+  EXPECT_NE(top.out.find("sim"), std::string::npos);
+  const Result sim = run("sim --help");
+  EXPECT_EQ(sim.status, 0);
+  for (const char* flag :
+       {"--config", "--trace", "--synthetic", "--rate", "--duration", "--preset", "--compare",
+        "--seed", "--json", "--out", "--time-col", "--time-unit", "--duration-col",
+        "--input-tokens-col", "--output-tokens-col", "--per-minute", "--warmup"}) {
+    EXPECT_NE(sim.out.find(flag), std::string::npos) << flag;
+  }
+}
+
+TEST(Cli, JsonSummaryHasTheDocumentedFieldsAndIsReproducible) {
+  const std::string args =
+      "sim --config " + demo() + " --synthetic poisson --rate 3 --duration 20m --seed 4 --json";
+  const Result a = run(args);
+  ASSERT_EQ(a.status, 0) << a.out;
+  auto j = nlohmann::json::parse(a.out);
+  for (const char* k : {"total", "ok", "rejected", "timed_out"})
+    EXPECT_TRUE(j["requests"].contains(k));
+  for (const char* k : {"wait_p50", "wait_p99", "e2e_p50", "e2e_p99"})
+    EXPECT_TRUE(j["latency_s"].contains(k));
+  EXPECT_TRUE(j["slo"].contains("attainment"));
+  for (const char* k :
+       {"replica_seconds", "zero_wait_replica_seconds", "work_bound_replica_seconds", "launches",
+        "peak_replicas", "scale_reversals"})
+    EXPECT_TRUE(j.contains(k)) << k;
+  EXPECT_GT(j["requests"]["total"].get<int>(), 3000);
+  auto b = nlohmann::json::parse(run(args).out);
+  j.erase("sim");
+  b.erase("sim");
+  EXPECT_EQ(j.dump(), b.dump());
+}
+
+TEST(Cli, CompareWritesOneRowPerPolicyAndTheReportFiles) {
+  const fs::path out = temp_dir("compare");
+  const Result r =
+      run("sim --config " + demo() +
+          " --synthetic bursts --rate 4 --duration 40m --compare tide,hf,viewcomfy --out " +
+          out.string());
+  ASSERT_EQ(r.status, 0) << r.out;
+  for (const char* p : {"tide", "hf", "viewcomfy"}) {
+    EXPECT_NE(r.out.find(std::string("\n") + p + " "), std::string::npos) << p;
+    EXPECT_TRUE(fs::exists(out / p / "timeline.csv")) << p;
+    EXPECT_TRUE(fs::exists(out / p / "decisions.csv")) << p;
+  }
+  EXPECT_TRUE(fs::exists(out / "summary.json"));
+  std::ifstream html(out / "report.html");
+  const std::string page((std::istreambuf_iterator<char>(html)), std::istreambuf_iterator<char>());
+  EXPECT_NE(page.find("<svg"), std::string::npos);
+  EXPECT_EQ(page.find("<script"), std::string::npos);  // self-contained, no scripts
+  fs::remove_all(out);
+}
+
+TEST(Cli, BadConfigNamesTheFieldAndExitsTwo) {
+  const fs::path dir = temp_dir("badconfig");
+  std::ofstream(dir / "bad.yaml") << "endpoints:\n  - name: chat\n    groups:\n      - name: g\n"
+                                     "        min_replicas: 2\n        max_replicas: 1\n";
+  const Result r = run("sim --config " + (dir / "bad.yaml").string() +
+                       " --synthetic poisson --rate 1 --duration 1m");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.out.find("endpoints[0].groups[0].max_replicas: must be >= min_replicas (2), got 1"),
+            std::string::npos)
+      << r.out;
+  fs::remove_all(dir);
+}
+
+TEST(Cli, MalformedTraceRowGivesTheLineNumber) {
+  const fs::path dir = temp_dir("badtrace");
+  std::ofstream(dir / "t.csv") << "timestamp,duration\n0,1\n1,abc\n";
+  std::ofstream(dir / "c.yaml") << "endpoints:\n  - name: chat\n    groups:\n      - name: g\n"
+                                   "        service_time: {model: trace}\n";
+  const Result r = run("sim --config " + (dir / "c.yaml").string() + " --trace " +
+                       (dir / "t.csv").string() + " --time-unit s --duration-col duration");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.out.find("t.csv:3:"), std::string::npos) << r.out;
+  fs::remove_all(dir);
+}
+
+TEST(Cli, BadFlagsAreRefusedWithAReason) {
+  EXPECT_EQ(run("sim --config " + demo() + " --synthetic poisson --rate 1").status, 2);
+  const Result r = run("sim --config " + demo() + " --synthetic waves --rate 1 --duration 1m");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.out.find("--synthetic"), std::string::npos);
+  const Result p =
+      run("sim --config " + demo() + " --synthetic poisson --rate 1 --duration 1m --preset nope");
+  EXPECT_NE(p.out.find("unknown preset"), std::string::npos) << p.out;
+}
+
+}  // namespace
