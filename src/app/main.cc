@@ -49,6 +49,12 @@ struct SimArgs {
   std::string warmup = "0";
 };
 
+std::string preset_list() {
+  std::string names;
+  for (const auto& n : config::preset_names()) names += (names.empty() ? "" : ", ") + n;
+  return names;
+}
+
 Duration parse_duration_flag(const std::string& flag, const std::string& text) {
   auto d = parse_duration(text);
   if (!d)
@@ -79,12 +85,7 @@ Per-minute matrices (--per-minute): each row's count for minute m is expanded in
   (the Azure "_run" file) draws each row's service times from its percentiles.
 Policies: --preset NAME replaces every group's scaling; --compare a,b,c (or "all") runs each
   preset on the same workload and prints one row each. Presets: )" +
-              [] {
-                std::string names;
-                for (const auto& n : config::preset_names())
-                  names += (names.empty() ? "" : ", ") + n;
-                return names;
-              }() +
+              preset_list() +
               R"(.
 Output: a table (or --json); --out DIR also writes summary.json, timeline.csv, decisions.csv and
   a self-contained report.html (per policy in DIR/<policy>/ when comparing).
@@ -141,9 +142,8 @@ std::string label_of(const config::Config& c) {
 config::Config with_preset(config::Config c, const std::string& preset) {
   auto spec = config::preset_spec(preset);
   if (!spec) {
-    std::string names;
-    for (const auto& n : config::preset_names()) names += (names.empty() ? "" : ", ") + n;
-    throw std::runtime_error(fmt::format("unknown preset \"{}\" (presets: {})", preset, names));
+    throw std::runtime_error(
+        fmt::format("unknown preset \"{}\" (presets: {})", preset, preset_list()));
   }
   for (auto& ep : c.endpoints)
     for (auto& g : ep.groups) g.scaling = *spec;
