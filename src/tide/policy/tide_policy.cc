@@ -168,7 +168,9 @@ class TideDecider final : public Decider {
       allan += d * d;
     }
     allan /= 2.0 * static_cast<double>(counts_.size() - 1);
-    return mean > 0 ? std::max(1.0, allan / mean) : 1.0;
+    // Arrivals with index of dispersion I load exponential servers with peakedness about
+    // 1 + (I - 1) / 2 (Whitt's approximation for GI/M/infinity).
+    return mean > 0 ? std::max(1.0, 1.0 + (allan / mean - 1.0) / 2.0) : 1.0;
   }
 
   config::TidePolicy params_;
