@@ -75,7 +75,12 @@ class TideDecider final : public Decider {
     const double w = std::min(to_seconds(params_.demand_window), to_seconds(o.now - *first_));
     const bool surge = recent * w > steady * w + 3 * std::sqrt(steady * w) + 1;
     const double lambda = surge ? recent : steady;
-    const double s = o.mean_service_s;
+    // Mean service time; before the first completion, at least as long as replicas have been
+    // ready without finishing anything.
+    if (o.ready > 0 && !first_ready_) first_ready_ = o.now;
+    double s = o.mean_service_s;
+    if (s <= 0 && first_ready_)
+      s = std::max(to_seconds(o.interval), to_seconds(o.now - *first_ready_));
     // Offered load by Little's law once service times are known; until then what is in flight.
     const double load = s > 0 ? lambda * s : load_.average(o.now);
     const double t_over_s = s > 0 ? to_seconds(o.max_wait) / s : 0.0;
@@ -100,7 +105,11 @@ class TideDecider final : public Decider {
         excess > 0
             ? o.ready + std::max(o.starting, static_cast<int>(std::ceil(excess / per_replica)))
             : 0;
-    const int needed = std::max(for_slo, backlog);
+    int needed = std::max(for_slo, backlog);
+    // Until a request has completed, service time is unknown and a queue growing through the
+    // first cold start says nothing new: launch for it once, then wait for the first replicas.
+    const bool blind = s <= 0 && o.ready == 0 && o.starting > 0;
+    if (blind) needed = std::min(needed, o.current);
 
     // Needs kept as a monotonic deque (decreasing values): the max over any recent window is
     // the first entry inside it. The window follows the cold start, learned as replicas start.
@@ -177,6 +186,7 @@ class TideDecider final : public Decider {
   std::deque<double> counts_;
   double bucket_count_ = 0;
   std::optional<Time> bucket_start_;
+  std::optional<Time> first_ready_;
   metrics::AverageWindow short_rate_;
   metrics::AverageWindow long_rate_;
   metrics::AverageWindow load_;
