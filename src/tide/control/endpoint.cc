@@ -30,7 +30,9 @@ Endpoint::Endpoint(const config::EndpointSpec& spec, Provisioner& provisioner,
       provisioner_(provisioner),
       requests_(requests),
       decisions_(decisions),
-      dispatcher_({.max_queue = spec.queue.max_length, .queue_timeout = spec.queue.timeout},
+      dispatcher_({.max_queue = spec.queue.max_length,
+                   .queue_timeout = spec.queue.timeout,
+                   .late_after = spec.slo.max_wait},
                   *this) {
   groups_.resize(spec_.groups.size());
   for (size_t i = 0; i < spec_.groups.size(); ++i) {
@@ -99,6 +101,8 @@ policy::Observation Endpoint::observe(int group, Time now) {
   o.peak_demand = load.peak_demand;
   o.arrivals = load.arrivals;
   o.completions = load.completions;
+  o.started = load.started;
+  o.late = load.late;
   o.mean_service_s = load.mean_service_s;
   o.last_activity = load.last_activity;
   if (!g.cold_starts.empty()) {

@@ -118,11 +118,17 @@ void Dispatcher::feed_from_queue(Group& g, ReplicaSlot slot, Time now) {
     Held h = g.held.front();
     g.held.pop_front();
     --total_held_;
+    ++g.started;
+    ++g.late;
     listener_.on_timeout(h.request, h.deadline);
   }
   while (!g.held.empty() && !replicas_[slot].draining &&
          replicas_[slot].outstanding < g.concurrency) {
     const RequestId request = g.held.front().request;
+    // Arrival = deadline - timeout; a wait beyond late_after is a miss of the SLO.
+    const Duration waited = now - (g.held.front().deadline - options_.queue_timeout);
+    ++g.started;
+    if (waited > options_.late_after) ++g.late;
     g.held.pop_front();
     --total_held_;
     start_on(g, slot, request, now);
@@ -194,6 +200,7 @@ Admit Dispatcher::submit(RequestId request, int group, Time now) {
     if (g.held.empty()) {
       const ReplicaSlot slot = pick(g);
       if (slot != kNoSlot) {
+        ++g.started;
         start_on(g, slot, request, now);
         note_peak(g);
         return Admit::kStarted;
@@ -279,6 +286,8 @@ void Dispatcher::expire(Time now) {
       Held h = g.held.front();
       g.held.pop_front();
       --total_held_;
+      ++g.started;
+      ++g.late;
       listener_.on_timeout(h.request, h.deadline);
     }
   }
@@ -307,13 +316,15 @@ GroupLoad Dispatcher::take_interval(int group, Time now) {
   load.peak_demand = std::max(g.peak_demand, static_cast<double>(g.in_flight + load.queued));
   load.arrivals = g.arrivals;
   load.completions = g.completions;
+  load.started = g.started;
+  load.late = g.late;
   load.mean_service_s =
       g.completions_total == 0 ? 0.0 : g.service_total_s / static_cast<double>(g.completions_total);
   load.last_activity = g.last_activity;
   if (g.in_flight > 0 || load.queued > 0) load.last_activity = now;  // still busy counts as active
   g.in_flight_integral = g.queued_integral = g.ready_integral = g.busy_integral = 0;
   g.peak_demand = g.in_flight + load.queued;
-  g.arrivals = g.completions = 0;
+  g.arrivals = g.completions = g.started = g.late = 0;
   g.interval_start = now;
   return load;
 }

@@ -63,6 +63,8 @@ struct GroupLoad {
   double peak_demand = 0;        // max of in_flight + queued within the interval
   uint64_t arrivals = 0;
   uint64_t completions = 0;
+  uint64_t started = 0;       // requests that started service (hold mode) in the interval
+  uint64_t late = 0;          // of those, waited > late_after; plus held ones that timed out
   double mean_service_s = 0;  // over all completions so far
   std::optional<Time> last_activity;
 };
@@ -72,6 +74,9 @@ class Dispatcher {
   struct Options {
     int max_queue = 10000;  // held requests over all groups; beyond: kRejectedQueueFull
     Duration queue_timeout = std::chrono::seconds(300);
+    // A held request that waited longer than this before starting (or timed out) counts as late:
+    // the SLO's max_wait, fed back to policies that track attainment.
+    Duration late_after = Duration::max();
   };
 
   Dispatcher(Options options, DispatchListener& listener);
@@ -149,6 +154,8 @@ class Dispatcher {
     double peak_demand = 0;
     uint64_t arrivals = 0;
     uint64_t completions = 0;
+    uint64_t started = 0;
+    uint64_t late = 0;
     uint64_t completions_total = 0;
     double service_total_s = 0;
     std::optional<Time> last_activity;

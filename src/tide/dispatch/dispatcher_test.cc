@@ -150,6 +150,24 @@ TEST(Dispatcher, OneRequestReadsAsFullUtilizationWithFreeSlots) {
   EXPECT_DOUBLE_EQ(load.avg_in_flight / 8.0, 0.125);
 }
 
+TEST(Dispatcher, CountsStartsThatWaitedLongerThanTheSlo) {
+  Recorder rec;
+  Dispatcher d({.max_queue = 10, .queue_timeout = 30s, .late_after = 2s}, rec);
+  const int g = d.add_group(1, true, at(0));
+  d.submit(1, g, at(0));
+  d.submit(2, g, at(0));
+  d.submit(3, g, at(0));
+  const ReplicaSlot s = d.add_replica(g, at(1));  // request 1 waited 1 s: on time
+  d.complete(s, at(5), 4s);                       // request 2 waited 5 s: late
+  d.expire(at(40));                               // request 3 timed out: late
+  const GroupLoad load = d.take_interval(g, at(40));
+  EXPECT_EQ(load.started, 3u);
+  EXPECT_EQ(load.late, 2u);
+  d.complete(s, at(41), 36s);
+  EXPECT_EQ(d.submit(4, g, at(41)), Admit::kStarted);
+  EXPECT_EQ(d.take_interval(g, at(42)).started, 1u);
+}
+
 TEST(Dispatcher, CancelRemovesAHeldRequest) {
   Recorder rec;
   Dispatcher d({}, rec);
