@@ -144,10 +144,12 @@ std::string svg_chart(const std::string& title, const std::string& unit, std::ve
         left, w - right, y(v), y(v), left - 4, y(v) + 4, v, unit);
   }
   for (int i = 0; i <= 6; ++i) {
-    const double t = t_end * i / 6;
-    svg +=
-        fmt::format("<text x=\"{:.1f}\" y=\"{}\" class=\"axis\" text-anchor=\"middle\">{}</text>",
-                    x(t), h - 6, format_duration(from_seconds(std::round(t))));
+    // Labels on whole minutes (whole seconds for short runs) so they read "1h20m", not "4801s".
+    const double step = t_end >= 600 ? 60.0 : 1.0;
+    const double t = std::round(t_end * i / 6 / step) * step;
+    const char* anchor = i == 0 ? "start" : i == 6 ? "end" : "middle";
+    svg += fmt::format("<text x=\"{:.1f}\" y=\"{}\" class=\"axis\" text-anchor=\"{}\">{}</text>",
+                       x(t), h - 6, anchor, format_duration(from_seconds(t)));
   }
   double legend_x = w - right - 10;
   for (auto it = series.rbegin(); it != series.rend(); ++it) {
