@@ -43,8 +43,8 @@ struct Observation {
   double peak_demand = 0;        // max of (in_flight + queued) within the interval
   uint64_t arrivals = 0;         // requests that arrived for this group in the interval
   uint64_t completions = 0;
-  uint64_t started = 0;         // held requests that started service in the interval
-  uint64_t late = 0;            // of those, waited longer than max_wait (or timed out)
+  uint64_t started = 0;  // held requests that started service in the interval
+  uint64_t late = 0;     // of those, waited longer than max_wait (or timed out)
 
   double mean_service_s = 0;          // running mean of completed service times (0: none yet)
   Duration cold_start{0};             // expected launch-to-ready time of a replica
