@@ -114,14 +114,7 @@ ReplicaSlot Dispatcher::add_replica(int group, Time now) {
 
 void Dispatcher::feed_from_queue(Group& g, ReplicaSlot slot, Time now) {
   // Expired entries leave first so that a freed slot never serves a request already past due.
-  while (!g.held.empty() && g.held.front().deadline <= now) {
-    Held h = g.held.front();
-    g.held.pop_front();
-    --total_held_;
-    ++g.started;
-    ++g.late;
-    listener_.on_timeout(h.request, h.deadline);
-  }
+  time_out_overdue(g, now);
   while (!g.held.empty() && !replicas_[slot].draining &&
          replicas_[slot].outstanding < g.concurrency) {
     const RequestId request = g.held.front().request;
@@ -282,14 +275,18 @@ void Dispatcher::expire(Time now) {
   for (Group& g : groups_) {
     if (g.held.empty() || g.held.front().deadline > now) continue;
     advance(g, now);
-    while (!g.held.empty() && g.held.front().deadline <= now) {
-      Held h = g.held.front();
-      g.held.pop_front();
-      --total_held_;
-      ++g.started;
-      ++g.late;
-      listener_.on_timeout(h.request, h.deadline);
-    }
+    time_out_overdue(g, now);
+  }
+}
+
+void Dispatcher::time_out_overdue(Group& g, Time now) {
+  while (!g.held.empty() && g.held.front().deadline <= now) {
+    Held h = g.held.front();
+    g.held.pop_front();
+    --total_held_;
+    ++g.started;
+    ++g.late;
+    listener_.on_timeout(h.request, h.deadline);
   }
 }
 

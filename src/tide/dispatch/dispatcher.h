@@ -169,6 +169,7 @@ class Dispatcher {
   ReplicaSlot pick_any_least_loaded(const Group& g) const;
   void start_on(Group& g, ReplicaSlot slot, RequestId request, Time now);
   void feed_from_queue(Group& g, ReplicaSlot slot, Time now);
+  void time_out_overdue(Group& g, Time now);  // held requests past their deadline leave (late)
   void check_drained(ReplicaSlot slot, Time now);
   void release(ReplicaSlot slot);
   int group_queued(const Group& g) const {
