@@ -10,9 +10,11 @@
 #include <fstream>
 #include <future>
 #include <iostream>
+#include <limits>
 #include <thread>
 
 #include "tide/config/config.h"
+#include "tide/demo_model/demo_model.h"
 #include "tide/sim/engine.h"
 #include "tide/sim/report.h"
 #include "tide/sim/trace.h"
@@ -296,6 +298,117 @@ int run_sim(const SimArgs& a) {
   return 0;
 }
 
+struct DemoModelArgs {
+  std::string host = "127.0.0.1";
+  std::string port = "0";
+  std::string concurrency = "4";
+  std::string load_time = "0";
+  std::string service = "fixed:1s";
+  std::string token_rate = "0";
+  std::string seed = "1";
+  std::string model = "tide-demo";
+};
+
+void add_demo_model_command(CLI::App& app, DemoModelArgs& a) {
+  CLI::App* dm = app.add_subcommand(
+      "demo-model",
+      "Run an EMULATED model server for demos and tests. It runs no model: it answers an "
+      "OpenAI-compatible API with fake text after emulated service times.");
+  dm->footer(R"(
+This is an emulator, not a model server. It behaves like one replica of an LLM server:
+  - a cold start: GET /health answers 503 {"status":"loading"} for --load-time, then 200;
+  - --concurrency slots; a request holds one for its service time, and waits FIFO for one when
+    all are busy (like vLLM); a client that disconnects frees its slot;
+  - POST /v1/completions and /v1/chat/completions (OpenAI shapes) return fake text of max_tokens
+    tokens (default 16) with usage counts; "stream": true sends one server-sent event per token
+    at --token-rate, then data: [DONE].
+Service times (--service):
+  fixed:D                every request takes D (e.g. fixed:1s)
+  lognormal:MEDIAN,SIGMA lognormal with that median and sigma (e.g. lognormal:1s,0.5)
+  tokens:PREFILL,DECODE  PREFILL s per input token (prompt words) + DECODE s per output token
+                         (e.g. tokens:0.0002,0.02)
+Streaming: the first token comes after the prefill (tokens) or after the part of the service
+  time that decoding at --token-rate does not fill; --token-rate 0 means 1/DECODE for tokens,
+  else 50 tokens/s.
+Prints "listening on HOST:PORT" once bound (--port 0 picks a free port); stops cleanly on
+  SIGINT/SIGTERM.)");
+  dm->add_option("--host", a.host, "address to listen on")
+      ->type_name("ADDR")
+      ->capture_default_str();
+  dm->add_option("--port", a.port, "port to listen on; 0 picks a free one")
+      ->type_name("PORT")
+      ->capture_default_str();
+  dm->add_option("--concurrency", a.concurrency, "requests served at once (slots)")
+      ->type_name("N")
+      ->capture_default_str();
+  dm->add_option("--load-time", a.load_time, "cold start before /health answers 200 (e.g. 2s)")
+      ->type_name("DURATION")
+      ->capture_default_str();
+  dm->add_option("--service", a.service,
+                 "service time: fixed:D, lognormal:MEDIAN,SIGMA or tokens:PREFILL,DECODE")
+      ->type_name("MODEL")
+      ->capture_default_str();
+  dm->add_option("--token-rate", a.token_rate, "streaming tokens per second (0: derived)")
+      ->type_name("TOKENS/S")
+      ->capture_default_str();
+  dm->add_option("--seed", a.seed, "random seed for service times and text")
+      ->type_name("N")
+      ->capture_default_str();
+  dm->add_option("--model", a.model, "model name reported in responses")
+      ->type_name("NAME")
+      ->capture_default_str();
+}
+
+long long parse_integer_flag(const std::string& flag, const std::string& text, long long lo,
+                             long long hi) {
+  size_t used = 0;
+  long long v = 0;
+  try {
+    v = std::stoll(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || used != text.size() || v < lo || v > hi)
+    throw std::runtime_error(
+        fmt::format("{}: expected an integer from {} to {}, got \"{}\"", flag, lo, hi, text));
+  return v;
+}
+
+int run_demo_model(const DemoModelArgs& a) {
+  demo_model::DemoModelOptions o;
+  o.host = a.host;
+  o.port = static_cast<uint16_t>(parse_integer_flag("--port", a.port, 0, 65535));
+  o.concurrency = static_cast<int>(parse_integer_flag("--concurrency", a.concurrency, 1, 100000));
+  auto load = parse_duration(a.load_time);
+  if (!load || load->count() < 0)
+    throw std::runtime_error("--load-time: expected a duration like 500ms, 30s, 3m; got \"" +
+                             a.load_time + "\"");
+  o.load_time = *load;
+  std::string error;
+  auto service = demo_model::parse_service_model(a.service, error);
+  if (!service) throw std::runtime_error("--service: " + error);
+  o.service = *service;
+  size_t used = 0;
+  double rate = -1;
+  try {
+    rate = std::stod(a.token_rate, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || used != a.token_rate.size() || !(rate >= 0) || rate > 1e9)
+    throw std::runtime_error("--token-rate: expected tokens per second >= 0, got \"" +
+                             a.token_rate + "\"");
+  o.token_rate = rate;
+  o.seed = static_cast<uint64_t>(
+      parse_integer_flag("--seed", a.seed, 0, std::numeric_limits<long long>::max()));
+  o.model_name = a.model;
+  o.handle_signals = true;
+  demo_model::DemoModelServer server(o);
+  std::cout << "listening on " << o.host << ":" << server.port() << std::endl;
+  server.run();
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -304,6 +417,8 @@ int main(int argc, char** argv) {
   app.footer("Run `tide <command> --help` for the flags of a command.");
   SimArgs sim_args;
   add_sim_command(app, sim_args);
+  DemoModelArgs demo_args;
+  add_demo_model_command(app, demo_args);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -311,6 +426,7 @@ int main(int argc, char** argv) {
   }
   try {
     if (app.got_subcommand("sim")) return run_sim(sim_args);
+    if (app.got_subcommand("demo-model")) return run_demo_model(demo_args);
   } catch (const config::ConfigError& e) {
     std::cerr << "tide: invalid configuration:\n";
     for (const auto& p : e.problems()) std::cerr << "  " << p << "\n";
