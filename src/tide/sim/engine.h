@@ -111,6 +111,10 @@ struct Outcomes {
   LogLinearHistogram wait_s;
   LogLinearHistogram e2e_s;
   void merge(const Outcomes& o);
+  // Share of requests answered with wait <= slo.max_wait (1 when there were none).
+  double attainment() const {
+    return total == 0 ? 1.0 : static_cast<double>(slo_met) / static_cast<double>(total);
+  }
 };
 
 struct GroupResult {
@@ -148,11 +152,7 @@ struct SimResult {
   std::vector<GroupResult> groups;
   std::vector<TimelineRow> timeline;
   std::vector<control::DecisionRecord> decisions;
-  double attainment() const {
-    return outcomes.total == 0
-               ? 1.0
-               : static_cast<double>(outcomes.slo_met) / static_cast<double>(outcomes.total);
-  }
+  double attainment() const { return outcomes.attainment(); }
 };
 
 class SimError : public std::runtime_error {

@@ -28,22 +28,26 @@ void add_outcomes(ordered_json& j, const Outcomes& o, double max_wait_s) {
                     {"wait_max", o.wait_s.max()},
                     {"e2e_p50", o.e2e_s.quantile(0.5)},
                     {"e2e_p99", o.e2e_s.quantile(0.99)}};
-  j["slo"] = {{"max_wait_s", max_wait_s},
-              {"attainment",
-               o.total == 0 ? 1.0 : static_cast<double>(o.slo_met) / static_cast<double>(o.total)}};
+  j["slo"] = {{"max_wait_s", max_wait_s}, {"attainment", o.attainment()}};
+}
+
+// Resource figures, named alike in a whole run and in one group.
+template <typename Figures>
+void add_usage(ordered_json& j, const Figures& f) {
+  j["replica_seconds"] = f.replica_seconds;
+  j["zero_wait_replica_seconds"] = f.zero_wait_replica_seconds;
+  j["work_bound_replica_seconds"] = f.work_bound_replica_seconds;
+  if (f.priced) j["cost"] = f.cost;
+  j["launches"] = f.launches;
+  j["peak_replicas"] = f.peak_replicas;
+  j["scale_reversals"] = f.scale_reversals;
 }
 
 ordered_json run_json(const SimResult& r) {
   ordered_json j;
   j["policy"] = r.policy;
   add_outcomes(j, r.outcomes, r.max_wait_s);
-  j["replica_seconds"] = r.replica_seconds;
-  j["zero_wait_replica_seconds"] = r.zero_wait_replica_seconds;
-  j["work_bound_replica_seconds"] = r.work_bound_replica_seconds;
-  if (r.priced) j["cost"] = r.cost;
-  j["launches"] = r.launches;
-  j["peak_replicas"] = r.peak_replicas;
-  j["scale_reversals"] = r.scale_reversals;
+  add_usage(j, r);
   j["span_s"] = r.span_s;
   ordered_json groups = ordered_json::array();
   for (const GroupResult& g : r.groups) {
@@ -51,13 +55,7 @@ ordered_json run_json(const SimResult& r) {
     gj["endpoint"] = g.endpoint;
     gj["group"] = g.group;
     add_outcomes(gj, g.outcomes, r.max_wait_s);
-    gj["replica_seconds"] = g.replica_seconds;
-    gj["zero_wait_replica_seconds"] = g.zero_wait_replica_seconds;
-    gj["work_bound_replica_seconds"] = g.work_bound_replica_seconds;
-    if (g.priced) gj["cost"] = g.cost;
-    gj["launches"] = g.launches;
-    gj["peak_replicas"] = g.peak_replicas;
-    gj["scale_reversals"] = g.scale_reversals;
+    add_usage(gj, g);
     gj["cold_start_mean_s"] = g.cold_start_mean_s;
     groups.push_back(std::move(gj));
   }
