@@ -26,6 +26,7 @@ using Time = std::chrono::time_point<TideClockTag, Duration>;
 
 constexpr Time kTimeZero{};
 constexpr Time kTimeMax = Time::max();
+constexpr Time kTimeMin = Time::min();
 
 constexpr double to_seconds(Duration d) { return static_cast<double>(d.count()) * 1e-9; }
 constexpr double to_seconds(Time t) { return to_seconds(t.time_since_epoch()); }

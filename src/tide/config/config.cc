@@ -63,7 +63,9 @@ constexpr Choice<ProvisionerKind> kProvisionerKinds[] = {
     {"simulated", ProvisionerKind::kSimulated}};
 
 constexpr std::string_view kTopKeys[] = {"server", "endpoints"};
-constexpr std::string_view kServerKeys[] = {"listen", "api"};
+constexpr std::string_view kServerKeys[] = {
+    "listen",         "api",          "threads",      "max_header_bytes",
+    "max_body_bytes", "read_timeout", "idle_timeout", "upstream_timeout"};
 constexpr std::string_view kEndpointKeys[] = {"name", "slo", "queue", "groups"};
 constexpr std::string_view kSloKeys[] = {"max_wait"};
 constexpr std::string_view kQueueSpecKeys[] = {"max_length", "timeout"};
@@ -742,6 +744,14 @@ ServerSpec read_server(Reader& r, const Node& node, const std::string& path) {
   if (s.listen == s.api && !s.listen.ends_with(":0")) {
     r.fail(m.at("api"), fmt::format("must differ from listen, got {}", quote(s.api)));
   }
+  m.read("threads", s.threads, between(0, false, 256, false));
+  m.read("max_header_bytes", s.max_header_bytes, between(1024, false, 1024 * 1024, false));
+  double body = static_cast<double>(s.max_body_bytes);
+  if (m.read("max_body_bytes", body, between(0, false, 1e10, false)))
+    s.max_body_bytes = static_cast<int64_t>(body);
+  m.read("read_timeout", s.read_timeout, above(0));
+  m.read("idle_timeout", s.idle_timeout, above(0));
+  m.read("upstream_timeout", s.upstream_timeout, above(0));
   return s;
 }
 

@@ -220,9 +220,17 @@ struct EndpointSpec {
   std::vector<GroupSpec> groups;
 };
 
+// `tide serve`: where it listens and the limits that keep slow or hostile clients from holding
+// resources forever.
 struct ServerSpec {
   std::string listen = "127.0.0.1:8080";
   std::string api = "127.0.0.1:8081";
+  int threads = 0;                   // gateway threads (one io_context each); 0 = one per core
+  int max_header_bytes = 16 * 1024;  // request line and headers; beyond: 431
+  int64_t max_body_bytes = 16 * 1024 * 1024;  // request body; beyond: 413
+  Duration read_timeout = 30s;       // to receive a whole request once it has begun; beyond: 408
+  Duration idle_timeout = 60s;       // a keep-alive connection with no request is closed
+  Duration upstream_timeout = 600s;  // from sending to a replica until its response is complete
 };
 
 struct Config {

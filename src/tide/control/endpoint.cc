@@ -177,6 +177,7 @@ void Endpoint::reconcile(int group, Time now) {
       dispatcher_.undrain(r.slot, now);
       ++active;
     }
+    if (now < g.backoff_until) return;  // crash-loop backoff: the decision stands, launch later
     while (active < g.desired) {
       launch(group, now);
       ++active;
@@ -225,11 +226,9 @@ void Endpoint::retire(Replica& replica, Time now, ReplicaState final_state) {
   replica.state = final_state;
   replica.stopped_at = now;
   g.closed_replica_seconds += to_seconds(now - replica.requested_at);
-  if (final_state == ReplicaState::kFailed) {
-    ++g.failures;
-  } else {
-    provisioner_.stop(replica);
-  }
+  if (final_state == ReplicaState::kFailed) ++g.failures;
+  // Also for a failed replica: whatever is left of it (a hung process, a cluster job) must go.
+  provisioner_.stop(replica);
   const uint64_t id = replica.id;
   std::erase(g.live, id);
   replicas_.erase(id);
@@ -247,16 +246,30 @@ void Endpoint::on_replica_ready(uint64_t replica_id, Time now, std::string addre
   Group& g = groups_[r->group];
   r->state = ReplicaState::kReady;
   r->ready_at = now;
+  g.consecutive_failures = 0;
+  g.backoff_until = kTimeMin;
   r->address = std::move(address);
   g.cold_starts.push_back(to_seconds(now - r->requested_at));
-  r->slot = dispatcher_.add_replica(r->group, now);  // held requests start here at once
+  // Map the slot first: held requests start on it inside add_replica, and their sink may ask
+  // whose slot it is.
+  r->slot = dispatcher_.next_slot();
   if (r->slot >= slot_owner_.size()) slot_owner_.resize(r->slot + 1, 0);
   slot_owner_[r->slot] = r->id;
+  [[maybe_unused]] const dispatch::ReplicaSlot got = dispatcher_.add_replica(r->group, now);
+  assert(got == r->slot);
 }
 
 void Endpoint::on_replica_failed(uint64_t replica_id, Time now, std::string error) {
   Replica* r = find(replica_id);
   if (r == nullptr) return;
+  Group& g = groups_[r->group];
+  // Crash-loop backoff: 1 s after the first failure in a row, doubling up to 1 min.
+  g.consecutive_failures = std::min(g.consecutive_failures + 1, 30);
+  const Duration backoff = std::min<Duration>(
+      std::chrono::seconds(1) * (int64_t{1} << std::min(g.consecutive_failures - 1, 6)),
+      std::chrono::minutes(1));
+  g.backoff_until = now + backoff;
+  g.last_error = fmt::format("{}: {}", r->name, error);
   r->error = std::move(error);
   if (r->slot != dispatch::kNoSlot) {
     const dispatch::ReplicaSlot slot = r->slot;
@@ -306,6 +319,9 @@ GroupStatus Endpoint::status(int group) const {
   s.launches = g.launches;
   s.failures = g.failures;
   s.last_reason = g.last_reason;
+  s.last_error = g.last_error;
+  s.consecutive_failures = g.consecutive_failures;
+  if (g.backoff_until != kTimeMin) s.backoff_until = g.backoff_until;
   return s;
 }
 

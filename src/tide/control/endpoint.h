@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -65,6 +66,9 @@ struct GroupStatus {
   uint64_t launches = 0;
   uint64_t failures = 0;
   std::string last_reason;
+  std::string last_error;             // why the last replica failed, if one did
+  int consecutive_failures = 0;       // since a replica last became ready
+  std::optional<Time> backoff_until;  // no launch before this (crash-loop backoff)
 };
 
 class Endpoint final : public dispatch::DispatchListener, public ReplicaEvents {
@@ -95,6 +99,11 @@ class Endpoint final : public dispatch::DispatchListener, public ReplicaEvents {
   void on_replica_starting(uint64_t replica_id, Time now) override;
   void on_replica_ready(uint64_t replica_id, Time now, std::string address) override;
   void on_replica_failed(uint64_t replica_id, Time now, std::string error) override;
+  // The data plane found a replica unreachable (connection refused or reset before any response
+  // byte): treated as failed, and its provisioner is told to stop whatever is left of it.
+  void fail_replica(uint64_t replica_id, Time now, std::string error) {
+    on_replica_failed(replica_id, now, std::move(error));
+  }
 
   GroupStatus status(int group) const;
   const Replica* replica_at(dispatch::ReplicaSlot slot) const;
@@ -119,6 +128,9 @@ class Endpoint final : public dispatch::DispatchListener, public ReplicaEvents {
     std::vector<double> cold_starts;
     policy::Observation last_observation;
     std::string last_reason;
+    std::string last_error;
+    int consecutive_failures = 0;
+    Time backoff_until = kTimeMin;
   };
 
   // DispatchListener.

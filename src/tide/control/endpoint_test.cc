@@ -148,5 +148,43 @@ TEST(Endpoint, FailedReplicaIsReplacedOnTheNextTick) {
   EXPECT_EQ(sink.started.count(1), 1u);  // the held request was never lost
 }
 
+TEST(Endpoint, CrashLoopBacksOffDoublingAndResetsWhenAReplicaBecomesReady) {
+  FakeProvisioner prov;
+  Sink sink;
+  Endpoint ep(queue_endpoint(1, 1), prov, sink, nullptr, at(0));
+  ep.submit(1, 0, at(0));
+  ep.tick(0, at(0));
+  ASSERT_EQ(prov.launched.size(), 1u);
+  prov.events->on_replica_failed(prov.launched[0], at(10), "exited with status 1");
+  EXPECT_EQ(ep.status(0).last_error, "chat/gpu/1: exited with status 1");
+  ep.tick(0, at(10.5));  // within 1 s of the first failure: no launch
+  EXPECT_EQ(prov.launched.size(), 1u);
+  ep.tick(0, at(11));
+  ASSERT_EQ(prov.launched.size(), 2u);
+  prov.events->on_replica_failed(prov.launched[1], at(12), "exited with status 1");
+  ep.tick(0, at(13.5));  // second failure in a row: 2 s
+  EXPECT_EQ(prov.launched.size(), 2u);
+  EXPECT_EQ(ep.status(0).consecutive_failures, 2);
+  ep.tick(0, at(14));
+  ASSERT_EQ(prov.launched.size(), 3u);
+  prov.events->on_replica_ready(prov.launched[2], at(20), "127.0.0.1:1");
+  EXPECT_EQ(ep.status(0).consecutive_failures, 0);
+  EXPECT_FALSE(ep.status(0).backoff_until.has_value());
+  EXPECT_EQ(sink.started.count(1), 1u);
+}
+
+TEST(Endpoint, FailedReplicaIsAlsoStoppedSoNothingOfItLingers) {
+  FakeProvisioner prov;
+  Sink sink;
+  Endpoint ep(queue_endpoint(1, 1), prov, sink, nullptr, at(0));
+  ep.submit(1, 0, at(0));
+  ep.tick(0, at(0));
+  prov.events->on_replica_ready(prov.launched[0], at(1), "127.0.0.1:1");
+  ep.fail_replica(prov.launched[0], at(2), "connection refused");
+  EXPECT_EQ(prov.stopped, std::vector<uint64_t>{prov.launched[0]});
+  EXPECT_EQ(ep.status(0).ready, 0);
+  EXPECT_EQ(ep.status(0).failures, 1u);
+}
+
 }  // namespace
 }  // namespace tide::control

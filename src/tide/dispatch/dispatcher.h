@@ -84,8 +84,13 @@ class Dispatcher {
   // Adds a worker group; returns its index. `hold` selects the admission mode.
   int add_group(int concurrency, bool hold, Time now);
 
-  // A replica of `group` is ready: it takes held work at once.
+  // A replica of `group` is ready: it takes held work at once (on_start may fire before this
+  // returns, for the slot next_slot() named).
   ReplicaSlot add_replica(int group, Time now);
+  // The slot the next add_replica will use, so a caller can map it before work starts on it.
+  ReplicaSlot next_slot() const {
+    return free_slots_.empty() ? static_cast<ReplicaSlot>(replicas_.size()) : free_slots_.back();
+  }
   // Stops giving work to the replica; on_drained fires once it is empty (maybe before return).
   void drain(ReplicaSlot slot, Time now);
   // A draining replica takes work again (demand came back before it stopped).

@@ -1,0 +1,231 @@
+#include "tide/control/live_endpoint.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace tide::control {
+
+LiveEndpoint::LiveEndpoint(const config::EndpointSpec& spec, Provisioner& provisioner,
+                           const Clock& clock)
+    : spec_(spec), clock_(clock), endpoint_(spec, provisioner, *this, this, clock.now()) {}
+
+LiveEndpoint::~LiveEndpoint() = default;
+
+Dispatch LiveEndpoint::submit(dispatch::RequestId request, int group, Waiter* waiter) {
+  std::lock_guard lock(mu_);
+  const Time now = clock_.now();
+  ++requests_;
+  Dispatch d;
+  d.group = group;
+  d.submitted_at = now;
+  if (shut_down_) {
+    d.kind = Dispatch::Kind::kShutdown;
+    return d;
+  }
+  submitting_ = request;
+  submitting_started_ = false;
+  const dispatch::Admit admit = endpoint_.submit(request, group, now);
+  submitting_ = 0;
+  settle(now);
+  switch (admit) {
+    case dispatch::Admit::kStarted:
+      submitting_result_.submitted_at = now;
+      return submitting_result_;
+    case dispatch::Admit::kQueued:
+      held_.emplace(request, Held{waiter, group, now});
+      d.kind = Dispatch::Kind::kQueued;
+      return d;
+    case dispatch::Admit::kRejectedQueueFull:
+      ++rejected_queue_full_;
+      d.kind = Dispatch::Kind::kQueueFull;
+      return d;
+    case dispatch::Admit::kRejectedNoReplica:
+      ++rejected_no_replica_;
+      d.kind = Dispatch::Kind::kNoReplica;
+      return d;
+  }
+  return d;
+}
+
+bool LiveEndpoint::cancel(dispatch::RequestId request) {
+  std::lock_guard lock(mu_);
+  auto it = held_.find(request);
+  if (it == held_.end()) return false;
+  held_.erase(it);
+  // Not in the hold queue means waiting at a replica (passthrough): it will be started there
+  // by the dispatcher, and is then completed at once.
+  if (!endpoint_.cancel(request, clock_.now())) abandoned_.insert(request);
+  return true;
+}
+
+void LiveEndpoint::finish(const Dispatch& started) {
+  std::lock_guard lock(mu_);
+  const Replica* r = endpoint_.replica_at(started.slot);
+  // The replica may have failed (and its slot been reused) while the request ran.
+  if (r == nullptr || r->id != started.replica_id) return;
+  const Time now = clock_.now();
+  endpoint_.complete(started.slot, now, now - started.started_at);
+  settle(now);
+}
+
+void LiveEndpoint::unreachable(const Dispatch& started, std::string error) {
+  std::lock_guard lock(mu_);
+  const Replica* r = endpoint_.replica_at(started.slot);
+  if (r == nullptr || r->id != started.replica_id) return;
+  endpoint_.fail_replica(started.replica_id, clock_.now(), std::move(error));
+  settle(clock_.now());
+}
+
+void LiveEndpoint::shut_down() {
+  std::lock_guard lock(mu_);
+  shut_down_ = true;
+  const Time now = clock_.now();
+  std::vector<dispatch::RequestId> ids;
+  ids.reserve(held_.size());
+  for (const auto& [id, h] : held_) ids.push_back(id);
+  for (dispatch::RequestId id : ids) {
+    endpoint_.cancel(id, now);
+    Dispatch d;
+    d.kind = Dispatch::Kind::kShutdown;
+    wake(id, d);
+  }
+}
+
+void LiveEndpoint::tick(int group) {
+  std::lock_guard lock(mu_);
+  endpoint_.tick(group, clock_.now());
+  settle(clock_.now());
+}
+
+int LiveEndpoint::live_replicas() {
+  std::lock_guard lock(mu_);
+  int n = 0;
+  for (int g = 0; g < endpoint_.group_count(); ++g)
+    n += static_cast<int>(endpoint_.replicas(g).size());
+  return n;
+}
+
+int LiveEndpoint::retry_after_s(int group) {
+  std::lock_guard lock(mu_);
+  if (endpoint_.status(group).ready > 0) return 1;
+  const auto& colds = endpoint_.cold_starts(group);
+  const double cold = colds.empty()
+                          ? to_seconds(spec_.groups[static_cast<size_t>(group)].cold_start.mean())
+                          : colds.back();
+  return std::max(1, static_cast<int>(std::ceil(cold)));
+}
+
+EndpointView LiveEndpoint::view(size_t max_decisions) {
+  std::lock_guard lock(mu_);
+  const Time now = clock_.now();
+  EndpointView v;
+  v.name = spec_.name;
+  v.queued = endpoint_.dispatcher().total_held();
+  for (int g = 0; g < endpoint_.group_count(); ++g) {
+    GroupView gv;
+    gv.name = spec_.groups[static_cast<size_t>(g)].name;
+    gv.status = endpoint_.status(g);
+    gv.replica_seconds = endpoint_.replica_seconds(g, now);
+    for (const Replica* r : endpoint_.replicas(g)) {
+      ReplicaView rv;
+      rv.id = r->id;
+      rv.name = r->name;
+      rv.state = std::string(state_name(r->state));
+      rv.address = r->address;
+      if (r->slot != dispatch::kNoSlot) rv.in_flight = endpoint_.dispatcher().outstanding(r->slot);
+      rv.age_s = to_seconds(now - r->requested_at);
+      if (r->state == ReplicaState::kReady || r->state == ReplicaState::kDraining)
+        rv.ready_after_s = to_seconds(r->ready_at - r->requested_at);
+      rv.error = r->error;
+      gv.replicas.push_back(std::move(rv));
+    }
+    v.groups.push_back(std::move(gv));
+  }
+  const size_t skip = decisions_.size() > max_decisions ? decisions_.size() - max_decisions : 0;
+  v.decisions.assign(decisions_.begin() + static_cast<std::ptrdiff_t>(skip), decisions_.end());
+  v.requests = requests_;
+  v.rejected_queue_full = rejected_queue_full_;
+  v.rejected_no_replica = rejected_no_replica_;
+  v.timed_out = timed_out_;
+  return v;
+}
+
+void LiveEndpoint::on_replica_starting(uint64_t replica_id, Time now) {
+  std::lock_guard lock(mu_);
+  endpoint_.on_replica_starting(replica_id, now);
+}
+
+void LiveEndpoint::on_replica_ready(uint64_t replica_id, Time now, std::string address) {
+  std::lock_guard lock(mu_);
+  endpoint_.on_replica_ready(replica_id, now, std::move(address));
+  settle(now);
+}
+
+void LiveEndpoint::on_replica_failed(uint64_t replica_id, Time now, std::string error) {
+  std::lock_guard lock(mu_);
+  endpoint_.on_replica_failed(replica_id, now, std::move(error));
+}
+
+void LiveEndpoint::on_start(dispatch::RequestId request, dispatch::ReplicaSlot slot, Time now) {
+  const Replica* r = endpoint_.replica_at(slot);
+  Dispatch d;
+  d.kind = Dispatch::Kind::kStarted;
+  d.slot = slot;
+  d.started_at = now;
+  if (r != nullptr) {
+    d.replica_id = r->id;
+    d.address = r->address;
+    d.group = r->group;
+  }
+  if (abandoned_.erase(request) > 0) {
+    to_complete_.push_back(slot);
+    return;
+  }
+  if (request == submitting_ && submitting_ != 0) {
+    submitting_started_ = true;
+    submitting_result_ = std::move(d);
+    return;
+  }
+  wake(request, std::move(d));
+}
+
+void LiveEndpoint::on_timeout(dispatch::RequestId request, Time) {
+  ++timed_out_;
+  Dispatch d;
+  d.kind = Dispatch::Kind::kTimedOut;
+  wake(request, d);
+}
+
+void LiveEndpoint::on_replica_lost(dispatch::ReplicaSlot,
+                                   const std::vector<dispatch::RequestId>& waiting, Time) {
+  for (dispatch::RequestId id : waiting) {
+    Dispatch d;
+    d.kind = Dispatch::Kind::kLost;
+    wake(id, d);
+  }
+}
+
+void LiveEndpoint::record(const DecisionRecord& decision) {
+  decisions_.push_back(decision);
+  while (decisions_.size() > 1000) decisions_.pop_front();
+}
+
+void LiveEndpoint::settle(Time now) {
+  while (!to_complete_.empty()) {
+    const dispatch::ReplicaSlot slot = to_complete_.back();
+    to_complete_.pop_back();
+    endpoint_.complete(slot, now, Duration{0});
+  }
+}
+
+void LiveEndpoint::wake(dispatch::RequestId request, Dispatch outcome) {
+  auto it = held_.find(request);
+  if (it == held_.end()) return;  // cancelled meanwhile
+  outcome.group = it->second.group;
+  outcome.submitted_at = it->second.submitted_at;
+  Waiter* waiter = it->second.waiter;
+  held_.erase(it);
+  waiter->wake(outcome);
+}
+
+}  // namespace tide::control

@@ -1,0 +1,160 @@
+#include "tide/control/live_endpoint.h"
+
+#include <gtest/gtest.h>
+
+#include <optional>
+#include <vector>
+
+namespace tide::control {
+namespace {
+
+using namespace std::chrono_literals;
+using Kind = Dispatch::Kind;
+
+struct FakeProvisioner : Provisioner {
+  std::vector<uint64_t> launched;
+  std::vector<uint64_t> stopped;
+  void launch(const Replica& r, const config::GroupSpec&, ReplicaEvents&) override {
+    launched.push_back(r.id);
+  }
+  void stop(const Replica& r) override { stopped.push_back(r.id); }
+};
+
+struct RecordingWaiter : Waiter {
+  std::optional<Dispatch> outcome;
+  int wakes = 0;
+  void wake(const Dispatch& d) override {
+    outcome = d;
+    ++wakes;
+  }
+};
+
+config::EndpointSpec endpoint_spec(bool hold = true, int max_queue = 100) {
+  config::EndpointSpec ep;
+  ep.name = "chat";
+  ep.queue.max_length = max_queue;
+  ep.queue.timeout = 30s;
+  config::GroupSpec g;
+  g.name = "local";
+  g.max_replicas = 2;
+  g.concurrency = 1;
+  g.cold_start.value = 5s;
+  g.scaling.policy = config::PolicyKind::kQueue;
+  g.scaling.queue.queue_size = 1;
+  g.scaling.queue.idle_timeout = 10s;
+  g.scaling.admission.hold = hold;
+  ep.groups.push_back(g);
+  return ep;
+}
+
+struct Fixture {
+  ManualClock clock;
+  FakeProvisioner prov;
+  LiveEndpoint live;
+  explicit Fixture(config::EndpointSpec spec = endpoint_spec()) : live(spec, prov, clock) {}
+};
+
+TEST(LiveEndpoint, HeldRequestIsWokenWithTheReplicaAddressTheMomentItIsReady) {
+  Fixture f;
+  RecordingWaiter w;
+  EXPECT_EQ(f.live.submit(1, 0, &w).kind, Kind::kQueued);
+  f.live.tick(0);
+  ASSERT_EQ(f.prov.launched.size(), 1u);
+  f.clock.advance(5s);
+  f.live.on_replica_ready(f.prov.launched[0], f.clock.now(), "127.0.0.1:9001");
+  ASSERT_TRUE(w.outcome.has_value());
+  EXPECT_EQ(w.outcome->kind, Kind::kStarted);
+  EXPECT_EQ(w.outcome->address, "127.0.0.1:9001");
+  EXPECT_EQ(w.outcome->replica_id, f.prov.launched[0]);
+  EXPECT_EQ(w.outcome->submitted_at, kTimeZero);
+  // The next request starts at once once the first has finished.
+  f.live.finish(*w.outcome);
+  const Dispatch d = f.live.submit(2, 0, nullptr);
+  EXPECT_EQ(d.kind, Kind::kStarted);
+  EXPECT_EQ(d.address, "127.0.0.1:9001");
+  EXPECT_EQ(f.live.view().groups[0].replicas[0].in_flight, 1);
+  f.live.finish(d);
+  EXPECT_EQ(f.live.view().groups[0].replicas[0].in_flight, 0);
+}
+
+TEST(LiveEndpoint, CancelledHeldRequestIsNeverWoken) {
+  Fixture f;
+  RecordingWaiter w;
+  f.live.submit(1, 0, &w);
+  f.live.tick(0);
+  EXPECT_TRUE(f.live.cancel(1));
+  EXPECT_FALSE(f.live.cancel(1));
+  f.live.on_replica_ready(f.prov.launched[0], f.clock.now(), "127.0.0.1:9001");
+  EXPECT_EQ(w.wakes, 0);
+  EXPECT_EQ(f.live.view().groups[0].replicas[0].in_flight, 0);
+}
+
+TEST(LiveEndpoint, QueueFullAndTimeoutAreReported) {
+  Fixture f(endpoint_spec(true, 1));
+  RecordingWaiter w1;
+  EXPECT_EQ(f.live.submit(1, 0, &w1).kind, Kind::kQueued);
+  EXPECT_EQ(f.live.submit(2, 0, nullptr).kind, Kind::kQueueFull);
+  f.clock.advance(31s);
+  f.live.tick(0);
+  ASSERT_TRUE(w1.outcome.has_value());
+  EXPECT_EQ(w1.outcome->kind, Kind::kTimedOut);
+  const EndpointView v = f.live.view();
+  EXPECT_EQ(v.rejected_queue_full, 1u);
+  EXPECT_EQ(v.timed_out, 1u);
+}
+
+TEST(LiveEndpoint, FinishAfterTheReplicaFailedDoesNotTouchItsReusedSlot) {
+  Fixture f;
+  f.live.tick(0);  // min 0: nothing
+  RecordingWaiter w;
+  f.live.submit(1, 0, &w);
+  f.live.tick(0);
+  f.live.on_replica_ready(f.prov.launched[0], f.clock.now(), "127.0.0.1:9001");
+  const Dispatch first = *w.outcome;
+  f.live.unreachable(first, "connection refused");
+  EXPECT_EQ(f.prov.stopped.size(), 1u);
+  f.live.finish(first);  // no effect: the replica is gone
+  f.clock.advance(2s);
+  RecordingWaiter w2;
+  EXPECT_EQ(f.live.submit(2, 0, &w2).kind, Kind::kQueued);
+  f.live.tick(0);
+  ASSERT_EQ(f.prov.launched.size(), 2u);
+  f.live.on_replica_ready(f.prov.launched[1], f.clock.now(), "127.0.0.1:9002");
+  ASSERT_TRUE(w2.outcome.has_value());
+  EXPECT_EQ(w2.outcome->slot, first.slot);  // reused slot, new replica
+  f.live.finish(first);                     // stale: must not complete request 2
+  EXPECT_EQ(f.live.view().groups[0].replicas[0].in_flight, 1);
+  EXPECT_EQ(f.live.view().groups[0].status.last_error, "chat/local/1: connection refused");
+}
+
+TEST(LiveEndpoint, ShutdownWakesHeldRequestsAndRefusesNewOnes) {
+  Fixture f;
+  RecordingWaiter w;
+  f.live.submit(1, 0, &w);
+  f.live.shut_down();
+  ASSERT_TRUE(w.outcome.has_value());
+  EXPECT_EQ(w.outcome->kind, Kind::kShutdown);
+  EXPECT_EQ(f.live.submit(2, 0, nullptr).kind, Kind::kShutdown);
+}
+
+TEST(LiveEndpoint, PassthroughRequestAbandonedAtABusyReplicaFreesItsSlotWhenItWouldStart) {
+  config::EndpointSpec spec = endpoint_spec(/*hold=*/false);
+  spec.groups[0].min_replicas = 1;
+  Fixture f(spec);
+  EXPECT_EQ(f.live.submit(1, 0, nullptr).kind, Kind::kNoReplica);
+  f.live.tick(0);
+  ASSERT_EQ(f.prov.launched.size(), 1u);
+  f.live.on_replica_ready(f.prov.launched[0], f.clock.now(), "127.0.0.1:9001");
+  const Dispatch a = f.live.submit(2, 0, nullptr);
+  ASSERT_EQ(a.kind, Kind::kStarted);
+  RecordingWaiter w;
+  EXPECT_EQ(f.live.submit(3, 0, &w).kind, Kind::kQueued);  // waits at the busy replica
+  EXPECT_TRUE(f.live.cancel(3));                           // its client went away
+  f.live.finish(a);                                        // 3 starts and is completed at once
+  EXPECT_EQ(w.wakes, 0);
+  EXPECT_EQ(f.live.view().groups[0].replicas[0].in_flight, 0);
+  EXPECT_EQ(f.live.submit(4, 0, nullptr).kind, Kind::kStarted);
+}
+
+}  // namespace
+}  // namespace tide::control
