@@ -15,6 +15,7 @@
 
 #include "tide/config/config.h"
 #include "tide/demo_model/demo_model.h"
+#include "tide/serve/serve.h"
 #include "tide/sim/engine.h"
 #include "tide/sim/report.h"
 #include "tide/sim/trace.h"
@@ -409,6 +410,62 @@ int run_demo_model(const DemoModelArgs& a) {
   return 0;
 }
 
+struct ServeArgs {
+  std::string config_path;
+  std::string listen;
+  std::string api;
+  std::string drain_timeout = "30s";
+  std::string stop_grace = "10s";
+};
+
+void add_serve_command(CLI::App& app, ServeArgs& a) {
+  CLI::App* serve = app.add_subcommand(
+      "serve",
+      "Run the gateway, the control loop and the replicas of every endpoint in the config.");
+  serve->footer(R"(
+Clients call http://LISTEN/<endpoint>/<path> (or send the header Tide-Endpoint: <endpoint>); the
+replica receives /<path>. While no replica has a free slot the request waits in the endpoint's
+hold queue: 429 when it is full, 503 after queue.timeout. The admin API (GET /v1/endpoints,
+/v1/endpoints/<name>) listens on server.api.
+In a local provisioner's command, {port} is the port the replica must listen on, {replica_id}
+its id, and {tide} the path of this tide binary (for `{tide} demo-model`).
+SIGINT or SIGTERM: stop accepting, answer held requests 503, finish requests in progress (up to
+--drain-timeout), stop every replica, exit 0.)");
+  serve->add_option("--config", a.config_path, "endpoint configuration (YAML)")->required();
+  serve->add_option("--listen", a.listen, "gateway address, overrides server.listen");
+  serve->add_option("--api", a.api, "admin API address, overrides server.api");
+  serve
+      ->add_option("--drain-timeout", a.drain_timeout,
+                   "at shutdown, how long requests in progress may take to finish")
+      ->capture_default_str();
+  serve
+      ->add_option("--stop-grace", a.stop_grace,
+                   "replicas get SIGTERM, then SIGKILL after this long")
+      ->capture_default_str();
+}
+
+int run_serve(const ServeArgs& a) {
+  config::Config c = config::load_config(a.config_path);
+  if (!a.listen.empty()) c.server.listen = a.listen;
+  if (!a.api.empty()) c.server.api = a.api;
+  std::error_code ec;
+  const std::string self = std::filesystem::read_symlink("/proc/self/exe", ec).string();
+  for (auto& ep : c.endpoints) {
+    for (auto& g : ep.groups) {
+      for (auto& arg : g.provisioner.command) {
+        for (size_t at = arg.find("{tide}"); at != std::string::npos; at = arg.find("{tide}"))
+          arg.replace(at, 6, self);
+      }
+    }
+  }
+  serve::ServeOptions o;
+  o.drain_timeout = parse_duration_flag("--drain-timeout", a.drain_timeout);
+  o.stop_grace = parse_duration_flag("--stop-grace", a.stop_grace);
+  serve::Server server(c, o);
+  server.run();
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -419,6 +476,8 @@ int main(int argc, char** argv) {
   add_sim_command(app, sim_args);
   DemoModelArgs demo_args;
   add_demo_model_command(app, demo_args);
+  ServeArgs serve_args;
+  add_serve_command(app, serve_args);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -427,6 +486,7 @@ int main(int argc, char** argv) {
   try {
     if (app.got_subcommand("sim")) return run_sim(sim_args);
     if (app.got_subcommand("demo-model")) return run_demo_model(demo_args);
+    if (app.got_subcommand("serve")) return run_serve(serve_args);
   } catch (const config::ConfigError& e) {
     std::cerr << "tide: invalid configuration:\n";
     for (const auto& p : e.problems()) std::cerr << "  " << p << "\n";

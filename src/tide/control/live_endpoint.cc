@@ -3,11 +3,16 @@
 #include <algorithm>
 #include <cmath>
 
+#include <fmt/format.h>
+
 namespace tide::control {
 
 LiveEndpoint::LiveEndpoint(const config::EndpointSpec& spec, Provisioner& provisioner,
-                           const Clock& clock)
-    : spec_(spec), clock_(clock), endpoint_(spec, provisioner, *this, this, clock.now()) {}
+                           const Clock& clock, Log log)
+    : spec_(spec),
+      clock_(clock),
+      log_(std::move(log)),
+      endpoint_(spec, provisioner, *this, this, clock.now()) {}
 
 LiveEndpoint::~LiveEndpoint() = default;
 
@@ -72,6 +77,7 @@ void LiveEndpoint::unreachable(const Dispatch& started, std::string error) {
   std::lock_guard lock(mu_);
   const Replica* r = endpoint_.replica_at(started.slot);
   if (r == nullptr || r->id != started.replica_id) return;
+  if (log_) log_(fmt::format("replica {} failed: {}", r->name, error));
   endpoint_.fail_replica(started.replica_id, clock_.now(), std::move(error));
   settle(clock_.now());
 }
@@ -157,12 +163,22 @@ void LiveEndpoint::on_replica_starting(uint64_t replica_id, Time now) {
 
 void LiveEndpoint::on_replica_ready(uint64_t replica_id, Time now, std::string address) {
   std::lock_guard lock(mu_);
+  if (log_) {
+    for (int g = 0; g < endpoint_.group_count(); ++g) {
+      for (const Replica* r : endpoint_.replicas(g)) {
+        if (r->id == replica_id && r->state != ReplicaState::kReady)
+          log_(fmt::format("replica {} ready at {} after {}", r->name, address,
+                           format_duration(now - r->requested_at)));
+      }
+    }
+  }
   endpoint_.on_replica_ready(replica_id, now, std::move(address));
   settle(now);
 }
 
 void LiveEndpoint::on_replica_failed(uint64_t replica_id, Time now, std::string error) {
   std::lock_guard lock(mu_);
+  if (log_) log_(fmt::format("replica {}/{} failed: {}", spec_.name, replica_id, error));
   endpoint_.on_replica_failed(replica_id, now, std::move(error));
 }
 
@@ -206,6 +222,9 @@ void LiveEndpoint::on_replica_lost(dispatch::ReplicaSlot,
 }
 
 void LiveEndpoint::record(const DecisionRecord& decision) {
+  if (log_)
+    log_(fmt::format("{}/{}: {} -> {} replicas: {}", decision.endpoint, decision.group,
+                     decision.from, decision.to, decision.reason));
   decisions_.push_back(decision);
   while (decisions_.size() > 1000) decisions_.pop_front();
 }

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <unordered_map>
@@ -79,8 +80,13 @@ struct EndpointView {
 
 class LiveEndpoint final : public RequestSink, public ReplicaEvents, public DecisionSink {
  public:
+  // One line per thing worth telling an operator (decisions, replicas ready or failed). Called
+  // with the lock held: keep it quick.
+  using Log = std::function<void(const std::string& line)>;
+
   // `provisioner` must outlive this object; its events come back through this object.
-  LiveEndpoint(const config::EndpointSpec& spec, Provisioner& provisioner, const Clock& clock);
+  LiveEndpoint(const config::EndpointSpec& spec, Provisioner& provisioner, const Clock& clock,
+               Log log = nullptr);
   ~LiveEndpoint() override;
   LiveEndpoint(const LiveEndpoint&) = delete;
   LiveEndpoint& operator=(const LiveEndpoint&) = delete;
@@ -135,6 +141,7 @@ class LiveEndpoint final : public RequestSink, public ReplicaEvents, public Deci
 
   const config::EndpointSpec spec_;
   const Clock& clock_;
+  Log log_;
   std::mutex mu_;
   Endpoint endpoint_;  // guarded by mu_
   std::unordered_map<dispatch::RequestId, Held> held_;

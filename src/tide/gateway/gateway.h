@@ -1,0 +1,86 @@
+// The data plane of `tide serve`: an HTTP/1.1 reverse proxy that routes each request to an
+// endpoint, holds it while no replica has a free slot, proxies it to the replica the endpoint's
+// dispatcher picked (reusing upstream connections), and streams the answer back as it comes.
+// It also serves the admin API on a second listener through a plain handler.
+//
+// Threads: one io_context per thread, given by the caller; each runs an acceptor on the same
+// port (SO_REUSEPORT) and its own upstream connection pool, so a request never changes thread.
+// Endpoints are shared; LiveEndpoint takes its own lock. Beast and Asio stay in gateway.cc.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tide/config/config.h"
+#include "tide/control/live_endpoint.h"
+
+namespace boost::asio {
+class io_context;
+}
+
+namespace tide::gateway {
+
+// One API exchange, free of Beast types.
+struct ApiRequest {
+  std::string method;
+  std::string target;  // path and query
+  std::string body;
+  std::string authorization;
+};
+struct ApiResponse {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+};
+// Called on a gateway thread; must not block for long.
+using ApiHandler = std::function<ApiResponse(const ApiRequest&)>;
+
+// Counters of what the gateway did (every handled error is counted).
+struct GatewayCounters {
+  uint64_t requests = 0;
+  uint64_t ok = 0;                  // answered by a replica (any status it chose)
+  uint64_t rejected_429 = 0;        // hold queue full
+  uint64_t rejected_503 = 0;        // queue timeout, shutting down, no replica (skyserve-like)
+  uint64_t rejected_502 = 0;        // replica failed twice, or no replica (hf-like)
+  uint64_t timed_out_504 = 0;       // replica did not answer within upstream_timeout
+  uint64_t not_found_404 = 0;       // no such endpoint
+  uint64_t bad_requests = 0;        // 400, 408, 413, 431
+  uint64_t retries = 0;             // requests sent again after their replica failed
+  uint64_t client_disconnects = 0;  // clients gone before their answer was complete
+  uint64_t upstream_errors = 0;     // connect/read/write errors talking to replicas
+};
+
+class Gateway {
+ public:
+  // Binds the data-plane listener (server.listen) on every context, and the API listener
+  // (server.api) on the first; throws std::runtime_error naming the address when it cannot.
+  // `endpoints` and `contexts` must outlive the Gateway.
+  Gateway(const config::ServerSpec& server, std::vector<control::LiveEndpoint*> endpoints,
+          std::vector<boost::asio::io_context*> contexts, ApiHandler api);
+  ~Gateway();
+  Gateway(const Gateway&) = delete;
+  Gateway& operator=(const Gateway&) = delete;
+
+  uint16_t port() const;
+  uint16_t api_port() const;
+
+  // Starts accepting on every context (the contexts' threads do the work).
+  void start();
+  // Stops accepting new connections; requests in progress continue. Thread-safe.
+  void stop_accepting();
+  // Requests between their first byte and their last (held ones included).
+  int active_requests() const;
+  GatewayCounters counters() const;
+  // Releases every socket. Call after the contexts have stopped and before they are destroyed.
+  void close();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tide::gateway
