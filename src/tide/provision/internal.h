@@ -1,0 +1,79 @@
+// Pieces the provisioners share, inside src/tide/provision only (this header brings in Asio).
+//
+// Everything here runs on one strand of the caller's io_context (Core::strand) unless it says
+// otherwise: each backend's state is touched only there, so it needs no lock.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "tide/config/config.h"
+#include "tide/control/provisioner.h"
+#include "tide/provision/provision.h"
+
+namespace tide::provision::detail {
+
+namespace asio = boost::asio;
+using Strand = asio::strand<asio::io_context::executor_type>;
+
+struct Core {
+  Core(asio::io_context& io, const Clock& c, ProvisionOptions o)
+      : strand(asio::make_strand(io)), clock(c), options(std::move(o)) {}
+  Strand strand;
+  const Clock& clock;
+  ProvisionOptions options;
+  // Set when the LiveProvisioner is destroyed: nothing may be reported any more.
+  std::atomic<bool> closed{false};
+};
+
+// One launch, as the backends receive it on the strand.
+struct Launch {
+  uint64_t id = 0;
+  std::string key;   // the replica's name, or "#id" when it has none
+  std::string name;  // for logs and the environment
+  config::ProvisionerSpec spec;
+  control::ReplicaEvents* events = nullptr;
+};
+
+// Where and how a replica is probed.
+struct ProbeTarget {
+  std::string host;
+  uint16_t port = 0;
+  config::ReadyProbe ready;
+  Duration liveness_interval{0};
+  int liveness_failures = 3;
+};
+
+// Probes one replica over HTTP: readiness every ready.interval until a 2xx, then liveness every
+// liveness_interval until `liveness_failures` probes in a row fail. Calls on_ready once, then
+// on_dead at most once; neither after cancel(). Strand only.
+class Watch : public std::enable_shared_from_this<Watch> {
+ public:
+  Watch(Strand strand, ProbeTarget target);
+  ~Watch();
+  void start(std::function<void()> on_ready, std::function<void(std::string)> on_dead);
+  void cancel();
+
+ private:
+  static asio::awaitable<void> run(std::shared_ptr<Watch> self);
+  // Nothing on success (2xx), else what went wrong ("Connection refused", "status 503").
+  static asio::awaitable<std::optional<std::string>> probe_once(std::shared_ptr<Watch> self);
+
+  Strand strand_;
+  ProbeTarget target_;
+  asio::steady_timer timer_;
+  std::function<void()> cancel_probe_;  // set while a probe is in flight
+  std::function<void()> on_ready_;
+  std::function<void(std::string)> on_dead_;
+  bool cancelled_ = false;
+};
+
+}  // namespace tide::provision::detail

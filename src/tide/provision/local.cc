@@ -1,0 +1,660 @@
+// The local provisioner: replicas as child processes of tide.
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <linux/close_range.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <boost/asio/post.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <optional>
+
+#include "tide/provision/backends.h"
+
+extern char** environ;
+
+namespace tide::provision::detail {
+
+using boost::system::error_code;
+
+namespace {
+
+constexpr size_t kMaxLine = 4096;     // a longer line is forwarded in pieces
+constexpr int kErrorLines = 5;        // lines of output quoted in a failure
+constexpr size_t kErrorChars = 1000;  // at most this much of them
+constexpr Duration kExitPoll = 50ms;  // without pidfd_open, how often to look for an exit
+
+std::string errno_text(int err) { return std::strerror(err); }
+
+std::string signal_text(int sig) {
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 32))
+  if (const char* abbrev = sigabbrev_np(sig)) return fmt::format("{} (SIG{})", sig, abbrev);
+#endif
+  return std::to_string(sig);
+}
+
+// The last lines of `output`, trimmed, for an error message.
+std::string last_lines(std::string_view output) {
+  while (!output.empty() && (output.back() == '\n' || output.back() == '\r' ||
+                             output.back() == ' ' || output.back() == '\t'))
+    output.remove_suffix(1);
+  size_t start = output.size();
+  for (int lines = 0; start > 0 && lines < kErrorLines;) {
+    --start;
+    if (output[start] == '\n' && ++lines == kErrorLines) {
+      ++start;
+      break;
+    }
+  }
+  if (output.size() - start > kErrorChars) start = output.size() - kErrorChars;
+  return std::string(output.substr(start));
+}
+
+std::string describe_exit(int status, bool ready, std::string_view output) {
+  std::string s;
+  if (status < 0)
+    s = "exited (its status was collected elsewhere)";
+  else if (WIFEXITED(status))
+    s = fmt::format("exited with status {}", WEXITSTATUS(status));
+  else if (WIFSIGNALED(status))
+    s = fmt::format("killed by signal {}", signal_text(WTERMSIG(status)));
+  else
+    s = fmt::format("ended with wait status {}", status);
+  s += ready ? " after ready" : " before ready";
+  if (std::string tail = last_lines(output); !tail.empty()) s += ": " + tail;
+  return s;
+}
+
+// A port nobody listens on now: bind 127.0.0.1:0, read the port, close. Another process may
+// take it before the replica binds it; the replica then fails and is replaced.
+std::optional<uint16_t> free_port(std::string& error) {
+  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (fd.get() < 0) {
+    error = "socket: " + errno_text(errno);
+    return std::nullopt;
+  }
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  socklen_t len = sizeof addr;
+  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    error = "cannot find a free port on 127.0.0.1: " + errno_text(errno);
+    return std::nullopt;
+  }
+  return ntohs(addr.sin_port);
+}
+
+std::string replace_all(std::string s, std::string_view from, std::string_view to) {
+  for (size_t at = s.find(from); at != std::string::npos; at = s.find(from, at + to.size()))
+    s.replace(at, from.size(), to);
+  return s;
+}
+
+bool executable_file(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(path.c_str(), X_OK) == 0;
+}
+
+// Resolves a program name like execvp would, before fork (execvp is not async-signal-safe).
+std::optional<std::string> resolve_program(const std::string& program,
+                                           const std::string& path_var) {
+  if (program.find('/') != std::string::npos) return program;
+  std::string_view dirs = path_var;
+  while (true) {
+    const size_t colon = dirs.find(':');
+    std::string dir(dirs.substr(0, colon));
+    if (dir.empty()) dir = ".";
+    std::string candidate = dir + "/" + program;
+    if (executable_file(candidate)) return candidate;
+    if (colon == std::string_view::npos) break;
+    dirs.remove_prefix(colon + 1);
+  }
+  return std::nullopt;
+}
+
+std::string join_ints(const std::vector<int>& v, std::string_view sep) {
+  std::string s;
+  for (size_t i = 0; i < v.size(); ++i) s += (i ? std::string(sep) : "") + std::to_string(v[i]);
+  return s;
+}
+
+// Between fork and exec: async-signal-safe calls only.
+int move_fd(int from, int to) {
+  if (from == to) return ::fcntl(to, F_SETFD, 0);  // keep it open across exec
+  return ::dup2(from, to);
+}
+
+[[noreturn]] void report_and_exit(int status_fd, int err) {
+  ssize_t ignored = ::write(status_fd, &err, sizeof err);
+  (void)ignored;
+  ::_exit(127);
+}
+
+[[noreturn]] void exec_child(const char* path, char* const* argv, char* const* envp, int out_fd,
+                             int null_fd, int status_fd, pid_t parent) {
+  sigset_t none;
+  ::sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  for (int s = 1; s < NSIG; ++s) {
+    if (s != SIGKILL && s != SIGSTOP) ::sigaction(s, &dfl, nullptr);  // undo inherited SIG_IGN
+  }
+  if (::setpgid(0, 0) != 0) report_and_exit(status_fd, errno);
+  if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) report_and_exit(status_fd, errno);
+  if (::getppid() != parent) ::_exit(127);  // tide died before PDEATHSIG was armed
+  if (move_fd(null_fd, 0) < 0 || move_fd(out_fd, 1) < 0 || move_fd(out_fd, 2) < 0)
+    report_and_exit(status_fd, errno);
+  // Nothing else of tide's (sockets, files) reaches the replica.
+  ::syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
+  ::execve(path, argv, envp);
+  report_and_exit(status_fd, errno);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+UniqueFd& UniqueFd::operator=(UniqueFd&& o) noexcept {
+  if (this != &o) {
+    reset();
+    fd_ = o.release();
+  }
+  return *this;
+}
+
+void UniqueFd::reset() {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+}
+
+// ---------------------------------------------------------------------------------------------
+void ChildRegistry::add(const ChildProcess& child) {
+  std::lock_guard lock(mu_);
+  children_[child.pid] = child;
+}
+
+bool ChildRegistry::reap(int pid, int& status, bool block) {
+  std::lock_guard lock(mu_);
+  if (children_.find(pid) == children_.end()) {  // reaped by kill_all()
+    status = -1;
+    return true;
+  }
+  siginfo_t info{};
+  int r;
+  do {
+    r = ::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOWAIT | (block ? 0 : WNOHANG));
+  } while (r != 0 && errno == EINTR);
+  if (r != 0) {  // ECHILD: someone else reaped it
+    children_.erase(pid);
+    status = -1;
+    return true;
+  }
+  if (info.si_pid == 0) return false;  // still running
+  // The leader is a zombie, so its process group id cannot have been recycled: clear out
+  // whatever it left running in its group, then reap it.
+  ::kill(-pid, SIGKILL);
+  int st = 0;
+  while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+  }
+  children_.erase(pid);
+  status = st;
+  return true;
+}
+
+bool ChildRegistry::signal_group(int pid, int sig) {
+  std::lock_guard lock(mu_);
+  if (children_.find(pid) == children_.end()) return false;
+  ::kill(-pid, sig);
+  return true;
+}
+
+void ChildRegistry::kill_all() {
+  std::lock_guard lock(mu_);
+  for (const auto& [pid, child] : children_) ::kill(-pid, SIGKILL);
+  for (const auto& [pid, child] : children_) {
+    int st = 0;
+    while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+    }
+  }
+  children_.clear();
+}
+
+std::vector<ChildProcess> ChildRegistry::list() const {
+  std::lock_guard lock(mu_);
+  std::vector<ChildProcess> out;
+  for (const auto& [pid, child] : children_) out.push_back(child);
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+Spawner::Spawner(ChildRegistry& registry) : registry_(registry), thread_([this] { loop(); }) {}
+
+Spawner::~Spawner() { close(); }
+
+void Spawner::submit(SpawnRequest request, std::function<void(SpawnResult)> done) {
+  {
+    std::lock_guard lock(mu_);
+    if (closing_) return;
+    queue_.emplace_back(std::move(request), std::move(done));
+  }
+  cv_.notify_one();
+}
+
+void Spawner::close() {
+  {
+    std::lock_guard lock(mu_);
+    closing_ = true;
+    queue_.clear();
+  }
+  cv_.notify_one();
+  if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) thread_.join();
+}
+
+void Spawner::loop() {
+  // Process-directed signals go to other threads; children reset their mask before exec.
+  sigset_t all;
+  ::sigfillset(&all);
+  ::pthread_sigmask(SIG_BLOCK, &all, nullptr);
+  for (;;) {
+    std::pair<SpawnRequest, std::function<void(SpawnResult)>> job;
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [this] { return closing_ || !queue_.empty(); });
+      if (closing_) return;
+      job = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    job.second(spawn(job.first));
+  }
+}
+
+SpawnResult Spawner::spawn(const SpawnRequest& request) {
+  SpawnResult result;
+  std::vector<char*> argv;
+  for (const auto& a : request.argv) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  std::vector<char*> envp;
+  for (const auto& e : request.env) envp.push_back(const_cast<char*>(e.c_str()));
+  envp.push_back(nullptr);
+
+  int out[2];
+  int status[2];
+  if (::pipe2(out, O_CLOEXEC) != 0) {
+    result.error = "pipe: " + errno_text(errno);
+    return result;
+  }
+  UniqueFd out_r(out[0]), out_w(out[1]);
+  if (::pipe2(status, O_CLOEXEC) != 0) {
+    result.error = "pipe: " + errno_text(errno);
+    return result;
+  }
+  UniqueFd status_r(status[0]), status_w(status[1]);
+  UniqueFd null_fd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  if (null_fd.get() < 0) {
+    result.error = "/dev/null: " + errno_text(errno);
+    return result;
+  }
+
+  const pid_t parent = ::getpid();
+  const pid_t pid = ::fork();
+  if (pid == 0)
+    exec_child(request.path.c_str(), argv.data(), envp.data(), out_w.get(), null_fd.get(),
+               status_w.get(), parent);
+  if (pid < 0) {
+    result.error = "fork: " + errno_text(errno);
+    return result;
+  }
+  registry_.add({request.replica_id, request.name, pid});
+  ::setpgid(pid, pid);  // the child does it too; whichever comes first
+  out_w.reset();
+  status_w.reset();
+  null_fd.reset();
+
+  // EOF: exec succeeded. An int: the errno of the step that failed.
+  int child_errno = 0;
+  ssize_t n;
+  do {
+    n = ::read(status_r.get(), &child_errno, sizeof child_errno);
+  } while (n < 0 && errno == EINTR);
+  if (n == static_cast<ssize_t>(sizeof child_errno)) {
+    int ignored = 0;
+    registry_.reap(pid, ignored, /*block=*/true);
+    result.error = fmt::format("cannot run {}: {}", request.path, errno_text(child_errno));
+    return result;
+  }
+  ::fcntl(out_r.get(), F_SETFL, ::fcntl(out_r.get(), F_GETFL) | O_NONBLOCK);
+  result.pid = pid;
+  result.output = std::move(out_r);
+  result.pidfd = UniqueFd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+  return result;
+}
+
+// ---------------------------------------------------------------------------------------------
+struct LocalBackend::Child {
+  Child(const Strand& strand, Launch l)
+      : launch(std::move(l)), grace_timer(strand), poll_timer(strand) {}
+  Launch launch;
+  uint16_t port = 0;
+  std::vector<int> gpus;
+  int pid = -1;  // -1 while the spawner is at it
+  std::optional<asio::posix::stream_descriptor> pidfd;
+  std::optional<asio::posix::stream_descriptor> output;
+  asio::steady_timer grace_timer;
+  asio::steady_timer poll_timer;
+  std::shared_ptr<Watch> watch;
+  bool stopping = false;  // stopped, shut down or failed: report nothing more
+  bool terminating = false;
+  bool ready = false;
+  bool exited = false;
+  bool forgotten = false;
+  std::string tail;  // the last output_tail_bytes of its output
+  std::string line;  // the line being received
+};
+
+LocalBackend::LocalBackend(std::shared_ptr<Core> core)
+    : core_(std::move(core)), spawner_(registry_) {}
+
+LocalBackend::~LocalBackend() {
+  spawner_.close();
+  registry_.kill_all();
+}
+
+void LocalBackend::fail(const Launch& launch, std::string error) {
+  if (core_->closed) return;
+  launch.events->on_replica_failed(launch.id, core_->clock.now(), std::move(error));
+}
+
+void LocalBackend::report_failed(Child& child, std::string error) {
+  if (core_->closed) return;
+  child.launch.events->on_replica_failed(child.launch.id, core_->clock.now(), std::move(error));
+}
+
+void LocalBackend::launch(Launch l) {
+  if (core_->closed) return;
+  if (shutting_down_) return fail(l, "provisioner is shutting down");
+  if (children_.count(l.key)) {
+    std::fprintf(stderr, "tide: replica %s launched twice; ignored\n", l.name.c_str());
+    return;
+  }
+  const config::ProvisionerSpec& spec = l.spec;
+  if (spec.command.empty())
+    return fail(l, "provisioner.command is empty: nothing to run (kind local)");
+
+  std::vector<int> gpus;
+  if (spec.gpus_per_replica > 0) {
+    const auto wanted = static_cast<size_t>(spec.gpus_per_replica);
+    for (int g : spec.gpus) {
+      if (gpus.size() < wanted && !gpus_in_use_.count(g)) gpus.push_back(g);
+    }
+    if (gpus.size() < wanted) {
+      std::vector<int> busy;
+      for (int g : spec.gpus) {
+        if (gpus_in_use_.count(g)) busy.push_back(g);
+      }
+      return fail(
+          l, fmt::format("no free GPU: needs {} of gpus [{}], [{}] in use", spec.gpus_per_replica,
+                         join_ints(spec.gpus, ","), join_ints(busy, ",")));
+    }
+  }
+
+  std::string error;
+  std::optional<uint16_t> port;
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    port = free_port(error);
+    if (!port || !ports_in_use_.count(*port)) break;
+  }
+  if (!port) return fail(l, error);
+
+  const std::string port_text = std::to_string(*port);
+  const std::string id_text = std::to_string(l.id);
+  SpawnRequest request;
+  request.replica_id = l.id;
+  request.name = l.name;
+  for (const std::string& arg : spec.command)
+    request.argv.push_back(
+        replace_all(replace_all(arg, "{port}", port_text), "{replica_id}", id_text));
+  const bool set_gpus = spec.gpus_per_replica > 0;
+  std::string path_var = "/usr/local/bin:/usr/bin:/bin";
+  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
+    const std::string_view kv(*e);
+    const std::string_view key = kv.substr(0, kv.find('='));
+    if (key == "TIDE_REPLICA_ID" || key == "TIDE_REPLICA_NAME" || key == "TIDE_PORT" ||
+        (set_gpus && key == "CUDA_VISIBLE_DEVICES"))
+      continue;
+    if (key == "PATH") path_var = std::string(kv.substr(5));
+    request.env.emplace_back(kv);
+  }
+  request.env.push_back("TIDE_REPLICA_ID=" + id_text);
+  request.env.push_back("TIDE_REPLICA_NAME=" + l.name);
+  request.env.push_back("TIDE_PORT=" + port_text);
+  if (set_gpus) request.env.push_back("CUDA_VISIBLE_DEVICES=" + join_ints(gpus, ","));
+  auto path = resolve_program(request.argv.front(), path_var);
+  if (!path) return fail(l, fmt::format("command not found: {}", request.argv.front()));
+  request.path = *path;
+
+  auto child = std::make_shared<Child>(core_->strand, std::move(l));
+  child->port = *port;
+  child->gpus = gpus;
+  gpus_in_use_.insert(gpus.begin(), gpus.end());
+  ports_in_use_.insert(*port);
+  children_[child->launch.key] = child;
+
+  // Called on the spawner thread: hand the result to the strand and keep nothing here.
+  spawner_.submit(std::move(request),
+                  [core = core_, self = weak_from_this(),
+                   weak_child = std::weak_ptr<Child>(child)](SpawnResult result) {
+                    asio::post(core->strand, [self, weak_child, r = std::move(result)]() mutable {
+                      auto backend = self.lock();
+                      auto c = weak_child.lock();
+                      if (backend && c) backend->on_spawned(c, std::move(r));
+                    });
+                  });
+}
+
+void LocalBackend::on_spawned(const std::shared_ptr<Child>& child, SpawnResult result) {
+  if (core_->closed) return;  // close() has killed and reaped it
+  if (!result.error.empty()) {
+    forget(child);
+    if (!child->stopping) report_failed(*child, result.error);
+    return;
+  }
+  child->pid = result.pid;
+  child->output.emplace(core_->strand, result.output.release());
+  if (result.pidfd.get() >= 0) child->pidfd.emplace(core_->strand, result.pidfd.release());
+  wait_output(child);
+  wait_exit(child);
+  if (child->stopping) return terminate(child);
+
+  child->launch.events->on_replica_starting(child->launch.id, core_->clock.now());
+  ProbeTarget target{"127.0.0.1", child->port, child->launch.spec.ready,
+                     core_->options.liveness_interval, core_->options.liveness_failures};
+  child->watch = std::make_shared<Watch>(core_->strand, std::move(target));
+  std::weak_ptr<Child> weak_child = child;
+  std::weak_ptr<LocalBackend> weak_self = weak_from_this();
+  child->watch->start(
+      [weak_child, weak_self] {
+        auto c = weak_child.lock();
+        auto self = weak_self.lock();
+        if (!c || !self || c->stopping || c->exited || self->core_->closed) return;
+        c->ready = true;
+        c->launch.events->on_replica_ready(c->launch.id, self->core_->clock.now(),
+                                           fmt::format("127.0.0.1:{}", c->port));
+      },
+      [weak_child, weak_self](std::string error) {
+        auto c = weak_child.lock();
+        auto self = weak_self.lock();
+        if (!c || !self || c->stopping || c->exited) return;
+        c->stopping = true;
+        self->report_failed(*c, std::move(error));
+        self->terminate(c);
+      });
+}
+
+void LocalBackend::wait_exit(const std::shared_ptr<Child>& child) {
+  auto on_event = [self = shared_from_this(), child](const error_code& ec) {
+    if (ec == asio::error::operation_aborted || self->core_->closed || child->exited) return;
+    int status = 0;
+    if (self->registry_.reap(child->pid, status, /*block=*/false))
+      self->on_exit(child, status);
+    else
+      self->wait_exit(child);
+  };
+  if (child->pidfd) {
+    child->pidfd->async_wait(asio::posix::descriptor_base::wait_read, std::move(on_event));
+  } else {
+    child->poll_timer.expires_after(kExitPoll);
+    child->poll_timer.async_wait(std::move(on_event));
+  }
+}
+
+void LocalBackend::wait_output(const std::shared_ptr<Child>& child) {
+  child->output->async_wait(asio::posix::descriptor_base::wait_read,
+                            [self = shared_from_this(), child](const error_code& ec) {
+                              if (ec || self->core_->closed || !child->output->is_open()) return;
+                              self->drain_output(*child);
+                              if (child->output->is_open()) self->wait_output(child);
+                            });
+}
+
+void LocalBackend::drain_output(Child& child) {
+  if (!child.output || !child.output->is_open()) return;
+  char buf[4096];
+  for (;;) {
+    const ssize_t n = ::read(child.output->native_handle(), buf, sizeof buf);
+    if (n > 0) {
+      take_output(child, std::string_view(buf, static_cast<size_t>(n)));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    error_code ec;  // EOF or error: every writer is gone
+    child.output->close(ec);
+    return;
+  }
+}
+
+void LocalBackend::take_output(Child& child, std::string_view data) {
+  const size_t cap = core_->options.output_tail_bytes;
+  child.tail.append(data);
+  if (child.tail.size() > cap) child.tail.erase(0, child.tail.size() - cap);
+  while (!data.empty()) {
+    const size_t nl = data.find('\n');
+    child.line.append(data.substr(0, nl));
+    if (nl == std::string_view::npos) {
+      if (child.line.size() >= kMaxLine) {
+        emit_line(child, child.line);
+        child.line.clear();
+      }
+      return;
+    }
+    emit_line(child, child.line);
+    child.line.clear();
+    data.remove_prefix(nl + 1);
+  }
+}
+
+void LocalBackend::emit_line(Child& child, std::string_view line) {
+  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  if (core_->options.output) {
+    core_->options.output(child.launch.name, line);
+  } else {
+    std::fprintf(stderr, "[%s] %.*s\n", child.launch.name.c_str(), static_cast<int>(line.size()),
+                 line.data());
+  }
+}
+
+void LocalBackend::terminate(const std::shared_ptr<Child>& child) {
+  if (child->exited || child->terminating || child->pid < 0) return;
+  child->terminating = true;
+  registry_.signal_group(child->pid, SIGTERM);
+  registry_.signal_group(child->pid, SIGCONT);  // a stopped process could not act on SIGTERM
+  child->grace_timer.expires_after(core_->options.stop_grace);
+  child->grace_timer.async_wait([self = shared_from_this(), child](const error_code& ec) {
+    if (ec || child->exited || self->core_->closed) return;
+    self->registry_.signal_group(child->pid, SIGKILL);
+  });
+}
+
+void LocalBackend::on_exit(const std::shared_ptr<Child>& child, int status) {
+  child->exited = true;
+  drain_output(*child);
+  if (!child->line.empty()) {
+    emit_line(*child, child->line);
+    child->line.clear();
+  }
+  if (child->watch) child->watch->cancel();
+  child->grace_timer.cancel();
+  child->poll_timer.cancel();
+  error_code ec;
+  if (child->pidfd) child->pidfd->close(ec);
+  if (child->output) child->output->close(ec);
+  const bool report = !child->stopping;
+  child->stopping = true;
+  forget(child);
+  if (report) report_failed(*child, describe_exit(status, child->ready, child->tail));
+}
+
+void LocalBackend::forget(const std::shared_ptr<Child>& child) {
+  if (child->forgotten) return;
+  child->forgotten = true;
+  for (int g : child->gpus) gpus_in_use_.erase(g);
+  ports_in_use_.erase(child->port);
+  if (auto it = children_.find(child->launch.key); it != children_.end() && it->second == child)
+    children_.erase(it);
+  if (shutting_down_ && children_.empty()) {
+    auto done = std::move(shutdown_done_);
+    shutdown_done_.clear();
+    for (auto& d : done) d();
+  }
+}
+
+void LocalBackend::stop(const std::string& key) {
+  auto it = children_.find(key);
+  if (it == children_.end()) return;
+  std::shared_ptr<Child> child = it->second;
+  if (child->stopping) return;
+  child->stopping = true;
+  if (child->watch) child->watch->cancel();
+  terminate(child);  // still spawning (pid -1): on_spawned terminates it
+}
+
+void LocalBackend::shutdown(std::function<void()> done) {
+  shutting_down_ = true;
+  if (children_.empty()) {
+    done();
+    return;
+  }
+  shutdown_done_.push_back(std::move(done));
+  std::vector<std::string> keys;
+  for (const auto& [key, child] : children_) keys.push_back(key);
+  for (const auto& key : keys) stop(key);
+}
+
+void LocalBackend::close() {
+  spawner_.close();
+  registry_.kill_all();
+  asio::post(core_->strand, [self = shared_from_this()] {
+    for (auto& [key, child] : self->children_) {
+      if (child->watch) child->watch->cancel();
+      child->grace_timer.cancel();
+      child->poll_timer.cancel();
+      error_code ec;
+      if (child->pidfd) child->pidfd->close(ec);
+      if (child->output) child->output->close(ec);
+    }
+    self->children_.clear();
+  });
+}
+
+}  // namespace tide::provision::detail

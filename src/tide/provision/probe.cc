@@ -1,0 +1,127 @@
+#include <fmt/format.h>
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include <cstdio>
+#include <exception>
+#include <vector>
+
+#include "tide/provision/internal.h"
+
+namespace tide::provision::detail {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+using asio::awaitable;
+using asio::ip::tcp;
+using boost::system::error_code;
+
+namespace {
+
+constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
+
+std::string describe(const error_code& ec, Duration timeout) {
+  if (ec == beast::error::timeout) return "timed out after " + format_duration(timeout);
+  return ec.message();
+}
+
+}  // namespace
+
+Watch::Watch(Strand strand, ProbeTarget target)
+    : strand_(std::move(strand)), target_(std::move(target)), timer_(strand_) {}
+
+Watch::~Watch() = default;
+
+void Watch::start(std::function<void()> on_ready, std::function<void(std::string)> on_dead) {
+  on_ready_ = std::move(on_ready);
+  on_dead_ = std::move(on_dead);
+  asio::co_spawn(strand_, run(shared_from_this()), [](const std::exception_ptr& e) {
+    if (!e) return;
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& x) {
+      std::fprintf(stderr, "tide: health probe failed: %s\n", x.what());
+    }
+  });
+}
+
+void Watch::cancel() {
+  cancelled_ = true;
+  timer_.cancel();
+  if (cancel_probe_) cancel_probe_();
+  on_ready_ = nullptr;  // drops what the callbacks hold at once
+  on_dead_ = nullptr;
+}
+
+awaitable<void> Watch::run(std::shared_ptr<Watch> self) {
+  for (;;) {
+    const auto error = co_await probe_once(self);
+    if (self->cancelled_) co_return;
+    if (!error) break;
+    self->timer_.expires_after(self->target_.ready.interval);
+    co_await self->timer_.async_wait(kNoThrow);
+    if (self->cancelled_) co_return;
+  }
+  if (auto on_ready = std::move(self->on_ready_)) on_ready();
+  int failures = 0;
+  while (!self->cancelled_) {
+    self->timer_.expires_after(self->target_.liveness_interval);
+    co_await self->timer_.async_wait(kNoThrow);
+    if (self->cancelled_) co_return;
+    const auto error = co_await probe_once(self);
+    if (self->cancelled_) co_return;
+    if (!error) {
+      failures = 0;
+    } else if (++failures >= self->target_.liveness_failures) {
+      if (auto on_dead = std::move(self->on_dead_))
+        on_dead(fmt::format("health check failed {} times: {}", failures, *error));
+      co_return;
+    }
+  }
+}
+
+awaitable<std::optional<std::string>> Watch::probe_once(std::shared_ptr<Watch> self) {
+  const ProbeTarget& t = self->target_;
+  const Duration timeout = t.ready.timeout;
+  std::vector<tcp::endpoint> endpoints;
+  error_code ec;
+  const auto address = asio::ip::make_address(t.host, ec);
+  if (!ec) {
+    endpoints.emplace_back(address, t.port);
+  } else {
+    tcp::resolver resolver(self->strand_);
+    auto [rec, results] = co_await resolver.async_resolve(t.host, std::to_string(t.port), kNoThrow);
+    if (self->cancelled_) co_return "cancelled";
+    if (rec) co_return fmt::format("cannot resolve {}: {}", t.host, rec.message());
+    for (const auto& r : results) endpoints.push_back(r.endpoint());
+  }
+
+  beast::tcp_stream stream(self->strand_);
+  self->cancel_probe_ = [&stream] { stream.cancel(); };
+  struct Forget {
+    Watch* w;
+    ~Forget() { w->cancel_probe_ = nullptr; }
+  } forget{self.get()};
+  stream.expires_after(timeout);  // one deadline for connect, request and response
+
+  if (auto [cec, ep] = co_await stream.async_connect(endpoints, kNoThrow); cec)
+    co_return describe(cec, timeout);
+  http::request<http::empty_body> req{http::verb::get, t.ready.path, 11};
+  req.set(http::field::host, fmt::format("{}:{}", t.host, t.port));
+  req.set(http::field::user_agent, "tide-probe");
+  req.keep_alive(false);
+  if (auto [wec, n] = co_await http::async_write(stream, req, kNoThrow); wec)
+    co_return describe(wec, timeout);
+  beast::flat_buffer buffer;
+  http::response_parser<http::string_body> parser;
+  parser.body_limit(64 * 1024);
+  if (auto [rec, n] = co_await http::async_read(stream, buffer, parser, kNoThrow); rec)
+    co_return describe(rec, timeout);
+  stream.socket().shutdown(tcp::socket::shutdown_both, ec);
+  const unsigned status = parser.get().result_int();
+  if (status >= 200 && status < 300) co_return std::nullopt;
+  co_return fmt::format("status {}", status);
+}
+
+}  // namespace tide::provision::detail

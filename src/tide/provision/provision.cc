@@ -1,0 +1,71 @@
+#include "tide/provision/provision.h"
+
+#include <fmt/format.h>
+#include <boost/asio/post.hpp>
+
+#include "tide/provision/backends.h"
+
+namespace tide::provision {
+
+struct LiveProvisioner::Impl {
+  Impl(boost::asio::io_context& io, const Clock& clock, ProvisionOptions options)
+      : core(std::make_shared<detail::Core>(io, clock, std::move(options))),
+        local(std::make_shared<detail::LocalBackend>(core)),
+        statics(std::make_shared<detail::StaticBackend>(core)) {}
+  std::shared_ptr<detail::Core> core;
+  std::shared_ptr<detail::LocalBackend> local;
+  std::shared_ptr<detail::StaticBackend> statics;
+};
+
+LiveProvisioner::LiveProvisioner(boost::asio::io_context& io, const Clock& clock,
+                                 ProvisionOptions options)
+    : impl_(std::make_shared<Impl>(io, clock, std::move(options))) {}
+
+LiveProvisioner::~LiveProvisioner() {
+  impl_->core->closed = true;
+  impl_->local->close();
+  boost::asio::post(impl_->core->strand, [statics = impl_->statics] { statics->shutdown(); });
+}
+
+bool LiveProvisioner::supports(std::string_view kind) {
+  return kind == "local" || kind == "static";
+}
+
+void LiveProvisioner::launch(const control::Replica& replica, const config::GroupSpec& group,
+                             control::ReplicaEvents& events) {
+  detail::Launch l;
+  l.id = replica.id;
+  l.name = replica.name.empty() ? fmt::format("replica-{}", replica.id) : replica.name;
+  l.key = replica.name.empty() ? fmt::format("#{}", replica.id) : replica.name;
+  l.spec = group.provisioner;
+  l.events = &events;
+  boost::asio::post(impl_->core->strand, [impl = impl_, l = std::move(l)]() mutable {
+    if (impl->core->closed) return;
+    if (l.spec.kind == "local") return impl->local->launch(std::move(l));
+    if (l.spec.kind == "static") return impl->statics->launch(std::move(l));
+    l.events->on_replica_failed(
+        l.id, impl->core->clock.now(),
+        fmt::format("provisioner kind \"{}\" cannot run live replicas (use local or static)",
+                    l.spec.kind));
+  });
+}
+
+void LiveProvisioner::stop(const control::Replica& replica) {
+  std::string key = replica.name.empty() ? fmt::format("#{}", replica.id) : replica.name;
+  boost::asio::post(impl_->core->strand, [impl = impl_, key = std::move(key)] {
+    if (impl->core->closed) return;
+    impl->local->stop(key);
+    impl->statics->stop(key);
+  });
+}
+
+void LiveProvisioner::shutdown(std::function<void()> done) {
+  boost::asio::post(impl_->core->strand, [impl = impl_, done = std::move(done)]() mutable {
+    impl->statics->shutdown();
+    impl->local->shutdown(std::move(done));
+  });
+}
+
+std::vector<ChildProcess> LiveProvisioner::children() const { return impl_->local->children(); }
+
+}  // namespace tide::provision

@@ -1,0 +1,112 @@
+// Provisioners for the live system (`tide serve`): they run the replicas the control plane asks
+// for and report their state back.
+//
+//   local   Each replica is a child process started from `provisioner.command` (argv with {port}
+//           and {replica_id} substituted; environment TIDE_REPLICA_ID, TIDE_REPLICA_NAME,
+//           TIDE_PORT and, from the group's GPU pool, CUDA_VISIBLE_DEVICES). Its port is a free
+//           one found by binding 127.0.0.1:0 and closing it again; a clash shows as a failed
+//           replica, which the endpoint replaces. Ready when GET 127.0.0.1:PORT<ready.path>
+//           answers 2xx. Stop is SIGTERM to its process group, a grace period, then SIGKILL.
+//           No replica outlives tide, even a SIGKILLed tide: each child runs in its own process
+//           group with PR_SET_PDEATHSIG=SIGKILL, and is forked by a spawner thread the provisioner
+//           owns for its whole life (PDEATHSIG follows the forking thread, not the process).
+//           Children's stdout and stderr go to one pipe per child: each line goes to
+//           ProvisionOptions::output (default: tide's stderr, prefixed "[endpoint/group/id] ")
+//           and the last few KiB are kept to explain a failure.
+//   static  `provisioner.urls` are servers that already run. A launch takes the first URL no
+//           replica holds, probes it like local, and reports it ready as "host:port"; stop
+//           releases the URL and kills nothing. Scaling is advisory: it only chooses how many of
+//           the URLs receive traffic. Only http:// URLs can be probed; a URL's path is ignored.
+//
+// Both probe readiness every `ready.interval` (each probe bounded by `ready.timeout`), then
+// liveness every ProvisionOptions::liveness_interval; `liveness_failures` failed probes in a row
+// fail the replica. A local replica whose process exits, before or after ready, fails with what
+// happened ("exited with status 1 before ready: <last lines of its output>", "killed by signal 9
+// (SIGKILL) after ready").
+//
+// Threading: launch(), stop(), shutdown() and children() may be called from any thread; the first
+// three only post work to the provisioner's io_context and return. ReplicaEvents and shutdown's
+// `done` are invoked on a thread running that io_context, one at a time (a strand), never from
+// inside launch() or stop(). After stop() (or shutdown()) nothing more is reported for that
+// replica; stop() of an unknown or already failed replica does nothing.
+//
+// Requirements on the rest of the process: nobody reaps children with waitpid(-1, ...) and SIGCHLD
+// is not ignored (the provisioner reaps its own children by pid). The io_context must outlive the
+// provisioner. Beast/Asio stay inside the .cc files.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "tide/common/time.h"
+#include "tide/config/config.h"
+#include "tide/control/provisioner.h"
+#include "tide/control/replica.h"
+
+namespace boost::asio {
+class io_context;
+}  // namespace boost::asio
+
+namespace tide::provision {
+
+using namespace std::chrono_literals;
+
+// Receives each line a local replica writes to stdout or stderr (without its newline), on the
+// provisioner's strand. `replica` is the replica's name.
+using OutputSink = std::function<void(std::string_view replica, std::string_view line)>;
+
+struct ProvisionOptions {
+  Duration stop_grace = 10s;        // local: SIGTERM, then SIGKILL after this long
+  Duration liveness_interval = 1s;  // between health probes once a replica is ready
+  int liveness_failures = 3;        // failed probes in a row that fail a ready replica
+  size_t output_tail_bytes = 4096;  // local: output kept per child to explain its failure
+  OutputSink output;                // local: empty = tide's stderr, "[replica] line"
+};
+
+// A live child process of the local provisioner.
+struct ChildProcess {
+  uint64_t replica_id = 0;
+  std::string replica;  // its name
+  int pid = 0;          // also its process group id
+};
+
+// Runs each replica with the provisioner its group names (`provisioner.kind`: local or static;
+// anything else, e.g. simulated, fails the launch with a clear error). One instance serves any
+// number of endpoints and groups; replicas are told apart by Replica::name. GPUs of the local
+// pools are shared by id across groups: a GPU is given to one replica at a time, from the launch
+// until its process has exited.
+class LiveProvisioner final : public control::Provisioner {
+ public:
+  // `clock` stamps the events (SteadyClock in production) and must outlive the provisioner.
+  LiveProvisioner(boost::asio::io_context& io, const Clock& clock, ProvisionOptions options = {});
+  // SIGKILLs and reaps whatever child is still running (call shutdown() first for a clean exit)
+  // and reports nothing more. Call it from a thread running the io_context or while none runs it.
+  ~LiveProvisioner() override;
+  LiveProvisioner(const LiveProvisioner&) = delete;
+  LiveProvisioner& operator=(const LiveProvisioner&) = delete;
+
+  void launch(const control::Replica& replica, const config::GroupSpec& group,
+              control::ReplicaEvents& events) override;
+  void stop(const control::Replica& replica) override;
+
+  // Stops every replica (SIGTERM, grace, SIGKILL; no events for them) and calls `done` once all
+  // of their processes have exited. Launches after it fail ("provisioner is shutting down").
+  void shutdown(std::function<void()> done);
+
+  // The local replicas' processes that have not been reaped yet. Thread-safe.
+  std::vector<ChildProcess> children() const;
+
+  // Whether `kind` (a ProvisionerSpec::kind) can run live replicas: "local" or "static".
+  static bool supports(std::string_view kind);
+
+ private:
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace tide::provision
