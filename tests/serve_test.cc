@@ -1,0 +1,348 @@
+// End to end: the real `tide serve` binary, real `tide demo-model` replicas it launches as
+// processes, real HTTP on 127.0.0.1. Conditions are awaited by polling with a deadline.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "http_client.h"
+
+namespace tide::test {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using SteadyTime = std::chrono::steady_clock;
+
+// Polls `cond` every 20 ms until it holds or `seconds` pass.
+bool eventually(const std::function<bool()>& cond, double seconds) {
+  const auto deadline = SteadyTime::now() + std::chrono::duration_cast<SteadyTime::duration>(
+                                                std::chrono::duration<double>(seconds));
+  while (SteadyTime::now() < deadline) {
+    if (cond()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return cond();
+}
+
+// Processes whose command line contains `marker`.
+std::vector<int> processes_with(const std::string& marker) {
+  std::vector<int> pids;
+  for (const auto& entry : fs::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename();
+    if (name.empty() || !std::isdigit(static_cast<unsigned char>(name[0]))) continue;
+    std::ifstream f(entry.path() / "cmdline", std::ios::binary);
+    std::string cmd((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    if (cmd.find(marker) == std::string::npos) continue;
+    // Skip zombies: they are gone, only not reaped by their parent yet.
+    std::ifstream st(entry.path() / "stat");
+    std::string stat((std::istreambuf_iterator<char>(st)), std::istreambuf_iterator<char>());
+    const size_t paren = stat.rfind(')');
+    if (paren != std::string::npos && paren + 2 < stat.size() && stat[paren + 2] == 'Z') continue;
+    pids.push_back(std::stoi(name));
+  }
+  return pids;
+}
+
+struct Options {
+  int min_replicas = 0;
+  int max_replicas = 4;
+  int concurrency = 2;
+  std::string service = "fixed:500ms";
+  std::string load_time = "300ms";
+  std::string token_rate = "0";
+  int queue_max = 1000;
+  std::string queue_timeout = "30s";
+  std::string idle_timeout = "1s";
+  int queue_size = 2;
+  std::string server_extra;  // more keys of `server:`
+};
+
+// One `tide serve` process with its own config, log and replica marker.
+class Serve {
+ public:
+  Serve(const std::string& name, const Options& o) {
+    marker_ = "e2e-" + std::to_string(getpid()) + "-" + name;
+    dir_ = fs::temp_directory_path() / ("tide_serve_" + std::to_string(getpid()) + "_" + name);
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    std::ofstream(dir_ / "tide.yaml")
+        << "server: {listen: 127.0.0.1:0, api: 127.0.0.1:0" << o.server_extra << "}\n"
+        << R"(endpoints:
+  - name: chat
+    slo: {max_wait: 2s}
+    queue: {max_length: )"
+        << o.queue_max << ", timeout: " << o.queue_timeout << R"(}
+    groups:
+      - name: local
+        min_replicas: )"
+        << o.min_replicas << "\n        max_replicas: " << o.max_replicas
+        << "\n        concurrency: " << o.concurrency << R"(
+        cold_start: 1s
+        provisioner:
+          kind: local
+          command: ["{tide}", demo-model, --port, "{port}", --load-time, )"
+        << o.load_time << ", --concurrency, \"" << o.concurrency << "\", --service, \"" << o.service
+        << "\", --token-rate, \"" << o.token_rate << "\", --model, " << marker_ << R"(]
+          ready: {path: /health, interval: 50ms}
+        scaling: {policy: queue, queue_size: )"
+        << o.queue_size << ", idle_timeout: " << o.idle_timeout << ", tick: 100ms}\n";
+    start();
+  }
+
+  ~Serve() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+    for (int p : processes_with(marker_)) ::kill(p, SIGKILL);
+    fs::remove_all(dir_);
+  }
+
+  void start() {
+    const std::string log = (dir_ / "serve.log").string();
+    const std::string config = (dir_ / "tide.yaml").string();
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      ::dup2(fd, 1);
+      ::dup2(fd, 2);
+      ::execl(TIDE_BIN, TIDE_BIN, "serve", "--config", config.c_str(), "--stop-grace", "2s",
+              static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    const std::regex ports(
+        R"(gateway on http://127\.0\.0\.1:(\d+) , API on http://127\.0\.0\.1:(\d+))");
+    ASSERT_TRUE(eventually(
+        [&] {
+          std::smatch m;
+          const std::string text = log_text();
+          if (!std::regex_search(text, m, ports)) return false;
+          port_ = static_cast<uint16_t>(std::stoi(m[1]));
+          api_port_ = static_cast<uint16_t>(std::stoi(m[2]));
+          return true;
+        },
+        10))
+        << log_text();
+  }
+
+  std::string log_text() const {
+    std::ifstream f(dir_ / "serve.log");
+    return {(std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>()};
+  }
+
+  json endpoint() const {
+    const HttpResponse r = http_get(api_port_, "/v1/endpoints/chat");
+    if (r.status != 200) return json::object();
+    return json::parse(r.body, nullptr, false);
+  }
+  int count(const char* field) const {
+    const json e = endpoint();
+    if (!e.contains("groups")) return -1;
+    return e["groups"][0][field].get<int>();
+  }
+
+  // Sends SIGTERM and waits for the exit status (-1 if it did not exit in time).
+  int terminate(double seconds = 15) {
+    ::kill(pid_, SIGTERM);
+    int status = 0;
+    const bool exited =
+        eventually([&] { return ::waitpid(pid_, &status, WNOHANG) == pid_; }, seconds);
+    if (!exited) return -1;
+    pid_ = -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  }
+  void kill_hard() {
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
+
+  uint16_t port() const { return port_; }
+  uint16_t api_port() const { return api_port_; }
+  const std::string& marker() const { return marker_; }
+
+ private:
+  fs::path dir_;
+  std::string marker_;
+  int pid_ = -1;
+  uint16_t port_ = 0;
+  uint16_t api_port_ = 0;
+};
+
+const std::string kCompletion = R"({"prompt": "hello", "max_tokens": 4})";
+
+// Sends `n` requests at once; returns their responses.
+std::vector<HttpResponse> burst(uint16_t port, int n, const std::string& body = kCompletion) {
+  std::vector<HttpResponse> out(static_cast<size_t>(n));
+  std::vector<std::thread> threads;
+  for (int i = 0; i < n; ++i)
+    threads.emplace_back(
+        [&, i] { out[static_cast<size_t>(i)] = http_post(port, "/chat/v1/completions", body); });
+  for (auto& t : threads) t.join();
+  return out;
+}
+
+TEST(Serve, ScalesFromZeroAnswersEveryRequestAndScalesBackToZero) {
+  Serve s("scale", {});
+  EXPECT_EQ(s.count("ready"), 0);
+  EXPECT_TRUE(processes_with(s.marker()).empty());
+  std::atomic<int> max_ready{0};
+  std::atomic<bool> done{false};
+  std::thread watcher([&] {
+    while (!done) {
+      max_ready = std::max(max_ready.load(), s.count("ready"));
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  });
+  const std::vector<HttpResponse> responses = burst(s.port(), 20);
+  done = true;
+  watcher.join();
+  for (const auto& r : responses) {
+    EXPECT_EQ(r.status, 200) << r.error << r.body;
+    EXPECT_NE(r.body.find("text_completion"), std::string::npos);
+  }
+  // 20 requests, queue_size 2: the queue policy asks for 10, capped at max 4.
+  EXPECT_EQ(max_ready.load(), 4);
+  const json e = s.endpoint();
+  EXPECT_EQ(e["groups"][0]["launches"].get<int>(), 4);
+  EXPECT_FALSE(e["decisions"].empty());
+  // Idle 1 s: back to zero, and the processes are gone.
+  EXPECT_TRUE(eventually([&] { return s.count("ready") == 0 && s.count("draining") == 0; }, 10))
+      << s.endpoint().dump();
+  EXPECT_TRUE(eventually([&] { return processes_with(s.marker()).empty(); }, 5));
+  EXPECT_EQ(s.terminate(), 0);
+}
+
+TEST(Serve, StreamingDeliversTokensAsTheyAreGenerated) {
+  Options o;
+  o.min_replicas = 1;
+  o.token_rate = "20";
+  Serve s("stream", o);
+  ASSERT_TRUE(eventually([&] { return s.count("ready") == 1; }, 10));
+  const HttpResponse r = http_post(s.port(), "/chat/v1/completions",
+                                   R"({"prompt": "hi", "max_tokens": 10, "stream": true})");
+  ASSERT_EQ(r.status, 200) << r.error;
+  EXPECT_EQ(r.headers.at("content-type"), "text/event-stream");
+  EXPECT_NE(r.body.find("data: [DONE]"), std::string::npos);
+  // 10 tokens at 20/s: pieces spread over ~0.45 s, not one lump at the end.
+  ASSERT_GE(r.piece_times.size(), 5u) << r.body;
+  EXPECT_GT(r.piece_times.back() - r.piece_times.front(), 0.3);
+  EXPECT_EQ(s.terminate(), 0);
+}
+
+TEST(Serve, ReplicaKilledMidBurstLosesNoRequest) {
+  Options o;
+  o.min_replicas = 2;
+  o.max_replicas = 2;
+  o.concurrency = 1;
+  o.service = "fixed:400ms";
+  Serve s("kill", o);
+  ASSERT_TRUE(eventually([&] { return s.count("ready") == 2; }, 10));
+  std::vector<HttpResponse> responses;
+  std::thread client([&] { responses = burst(s.port(), 8); });
+  // Once requests are in service, kill one replica outright.
+  ASSERT_TRUE(eventually([&] { return s.count("in_flight") == 2; }, 5));
+  const std::vector<int> pids = processes_with(s.marker());
+  ASSERT_EQ(pids.size(), 2u);
+  ::kill(pids[0], SIGKILL);
+  client.join();
+  for (const auto& r : responses) EXPECT_EQ(r.status, 200) << r.error << r.body;
+  // The control loop replaces it.
+  EXPECT_TRUE(eventually([&] { return s.count("ready") == 2; }, 10));
+  EXPECT_GE(s.endpoint()["groups"][0]["failures"].get<int>(), 1);
+  EXPECT_EQ(s.terminate(), 0);
+}
+
+TEST(Serve, FullQueueAnswers429AndOverdueRequestAnswers503WithRetryAfter) {
+  Options o;
+  o.min_replicas = 1;
+  o.max_replicas = 1;
+  o.concurrency = 1;
+  o.service = "fixed:2s";
+  o.queue_max = 1;
+  o.queue_timeout = "500ms";
+  Serve s("limits", o);
+  ASSERT_TRUE(eventually([&] { return s.count("ready") == 1; }, 10));
+  HttpResponse busy, held;
+  std::thread a([&] { busy = http_post(s.port(), "/chat/v1/completions", kCompletion); });
+  ASSERT_TRUE(eventually([&] { return s.count("in_flight") == 1; }, 5));
+  std::thread b([&] { held = http_post(s.port(), "/chat/v1/completions", kCompletion); });
+  ASSERT_TRUE(eventually([&] { return s.count("queued") == 1; }, 5));
+  const HttpResponse full = http_post(s.port(), "/chat/v1/completions", kCompletion);
+  EXPECT_EQ(full.status, 429);
+  EXPECT_EQ(full.headers.count("retry-after"), 1u);
+  EXPECT_NE(full.body.find("queue_full"), std::string::npos);
+  b.join();
+  EXPECT_EQ(held.status, 503);
+  EXPECT_EQ(held.headers.count("retry-after"), 1u);
+  EXPECT_NE(held.body.find("queue_timeout"), std::string::npos);
+  a.join();
+  EXPECT_EQ(busy.status, 200);
+  EXPECT_EQ(s.terminate(), 0);
+}
+
+TEST(Serve, ClientThatLeavesWhileHeldGivesUpItsPlace) {
+  Options o;
+  o.min_replicas = 1;
+  o.max_replicas = 1;
+  o.concurrency = 1;
+  o.service = "fixed:3s";
+  Serve s("leave", o);
+  ASSERT_TRUE(eventually([&] { return s.count("ready") == 1; }, 10));
+  const int busy =
+      http_send_only(s.port(), make_request("POST", "/chat/v1/completions", kCompletion));
+  ASSERT_TRUE(eventually([&] { return s.count("in_flight") == 1; }, 5));
+  const int held =
+      http_send_only(s.port(), make_request("POST", "/chat/v1/completions", kCompletion));
+  ASSERT_TRUE(eventually([&] { return s.count("queued") == 1; }, 5));
+  ::close(held);
+  EXPECT_TRUE(eventually([&] { return s.count("queued") == 0; }, 2));
+  // The one in service is abandoned too: its slot frees long before its 3 s are up.
+  ::close(busy);
+  EXPECT_TRUE(eventually([&] { return s.count("in_flight") == 0; }, 2));
+  EXPECT_EQ(s.terminate(), 0);
+}
+
+TEST(Serve, RejectsOversizedAndUnknownRequestsWithReasons) {
+  Options o;
+  o.server_extra = ", max_body_bytes: 1000, max_header_bytes: 2048";
+  Serve s("reject", o);
+  const HttpResponse big = http_post(s.port(), "/chat/v1/completions", std::string(5000, 'x'));
+  EXPECT_EQ(big.status, 413);
+  EXPECT_NE(big.body.find("max_body_bytes"), std::string::npos);
+  HttpRequest big_headers = make_request("GET", "/chat/");
+  big_headers.headers.emplace_back("X-Big", std::string(4000, 'y'));
+  const HttpResponse headers = http(s.port(), big_headers);
+  EXPECT_EQ(headers.status, 431);
+  const HttpResponse unknown = http_get(s.port(), "/nope/v1/models");
+  EXPECT_EQ(unknown.status, 404);
+  EXPECT_NE(unknown.body.find("chat"), std::string::npos);
+  EXPECT_EQ(s.terminate(), 0);
+}
+
+TEST(Serve, NoReplicaOutlivesTideEvenWhenItIsKilled) {
+  Options o;
+  o.min_replicas = 2;
+  Serve s("sigkill", o);
+  ASSERT_TRUE(eventually([&] { return s.count("ready") == 2; }, 10));
+  ASSERT_EQ(processes_with(s.marker()).size(), 2u);
+  s.kill_hard();
+  EXPECT_TRUE(eventually([&] { return processes_with(s.marker()).empty(); }, 5));
+}
+
+}  // namespace
+}  // namespace tide::test
