@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The main job: build tide and replay a bursty workload against every scaling policy, printing
-# the comparison and writing an HTML report to out/demo/report.html.
+# The main job: build tide, start `tide serve` with examples/quickstart.yaml (an endpoint of
+# emulated model servers, 0 to 4 replicas, on this machine), drive a short burst of requests, and
+# print the replica count as it scales up from zero and back down to zero.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -8,9 +9,60 @@ launcher=()
 command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo "${launcher[@]}" >/dev/null
 cmake --build build -j "$(nproc)" --target tide
+
+GATEWAY=${GATEWAY:-127.0.0.1:8080}
+API=${API:-127.0.0.1:8081}
+mkdir -p out/demo
+log=out/demo/serve.log
+build/bin/tide serve --config examples/quickstart.yaml --listen "$GATEWAY" --api "$API" 2>"$log" &
+serve=$!
+cleanup() { kill "$serve" 2>/dev/null || true; }
+trap cleanup EXIT
+for _ in $(seq 100); do
+  curl -sf "http://$API/healthz" >/dev/null && break
+  kill -0 "$serve" 2>/dev/null || { cat "$log"; exit 1; }
+  sleep 0.1
+done
+
 echo
-echo "Four hours of chat traffic rising and falling between 1.2 and 12 requests/s (two daily-like"
-echo "cycles), 45 s cold starts, SLO: start within 2 s. Every policy sees the very same requests."
+echo "tide serve is up: gateway http://$GATEWAY/chat/ , API http://$API/v1/endpoints (log: $log)."
+echo "The endpoint starts with 0 replicas. Sending 48 requests over 6 s (1 s of work each,"
+echo "4 slots per replica, 2 s cold start): tide holds them while replicas start, none fails."
 echo
-build/bin/tide sim --config examples/demo.yaml --synthetic diurnal --rate 12 --duration 4h \
-  --period 2h --compare all --out out/demo
+codes=out/demo/codes.txt
+: >"$codes"
+(
+  for i in $(seq 48); do
+    curl -s -o /dev/null -w '%{http_code}\n' "http://$GATEWAY/chat/v1/completions" \
+      -H 'Content-Type: application/json' -d "{\"prompt\": \"hello $i\", \"max_tokens\": 8}" >>"$codes" &
+    sleep 0.125
+  done
+  wait
+) &
+load=$!
+
+printf '%6s  %-28s %7s %7s %8s %6s %9s\n' time replicas desired ready starting queued in_flight
+start=$(date +%s.%N)
+idle_rounds=0
+while :; do
+  s=$(curl -s "http://$API/v1/endpoints/chat" | jq -r '.groups[0] | "\(.desired) \(.ready) \(.starting) \(.draining) \(.queued) \(.in_flight)"')
+  read -r desired ready starting draining queued in_flight <<<"$s"
+  now=$(date +%s.%N)
+  bar=$(printf '%*s' "$ready" '' | tr ' ' '#')$(printf '%*s' "$starting" '' | tr ' ' '+')
+  printf '%5.1fs  %-28s %7s %7s %8s %6s %9s\n' "$(awk -v a="$now" -v b="$start" 'BEGIN { print a - b }')" "$bar" "$desired" \
+    "$ready" "$starting" "$queued" "$in_flight"
+  if ! kill -0 "$load" 2>/dev/null && [ "$ready" = 0 ] && [ "$starting" = 0 ] && [ "$draining" = 0 ]; then
+    idle_rounds=$((idle_rounds + 1))
+    [ $idle_rounds -ge 2 ] && break
+  fi
+  sleep 1
+done
+wait "$load" 2>/dev/null || true
+echo "  (# ready replica, + starting)"
+echo
+echo "Answers: $(sort "$codes" | uniq -c | awk '{printf "%s x %s  ", $1, $2}')"
+echo "Scaling decisions, with their reasons:"
+curl -s "http://$API/v1/endpoints/chat" | jq -r '.decisions[] | "  \(.from) -> \(.to): \(.reason)"'
+kill -TERM "$serve"
+wait "$serve" && echo "tide serve stopped cleanly: every replica it started is gone."
+trap - EXIT
