@@ -49,6 +49,35 @@ TEST(Cli, HelpDescribesEveryCommandAndFlag) {
         "--input-tokens-col", "--output-tokens-col", "--per-minute", "--warmup"}) {
     EXPECT_NE(sim.out.find(flag), std::string::npos) << flag;
   }
+  const Result serve = run("serve --help");
+  EXPECT_EQ(serve.status, 0);
+  for (const char* flag : {"--config", "--listen", "--api", "--drain-timeout", "--stop-grace",
+                           "{port}", "{tide}", "SIGTERM"}) {
+    EXPECT_NE(serve.out.find(flag), std::string::npos) << flag;
+  }
+}
+
+TEST(Cli, ServeRefusesGroupsItCannotRunWithTheFieldNamed) {
+  const fs::path dir = temp_dir("serve_sim_only");
+  std::ofstream(dir / "c.yaml")
+      << "server: {listen: 127.0.0.1:0, api: 127.0.0.1:0}\nendpoints:\n  - name: chat\n"
+         "    groups:\n      - {name: a, provisioner: {kind: simulated}}\n"
+         "      - {name: b, provisioner: {kind: local}}\n"
+         "      - {name: c, max_replicas: 3, provisioner: {kind: static, urls: "
+         "[http://127.0.0.1:1]}}\n";
+  const Result r = run("serve --config " + (dir / "c.yaml").string());
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.out.find("endpoints[0].groups[0].provisioner.kind: simulated cannot run live"),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("endpoints[0].groups[1].provisioner.command: required for kind local"),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("endpoints[0].groups[2].max_replicas: must be <= the number of urls (1), "
+                       "got 3"),
+            std::string::npos)
+      << r.out;
+  fs::remove_all(dir);
 }
 
 TEST(Cli, JsonSummaryHasTheDocumentedFieldsAndIsReproducible) {

@@ -307,6 +307,19 @@ TEST(ParseConfigErrors, Server) {
   EXPECT_NO_THROW(
       parse_config("server: {listen: \"[::1]:0\", api: \"[::1]:0\"}\nendpoints: [{name: a, groups: "
                    "[{name: g}]}]"));
+  EXPECT_THAT(problems("server: {max_header_bytes: 10, read_timeout: 0s, idle_timeout: 5, "
+                       "threads: -1, upstream_timeout: 1h}\nendpoints: [{name: a, groups: "
+                       "[{name: g}]}]"),
+              ElementsAre("server.threads: must be >= 0 and <= 256, got -1",
+                          "server.max_header_bytes: must be >= 1024 and <= 1048576, got 10",
+                          "server.read_timeout: must be > 0, got 0s",
+                          "server.idle_timeout: a duration needs a unit, e.g. 5s or 5ms, got 5"));
+  const Config c = parse_config(
+      "server: {max_body_bytes: 1000, read_timeout: 5s}\nendpoints: [{name: a, groups: "
+      "[{name: g}]}]");
+  EXPECT_EQ(c.server.max_body_bytes, 1000);
+  EXPECT_EQ(c.server.read_timeout, 5s);
+  EXPECT_EQ(c.server.idle_timeout, 60s);
 }
 
 TEST(ParseConfigErrors, Provisioner) {
