@@ -66,7 +66,10 @@ constexpr std::string_view kTopKeys[] = {"server", "endpoints"};
 constexpr std::string_view kServerKeys[] = {
     "listen",         "api",          "threads",      "max_header_bytes",
     "max_body_bytes", "read_timeout", "idle_timeout", "upstream_timeout"};
-constexpr std::string_view kEndpointKeys[] = {"name", "slo", "queue", "groups"};
+constexpr std::string_view kEndpointKeys[] = {"name", "slo", "queue", "routing", "groups"};
+constexpr std::string_view kRoutingKeys[] = {"mode", "weights", "sticky_header", "order"};
+constexpr Choice<RoutingSpec::Mode> kRoutingModes[] = {{"split", RoutingSpec::Mode::kSplit},
+                                                       {"overflow", RoutingSpec::Mode::kOverflow}};
 constexpr std::string_view kSloKeys[] = {"max_wait"};
 constexpr std::string_view kQueueSpecKeys[] = {"max_length", "timeout"};
 constexpr std::string_view kGroupKeys[] = {"name",         "provisioner",  "min_replicas",
@@ -673,6 +676,78 @@ GroupSpec read_group(Reader& r, const Node& node, const std::string& path) {
   return g;
 }
 
+RoutingSpec read_routing(Reader& r, const Node& node, const std::string& path,
+                         const std::vector<GroupSpec>& groups) {
+  RoutingSpec spec;
+  if (!r.expect_map(node, path, " like {mode: split, weights: {a: 90, b: 10}}")) return spec;
+  Map m(r, node, path);
+  m.allow(kRoutingKeys);
+  m.read("mode", spec.mode, kRoutingModes);
+  std::string names;
+  for (const auto& g : groups) names += (names.empty() ? "" : ", ") + g.name;
+  auto group_index = [&](const std::string& name, const std::string& at) -> int {
+    for (size_t i = 0; i < groups.size(); ++i) {
+      if (groups[i].name == name) return static_cast<int>(i);
+    }
+    r.fail(at, fmt::format("no group named {} (groups: {})", quote(name), names));
+    return -1;
+  };
+  const bool split = spec.mode == RoutingSpec::Mode::kSplit;
+  if (const Node* n = m.get("weights")) {
+    if (!split) {
+      r.fail(m.at("weights"), "only for mode split");
+    } else if (r.expect_map(*n, m.at("weights"), " like {a: 90, b: 10}")) {
+      Map wm(r, *n, m.at("weights"));
+      std::vector<double> weights(groups.size(), 0.0);
+      bool ok = true;
+      for (const auto& [key, value] : wm.entries()) {
+        const int i = group_index(key, wm.at(key));
+        const auto w = r.number(value, wm.at(key));
+        if (i < 0 || !w || !r.in_range(*w, at_least(0), value, wm.at(key))) {
+          ok = false;
+          continue;
+        }
+        weights[static_cast<size_t>(i)] = *w;
+      }
+      double total = 0;
+      for (double w : weights) total += w;
+      if (ok && total <= 0) {
+        r.fail(m.at("weights"), "at least one weight must be > 0");
+      } else if (ok) {
+        spec.weights = std::move(weights);
+      }
+    }
+  }
+  if (m.read("sticky_header", spec.sticky_header) && !split)
+    r.fail(m.at("sticky_header"), "only for mode split");
+  if (const Node* n = m.get("order")) {
+    if (split) {
+      r.fail(m.at("order"), "only for mode overflow");
+    } else if (auto list = read_strings(r, *n, m.at("order"))) {
+      std::vector<int> order;
+      bool ok = true;
+      for (size_t i = 0; i < list->size(); ++i) {
+        const int g = group_index((*list)[i], index_path(m.at("order"), i));
+        if (g < 0) {
+          ok = false;
+        } else if (std::find(order.begin(), order.end(), g) != order.end()) {
+          r.fail(index_path(m.at("order"), i),
+                 fmt::format("{} is listed twice", quote((*list)[i])));
+          ok = false;
+        } else {
+          order.push_back(g);
+        }
+      }
+      if (ok && order.size() != groups.size()) {
+        r.fail(m.at("order"), fmt::format("must list every group once (groups: {})", names));
+      } else if (ok) {
+        spec.order = std::move(order);
+      }
+    }
+  }
+  return spec;
+}
+
 EndpointSpec read_endpoint(Reader& r, const Node& node, const std::string& path) {
   EndpointSpec e;
   if (!r.expect_map(node, path, " like {name: chat, groups: [...]}")) return e;
@@ -713,6 +788,7 @@ EndpointSpec read_endpoint(Reader& r, const Node& node, const std::string& path)
     }
     e.groups.push_back(std::move(g));
   }
+  if (const Node* n = m.get("routing")) e.routing = read_routing(r, *n, m.at("routing"), e.groups);
   return e;
 }
 

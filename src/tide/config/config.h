@@ -213,10 +213,22 @@ struct QueueSpec {
   Duration timeout = 300s;  // held longer: 503
 };
 
+// How an endpoint's requests are shared among its groups (several groups only).
+// YAML: {mode: split, weights: {new: 10, old: 90}, sticky_header: X-User}
+//     | {mode: overflow, order: [big, small]}
+struct RoutingSpec {
+  enum class Mode { kSplit, kOverflow };
+  Mode mode = Mode::kSplit;
+  std::vector<double> weights;  // split: per group index; empty = equal shares
+  std::string sticky_header;    // split: requests with this header stay on one group per value
+  std::vector<int> order;       // overflow: group indexes, first preferred; empty = as listed
+};
+
 struct EndpointSpec {
   std::string name;
   SloSpec slo;
   QueueSpec queue;
+  RoutingSpec routing;
   std::vector<GroupSpec> groups;
 };
 

@@ -224,8 +224,9 @@ TEST(ParseConfigErrors, UnknownKeysSuggestTheClosest) {
                           "endpoints: required (at least one endpoint)"));
   EXPECT_THAT(problems("endpoints: [{name: chat, slo: {wait: 1s}, groups: [{name: g}]}]"),
               ElementsAre("endpoints[0].slo.wait: unknown key (did you mean max_wait?)"));
-  EXPECT_THAT(problems("endpoints: [{name: chat, zzz: 1, groups: [{name: g}]}]"),
-              ElementsAre("endpoints[0].zzz: unknown key (known keys: name, slo, queue, groups)"));
+  EXPECT_THAT(
+      problems("endpoints: [{name: chat, zzz: 1, groups: [{name: g}]}]"),
+      ElementsAre("endpoints[0].zzz: unknown key (known keys: name, slo, queue, routing, groups)"));
 }
 
 TEST(ParseConfigErrors, DuplicateKeys) {
@@ -979,4 +980,38 @@ TEST(Robustness, MangledInputNeverEscapesAsAnythingButConfigError) {
 }
 
 }  // namespace
+TEST(ParseConfig, Routing) {
+  const Config split = parse_config(
+      "endpoints: [{name: a, routing: {mode: split, weights: {new: 10, old: 90}, sticky_header: "
+      "X-User}, groups: [{name: old}, {name: new}]}]");
+  const RoutingSpec& r = split.endpoints[0].routing;
+  EXPECT_EQ(r.mode, RoutingSpec::Mode::kSplit);
+  EXPECT_THAT(r.weights, ElementsAre(90.0, 10.0));  // by group index
+  EXPECT_EQ(r.sticky_header, "X-User");
+  const Config overflow = parse_config(
+      "endpoints: [{name: a, routing: {mode: overflow, order: [big, small]}, groups: [{name: "
+      "small}, {name: big}]}]");
+  EXPECT_EQ(overflow.endpoints[0].routing.mode, RoutingSpec::Mode::kOverflow);
+  EXPECT_THAT(overflow.endpoints[0].routing.order, ElementsAre(1, 0));
+}
+
+TEST(ParseConfigErrors, Routing) {
+  const std::string groups = ", groups: [{name: a}, {name: b}]}]";
+  EXPECT_THAT(
+      problems("endpoints: [{name: e, routing: {mode: split, weights: {a: 1, c: 2}}" + groups),
+      ElementsAre("endpoints[0].routing.weights.c: no group named \"c\" (groups: a, b)"));
+  EXPECT_THAT(problems("endpoints: [{name: e, routing: {weights: {a: 0, b: -1}}" + groups),
+              ElementsAre("endpoints[0].routing.weights.b: must be >= 0, got -1"));
+  EXPECT_THAT(problems("endpoints: [{name: e, routing: {weights: {a: 0}}" + groups),
+              ElementsAre("endpoints[0].routing.weights: at least one weight must be > 0"));
+  EXPECT_THAT(problems("endpoints: [{name: e, routing: {mode: overflow, order: [a]}" + groups),
+              ElementsAre("endpoints[0].routing.order: must list every group once (groups: a, b)"));
+  EXPECT_THAT(problems("endpoints: [{name: e, routing: {mode: overflow, order: [a, a]}" + groups),
+              ElementsAre("endpoints[0].routing.order[1]: \"a\" is listed twice"));
+  EXPECT_THAT(problems("endpoints: [{name: e, routing: {mode: overflow, weights: {a: 1}}" + groups),
+              ElementsAre("endpoints[0].routing.weights: only for mode split"));
+  EXPECT_THAT(problems("endpoints: [{name: e, routing: {mode: spill}" + groups),
+              ElementsAre(HasSubstr("endpoints[0].routing.mode: expected one of split|overflow")));
+}
+
 }  // namespace tide::config

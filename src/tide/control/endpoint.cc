@@ -40,7 +40,115 @@ Endpoint::Endpoint(const config::EndpointSpec& spec, Provisioner& provisioner,
     groups_[i].spec = &g;
     groups_[i].decider = policy::make_decider(g);
     dispatcher_.add_group(g.concurrency, g.scaling.admission.hold, now);
+    if (!spec_.routing.weights.empty()) groups_[i].weight = spec_.routing.weights[i];
   }
+  if (spec_.routing.order.empty()) {
+    for (size_t i = 0; i < groups_.size(); ++i) order_.push_back(static_cast<int>(i));
+  } else {
+    order_ = spec_.routing.order;
+  }
+}
+
+bool Endpoint::unavailable(int group) const {
+  const Group& g = groups_[static_cast<size_t>(group)];
+  return g.live.empty() && g.consecutive_failures > 0;
+}
+
+bool Endpoint::can_serve_soon(int group, Time now) const {
+  if (dispatcher_.can_start_now(group)) return true;
+  const Group& g = groups_[static_cast<size_t>(group)];
+  const int c = g.spec->concurrency;
+  const int queued = dispatcher_.queued(group);
+  const Duration budget = spec_.slo.max_wait;
+  int ready = 0;
+  int starting = 0;
+  Time soonest = kTimeMax;
+  const Duration cold =
+      g.cold_starts.empty() ? g.spec->cold_start.mean() : from_seconds(g.cold_starts.back());
+  for (uint64_t id : g.live) {
+    const Replica& r = replicas_.at(id);
+    if (r.state == ReplicaState::kReady) {
+      ++ready;
+    } else if (r.state == ReplicaState::kRequested || r.state == ReplicaState::kStarting) {
+      ++starting;
+      soonest = std::min(soonest, r.requested_at + cold);
+    }
+  }
+  if (ready > 0) {
+    // Queue ahead of it, served by every slot: expected wait (queued + 1) x s / (ready x c).
+    // No completion yet: no basis to promise a wait, so no promise.
+    const double s = dispatcher_.mean_service_s(group);
+    if (s > 0 && static_cast<double>(queued + 1) * s / (ready * c) <= to_seconds(budget))
+      return true;
+  }
+  return starting > 0 && soonest - now <= budget && queued < starting * c;
+}
+
+int Endpoint::route(uint64_t sticky, Time now) {
+  const int n = static_cast<int>(groups_.size());
+  int chosen = 0;
+  if (n == 1) {
+    chosen = 0;
+  } else if (spec_.routing.mode == config::RoutingSpec::Mode::kOverflow) {
+    chosen = order_.front();
+    for (int g : order_) {
+      if (can_serve_soon(g, now)) {
+        chosen = g;
+        break;
+      }
+    }
+    if (chosen != order_.front()) {
+      Group& first = groups_[static_cast<size_t>(order_.front())];
+      ++first.spilled;
+      ++first.spilled_in_interval;
+      ++groups_[static_cast<size_t>(chosen)].overflow_in;
+    }
+  } else {
+    double total = 0;
+    for (const Group& g : groups_) total += g.weight;
+    if (sticky != 0) {
+      // The same key, the same group (while the weights stay the same).
+      const double point =
+          static_cast<double>(sticky % 1000003) / 1000003.0 * total;  // 10^6+3 is prime
+      double acc = 0;
+      chosen = n - 1;
+      for (int i = 0; i < n; ++i) {
+        acc += groups_[static_cast<size_t>(i)].weight;
+        if (point < acc) {
+          chosen = i;
+          break;
+        }
+      }
+    } else {
+      // Smooth weighted round robin (as nginx): exact shares, evenly interleaved.
+      double best = -1e300;
+      for (int i = 0; i < n; ++i) {
+        Group& g = groups_[static_cast<size_t>(i)];
+        g.swrr_current += g.weight;
+        if (g.weight > 0 && g.swrr_current > best) {
+          best = g.swrr_current;
+          chosen = i;
+        }
+      }
+      groups_[static_cast<size_t>(chosen)].swrr_current -= total;
+    }
+    if (unavailable(chosen)) {
+      // Launches keep failing there: send it to the heaviest group that can take it.
+      int alternative = -1;
+      for (int i = 0; i < n; ++i) {
+        const Group& g = groups_[static_cast<size_t>(i)];
+        if (i == chosen || g.weight <= 0 || unavailable(i)) continue;
+        if (alternative < 0 || g.weight > groups_[static_cast<size_t>(alternative)].weight)
+          alternative = i;
+      }
+      if (alternative >= 0) {
+        ++groups_[static_cast<size_t>(chosen)].rerouted;
+        chosen = alternative;
+      }
+    }
+  }
+  ++groups_[static_cast<size_t>(chosen)].routed;
+  return chosen;
 }
 
 Endpoint::~Endpoint() = default;
@@ -92,14 +200,18 @@ policy::Observation Endpoint::observe(int group, Time now) {
   std::sort(g.idle_buffer.begin(), g.idle_buffer.end());
   o.idle_since = g.idle_buffer;
   o.current = o.ready + o.starting;
-  o.queued = load.queued;
+  // Requests that spilled to a later group count as this group's queue: it would have served
+  // them, so it keeps growing toward its max.
+  o.queued = load.queued + static_cast<int>(g.spilled_in_interval);
+  o.spilled = g.spilled_in_interval;
+  g.spilled_in_interval = 0;
   o.in_flight = load.in_flight;
   o.avg_in_flight = load.avg_in_flight;
   o.avg_queued = load.avg_queued;
   o.avg_ready = load.avg_ready;
   o.avg_busy_replicas = load.avg_busy_replicas;
-  o.peak_demand = load.peak_demand;
-  o.arrivals = load.arrivals;
+  o.peak_demand = load.peak_demand + static_cast<double>(o.spilled);
+  o.arrivals = load.arrivals + o.spilled;
   o.completions = load.completions;
   o.started = load.started;
   o.late = load.late;
@@ -320,6 +432,10 @@ GroupStatus Endpoint::status(int group) const {
   s.failures = g.failures;
   s.last_reason = g.last_reason;
   s.last_error = g.last_error;
+  s.routed = g.routed;
+  s.spilled = g.spilled;
+  s.overflow_in = g.overflow_in;
+  s.rerouted = g.rerouted;
   s.consecutive_failures = g.consecutive_failures;
   if (g.backoff_until != kTimeMin) s.backoff_until = g.backoff_until;
   return s;

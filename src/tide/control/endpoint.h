@@ -68,6 +68,10 @@ struct GroupStatus {
   std::string last_reason;
   std::string last_error;             // why the last replica failed, if one did
   int consecutive_failures = 0;       // since a replica last became ready
+  uint64_t routed = 0;                // requests the endpoint's routing gave this group
+  uint64_t spilled = 0;               // overflow: requests it could not serve in time, sent on
+  uint64_t overflow_in = 0;           // overflow: requests it took for an earlier group
+  uint64_t rerouted = 0;              // split: requests sent elsewhere as it had no capacity coming
   std::optional<Time> backoff_until;  // no launch before this (crash-loop backoff)
 };
 
@@ -81,6 +85,16 @@ class Endpoint final : public dispatch::DispatchListener, public ReplicaEvents {
 
   const config::EndpointSpec& spec() const { return spec_; }
   int group_count() const { return static_cast<int>(groups_.size()); }
+
+  // Which group serves the next request, by the endpoint's routing (`routing` in the config):
+  //  - split: by weight, smooth weighted round robin; with a sticky key (a hash of the client's
+  //    sticky header value, 0 for none) always the same group for the same key. A group with no
+  //    replica and none coming (failing launches) is routed around.
+  //  - overflow: the first group in `order` that can start the request within slo.max_wait
+  //    (a free slot, a short enough queue, or a replica ready soon enough); when none can, the
+  //    first group holds it. A spilled request counts as demand for the group it spilled from,
+  //    so that group still grows toward its max.
+  int route(uint64_t sticky, Time now);
 
   // Requests.
   dispatch::Admit submit(dispatch::RequestId request, int group, Time now) {
@@ -131,7 +145,19 @@ class Endpoint final : public dispatch::DispatchListener, public ReplicaEvents {
     std::string last_error;
     int consecutive_failures = 0;
     Time backoff_until = kTimeMin;
+    double weight = 1;
+    double swrr_current = 0;  // smooth weighted round robin state
+    uint64_t routed = 0;
+    uint64_t spilled = 0;
+    uint64_t spilled_in_interval = 0;  // demand it could not take since the last observation
+    uint64_t overflow_in = 0;
+    uint64_t rerouted = 0;
   };
+
+  // Whether `group` can start a request within slo.max_wait from `now`.
+  bool can_serve_soon(int group, Time now) const;
+  // Whether `group` has no replica and none coming while launches fail.
+  bool unavailable(int group) const;
 
   // DispatchListener.
   void on_start(dispatch::RequestId request, dispatch::ReplicaSlot slot, Time now) override;
@@ -150,6 +176,7 @@ class Endpoint final : public dispatch::DispatchListener, public ReplicaEvents {
   DecisionSink* decisions_;
   dispatch::Dispatcher dispatcher_;
   std::vector<Group> groups_;
+  std::vector<int> order_;  // overflow order (as listed when not configured)
   std::unordered_map<uint64_t, Replica> replicas_;  // live (not stopped/failed) replicas
   std::vector<uint64_t> slot_owner_;                // slot -> replica id
   uint64_t next_id_ = 1;

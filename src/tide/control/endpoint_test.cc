@@ -1,5 +1,7 @@
 #include "tide/control/endpoint.h"
 
+#include "tide/common/random.h"
+
 #include <gtest/gtest.h>
 
 #include <map>
@@ -184,6 +186,103 @@ TEST(Endpoint, FailedReplicaIsAlsoStoppedSoNothingOfItLingers) {
   EXPECT_EQ(prov.stopped, std::vector<uint64_t>{prov.launched[0]});
   EXPECT_EQ(ep.status(0).ready, 0);
   EXPECT_EQ(ep.status(0).failures, 1u);
+}
+
+config::EndpointSpec two_groups(config::RoutingSpec routing) {
+  config::EndpointSpec ep = queue_endpoint(1, 2);
+  ep.slo.max_wait = 2s;
+  ep.groups[0].name = "a";
+  config::GroupSpec b = ep.groups[0];
+  b.name = "b";
+  ep.groups.push_back(b);
+  ep.routing = std::move(routing);
+  return ep;
+}
+
+TEST(EndpointRouting, SplitGivesEachGroupItsWeightEvenlyInterleaved) {
+  FakeProvisioner prov;
+  Sink sink;
+  config::RoutingSpec r;
+  r.weights = {90, 10};
+  Endpoint ep(two_groups(r), prov, sink, nullptr, at(0));
+  int to_b = 0;
+  int longest_run_a = 0;
+  int run = 0;
+  for (int i = 0; i < 10000; ++i) {
+    const int g = ep.route(0, at(0));
+    to_b += g;
+    run = g == 0 ? run + 1 : 0;
+    longest_run_a = std::max(longest_run_a, run);
+  }
+  EXPECT_EQ(to_b, 1000);
+  EXPECT_LE(longest_run_a, 9);  // interleaved, not 9000 then 1000
+  EXPECT_EQ(ep.status(1).routed, 1000u);
+}
+
+TEST(EndpointRouting, StickyKeyAlwaysLandsOnTheSameGroupAndKeysSplitByWeight) {
+  FakeProvisioner prov;
+  Sink sink;
+  config::RoutingSpec r;
+  r.weights = {70, 30};
+  Endpoint ep(two_groups(r), prov, sink, nullptr, at(0));
+  int to_b = 0;
+  Random rng(7);
+  for (int key = 0; key < 10000; ++key) {
+    const uint64_t hash = rng.next_u64() | 1;
+    const int first = ep.route(hash, at(0));
+    for (int again = 0; again < 3; ++again) ASSERT_EQ(ep.route(hash, at(0)), first);
+    to_b += first;
+  }
+  // Binomial(10000, 0.3): sd 46; 4 sd either way.
+  EXPECT_NEAR(to_b, 3000, 184);
+}
+
+TEST(EndpointRouting, SplitRoutesAroundAGroupWhoseLaunchesKeepFailing) {
+  FakeProvisioner prov;
+  Sink sink;
+  config::RoutingSpec r;
+  r.weights = {50, 50};
+  Endpoint ep(two_groups(r), prov, sink, nullptr, at(0));
+  ep.submit(1, 1, at(0));
+  ep.tick(1, at(0));
+  ASSERT_EQ(prov.launched.size(), 1u);
+  prov.events->on_replica_failed(prov.launched[0], at(1), "exited with status 1");
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(ep.route(0, at(2)), 0);
+  EXPECT_EQ(ep.status(1).rerouted, 5u);
+}
+
+TEST(EndpointRouting, OverflowSpillsOnlyWhileThePrimaryCannotServeInTimeAndCountsItAsItsDemand) {
+  FakeProvisioner prov;
+  Sink sink;
+  config::RoutingSpec r;
+  r.mode = config::RoutingSpec::Mode::kOverflow;
+  r.order = {0, 1};
+  config::EndpointSpec spec = two_groups(r);
+  spec.groups[0].cold_start.value = 60s;  // the primary is slow to start
+  spec.groups[1].min_replicas = 1;
+  Endpoint ep(spec, prov, sink, nullptr, at(0));
+  ep.tick(1, at(0));  // the secondary's warm replica
+  ASSERT_EQ(prov.launched.size(), 1u);
+  prov.events->on_replica_ready(prov.launched[0], at(0), "b:1");
+  // The primary has nothing ready and a minute of cold start ahead: spill.
+  EXPECT_EQ(ep.route(0, at(1)), 1);
+  EXPECT_EQ(ep.status(0).spilled, 1u);
+  EXPECT_EQ(ep.status(1).overflow_in, 1u);
+  // The spilled request counts as the primary's queue: it scales up.
+  ep.tick(0, at(1));
+  ASSERT_EQ(prov.launched.size(), 2u);
+  EXPECT_EQ(ep.status(0).starting, 1);
+  // Once the primary is ready with a free slot, requests stay with it.
+  prov.events->on_replica_ready(prov.launched[1], at(61), "a:1");
+  EXPECT_EQ(ep.route(0, at(62)), 0);
+  ASSERT_EQ(ep.submit(10, 0, at(62)), dispatch::Admit::kStarted);
+  // Full (concurrency 1), no service time known yet: no promise of a start in time; spill.
+  EXPECT_EQ(ep.route(0, at(62)), 1);
+  ep.complete(sink.started[10], at(63), 1s);  // mean service now 1 s
+  ASSERT_EQ(ep.submit(11, 0, at(63)), dispatch::Admit::kStarted);
+  // One ahead at 1 s per request on one slot: (0 + 1) x 1 s <= 2 s max_wait: stays.
+  EXPECT_EQ(ep.route(0, at(63)), 0);
+  EXPECT_EQ(ep.status(0).spilled, 2u);
 }
 
 }  // namespace

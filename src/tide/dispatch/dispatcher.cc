@@ -332,6 +332,22 @@ std::optional<Time> Dispatcher::idle_since(ReplicaSlot slot) const {
   return r.idle_since;
 }
 
+bool Dispatcher::can_start_now(int group) const {
+  const Group& g = groups_[static_cast<size_t>(group)];
+  if (!g.hold) return g.accepting > 0;
+  if (!g.held.empty()) return false;
+  for (size_t k = g.lowest_hint; k < g.bucket_head.size(); ++k) {
+    if (g.bucket_head[k] != kNoSlot) return true;
+  }
+  return false;
+}
+
+double Dispatcher::mean_service_s(int group) const {
+  const Group& g = groups_[static_cast<size_t>(group)];
+  return g.completions_total == 0 ? 0.0
+                                  : g.service_total_s / static_cast<double>(g.completions_total);
+}
+
 int Dispatcher::queued(int group) const {
   return group_queued(groups_[static_cast<size_t>(group)]);
 }

@@ -118,6 +118,10 @@ class Dispatcher {
   // When the replica last had nothing to do; nullopt while it has work.
   std::optional<Time> idle_since(ReplicaSlot slot) const;
   int queued(int group) const;
+  // Whether a request submitted to `group` now would start at once.
+  bool can_start_now(int group) const;
+  // Mean service time of the group's completed requests so far (0: none yet).
+  double mean_service_s(int group) const;
   int in_flight(int group) const { return groups_[group].in_flight; }
   int total_held() const { return total_held_; }
   int group_count() const { return static_cast<int>(groups_.size()); }

@@ -32,8 +32,9 @@ struct Observation {
   int max_replicas = 1;
 
   // Load right now.
-  int queued = 0;     // held requests waiting for this group
-  int in_flight = 0;  // requests in service on this group's replicas
+  int queued = 0;        // held requests waiting for this group (+ those spilled to later groups)
+  uint64_t spilled = 0;  // overflow: requests sent on to a later group since the last tick
+  int in_flight = 0;     // requests in service on this group's replicas
 
   // Averages over the last interval (time-weighted).
   double avg_in_flight = 0;

@@ -143,7 +143,6 @@ class Simulation final : public control::Provisioner, public control::DecisionSi
         source_(source),
         options_(options),
         service_rng_(options.seed * 0x9e3779b97f4a7c15ULL + 1),
-        route_rng_(options.seed * 0x9e3779b97f4a7c15ULL + 2),
         cold_rng_(options.seed * 0x9e3779b97f4a7c15ULL + 3) {}
 
   SimResult run();
@@ -241,7 +240,6 @@ class Simulation final : public control::Provisioner, public control::DecisionSi
   RequestSource& source_;
   const SimOptions& options_;
   Random service_rng_;
-  Random route_rng_;
   Random cold_rng_;
 
   std::priority_queue<Event, std::vector<Event>, Later> events_;
@@ -331,9 +329,8 @@ double Simulation::service_time(const config::GroupSpec& group, const TraceReque
 }
 
 uint32_t Simulation::route(uint32_t endpoint) {
-  const size_t n = config_.endpoints[endpoint].groups.size();
-  // One group: trivial. Several: an even random split until routing rules exist.
-  return n == 1 ? 0 : static_cast<uint32_t>(route_rng_.below(n));
+  // The endpoint's own routing (split / overflow), as in production.
+  return static_cast<uint32_t>(endpoints_[endpoint]->route(0, now_));
 }
 
 void Simulation::schedule_next_arrival() {
