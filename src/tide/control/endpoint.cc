@@ -54,12 +54,11 @@ bool Endpoint::unavailable(int group) const {
   return g.live.empty() && g.consecutive_failures > 0;
 }
 
-bool Endpoint::can_serve_soon(int group, Time now) const {
-  if (dispatcher_.can_start_now(group)) return true;
+Duration Endpoint::expected_start_delay(int group, Time now) const {
+  if (dispatcher_.can_start_now(group)) return Duration{0};
   const Group& g = groups_[static_cast<size_t>(group)];
   const int c = g.spec->concurrency;
   const int queued = dispatcher_.queued(group);
-  const Duration budget = spec_.slo.max_wait;
   int ready = 0;
   int starting = 0;
   Time soonest = kTimeMax;
@@ -74,14 +73,24 @@ bool Endpoint::can_serve_soon(int group, Time now) const {
       soonest = std::min(soonest, r.requested_at + cold);
     }
   }
-  if (ready > 0) {
-    // Queue ahead of it, served by every slot: expected wait (queued + 1) x s / (ready x c).
-    // No completion yet: no basis to promise a wait, so no promise.
-    const double s = dispatcher_.mean_service_s(group);
-    if (s > 0 && static_cast<double>(queued + 1) * s / (ready * c) <= to_seconds(budget))
-      return true;
-  }
-  return starting > 0 && soonest - now <= budget && queued < starting * c;
+  Duration best = Duration::max();
+  // Behind the queue, served by every ready slot: (queued + 1) x s / (ready x c). With no
+  // completion yet there is no basis for a promise.
+  const double s = dispatcher_.mean_service_s(group);
+  if (ready > 0 && s > 0) best = from_seconds(static_cast<double>(queued + 1) * s / (ready * c));
+  // A replica on its way, with a slot left for this request.
+  if (starting > 0 && queued < starting * c)
+    best = std::min(best, std::max(Duration{0}, soonest - now));
+  // Room to grow: a replica launched for it.
+  if (may_grow(group, now)) best = std::min(best, cold);
+  return best;
+}
+
+bool Endpoint::may_grow(int group, Time now) const {
+  const Group& g = groups_[static_cast<size_t>(group)];
+  int active = 0;
+  for (uint64_t id : g.live) active += replicas_.at(id).active() ? 1 : 0;
+  return active < g.spec->max_replicas && !(now < g.backoff_until);
 }
 
 int Endpoint::route(uint64_t sticky, Time now) {
@@ -90,13 +99,26 @@ int Endpoint::route(uint64_t sticky, Time now) {
   if (n == 1) {
     chosen = 0;
   } else if (spec_.routing.mode == config::RoutingSpec::Mode::kOverflow) {
-    chosen = order_.front();
+    // The first group expected to start it within max_wait. When none can, it overflows to
+    // the last group that may still grow (it scales on what it is given); when none may, the
+    // group expected to start it soonest.
+    chosen = -1;
+    int last_growing = -1;
+    int fastest = order_.front();
+    Duration fastest_delay = Duration::max();
     for (int g : order_) {
-      if (can_serve_soon(g, now)) {
+      const Duration delay = expected_start_delay(g, now);
+      if (delay <= spec_.slo.max_wait) {
         chosen = g;
         break;
       }
+      if (may_grow(g, now)) last_growing = g;
+      if (delay < fastest_delay) {
+        fastest = g;
+        fastest_delay = delay;
+      }
     }
+    if (chosen < 0) chosen = last_growing >= 0 ? last_growing : fastest;
     if (chosen != order_.front()) {
       Group& first = groups_[static_cast<size_t>(order_.front())];
       ++first.spilled;

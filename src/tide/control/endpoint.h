@@ -90,9 +90,10 @@ class Endpoint final : public dispatch::DispatchListener, public ReplicaEvents {
   //  - split: by weight, smooth weighted round robin; with a sticky key (a hash of the client's
   //    sticky header value, 0 for none) always the same group for the same key. A group with no
   //    replica and none coming (failing launches) is routed around.
-  //  - overflow: the first group in `order` that can start the request within slo.max_wait
-  //    (a free slot, a short enough queue, or a replica ready soon enough); when none can, the
-  //    first group holds it. A spilled request counts as demand for the group it spilled from,
+  //  - overflow: the first group in `order` expected to start the request within
+  //    slo.max_wait (a free slot, a short enough queue, a replica ready soon enough); when none
+  //    can, the last group that may still grow takes it (and scales on it), else the group
+  //    expected to start it soonest. A spilled request counts as demand for the first group,
   //    so that group still grows toward its max.
   int route(uint64_t sticky, Time now);
 
@@ -154,8 +155,12 @@ class Endpoint final : public dispatch::DispatchListener, public ReplicaEvents {
     uint64_t rerouted = 0;
   };
 
-  // Whether `group` can start a request within slo.max_wait from `now`.
-  bool can_serve_soon(int group, Time now) const;
+  // How long a request given to `group` now is expected to wait before it starts: 0 with a free
+  // slot; else the queue ahead over the ready slots, a replica on its way, or a cold start if
+  // the group may grow; Duration::max() when it can promise nothing.
+  Duration expected_start_delay(int group, Time now) const;
+  // Whether `group` is below its max and not backing off after failed launches.
+  bool may_grow(int group, Time now) const;
   // Whether `group` has no replica and none coming while launches fail.
   bool unavailable(int group) const;
 
