@@ -45,9 +45,12 @@ constexpr uint64_t kWholeBodyLimit = 1 << 20;
 constexpr size_t kPoolPerAddress = 512;
 constexpr std::chrono::seconds kConnectTimeout{5};
 
-struct Counters {
+// Per worker thread (its own cache lines: no sharing between threads on the hot path); read by
+// any thread.
+struct alignas(64) Counters {
   std::atomic<uint64_t> requests{0}, ok{0}, r429{0}, r503{0}, r502{0}, r504{0}, r404{0}, bad{0},
       retries{0}, client_gone{0}, upstream_errors{0};
+  std::atomic<int> active{0};
 };
 
 bool parse_host_port(const std::string& hp, std::string& host, uint16_t& port) {
@@ -355,6 +358,25 @@ size_t read_size(const beast::flat_buffer& b) {
   return std::clamp<size_t>(b.capacity() - b.size(), 4096, 65536);
 }
 
+using Buffers = std::array<asio::const_buffer, 2>;
+
+// Writes what the (non-blocking) socket takes at once, and leaves the rest in `b`: most heads and
+// short bodies go out without an asynchronous operation. False with `ec` clear when some is left.
+bool write_now(Socket& socket, Buffers& b, error_code& ec) {
+  size_t n = socket.write_some(b, ec);
+  if (ec == asio::error::would_block || ec == asio::error::try_again) {
+    ec = {};
+    n = 0;
+  }
+  if (ec) return false;
+  for (auto& piece : b) {
+    const size_t k = std::min(n, piece.size());
+    piece += k;
+    n -= k;
+  }
+  return b[0].size() == 0 && b[1].size() == 0;
+}
+
 // How sending a started request to its replica ended.
 enum class Relay {
   kDone,             // answered (whatever status the replica chose)
@@ -369,6 +391,9 @@ enum class Relay {
 struct Gateway::Impl {
   struct Worker {
     asio::io_context* ctx;
+    uint64_t index = 0;
+    uint64_t next_request = 1;  // request ids: (index << 48) | next_request++
+    Counters counters;
     std::unique_ptr<Acceptor> acceptor;
     std::unique_ptr<Acceptor> api_acceptor;
     std::unordered_map<std::string, std::vector<std::unique_ptr<Upstream>>> pool;
@@ -381,10 +406,7 @@ struct Gateway::Impl {
   std::vector<std::unique_ptr<Worker>> workers;
   uint16_t listen_port = 0;
   uint16_t api_listen_port = 0;
-  std::atomic<int> active{0};
-  std::atomic<uint64_t> next_request{1};
   std::atomic<bool> accepting{true};
-  Counters counters;
 
   std::unique_ptr<Acceptor> bind(asio::io_context& ctx, const std::string& address,
                                  uint16_t port_override, bool reuse_port) {
@@ -416,6 +438,7 @@ struct Gateway::Impl {
         continue;  // EMFILE and friends: keep serving the connections we have
       }
       sock.set_option(tcp::no_delay(true), ec);
+      sock.non_blocking(true, ec);
       asio::co_spawn(*w.ctx, session(w, std::make_shared<Conn>(std::move(sock)), is_api),
                      asio::detached);
     }
@@ -443,32 +466,13 @@ struct Gateway::Impl {
     o += "\r\n\r\n";
     o += body;
     set_deadline(cp, server.read_timeout);
-    auto [ec, n] = co_await asio::async_write(c.socket, asio::buffer(o), kNoThrow);
-    co_return !ec && keep_alive;
-  }
-
-  // Reads one whole request (head and body) into c.req through `parser`.
-  awaitable<error_code> read_request(Conn& c, RequestParser& parser) {
-    for (;;) {
-      if (c.in.size() > 0) {
-        error_code ec;
-        const size_t n = parser.put(c.in.data(), ec);
-        c.in.consume(n);
-        if (ec && ec != http::error::need_more) co_return ec;
-        if (parser.is_done()) co_return error_code{};
-        if (!ec && n > 0 && c.in.size() > 0) continue;
-      }
-      auto [ec, n] = co_await c.socket.async_read_some(c.in.prepare(read_size(c.in)), kNoThrow);
-      if (ec == asio::error::eof) {
-        if (!parser.got_some()) co_return http::error::end_of_stream;
-        error_code pec;
-        parser.put_eof(pec);
-        if (!pec && parser.is_done()) co_return error_code{};
-        co_return pec ? pec : error_code(http::error::partial_message);
-      }
-      if (ec) co_return outcome_of(c, ec);
-      c.in.commit(n);
+    Buffers b{asio::buffer(o), asio::const_buffer()};
+    error_code ec;
+    if (!write_now(c.socket, b, ec) && !ec) {
+      auto [wec, n] = co_await asio::async_write(c.socket, b, kNoThrow);
+      ec = wec;
     }
+    co_return !ec && keep_alive;
   }
 
   awaitable<void> session(Worker& w, std::shared_ptr<Conn> cp, bool is_api) {
@@ -487,7 +491,33 @@ struct Gateway::Impl {
       }
       // Reading: the rest of the request within read_timeout.
       set_deadline(cp, server.read_timeout);
-      if (error_code ec = co_await read_request(c, parser)) {
+      error_code ec;
+      for (;;) {
+        if (c.in.size() > 0) {
+          const size_t n = parser.put(c.in.data(), ec);
+          c.in.consume(n);
+          if (ec && ec != http::error::need_more) break;
+          ec = {};
+          if (parser.is_done()) break;
+          if (n > 0 && c.in.size() > 0) continue;
+        }
+        auto [rec, n] = co_await c.socket.async_read_some(c.in.prepare(read_size(c.in)), kNoThrow);
+        if (rec == asio::error::eof) {
+          if (!parser.got_some()) {
+            ec = http::error::end_of_stream;
+          } else {
+            parser.put_eof(ec);
+            if (!ec && !parser.is_done()) ec = http::error::partial_message;
+          }
+          break;
+        }
+        if (rec) {
+          ec = outcome_of(c, rec);
+          break;
+        }
+        c.in.commit(n);
+      }
+      if (ec) {
         http::status status = http::status::bad_request;
         std::string type = "bad_request";
         std::string message = ec.message();
@@ -510,7 +540,7 @@ struct Gateway::Impl {
                    ec == asio::error::connection_reset) {
           break;
         }
-        ++counters.bad;
+        ++w.counters.bad;
         co_await write_simple(cp, 11, false, status, error_body(type, message));
         break;
       }
@@ -519,9 +549,9 @@ struct Gateway::Impl {
       if (is_api) {
         go_on = co_await serve_api(cp, keep);
       } else {
-        ++active;
+        w.counters.active.fetch_add(1, std::memory_order_relaxed);
         go_on = co_await proxy(w, cp, keep);
-        --active;
+        w.counters.active.fetch_sub(1, std::memory_order_relaxed);
       }
       // A big body's buffer is not kept for the next request.
       if (c.req.body.capacity() > (1u << 20)) std::string().swap(c.req.body);
@@ -664,6 +694,7 @@ struct Gateway::Impl {
     }
     auto [ec] = co_await up.socket.async_connect(target, kNoThrow);
     if (!ec) up.socket.set_option(tcp::no_delay(true), ec);
+    if (!ec) up.socket.non_blocking(true, ec);
     co_return ec;
   }
 
@@ -691,37 +722,14 @@ struct Gateway::Impl {
     o += "\r\n";
   }
 
-  // Reads a replica's response head into up.buffer and parses it; the head's bytes stay in the
-  // buffer, their count goes to `head_size`.
-  awaitable<error_code> read_response_head(Conn& c, Upstream& up, ResponseHeadParser& parser,
-                                           size_t& head_size) {
-    for (;;) {
-      if (up.buffer.size() > 0) {
-        error_code ec;
-        const size_t n = parser.put(up.buffer.data(), ec);
-        if (!ec && parser.is_header_done()) {
-          head_size = n;
-          co_return error_code{};
-        }
-        if (ec && ec != http::error::need_more) co_return ec;
-      }
-      auto [ec, n] =
-          co_await up.socket.async_read_some(up.buffer.prepare(read_size(up.buffer)), kNoThrow);
-      if (ec == asio::error::eof)
-        co_return parser.got_some() ? http::error::partial_message : http::error::end_of_stream;
-      if (ec) co_return outcome_of(c, ec);
-      up.buffer.commit(n);
-    }
-  }
-
   // Proxies one request; returns whether the client connection may carry another.
   awaitable<bool> proxy(Worker& w, const std::shared_ptr<Conn>& cp, bool keep) {
     Conn& c = *cp;
-    ++counters.requests;
+    ++w.counters.requests;
     const unsigned version = c.req.version;
     control::LiveEndpoint* ep = route(c.req, c.target);
     if (ep == nullptr) {
-      ++counters.r404;
+      ++w.counters.r404;
       std::string known;
       for (auto* e : endpoints) known += (known.empty() ? "" : ", ") + e->spec().name;
       co_return co_await write_simple(
@@ -738,7 +746,7 @@ struct Gateway::Impl {
     int retries_left = 1;
     std::string last_error;
     for (;;) {
-      const dispatch::RequestId id = next_request.fetch_add(1, std::memory_order_relaxed);
+      const dispatch::RequestId id = (w.index << 48) | w.next_request++;
       const int group = groups == 1 ? 0 : static_cast<int>(id % static_cast<uint64_t>(groups));
       Dispatch d = ep->submit(id, group, &c.held);
       if (d.kind == Dispatch::Kind::kQueued) {
@@ -749,7 +757,7 @@ struct Gateway::Impl {
       }
       if (c.gone) {
         if (d.kind == Dispatch::Kind::kStarted) ep->finish(d);
-        ++counters.client_gone;
+        ++w.counters.client_gone;
         disarm_watch(c);
         co_return false;
       }
@@ -759,7 +767,7 @@ struct Gateway::Impl {
         case Dispatch::Kind::kLost:
           continue;  // it waited at a replica that failed: submit again
         case Dispatch::Kind::kQueueFull:
-          ++counters.r429;
+          ++w.counters.r429;
           disarm_watch(c);
           co_return co_await write_simple(
               cp, version, keep, http::status::too_many_requests,
@@ -770,7 +778,7 @@ struct Gateway::Impl {
         case Dispatch::Kind::kNoReplica: {
           const int status =
               ep->spec().groups[static_cast<size_t>(group)].scaling.admission.reject_status;
-          (status == 502 ? counters.r502 : counters.r503)++;
+          (status == 502 ? w.counters.r502 : w.counters.r503)++;
           disarm_watch(c);
           co_return co_await write_simple(
               cp, version, keep, static_cast<http::status>(status),
@@ -780,7 +788,7 @@ struct Gateway::Impl {
               "application/json", ep->retry_after_s(group));
         }
         case Dispatch::Kind::kTimedOut:
-          ++counters.r503;
+          ++w.counters.r503;
           disarm_watch(c);
           co_return co_await write_simple(
               cp, version, keep, http::status::service_unavailable,
@@ -791,7 +799,7 @@ struct Gateway::Impl {
               "application/json", ep->retry_after_s(group));
         case Dispatch::Kind::kShutdown:
         case Dispatch::Kind::kQueued:
-          ++counters.r503;
+          ++w.counters.r503;
           disarm_watch(c);
           co_return co_await write_simple(cp, version, false, http::status::service_unavailable,
                                           error_body("shutting_down", "tide is shutting down"),
@@ -823,18 +831,96 @@ struct Gateway::Impl {
         c.up = up.get();
         set_deadline(cp, server.upstream_timeout);
         build_upstream_request(c, d.address);
-        const std::array<asio::const_buffer, 2> request{asio::buffer(c.out),
-                                                        asio::buffer(c.req.body)};
-        auto [wec, wn] = co_await asio::async_write(up->socket, request, kNoThrow);
+        Buffers request{asio::buffer(c.out), asio::buffer(c.req.body)};
+        error_code rec;
+        if (!write_now(up->socket, request, rec) && !rec) {
+          auto [wec, wn] = co_await asio::async_write(up->socket, request, kNoThrow);
+          rec = wec;
+        }
+        rec = outcome_of(c, rec);
+        // The response head, parsed in place: its bytes stay in up->buffer.
         ResponseHeadParser head(c.res);
         head.body_limit(boost::none);
         if (c.req.verb == http::verb::head) head.skip(true);
         size_t head_size = 0;
-        error_code rec = outcome_of(c, wec);
-        if (!rec) rec = co_await read_response_head(c, *up, head, head_size);
+        while (!rec) {
+          if (up->buffer.size() > 0) {
+            const size_t n = head.put(up->buffer.data(), rec);
+            if (!rec) {  // the whole head (put stops after it)
+              head_size = n;
+              break;
+            }
+            if (rec != http::error::need_more) break;
+            rec = {};
+          }
+          auto [ec, n] = co_await up->socket.async_read_some(
+              up->buffer.prepare(read_size(up->buffer)), kNoThrow);
+          if (ec == asio::error::eof) {
+            rec = head.got_some() ? http::error::partial_message : http::error::end_of_stream;
+          } else if (ec) {
+            rec = outcome_of(c, ec);
+          } else {
+            up->buffer.commit(n);
+          }
+        }
         if (!rec) {
-          result = co_await relay(cp, *up, head, head_size, version, keep, d, *ep, sent_any,
-                                  client_ok, reusable, last_error);
+          const bool upstream_keep = head.keep_alive();
+          const auto length = head.content_length();
+          if (!head.is_done() && !(length && *length <= kWholeBodyLimit)) {
+            result = co_await relay_stream(cp, *up, head_size, version, keep, d, *ep, sent_any,
+                                           client_ok, reusable, last_error);
+            break;
+          }
+          // Short and sized: read it whole, then head and body go out in one write.
+          const size_t body = head.is_done() ? 0 : static_cast<size_t>(*length);
+          const size_t total = head_size + body;
+          while (up->buffer.size() < total) {
+            auto [ec, n] = co_await up->socket.async_read_some(
+                up->buffer.prepare(
+                    std::max<size_t>(total - up->buffer.size(), read_size(up->buffer))),
+                kNoThrow);
+            if (ec == asio::error::eof) ec = http::error::partial_message;
+            if (ec) {
+              rec = outcome_of(c, ec);
+              break;
+            }
+            up->buffer.commit(n);
+          }
+          if (rec) {
+            if (c.gone) {
+              result = Relay::kClientGone;
+            } else if (rec == beast::error::timeout) {
+              result = Relay::kUpstreamTimeout;
+            } else {
+              last_error = fmt::format("{} while reading its answer: {}", d.address, rec.message());
+              result = Relay::kReplicaFailed;
+            }
+            break;
+          }
+          std::string& o = c.out;
+          o.clear();
+          append_status_line(o, version, c.res.status, c.res.reason);
+          o += c.res.fields;
+          o += "Tide-Replica: ";
+          append_replica(o, *ep, d);
+          o += "\r\n";
+          append_keep_alive(o, version, keep);
+          o += "\r\n";
+          set_deadline(cp, server.upstream_timeout);
+          sent_any = true;
+          const auto* data = static_cast<const char*>(up->buffer.data().data());
+          Buffers response{asio::buffer(o), asio::buffer(data + head_size, body)};
+          error_code wec;
+          if (!write_now(c.socket, response, wec) && !wec) {
+            auto [ec, n] = co_await asio::async_write(c.socket, response, kNoThrow);
+            wec = ec;
+          }
+          up->buffer.consume(total);
+          reusable = upstream_keep;
+          if (wec) {
+            client_ok = false;
+            result = Relay::kAborted;
+          }
           break;
         }
         if (c.gone) {
@@ -862,19 +948,19 @@ struct Gateway::Impl {
       switch (result) {
         case Relay::kDone: {
           ep->finish(d);
-          ++counters.ok;
+          ++w.counters.ok;
           disarm_watch(c);
           co_return client_ok&& keep;
         }
         case Relay::kClientGone:
         case Relay::kAborted:
           ep->finish(d);
-          ++counters.client_gone;
+          ++w.counters.client_gone;
           disarm_watch(c);
           co_return false;
         case Relay::kUpstreamTimeout:
           ep->finish(d);
-          ++counters.r504;
+          ++w.counters.r504;
           disarm_watch(c);
           if (sent_any) co_return false;
           co_return co_await write_simple(
@@ -884,17 +970,17 @@ struct Gateway::Impl {
                   fmt::format("replica {} did not answer within {} (server.upstream_timeout)",
                               d.address, format_duration(server.upstream_timeout))));
         case Relay::kReplicaFailed:
-          ++counters.upstream_errors;
+          ++w.counters.upstream_errors;
           ep->unreachable(d, last_error);
           if (sent_any) {
             disarm_watch(c);
             co_return false;  // part of the answer went out: nothing honest can follow
           }
           if (retries_left-- > 0) {
-            ++counters.retries;
+            ++w.counters.retries;
             continue;
           }
-          ++counters.r502;
+          ++w.counters.r502;
           disarm_watch(c);
           co_return co_await write_simple(
               cp, version, keep, http::status::bad_gateway,
@@ -912,59 +998,6 @@ struct Gateway::Impl {
     o += ep.spec().groups[static_cast<size_t>(d.group)].name;
     o += '/';
     append_number(o, d.replica_id);
-  }
-
-  // Sends the replica's answer to the client: whole when short and sized (head and body in one
-  // write), else as it comes.
-  awaitable<Relay> relay(const std::shared_ptr<Conn>& cp, Upstream& up, ResponseHeadParser& head,
-                         size_t head_size, unsigned version, bool keep, const Dispatch& d,
-                         control::LiveEndpoint& ep, bool& sent_any, bool& client_ok, bool& reusable,
-                         std::string& last_error) {
-    Conn& c = *cp;
-    const bool upstream_keep = head.keep_alive();
-    const auto length = head.content_length();
-    if (head.is_done() || (length && *length <= kWholeBodyLimit)) {
-      const size_t body = head.is_done() ? 0 : static_cast<size_t>(*length);
-      const size_t total = head_size + body;
-      while (up.buffer.size() < total) {
-        auto [ec, n] = co_await up.socket.async_read_some(
-            up.buffer.prepare(std::max<size_t>(total - up.buffer.size(), read_size(up.buffer))),
-            kNoThrow);
-        if (ec == asio::error::eof) ec = http::error::partial_message;
-        if (ec) {
-          ec = outcome_of(c, ec);
-          if (c.gone) co_return Relay::kClientGone;
-          if (ec == beast::error::timeout) co_return Relay::kUpstreamTimeout;
-          last_error = fmt::format("{} while reading its answer: {}", d.address, ec.message());
-          co_return Relay::kReplicaFailed;
-        }
-        up.buffer.commit(n);
-      }
-      std::string& o = c.out;
-      o.clear();
-      append_status_line(o, version, c.res.status, c.res.reason);
-      o += c.res.fields;
-      o += "Tide-Replica: ";
-      append_replica(o, ep, d);
-      o += "\r\n";
-      append_keep_alive(o, version, keep);
-      o += "\r\n";
-      set_deadline(cp, server.upstream_timeout);
-      sent_any = true;
-      const auto* data = static_cast<const char*>(up.buffer.data().data());
-      const std::array<asio::const_buffer, 2> response{asio::buffer(o),
-                                                       asio::buffer(data + head_size, body)};
-      auto [wec, wn] = co_await asio::async_write(c.socket, response, kNoThrow);
-      up.buffer.consume(total);
-      reusable = upstream_keep;
-      if (wec) {
-        client_ok = false;
-        co_return Relay::kAborted;
-      }
-      co_return Relay::kDone;
-    }
-    co_return co_await relay_stream(cp, up, head_size, version, keep, d, ep, sent_any, client_ok,
-                                    reusable, last_error);
   }
 
   // Streamed: chunked bodies, SSE, close-delimited or large ones, through Beast's parser and
@@ -1057,6 +1090,7 @@ Gateway::Gateway(const config::ServerSpec& server, std::vector<control::LiveEndp
   for (asio::io_context* ctx : contexts) {
     auto w = std::make_unique<Impl::Worker>();
     w->ctx = ctx;
+    w->index = impl_->workers.size();
     w->acceptor = impl_->bind(*ctx, server.listen, impl_->listen_port, /*reuse_port=*/true);
     impl_->listen_port = w->acceptor->local_endpoint().port();
     impl_->workers.push_back(std::move(w));
@@ -1089,22 +1123,28 @@ void Gateway::stop_accepting() {
   }
 }
 
-int Gateway::active_requests() const { return impl_->active.load(); }
+int Gateway::active_requests() const {
+  int n = 0;
+  for (const auto& w : impl_->workers) n += w->counters.active.load();
+  return n;
+}
 
 GatewayCounters Gateway::counters() const {
-  const Counters& c = impl_->counters;
   GatewayCounters g;
-  g.requests = c.requests;
-  g.ok = c.ok;
-  g.rejected_429 = c.r429;
-  g.rejected_503 = c.r503;
-  g.rejected_502 = c.r502;
-  g.timed_out_504 = c.r504;
-  g.not_found_404 = c.r404;
-  g.bad_requests = c.bad;
-  g.retries = c.retries;
-  g.client_disconnects = c.client_gone;
-  g.upstream_errors = c.upstream_errors;
+  for (const auto& w : impl_->workers) {
+    const Counters& c = w->counters;
+    g.requests += c.requests;
+    g.ok += c.ok;
+    g.rejected_429 += c.r429;
+    g.rejected_503 += c.r503;
+    g.rejected_502 += c.r502;
+    g.timed_out_504 += c.r504;
+    g.not_found_404 += c.r404;
+    g.bad_requests += c.bad;
+    g.retries += c.retries;
+    g.client_disconnects += c.client_gone;
+    g.upstream_errors += c.upstream_errors;
+  }
   return g;
 }
 
