@@ -44,6 +44,9 @@ constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable_t<Executor>{});
 constexpr uint64_t kWholeBodyLimit = 1 << 20;
 constexpr size_t kPoolPerAddress = 512;
 constexpr std::chrono::seconds kConnectTimeout{5};
+// A request in service starts watching its client only after this (a held one at once): most
+// requests are answered sooner, and watching costs a syscall (Asio re-arms epoll for each wait).
+constexpr std::chrono::milliseconds kWatchAfter{50};
 
 // Per worker thread (its own cache lines: no sharing between threads on the hot path); read by
 // any thread.
@@ -275,9 +278,16 @@ struct HeldWait final : control::Waiter {
 
 // One client connection and everything its requests reuse. Shared with the handlers of its
 // deadline timer and of its client watch; the session cancels both before it ends.
-struct Conn {
+struct Conn;
+// Unlinks a connection from its worker's list of requests in service not watched yet.
+void unlink_in_service(Conn& c);
+
+struct Conn : std::enable_shared_from_this<Conn> {
   explicit Conn(Socket s)
       : socket(std::move(s)), timer(socket.get_executor()), held(socket.get_executor()) {}
+  ~Conn() { unlink_in_service(*this); }
+  Conn(const Conn&) = delete;
+  Conn& operator=(const Conn&) = delete;
   Socket socket;
   beast::flat_buffer in;  // bytes from the client not parsed yet
 
@@ -293,7 +303,12 @@ struct Conn {
   Upstream* connecting = nullptr;  // closed when the deadline passes
 
   // The client watch: while a request waits or is proxied, EOF from the client means it left;
-  // it then releases its place in the queue or its replica slot at once.
+  // it then releases its place in the queue or its replica slot at once. Armed when the request
+  // is held, or by the worker's sweep once it has been in service for kWatchAfter; until then
+  // the connection is on the worker's in-service list.
+  Conn* svc_next = nullptr;
+  Conn** svc_pprev = nullptr;  // the pointer to this one in the list; null when not listed
+  uint64_t svc_epoch = 0;      // the worker's sweep count when listed
   bool watch_active = false;
   bool gone = false;
   uint64_t watch_gen = 0;
@@ -347,6 +362,14 @@ void clear_deadline(Conn& c) {
   c.deadline = Clock::time_point::max();
 }
 
+void unlink_in_service(Conn& c) {
+  if (c.svc_pprev == nullptr) return;
+  *c.svc_pprev = c.svc_next;
+  if (c.svc_next != nullptr) c.svc_next->svc_pprev = c.svc_pprev;
+  c.svc_pprev = nullptr;
+  c.svc_next = nullptr;
+}
+
 // An operation's error, as a timeout when the deadline cut it.
 error_code outcome_of(const Conn& c, error_code ec) {
   if (ec && c.timed_out) return beast::error::timeout;
@@ -398,6 +421,11 @@ struct Gateway::Impl {
     std::unique_ptr<Acceptor> api_acceptor;
     std::unordered_map<std::string, std::vector<std::unique_ptr<Upstream>>> pool;
     std::unordered_map<std::string, tcp::endpoint> resolved;
+    // Requests in service whose client is not watched yet, and the sweep that arms their watch.
+    Conn* in_service = nullptr;
+    uint64_t sweeps = 0;
+    bool sweeping = false;
+    std::unique_ptr<Timer> sweep_timer;
   };
 
   config::ServerSpec server;
@@ -632,10 +660,9 @@ struct Gateway::Impl {
 
   static void arm_watch(const std::shared_ptr<Conn>& cp) {
     Conn& c = *cp;
+    unlink_in_service(c);
+    if (c.watch_active) return;
     c.watch_active = true;
-    c.gone = false;
-    c.held_timer = nullptr;
-    c.up = nullptr;
     const uint64_t gen = ++c.watch_gen;
     c.socket.async_wait(Socket::wait_read, [cp, gen](error_code ec) {
       Conn& wc = *cp;
@@ -651,10 +678,40 @@ struct Gateway::Impl {
     });
   }
 
+  // A request just started on a replica: its watch is armed by the sweep if it is still in
+  // service after kWatchAfter.
+  void watch_later(Worker& w, Conn& c) {
+    if (c.watch_active || c.svc_pprev != nullptr) return;
+    c.svc_epoch = w.sweeps;
+    c.svc_next = w.in_service;
+    if (c.svc_next != nullptr) c.svc_next->svc_pprev = &c.svc_next;
+    c.svc_pprev = &w.in_service;
+    w.in_service = &c;
+    if (!w.sweeping) start_sweep(w);
+  }
+
+  void start_sweep(Worker& w) {
+    w.sweeping = true;
+    w.sweep_timer->expires_after(kWatchAfter);
+    w.sweep_timer->async_wait([this, &w](error_code ec) {
+      w.sweeping = false;
+      if (ec) return;
+      const uint64_t sweep = ++w.sweeps;
+      for (Conn* c = w.in_service; c != nullptr;) {
+        Conn* next = c->svc_next;
+        if (c->svc_epoch + 2 <= sweep) arm_watch(c->shared_from_this());  // listed a period ago
+        c = next;
+      }
+      if (w.in_service != nullptr) start_sweep(w);
+    });
+  }
+
   static void disarm_watch(Conn& c) {
-    c.watch_active = false;
+    unlink_in_service(c);
     c.held_timer = nullptr;
     c.up = nullptr;
+    if (!c.watch_active) return;
+    c.watch_active = false;
     error_code ignored;
     c.socket.cancel(ignored);
   }
@@ -742,7 +799,9 @@ struct Gateway::Impl {
 
     const int groups = static_cast<int>(ep->spec().groups.size());
     clear_deadline(c);  // no deadline while held; upstream_timeout once sent
-    arm_watch(cp);
+    c.gone = false;
+    c.held_timer = nullptr;
+    c.up = nullptr;
     int retries_left = 1;
     std::string last_error;
     for (;;) {
@@ -750,6 +809,7 @@ struct Gateway::Impl {
       const int group = groups == 1 ? 0 : static_cast<int>(id % static_cast<uint64_t>(groups));
       Dispatch d = ep->submit(id, group, &c.held);
       if (d.kind == Dispatch::Kind::kQueued) {
+        arm_watch(cp);
         c.held.outcome.reset();
         c.held_timer = &c.held.timer;
         d = co_await wait_held(*ep, id, c);
@@ -763,6 +823,7 @@ struct Gateway::Impl {
       }
       switch (d.kind) {
         case Dispatch::Kind::kStarted:
+          watch_later(w, c);
           break;
         case Dispatch::Kind::kLost:
           continue;  // it waited at a replica that failed: submit again
@@ -1091,6 +1152,7 @@ Gateway::Gateway(const config::ServerSpec& server, std::vector<control::LiveEndp
     auto w = std::make_unique<Impl::Worker>();
     w->ctx = ctx;
     w->index = impl_->workers.size();
+    w->sweep_timer = std::make_unique<Timer>(ctx->get_executor());
     w->acceptor = impl_->bind(*ctx, server.listen, impl_->listen_port, /*reuse_port=*/true);
     impl_->listen_port = w->acceptor->local_endpoint().port();
     impl_->workers.push_back(std::move(w));
@@ -1151,6 +1213,7 @@ GatewayCounters Gateway::counters() const {
 void Gateway::close() {
   for (auto& w : impl_->workers) {
     w->pool.clear();
+    w->sweep_timer.reset();
     w->acceptor.reset();
     w->api_acceptor.reset();
   }
