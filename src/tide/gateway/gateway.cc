@@ -1214,6 +1214,8 @@ void Gateway::close() {
   for (auto& w : impl_->workers) {
     w->pool.clear();
     w->sweep_timer.reset();
+    // Connections parked in the contexts are destroyed with them: none may point into the list.
+    while (w->in_service != nullptr) unlink_in_service(*w->in_service);
     w->acceptor.reset();
     w->api_acceptor.reset();
   }
