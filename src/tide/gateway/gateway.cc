@@ -7,7 +7,10 @@
 #include <boost/beast/http.hpp>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <array>
+#include <charconv>
+#include <chrono>
 #include <optional>
 #include <stdexcept>
 #include <string_view>
@@ -18,24 +21,39 @@ namespace tide::gateway {
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
-using asio::awaitable;
 using asio::ip::tcp;
 using boost::system::error_code;
 using control::Dispatch;
 
 namespace {
 
-constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
+// Concrete executor types on the hot path: any_io_executor costs a type-erased copy per operation.
+using Executor = asio::io_context::executor_type;
+using Socket = asio::basic_stream_socket<tcp, Executor>;
+using Acceptor = asio::basic_socket_acceptor<tcp, Executor>;
+using Timer = asio::basic_waitable_timer<std::chrono::steady_clock,
+                                         asio::wait_traits<std::chrono::steady_clock>, Executor>;
+using Resolver = asio::ip::basic_resolver<tcp, Executor>;
+template <class T>
+using awaitable = asio::awaitable<T, Executor>;
+using Clock = std::chrono::steady_clock;
+
+constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable_t<Executor>{});
 // Responses with a known length up to this are read whole and written in one go; longer ones,
 // and every chunked or close-delimited one (SSE token streams), are relayed piece by piece.
 constexpr uint64_t kWholeBodyLimit = 1 << 20;
 constexpr size_t kPoolPerAddress = 512;
+constexpr std::chrono::seconds kConnectTimeout{5};
+// A request in service starts watching its client only after this (a held one at once): most
+// requests are answered sooner, and watching costs a syscall (Asio re-arms epoll for each wait).
+constexpr std::chrono::milliseconds kWatchAfter{50};
 
-using Request = http::request<http::string_body>;
-
-struct Counters {
+// Per worker thread (its own cache lines: no sharing between threads on the hot path); read by
+// any thread.
+struct alignas(64) Counters {
   std::atomic<uint64_t> requests{0}, ok{0}, r429{0}, r503{0}, r502{0}, r504{0}, r404{0}, bad{0},
       retries{0}, client_gone{0}, upstream_errors{0};
+  std::atomic<int> active{0};
 };
 
 bool parse_host_port(const std::string& hp, std::string& host, uint16_t& port) {
@@ -58,6 +76,21 @@ bool parse_host_port(const std::string& hp, std::string& host, uint16_t& port) {
 }
 
 // Fields that describe one hop, not the message (RFC 9110 7.6.1).
+bool hop_by_hop(http::field f) {
+  switch (f) {
+    case http::field::connection:
+    case http::field::keep_alive:
+    case http::field::proxy_connection:
+    case http::field::te:
+    case http::field::trailer:
+    case http::field::upgrade:
+    case http::field::proxy_authorization:
+      return true;
+    default:
+      return false;
+  }
+}
+
 void strip_hop_by_hop(http::fields& f) {
   for (auto field : {http::field::connection, http::field::keep_alive,
                      http::field::proxy_connection, http::field::te, http::field::trailer,
@@ -66,15 +99,165 @@ void strip_hop_by_hop(http::fields& f) {
   }
 }
 
+void append(std::string& out, beast::string_view s) { out.append(s.data(), s.size()); }
+
+void append_number(std::string& out, uint64_t n) {
+  char buf[24];
+  const auto r = std::to_chars(buf, buf + sizeof buf, n);
+  out.append(buf, r.ptr);
+}
+
+void append_field(std::string& out, beast::string_view name, beast::string_view value) {
+  append(out, name);
+  out += ": ";
+  append(out, value);
+  out += "\r\n";
+}
+
+// The Connection field a message to a peer speaking `version` needs for `keep` (what Beast's
+// message::keep_alive() writes once the hop-by-hop fields are gone).
+void append_keep_alive(std::string& out, unsigned version, bool keep) {
+  if (version >= 11) {
+    if (!keep) out += "Connection: close\r\n";
+  } else if (keep) {
+    out += "Connection: keep-alive\r\n";
+  }
+}
+
+void append_status_line(std::string& out, unsigned version, unsigned status,
+                        beast::string_view reason) {
+  out += version >= 11 ? "HTTP/1.1 " : "HTTP/1.0 ";
+  append_number(out, status);
+  out += ' ';
+  if (reason.empty()) reason = http::obsolete_reason(static_cast<http::status>(status));
+  append(out, reason);
+  out += "\r\n";
+}
+
 std::string error_body(std::string_view type, std::string_view message) {
   nlohmann::json j = {{"error", {{"type", type}, {"message", message}}}};
   return j.dump();
 }
 
+// What the gateway keeps of a client request: the request line, the Tide-Endpoint and
+// Authorization values, the end-to-end fields already formatted for the replica (hop-by-hop,
+// Host and framing fields left out: they are written anew), and the body. Reused from request
+// to request on a connection, so that its strings keep their capacity.
+struct RequestInfo {
+  http::verb verb = http::verb::unknown;
+  std::string method;
+  std::string target;
+  unsigned version = 11;
+  bool has_endpoint = false;
+  std::string endpoint;
+  std::string authorization;
+  std::string fields;
+  std::string body;
+  void clear() {
+    method.clear();
+    target.clear();
+    has_endpoint = false;
+    endpoint.clear();
+    authorization.clear();
+    fields.clear();
+    body.clear();
+  }
+};
+
+// Parses a client request into a RequestInfo, without Beast's fields container.
+class RequestParser final : public http::basic_parser<true> {
+ public:
+  explicit RequestParser(RequestInfo& r) : r_(r) { r_.clear(); }
+
+ private:
+  void on_request_impl(http::verb method, beast::string_view method_str, beast::string_view target,
+                       int version, error_code&) override {
+    r_.verb = method;
+    append(r_.method, method_str);
+    append(r_.target, target);
+    r_.version = static_cast<unsigned>(version);
+  }
+  void on_response_impl(int, beast::string_view, int, error_code&) override {}
+  void on_field_impl(http::field f, beast::string_view name, beast::string_view value,
+                     error_code&) override {
+    if (f == http::field::unknown) {
+      if (!r_.has_endpoint && beast::iequals(name, "Tide-Endpoint")) {
+        r_.has_endpoint = true;
+        append(r_.endpoint, value);
+      }
+    } else if (f == http::field::authorization) {
+      r_.authorization.assign(value.data(), value.size());
+    }
+    if (hop_by_hop(f) || f == http::field::host || f == http::field::content_length ||
+        f == http::field::transfer_encoding)
+      return;
+    append_field(r_.fields, name, value);
+  }
+  void on_header_impl(error_code&) override {}
+  void on_body_init_impl(const boost::optional<std::uint64_t>& length, error_code&) override {
+    if (length) r_.body.reserve(static_cast<size_t>(*length));
+  }
+  std::size_t on_body_impl(beast::string_view body, error_code&) override {
+    append(r_.body, body);
+    return body.size();
+  }
+  void on_chunk_header_impl(std::uint64_t, beast::string_view, error_code&) override {}
+  std::size_t on_chunk_body_impl(std::uint64_t, beast::string_view body, error_code&) override {
+    append(r_.body, body);
+    return body.size();
+  }
+  void on_finish_impl(error_code&) override {}
+
+  RequestInfo& r_;
+};
+
+// What the gateway keeps of a replica's response head: the status line and the end-to-end fields
+// formatted for the client (hop-by-hop and Tide-Replica left out).
+struct ResponseInfo {
+  unsigned status = 0;
+  unsigned version = 11;
+  std::string reason;
+  std::string fields;
+};
+
+// Parses a replica's response head only (the body is taken raw or by Beast's parser).
+class ResponseHeadParser final : public http::basic_parser<false> {
+ public:
+  explicit ResponseHeadParser(ResponseInfo& r) : r_(r) {
+    r_.reason.clear();
+    r_.fields.clear();
+  }
+
+ private:
+  void on_request_impl(http::verb, beast::string_view, beast::string_view, int,
+                       error_code&) override {}
+  void on_response_impl(int code, beast::string_view reason, int version, error_code&) override {
+    r_.status = static_cast<unsigned>(code);
+    append(r_.reason, reason);
+    r_.version = static_cast<unsigned>(version);
+  }
+  void on_field_impl(http::field f, beast::string_view name, beast::string_view value,
+                     error_code&) override {
+    if (hop_by_hop(f)) return;
+    if (f == http::field::unknown && beast::iequals(name, "Tide-Replica")) return;
+    append_field(r_.fields, name, value);
+  }
+  void on_header_impl(error_code&) override {}
+  void on_body_init_impl(const boost::optional<std::uint64_t>&, error_code&) override {}
+  std::size_t on_body_impl(beast::string_view body, error_code&) override { return body.size(); }
+  void on_chunk_header_impl(std::uint64_t, beast::string_view, error_code&) override {}
+  std::size_t on_chunk_body_impl(std::uint64_t, beast::string_view body, error_code&) override {
+    return body.size();
+  }
+  void on_finish_impl(error_code&) override {}
+
+  ResponseInfo& r_;
+};
+
 // A connection to a replica, with the bytes read past the last response.
 struct Upstream {
-  explicit Upstream(const asio::any_io_executor& ex) : stream(ex) {}
-  beast::tcp_stream stream;
+  explicit Upstream(const Executor& ex) : socket(ex) {}
+  Socket socket;
   beast::flat_buffer buffer;
 };
 
@@ -82,8 +265,8 @@ struct Upstream {
 // outcome is handed to the request's own thread. The coroutine that owns it never leaves before
 // the outcome arrives or cancel() succeeded, so `this` outlives the posted handler.
 struct HeldWait final : control::Waiter {
-  explicit HeldWait(const asio::any_io_executor& ex) : timer(ex) {}
-  asio::steady_timer timer;
+  explicit HeldWait(const Executor& ex) : timer(ex) {}
+  Timer timer;
   std::optional<Dispatch> outcome;
   void wake(const Dispatch& d) override {
     asio::post(timer.get_executor(), [this, d] {
@@ -93,15 +276,129 @@ struct HeldWait final : control::Waiter {
   }
 };
 
-// Watches a client connection for EOF while its request waits or is proxied, so that a client
-// that goes away releases its place in the queue or its replica slot at once.
-struct ClientWatch {
-  bool active = true;
+// One client connection and everything its requests reuse. Shared with the handlers of its
+// deadline timer and of its client watch; the session cancels both before it ends.
+struct Conn;
+// Unlinks a connection from its worker's list of requests in service not watched yet.
+void unlink_in_service(Conn& c);
+
+struct Conn : std::enable_shared_from_this<Conn> {
+  explicit Conn(Socket s)
+      : socket(std::move(s)), timer(socket.get_executor()), held(socket.get_executor()) {}
+  ~Conn() { unlink_in_service(*this); }
+  Conn(const Conn&) = delete;
+  Conn& operator=(const Conn&) = delete;
+  Socket socket;
+  beast::flat_buffer in;  // bytes from the client not parsed yet
+
+  // The deadline of the current phase (idle, reading, upstream). One timer per connection,
+  // re-armed only when the deadline moves earlier than where it waits; when it passes, the
+  // client socket's operations are cancelled and the upstream connection (if any) is closed.
+  Timer timer;
+  Clock::time_point deadline = Clock::time_point::max();
+  Clock::time_point timer_at = Clock::time_point::max();
+  bool timer_waiting = false;
+  uint64_t timer_gen = 0;
+  bool timed_out = false;
+  Upstream* connecting = nullptr;  // closed when the deadline passes
+
+  // The client watch: while a request waits or is proxied, EOF from the client means it left;
+  // it then releases its place in the queue or its replica slot at once. Armed when the request
+  // is held, or by the worker's sweep once it has been in service for kWatchAfter; until then
+  // the connection is on the worker's in-service list.
+  Conn* svc_next = nullptr;
+  Conn** svc_pprev = nullptr;  // the pointer to this one in the list; null when not listed
+  uint64_t svc_epoch = 0;      // the worker's sweep count when listed
+  bool watch_active = false;
   bool gone = false;
-  tcp::socket* client = nullptr;
-  asio::steady_timer* timer = nullptr;  // cancelled when the client goes
-  Upstream* upstream = nullptr;         // closed when the client goes
+  uint64_t watch_gen = 0;
+  Timer* held_timer = nullptr;  // cancelled when the client goes
+  Upstream* up = nullptr;       // closed when the client goes or the deadline passes
+
+  HeldWait held;
+  RequestInfo req;
+  ResponseInfo res;
+  std::string target;  // as the replica sees it
+  std::string out;     // a head (or a whole simple response) being written
 };
+
+void on_deadline(const std::shared_ptr<Conn>& cp, uint64_t gen, error_code ec);
+
+void arm_timer(const std::shared_ptr<Conn>& cp, Clock::time_point at) {
+  Conn& c = *cp;
+  c.timer_at = at;
+  c.timer.expires_at(at);  // a wait in progress completes with a stale generation
+  c.timer_waiting = true;
+  const uint64_t gen = ++c.timer_gen;
+  c.timer.async_wait([cp, gen](error_code ec) { on_deadline(cp, gen, ec); });
+}
+
+void on_deadline(const std::shared_ptr<Conn>& cp, uint64_t gen, error_code ec) {
+  Conn& c = *cp;
+  if (gen != c.timer_gen) return;
+  c.timer_waiting = false;
+  if (ec || c.deadline == Clock::time_point::max()) return;
+  if (Clock::now() < c.deadline) {
+    arm_timer(cp, c.deadline);
+    return;
+  }
+  c.timed_out = true;
+  error_code ignored;
+  c.socket.cancel(ignored);
+  if (c.up != nullptr) c.up->socket.close(ignored);
+  if (c.connecting != nullptr) c.connecting->socket.close(ignored);
+}
+
+void set_deadline(const std::shared_ptr<Conn>& cp, Clock::duration d) {
+  Conn& c = *cp;
+  c.timed_out = false;
+  c.deadline = Clock::now() + d;
+  if (c.timer_waiting && c.timer_at <= c.deadline) return;  // it re-checks when it wakes
+  arm_timer(cp, c.deadline);
+}
+
+void clear_deadline(Conn& c) {
+  c.timed_out = false;
+  c.deadline = Clock::time_point::max();
+}
+
+void unlink_in_service(Conn& c) {
+  if (c.svc_pprev == nullptr) return;
+  *c.svc_pprev = c.svc_next;
+  if (c.svc_next != nullptr) c.svc_next->svc_pprev = c.svc_pprev;
+  c.svc_pprev = nullptr;
+  c.svc_next = nullptr;
+}
+
+// An operation's error, as a timeout when the deadline cut it.
+error_code outcome_of(const Conn& c, error_code ec) {
+  if (ec && c.timed_out) return beast::error::timeout;
+  return ec;
+}
+
+// Room to read into: what the buffer has spare, at least 4 KiB, at most 64 KiB.
+size_t read_size(const beast::flat_buffer& b) {
+  return std::clamp<size_t>(b.capacity() - b.size(), 4096, 65536);
+}
+
+using Buffers = std::array<asio::const_buffer, 2>;
+
+// Writes what the (non-blocking) socket takes at once, and leaves the rest in `b`: most heads and
+// short bodies go out without an asynchronous operation. False with `ec` clear when some is left.
+bool write_now(Socket& socket, Buffers& b, error_code& ec) {
+  size_t n = socket.write_some(b, ec);
+  if (ec == asio::error::would_block || ec == asio::error::try_again) {
+    ec = {};
+    n = 0;
+  }
+  if (ec) return false;
+  for (auto& piece : b) {
+    const size_t k = std::min(n, piece.size());
+    piece += k;
+    n -= k;
+  }
+  return b[0].size() == 0 && b[1].size() == 0;
+}
 
 // How sending a started request to its replica ended.
 enum class Relay {
@@ -117,10 +414,18 @@ enum class Relay {
 struct Gateway::Impl {
   struct Worker {
     asio::io_context* ctx;
-    std::unique_ptr<tcp::acceptor> acceptor;
-    std::unique_ptr<tcp::acceptor> api_acceptor;
+    uint64_t index = 0;
+    uint64_t next_request = 1;  // request ids: (index << 48) | next_request++
+    Counters counters;
+    std::unique_ptr<Acceptor> acceptor;
+    std::unique_ptr<Acceptor> api_acceptor;
     std::unordered_map<std::string, std::vector<std::unique_ptr<Upstream>>> pool;
     std::unordered_map<std::string, tcp::endpoint> resolved;
+    // Requests in service whose client is not watched yet, and the sweep that arms their watch.
+    Conn* in_service = nullptr;
+    uint64_t sweeps = 0;
+    bool sweeping = false;
+    std::unique_ptr<Timer> sweep_timer;
   };
 
   config::ServerSpec server;
@@ -129,13 +434,10 @@ struct Gateway::Impl {
   std::vector<std::unique_ptr<Worker>> workers;
   uint16_t listen_port = 0;
   uint16_t api_listen_port = 0;
-  std::atomic<int> active{0};
-  std::atomic<uint64_t> next_request{1};
   std::atomic<bool> accepting{true};
-  Counters counters;
 
-  std::unique_ptr<tcp::acceptor> bind(asio::io_context& ctx, const std::string& address,
-                                      uint16_t port_override, bool reuse_port) {
+  std::unique_ptr<Acceptor> bind(asio::io_context& ctx, const std::string& address,
+                                 uint16_t port_override, bool reuse_port) {
     std::string host;
     uint16_t p = 0;
     if (!parse_host_port(address, host, p))
@@ -144,7 +446,7 @@ struct Gateway::Impl {
     error_code ec;
     const auto ip = asio::ip::make_address(host == "localhost" ? "127.0.0.1" : host, ec);
     if (ec) throw std::runtime_error(fmt::format("cannot listen on {}: {}", address, ec.message()));
-    auto acc = std::make_unique<tcp::acceptor>(ctx);
+    auto acc = std::make_unique<Acceptor>(ctx);
     const tcp::endpoint ep(ip, p);
     acc->open(ep.protocol(), ec);
     if (!ec) acc->set_option(asio::socket_base::reuse_address(true), ec);
@@ -156,7 +458,7 @@ struct Gateway::Impl {
     return acc;
   }
 
-  awaitable<void> accept_loop(Worker& w, tcp::acceptor& acc, bool is_api) {
+  awaitable<void> accept_loop(Worker& w, Acceptor& acc, bool is_api) {
     for (;;) {
       auto [ec, sock] = co_await acc.async_accept(kNoThrow);
       if (ec) {
@@ -164,43 +466,85 @@ struct Gateway::Impl {
         continue;  // EMFILE and friends: keep serving the connections we have
       }
       sock.set_option(tcp::no_delay(true), ec);
-      asio::co_spawn(*w.ctx, session(w, std::move(sock), is_api), asio::detached);
+      sock.non_blocking(true, ec);
+      asio::co_spawn(*w.ctx, session(w, std::make_shared<Conn>(std::move(sock)), is_api),
+                     asio::detached);
     }
   }
 
-  awaitable<bool> write_simple(beast::tcp_stream& client, unsigned version, bool keep_alive,
+  awaitable<bool> write_simple(const std::shared_ptr<Conn>& cp, unsigned version, bool keep_alive,
                                http::status status, std::string body,
                                std::string_view content_type = "application/json",
                                int retry_after = 0) {
-    http::response<http::string_body> res{status, version};
-    res.set(http::field::server, "tide");
-    res.set(http::field::content_type, content_type);
-    if (retry_after > 0) res.set(http::field::retry_after, std::to_string(retry_after));
-    res.body() = std::move(body);
-    res.keep_alive(keep_alive);
-    res.prepare_payload();
-    client.expires_after(server.read_timeout);
-    auto [ec, n] = co_await http::async_write(client, res, kNoThrow);
+    Conn& c = *cp;
+    std::string& o = c.out;
+    o.clear();
+    append_status_line(o, version, static_cast<unsigned>(status), {});
+    o += "Server: tide\r\nContent-Type: ";
+    o += content_type;
+    o += "\r\n";
+    if (retry_after > 0) {
+      o += "Retry-After: ";
+      append_number(o, static_cast<uint64_t>(retry_after));
+      o += "\r\n";
+    }
+    append_keep_alive(o, version, keep_alive);
+    o += "Content-Length: ";
+    append_number(o, body.size());
+    o += "\r\n\r\n";
+    o += body;
+    set_deadline(cp, server.read_timeout);
+    Buffers b{asio::buffer(o), asio::const_buffer()};
+    error_code ec;
+    if (!write_now(c.socket, b, ec) && !ec) {
+      auto [wec, n] = co_await asio::async_write(c.socket, b, kNoThrow);
+      ec = wec;
+    }
     co_return !ec && keep_alive;
   }
 
-  awaitable<void> session(Worker& w, tcp::socket sock, bool is_api) {
-    beast::tcp_stream client(std::move(sock));
-    beast::flat_buffer buffer;
+  awaitable<void> session(Worker& w, std::shared_ptr<Conn> cp, bool is_api) {
+    Conn& c = *cp;
     for (;;) {
-      http::request_parser<http::string_body> parser;
+      RequestParser parser(c.req);
       parser.header_limit(static_cast<uint32_t>(server.max_header_bytes));
       parser.body_limit(static_cast<uint64_t>(server.max_body_bytes));
+      parser.eager(true);
       // Idle: wait for the first byte of the next request.
-      if (buffer.size() == 0) {
-        client.expires_after(server.idle_timeout);
-        auto [ec, n] = co_await client.async_read_some(buffer.prepare(4096), kNoThrow);
-        if (ec) co_return;  // closed, reset or idle too long
-        buffer.commit(n);
+      if (c.in.size() == 0) {
+        set_deadline(cp, server.idle_timeout);
+        auto [ec, n] = co_await c.socket.async_read_some(c.in.prepare(4096), kNoThrow);
+        if (ec) break;  // closed, reset or idle too long
+        c.in.commit(n);
       }
       // Reading: the rest of the request within read_timeout.
-      client.expires_after(server.read_timeout);
-      auto [ec, n] = co_await http::async_read(client, buffer, parser, kNoThrow);
+      set_deadline(cp, server.read_timeout);
+      error_code ec;
+      for (;;) {
+        if (c.in.size() > 0) {
+          const size_t n = parser.put(c.in.data(), ec);
+          c.in.consume(n);
+          if (ec && ec != http::error::need_more) break;
+          ec = {};
+          if (parser.is_done()) break;
+          if (n > 0 && c.in.size() > 0) continue;
+        }
+        auto [rec, n] = co_await c.socket.async_read_some(c.in.prepare(read_size(c.in)), kNoThrow);
+        if (rec == asio::error::eof) {
+          if (!parser.got_some()) {
+            ec = http::error::end_of_stream;
+          } else {
+            parser.put_eof(ec);
+            if (!ec && !parser.is_done()) ec = http::error::partial_message;
+          }
+          break;
+        }
+        if (rec) {
+          ec = outcome_of(c, rec);
+          break;
+        }
+        c.in.commit(n);
+      }
       if (ec) {
         http::status status = http::status::bad_request;
         std::string type = "bad_request";
@@ -222,50 +566,56 @@ struct Gateway::Impl {
                                 format_duration(server.read_timeout));
         } else if (ec == http::error::end_of_stream || ec == asio::error::eof ||
                    ec == asio::error::connection_reset) {
-          co_return;
+          break;
         }
-        ++counters.bad;
-        co_await write_simple(client, 11, false, status, error_body(type, message));
-        co_return;
+        ++w.counters.bad;
+        co_await write_simple(cp, 11, false, status, error_body(type, message));
+        break;
       }
-      Request req = parser.release();
-      const bool keep = req.keep_alive() && accepting.load(std::memory_order_relaxed);
+      const bool keep = parser.keep_alive() && accepting.load(std::memory_order_relaxed);
       bool go_on = false;
       if (is_api) {
-        go_on = co_await serve_api(client, req, keep);
+        go_on = co_await serve_api(cp, keep);
       } else {
-        ++active;
-        go_on = co_await proxy(w, client, req, keep);
-        --active;
+        w.counters.active.fetch_add(1, std::memory_order_relaxed);
+        go_on = co_await proxy(w, cp, keep);
+        w.counters.active.fetch_sub(1, std::memory_order_relaxed);
       }
+      // A big body's buffer is not kept for the next request.
+      if (c.req.body.capacity() > (1u << 20)) std::string().swap(c.req.body);
       if (!go_on) {
         error_code ignored;
-        client.socket().shutdown(tcp::socket::shutdown_send, ignored);
-        co_return;
+        c.socket.shutdown(tcp::socket::shutdown_send, ignored);
+        break;
       }
     }
+    // Release the handlers that hold the connection, and the socket.
+    clear_deadline(c);
+    c.timer.cancel();
+    error_code ignored;
+    c.socket.close(ignored);
   }
 
-  awaitable<bool> serve_api(beast::tcp_stream& client, Request& req, bool keep) {
+  awaitable<bool> serve_api(const std::shared_ptr<Conn>& cp, bool keep) {
+    Conn& c = *cp;
     ApiRequest a;
-    a.method = std::string(req.method_string());
-    a.target = std::string(req.target());
-    a.body = std::move(req.body());
-    a.authorization = std::string(req[http::field::authorization]);
+    a.method = c.req.method;
+    a.target = c.req.target;
+    a.body = std::move(c.req.body);
+    a.authorization = c.req.authorization;
     ApiResponse r =
         api ? api(a) : ApiResponse{404, "application/json", error_body("not_found", "")};
-    co_return co_await write_simple(client, req.version(), keep,
-                                    static_cast<http::status>(r.status), std::move(r.body),
-                                    r.content_type);
+    co_return co_await write_simple(cp, c.req.version, keep, static_cast<http::status>(r.status),
+                                    std::move(r.body), r.content_type);
   }
 
   // Which endpoint a request is for, and the target to send upstream.
-  control::LiveEndpoint* route(const Request& req, std::string& target) {
-    const std::string_view t = req.target();
-    if (auto h = req.find("Tide-Endpoint"); h != req.end()) {
+  control::LiveEndpoint* route(const RequestInfo& req, std::string& target) {
+    const std::string_view t = req.target;
+    if (req.has_endpoint) {
       for (auto* ep : endpoints) {
-        if (ep->spec().name == h->value()) {
-          target = std::string(t);
+        if (ep->spec().name == req.endpoint) {
+          target.assign(t);
           return ep;
         }
       }
@@ -277,11 +627,12 @@ struct Gateway::Impl {
     for (auto* ep : endpoints) {
       if (ep->spec().name != name) continue;
       if (end == std::string_view::npos) {
-        target = "/";
+        target.assign("/");
       } else if (t[end] == '?') {
-        target = "/" + std::string(t.substr(end));
+        target.assign("/");
+        target.append(t.substr(end));
       } else {
-        target = std::string(t.substr(end));
+        target.assign(t.substr(end));
       }
       return ep;
     }
@@ -289,45 +640,80 @@ struct Gateway::Impl {
   }
 
   // Waits for a held request's outcome, its deadline, or its client going away.
-  awaitable<Dispatch> wait_held(control::LiveEndpoint& ep, dispatch::RequestId id, HeldWait& wait,
-                                ClientWatch& watch) {
+  awaitable<Dispatch> wait_held(control::LiveEndpoint& ep, dispatch::RequestId id, Conn& c) {
+    HeldWait& wait = c.held;
     wait.timer.expires_after(ep.spec().queue.timeout);
     for (;;) {
       auto [ec] = co_await wait.timer.async_wait(kNoThrow);
       if (wait.outcome) co_return *wait.outcome;
-      if (ec != asio::error::operation_aborted || watch.gone) {
+      if (ec != asio::error::operation_aborted || c.gone) {
         // Deadline passed or the client went away: withdraw it, unless it was just started.
         if (ep.cancel(id)) {
           Dispatch d;
           d.kind = Dispatch::Kind::kTimedOut;
           co_return d;
         }
-        wait.timer.expires_at(asio::steady_timer::time_point::max());
+        wait.timer.expires_at(Timer::time_point::max());
       }
     }
   }
 
-  void arm_watch(beast::tcp_stream& client, const std::shared_ptr<ClientWatch>& watch) {
-    watch->client = &client.socket();
-    client.socket().async_wait(tcp::socket::wait_read, [watch](error_code ec) {
-      if (ec || !watch->active) return;
+  static void arm_watch(const std::shared_ptr<Conn>& cp) {
+    Conn& c = *cp;
+    unlink_in_service(c);
+    if (c.watch_active) return;
+    c.watch_active = true;
+    const uint64_t gen = ++c.watch_gen;
+    c.socket.async_wait(Socket::wait_read, [cp, gen](error_code ec) {
+      Conn& wc = *cp;
+      if (ec || !wc.watch_active || gen != wc.watch_gen) return;
       error_code aec;
-      if (watch->client->available(aec) > 0 && !aec) return;  // a pipelined request, not EOF
-      watch->gone = true;
-      if (watch->timer != nullptr) watch->timer->cancel();
-      if (watch->upstream != nullptr) {
+      if (wc.socket.available(aec) > 0 && !aec) return;  // a pipelined request, not EOF
+      wc.gone = true;
+      if (wc.held_timer != nullptr) wc.held_timer->cancel();
+      if (wc.up != nullptr) {
         error_code ignored;
-        watch->upstream->stream.socket().close(ignored);
+        wc.up->socket.close(ignored);
       }
     });
   }
 
-  void disarm_watch(beast::tcp_stream& client, ClientWatch& watch) {
-    watch.active = false;
-    watch.timer = nullptr;
-    watch.upstream = nullptr;
+  // A request just started on a replica: its watch is armed by the sweep if it is still in
+  // service after kWatchAfter.
+  void watch_later(Worker& w, Conn& c) {
+    if (c.watch_active || c.svc_pprev != nullptr) return;
+    c.svc_epoch = w.sweeps;
+    c.svc_next = w.in_service;
+    if (c.svc_next != nullptr) c.svc_next->svc_pprev = &c.svc_next;
+    c.svc_pprev = &w.in_service;
+    w.in_service = &c;
+    if (!w.sweeping) start_sweep(w);
+  }
+
+  void start_sweep(Worker& w) {
+    w.sweeping = true;
+    w.sweep_timer->expires_after(kWatchAfter);
+    w.sweep_timer->async_wait([this, &w](error_code ec) {
+      w.sweeping = false;
+      if (ec) return;
+      const uint64_t sweep = ++w.sweeps;
+      for (Conn* c = w.in_service; c != nullptr;) {
+        Conn* next = c->svc_next;
+        if (c->svc_epoch + 2 <= sweep) arm_watch(c->shared_from_this());  // listed a period ago
+        c = next;
+      }
+      if (w.in_service != nullptr) start_sweep(w);
+    });
+  }
+
+  static void disarm_watch(Conn& c) {
+    unlink_in_service(c);
+    c.held_timer = nullptr;
+    c.up = nullptr;
+    if (!c.watch_active) return;
+    c.watch_active = false;
     error_code ignored;
-    client.socket().cancel(ignored);
+    c.socket.cancel(ignored);
   }
 
   std::unique_ptr<Upstream> take_pooled(Worker& w, const std::string& address) {
@@ -354,7 +740,7 @@ struct Gateway::Impl {
       error_code ec;
       auto ip = asio::ip::make_address(host, ec);
       if (ec) {
-        tcp::resolver resolver(*w.ctx);
+        Resolver resolver(*w.ctx);
         auto [rec, results] = co_await resolver.async_resolve(host, std::to_string(port), kNoThrow);
         if (rec || results.empty()) co_return rec ? rec : asio::error::host_not_found;
         target = results.begin()->endpoint();
@@ -363,67 +749,89 @@ struct Gateway::Impl {
       }
       w.resolved[address] = target;
     }
-    up.stream.expires_after(std::chrono::seconds(5));
-    auto [ec] = co_await up.stream.async_connect(target, kNoThrow);
-    if (!ec) up.stream.socket().set_option(tcp::no_delay(true), ec);
+    auto [ec] = co_await up.socket.async_connect(target, kNoThrow);
+    if (!ec) up.socket.set_option(tcp::no_delay(true), ec);
+    if (!ec) up.socket.non_blocking(true, ec);
     co_return ec;
   }
 
+  // The request as the replica sees it: the client's request line with the rewritten target,
+  // Host set to the replica, the end-to-end fields, and the body's length (what Beast's
+  // prepare_payload() would set for a string body).
+  static void build_upstream_request(Conn& c, const std::string& address) {
+    const RequestInfo& r = c.req;
+    std::string& o = c.out;
+    o.clear();
+    o += r.method;
+    o += ' ';
+    o += c.target;
+    o += r.version >= 11 ? " HTTP/1.1\r\nHost: " : " HTTP/1.0\r\nHost: ";
+    o += address;
+    o += "\r\n";
+    o += r.fields;
+    append_keep_alive(o, r.version, true);
+    if (!r.body.empty() || r.verb == http::verb::options || r.verb == http::verb::put ||
+        r.verb == http::verb::post) {
+      o += "Content-Length: ";
+      append_number(o, r.body.size());
+      o += "\r\n";
+    }
+    o += "\r\n";
+  }
+
   // Proxies one request; returns whether the client connection may carry another.
-  awaitable<bool> proxy(Worker& w, beast::tcp_stream& client, Request& req, bool keep) {
-    ++counters.requests;
-    const unsigned version = req.version();
-    std::string target;
-    control::LiveEndpoint* ep = route(req, target);
+  awaitable<bool> proxy(Worker& w, const std::shared_ptr<Conn>& cp, bool keep) {
+    Conn& c = *cp;
+    ++w.counters.requests;
+    const unsigned version = c.req.version;
+    control::LiveEndpoint* ep = route(c.req, c.target);
     if (ep == nullptr) {
-      ++counters.r404;
+      ++w.counters.r404;
       std::string known;
       for (auto* e : endpoints) known += (known.empty() ? "" : ", ") + e->spec().name;
       co_return co_await write_simple(
-          client, version, keep, http::status::not_found,
+          cp, version, keep, http::status::not_found,
           error_body("unknown_endpoint",
                      fmt::format("no endpoint for {}; endpoints: {} (path /<endpoint>/... or "
                                  "header Tide-Endpoint)",
-                                 std::string(req.target()), known)));
+                                 c.req.target, known)));
     }
-    // The request as the replica sees it.
-    req.target(target);
-    strip_hop_by_hop(req.base());
-    req.keep_alive(true);
-    req.prepare_payload();
 
     const int groups = static_cast<int>(ep->spec().groups.size());
-    auto watch = std::make_shared<ClientWatch>();
-    arm_watch(client, watch);
-    HeldWait wait(client.get_executor());
+    clear_deadline(c);  // no deadline while held; upstream_timeout once sent
+    c.gone = false;
+    c.held_timer = nullptr;
+    c.up = nullptr;
     int retries_left = 1;
     std::string last_error;
     for (;;) {
-      const dispatch::RequestId id = next_request.fetch_add(1, std::memory_order_relaxed);
+      const dispatch::RequestId id = (w.index << 48) | w.next_request++;
       const int group = groups == 1 ? 0 : static_cast<int>(id % static_cast<uint64_t>(groups));
-      Dispatch d = ep->submit(id, group, &wait);
+      Dispatch d = ep->submit(id, group, &c.held);
       if (d.kind == Dispatch::Kind::kQueued) {
-        wait.outcome.reset();
-        watch->timer = &wait.timer;
-        d = co_await wait_held(*ep, id, wait, *watch);
-        watch->timer = nullptr;
+        arm_watch(cp);
+        c.held.outcome.reset();
+        c.held_timer = &c.held.timer;
+        d = co_await wait_held(*ep, id, c);
+        c.held_timer = nullptr;
       }
-      if (watch->gone) {
+      if (c.gone) {
         if (d.kind == Dispatch::Kind::kStarted) ep->finish(d);
-        ++counters.client_gone;
-        disarm_watch(client, *watch);
+        ++w.counters.client_gone;
+        disarm_watch(c);
         co_return false;
       }
       switch (d.kind) {
         case Dispatch::Kind::kStarted:
+          watch_later(w, c);
           break;
         case Dispatch::Kind::kLost:
           continue;  // it waited at a replica that failed: submit again
         case Dispatch::Kind::kQueueFull:
-          ++counters.r429;
-          disarm_watch(client, *watch);
+          ++w.counters.r429;
+          disarm_watch(c);
           co_return co_await write_simple(
-              client, version, keep, http::status::too_many_requests,
+              cp, version, keep, http::status::too_many_requests,
               error_body("queue_full",
                          fmt::format("endpoint {} holds {} requests already (queue.max_length)",
                                      ep->spec().name, ep->spec().queue.max_length)),
@@ -431,20 +839,20 @@ struct Gateway::Impl {
         case Dispatch::Kind::kNoReplica: {
           const int status =
               ep->spec().groups[static_cast<size_t>(group)].scaling.admission.reject_status;
-          (status == 502 ? counters.r502 : counters.r503)++;
-          disarm_watch(client, *watch);
+          (status == 502 ? w.counters.r502 : w.counters.r503)++;
+          disarm_watch(c);
           co_return co_await write_simple(
-              client, version, keep, static_cast<http::status>(status),
+              cp, version, keep, static_cast<http::status>(status),
               error_body("no_replica", fmt::format("endpoint {} has no ready replica and this "
                                                    "group does not hold requests",
                                                    ep->spec().name)),
               "application/json", ep->retry_after_s(group));
         }
         case Dispatch::Kind::kTimedOut:
-          ++counters.r503;
-          disarm_watch(client, *watch);
+          ++w.counters.r503;
+          disarm_watch(c);
           co_return co_await write_simple(
-              client, version, keep, http::status::service_unavailable,
+              cp, version, keep, http::status::service_unavailable,
               error_body("queue_timeout",
                          fmt::format("no replica of endpoint {} could take the request within {} "
                                      "(queue.timeout)",
@@ -452,9 +860,9 @@ struct Gateway::Impl {
               "application/json", ep->retry_after_s(group));
         case Dispatch::Kind::kShutdown:
         case Dispatch::Kind::kQueued:
-          ++counters.r503;
-          disarm_watch(client, *watch);
-          co_return co_await write_simple(client, version, false, http::status::service_unavailable,
+          ++w.counters.r503;
+          disarm_watch(c);
+          co_return co_await write_simple(cp, version, false, http::status::service_unavailable,
                                           error_body("shutting_down", "tide is shutting down"),
                                           "application/json", 1);
       }
@@ -468,31 +876,115 @@ struct Gateway::Impl {
       bool fresh = up == nullptr;
       for (int attempt = 0;; ++attempt) {
         if (up == nullptr) {
-          up = std::make_unique<Upstream>(client.get_executor());
+          up = std::make_unique<Upstream>(c.socket.get_executor());
           fresh = true;
-          if (error_code ec = co_await connect(w, *up, d.address)) {
+          c.connecting = up.get();
+          set_deadline(cp, kConnectTimeout);
+          error_code ec = co_await connect(w, *up, d.address);
+          c.connecting = nullptr;
+          if (ec) {
+            ec = outcome_of(c, ec);
             last_error = fmt::format("connect to {}: {}", d.address, ec.message());
             result = Relay::kReplicaFailed;
             break;
           }
         }
-        watch->upstream = up.get();
-        up->stream.expires_after(server.upstream_timeout);
-        req.set(http::field::host, d.address);
-        auto [wec, wn] = co_await http::async_write(up->stream, req, kNoThrow);
-        http::response_parser<http::empty_body> head;
+        c.up = up.get();
+        set_deadline(cp, server.upstream_timeout);
+        build_upstream_request(c, d.address);
+        Buffers request{asio::buffer(c.out), asio::buffer(c.req.body)};
+        error_code rec;
+        if (!write_now(up->socket, request, rec) && !rec) {
+          auto [wec, wn] = co_await asio::async_write(up->socket, request, kNoThrow);
+          rec = wec;
+        }
+        rec = outcome_of(c, rec);
+        // The response head, parsed in place: its bytes stay in up->buffer.
+        ResponseHeadParser head(c.res);
         head.body_limit(boost::none);
-        error_code rec = wec;
-        if (!wec) {
-          auto [hec, hn] = co_await http::async_read_header(up->stream, up->buffer, head, kNoThrow);
-          rec = hec;
+        if (c.req.verb == http::verb::head) head.skip(true);
+        size_t head_size = 0;
+        while (!rec) {
+          if (up->buffer.size() > 0) {
+            const size_t n = head.put(up->buffer.data(), rec);
+            if (!rec) {  // the whole head (put stops after it)
+              head_size = n;
+              break;
+            }
+            if (rec != http::error::need_more) break;
+            rec = {};
+          }
+          auto [ec, n] = co_await up->socket.async_read_some(
+              up->buffer.prepare(read_size(up->buffer)), kNoThrow);
+          if (ec == asio::error::eof) {
+            rec = head.got_some() ? http::error::partial_message : http::error::end_of_stream;
+          } else if (ec) {
+            rec = outcome_of(c, ec);
+          } else {
+            up->buffer.commit(n);
+          }
         }
         if (!rec) {
-          result = co_await relay(client, *up, head, version, keep, d, *ep, *watch, sent_any,
-                                  client_ok, reusable, last_error);
+          const bool upstream_keep = head.keep_alive();
+          const auto length = head.content_length();
+          if (!head.is_done() && !(length && *length <= kWholeBodyLimit)) {
+            result = co_await relay_stream(cp, *up, head_size, version, keep, d, *ep, sent_any,
+                                           client_ok, reusable, last_error);
+            break;
+          }
+          // Short and sized: read it whole, then head and body go out in one write.
+          const size_t body = head.is_done() ? 0 : static_cast<size_t>(*length);
+          const size_t total = head_size + body;
+          while (up->buffer.size() < total) {
+            auto [ec, n] = co_await up->socket.async_read_some(
+                up->buffer.prepare(
+                    std::max<size_t>(total - up->buffer.size(), read_size(up->buffer))),
+                kNoThrow);
+            if (ec == asio::error::eof) ec = http::error::partial_message;
+            if (ec) {
+              rec = outcome_of(c, ec);
+              break;
+            }
+            up->buffer.commit(n);
+          }
+          if (rec) {
+            if (c.gone) {
+              result = Relay::kClientGone;
+            } else if (rec == beast::error::timeout) {
+              result = Relay::kUpstreamTimeout;
+            } else {
+              last_error = fmt::format("{} while reading its answer: {}", d.address, rec.message());
+              result = Relay::kReplicaFailed;
+            }
+            break;
+          }
+          std::string& o = c.out;
+          o.clear();
+          append_status_line(o, version, c.res.status, c.res.reason);
+          o += c.res.fields;
+          o += "Tide-Replica: ";
+          append_replica(o, *ep, d);
+          o += "\r\n";
+          append_keep_alive(o, version, keep);
+          o += "\r\n";
+          set_deadline(cp, server.upstream_timeout);
+          sent_any = true;
+          const auto* data = static_cast<const char*>(up->buffer.data().data());
+          Buffers response{asio::buffer(o), asio::buffer(data + head_size, body)};
+          error_code wec;
+          if (!write_now(c.socket, response, wec) && !wec) {
+            auto [ec, n] = co_await asio::async_write(c.socket, response, kNoThrow);
+            wec = ec;
+          }
+          up->buffer.consume(total);
+          reusable = upstream_keep;
+          if (wec) {
+            client_ok = false;
+            result = Relay::kAborted;
+          }
           break;
         }
-        if (watch->gone) {
+        if (c.gone) {
           result = Relay::kClientGone;
           break;
         }
@@ -502,6 +994,7 @@ struct Gateway::Impl {
         }
         // A pooled connection may have been closed by the replica while idle: try a new one.
         if (!fresh && attempt == 0) {
+          c.up = nullptr;
           up.reset();
           continue;
         }
@@ -509,48 +1002,49 @@ struct Gateway::Impl {
         result = Relay::kReplicaFailed;
         break;
       }
-      watch->upstream = nullptr;
+      c.up = nullptr;
+      clear_deadline(c);
       if (result == Relay::kDone && reusable) give_back(w, d.address, std::move(up));
 
       switch (result) {
         case Relay::kDone: {
           ep->finish(d);
-          ++counters.ok;
-          disarm_watch(client, *watch);
+          ++w.counters.ok;
+          disarm_watch(c);
           co_return client_ok&& keep;
         }
         case Relay::kClientGone:
         case Relay::kAborted:
           ep->finish(d);
-          ++counters.client_gone;
-          disarm_watch(client, *watch);
+          ++w.counters.client_gone;
+          disarm_watch(c);
           co_return false;
         case Relay::kUpstreamTimeout:
           ep->finish(d);
-          ++counters.r504;
-          disarm_watch(client, *watch);
+          ++w.counters.r504;
+          disarm_watch(c);
           if (sent_any) co_return false;
           co_return co_await write_simple(
-              client, version, false, http::status::gateway_timeout,
+              cp, version, false, http::status::gateway_timeout,
               error_body(
                   "upstream_timeout",
                   fmt::format("replica {} did not answer within {} (server.upstream_timeout)",
                               d.address, format_duration(server.upstream_timeout))));
         case Relay::kReplicaFailed:
-          ++counters.upstream_errors;
+          ++w.counters.upstream_errors;
           ep->unreachable(d, last_error);
           if (sent_any) {
-            disarm_watch(client, *watch);
+            disarm_watch(c);
             co_return false;  // part of the answer went out: nothing honest can follow
           }
           if (retries_left-- > 0) {
-            ++counters.retries;
+            ++w.counters.retries;
             continue;
           }
-          ++counters.r502;
-          disarm_watch(client, *watch);
+          ++w.counters.r502;
+          disarm_watch(c);
           co_return co_await write_simple(
-              client, version, keep, http::status::bad_gateway,
+              cp, version, keep, http::status::bad_gateway,
               error_body("replica_failed",
                          fmt::format("the replicas given this request failed before answering: {}",
                                      last_error)));
@@ -558,44 +1052,38 @@ struct Gateway::Impl {
     }
   }
 
-  // Sends the replica's answer to the client: whole when short and sized, else as it comes.
-  awaitable<Relay> relay(beast::tcp_stream& client, Upstream& up,
-                         http::response_parser<http::empty_body>& head, unsigned version, bool keep,
-                         const Dispatch& d, control::LiveEndpoint& ep, ClientWatch& watch,
-                         bool& sent_any, bool& client_ok, bool& reusable, std::string& last_error) {
-    const bool upstream_keep = head.get().keep_alive();
-    const auto length = head.content_length();
-    const std::string replica =
-        fmt::format("{}/{}/{}", ep.spec().name, ep.spec().groups[static_cast<size_t>(d.group)].name,
-                    d.replica_id);
-    if (head.is_done() || (length && *length <= kWholeBodyLimit)) {
-      http::response_parser<http::string_body> whole(std::move(head));
-      if (!whole.is_done()) {
-        auto [ec, n] = co_await http::async_read(up.stream, up.buffer, whole, kNoThrow);
-        if (ec) {
-          if (watch.gone) co_return Relay::kClientGone;
-          if (ec == beast::error::timeout) co_return Relay::kUpstreamTimeout;
-          last_error = fmt::format("{} while reading its answer: {}", d.address, ec.message());
-          co_return Relay::kReplicaFailed;
-        }
+  // The Tide-Replica value: endpoint/group/replica id.
+  static void append_replica(std::string& o, control::LiveEndpoint& ep, const Dispatch& d) {
+    o += ep.spec().name;
+    o += '/';
+    o += ep.spec().groups[static_cast<size_t>(d.group)].name;
+    o += '/';
+    append_number(o, d.replica_id);
+  }
+
+  // Streamed: chunked bodies, SSE, close-delimited or large ones, through Beast's parser and
+  // serializer; the head (still in up.buffer) is parsed again by Beast's parser.
+  awaitable<Relay> relay_stream(const std::shared_ptr<Conn>& cp, Upstream& up, size_t head_size,
+                                unsigned version, bool keep, const Dispatch& d,
+                                control::LiveEndpoint& ep, bool& sent_any, bool& client_ok,
+                                bool& reusable, std::string& last_error) {
+    Conn& c = *cp;
+    http::response_parser<http::buffer_body> p;
+    p.body_limit(boost::none);
+    if (c.req.verb == http::verb::head) p.skip(true);
+    {
+      error_code pec;
+      const size_t n =
+          p.put(asio::buffer(static_cast<const char*>(up.buffer.data().data()), head_size), pec);
+      if (pec || !p.is_header_done()) {
+        last_error = fmt::format("{} sent a head Beast cannot parse: {}", d.address,
+                                 pec ? pec.message() : std::string("incomplete"));
+        co_return Relay::kReplicaFailed;
       }
-      auto res = whole.release();
-      strip_hop_by_hop(res.base());
-      res.version(version);
-      res.set("Tide-Replica", replica);
-      res.keep_alive(keep);
-      client.expires_after(server.upstream_timeout);
-      sent_any = true;
-      auto [wec, wn] = co_await http::async_write(client, res, kNoThrow);
-      reusable = upstream_keep;
-      if (wec) {
-        client_ok = false;
-        co_return Relay::kAborted;
-      }
-      co_return Relay::kDone;
+      up.buffer.consume(n);
     }
-    // Streamed: chunked bodies, SSE, close-delimited or large ones.
-    http::response_parser<http::buffer_body> p(std::move(head));
+    const bool upstream_keep = p.keep_alive();
+    const auto length = p.content_length();
     auto& msg = p.get();
     strip_hop_by_hop(msg.base());
     const bool delimited_by_close = !length && !msg.chunked();
@@ -607,20 +1095,22 @@ struct Gateway::Impl {
         keep = false;
       }
     }
+    std::string replica;
+    append_replica(replica, ep, d);
     msg.set("Tide-Replica", replica);
     msg.keep_alive(keep);
     http::response_serializer<http::buffer_body> sr(msg);
-    std::array<char, 16 * 1024> buf;
-    client.expires_after(server.upstream_timeout);
+    std::array<char, 16 * 1024> buf;  // the deadline set before sending still runs
     for (;;) {
       if (!p.is_done()) {
         msg.body().data = buf.data();
         msg.body().size = buf.size();
-        auto [ec, n] = co_await http::async_read_some(up.stream, up.buffer, p, kNoThrow);
+        auto [ec, n] = co_await http::async_read_some(up.socket, up.buffer, p, kNoThrow);
         if (ec == http::error::need_buffer) ec = {};
         if (ec == http::error::end_of_stream && delimited_by_close) ec = {};
         if (ec) {
-          if (watch.gone) co_return Relay::kClientGone;
+          ec = outcome_of(c, ec);
+          if (c.gone) co_return Relay::kClientGone;
           if (ec == beast::error::timeout) co_return Relay::kUpstreamTimeout;
           last_error = fmt::format("{} while streaming its answer: {}", d.address, ec.message());
           if (!sent_any) co_return Relay::kReplicaFailed;
@@ -638,7 +1128,7 @@ struct Gateway::Impl {
         msg.body().more = false;
       }
       sent_any = true;
-      auto [wec, wn] = co_await http::async_write(client, sr, kNoThrow);
+      auto [wec, wn] = co_await http::async_write(c.socket, sr, kNoThrow);
       if (wec == http::error::need_buffer) wec = {};
       if (wec) {
         client_ok = false;
@@ -661,6 +1151,8 @@ Gateway::Gateway(const config::ServerSpec& server, std::vector<control::LiveEndp
   for (asio::io_context* ctx : contexts) {
     auto w = std::make_unique<Impl::Worker>();
     w->ctx = ctx;
+    w->index = impl_->workers.size();
+    w->sweep_timer = std::make_unique<Timer>(ctx->get_executor());
     w->acceptor = impl_->bind(*ctx, server.listen, impl_->listen_port, /*reuse_port=*/true);
     impl_->listen_port = w->acceptor->local_endpoint().port();
     impl_->workers.push_back(std::move(w));
@@ -693,28 +1185,37 @@ void Gateway::stop_accepting() {
   }
 }
 
-int Gateway::active_requests() const { return impl_->active.load(); }
+int Gateway::active_requests() const {
+  int n = 0;
+  for (const auto& w : impl_->workers) n += w->counters.active.load();
+  return n;
+}
 
 GatewayCounters Gateway::counters() const {
-  const Counters& c = impl_->counters;
   GatewayCounters g;
-  g.requests = c.requests;
-  g.ok = c.ok;
-  g.rejected_429 = c.r429;
-  g.rejected_503 = c.r503;
-  g.rejected_502 = c.r502;
-  g.timed_out_504 = c.r504;
-  g.not_found_404 = c.r404;
-  g.bad_requests = c.bad;
-  g.retries = c.retries;
-  g.client_disconnects = c.client_gone;
-  g.upstream_errors = c.upstream_errors;
+  for (const auto& w : impl_->workers) {
+    const Counters& c = w->counters;
+    g.requests += c.requests;
+    g.ok += c.ok;
+    g.rejected_429 += c.r429;
+    g.rejected_503 += c.r503;
+    g.rejected_502 += c.r502;
+    g.timed_out_504 += c.r504;
+    g.not_found_404 += c.r404;
+    g.bad_requests += c.bad;
+    g.retries += c.retries;
+    g.client_disconnects += c.client_gone;
+    g.upstream_errors += c.upstream_errors;
+  }
   return g;
 }
 
 void Gateway::close() {
   for (auto& w : impl_->workers) {
     w->pool.clear();
+    w->sweep_timer.reset();
+    // Connections parked in the contexts are destroyed with them: none may point into the list.
+    while (w->in_service != nullptr) unlink_in_service(*w->in_service);
     w->acceptor.reset();
     w->api_acceptor.reset();
   }
