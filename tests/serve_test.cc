@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <sstream>
@@ -69,6 +70,7 @@ struct Options {
   std::string idle_timeout = "1s";
   int queue_size = 2;
   std::string server_extra;  // more keys of `server:`
+  std::string routing;       // an endpoint `routing:` value; with it, a second group "b"
 };
 
 // One `tide serve` process with its own config, log and replica marker.
@@ -79,28 +81,32 @@ class Serve {
     dir_ = fs::temp_directory_path() / ("tide_serve_" + std::to_string(getpid()) + "_" + name);
     fs::remove_all(dir_);
     fs::create_directories(dir_);
+    auto group = [&](const std::string& group_name) {
+      std::ostringstream g;
+      g << "      - name: " << group_name << "\n        min_replicas: " << o.min_replicas
+        << "\n        max_replicas: " << o.max_replicas
+        << "\n        concurrency: " << o.concurrency
+        << "\n        cold_start: 1s\n        provisioner:\n          kind: local\n"
+        << "          command: [\"{tide}\", demo-model, --port, \"{port}\", --load-time, "
+        << o.load_time << ", --concurrency, \"" << o.concurrency << "\", --service, \"" << o.service
+        << "\", --token-rate, \"" << o.token_rate << "\", --model, " << marker_
+        << "]\n          ready: {path: /health, interval: 50ms}\n"
+        << "        scaling: {policy: queue, queue_size: " << o.queue_size
+        << ", idle_timeout: " << o.idle_timeout << ", tick: 100ms}\n";
+      return g.str();
+    };
     std::ofstream(dir_ / "tide.yaml")
         << "server: {listen: 127.0.0.1:0, api: 127.0.0.1:0" << o.server_extra << "}\n"
-        << R"(endpoints:
-  - name: chat
-    slo: {max_wait: 2s}
-    queue: {max_length: )"
-        << o.queue_max << ", timeout: " << o.queue_timeout << R"(}
-    groups:
-      - name: local
-        min_replicas: )"
-        << o.min_replicas << "\n        max_replicas: " << o.max_replicas
-        << "\n        concurrency: " << o.concurrency << R"(
-        cold_start: 1s
-        provisioner:
-          kind: local
-          command: ["{tide}", demo-model, --port, "{port}", --load-time, )"
-        << o.load_time << ", --concurrency, \"" << o.concurrency << "\", --service, \"" << o.service
-        << "\", --token-rate, \"" << o.token_rate << "\", --model, " << marker_ << R"(]
-          ready: {path: /health, interval: 50ms}
-        scaling: {policy: queue, queue_size: )"
-        << o.queue_size << ", idle_timeout: " << o.idle_timeout << ", tick: 100ms}\n";
+        << "endpoints:\n  - name: chat\n    slo: {max_wait: 2s}\n    queue: {max_length: "
+        << o.queue_max << ", timeout: " << o.queue_timeout << "}\n"
+        << (o.routing.empty() ? "" : "    routing: " + o.routing + "\n") << "    groups:\n"
+        << group("local") << (o.routing.empty() ? "" : group("b"));
     start();
+  }
+
+  std::string config_text() const {
+    std::ifstream f(dir_ / "tide.yaml");
+    return {(std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>()};
   }
 
   ~Serve() {
@@ -331,6 +337,81 @@ TEST(Serve, RejectsOversizedAndUnknownRequestsWithReasons) {
   const HttpResponse unknown = http_get(s.port(), "/nope/v1/models");
   EXPECT_EQ(unknown.status, 404);
   EXPECT_NE(unknown.body.find("chat"), std::string::npos);
+  EXPECT_EQ(s.terminate(), 0);
+}
+
+TEST(Serve, SplitHoldsItsWeightsAndKeepsAStickyClientOnOneGroup) {
+  Options o;
+  o.min_replicas = 1;
+  o.concurrency = 4;
+  o.service = "fixed:10ms";
+  o.routing = "{mode: split, weights: {local: 3, b: 1}, sticky_header: X-User}";
+  Serve s("split", o);
+  ASSERT_TRUE(eventually(
+      [&] {
+        const json e = s.endpoint();
+        return e.contains("groups") && e["groups"][0]["ready"] == 1 && e["groups"][1]["ready"] == 1;
+      },
+      10));
+  int to_b = 0;
+  for (int i = 0; i < 40; ++i) {
+    const HttpResponse r = http_post(s.port(), "/chat/v1/completions", kCompletion);
+    ASSERT_EQ(r.status, 200) << r.error;
+    to_b += r.headers.at("tide-group") == "b" ? 1 : 0;
+  }
+  EXPECT_EQ(to_b, 10);  // smooth weighted round robin: exactly a quarter
+  std::map<std::string, std::string> group_of;
+  for (int round = 0; round < 3; ++round) {
+    for (int user = 0; user < 8; ++user) {
+      HttpRequest req = make_request("POST", "/chat/v1/completions", kCompletion);
+      req.headers.emplace_back("X-User", "user-" + std::to_string(user));
+      const HttpResponse r = http(s.port(), req);
+      ASSERT_EQ(r.status, 200) << r.error;
+      const std::string g = r.headers.at("tide-group");
+      auto [it, fresh] = group_of.emplace("user-" + std::to_string(user), g);
+      EXPECT_EQ(it->second, g) << "user-" << user << " moved";
+    }
+  }
+  const json e = s.endpoint();
+  EXPECT_EQ(e["routing"]["mode"], "split");
+  EXPECT_EQ(e["groups"][0]["routed"].get<int>() + e["groups"][1]["routed"].get<int>(), 64);
+  EXPECT_EQ(s.terminate(), 0);
+}
+
+TEST(Serve, OverflowSpillsOnlyWhileThePrimaryCannotStartInTime) {
+  Options o;
+  o.min_replicas = 1;
+  o.max_replicas = 1;
+  o.concurrency = 1;
+  o.service = "fixed:1s";
+  o.routing = "{mode: overflow, order: [local, b]}";
+  Serve s("overflow", o);
+  ASSERT_TRUE(eventually(
+      [&] {
+        const json e = s.endpoint();
+        return e.contains("groups") && e["groups"][0]["ready"] == 1 && e["groups"][1]["ready"] == 1;
+      },
+      10));
+  auto in_flight = [&](int g) { return s.endpoint()["groups"][g]["in_flight"].get<int>(); };
+  HttpResponse r1, r3;
+  std::thread t1([&] { r1 = http_post(s.port(), "/chat/v1/completions", kCompletion); });
+  ASSERT_TRUE(eventually([&] { return in_flight(0) == 1; }, 5));
+  // The primary is busy and has no service time to promise a start by: spill.
+  const HttpResponse r2 = http_post(s.port(), "/chat/v1/completions", kCompletion);
+  t1.join();
+  EXPECT_EQ(r1.headers["tide-group"], "local");
+  EXPECT_EQ(r2.status, 200);
+  EXPECT_EQ(r2.headers.at("tide-group"), "b");
+  // Now it knows a request takes 1 s: one in service, one slot, max_wait 2 s: wait for it.
+  std::thread t3([&] { r3 = http_post(s.port(), "/chat/v1/completions", kCompletion); });
+  ASSERT_TRUE(eventually([&] { return in_flight(0) == 1; }, 5));
+  const HttpResponse r4 = http_post(s.port(), "/chat/v1/completions", kCompletion);
+  t3.join();
+  EXPECT_EQ(r4.status, 200);
+  EXPECT_EQ(r4.headers.at("tide-group"), "local");
+  const json e = s.endpoint();
+  EXPECT_EQ(e["groups"][0]["spilled"], 1);
+  EXPECT_EQ(e["groups"][1]["overflow_in"], 1);
   EXPECT_EQ(s.terminate(), 0);
 }
 

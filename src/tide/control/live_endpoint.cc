@@ -18,7 +18,17 @@ LiveEndpoint::~LiveEndpoint() = default;
 
 Dispatch LiveEndpoint::submit(dispatch::RequestId request, int group, Waiter* waiter) {
   std::lock_guard lock(mu_);
+  return submit_locked(request, group, waiter, clock_.now());
+}
+
+Dispatch LiveEndpoint::submit_routed(dispatch::RequestId request, uint64_t sticky, Waiter* waiter) {
+  std::lock_guard lock(mu_);
   const Time now = clock_.now();
+  return submit_locked(request, endpoint_.route(sticky, now), waiter, now);
+}
+
+Dispatch LiveEndpoint::submit_locked(dispatch::RequestId request, int group, Waiter* waiter,
+                                     Time now) {
   ++requests_;
   Dispatch d;
   d.group = group;

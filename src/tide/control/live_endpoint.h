@@ -97,6 +97,9 @@ class LiveEndpoint final : public RequestSink, public ReplicaEvents, public Deci
   // Admits a request to `group`. kStarted: it may be sent at once. kQueued: `waiter` (which must
   // stay valid until it is woken or cancel() returns true) gets the outcome later.
   Dispatch submit(dispatch::RequestId request, int group, Waiter* waiter);
+  // The same, to the group the endpoint's routing picks (`sticky`: a hash of the client's sticky
+  // key, 0 for none); the result names the group.
+  Dispatch submit_routed(dispatch::RequestId request, uint64_t sticky, Waiter* waiter);
   // Withdraws a held request (deadline passed, client gone). False if it is no longer held: its
   // waiter has been or is being woken.
   bool cancel(dispatch::RequestId request);
@@ -138,6 +141,7 @@ class LiveEndpoint final : public RequestSink, public ReplicaEvents, public Deci
   void wake(dispatch::RequestId request, Dispatch outcome);
   // Completes requests that started after their client had gone (see cancel()).
   void settle(Time now);
+  Dispatch submit_locked(dispatch::RequestId request, int group, Waiter* waiter, Time now);
 
   const config::EndpointSpec spec_;
   const Clock& clock_;

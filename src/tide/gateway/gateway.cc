@@ -153,7 +153,9 @@ struct RequestInfo {
   std::string authorization;
   std::string fields;
   std::string body;
+  std::vector<uint64_t> sticky;  // per configured sticky header: a hash of its value, 0 = absent
   void clear() {
+    std::fill(sticky.begin(), sticky.end(), 0);
     method.clear();
     target.clear();
     has_endpoint = false;
@@ -167,7 +169,12 @@ struct RequestInfo {
 // Parses a client request into a RequestInfo, without Beast's fields container.
 class RequestParser final : public http::basic_parser<true> {
  public:
-  explicit RequestParser(RequestInfo& r) : r_(r) { r_.clear(); }
+  // `sticky_names`: the headers endpoints route by (routing.sticky_header).
+  RequestParser(RequestInfo& r, const std::vector<std::string>& sticky_names)
+      : r_(r), sticky_names_(sticky_names) {
+    r_.sticky.resize(sticky_names.size());
+    r_.clear();
+  }
 
  private:
   void on_request_impl(http::verb method, beast::string_view method_str, beast::string_view target,
@@ -184,6 +191,9 @@ class RequestParser final : public http::basic_parser<true> {
       if (!r_.has_endpoint && beast::iequals(name, "Tide-Endpoint")) {
         r_.has_endpoint = true;
         append(r_.endpoint, value);
+      }
+      for (size_t i = 0; i < sticky_names_.size(); ++i) {
+        if (beast::iequals(name, sticky_names_[i])) r_.sticky[i] = sticky_hash(value);
       }
     } else if (f == http::field::authorization) {
       r_.authorization.assign(value.data(), value.size());
@@ -208,7 +218,18 @@ class RequestParser final : public http::basic_parser<true> {
   }
   void on_finish_impl(error_code&) override {}
 
+  // FNV-1a, never 0 (0 means "no key").
+  static uint64_t sticky_hash(beast::string_view v) {
+    uint64_t h = 14695981039346656037ull;
+    for (char ch : v) {
+      h ^= static_cast<unsigned char>(ch);
+      h *= 1099511628211ull;
+    }
+    return h | 1;
+  }
+
   RequestInfo& r_;
+  const std::vector<std::string>& sticky_names_;
 };
 
 // What the gateway keeps of a replica's response head: the status line and the end-to-end fields
@@ -239,7 +260,9 @@ class ResponseHeadParser final : public http::basic_parser<false> {
   void on_field_impl(http::field f, beast::string_view name, beast::string_view value,
                      error_code&) override {
     if (hop_by_hop(f)) return;
-    if (f == http::field::unknown && beast::iequals(name, "Tide-Replica")) return;
+    if (f == http::field::unknown &&
+        (beast::iequals(name, "Tide-Replica") || beast::iequals(name, "Tide-Group")))
+      return;
     append_field(r_.fields, name, value);
   }
   void on_header_impl(error_code&) override {}
@@ -430,6 +453,8 @@ struct Gateway::Impl {
 
   config::ServerSpec server;
   std::vector<control::LiveEndpoint*> endpoints;
+  std::vector<std::string> sticky_names;  // every endpoint's routing.sticky_header, once
+  std::vector<int> sticky_index;          // per endpoint: its header in sticky_names, or -1
   ApiHandler api;
   std::vector<std::unique_ptr<Worker>> workers;
   uint16_t listen_port = 0;
@@ -506,7 +531,7 @@ struct Gateway::Impl {
   awaitable<void> session(Worker& w, std::shared_ptr<Conn> cp, bool is_api) {
     Conn& c = *cp;
     for (;;) {
-      RequestParser parser(c.req);
+      RequestParser parser(c.req, sticky_names);
       parser.header_limit(static_cast<uint32_t>(server.max_header_bytes));
       parser.body_limit(static_cast<uint64_t>(server.max_body_bytes));
       parser.eager(true);
@@ -797,7 +822,10 @@ struct Gateway::Impl {
                                  c.req.target, known)));
     }
 
-    const int groups = static_cast<int>(ep->spec().groups.size());
+    const size_t ep_index =
+        static_cast<size_t>(std::find(endpoints.begin(), endpoints.end(), ep) - endpoints.begin());
+    const int sticky_at = sticky_index[ep_index];
+    const uint64_t sticky = sticky_at < 0 ? 0 : c.req.sticky[static_cast<size_t>(sticky_at)];
     clear_deadline(c);  // no deadline while held; upstream_timeout once sent
     c.gone = false;
     c.held_timer = nullptr;
@@ -806,8 +834,8 @@ struct Gateway::Impl {
     std::string last_error;
     for (;;) {
       const dispatch::RequestId id = (w.index << 48) | w.next_request++;
-      const int group = groups == 1 ? 0 : static_cast<int>(id % static_cast<uint64_t>(groups));
-      Dispatch d = ep->submit(id, group, &c.held);
+      Dispatch d = ep->submit_routed(id, sticky, &c.held);
+      const int group = d.group;
       if (d.kind == Dispatch::Kind::kQueued) {
         arm_watch(cp);
         c.held.outcome.reset();
@@ -964,6 +992,8 @@ struct Gateway::Impl {
           o += c.res.fields;
           o += "Tide-Replica: ";
           append_replica(o, *ep, d);
+          o += "\r\nTide-Group: ";
+          o += ep->spec().groups[static_cast<size_t>(d.group)].name;
           o += "\r\n";
           append_keep_alive(o, version, keep);
           o += "\r\n";
@@ -1098,6 +1128,7 @@ struct Gateway::Impl {
     std::string replica;
     append_replica(replica, ep, d);
     msg.set("Tide-Replica", replica);
+    msg.set("Tide-Group", ep.spec().groups[static_cast<size_t>(d.group)].name);
     msg.keep_alive(keep);
     http::response_serializer<http::buffer_body> sr(msg);
     std::array<char, 16 * 1024> buf;  // the deadline set before sending still runs
@@ -1147,6 +1178,17 @@ Gateway::Gateway(const config::ServerSpec& server, std::vector<control::LiveEndp
   if (contexts.empty()) throw std::runtime_error("gateway: no io_context");
   impl_->server = server;
   impl_->endpoints = std::move(endpoints);
+  for (const control::LiveEndpoint* ep : impl_->endpoints) {
+    const std::string& header = ep->spec().routing.sticky_header;
+    int index = -1;
+    if (!header.empty()) {
+      auto it = std::find_if(impl_->sticky_names.begin(), impl_->sticky_names.end(),
+                             [&](const std::string& n) { return beast::iequals(n, header); });
+      if (it == impl_->sticky_names.end()) it = impl_->sticky_names.insert(it, header);
+      index = static_cast<int>(it - impl_->sticky_names.begin());
+    }
+    impl_->sticky_index.push_back(index);
+  }
   impl_->api = std::move(api);
   for (asio::io_context* ctx : contexts) {
     auto w = std::make_unique<Impl::Worker>();

@@ -112,6 +112,10 @@ struct Server::Impl {
                     {"launches", gv.status.launches},
                     {"failures", gv.status.failures},
                     {"replica_seconds", gv.replica_seconds},
+                    {"routed", gv.status.routed},
+                    {"spilled", gv.status.spilled},
+                    {"overflow_in", gv.status.overflow_in},
+                    {"rerouted", gv.status.rerouted},
                     {"last_reason", gv.status.last_reason}};
       if (!gv.status.last_error.empty()) group["last_error"] = gv.status.last_error;
       if (gv.status.backoff_until)
@@ -129,7 +133,25 @@ struct Server::Impl {
       }
       groups.push_back(std::move(group));
     }
+    const auto& routing = ep.spec().routing;
+    json routing_json = {
+        {"mode", routing.mode == config::RoutingSpec::Mode::kSplit ? "split" : "overflow"}};
+    if (routing.mode == config::RoutingSpec::Mode::kSplit) {
+      json weights = json::object();
+      for (size_t g = 0; g < ep.spec().groups.size(); ++g)
+        weights[ep.spec().groups[g].name] = routing.weights.empty() ? 1.0 : routing.weights[g];
+      routing_json["weights"] = std::move(weights);
+      if (!routing.sticky_header.empty()) routing_json["sticky_header"] = routing.sticky_header;
+    } else {
+      json order = json::array();
+      for (size_t i = 0; i < ep.spec().groups.size(); ++i) {
+        const size_t g = routing.order.empty() ? i : static_cast<size_t>(routing.order[i]);
+        order.push_back(ep.spec().groups[g].name);
+      }
+      routing_json["order"] = std::move(order);
+    }
     json out = {{"name", v.name},
+                {"routing", std::move(routing_json)},
                 {"url_prefix", "/" + v.name + "/"},
                 {"queued", v.queued},
                 {"queue",
