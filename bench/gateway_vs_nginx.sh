@@ -4,6 +4,8 @@
 #   nginx     proxy_pass to it with upstream keep-alive (a well-configured nginx proxy)
 #   tide      `tide serve` with a static provisioner pointing at the same upstream
 # Load: wrk, 64 connections, DURATION each (default 10s), after a short warm-up.
+# Both proxies get the same number of workers, WORKERS (default 1: on a small machine wrk and
+# the upstream need the other cores; WORKERS=$(nproc) to give each proxy every core).
 # Prints requests/s and latency percentiles of each side by side; exits non-zero if tide serves
 # fewer requests/s than nginx or its p99 is worse, unless BENCH_NO_FAIL=1.
 # Needs nginx (Debian nginx-light) and wrk: `apt-get install nginx-light wrk`.
@@ -13,6 +15,7 @@ TIDE=${TIDE:-build/bin/tide}
 DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${WRK_THREADS:-2}
+WORKERS=${WORKERS:-1}
 for tool in nginx wrk; do
   command -v $tool >/dev/null || { echo "bench: $tool is not installed (apt-get install nginx-light wrk)"; exit 2; }
 done
@@ -47,7 +50,7 @@ http {
 EOF
 cat >"$dir/proxy/nginx.conf" <<EOF
 ${common//PIDFILE/proxy.pid}
-worker_processes auto;
+worker_processes $WORKERS;
 http {
   access_log off;
   client_body_temp_path $dir/proxy; proxy_temp_path $dir/proxy; fastcgi_temp_path $dir/proxy;
@@ -66,7 +69,7 @@ http {
 }
 EOF
 cat >"$dir/tide.yaml" <<EOF
-server: {listen: 127.0.0.1:$GW, api: 127.0.0.1:$API}
+server: {listen: 127.0.0.1:$GW, api: 127.0.0.1:$API, threads: $WORKERS}
 endpoints:
   - name: chat
     groups:
@@ -112,7 +115,7 @@ read -r n_rps n_p50 n_p99 < <(measure "http://127.0.0.1:$PROXY/chat/")
 read -r t_rps t_p50 t_p99 < <(measure "http://127.0.0.1:$GW/chat/")
 read -r d_rps d_p50 d_p99 < <(measure "http://127.0.0.1:$UP/")
 
-echo "gateway vs nginx reverse proxy: wrk -t$THREADS -c$CONNECTIONS -d$DURATION, $(nproc) cores, same upstream"
+echo "gateway vs nginx reverse proxy: wrk -t$THREADS -c$CONNECTIONS -d$DURATION, $(nproc) cores, same upstream, $WORKERS worker(s) each"
 printf '%-26s %12s %10s %10s\n' "" "requests/s" "p50 (us)" "p99 (us)"
 printf '%-26s %12s %10s %10s\n' "upstream direct (no proxy)" "$d_rps" "$d_p50" "$d_p99"
 printf '%-26s %12s %10s %10s\n' "nginx proxy (baseline)" "$n_rps" "$n_p50" "$n_p99"
