@@ -237,6 +237,8 @@ policy::Observation Endpoint::observe(int group, Time now) {
   o.completions = load.completions;
   o.started = load.started;
   o.late = load.late;
+  o.service_sum_s = load.service_sum_s;
+  o.service_sq_sum_s2 = load.service_sq_sum_s2;
   o.mean_service_s = load.mean_service_s;
   o.last_activity = load.last_activity;
   if (!g.cold_starts.empty()) {

@@ -98,6 +98,24 @@ TEST(Endpoint, ScaleDownDrainsWithoutCuttingInFlightRequests) {
   EXPECT_EQ(ep.status(0).ready + ep.status(0).starting + ep.status(0).draining, 0);
 }
 
+TEST(Endpoint, ObservationCarriesTheIntervalsServiceTimeMoments) {
+  FakeProvisioner prov;
+  Sink sink;
+  Endpoint ep(queue_endpoint(1, 2), prov, sink, nullptr, at(0));
+  ep.submit(1, 0, at(0));
+  ep.submit(2, 0, at(0));
+  ep.tick(0, at(0));
+  for (uint64_t id : prov.launched) prov.events->on_replica_ready(id, at(1), "");
+  ASSERT_EQ(sink.started.size(), 2u);
+  ep.tick(0, at(1));
+  ep.complete(sink.started[1], at(2), 1s);
+  ep.complete(sink.started[2], at(4), 3s);
+  const policy::Observation& o = ep.tick(0, at(5));
+  EXPECT_EQ(o.completions, 2u);
+  EXPECT_DOUBLE_EQ(o.service_sum_s, 4.0);
+  EXPECT_DOUBLE_EQ(o.service_sq_sum_s2, 10.0);
+}
+
 TEST(Endpoint, ReplicasStillStartingAreStoppedBeforeReadyOnes) {
   FakeProvisioner prov;
   Sink sink;

@@ -228,7 +228,10 @@ void Dispatcher::complete(ReplicaSlot slot, Time now, Duration service) {
   advance(g, now);
   ++g.completions;
   ++g.completions_total;
-  g.service_total_s += to_seconds(service);
+  const double service_s = to_seconds(service);
+  g.service_total_s += service_s;
+  g.service_sum_s += service_s;
+  g.service_sq_sum_s2 += service_s * service_s;
   g.last_activity = now;
   bucket_remove(g, slot);
   --r.outstanding;
@@ -315,6 +318,8 @@ GroupLoad Dispatcher::take_interval(int group, Time now) {
   load.completions = g.completions;
   load.started = g.started;
   load.late = g.late;
+  load.service_sum_s = g.service_sum_s;
+  load.service_sq_sum_s2 = g.service_sq_sum_s2;
   load.mean_service_s =
       g.completions_total == 0 ? 0.0 : g.service_total_s / static_cast<double>(g.completions_total);
   load.last_activity = g.last_activity;
@@ -322,6 +327,7 @@ GroupLoad Dispatcher::take_interval(int group, Time now) {
   g.in_flight_integral = g.queued_integral = g.ready_integral = g.busy_integral = 0;
   g.peak_demand = g.in_flight + load.queued;
   g.arrivals = g.completions = g.started = g.late = 0;
+  g.service_sum_s = g.service_sq_sum_s2 = 0;
   g.interval_start = now;
   return load;
 }

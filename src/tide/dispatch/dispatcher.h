@@ -63,8 +63,12 @@ struct GroupLoad {
   double peak_demand = 0;        // max of in_flight + queued within the interval
   uint64_t arrivals = 0;
   uint64_t completions = 0;
-  uint64_t started = 0;       // requests that started service (hold mode) in the interval
-  uint64_t late = 0;          // of those, waited > late_after; plus held ones that timed out
+  uint64_t started = 0;  // requests that started service (hold mode) in the interval
+  uint64_t late = 0;     // of those, waited > late_after; plus held ones that timed out
+  // First and second moments of the service times of the interval's `completions`: sums of S
+  // and S^2 (seconds, seconds^2), so that a policy can pool any recent window of intervals.
+  double service_sum_s = 0;
+  double service_sq_sum_s2 = 0;
   double mean_service_s = 0;  // over all completions so far
   std::optional<Time> last_activity;
 };
@@ -165,6 +169,8 @@ class Dispatcher {
     uint64_t completions = 0;
     uint64_t started = 0;
     uint64_t late = 0;
+    double service_sum_s = 0;  // of this interval's completions
+    double service_sq_sum_s2 = 0;
     uint64_t completions_total = 0;
     double service_total_s = 0;
     std::optional<Time> last_activity;

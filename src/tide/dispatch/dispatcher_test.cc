@@ -137,6 +137,31 @@ TEST(Dispatcher, IntegratesLoadAndUtilizationOverAnInterval) {
   EXPECT_DOUBLE_EQ(load.peak_demand, 1.0);
 }
 
+TEST(Dispatcher, ReportsTheFirstTwoMomentsOfEachIntervalsServiceTimes) {
+  Recorder rec;
+  Dispatcher d({}, rec);
+  const int g = d.add_group(8, true, at(0));
+  const ReplicaSlot a = d.add_replica(g, at(0));
+  for (RequestId r = 1; r <= 3; ++r) ASSERT_EQ(d.submit(r, g, at(0)), Admit::kStarted);
+  d.take_interval(g, at(0));
+  d.complete(a, at(1), 1s);
+  d.complete(a, at(3), 3s);
+  GroupLoad load = d.take_interval(g, at(4));
+  EXPECT_EQ(load.completions, 2u);
+  EXPECT_DOUBLE_EQ(load.service_sum_s, 4.0);       // 1 + 3
+  EXPECT_DOUBLE_EQ(load.service_sq_sum_s2, 10.0);  // 1 + 9
+  // Each interval reports only its own completions; the running mean covers all of them.
+  d.complete(a, at(6), 6s);
+  load = d.take_interval(g, at(8));
+  EXPECT_DOUBLE_EQ(load.service_sum_s, 6.0);
+  EXPECT_DOUBLE_EQ(load.service_sq_sum_s2, 36.0);
+  EXPECT_DOUBLE_EQ(load.mean_service_s, 10.0 / 3.0);
+  load = d.take_interval(g, at(9));
+  EXPECT_EQ(load.completions, 0u);
+  EXPECT_DOUBLE_EQ(load.service_sum_s, 0.0);
+  EXPECT_DOUBLE_EQ(load.service_sq_sum_s2, 0.0);
+}
+
 TEST(Dispatcher, OneRequestReadsAsFullUtilizationWithFreeSlots) {
   // The seed's complaint: a single 8 s request pegs nvidia-smi while 7 of 8 slots are free.
   Recorder rec;

@@ -47,6 +47,11 @@ struct Observation {
   uint64_t started = 0;  // held requests that started service in the interval
   uint64_t late = 0;     // of those, waited longer than max_wait (or timed out)
 
+  // Service times of the interval's `completions`: their sum (s) and sum of squares (s^2). The
+  // first two moments, from which a policy pools a recent mean and squared coefficient of
+  // variation over the intervals it keeps.
+  double service_sum_s = 0;
+  double service_sq_sum_s2 = 0;
   double mean_service_s = 0;          // running mean of completed service times (0: none yet)
   Duration cold_start{0};             // expected launch-to-ready time of a replica
   Duration max_wait{0};               // the endpoint's SLO: longest acceptable wait before service
