@@ -4,8 +4,8 @@
 #   nginx     proxy_pass to it with upstream keep-alive (a well-configured nginx proxy)
 #   tide      `tide serve` with a static provisioner pointing at the same upstream
 # Load: wrk, 64 connections, DURATION each (default 10s), after a short warm-up.
-# Both proxies get the same number of workers, WORKERS (default 1: on a small machine wrk and
-# the upstream need the other cores; WORKERS=$(nproc) to give each proxy every core).
+# Both proxies get the same number of workers, WORKERS (default: one per core, what nginx's
+# worker_processes auto and tide's server.threads: 0 choose).
 # Prints requests/s and latency percentiles of each side by side; exits non-zero if tide serves
 # fewer requests/s than nginx or its p99 is worse, unless BENCH_NO_FAIL=1.
 # Needs nginx (Debian nginx-light) and wrk: `apt-get install nginx-light wrk`.
@@ -15,7 +15,7 @@ TIDE=${TIDE:-build/bin/tide}
 DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${WRK_THREADS:-2}
-WORKERS=${WORKERS:-1}
+WORKERS=${WORKERS:-$(nproc)}
 for tool in nginx wrk; do
   command -v $tool >/dev/null || { echo "bench: $tool is not installed (apt-get install nginx-light wrk)"; exit 2; }
 done
