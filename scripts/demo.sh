@@ -4,11 +4,7 @@
 # print the replica count as it scales up from zero and back down to zero.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install-deps.sh
-launcher=()
-command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo "${launcher[@]}" >/dev/null
-cmake --build build -j "$(nproc)" --target tide
+scripts/build.sh
 
 GATEWAY=${GATEWAY:-127.0.0.1:8080}
 API=${API:-127.0.0.1:8081}

@@ -3,11 +3,7 @@
 # the comparison and writing an HTML report to out/demo/report.html.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install-deps.sh
-launcher=()
-command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo "${launcher[@]}" >/dev/null
-cmake --build build -j "$(nproc)" --target tide
+scripts/build.sh
 echo
 echo "Four hours of chat traffic rising and falling between 1.2 and 12 requests/s (two daily-like"
 echo "cycles), 45 s cold starts, SLO: start within 2 s. Every policy sees the very same requests."
