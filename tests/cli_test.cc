@@ -57,6 +57,29 @@ TEST(Cli, HelpDescribesEveryCommandAndFlag) {
   }
 }
 
+TEST(Cli, SeveralGroupsGetARowEachWithTheirShareAndThroughputPerReplica) {
+  const fs::path dir = temp_dir("groups");
+  std::ofstream(dir / "c.yaml")
+      << "endpoints:\n  - name: chat\n    routing: {mode: split, weights: {a: 3, b: 1}}\n"
+         "    groups:\n      - {name: a, max_replicas: 4, concurrency: 4, cold_start: 10s, "
+         "price: 2, service_time: 1s}\n      - {name: b, max_replicas: 4, concurrency: 4, "
+         "cold_start: 10s, price: 1, service_time: 2s}\n";
+  const Result r = run("sim --config " + (dir / "c.yaml").string() +
+                       " --synthetic poisson --rate 4 --duration 10m --no-progress");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("req/rep-h"), std::string::npos) << r.out;
+  // Smooth weighted round robin: b gets every fourth request.
+  const Result j = run("sim --config " + (dir / "c.yaml").string() +
+                       " --synthetic poisson --rate 4 --duration 10m --no-progress --json");
+  const auto summary = nlohmann::json::parse(j.out);
+  const uint64_t total = summary["requests"]["total"].get<uint64_t>();
+  const uint64_t to_b = summary["groups"][1]["requests"]["total"].get<uint64_t>();
+  EXPECT_NEAR(static_cast<double>(to_b), static_cast<double>(total) / 4.0, 1.0);
+  EXPECT_NE(r.out.find("\n  chat/a "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\n  chat/b "), std::string::npos) << r.out;
+  fs::remove_all(dir);
+}
+
 TEST(Cli, ServeRefusesGroupsItCannotRunWithTheFieldNamed) {
   const fs::path dir = temp_dir("serve_sim_only");
   std::ofstream(dir / "c.yaml")

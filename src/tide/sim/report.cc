@@ -180,19 +180,42 @@ std::string svg_chart(const std::string& title, const std::string& unit, std::ve
 }  // namespace
 
 std::string format_table(const std::vector<SimResult>& runs) {
-  const std::vector<std::string> header = {
-      "policy",  "requests", "ok",        "rejected", "timed out", "wait p50", "wait p99",
-      "e2e p99", "SLO met",  "replica-h", "cost",     "launches",  "peak",     "reversals"};
+  const std::vector<std::string> header = {"policy",    "requests",  "ok",        "rejected",
+                                           "timed out", "wait p50",  "wait p99",  "e2e p99",
+                                           "SLO met",   "replica-h", "req/rep-h", "cost",
+                                           "launches",  "peak",      "reversals"};
   std::vector<std::vector<std::string>> rows;
+  // One row of figures; `name` first. Throughput per replica: requests answered per
+  // replica-hour, the "which hardware serves this model best per dollar" figure with the cost.
+  auto figures = [](const std::string& name, const Outcomes& o, double replica_seconds, bool priced,
+                    double cost, uint64_t launches, int peak, int reversals) {
+    const double hours = replica_seconds / 3600.0;
+    return std::vector<std::string>{
+        name,
+        fmt::format("{}", o.total),
+        fmt::format("{}", o.ok),
+        fmt::format("{}", o.rejected),
+        fmt::format("{}", o.timed_out),
+        seconds(o.wait_s.quantile(0.5)),
+        seconds(o.wait_s.quantile(0.99)),
+        seconds(o.e2e_s.quantile(0.99)),
+        pct(o.attainment()),
+        fmt::format("{:.2f}", hours),
+        hours > 0 ? fmt::format("{:.0f}", static_cast<double>(o.ok) / hours) : "-",
+        priced ? fmt::format("${:.2f}", cost) : "-",
+        fmt::format("{}", launches),
+        fmt::format("{}", peak),
+        fmt::format("{}", reversals)};
+  };
   for (const SimResult& r : runs) {
-    const Outcomes& o = r.outcomes;
-    rows.push_back({r.policy, fmt::format("{}", o.total), fmt::format("{}", o.ok),
-                    fmt::format("{}", o.rejected), fmt::format("{}", o.timed_out),
-                    seconds(o.wait_s.quantile(0.5)), seconds(o.wait_s.quantile(0.99)),
-                    seconds(o.e2e_s.quantile(0.99)), pct(r.attainment()),
-                    fmt::format("{:.2f}", r.replica_seconds / 3600.0),
-                    r.priced ? fmt::format("${:.2f}", r.cost) : "-", fmt::format("{}", r.launches),
-                    fmt::format("{}", r.peak_replicas), fmt::format("{}", r.scale_reversals)});
+    rows.push_back(figures(r.policy, r.outcomes, r.replica_seconds, r.priced, r.cost, r.launches,
+                           r.peak_replicas, r.scale_reversals));
+    if (r.groups.size() < 2) continue;
+    // Several groups: each on its own line under the run.
+    for (const GroupResult& g : r.groups) {
+      rows.push_back(figures("  " + g.endpoint + "/" + g.group, g.outcomes, g.replica_seconds,
+                             g.priced, g.cost, g.launches, g.peak_replicas, g.scale_reversals));
+    }
   }
   std::vector<size_t> width(header.size());
   for (size_t c = 0; c < header.size(); ++c) {
