@@ -63,6 +63,26 @@ bool send_all(int fd, const std::string& data) {
 
 }  // namespace
 
+int http_connect(uint16_t port) { return connect_to(port); }
+
+std::string read_until_close(int fd, double timeout_s) {
+  const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                           std::chrono::duration<double>(timeout_s));
+  std::string out;
+  char buf[4096];
+  for (;;) {
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0) break;
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
+    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  return out;
+}
+
 int http_send_only(uint16_t port, const HttpRequest& request) {
   const int fd = connect_to(port);
   if (fd < 0) return -1;

@@ -42,6 +42,11 @@ inline HttpResponse http_post(uint16_t port, const std::string& target, const st
   return http(port, make_request("POST", target, body));
 }
 
+// A connected socket to 127.0.0.1:port (TCP_NODELAY), or -1.
+int http_connect(uint16_t port);
+// Reads until the peer closes or `timeout_s` passes.
+std::string read_until_close(int fd, double timeout_s);
+
 // Opens a connection, sends `request` and returns the socket without reading (the caller closes
 // it to play a client that goes away). -1 on failure.
 int http_send_only(uint16_t port, const HttpRequest& request);

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -337,6 +338,31 @@ TEST(Serve, RejectsOversizedAndUnknownRequestsWithReasons) {
   const HttpResponse unknown = http_get(s.port(), "/nope/v1/models");
   EXPECT_EQ(unknown.status, 404);
   EXPECT_NE(unknown.body.find("chat"), std::string::npos);
+  EXPECT_EQ(s.terminate(), 0);
+}
+
+TEST(Serve, SlowClientGets408AfterTheReadTimeoutAndAnIdleOneIsClosed) {
+  Options o;
+  o.server_extra = ", read_timeout: 300ms, idle_timeout: 500ms";
+  Serve s("slow", o);
+  // Half a request head, then nothing: 408 once read_timeout has passed.
+  const int slow = http_connect(s.port());
+  ASSERT_GE(slow, 0);
+  const std::string part = "POST /chat/v1/completions HTTP/1.1\r\nHost: x\r\n";
+  ASSERT_EQ(::send(slow, part.data(), part.size(), MSG_NOSIGNAL),
+            static_cast<ssize_t>(part.size()));
+  const auto t0 = SteadyTime::now();
+  const std::string answer = read_until_close(slow, 5);
+  const double took = std::chrono::duration<double>(SteadyTime::now() - t0).count();
+  ::close(slow);
+  EXPECT_NE(answer.find("HTTP/1.1 408"), std::string::npos) << answer;
+  EXPECT_NE(answer.find("read_timeout"), std::string::npos) << answer;
+  EXPECT_LT(took, 3.0);
+  // A connection that never sends anything is closed after idle_timeout, without an answer.
+  const int idle = http_connect(s.port());
+  ASSERT_GE(idle, 0);
+  EXPECT_EQ(read_until_close(idle, 5), "");
+  ::close(idle);
   EXPECT_EQ(s.terminate(), 0);
 }
 
