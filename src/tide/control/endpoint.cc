@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <algorithm>
 #include <cassert>
+#include <utility>
 
 namespace tide::control {
 
@@ -62,8 +63,7 @@ Duration Endpoint::expected_start_delay(int group, Time now) const {
   int ready = 0;
   int starting = 0;
   Time soonest = kTimeMax;
-  const Duration cold =
-      g.cold_starts.empty() ? g.spec->cold_start.mean() : from_seconds(g.cold_starts.back());
+  const Duration cold = last_cold_start(group);
   for (uint64_t id : g.live) {
     const Replica& r = replicas_.at(id);
     if (r.state == ReplicaState::kReady) {
@@ -88,9 +88,23 @@ Duration Endpoint::expected_start_delay(int group, Time now) const {
 
 bool Endpoint::may_grow(int group, Time now) const {
   const Group& g = groups_[static_cast<size_t>(group)];
+  return active_count(g) < g.spec->max_replicas && !(now < g.backoff_until);
+}
+
+int Endpoint::active_count(const Group& g) const {
   int active = 0;
   for (uint64_t id : g.live) active += replicas_.at(id).active() ? 1 : 0;
-  return active < g.spec->max_replicas && !(now < g.backoff_until);
+  return active;
+}
+
+Duration Endpoint::last_cold_start(int group) const {
+  const Group& g = groups_[static_cast<size_t>(group)];
+  return g.cold_starts.empty() ? g.spec->cold_start.mean() : from_seconds(g.cold_starts.back());
+}
+
+const Replica* Endpoint::replica(uint64_t id) const {
+  auto it = replicas_.find(id);
+  return it == replicas_.end() ? nullptr : &it->second;
 }
 
 int Endpoint::route(uint64_t sticky, Time now) {
@@ -176,14 +190,11 @@ int Endpoint::route(uint64_t sticky, Time now) {
 Endpoint::~Endpoint() = default;
 
 Replica* Endpoint::find(uint64_t id) {
-  auto it = replicas_.find(id);
-  return it == replicas_.end() ? nullptr : &it->second;
+  return const_cast<Replica*>(std::as_const(*this).replica(id));
 }
 
 const Replica* Endpoint::replica_at(dispatch::ReplicaSlot slot) const {
-  if (slot >= slot_owner_.size()) return nullptr;
-  auto it = replicas_.find(slot_owner_[slot]);
-  return it == replicas_.end() ? nullptr : &it->second;
+  return slot < slot_owner_.size() ? replica(slot_owner_[slot]) : nullptr;
 }
 
 std::vector<const Replica*> Endpoint::replicas(int group) const {
@@ -300,8 +311,7 @@ void Endpoint::launch(int group, Time now) {
 
 void Endpoint::reconcile(int group, Time now) {
   Group& g = groups_[group];
-  int active = 0;
-  for (uint64_t id : g.live) active += replicas_.at(id).active() ? 1 : 0;
+  int active = active_count(g);
 
   if (g.desired > active) {
     // Take back draining replicas first: they are warm and already paid for.

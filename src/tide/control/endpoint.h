@@ -122,6 +122,11 @@ class Endpoint final : public dispatch::DispatchListener, public ReplicaEvents {
 
   GroupStatus status(int group) const;
   const Replica* replica_at(dispatch::ReplicaSlot slot) const;
+  // A replica not yet stopped or failed, by id; nullptr otherwise.
+  const Replica* replica(uint64_t id) const;
+  // The latest observed cold start of the group (launch to ready), or the configured mean
+  // before the first.
+  Duration last_cold_start(int group) const;
   std::vector<const Replica*> replicas(int group) const;
   const dispatch::Dispatcher& dispatcher() const { return dispatcher_; }
   // Replica-seconds billed so far, counting live replicas up to `now`.
@@ -161,6 +166,8 @@ class Endpoint final : public dispatch::DispatchListener, public ReplicaEvents {
   Duration expected_start_delay(int group, Time now) const;
   // Whether `group` is below its max and not backing off after failed launches.
   bool may_grow(int group, Time now) const;
+  // Replicas of the group that count toward its size (requested, starting, ready).
+  int active_count(const Group& g) const;
   // Whether `group` has no replica and none coming while launches fail.
   bool unavailable(int group) const;
 

@@ -124,10 +124,7 @@ int LiveEndpoint::live_replicas() {
 int LiveEndpoint::retry_after_s(int group) {
   std::lock_guard lock(mu_);
   if (endpoint_.status(group).ready > 0) return 1;
-  const auto& colds = endpoint_.cold_starts(group);
-  const double cold = colds.empty()
-                          ? to_seconds(spec_.groups[static_cast<size_t>(group)].cold_start.mean())
-                          : colds.back();
+  const double cold = to_seconds(endpoint_.last_cold_start(group));
   return std::max(1, static_cast<int>(std::ceil(cold)));
 }
 
@@ -173,14 +170,10 @@ void LiveEndpoint::on_replica_starting(uint64_t replica_id, Time now) {
 
 void LiveEndpoint::on_replica_ready(uint64_t replica_id, Time now, std::string address) {
   std::lock_guard lock(mu_);
-  if (log_) {
-    for (int g = 0; g < endpoint_.group_count(); ++g) {
-      for (const Replica* r : endpoint_.replicas(g)) {
-        if (r->id == replica_id && r->state != ReplicaState::kReady)
-          log_(fmt::format("replica {} ready at {} after {}", r->name, address,
-                           format_duration(now - r->requested_at)));
-      }
-    }
+  if (const Replica* r = endpoint_.replica(replica_id);
+      log_ && r != nullptr && r->state != ReplicaState::kReady) {
+    log_(fmt::format("replica {} ready at {} after {}", r->name, address,
+                     format_duration(now - r->requested_at)));
   }
   endpoint_.on_replica_ready(replica_id, now, std::move(address));
   settle(now);

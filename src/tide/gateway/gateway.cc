@@ -497,6 +497,17 @@ struct Gateway::Impl {
     }
   }
 
+  // Answers a request the gateway could not get served, counting it: a JSON error body naming
+  // `type` and `message`, with Retry-After when `retry_after` > 0.
+  awaitable<bool> refuse(const std::shared_ptr<Conn>& cp, std::atomic<uint64_t>& counter,
+                         unsigned version, bool keep, http::status status, std::string_view type,
+                         const std::string& message, int retry_after = 0) {
+    ++counter;
+    disarm_watch(*cp);
+    co_return co_await write_simple(cp, version, keep, status, error_body(type, message),
+                                    "application/json", retry_after);
+  }
+
   awaitable<bool> write_simple(const std::shared_ptr<Conn>& cp, unsigned version, bool keep_alive,
                                http::status status, std::string body,
                                std::string_view content_type = "application/json",
@@ -856,43 +867,34 @@ struct Gateway::Impl {
         case Dispatch::Kind::kLost:
           continue;  // it waited at a replica that failed: submit again
         case Dispatch::Kind::kQueueFull:
-          ++w.counters.r429;
-          disarm_watch(c);
-          co_return co_await write_simple(
-              cp, version, keep, http::status::too_many_requests,
-              error_body("queue_full",
-                         fmt::format("endpoint {} holds {} requests already (queue.max_length)",
-                                     ep->spec().name, ep->spec().queue.max_length)),
-              "application/json", 1);
+          co_return co_await refuse(
+              cp, w.counters.r429, version, keep, http::status::too_many_requests, "queue_full",
+              fmt::format("endpoint {} holds {} requests already (queue.max_length)",
+                          ep->spec().name, ep->spec().queue.max_length),
+              1);
         case Dispatch::Kind::kNoReplica: {
           const int status =
               ep->spec().groups[static_cast<size_t>(group)].scaling.admission.reject_status;
-          (status == 502 ? w.counters.r502 : w.counters.r503)++;
-          disarm_watch(c);
-          co_return co_await write_simple(
-              cp, version, keep, static_cast<http::status>(status),
-              error_body("no_replica", fmt::format("endpoint {} has no ready replica and this "
-                                                   "group does not hold requests",
-                                                   ep->spec().name)),
-              "application/json", ep->retry_after_s(group));
+          co_return co_await refuse(
+              cp, status == 502 ? w.counters.r502 : w.counters.r503, version, keep,
+              static_cast<http::status>(status), "no_replica",
+              fmt::format("endpoint {} has no ready replica and this group does not hold requests",
+                          ep->spec().name),
+              ep->retry_after_s(group));
         }
         case Dispatch::Kind::kTimedOut:
-          ++w.counters.r503;
-          disarm_watch(c);
-          co_return co_await write_simple(
-              cp, version, keep, http::status::service_unavailable,
-              error_body("queue_timeout",
-                         fmt::format("no replica of endpoint {} could take the request within {} "
-                                     "(queue.timeout)",
-                                     ep->spec().name, format_duration(ep->spec().queue.timeout))),
-              "application/json", ep->retry_after_s(group));
+          co_return co_await refuse(
+              cp, w.counters.r503, version, keep, http::status::service_unavailable,
+              "queue_timeout",
+              fmt::format("no replica of endpoint {} could take the request within {} "
+                          "(queue.timeout)",
+                          ep->spec().name, format_duration(ep->spec().queue.timeout)),
+              ep->retry_after_s(group));
         case Dispatch::Kind::kShutdown:
         case Dispatch::Kind::kQueued:
-          ++w.counters.r503;
-          disarm_watch(c);
-          co_return co_await write_simple(cp, version, false, http::status::service_unavailable,
-                                          error_body("shutting_down", "tide is shutting down"),
-                                          "application/json", 1);
+          co_return co_await refuse(cp, w.counters.r503, version, false,
+                                    http::status::service_unavailable, "shutting_down",
+                                    "tide is shutting down", 1);
       }
 
       // Started on a replica: send it.
@@ -1071,13 +1073,10 @@ struct Gateway::Impl {
             ++w.counters.retries;
             continue;
           }
-          ++w.counters.r502;
-          disarm_watch(c);
-          co_return co_await write_simple(
-              cp, version, keep, http::status::bad_gateway,
-              error_body("replica_failed",
-                         fmt::format("the replicas given this request failed before answering: {}",
-                                     last_error)));
+          co_return co_await refuse(
+              cp, w.counters.r502, version, keep, http::status::bad_gateway, "replica_failed",
+              fmt::format("the replicas given this request failed before answering: {}",
+                          last_error));
       }
     }
   }

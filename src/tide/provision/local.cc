@@ -360,6 +360,16 @@ struct LocalBackend::Child {
   bool forgotten = false;
   std::string tail;  // the last output_tail_bytes of its output
   std::string line;  // the line being received
+
+  // Cancels its timers and health watch and closes its descriptors: nothing more will fire.
+  void release_io() {
+    if (watch) watch->cancel();
+    grace_timer.cancel();
+    poll_timer.cancel();
+    error_code ec;
+    if (pidfd) pidfd->close(ec);
+    if (output) output->close(ec);
+  }
 };
 
 LocalBackend::LocalBackend(std::shared_ptr<Core> core)
@@ -593,12 +603,7 @@ void LocalBackend::on_exit(const std::shared_ptr<Child>& child, int status) {
     emit_line(*child, child->line);
     child->line.clear();
   }
-  if (child->watch) child->watch->cancel();
-  child->grace_timer.cancel();
-  child->poll_timer.cancel();
-  error_code ec;
-  if (child->pidfd) child->pidfd->close(ec);
-  if (child->output) child->output->close(ec);
+  child->release_io();
   const bool report = !child->stopping;
   child->stopping = true;
   forget(child);
@@ -645,14 +650,7 @@ void LocalBackend::close() {
   spawner_.close();
   registry_.kill_all();
   asio::post(core_->strand, [self = shared_from_this()] {
-    for (auto& [key, child] : self->children_) {
-      if (child->watch) child->watch->cancel();
-      child->grace_timer.cancel();
-      child->poll_timer.cancel();
-      error_code ec;
-      if (child->pidfd) child->pidfd->close(ec);
-      if (child->output) child->output->close(ec);
-    }
+    for (auto& [key, child] : self->children_) child->release_io();
     self->children_.clear();
   });
 }
