@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <regex>
@@ -116,6 +117,8 @@ class Serve {
       ::waitpid(pid_, nullptr, 0);
     }
     for (int p : processes_with(marker_)) ::kill(p, SIGKILL);
+    // On failure, show what tide said (its log, and any sanitizer report) before it is deleted.
+    if (::testing::Test::HasFailure()) std::cerr << "tide serve log:\n" << log_text();
     fs::remove_all(dir_);
   }
 
