@@ -16,6 +16,13 @@ class ReplicaEvents {
   virtual void on_replica_starting(uint64_t replica_id, Time now) = 0;
   virtual void on_replica_ready(uint64_t replica_id, Time now, std::string address) = 0;
   virtual void on_replica_failed(uint64_t replica_id, Time now, std::string error) = 0;
+  // Where a launched replica runs, in a form its provisioner can find it again by after tide
+  // itself restarts (adopt()): e.g. "local pid=1234 start=987654 port=40001", "slurm job=42".
+  // Reported once it is known, before ready; a later call replaces it. The live system stores it.
+  virtual void on_replica_handle(uint64_t replica_id, std::string handle) {
+    (void)replica_id;
+    (void)handle;
+  }
 };
 
 class Provisioner {
@@ -26,6 +33,19 @@ class Provisioner {
                       ReplicaEvents& events) = 0;
   // Terminates a replica (it has been drained, or it never became ready).
   virtual void stop(const Replica& replica) = 0;
+  // Takes over a replica that a previous run of tide launched, from the handle it reported
+  // (ReplicaEvents::on_replica_handle). Returns false at once when this provisioner cannot adopt
+  // at all (the replica is then forgotten). Otherwise reports like launch(): ready when it is
+  // still there and healthy (starting first, if it is still cold), failed with the reason when it
+  // is gone. stop() works on an adopted replica as on a launched one.
+  virtual bool adopt(const Replica& replica, const config::GroupSpec& group,
+                     const std::string& handle, ReplicaEvents& events) {
+    (void)replica;
+    (void)group;
+    (void)handle;
+    (void)events;
+    return false;
+  }
 };
 
 }  // namespace tide::control
