@@ -1,0 +1,195 @@
+#include "tide/store/store.h"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+namespace tide::store {
+namespace {
+
+class StoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("tide-store-test-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  std::string file() const { return (dir_ / "state.db").string(); }
+
+  std::filesystem::path dir_;
+};
+
+ReplicaRow replica(uint64_t id, std::string state) {
+  ReplicaRow r;
+  r.endpoint = "chat";
+  r.id = id;
+  r.group = "h100";
+  r.name = "chat/h100/" + std::to_string(id);
+  r.state = std::move(state);
+  r.handle = "local pid=" + std::to_string(1000 + id);
+  r.address = "127.0.0.1:" + std::to_string(40000 + id);
+  r.requested_at = 100.0 + static_cast<double>(id);
+  return r;
+}
+
+SampleRow sample(double t, int ready, uint64_t requests, double p99) {
+  SampleRow s;
+  s.time = t;
+  s.endpoint = "chat";
+  s.group = "h100";
+  s.step_s = 5;
+  s.desired = ready;
+  s.ready = ready;
+  s.requests = requests;
+  s.latency_p99_s = p99;
+  return s;
+}
+
+TEST_F(StoreTest, ReplicasSurviveReopeningAndTheLatestStateWins) {
+  {
+    auto store = Store::open(file());
+    store->put_replica(replica(1, "starting"));
+    store->put_replica(replica(2, "ready"));
+    ReplicaRow gone = replica(3, "stopped");
+    gone.stopped_at = 200;
+    store->put_replica(gone);
+    ReplicaRow updated = replica(1, "ready");
+    updated.ready_at = 160;
+    store->put_replica(updated);
+  }  // closing commits what was queued
+  auto store = Store::open(file());
+  const auto live = store->live_replicas();
+  ASSERT_EQ(live.size(), 2u);
+  EXPECT_EQ(live[0].id, 1u);
+  EXPECT_EQ(live[0].state, "ready");
+  EXPECT_EQ(live[0].ready_at, 160);
+  EXPECT_EQ(live[0].handle, "local pid=1001");
+  EXPECT_EQ(live[1].id, 2u);
+  EXPECT_EQ(store->max_replica_id("chat"), 3u);
+  EXPECT_EQ(store->max_replica_id("other"), 0u);
+  EXPECT_EQ(store->replicas("chat").size(), 3u);
+}
+
+TEST_F(StoreTest, TheFileIsOwnerOnly) {
+  auto store = Store::open(file());
+  store->set_meta("api_token", "secret");
+  store->flush();
+  struct stat st {};
+  ASSERT_EQ(::stat(file().c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  EXPECT_EQ(store->meta("api_token"), "secret");
+  EXPECT_EQ(store->meta("missing"), std::nullopt);
+}
+
+TEST_F(StoreTest, DecisionsInARangeNewestKeptByTheLimitAndReturnedInOrder) {
+  auto store = Store::open(file());
+  for (int i = 0; i < 10; ++i) {
+    DecisionRow d;
+    d.time = 1000 + i;
+    d.endpoint = i % 2 == 0 ? "chat" : "other";
+    d.group = "h100";
+    d.from = i;
+    d.to = i + 1;
+    d.reason = "reason " + std::to_string(i);
+    store->add_decision(d);
+  }
+  store->flush();
+  auto all = store->decisions("chat", 0, 1e12, 100);
+  ASSERT_EQ(all.size(), 5u);
+  EXPECT_EQ(all.front().reason, "reason 0");
+  EXPECT_EQ(all.back().reason, "reason 8");
+  auto limited = store->decisions("chat", 0, 1e12, 2);
+  ASSERT_EQ(limited.size(), 2u);
+  EXPECT_EQ(limited[0].time, 1006);
+  EXPECT_EQ(limited[1].time, 1008);
+  auto range = store->decisions("chat", 1002, 1006, 100);  // to is exclusive
+  ASSERT_EQ(range.size(), 2u);
+  EXPECT_EQ(range[0].from, 2);
+  EXPECT_EQ(range[1].from, 4);
+}
+
+TEST_F(StoreTest, HistoryMergesSpansTakingTheMaximumOfCountsAndTheSumOfRequests) {
+  auto store = Store::open(file());
+  store->add_samples({sample(600, 1, 10, 0.5), sample(605, 3, 20, 2.0), sample(610, 2, 5, 1.0),
+                      sample(660, 4, 1, 0.1)});
+  store->flush();
+  const auto raw = store->history("chat", 600, 700, 5);
+  ASSERT_EQ(raw.size(), 4u);
+  EXPECT_EQ(raw[1].ready, 3);
+  EXPECT_EQ(raw[1].step_s, 5);
+  const auto minute = store->history("chat", 0, 1e12, 60);
+  ASSERT_EQ(minute.size(), 2u);
+  EXPECT_EQ(minute[0].time, 600);
+  EXPECT_EQ(minute[0].ready, 3);
+  EXPECT_EQ(minute[0].requests, 35u);
+  EXPECT_DOUBLE_EQ(minute[0].latency_p99_s, 2.0);
+  EXPECT_EQ(minute[1].time, 660);
+  EXPECT_EQ(minute[1].ready, 4);
+  EXPECT_TRUE(store->history("other", 0, 1e12, 60).empty());
+  EXPECT_THROW(store->history("chat", 0, 1, 0), StoreError);
+}
+
+TEST_F(StoreTest, CompactDownsamplesOldSamplesAndDeletesWhatIsPastRetention) {
+  auto store = Store::open(file());
+  std::vector<SampleRow> rows;
+  for (int i = 0; i < 36; ++i) rows.push_back(sample(1200 + 5 * i, i % 4, 1, 0.1 * i));
+  rows.push_back(sample(100, 9, 1, 0));  // past retention
+  store->add_samples(rows);
+  DecisionRow old;
+  old.time = 50;
+  old.endpoint = "chat";
+  store->add_decision(old);
+  Retention retention;
+  retention.downsample_after_s = 60;
+  retention.downsample_step_s = 60;
+  retention.keep_s = 1000;
+  // now = 1320: samples before 1260 become one-minute rows; before 320 are deleted.
+  store->compact(1320, retention);
+  store->flush();
+  const auto rows_after = store->history("chat", 0, 1e12, 1);
+  ASSERT_EQ(rows_after.size(), 1u + 24u);
+  EXPECT_EQ(rows_after[0].time, 1200);
+  EXPECT_EQ(rows_after[0].step_s, 60);
+  EXPECT_EQ(rows_after[0].ready, 3);
+  EXPECT_EQ(rows_after[0].requests, 12u);
+  EXPECT_EQ(rows_after[1].time, 1260);
+  EXPECT_EQ(rows_after[1].step_s, 5);
+  EXPECT_TRUE(store->decisions("chat", 0, 1e12, 10).empty());
+  // Compacting again changes nothing already merged.
+  store->compact(1320, retention);
+  store->flush();
+  EXPECT_EQ(store->history("chat", 0, 1e12, 1).size(), 25u);
+}
+
+TEST_F(StoreTest, InMemoryStoresAreSeparateFromEachOther) {
+  auto a = Store::open("");
+  auto b = Store::open("");
+  a->put_replica(replica(1, "ready"));
+  a->flush();
+  EXPECT_EQ(a->live_replicas().size(), 1u);
+  EXPECT_TRUE(b->live_replicas().empty());
+}
+
+TEST_F(StoreTest, AnUnusableFileIsAClearError) {
+  std::filesystem::create_directories(dir_ / "adir");
+  try {
+    Store::open((dir_ / "adir").string());
+    FAIL() << "expected StoreError";
+  } catch (const StoreError& e) {
+    EXPECT_NE(std::string(e.what()).find("adir"), std::string::npos) << e.what();
+  }
+  {
+    std::ofstream junk(file());
+    junk << "this is not a database, just text that is long enough to be looked at by sqlite";
+  }
+  EXPECT_THROW(Store::open(file()), StoreError);
+}
+
+}  // namespace
+}  // namespace tide::store
