@@ -62,10 +62,12 @@ constexpr Choice<ProvisionerKind> kProvisionerKinds[] = {
     {"static", ProvisionerKind::kStatic},
     {"simulated", ProvisionerKind::kSimulated}};
 
-constexpr std::string_view kTopKeys[] = {"server", "endpoints"};
+constexpr std::string_view kTopKeys[] = {"server", "state", "endpoints"};
 constexpr std::string_view kServerKeys[] = {
-    "listen",         "api",          "threads",      "max_header_bytes",
-    "max_body_bytes", "read_timeout", "idle_timeout", "upstream_timeout"};
+    "listen",       "api",          "threads",          "max_header_bytes", "max_body_bytes",
+    "read_timeout", "idle_timeout", "upstream_timeout", "api_token",        "public_read"};
+constexpr std::string_view kStateKeys[] = {"path", "sample_interval", "downsample_after",
+                                           "downsample_step", "retention"};
 constexpr std::string_view kEndpointKeys[] = {"name", "slo", "queue", "routing", "groups"};
 constexpr std::string_view kRoutingKeys[] = {"mode", "weights", "sticky_header", "order"};
 constexpr Choice<RoutingSpec::Mode> kRoutingModes[] = {{"split", RoutingSpec::Mode::kSplit},
@@ -754,6 +756,7 @@ EndpointSpec read_endpoint(Reader& r, const Node& node, const std::string& path)
   Map m(r, node, path);
   m.allow(kEndpointKeys);
   if (m.required("name") && m.read("name", e.name)) check_name(r, e.name, m.at("name"));
+  e.source = YAML::Dump(node);
   if (const Node* n = m.get("slo")) {
     if (r.expect_map(*n, m.at("slo"), " like {max_wait: 2s}")) {
       Map sm(r, *n, m.at("slo"));
@@ -828,6 +831,28 @@ ServerSpec read_server(Reader& r, const Node& node, const std::string& path) {
   m.read("read_timeout", s.read_timeout, above(0));
   m.read("idle_timeout", s.idle_timeout, above(0));
   m.read("upstream_timeout", s.upstream_timeout, above(0));
+  if (m.read("api_token", s.api_token) && s.api_token.size() < 16)
+    r.fail(m.at("api_token"),
+           fmt::format("must be at least 16 characters, got {}", s.api_token.size()));
+  m.read("public_read", s.public_read);
+  return s;
+}
+
+StateSpec read_state(Reader& r, const Node& node, const std::string& path) {
+  StateSpec s;
+  if (!r.expect_map(node, path, " like {path: tide-state.db}")) return s;
+  Map m(r, node, path);
+  m.allow(kStateKeys);
+  if (m.read("path", s.path) && s.path.empty())
+    r.fail(m.at("path"), "must not be empty (\":memory:\" keeps state in memory only)");
+  m.read("sample_interval", s.sample_interval, between(0.1, false, 3600, false));
+  m.read("downsample_after", s.downsample_after, above(0));
+  m.read("downsample_step", s.downsample_step, above(0));
+  m.read("retention", s.retention, above(0));
+  if (s.downsample_step < s.sample_interval)
+    r.fail(m.at("downsample_step"),
+           fmt::format("must be >= sample_interval ({}), got {}",
+                       format_duration(s.sample_interval), format_duration(s.downsample_step)));
   return s;
 }
 
@@ -841,6 +866,7 @@ Config read_config(Reader& r, const Node& root) {
   Map m(r, root, "");
   m.allow(kTopKeys);
   if (const Node* n = m.get("server")) c.server = read_server(r, *n, "server");
+  if (const Node* n = m.get("state")) c.state = read_state(r, *n, "state");
   if (!m.required("endpoints", "at least one endpoint")) return c;
   const Node& endpoints = *m.get("endpoints");
   if (!r.expect_list(endpoints, "endpoints")) return c;
@@ -926,6 +952,18 @@ Config load_config(const std::string& path) {
   text << in.rdbuf();
   if (in.bad()) throw ConfigError({"cannot read: read error"}, path);
   return parse_config(text.str(), path);
+}
+
+EndpointSpec parse_endpoint(std::string_view text, std::string_view path) {
+  Reader r;
+  EndpointSpec spec;
+  try {
+    if (auto root = load_yaml(r, text)) spec = read_endpoint(r, *root, std::string(path));
+  } catch (const YAML::Exception& e) {
+    r.fail("", fmt::format("invalid YAML: {}", e.what()));
+  }
+  if (!r.ok()) throw ConfigError(r.take());
+  return spec;
 }
 
 ScalingSpec parse_scaling(std::string_view yaml_text, const GroupSpec& group) {

@@ -226,6 +226,9 @@ struct RoutingSpec {
 
 struct EndpointSpec {
   std::string name;
+  // The endpoint as it was written (re-emitted YAML), kept with its history in the state file
+  // and shown by the API; parse_endpoint(source) gives this spec back.
+  std::string source;
   SloSpec slo;
   QueueSpec queue;
   RoutingSpec routing;
@@ -243,10 +246,27 @@ struct ServerSpec {
   Duration read_timeout = 30s;       // to receive a whole request once it has begun; beyond: 408
   Duration idle_timeout = 60s;       // a keep-alive connection with no request is closed
   Duration upstream_timeout = 600s;  // from sending to a replica until its response is complete
+  // The admin API's bearer token (`Authorization: Bearer <token>`). Empty: TIDE_API_TOKEN, else
+  // the one kept in the state file, else a new one generated and printed once.
+  std::string api_token;
+  // Reading (GET of the API, /metrics, the dashboard) without the token; changes always need it.
+  bool public_read = false;
+};
+
+// What `tide serve` keeps across restarts (see src/tide/store/store.h).
+// YAML: state: {path: tide-state.db, sample_interval: 5s, downsample_after: 6h,
+//               downsample_step: 1m, retention: 30d}
+struct StateSpec {
+  std::string path = "tide-state.db";  // relative to the working directory; ":memory:" = none
+  Duration sample_interval = 5s;       // history: one row per group this often
+  Duration downsample_after = 6h;      // older samples merge into one row per downsample_step
+  Duration downsample_step = 60s;
+  Duration retention = 720h;  // history and decisions older than this are deleted
 };
 
 struct Config {
   ServerSpec server;
+  StateSpec state;
   std::vector<EndpointSpec> endpoints;
 };
 
@@ -272,6 +292,10 @@ class ConfigError : public std::runtime_error {
 Config parse_config(std::string_view yaml_text, std::string_view source = "config");
 // Reads a file and parses it; a missing file is a ConfigError too.
 Config load_config(const std::string& path);
+
+// Parses one endpoint on its own, as written in the `endpoints:` list (YAML or JSON text), for
+// `PUT /v1/endpoints/{name}`. Paths in messages start at `path`. Throws ConfigError.
+EndpointSpec parse_endpoint(std::string_view text, std::string_view path = "endpoint");
 
 // Parses a `scaling:` block on its own (for `tide sim --preset NAME` and the API): the block's
 // content, e.g. "{preset: hf, idle_timeout: 5m}" or just "hf" (a bare preset name, also accepted

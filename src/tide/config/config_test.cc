@@ -1014,4 +1014,62 @@ TEST(ParseConfigErrors, Routing) {
               ElementsAre(HasSubstr("endpoints[0].routing.mode: expected one of split|overflow")));
 }
 
+TEST(ParseConfig, StateAndApiAuth) {
+  const Config defaults = parse_config("endpoints: [{name: a, groups: [{name: g}]}]");
+  EXPECT_EQ(defaults.state.path, "tide-state.db");
+  EXPECT_EQ(defaults.state.sample_interval, 5s);
+  EXPECT_TRUE(defaults.server.api_token.empty());
+  EXPECT_FALSE(defaults.server.public_read);
+  const Config c = parse_config(
+      "server: {api_token: 0123456789abcdef0123, public_read: true}\n"
+      "state: {path: /var/lib/tide/state.db, sample_interval: 1s, downsample_after: 1h, "
+      "downsample_step: 10s, retention: 7d}\n"
+      "endpoints: [{name: a, groups: [{name: g}]}]");
+  EXPECT_EQ(c.server.api_token, "0123456789abcdef0123");
+  EXPECT_TRUE(c.server.public_read);
+  EXPECT_EQ(c.state.path, "/var/lib/tide/state.db");
+  EXPECT_EQ(c.state.sample_interval, 1s);
+  EXPECT_EQ(c.state.downsample_after, 1h);
+  EXPECT_EQ(c.state.downsample_step, 10s);
+  EXPECT_EQ(c.state.retention, 168h);
+}
+
+TEST(ParseConfigErrors, StateAndApiAuth) {
+  const std::string eps = "\nendpoints: [{name: a, groups: [{name: g}]}]";
+  EXPECT_THAT(problems("server: {api_token: short}" + eps),
+              ElementsAre("server.api_token: must be at least 16 characters, got 5"));
+  EXPECT_THAT(problems("state: {path: ''}" + eps),
+              ElementsAre(HasSubstr("state.path: must not be empty")));
+  EXPECT_THAT(problems("state: {sample_interval: 10s, downsample_step: 5s}" + eps),
+              ElementsAre("state.downsample_step: must be >= sample_interval (10s), got 5s"));
+  EXPECT_THAT(problems("state: {keep: 1d}" + eps),
+              ElementsAre(HasSubstr("state.keep: unknown key")));
+}
+
+TEST(ParseEndpoint, GivesBackTheSpecFromItsOwnSourceAndNamesFieldsFromThePath) {
+  const Config c = parse_config(
+      "endpoints: [{name: chat, queue: {max_length: 7}, groups: [{name: a, max_replicas: 3}, "
+      "{name: b}], routing: {weights: {a: 1, b: 3}}}]");
+  const EndpointSpec& e = c.endpoints[0];
+  EXPECT_NE(e.source.find("max_length: 7"), std::string::npos) << e.source;
+  const EndpointSpec again = parse_endpoint(e.source);
+  EXPECT_EQ(again.name, "chat");
+  EXPECT_EQ(again.queue.max_length, 7);
+  EXPECT_EQ(again.groups[0].max_replicas, 3);
+  EXPECT_THAT(again.routing.weights, ElementsAre(1.0, 3.0));
+  EXPECT_EQ(again.source, e.source);
+  // JSON is YAML too.
+  const EndpointSpec json = parse_endpoint(
+      R"({"name": "chat", "groups": [{"name": "a", "min_replicas": 1, "max_replicas": 2}]})");
+  EXPECT_EQ(json.groups[0].min_replicas, 1);
+  try {
+    parse_endpoint("{name: chat, groups: [{name: a, min_replicas: 3, max_replicas: 1}]}", "body");
+    FAIL() << "expected ConfigError";
+  } catch (const ConfigError& err) {
+    EXPECT_THAT(err.problems(),
+                ElementsAre("body.groups[0].max_replicas: must be >= min_replicas (3), got 1"));
+  }
+  EXPECT_THROW(parse_endpoint("[1, 2"), ConfigError);
+}
+
 }  // namespace tide::config
