@@ -306,7 +306,30 @@ void Endpoint::launch(int group, Time now) {
   assert(inserted);
   g.live.push_back(id);
   ++g.launches;
+  changed(it->second, now);
   provisioner_.launch(it->second, *g.spec, *this);
+}
+
+bool Endpoint::adopt(int group, uint64_t id, const std::string& handle, Time requested_at,
+                     Time now) {
+  Group& g = groups_[group];
+  reserve_ids(id + 1);
+  Replica r;
+  r.id = id;
+  r.name = fmt::format("{}/{}/{}", spec_.name, g.spec->name, id);
+  r.group = group;
+  r.state = ReplicaState::kStarting;
+  r.requested_at = requested_at;
+  r.handle = handle;
+  r.adopted = true;
+  auto [it, inserted] = replicas_.emplace(id, std::move(r));
+  if (!inserted) return false;
+  g.live.push_back(id);
+  changed(it->second, now);
+  if (provisioner_.adopt(it->second, *g.spec, handle, *this)) return true;
+  std::erase(g.live, id);
+  replicas_.erase(it);
+  return false;
 }
 
 void Endpoint::reconcile(int group, Time now) {
@@ -320,6 +343,7 @@ void Endpoint::reconcile(int group, Time now) {
       Replica& r = replicas_.at(id);
       if (r.state != ReplicaState::kDraining) continue;
       r.state = ReplicaState::kReady;
+      changed(r, now);
       dispatcher_.undrain(r.slot, now);
       ++active;
     }
@@ -363,6 +387,7 @@ void Endpoint::reconcile(int group, Time now) {
     --excess;
     r->state = ReplicaState::kDraining;
     r->drain_at = now;
+    changed(*r, now);
     dispatcher_.drain(r->slot, now);  // may call on_drained (and retire) right away
   }
 }
@@ -373,6 +398,7 @@ void Endpoint::retire(Replica& replica, Time now, ReplicaState final_state) {
   replica.stopped_at = now;
   g.closed_replica_seconds += to_seconds(now - replica.requested_at);
   if (final_state == ReplicaState::kFailed) ++g.failures;
+  changed(replica, now);
   // Also for a failed replica: whatever is left of it (a hung process, a cluster job) must go.
   provisioner_.stop(replica);
   const uint64_t id = replica.id;
@@ -380,9 +406,19 @@ void Endpoint::retire(Replica& replica, Time now, ReplicaState final_state) {
   replicas_.erase(id);
 }
 
-void Endpoint::on_replica_starting(uint64_t replica_id, Time) {
+void Endpoint::on_replica_starting(uint64_t replica_id, Time now) {
   Replica* r = find(replica_id);
-  if (r != nullptr && r->state == ReplicaState::kRequested) r->state = ReplicaState::kStarting;
+  if (r != nullptr && r->state == ReplicaState::kRequested) {
+    r->state = ReplicaState::kStarting;
+    changed(*r, now);
+  }
+}
+
+void Endpoint::on_replica_handle(uint64_t replica_id, std::string handle) {
+  Replica* r = find(replica_id);
+  if (r == nullptr) return;
+  r->handle = std::move(handle);
+  changed(*r, r->requested_at);
 }
 
 void Endpoint::on_replica_ready(uint64_t replica_id, Time now, std::string address) {
@@ -395,7 +431,9 @@ void Endpoint::on_replica_ready(uint64_t replica_id, Time now, std::string addre
   g.consecutive_failures = 0;
   g.backoff_until = kTimeMin;
   r->address = std::move(address);
-  g.cold_starts.push_back(to_seconds(now - r->requested_at));
+  // An adopted replica's cold start happened in an earlier run: its launch-to-ready says nothing.
+  if (!r->adopted) g.cold_starts.push_back(to_seconds(now - r->requested_at));
+  changed(*r, now);
   // Map the slot first: held requests start on it inside add_replica, and their sink may ask
   // whose slot it is.
   r->slot = dispatcher_.next_slot();

@@ -5,6 +5,7 @@
 // the real one. Not thread-safe: call everything from one thread (production: one strand).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -37,10 +38,18 @@ struct DecisionRecord {
   double utilization = 0;
 };
 
+// What an endpoint tells the outside about its decisions and replicas (the simulator's report,
+// the live system's log and state file).
 class DecisionSink {
  public:
   virtual ~DecisionSink() = default;
   virtual void record(const DecisionRecord& decision) = 0;
+  // A replica changed state (launched, starting, ready, draining, stopped, failed), or its
+  // provisioner told where it runs (handle). After stopped or failed it is gone.
+  virtual void replica_changed(const Replica& replica, Time now) {
+    (void)replica;
+    (void)now;
+  }
 };
 
 // Where request outcomes go: the simulator's event loop, or the gateway's waiting coroutines.
@@ -114,6 +123,14 @@ class Endpoint final : public dispatch::DispatchListener, public ReplicaEvents {
   void on_replica_starting(uint64_t replica_id, Time now) override;
   void on_replica_ready(uint64_t replica_id, Time now, std::string address) override;
   void on_replica_failed(uint64_t replica_id, Time now, std::string error) override;
+  void on_replica_handle(uint64_t replica_id, std::string handle) override;
+  // Takes over a replica a previous run launched (after a restart of tide): it is starting (it
+  // counts toward the group's size, so no duplicate is launched) until its provisioner reports
+  // it ready or gone. `requested_at` is when it was first launched (billing goes on from there).
+  // Returns false, and forgets it, if the provisioner cannot adopt at all.
+  bool adopt(int group, uint64_t id, const std::string& handle, Time requested_at, Time now);
+  // Replica ids from here on start at `next` (a restarted tide never reuses an old id).
+  void reserve_ids(uint64_t next) { next_id_ = std::max(next_id_, next); }
   // The data plane found a replica unreachable (connection refused or reset before any response
   // byte): treated as failed, and its provisioner is told to stop whatever is left of it.
   void fail_replica(uint64_t replica_id, Time now, std::string error) {
@@ -179,6 +196,9 @@ class Endpoint final : public dispatch::DispatchListener, public ReplicaEvents {
   policy::Observation observe(int group, Time now);
   void reconcile(int group, Time now);
   void launch(int group, Time now);
+  void changed(const Replica& replica, Time now) {
+    if (decisions_ != nullptr) decisions_->replica_changed(replica, now);
+  }
   void retire(Replica& replica, Time now, ReplicaState final_state);
   Replica* find(uint64_t id);
 

@@ -2,6 +2,8 @@
 
 #include "tide/common/random.h"
 
+#include <fmt/format.h>
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <map>
@@ -14,6 +16,8 @@ using namespace std::chrono_literals;
 using dispatch::Admit;
 using dispatch::ReplicaSlot;
 using dispatch::RequestId;
+using ::testing::ElementsAre;
+using ::testing::Pair;
 
 Time at(double s) { return time_at_seconds(s); }
 
@@ -27,6 +31,15 @@ struct FakeProvisioner : Provisioner {
     events = &e;
   }
   void stop(const Replica& r) override { stopped.push_back(r.id); }
+  bool adoptable = true;
+  std::vector<std::pair<uint64_t, std::string>> adopted;
+  bool adopt(const Replica& r, const config::GroupSpec&, const std::string& handle,
+             ReplicaEvents& e) override {
+    if (!adoptable) return false;
+    adopted.emplace_back(r.id, handle);
+    events = &e;
+    return true;
+  }
 };
 
 struct Sink : RequestSink {
@@ -39,7 +52,11 @@ struct Sink : RequestSink {
 
 struct Decisions : DecisionSink {
   std::vector<DecisionRecord> records;
+  std::vector<std::string> changes;  // "id state handle"
   void record(const DecisionRecord& d) override { records.push_back(d); }
+  void replica_changed(const Replica& r, Time) override {
+    changes.push_back(fmt::format("{} {} {}", r.id, state_name(r.state), r.handle));
+  }
 };
 
 config::EndpointSpec queue_endpoint(int queue_size, int max, int concurrency = 1) {
@@ -215,6 +232,60 @@ config::EndpointSpec two_groups(config::RoutingSpec routing) {
   ep.groups.push_back(b);
   ep.routing = std::move(routing);
   return ep;
+}
+
+TEST(Endpoint, EveryReplicaChangeIsReportedForTheStateFile) {
+  FakeProvisioner prov;
+  Sink sink;
+  Decisions d;
+  Endpoint ep(queue_endpoint(1, 1), prov, sink, &d, at(0));
+  ep.submit(1, 0, at(0));
+  ep.tick(0, at(0));
+  ASSERT_EQ(prov.launched.size(), 1u);
+  prov.events->on_replica_starting(1, at(0));
+  prov.events->on_replica_handle(1, "local pid=42");
+  prov.events->on_replica_ready(1, at(5), "127.0.0.1:1");
+  ep.complete(sink.started[1], at(6), 1s);
+  ep.tick(0, at(40));  // idle past 30 s: drained, and empty, so stopped at once
+  EXPECT_THAT(d.changes, ElementsAre("1 requested ", "1 starting ", "1 starting local pid=42",
+                                     "1 ready local pid=42", "1 draining local pid=42",
+                                     "1 stopped local pid=42"));
+}
+
+TEST(Endpoint, AdoptedReplicasCountTowardTheGroupSoNoDuplicateIsLaunched) {
+  FakeProvisioner prov;
+  Sink sink;
+  Decisions d;
+  config::EndpointSpec spec = queue_endpoint(1, 4);
+  spec.groups[0].min_replicas = 2;
+  Endpoint ep(spec, prov, sink, &d, at(1000));
+  ep.reserve_ids(8);
+  ASSERT_TRUE(ep.adopt(0, 3, "local pid=3", at(100), at(1000)));
+  ASSERT_TRUE(ep.adopt(0, 5, "local pid=5", at(200), at(1000)));
+  EXPECT_THAT(prov.adopted, ElementsAre(Pair(3u, "local pid=3"), Pair(5u, "local pid=5")));
+  ep.tick(0, at(1000));
+  EXPECT_TRUE(prov.launched.empty());  // min 2 is met by the two being adopted
+  EXPECT_EQ(ep.status(0).starting, 2);
+  prov.events->on_replica_ready(3, at(1001), "127.0.0.1:3");
+  prov.events->on_replica_failed(5, at(1001), "gone while tide was away");
+  EXPECT_EQ(ep.status(0).ready, 1);
+  EXPECT_TRUE(ep.cold_starts(0).empty());  // an adopted replica's start says nothing new
+  ep.tick(0, at(1001));
+  ep.tick(0, at(1003));  // after the 1 s backoff of the failure
+  ASSERT_EQ(prov.launched.size(), 1u);
+  EXPECT_EQ(prov.launched[0], 8u);  // ids of the previous run are never reused
+  // Billing continues from the first launch.
+  EXPECT_NEAR(ep.replica_seconds(0, at(1003)), (1003 - 100) + (1001 - 200) + 0, 1e-6);
+}
+
+TEST(Endpoint, AReplicaTheProvisionerCannotAdoptIsForgotten) {
+  FakeProvisioner prov;
+  prov.adoptable = false;
+  Sink sink;
+  Endpoint ep(queue_endpoint(1, 4), prov, sink, nullptr, at(0));
+  EXPECT_FALSE(ep.adopt(0, 3, "x", at(0), at(0)));
+  EXPECT_EQ(ep.status(0).starting, 0);
+  EXPECT_EQ(ep.replica(3), nullptr);
 }
 
 TEST(EndpointRouting, SplitGivesEachGroupItsWeightEvenlyInterleaved) {

@@ -224,7 +224,36 @@ void LiveEndpoint::on_replica_lost(dispatch::ReplicaSlot,
   }
 }
 
+void LiveEndpoint::replica_changed(const Replica& replica, Time now) {
+  if (journal_.replica) journal_.replica(replica, replica.group, now);
+}
+
+void LiveEndpoint::on_replica_handle(uint64_t replica_id, std::string handle) {
+  std::lock_guard lock(mu_);
+  endpoint_.on_replica_handle(replica_id, std::move(handle));
+}
+
+void LiveEndpoint::reserve_ids(uint64_t next) {
+  std::lock_guard lock(mu_);
+  endpoint_.reserve_ids(next);
+}
+
+bool LiveEndpoint::adopt(const std::string& group, uint64_t id, const std::string& handle,
+                         Time requested_at) {
+  std::lock_guard lock(mu_);
+  for (int g = 0; g < endpoint_.group_count(); ++g) {
+    if (spec_.groups[static_cast<size_t>(g)].name != group) continue;
+    const bool ok = endpoint_.adopt(g, id, handle, requested_at, clock_.now());
+    if (log_)
+      log_(ok ? fmt::format("adopting replica {}/{}/{} ({})", spec_.name, group, id, handle)
+              : fmt::format("cannot adopt replica {}/{}/{} ({})", spec_.name, group, id, handle));
+    return ok;
+  }
+  return false;
+}
+
 void LiveEndpoint::record(const DecisionRecord& decision) {
+  if (journal_.decision) journal_.decision(decision);
   if (log_)
     log_(fmt::format("{}/{}: {} -> {} replicas: {}", decision.endpoint, decision.group,
                      decision.from, decision.to, decision.reason));

@@ -91,6 +91,14 @@ class LiveEndpoint final : public RequestSink, public ReplicaEvents, public Deci
   LiveEndpoint(const LiveEndpoint&) = delete;
   LiveEndpoint& operator=(const LiveEndpoint&) = delete;
 
+  // Where decisions and replica changes go besides the log (the state file). Called with the
+  // lock held: queue the data and return. Set before the endpoint is used.
+  struct Journal {
+    std::function<void(const DecisionRecord&)> decision;
+    std::function<void(const Replica&, int group, Time now)> replica;
+  };
+  void set_journal(Journal journal) { journal_ = std::move(journal); }
+
   const config::EndpointSpec& spec() const { return spec_; }
   const Clock& clock() const { return clock_; }
 
@@ -120,10 +128,16 @@ class LiveEndpoint final : public RequestSink, public ReplicaEvents, public Deci
   // ready, else 1.
   int retry_after_s(int group);
 
+  // Restart: replica ids from `next` on; replicas of a previous run taken over (see
+  // Endpoint::adopt). `group` by name; false if there is no such group or it cannot be adopted.
+  void reserve_ids(uint64_t next);
+  bool adopt(const std::string& group, uint64_t id, const std::string& handle, Time requested_at);
+
   // ReplicaEvents (provisioner thread).
   void on_replica_starting(uint64_t replica_id, Time now) override;
   void on_replica_ready(uint64_t replica_id, Time now, std::string address) override;
   void on_replica_failed(uint64_t replica_id, Time now, std::string error) override;
+  void on_replica_handle(uint64_t replica_id, std::string handle) override;
 
  private:
   // RequestSink and DecisionSink (called by the Endpoint with the lock held).
@@ -132,6 +146,7 @@ class LiveEndpoint final : public RequestSink, public ReplicaEvents, public Deci
   void on_replica_lost(dispatch::ReplicaSlot slot, const std::vector<dispatch::RequestId>& waiting,
                        Time now) override;
   void record(const DecisionRecord& decision) override;
+  void replica_changed(const Replica& replica, Time now) override;
 
   struct Held {
     Waiter* waiter;
@@ -146,6 +161,7 @@ class LiveEndpoint final : public RequestSink, public ReplicaEvents, public Deci
   const config::EndpointSpec spec_;
   const Clock& clock_;
   Log log_;
+  Journal journal_;
   std::mutex mu_;
   Endpoint endpoint_;  // guarded by mu_
   std::unordered_map<dispatch::RequestId, Held> held_;

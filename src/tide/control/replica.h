@@ -27,6 +27,8 @@ struct Replica {
   dispatch::ReplicaSlot slot = dispatch::kNoSlot;  // while ready or draining
   std::string address;                             // where the gateway reaches it (production)
   std::string error;                               // why it failed, if it did
+  std::string handle;    // where its provisioner runs it, to find it again after a restart
+  bool adopted = false;  // launched by a previous run of tide and taken over
 
   bool active() const {  // counts toward the group's current size
     return state == ReplicaState::kRequested || state == ReplicaState::kStarting ||
