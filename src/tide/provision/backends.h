@@ -71,6 +71,8 @@ struct SpawnRequest {
   std::string path;  // the program, resolved against PATH
   std::vector<std::string> argv;
   std::vector<std::string> env;
+  bool die_with_parent = true;  // PR_SET_PDEATHSIG; false: it may outlive tide (adoptable)
+  std::string log_path;         // non-empty: its output goes to this file instead of a pipe
 };
 struct SpawnResult {
   int pid = -1;
@@ -107,6 +109,8 @@ class LocalBackend : public std::enable_shared_from_this<LocalBackend> {
   explicit LocalBackend(std::shared_ptr<Core> core);
   ~LocalBackend();
   void launch(Launch launch);
+  // Takes over the process of `handle` (as reported by on_spawned), started by an earlier run.
+  void adopt(Launch launch, const std::string& handle);
   void stop(const std::string& key);
   // Stops every child; `done` once none is left.
   void shutdown(std::function<void()> done);
@@ -119,6 +123,9 @@ class LocalBackend : public std::enable_shared_from_this<LocalBackend> {
   struct Child;
   void fail(const Launch& launch, std::string error);
   void on_spawned(const std::shared_ptr<Child>& child, SpawnResult result);
+  // Probes it until ready, then for liveness.
+  void watch(const std::shared_ptr<Child>& child);
+  void poll_log(const std::shared_ptr<Child>& child);
   void wait_exit(const std::shared_ptr<Child>& child);
   void wait_output(const std::shared_ptr<Child>& child);
   void drain_output(Child& child);

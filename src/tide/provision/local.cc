@@ -14,9 +14,13 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
+#include <map>
 #include <optional>
+#include <sstream>
 
 #include "tide/provision/backends.h"
 
@@ -31,7 +35,9 @@ namespace {
 constexpr size_t kMaxLine = 4096;     // a longer line is forwarded in pieces
 constexpr int kErrorLines = 5;        // lines of output quoted in a failure
 constexpr size_t kErrorChars = 1000;  // at most this much of them
-constexpr Duration kExitPoll = 50ms;  // without pidfd_open, how often to look for an exit
+constexpr Duration kExitPoll = 50ms;
+constexpr Duration kLogPoll = 200ms;  // how often a replica's log file is read  // without
+                                      // pidfd_open, how often to look for an exit
 
 std::string errno_text(int err) { return std::strerror(err); }
 
@@ -129,6 +135,55 @@ std::string join_ints(const std::vector<int>& v, std::string_view sep) {
   return s;
 }
 
+std::optional<int64_t> parse_int64(std::string_view text) {
+  int64_t v = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || end != text.data() + text.size() || text.empty()) return std::nullopt;
+  return v;
+}
+
+// The start time of a process (clock ticks after boot, field 22 of /proc/PID/stat): with the pid,
+// it names one process for good, since a recycled pid starts later.
+std::optional<uint64_t> process_start(int pid) {
+  std::ifstream in(fmt::format("/proc/{}/stat", pid));
+  std::string stat;
+  if (!std::getline(in, stat)) return std::nullopt;
+  const size_t paren = stat.rfind(')');  // the command name may hold spaces and parentheses
+  if (paren == std::string::npos) return std::nullopt;
+  std::istringstream fields(stat.substr(paren + 2));
+  std::string field;
+  for (int i = 3; i <= 22 && fields >> field; ++i) {
+    if (i == 22) {
+      const auto v = parse_int64(field);
+      return v && *v >= 0 ? std::optional<uint64_t>(static_cast<uint64_t>(*v)) : std::nullopt;
+    }
+  }
+  return std::nullopt;
+}
+
+// "local pid=1 start=2 port=3 gpus=0,1 log=/a b/c.log": key=value words; log= takes the rest.
+std::map<std::string, std::string> parse_handle(std::string_view handle) {
+  std::map<std::string, std::string> out;
+  while (!handle.empty()) {
+    const size_t space = handle.find(' ');
+    std::string_view word = handle.substr(0, space);
+    if (word.starts_with("log=")) {
+      out["log"] = std::string(handle.substr(4));
+      break;
+    }
+    if (const size_t eq = word.find('='); eq != std::string_view::npos)
+      out[std::string(word.substr(0, eq))] = std::string(word.substr(eq + 1));
+    handle = space == std::string_view::npos ? std::string_view() : handle.substr(space + 1);
+  }
+  return out;
+}
+
+std::optional<int64_t> int_field(const std::map<std::string, std::string>& fields,
+                                 const std::string& key) {
+  const auto it = fields.find(key);
+  return it == fields.end() ? std::nullopt : parse_int64(it->second);
+}
+
 // Between fork and exec: async-signal-safe calls only.
 int move_fd(int from, int to) {
   if (from == to) return ::fcntl(to, F_SETFD, 0);  // keep it open across exec
@@ -142,7 +197,7 @@ int move_fd(int from, int to) {
 }
 
 [[noreturn]] void exec_child(const char* path, char* const* argv, char* const* envp, int out_fd,
-                             int null_fd, int status_fd, pid_t parent) {
+                             int null_fd, int status_fd, pid_t parent, bool die_with_parent) {
   sigset_t none;
   ::sigemptyset(&none);
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
@@ -152,8 +207,10 @@ int move_fd(int from, int to) {
     if (s != SIGKILL && s != SIGSTOP) ::sigaction(s, &dfl, nullptr);  // undo inherited SIG_IGN
   }
   if (::setpgid(0, 0) != 0) report_and_exit(status_fd, errno);
-  if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) report_and_exit(status_fd, errno);
-  if (::getppid() != parent) ::_exit(127);  // tide died before PDEATHSIG was armed
+  if (die_with_parent) {
+    if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) report_and_exit(status_fd, errno);
+    if (::getppid() != parent) ::_exit(127);  // tide died before PDEATHSIG was armed
+  }
   if (move_fd(null_fd, 0) < 0 || move_fd(out_fd, 1) < 0 || move_fd(out_fd, 2) < 0)
     report_and_exit(status_fd, errno);
   // Nothing else of tide's (sockets, files) reaches the replica.
@@ -290,7 +347,16 @@ SpawnResult Spawner::spawn(const SpawnRequest& request) {
 
   int out[2];
   int status[2];
-  if (::pipe2(out, O_CLOEXEC) != 0) {
+  if (!request.log_path.empty()) {
+    out[1] = ::open(request.log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    out[0] = out[1] < 0 ? -1 : ::open(request.log_path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (out[0] < 0) {
+      result.error = fmt::format("{}: {}", request.log_path, errno_text(errno));
+      if (out[1] >= 0) ::close(out[1]);
+      return result;
+    }
+    ::lseek(out[0], 0, SEEK_END);
+  } else if (::pipe2(out, O_CLOEXEC) != 0) {
     result.error = "pipe: " + errno_text(errno);
     return result;
   }
@@ -310,7 +376,7 @@ SpawnResult Spawner::spawn(const SpawnRequest& request) {
   const pid_t pid = ::fork();
   if (pid == 0)
     exec_child(request.path.c_str(), argv.data(), envp.data(), out_w.get(), null_fd.get(),
-               status_w.get(), parent);
+               status_w.get(), parent, request.die_with_parent);
   if (pid < 0) {
     result.error = "fork: " + errno_text(errno);
     return result;
@@ -343,15 +409,19 @@ SpawnResult Spawner::spawn(const SpawnRequest& request) {
 // ---------------------------------------------------------------------------------------------
 struct LocalBackend::Child {
   Child(const Strand& strand, Launch l)
-      : launch(std::move(l)), grace_timer(strand), poll_timer(strand) {}
+      : launch(std::move(l)), grace_timer(strand), poll_timer(strand), log_timer(strand) {}
   Launch launch;
   uint16_t port = 0;
   std::vector<int> gpus;
   int pid = -1;  // -1 while the spawner is at it
   std::optional<asio::posix::stream_descriptor> pidfd;
-  std::optional<asio::posix::stream_descriptor> output;
+  std::optional<asio::posix::stream_descriptor> output;  // a pipe
+  UniqueFd log;  // or its log file (replica_log_dir), read every kLogPoll
+  std::string log_path;
   asio::steady_timer grace_timer;
   asio::steady_timer poll_timer;
+  asio::steady_timer log_timer;
+  bool adopted = false;  // started by an earlier run of tide: not our child
   std::shared_ptr<Watch> watch;
   bool stopping = false;  // stopped, shut down or failed: report nothing more
   bool terminating = false;
@@ -366,6 +436,8 @@ struct LocalBackend::Child {
     if (watch) watch->cancel();
     grace_timer.cancel();
     poll_timer.cancel();
+    log_timer.cancel();
+    log.reset();
     error_code ec;
     if (pidfd) pidfd->close(ec);
     if (output) output->close(ec);
@@ -377,7 +449,7 @@ LocalBackend::LocalBackend(std::shared_ptr<Core> core)
 
 LocalBackend::~LocalBackend() {
   spawner_.close();
-  registry_.kill_all();
+  if (core_->options.replica_log_dir.empty()) registry_.kill_all();
 }
 
 void LocalBackend::fail(const Launch& launch, std::string error) {
@@ -453,7 +525,14 @@ void LocalBackend::launch(Launch l) {
   if (!path) return fail(l, fmt::format("command not found: {}", request.argv.front()));
   request.path = *path;
 
+  if (!core_->options.replica_log_dir.empty()) {
+    request.die_with_parent = false;
+    std::string file = l.name;
+    std::replace(file.begin(), file.end(), '/', '.');
+    request.log_path = core_->options.replica_log_dir + "/" + file + ".log";
+  }
   auto child = std::make_shared<Child>(core_->strand, std::move(l));
+  child->log_path = request.log_path;
   child->port = *port;
   child->gpus = gpus;
   gpus_in_use_.insert(gpus.begin(), gpus.end());
@@ -480,13 +559,27 @@ void LocalBackend::on_spawned(const std::shared_ptr<Child>& child, SpawnResult r
     return;
   }
   child->pid = result.pid;
-  child->output.emplace(core_->strand, result.output.release());
+  if (child->log_path.empty()) {
+    child->output.emplace(core_->strand, result.output.release());
+    wait_output(child);
+  } else {
+    child->log = std::move(result.output);
+    poll_log(child);
+  }
   if (result.pidfd.get() >= 0) child->pidfd.emplace(core_->strand, result.pidfd.release());
-  wait_output(child);
   wait_exit(child);
   if (child->stopping) return terminate(child);
 
+  std::string handle =
+      fmt::format("local pid={} start={} port={} gpus={}", child->pid,
+                  process_start(child->pid).value_or(0), child->port, join_ints(child->gpus, ","));
+  if (!child->log_path.empty()) handle += " log=" + child->log_path;
+  child->launch.events->on_replica_handle(child->launch.id, std::move(handle));
   child->launch.events->on_replica_starting(child->launch.id, core_->clock.now());
+  watch(child);
+}
+
+void LocalBackend::watch(const std::shared_ptr<Child>& child) {
   ProbeTarget target{"127.0.0.1", child->port, child->launch.spec.ready,
                      core_->options.liveness_interval, core_->options.liveness_failures};
   child->watch = std::make_shared<Watch>(core_->strand, std::move(target));
@@ -509,6 +602,70 @@ void LocalBackend::on_spawned(const std::shared_ptr<Child>& child, SpawnResult r
         self->report_failed(*c, std::move(error));
         self->terminate(c);
       });
+}
+
+void LocalBackend::adopt(Launch l, const std::string& handle) {
+  if (core_->closed) return;
+  if (shutting_down_) return fail(l, "provisioner is shutting down");
+  const auto fields = parse_handle(handle);
+  const auto pid = int_field(fields, "pid");
+  const auto start = int_field(fields, "start");
+  const auto port = int_field(fields, "port");
+  if (!pid || !start || !port || *pid <= 1 || *port <= 0 || *port > 65535)
+    return fail(l, fmt::format("cannot adopt: not a local replica's handle: {}", handle));
+  if (children_.count(l.key) || ports_in_use_.count(static_cast<uint16_t>(*port)))
+    return fail(l, fmt::format("cannot adopt: {} or its port {} is taken", l.name, *port));
+  if (process_start(static_cast<int>(*pid)) != static_cast<uint64_t>(*start))
+    return fail(l, fmt::format("gone while tide was not running (process {} has exited)", *pid));
+  UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, static_cast<pid_t>(*pid), 0)));
+  if (pidfd.get() < 0)
+    return fail(l, fmt::format("cannot adopt process {}: pidfd_open: {}", *pid, errno_text(errno)));
+  std::vector<int> gpus;
+  if (auto it = fields.find("gpus"); it != fields.end()) {
+    for (std::string_view rest = it->second; !rest.empty();) {
+      const size_t comma = rest.find(',');
+      if (auto g = parse_int64(rest.substr(0, comma))) gpus.push_back(static_cast<int>(*g));
+      rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+    }
+  }
+  auto child = std::make_shared<Child>(core_->strand, std::move(l));
+  child->adopted = true;
+  child->pid = static_cast<int>(*pid);
+  child->port = static_cast<uint16_t>(*port);
+  child->gpus = gpus;
+  if (auto it = fields.find("log"); it != fields.end()) {
+    child->log_path = it->second;
+    child->log = UniqueFd(::open(child->log_path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (child->log.get() >= 0) {
+      // Its recent output explains a failure; it was shown by the earlier run already.
+      const off_t end = ::lseek(child->log.get(), 0, SEEK_END);
+      const auto tail = static_cast<off_t>(core_->options.output_tail_bytes);
+      ::lseek(child->log.get(), end > tail ? end - tail : 0, SEEK_SET);
+      char buf[4096];
+      ssize_t n;
+      while ((n = ::read(child->log.get(), buf, sizeof buf)) > 0)
+        child->tail.append(buf, static_cast<size_t>(n));
+      if (child->tail.size() > core_->options.output_tail_bytes)
+        child->tail.erase(0, child->tail.size() - core_->options.output_tail_bytes);
+      poll_log(child);
+    }
+  }
+  gpus_in_use_.insert(gpus.begin(), gpus.end());
+  ports_in_use_.insert(child->port);
+  children_[child->launch.key] = child;
+  registry_.add({child->launch.id, child->launch.name, child->pid});
+  child->pidfd.emplace(core_->strand, pidfd.release());
+  wait_exit(child);
+  watch(child);
+}
+
+void LocalBackend::poll_log(const std::shared_ptr<Child>& child) {
+  child->log_timer.expires_after(kLogPoll);
+  child->log_timer.async_wait([self = shared_from_this(), child](const error_code& ec) {
+    if (ec || self->core_->closed || child->log.get() < 0) return;
+    self->drain_output(*child);
+    self->poll_log(child);
+  });
 }
 
 void LocalBackend::wait_exit(const std::shared_ptr<Child>& child) {
@@ -538,8 +695,15 @@ void LocalBackend::wait_output(const std::shared_ptr<Child>& child) {
 }
 
 void LocalBackend::drain_output(Child& child) {
-  if (!child.output || !child.output->is_open()) return;
   char buf[4096];
+  if (child.log.get() >= 0) {  // a file: read to its current end, keep it open
+    ssize_t n;
+    while ((n = ::read(child.log.get(), buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR)) {
+      if (n > 0) take_output(child, std::string_view(buf, static_cast<size_t>(n)));
+    }
+    return;
+  }
+  if (!child.output || !child.output->is_open()) return;
   for (;;) {
     const ssize_t n = ::read(child.output->native_handle(), buf, sizeof buf);
     if (n > 0) {
@@ -607,7 +771,16 @@ void LocalBackend::on_exit(const std::shared_ptr<Child>& child, int status) {
   const bool report = !child->stopping;
   child->stopping = true;
   forget(child);
-  if (report) report_failed(*child, describe_exit(status, child->ready, child->tail));
+  if (report && child->adopted && status < 0) {
+    std::string what = fmt::format(
+        "exited (status unknown: process {} was started by an earlier "
+        "run of tide)",
+        child->pid);
+    if (std::string tail = last_lines(child->tail); !tail.empty()) what += ": " + tail;
+    report_failed(*child, std::move(what));
+  } else if (report) {
+    report_failed(*child, describe_exit(status, child->ready, child->tail));
+  }
 }
 
 void LocalBackend::forget(const std::shared_ptr<Child>& child) {
@@ -648,7 +821,8 @@ void LocalBackend::shutdown(std::function<void()> done) {
 
 void LocalBackend::close() {
   spawner_.close();
-  registry_.kill_all();
+  // Replicas meant to outlive tide are left running (as after a crash), for the next run.
+  if (core_->options.replica_log_dir.empty()) registry_.kill_all();
   asio::post(core_->strand, [self = shared_from_this()] {
     for (auto& [key, child] : self->children_) child->release_io();
     self->children_.clear();

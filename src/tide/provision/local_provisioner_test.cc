@@ -371,6 +371,55 @@ TEST_F(LocalProvisionerTest, DestroyingTheProvisionerKillsItsChildren) {
 
 // tide itself SIGKILLed: PR_SET_PDEATHSIG takes its replicas down with it. A forked helper plays
 // tide: it launches a replica, reports the replica's pid and waits to be killed.
+TEST_F(LocalProvisionerTest, WithALogDirReplicasOutliveTheProvisionerAndTheNextOneAdoptsThem) {
+  options_.replica_log_dir = dir_;
+  group_.provisioner.command = {TIDE_BINARY, "demo-model",  "--port",
+                                "{port}",    "--load-time", "100ms"};
+  make();
+  launch(7);
+  ASSERT_TRUE(run_until(io_, [&] { return settled(7); })) << describe(events_.events);
+  ASSERT_TRUE(events_.has(7, Kind::kReady)) << describe(events_.events);
+  const std::string address = events_.find(7, Kind::kReady)->text;
+  const std::string handle = events_.handles[7];
+  EXPECT_TRUE(handle.starts_with("local pid=")) << handle;
+  EXPECT_NE(handle.find(" log=" + dir_ + "/ep.g.7.log"), std::string::npos) << handle;
+  ASSERT_TRUE(run_until(io_, [&] { return printed("ep/g/7", "listening on"); }))
+      << "output is read back from the log file";
+  const int pid = pid_of(7);
+  ASSERT_GT(pid, 0);
+
+  provisioner_.reset();  // as if tide crashed: the replica runs on
+  EXPECT_FALSE(process_dead(pid));
+
+  Recorder second;
+  make();
+  ASSERT_TRUE(provisioner_->adopt(replica(7), group_, handle, second));
+  ASSERT_TRUE(run_until(io_, [&] { return second.has(7, Kind::kReady); }))
+      << describe(second.events);
+  EXPECT_EQ(second.find(7, Kind::kReady)->text, address);
+  EXPECT_EQ(pid_of(7), pid);
+  provisioner_->stop(replica(7));
+  ASSERT_TRUE(run_until(io_, [&] { return process_dead(pid); }));
+  EXPECT_TRUE(run_until(io_, [&] { return provisioner_->children().empty(); }));
+  EXPECT_FALSE(second.has(7, Kind::kFailed)) << "a stopped replica reports nothing";
+}
+
+TEST_F(LocalProvisionerTest, AdoptingAReplicaThatIsGoneOrABadHandleReportsItFailed) {
+  make();
+  const std::string other_process =
+      "local pid=" + std::to_string(::getpid()) + " start=1 port=" + std::to_string(unused_port());
+  ASSERT_TRUE(provisioner_->adopt(replica(1), group_, other_process, events_));
+  ASSERT_TRUE(provisioner_->adopt(replica(2), group_, "local nonsense", events_));
+  EXPECT_FALSE(provisioner_->adopt(replica(3), group_, "slurm job=4", events_));
+  ASSERT_TRUE(run_until(io_, [&] { return settled(1) && settled(2); }));
+  EXPECT_NE(events_.find(1, Kind::kFailed)->text.find("gone while tide was not running"),
+            std::string::npos)
+      << describe(events_.events);
+  EXPECT_NE(events_.find(2, Kind::kFailed)->text.find("not a local replica's handle"),
+            std::string::npos)
+      << describe(events_.events);
+}
+
 TEST(LocalProvisionerDeathTest, ReplicaDiesWhenTideIsSigkilled) {
   int report[2];
   ASSERT_EQ(::pipe(report), 0);

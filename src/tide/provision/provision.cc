@@ -31,14 +31,38 @@ bool LiveProvisioner::supports(std::string_view kind) {
   return kind == "local" || kind == "static";
 }
 
-void LiveProvisioner::launch(const control::Replica& replica, const config::GroupSpec& group,
-                             control::ReplicaEvents& events) {
+namespace {
+detail::Launch make_launch(const control::Replica& replica, const config::GroupSpec& group,
+                           control::ReplicaEvents& events) {
   detail::Launch l;
   l.id = replica.id;
   l.name = replica.name.empty() ? fmt::format("replica-{}", replica.id) : replica.name;
   l.key = replica.name.empty() ? fmt::format("#{}", replica.id) : replica.name;
   l.spec = group.provisioner;
   l.events = &events;
+  return l;
+}
+}  // namespace
+
+bool LiveProvisioner::adopt(const control::Replica& replica, const config::GroupSpec& group,
+                            const std::string& handle, control::ReplicaEvents& events) {
+  const std::string& kind = group.provisioner.kind;
+  if (kind == "static") {
+    launch(replica, group, events);  // its URL is still there, or another free one is
+    return true;
+  }
+  if (kind != "local" || !handle.starts_with("local ")) return false;
+  boost::asio::post(impl_->core->strand,
+                    [impl = impl_, l = make_launch(replica, group, events), handle]() mutable {
+                      if (impl->core->closed) return;
+                      impl->local->adopt(std::move(l), handle);
+                    });
+  return true;
+}
+
+void LiveProvisioner::launch(const control::Replica& replica, const config::GroupSpec& group,
+                             control::ReplicaEvents& events) {
+  detail::Launch l = make_launch(replica, group, events);
   boost::asio::post(impl_->core->strand, [impl = impl_, l = std::move(l)]() mutable {
     if (impl->core->closed) return;
     if (l.spec.kind == "local") return impl->local->launch(std::move(l));

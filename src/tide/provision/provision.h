@@ -66,6 +66,11 @@ struct ProvisionOptions {
   int liveness_failures = 3;        // failed probes in a row that fail a ready replica
   size_t output_tail_bytes = 4096;  // local: output kept per child to explain its failure
   OutputSink output;                // local: empty = tide's stderr, "[replica] line"
+  // local: empty = replicas die with tide (PR_SET_PDEATHSIG) and their output comes through a
+  // pipe. Set (`tide serve` with a state file): replicas outlive a crash of tide so that the
+  // next run adopts them; each one's output goes to DIR/<name>.log (read back by tide), and
+  // its handle ("local pid=.. start=.. port=.. gpus=.. log=..") identifies it after a restart.
+  std::string replica_log_dir;
 };
 
 // A live child process of the local provisioner.
@@ -93,6 +98,10 @@ class LiveProvisioner final : public control::Provisioner {
   void launch(const control::Replica& replica, const config::GroupSpec& group,
               control::ReplicaEvents& events) override;
   void stop(const control::Replica& replica) override;
+  // local: the process of the handle, if it is still the same process (pid and start time),
+  // watched for exit (pidfd) and probed like a new one; static: its URL probed again.
+  bool adopt(const control::Replica& replica, const config::GroupSpec& group,
+             const std::string& handle, control::ReplicaEvents& events) override;
 
   // Stops every replica (SIGTERM, grace, SIGKILL; no events for them) and calls `done` once all
   // of their processes have exited. Launches after it fail ("provisioner is shutting down").

@@ -13,6 +13,7 @@
 
 #include <fstream>
 #include <functional>
+#include <map>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -44,6 +45,8 @@ class Recorder : public control::ReplicaEvents {
   void on_replica_failed(uint64_t id, Time now, std::string error) override {
     add({Event::Kind::kFailed, id, now, std::move(error)});
   }
+  void on_replica_handle(uint64_t id, std::string handle) override { handles[id] = handle; }
+  std::map<uint64_t, std::string> handles;
   const Event* find(uint64_t id, Event::Kind kind) const {
     for (const auto& e : events) {
       if (e.id == id && e.kind == kind) return &e;
