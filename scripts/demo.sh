@@ -10,7 +10,12 @@ GATEWAY=${GATEWAY:-127.0.0.1:8080}
 API=${API:-127.0.0.1:8081}
 mkdir -p out/demo
 log=out/demo/serve.log
-build/bin/tide serve --config examples/quickstart.yaml --listen "$GATEWAY" --api "$API" 2>"$log" &
+# The admin API needs a bearer token; this run makes its own.
+TIDE_API_TOKEN=${TIDE_API_TOKEN:-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')}
+export TIDE_API_TOKEN
+auth=(-H "Authorization: Bearer $TIDE_API_TOKEN")
+build/bin/tide serve --config examples/quickstart.yaml --listen "$GATEWAY" --api "$API" \
+  --state out/demo/tide-state.db 2>"$log" &
 serve=$!
 cleanup() { kill "$serve" 2>/dev/null || true; }
 trap cleanup EXIT
@@ -41,7 +46,7 @@ printf '%6s  %-28s %7s %7s %8s %6s %9s\n' time replicas desired ready starting q
 start=$(date +%s.%N)
 idle_rounds=0
 while :; do
-  s=$(curl -s "http://$API/v1/endpoints/chat" | jq -r '.groups[0] | "\(.desired) \(.ready) \(.starting) \(.draining) \(.queued) \(.in_flight)"')
+  s=$(curl -s "${auth[@]}" "http://$API/v1/endpoints/chat" | jq -r '.groups[0] | "\(.desired) \(.ready) \(.starting) \(.draining) \(.queued) \(.in_flight)"')
   read -r desired ready starting draining queued in_flight <<<"$s"
   now=$(date +%s.%N)
   bar=$(printf '%*s' "$ready" '' | tr ' ' '#')$(printf '%*s' "$starting" '' | tr ' ' '+')
@@ -58,7 +63,7 @@ echo "  (# ready replica, + starting)"
 echo
 echo "Answers: $(sort "$codes" | uniq -c | awk '{printf "%s x %s  ", $1, $2}')"
 echo "Scaling decisions, with their reasons:"
-curl -s "http://$API/v1/endpoints/chat" | jq -r '.decisions[] | "  \(.from) -> \(.to): \(.reason)"'
+curl -s "${auth[@]}" "http://$API/v1/endpoints/chat" | jq -r '.decisions[] | "  \(.from) -> \(.to): \(.reason)"'
 kill -TERM "$serve"
 wait "$serve" && echo "tide serve stopped cleanly: every replica it started is gone."
 trap - EXIT

@@ -414,6 +414,7 @@ struct ServeArgs {
   std::string config_path;
   std::string listen;
   std::string api;
+  std::string state;
   std::string drain_timeout = "30s";
   std::string stop_grace = "10s";
 };
@@ -426,7 +427,10 @@ void add_serve_command(CLI::App& app, ServeArgs& a) {
 Clients call http://LISTEN/<endpoint>/<path> (or send the header Tide-Endpoint: <endpoint>); the
 replica receives /<path>. While no replica has a free slot the request waits in the endpoint's
 hold queue: 429 when it is full, 503 after queue.timeout. The admin API (GET /v1/endpoints,
-/v1/endpoints/<name>) listens on server.api.
+/v1/endpoints/<name>, .../history, .../decisions, PUT /v1/endpoints/<name>) listens on server.api
+and needs Authorization: Bearer <token> (server.api_token, TIDE_API_TOKEN, or the token printed
+at first start). The state file keeps replicas, decisions, history and configuration changes:
+after a crash, the next start adopts the replicas still running.
 In a local provisioner's command, {port} is the port the replica must listen on, {replica_id}
 its id, and {tide} the path of this tide binary (for `{tide} demo-model`).
 SIGINT or SIGTERM: stop accepting, answer held requests 503, finish requests in progress (up to
@@ -434,6 +438,8 @@ SIGINT or SIGTERM: stop accepting, answer held requests 503, finish requests in 
   serve->add_option("--config", a.config_path, "endpoint configuration (YAML)")->required();
   serve->add_option("--listen", a.listen, "gateway address, overrides server.listen");
   serve->add_option("--api", a.api, "admin API address, overrides server.api");
+  serve->add_option("--state", a.state,
+                    "state file (SQLite), overrides state.path; :memory: keeps nothing");
   serve
       ->add_option("--drain-timeout", a.drain_timeout,
                    "at shutdown, how long requests in progress may take to finish")
@@ -448,16 +454,7 @@ int run_serve(const ServeArgs& a) {
   config::Config c = config::load_config(a.config_path);
   if (!a.listen.empty()) c.server.listen = a.listen;
   if (!a.api.empty()) c.server.api = a.api;
-  std::error_code ec;
-  const std::string self = std::filesystem::read_symlink("/proc/self/exe", ec).string();
-  for (auto& ep : c.endpoints) {
-    for (auto& g : ep.groups) {
-      for (auto& arg : g.provisioner.command) {
-        for (size_t at = arg.find("{tide}"); at != std::string::npos; at = arg.find("{tide}"))
-          arg.replace(at, 6, self);
-      }
-    }
-  }
+  if (!a.state.empty()) c.state.path = a.state;
   serve::ServeOptions o;
   o.drain_timeout = parse_duration_flag("--drain-timeout", a.drain_timeout);
   o.stop_grace = parse_duration_flag("--stop-grace", a.stop_grace);

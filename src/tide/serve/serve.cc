@@ -9,8 +9,12 @@
 #include <boost/asio/steady_timer.hpp>
 #include <nlohmann/json.hpp>
 
+#include <charconv>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <stdexcept>
 #include <thread>
@@ -18,6 +22,7 @@
 #include "tide/control/live_endpoint.h"
 #include "tide/gateway/gateway.h"
 #include "tide/provision/provision.h"
+#include "tide/store/store.h"
 
 namespace tide::serve {
 
@@ -57,6 +62,66 @@ std::string validate_for_serving(const config::Config& config) {
   return problems;
 }
 
+// `{tide}` in a local command is the path of this tide binary (for `{tide} demo-model`). Specs
+// keep the placeholder (so stored configurations stay portable); replicas get the path.
+void expand_tide_path(config::EndpointSpec& spec) {
+  static const std::string self = [] {
+    std::error_code ec;
+    return std::filesystem::read_symlink("/proc/self/exe", ec).string();
+  }();
+  for (auto& g : spec.groups) {
+    for (auto& arg : g.provisioner.command) {
+      for (size_t at = arg.find("{tide}"); at != std::string::npos; at = arg.find("{tide}"))
+        arg.replace(at, 6, self);
+    }
+  }
+}
+
+// 32 random bytes as hex, from the kernel's generator.
+std::string new_token() {
+  std::ifstream in("/dev/urandom", std::ios::binary);
+  unsigned char bytes[32] = {};
+  in.read(reinterpret_cast<char*>(bytes), sizeof bytes);
+  if (!in) throw std::runtime_error("cannot read /dev/urandom to make an API token");
+  std::string hex;
+  for (unsigned char b : bytes) hex += fmt::format("{:02x}", b);
+  return hex;
+}
+
+// Constant-time comparison, so the token cannot be guessed a byte at a time by timing.
+bool same_secret(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  unsigned char diff = 0;
+  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return diff == 0;
+}
+
+// A query parameter's value ("" when absent); no percent-decoding (the values are numbers).
+std::string query_param(std::string_view target, std::string_view key) {
+  const size_t q = target.find('?');
+  if (q == std::string_view::npos) return "";
+  std::string_view rest = target.substr(q + 1);
+  while (!rest.empty()) {
+    const size_t amp = rest.find('&');
+    const std::string_view pair = rest.substr(0, amp);
+    const size_t eq = pair.find('=');
+    if (pair.substr(0, eq) == key)
+      return eq == std::string_view::npos ? "" : std::string(pair.substr(eq + 1));
+    rest = amp == std::string_view::npos ? std::string_view() : rest.substr(amp + 1);
+  }
+  return "";
+}
+
+// Seconds: a plain number, or a duration like 90s / 5m / 1h.
+std::optional<double> parse_seconds(const std::string& text) {
+  if (text.empty()) return std::nullopt;
+  double v = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec == std::errc() && end == text.data() + text.size()) return v;
+  if (auto d = parse_duration(text)) return to_seconds(*d);
+  return std::nullopt;
+}
+
 }  // namespace
 
 struct Server::Impl {
@@ -68,14 +133,69 @@ struct Server::Impl {
 
   asio::io_context control_ctx{1};
   std::vector<std::unique_ptr<asio::io_context>> gateway_ctxs;
+  std::unique_ptr<store::Store> store;
+  std::string api_token;
   std::unique_ptr<provision::LiveProvisioner> provisioner;
   std::vector<std::unique_ptr<control::LiveEndpoint>> endpoints;
   std::unique_ptr<gateway::Gateway> gateway;
   std::vector<std::unique_ptr<asio::steady_timer>> tickers;
+  std::unique_ptr<asio::steady_timer> sampler;
+  Time last_compact = kTimeMin;
+  // Per endpoint and group: requests routed at the previous sample, for requests per span.
+  std::vector<std::vector<uint64_t>> routed_at_sample;
   std::unique_ptr<asio::signal_set> signals;
   std::mutex log_mu;
   bool stopping = false;  // control thread only
   Time started{};
+
+  // server.api_token, else TIDE_API_TOKEN, else the state file's, else a new one (printed once).
+  void resolve_api_token() {
+    api_token = config.server.api_token;
+    if (api_token.empty()) {
+      if (const char* env = std::getenv("TIDE_API_TOKEN"); env != nullptr && *env != '\0')
+        api_token = env;
+    }
+    if (api_token.empty()) api_token = store->meta("api_token").value_or("");
+    if (api_token.empty()) {
+      api_token = new_token();
+      store->set_meta("api_token", api_token);
+      store->flush();
+      log(fmt::format("API token (printed once; kept in {}): {}",
+                      store->path().empty() ? "memory only" : store->path(), api_token));
+    }
+  }
+
+  // Each endpoint runs the configuration last set through the API when the file's own version
+  // of it has not changed since; a changed file wins (and is recorded).
+  void resolve_endpoint_configs() {
+    const double now = wall_seconds(clock.now());
+    for (auto& spec : config.endpoints) {
+      const auto rows = store->configs(spec.name);
+      const store::ConfigRow* last_file = nullptr;
+      for (const auto& r : rows) {
+        if (r.source == "file") last_file = &r;
+      }
+      if (last_file == nullptr || last_file->text != spec.source) {
+        store->add_config({now, spec.name, "file", spec.source});
+        continue;
+      }
+      if (rows.back().source != "api") continue;
+      try {
+        config::EndpointSpec changed = config::parse_endpoint(rows.back().text, "stored");
+        log(
+            fmt::format("endpoint {}: running the configuration set through the API at {:.0f} "
+                        "(the file's is unchanged since)",
+                        spec.name, rows.back().time));
+        spec = std::move(changed);
+      } catch (const config::ConfigError& e) {
+        log(
+            fmt::format("endpoint {}: the stored API configuration no longer parses ({}); using "
+                        "the file's",
+                        spec.name, e.what()));
+      }
+    }
+    store->flush();
+  }
 
   void log(const std::string& line) {
     std::lock_guard lock(log_mu);
@@ -84,6 +204,11 @@ struct Server::Impl {
     } else {
       log_to_stderr(line);
     }
+  }
+
+  Time from_wall(double wall_s) const {
+    const double zero = std::chrono::duration<double>(wall_zero.time_since_epoch()).count();
+    return time_at_seconds(wall_s - zero);
   }
 
   double wall_seconds(Time t) const {
@@ -164,6 +289,7 @@ struct Server::Impl {
                 {"timed_out", v.timed_out},
                 {"groups", std::move(groups)}};
     if (detail) {
+      out["config"] = ep.spec().source;
       json decisions = json::array();
       for (const auto& d : v.decisions) {
         decisions.push_back({{"time", wall_seconds(d.time)},
@@ -181,30 +307,160 @@ struct Server::Impl {
     return out;
   }
 
+  static gateway::ApiResponse error(int status, std::string_view type, const std::string& message) {
+    return {status, "application/json",
+            json{{"error", {{"type", type}, {"message", message}}}}.dump() + "\n"};
+  }
+
+  // Bearer-token check: nothing when allowed, else the 401 to send.
+  std::optional<gateway::ApiResponse> refuse_unauthorized(const gateway::ApiRequest& req) {
+    if (config.server.public_read && (req.method == "GET" || req.method == "HEAD"))
+      return std::nullopt;
+    constexpr std::string_view kBearer = "Bearer ";
+    std::string_view given = req.authorization;
+    if (given.starts_with(kBearer) && same_secret(given.substr(kBearer.size()), api_token))
+      return std::nullopt;
+    return error(401, "unauthorized",
+                 req.authorization.empty()
+                     ? "this API needs Authorization: Bearer <token> (server.api_token, "
+                       "TIDE_API_TOKEN, or the token printed at first start)"
+                     : "wrong API token");
+  }
+
+  control::LiveEndpoint* find_endpoint(std::string_view name) {
+    for (auto& ep : endpoints) {
+      if (ep->spec().name == name) return ep.get();
+    }
+    return nullptr;
+  }
+
+  // from/to (Unix seconds, default: the last hour up to now) and their validation.
+  std::optional<gateway::ApiResponse> read_range(const gateway::ApiRequest& req, double& from,
+                                                 double& to) {
+    const double now = wall_seconds(clock.now());
+    to = now + 1;
+    from = now - 3600;
+    for (auto [key, out] : {std::pair{"from", &from}, std::pair{"to", &to}}) {
+      const std::string text = query_param(req.target, key);
+      if (text.empty()) continue;
+      const auto v = parse_seconds(text);
+      if (!v)
+        return error(400, "bad_request",
+                     fmt::format("{}: expected Unix seconds, got {}", key, text));
+      *out = *v;
+    }
+    if (!(from < to))
+      return error(400, "bad_request", fmt::format("from ({}) must be before to ({})", from, to));
+    return std::nullopt;
+  }
+
+  gateway::ApiResponse history_json(const gateway::ApiRequest& req, const std::string& name) {
+    double from = 0, to = 0;
+    if (auto bad = read_range(req, from, to)) return *bad;
+    double step = std::max(to_seconds(config.state.sample_interval), (to - from) / 500);
+    if (const std::string text = query_param(req.target, "step"); !text.empty()) {
+      const auto v = parse_seconds(text);
+      if (!v || *v <= 0)
+        return error(400, "bad_request", fmt::format("step: expected seconds > 0, got {}", text));
+      step = *v;
+    }
+    if ((to - from) / step > 20000)
+      return error(400, "bad_request",
+                   fmt::format("step: {} s over {} s gives more than 20000 points per group", step,
+                               to - from));
+    json groups = json::array();
+    std::string current;
+    for (const auto& row : store->history(name, from, to, step)) {
+      if (groups.empty() || row.group != current) {
+        groups.push_back({{"name", row.group}, {"points", json::array()}});
+        current = row.group;
+      }
+      groups.back()["points"].push_back({{"t", row.time},
+                                         {"step_s", row.step_s},
+                                         {"desired", row.desired},
+                                         {"ready", row.ready},
+                                         {"starting", row.starting},
+                                         {"draining", row.draining},
+                                         {"queued", row.queued},
+                                         {"in_flight", row.in_flight},
+                                         {"requests", row.requests},
+                                         {"latency_p50_s", row.latency_p50_s},
+                                         {"latency_p95_s", row.latency_p95_s},
+                                         {"latency_p99_s", row.latency_p99_s}});
+    }
+    return {200, "application/json",
+            json{{"endpoint", name},
+                 {"from", from},
+                 {"to", to},
+                 {"step_s", step},
+                 {"groups", std::move(groups)}}
+                    .dump() +
+                "\n"};
+  }
+
+  gateway::ApiResponse decisions_json(const gateway::ApiRequest& req, const std::string& name) {
+    double from = 0, to = 0;
+    if (auto bad = read_range(req, from, to)) return *bad;
+    int limit = 1000;
+    if (const std::string text = query_param(req.target, "limit"); !text.empty()) {
+      const auto v = parse_seconds(text);
+      if (!v || *v < 1 || *v > 100000 || *v != static_cast<int>(*v))
+        return error(400, "bad_request",
+                     fmt::format("limit: expected a whole number from 1 to 100000, got {}", text));
+      limit = static_cast<int>(*v);
+    }
+    json list = json::array();
+    for (const auto& d : store->decisions(name, from, to, limit)) {
+      list.push_back({{"time", d.time},
+                      {"group", d.group},
+                      {"from", d.from},
+                      {"to", d.to},
+                      {"reason", d.reason},
+                      {"queued", d.queued},
+                      {"in_flight", d.in_flight},
+                      {"ready", d.ready},
+                      {"starting", d.starting}});
+    }
+    return {200, "application/json",
+            json{{"endpoint", name}, {"from", from}, {"to", to}, {"decisions", std::move(list)}}
+                    .dump() +
+                "\n"};
+  }
+
   gateway::ApiResponse api(const gateway::ApiRequest& req) {
-    auto error = [](int status, std::string_view type, const std::string& message) {
-      return gateway::ApiResponse{status, "application/json",
-                                  json{{"error", {{"type", type}, {"message", message}}}}.dump()};
-    };
     std::string_view path = req.target;
     if (const size_t q = path.find('?'); q != path.npos) path = path.substr(0, q);
     if (path == "/healthz") return {200, "text/plain", "ok\n"};
+    if (auto denied = refuse_unauthorized(req)) return *denied;
     constexpr std::string_view kEndpoints = "/v1/endpoints";
     if (!path.starts_with(kEndpoints)) return error(404, "not_found", "no such path");
-    if (req.method != "GET") return error(405, "method_not_allowed", "only GET");
     std::string_view rest = path.substr(kEndpoints.size());
     if (rest.empty() || rest == "/") {
+      if (req.method != "GET") return error(405, "method_not_allowed", "only GET here");
       json list = json::array();
       for (auto& ep : endpoints) list.push_back(endpoint_json(*ep, false));
       return {200, "application/json", json{{"endpoints", std::move(list)}}.dump(2) + "\n"};
     }
     if (rest.front() != '/') return error(404, "not_found", "no such path");
-    const std::string_view name = rest.substr(1);
-    for (auto& ep : endpoints) {
-      if (ep->spec().name == name)
-        return {200, "application/json", endpoint_json(*ep, true).dump(2) + "\n"};
+    rest.remove_prefix(1);
+    const size_t slash = rest.find('/');
+    const std::string name(rest.substr(0, slash));
+    const std::string_view sub = slash == std::string_view::npos ? "" : rest.substr(slash + 1);
+    control::LiveEndpoint* ep = find_endpoint(name);
+    if (ep == nullptr)
+      return error(404, "unknown_endpoint", fmt::format("no endpoint named {}", name));
+    if (sub.empty()) {
+      if (req.method != "GET") return error(405, "method_not_allowed", "only GET here");
+      return {200, "application/json", endpoint_json(*ep, true).dump(2) + "\n"};
     }
-    return error(404, "unknown_endpoint", fmt::format("no endpoint named {}", name));
+    if (req.method != "GET") return error(405, "method_not_allowed", "only GET here");
+    try {
+      if (sub == "history") return history_json(req, name);
+      if (sub == "decisions") return decisions_json(req, name);
+    } catch (const store::StoreError& e) {
+      return error(500, "state_file", e.what());
+    }
+    return error(404, "not_found", "no such path");
   }
 
   void schedule_tick(size_t index, control::LiveEndpoint& ep, int group) {
@@ -217,6 +473,143 @@ struct Server::Impl {
     });
   }
 
+  // What the state file learns of an endpoint's decisions and replicas.
+  void attach_journal(control::LiveEndpoint& ep) {
+    const std::string name = ep.spec().name;
+    control::LiveEndpoint::Journal journal;
+    journal.decision = [this, name](const control::DecisionRecord& d) {
+      store::DecisionRow row;
+      row.time = wall_seconds(d.time);
+      row.endpoint = name;
+      row.group = d.group;
+      row.from = d.from;
+      row.to = d.to;
+      row.reason = d.reason;
+      row.queued = d.queued;
+      row.in_flight = d.in_flight;
+      row.ready = d.ready;
+      row.starting = d.starting;
+      store->add_decision(std::move(row));
+    };
+    journal.replica = [this, name, &ep](const control::Replica& r, int group, Time) {
+      store::ReplicaRow row;
+      row.endpoint = name;
+      row.id = r.id;
+      row.group = ep.spec().groups[static_cast<size_t>(group)].name;
+      row.name = r.name;
+      row.state = std::string(control::state_name(r.state));
+      row.handle = r.handle;
+      row.address = r.address;
+      row.error = r.error;
+      row.requested_at = wall_seconds(r.requested_at);
+      if (r.ready_at != Time{}) row.ready_at = wall_seconds(r.ready_at);
+      if (r.stopped_at != Time{}) row.stopped_at = wall_seconds(r.stopped_at);
+      store->put_replica(std::move(row));
+    };
+    ep.set_journal(std::move(journal));
+  }
+
+  // After a restart: replicas the previous run left running are taken over by their endpoint,
+  // or stopped when their endpoint or group is no longer configured.
+  void adopt_replicas() {
+    for (store::ReplicaRow row : store->live_replicas()) {
+      control::LiveEndpoint* ep = find_endpoint(row.endpoint);
+      const bool has_group =
+          ep != nullptr && std::any_of(ep->spec().groups.begin(), ep->spec().groups.end(),
+                                       [&](const auto& g) { return g.name == row.group; });
+      if (row.handle.empty()) {
+        row.state = "failed";
+        row.error = "lost: tide stopped before its provisioner said where it runs";
+      } else if (has_group) {
+        if (ep->adopt(row.group, row.id, row.handle, from_wall(row.requested_at))) continue;
+        row.state = "failed";
+        row.error = "could not be adopted after a restart of tide";
+      } else {
+        stop_orphan(row);
+        row.state = "stopped";
+        row.error = "no longer in the configuration: stopped after a restart of tide";
+      }
+      row.stopped_at = wall_seconds(clock.now());
+      log(fmt::format("replica {}: {}", row.name, row.error));
+      store->put_replica(std::move(row));
+    }
+  }
+
+  // Stops a replica of a group that no longer exists: adopted without an endpoint, then stopped.
+  void stop_orphan(const store::ReplicaRow& row) {
+    struct Ignore final : control::ReplicaEvents {
+      void on_replica_starting(uint64_t, Time) override {}
+      void on_replica_ready(uint64_t, Time, std::string) override {}
+      void on_replica_failed(uint64_t, Time, std::string) override {}
+    };
+    static Ignore ignore;
+    config::GroupSpec group;
+    group.name = row.group;
+    group.provisioner.kind = row.handle.substr(0, row.handle.find(' '));
+    control::Replica r;
+    r.id = row.id;
+    r.name = row.name;
+    if (provisioner->adopt(r, group, row.handle, ignore)) provisioner->stop(r);
+  }
+
+  // A clean stop: no replica is left for the next run to adopt.
+  void mark_all_stopped() {
+    store->flush();
+    const double now = wall_seconds(clock.now());
+    for (store::ReplicaRow row : store->live_replicas()) {
+      row.state = "stopped";
+      row.stopped_at = now;
+      store->put_replica(std::move(row));
+    }
+    store->flush();
+  }
+
+  void schedule_sample() {
+    sampler->expires_after(config.state.sample_interval);
+    sampler->async_wait([this](boost::system::error_code ec) {
+      if (ec || stopping) return;
+      sample();
+      schedule_sample();
+    });
+  }
+
+  // One history row per group, and now and then the downsampling.
+  void sample() {
+    const Time now = clock.now();
+    const double t = wall_seconds(now);
+    std::vector<store::SampleRow> rows;
+    for (size_t e = 0; e < endpoints.size(); ++e) {
+      const control::EndpointView v = endpoints[e]->view(0);
+      routed_at_sample[e].resize(v.groups.size(), 0);
+      for (size_t g = 0; g < v.groups.size(); ++g) {
+        const auto& st = v.groups[g].status;
+        store::SampleRow row;
+        row.time = t;
+        row.endpoint = v.name;
+        row.group = v.groups[g].name;
+        row.step_s = to_seconds(config.state.sample_interval);
+        row.desired = st.desired;
+        row.ready = st.ready;
+        row.starting = st.starting;
+        row.draining = st.draining;
+        row.queued = st.queued;
+        row.in_flight = st.in_flight;
+        row.requests = st.routed - std::min(st.routed, routed_at_sample[e][g]);
+        routed_at_sample[e][g] = st.routed;
+        rows.push_back(std::move(row));
+      }
+    }
+    store->add_samples(std::move(rows));
+    if (now - last_compact >= std::chrono::minutes(10)) {
+      last_compact = now;
+      store::Retention retention;
+      retention.downsample_after_s = to_seconds(config.state.downsample_after);
+      retention.downsample_step_s = to_seconds(config.state.downsample_step);
+      retention.keep_s = to_seconds(config.state.retention);
+      store->compact(t, retention);
+    }
+  }
+
   void begin_shutdown() {
     if (stopping) return;
     stopping = true;
@@ -224,6 +617,7 @@ struct Server::Impl {
     gateway->stop_accepting();
     for (auto& ep : endpoints) ep->shut_down();
     for (auto& t : tickers) t->cancel();
+    if (sampler) sampler->cancel();
     signals.reset();
     wait_drained(clock.now() + options.drain_timeout);
   }
@@ -240,6 +634,7 @@ struct Server::Impl {
     log("stopping every replica");
     provisioner->shutdown([this] {
       log("all replicas stopped");
+      mark_all_stopped();
       for (auto& ctx : gateway_ctxs) ctx->stop();
       control_ctx.stop();
     });
@@ -265,15 +660,39 @@ Server::Server(const config::Config& config, ServeOptions options)
     m.gateway_ctxs.push_back(std::make_unique<asio::io_context>(1));
     ctxs.push_back(m.gateway_ctxs.back().get());
   }
+  const bool persistent = m.config.state.path != ":memory:";
+  try {
+    m.store = store::Store::open(persistent ? m.config.state.path : "");
+  } catch (const store::StoreError& e) {
+    throw std::runtime_error(e.what());
+  }
+  m.store->on_error([this](const std::string& line) { impl_->log(line); });
+  m.resolve_api_token();
+  m.resolve_endpoint_configs();
+
   provision::ProvisionOptions popts;
   popts.stop_grace = m.options.stop_grace;
+  if (persistent) {
+    // Replicas outlive a crash of tide, for the next run to adopt; their output goes here.
+    popts.replica_log_dir = m.config.state.path + ".replicas";
+    std::error_code ec;
+    std::filesystem::create_directories(popts.replica_log_dir, ec);
+    if (ec)
+      throw std::runtime_error(
+          fmt::format("state: cannot create {}: {}", popts.replica_log_dir, ec.message()));
+  }
   m.provisioner = std::make_unique<provision::LiveProvisioner>(m.control_ctx, m.clock, popts);
   std::vector<control::LiveEndpoint*> eps;
   for (const auto& spec : m.config.endpoints) {
+    config::EndpointSpec runnable = spec;
+    expand_tide_path(runnable);
     m.endpoints.push_back(std::make_unique<control::LiveEndpoint>(
-        spec, *m.provisioner, m.clock, [this](const std::string& line) { impl_->log(line); }));
+        runnable, *m.provisioner, m.clock, [this](const std::string& line) { impl_->log(line); }));
+    m.attach_journal(*m.endpoints.back());
+    m.endpoints.back()->reserve_ids(m.store->max_replica_id(spec.name) + 1);
     eps.push_back(m.endpoints.back().get());
   }
+  m.routed_at_sample.resize(m.endpoints.size());
   m.gateway = std::make_unique<gateway::Gateway>(
       m.config.server, eps, ctxs, [this](const gateway::ApiRequest& r) { return impl_->api(r); });
 }
@@ -283,6 +702,7 @@ Server::~Server() {
   // Nothing runs any more: release sockets, then the coroutines still parked in the contexts.
   m.gateway->close();
   m.tickers.clear();
+  m.sampler.reset();
   m.signals.reset();
   for (auto& ctx : m.gateway_ctxs) ctx.reset();
   m.provisioner.reset();
@@ -313,6 +733,8 @@ void Server::run() {
       m.begin_shutdown();
     });
   }
+  // Adoption first, so that the first ticks count the adopted replicas.
+  m.adopt_replicas();
   // First ticks at once: min_replicas come up without waiting a tick.
   for (auto& ep : m.endpoints) {
     for (int g = 0; g < static_cast<int>(ep->spec().groups.size()); ++g) {
@@ -326,6 +748,8 @@ void Server::run() {
       });
     }
   }
+  m.sampler = std::make_unique<asio::steady_timer>(m.control_ctx);
+  m.schedule_sample();
   m.gateway->start();
   std::vector<std::thread> threads;
   std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards;

@@ -1,6 +1,7 @@
 #include "tide/store/store.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <fmt/format.h>
 #include <sqlite3.h>
 #include <unistd.h>
@@ -153,6 +154,10 @@ constexpr const char* kReplicaColumns =
 }  // namespace
 
 struct Store::Impl {
+  ~Impl() {
+    if (lock_fd >= 0) ::close(lock_fd);
+  }
+  int lock_fd = -1;  // holds the flock
   std::string path;
   std::string uri;
   bool memory = false;
@@ -240,10 +245,12 @@ std::unique_ptr<Store> Store::open(const std::string& path) {
   }
   try {
     if (!impl->memory) {
-      // The file holds the API token and replica handles: owner-only from its creation.
-      const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-      if (fd < 0) throw StoreError(std::strerror(errno));
-      ::close(fd);
+      // The file holds the API token and replica handles: owner-only from its creation. One
+      // tide at a time: two would adopt each other's replicas.
+      impl->lock_fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+      if (impl->lock_fd < 0) throw StoreError(std::strerror(errno));
+      if (::flock(impl->lock_fd, LOCK_EX | LOCK_NB) != 0)
+        throw StoreError(errno == EWOULDBLOCK ? "in use by another tide" : std::strerror(errno));
     }
     impl->writer_db = std::make_unique<Db>(impl->uri, impl->memory);
     Db& db = *impl->writer_db;

@@ -167,6 +167,19 @@ TEST_F(StoreTest, CompactDownsamplesOldSamplesAndDeletesWhatIsPastRetention) {
   EXPECT_EQ(store->history("chat", 0, 1e12, 1).size(), 25u);
 }
 
+TEST_F(StoreTest, OnlyOneTideAtATimeUsesAFile) {
+  auto first = Store::open(file());
+  try {
+    Store::open(file());
+    FAIL() << "expected StoreError";
+  } catch (const StoreError& e) {
+    EXPECT_NE(std::string(e.what()).find("in use by another tide"), std::string::npos)
+        << e.what();
+  }
+  first.reset();
+  EXPECT_NO_THROW(Store::open(file()));
+}
+
 TEST_F(StoreTest, InMemoryStoresAreSeparateFromEachOther) {
   auto a = Store::open("");
   auto b = Store::open("");
