@@ -565,6 +565,86 @@ TEST(Serve, ARestartStopsReplicasOfAGroupNoLongerConfigured) {
   EXPECT_EQ(s.terminate(), 0);
 }
 
+// The endpoint entry of the config file as a document of its own (the body of a PUT).
+std::string endpoint_entry(const std::string& config) {
+  std::istringstream in(config.substr(config.find("  - name: chat")));
+  std::string line, out;
+  while (std::getline(in, line)) out += line.substr(std::min<size_t>(4, line.size())) + "\n";
+  return out;
+}
+
+TEST(Serve, PutChangesWeightsMidRunLosingNothingAndTheChangeSurvivesARestart) {
+  Options o;
+  o.min_replicas = 1;
+  o.idle_timeout = "30s";
+  o.routing = "{mode: split, weights: {local: 1, b: 0}}";
+  o.service = "fixed:100ms";
+  Serve s("put", o);
+  ASSERT_TRUE(eventually(
+      [&] {
+        const json e = s.endpoint();
+        return e.contains("groups") && e["groups"][0]["ready"] == 1 && e["groups"][1]["ready"] == 1;
+      },
+      10));
+  const std::string old_body = endpoint_entry(s.config_text());
+  std::string new_body = old_body;
+  new_body.replace(new_body.find("weights: {local: 1, b: 0}"), 25, "weights: {local: 0, b: 1}");
+
+  // A steady stream of requests while the weights change.
+  std::vector<std::pair<int, std::string>> answers(40);
+  std::atomic<int> sent{0};
+  std::thread load([&] {
+    for (size_t i = 0; i < answers.size(); ++i) {
+      const HttpResponse r = http_post(s.port(), "/chat/v1/completions", kCompletion);
+      answers[i] = {r.status, r.headers.count("tide-group") ? r.headers.at("tide-group") : ""};
+      sent = static_cast<int>(i) + 1;
+    }
+  });
+  ASSERT_TRUE(eventually([&] { return sent >= 10; }, 20));
+  const HttpResponse put = s.api("PUT", "/v1/endpoints/chat", new_body);
+  const int changed_at = sent;
+  load.join();
+  ASSERT_EQ(put.status, 200) << put.body;
+  EXPECT_EQ(json::parse(put.body)["routing"]["weights"]["b"], 1.0);
+  for (size_t i = 0; i < answers.size(); ++i) {
+    EXPECT_EQ(answers[i].first, 200) << "request " << i << " was lost";
+    if (static_cast<int>(i) < changed_at - 1) {
+      EXPECT_EQ(answers[i].second, "local") << i;
+    }
+    if (static_cast<int>(i) > changed_at) {
+      EXPECT_EQ(answers[i].second, "b") << i;
+    }
+  }
+
+  // Bad changes are refused with the field and the reason, and change nothing.
+  std::string bad = old_body;
+  bad.replace(bad.find("max_replicas: 4"), 15, "max_replicas: -1");
+  const HttpResponse invalid = s.api("PUT", "/v1/endpoints/chat", bad);
+  EXPECT_EQ(invalid.status, 400);
+  EXPECT_NE(invalid.body.find("body.groups[0].max_replicas"), std::string::npos) << invalid.body;
+  std::string renamed = old_body;
+  renamed.replace(renamed.find("name: chat"), 10, "name: talk");
+  EXPECT_EQ(s.api("PUT", "/v1/endpoints/chat", renamed).status, 400);
+  std::string one_group = new_body.substr(0, new_body.find("  - name: b"));
+  const std::string routing_line = "routing: {mode: split, weights: {local: 0, b: 1}}\n";
+  one_group.replace(one_group.find(routing_line), routing_line.size(), "");
+  const HttpResponse fewer = s.api("PUT", "/v1/endpoints/chat", one_group);
+  EXPECT_EQ(fewer.status, 409) << fewer.body;
+  EXPECT_NE(fewer.body.find("groups: all 2 current groups must stay"), std::string::npos)
+      << fewer.body;
+  EXPECT_EQ(s.api("PUT", "/v1/endpoints/chat", new_body, nullptr).status, 401);
+
+  // The change outlives a restart while the file stays as it was.
+  EXPECT_EQ(s.terminate(), 0);
+  s.start();
+  ASSERT_TRUE(eventually([&] { return s.count("ready") == 1; }, 10));
+  const HttpResponse after = http_post(s.port(), "/chat/v1/completions", kCompletion);
+  EXPECT_EQ(after.status, 200);
+  EXPECT_EQ(after.headers.at("tide-group"), "b");
+  EXPECT_NE(s.log_text().find("running the configuration set through the API"), std::string::npos);
+  EXPECT_EQ(s.terminate(), 0);
+}
+
 TEST(Serve, TheAdminApiNeedsTheTokenAndValidatesQueries) {
   Serve s("auth", {});
   EXPECT_EQ(s.api("GET", "/healthz", "", nullptr).status, 200);

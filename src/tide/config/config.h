@@ -63,12 +63,14 @@ std::string_view metric_name(Metric m);
 // queue: ViewComfy semantics. A replica starts whenever queued > queue_size x replicas; each
 // replica stops after idle_timeout without work.
 struct QueuePolicy {
+  bool operator==(const QueuePolicy&) const = default;
   int queue_size = 1;
   Duration idle_timeout = 30s;
 };
 
 // One HPA scaling rule: at most `value` pods (or percent of current) per `period`.
 struct RateLimit {
+  bool operator==(const RateLimit&) const = default;
   enum class Type { kPods, kPercent };
   Type type = Type::kPods;
   double value = 0;
@@ -77,6 +79,7 @@ struct RateLimit {
 // HPA `behavior.scaleUp|scaleDown`. No policies = no rate limit; select kDisabled = never scale in
 // this direction.
 struct ScalingRules {
+  bool operator==(const ScalingRules&) const = default;
   Duration stabilization{0};
   std::vector<RateLimit> policies;
   enum class Select { kMax, kMin, kDisabled };
@@ -85,6 +88,7 @@ struct ScalingRules {
 
 // target: the Kubernetes HPA algorithm, ceil(current x metric / target), on any metric.
 struct TargetPolicy {
+  bool operator==(const TargetPolicy&) const = default;
   Metric metric = Metric::kUtilization;
   double target = 0.7;
   double tolerance = 0.1;
@@ -99,6 +103,7 @@ struct TargetPolicy {
 
 // concurrency: the Knative pod autoscaler (KPA).
 struct ConcurrencyPolicy {
+  bool operator==(const ConcurrencyPolicy&) const = default;
   double target = 0;  // requests per replica; 0 = 70% of the group's concurrency
   Duration stable_window = 60s;
   double panic_window_percentage = 10;  // panic window = stable_window x this / 100
@@ -115,11 +120,13 @@ struct ConcurrencyPolicy {
 // band's adjustment is applied, then a cooldown blocks the same direction. Bands never overlap; a
 // metric in no band changes nothing.
 struct Step {
+  bool operator==(const Step&) const = default;
   std::optional<double> lower;  // inclusive; absent = -infinity
   std::optional<double> upper;  // exclusive; absent = +infinity
   double change = 0;            // adjustment: replicas (+/-), or percent, or exact count
 };
 struct StepPolicy {
+  bool operator==(const StepPolicy&) const = default;
   Metric metric = Metric::kConcurrency;
   enum class Adjustment { kChange, kPercent, kExact };
   Adjustment adjustment = Adjustment::kChange;
@@ -131,6 +138,7 @@ struct StepPolicy {
 
 // tide: the default policy (see docs/policies.md).
 struct TidePolicy {
+  bool operator==(const TidePolicy&) const = default;
   double target_wait_probability = 0.01;  // share of requests allowed to wait (sets the headroom)
   Duration idle_timeout{0};               // 0 = break-even: the group's mean cold start
   Duration demand_window = 20s;           // window of the surge detector (recent arrival rate)
@@ -140,6 +148,7 @@ struct TidePolicy {
 // Modifiers every policy shares. They run after the policy, in this order: bounds, idle scale to
 // zero, hysteresis, up/down evaluation intervals, up/down delays.
 struct Modifiers {
+  bool operator==(const Modifiers&) const = default;
   std::optional<Duration> idle_timeout;  // whole group idle this long -> 0 (if min_replicas is 0)
   double hysteresis = 0;      // a scale-down applies only below current x (1 - hysteresis)
   Duration up_interval{0};    // scale up at most this often (0 = every tick)
@@ -153,11 +162,13 @@ std::string_view policy_name(PolicyKind p);
 
 // What the gateway does with a request no replica can take right now.
 struct Admission {
+  bool operator==(const Admission&) const = default;
   bool hold = true;         // hold it in the endpoint's queue (tide's behaviour)
   int reject_status = 503;  // without hold: answer this when no replica is ready (hf: 502)
 };
 
 struct ScalingSpec {
+  bool operator==(const ScalingSpec&) const = default;
   std::string preset;  // the preset this came from, "" if none
   PolicyKind policy = PolicyKind::kTide;
   QueuePolicy queue;

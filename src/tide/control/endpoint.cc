@@ -41,13 +41,76 @@ Endpoint::Endpoint(const config::EndpointSpec& spec, Provisioner& provisioner,
     groups_[i].spec = &g;
     groups_[i].decider = policy::make_decider(g);
     dispatcher_.add_group(g.concurrency, g.scaling.admission.hold, now);
-    if (!spec_.routing.weights.empty()) groups_[i].weight = spec_.routing.weights[i];
   }
+  apply_routing();
+}
+
+void Endpoint::apply_routing() {
+  for (size_t i = 0; i < groups_.size(); ++i) {
+    groups_[i].weight = spec_.routing.weights.empty() ? 1.0 : spec_.routing.weights[i];
+    groups_[i].swrr_current = 0;
+  }
+  order_.clear();
   if (spec_.routing.order.empty()) {
     for (size_t i = 0; i < groups_.size(); ++i) order_.push_back(static_cast<int>(i));
   } else {
     order_ = spec_.routing.order;
   }
+}
+
+std::string Endpoint::reconfigure(const config::EndpointSpec& next, Time now) {
+  if (next.name != spec_.name)
+    return fmt::format("name: is {}, cannot become {}", spec_.name, next.name);
+  if (next.groups.size() < spec_.groups.size()) {
+    return fmt::format(
+        "groups: all {} current groups must stay (to retire one, set its max_replicas and its "
+        "routing weight to 0; removing it from the list takes a restart)",
+        spec_.groups.size());
+  }
+  for (size_t i = 0; i < spec_.groups.size(); ++i) {
+    const config::GroupSpec& was = spec_.groups[i];
+    const config::GroupSpec& is = next.groups[i];
+    const std::string at = fmt::format("groups[{}]", i);
+    if (is.name != was.name)
+      return fmt::format("{}.name: is {} (current groups come first, in their order), got {}", at,
+                         was.name, is.name);
+    if (is.concurrency != was.concurrency)
+      return fmt::format(
+          "{}.concurrency: its replicas were started for {}; cannot become {} at "
+          "run time",
+          at, was.concurrency, is.concurrency);
+    if (is.scaling.admission.hold != was.scaling.admission.hold)
+      return fmt::format(
+          "{}.scaling: cannot switch between holding requests and passing them "
+          "through at run time",
+          at);
+    if (is.provisioner.kind != was.provisioner.kind)
+      return fmt::format("{}.provisioner.kind: is {}, cannot become {} at run time", at,
+                         was.provisioner.kind, is.provisioner.kind);
+  }
+  const size_t old_groups = spec_.groups.size();
+  std::vector<bool> new_decider(next.groups.size(), true);
+  for (size_t i = 0; i < old_groups; ++i)
+    new_decider[i] = !(next.groups[i].scaling == spec_.groups[i].scaling);
+  spec_ = next;
+  groups_.resize(spec_.groups.size());
+  for (size_t i = 0; i < spec_.groups.size(); ++i) {
+    Group& g = groups_[i];
+    g.spec = &spec_.groups[i];
+    if (new_decider[i]) {
+      g.decider = policy::make_decider(*g.spec);
+      g.decided = false;
+    }
+    if (i >= old_groups)
+      dispatcher_.add_group(g.spec->concurrency, g.spec->scaling.admission.hold, now);
+  }
+  dispatch::Dispatcher::Options options;
+  options.max_queue = spec_.queue.max_length;
+  options.queue_timeout = spec_.queue.timeout;
+  options.late_after = spec_.slo.max_wait;
+  dispatcher_.set_options(options);
+  apply_routing();
+  return "";
 }
 
 bool Endpoint::unavailable(int group) const {

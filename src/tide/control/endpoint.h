@@ -95,6 +95,13 @@ class Endpoint final : public dispatch::DispatchListener, public ReplicaEvents {
   const config::EndpointSpec& spec() const { return spec_; }
   int group_count() const { return static_cast<int>(groups_.size()); }
 
+  // Applies a changed configuration at run time without dropping a request or a replica. Every
+  // current group must still be there, in the same order, with the same concurrency and
+  // admission mode (replicas were started for them); new groups may follow. Limits, scaling
+  // (a changed policy starts from a fresh state), cold start, price, launch template (for new
+  // replicas), routing, queue and SLO may change. Returns what prevents it, empty once applied.
+  std::string reconfigure(const config::EndpointSpec& next, Time now);
+
   // Which group serves the next request, by the endpoint's routing (`routing` in the config):
   //  - split: by weight, smooth weighted round robin; with a sticky key (a hash of the client's
   //    sticky header value, 0 for none) always the same group for the same key. A group with no
@@ -196,6 +203,7 @@ class Endpoint final : public dispatch::DispatchListener, public ReplicaEvents {
   policy::Observation observe(int group, Time now);
   void reconcile(int group, Time now);
   void launch(int group, Time now);
+  void apply_routing();
   void changed(const Replica& replica, Time now) {
     if (decisions_ != nullptr) decisions_->replica_changed(replica, now);
   }

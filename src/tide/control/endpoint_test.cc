@@ -288,6 +288,67 @@ TEST(Endpoint, AReplicaTheProvisionerCannotAdoptIsForgotten) {
   EXPECT_EQ(ep.replica(3), nullptr);
 }
 
+TEST(Endpoint, ReconfigureChangesWeightsLimitsAndAddsGroupsWithoutDroppingAnything) {
+  FakeProvisioner prov;
+  Sink sink;
+  config::EndpointSpec spec = queue_endpoint(1, 2);
+  spec.groups.push_back(spec.groups[0]);
+  spec.groups[1].name = "b";
+  spec.routing.weights = {1, 1};
+  Endpoint ep(spec, prov, sink, nullptr, at(0));
+  for (RequestId r = 0; r < 4; ++r) ep.submit(r, ep.route(0, at(0)), at(0));
+  ep.tick(0, at(0));
+  ep.tick(1, at(0));
+  ASSERT_EQ(prov.launched.size(), 4u);
+  for (uint64_t id : prov.launched) prov.events->on_replica_ready(id, at(1), "");
+  ASSERT_EQ(sink.started.size(), 4u);
+
+  config::EndpointSpec next = spec;
+  next.routing.weights = {0, 1};  // everything to b
+  next.groups[0].max_replicas = 1;
+  next.groups.push_back(spec.groups[0]);
+  next.groups[2].name = "c";
+  next.routing.weights.push_back(0);
+  next.queue.max_length = 3;
+  ASSERT_EQ(ep.reconfigure(next, at(2)), "");
+  EXPECT_EQ(ep.group_count(), 3);
+  EXPECT_EQ(ep.spec().groups[0].max_replicas, 1);
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(ep.route(0, at(2)), 1);
+  // Requests in flight on group a finish normally; a shrinks to its new max.
+  for (RequestId r = 0; r < 4; ++r) ep.complete(sink.started[r], at(3), 1s);
+  ep.tick(0, at(3));
+  EXPECT_EQ(ep.status(0).desired, 1);
+  EXPECT_EQ(ep.status(0).ready + ep.status(0).draining, 1);
+  // The new queue bound holds.
+  EXPECT_EQ(ep.submit(10, 2, at(3)), Admit::kQueued);
+  EXPECT_EQ(ep.submit(11, 2, at(3)), Admit::kQueued);
+  EXPECT_EQ(ep.submit(12, 2, at(3)), Admit::kQueued);
+  EXPECT_EQ(ep.submit(13, 2, at(3)), Admit::kRejectedQueueFull);
+  ep.tick(2, at(3));
+  EXPECT_EQ(prov.launched.size(), 6u) << "the new group scales on its own demand, up to its max 2";
+}
+
+TEST(Endpoint, ReconfigureRefusesWhatWouldStrandReplicasAndChangesNothing) {
+  FakeProvisioner prov;
+  Sink sink;
+  config::EndpointSpec spec = queue_endpoint(1, 2, 4);
+  spec.groups.push_back(spec.groups[0]);
+  spec.groups[1].name = "b";
+  Endpoint ep(spec, prov, sink, nullptr, at(0));
+  config::EndpointSpec fewer = spec;
+  fewer.groups.pop_back();
+  EXPECT_THAT(ep.reconfigure(fewer, at(1)), ::testing::HasSubstr("groups: all 2 current groups"));
+  config::EndpointSpec swapped = spec;
+  std::swap(swapped.groups[0], swapped.groups[1]);
+  EXPECT_THAT(ep.reconfigure(swapped, at(1)), ::testing::HasSubstr("groups[0].name: is gpu"));
+  config::EndpointSpec wider = spec;
+  wider.groups[1].concurrency = 8;
+  EXPECT_THAT(ep.reconfigure(wider, at(1)),
+              ::testing::HasSubstr("groups[1].concurrency: its replicas were started for 4"));
+  EXPECT_EQ(ep.group_count(), 2);
+  EXPECT_EQ(ep.spec().groups[1].concurrency, 4);
+}
+
 TEST(EndpointRouting, SplitGivesEachGroupItsWeightEvenlyInterleaved) {
   FakeProvisioner prov;
   Sink sink;

@@ -9,10 +9,21 @@ namespace tide::control {
 
 LiveEndpoint::LiveEndpoint(const config::EndpointSpec& spec, Provisioner& provisioner,
                            const Clock& clock, Log log)
-    : spec_(spec),
+    : versions_{spec},
+      current_(&versions_.front()),
       clock_(clock),
       log_(std::move(log)),
       endpoint_(spec, provisioner, *this, this, clock.now()) {}
+
+std::string LiveEndpoint::reconfigure(const config::EndpointSpec& next) {
+  std::lock_guard lock(mu_);
+  std::string why = endpoint_.reconfigure(next, clock_.now());
+  if (!why.empty()) return why;
+  versions_.push_back(next);
+  current_.store(&versions_.back(), std::memory_order_release);
+  if (log_) log_(fmt::format("endpoint {}: configuration changed", next.name));
+  return "";
+}
 
 LiveEndpoint::~LiveEndpoint() = default;
 
@@ -132,11 +143,11 @@ EndpointView LiveEndpoint::view(size_t max_decisions) {
   std::lock_guard lock(mu_);
   const Time now = clock_.now();
   EndpointView v;
-  v.name = spec_.name;
+  v.name = spec().name;
   v.queued = endpoint_.dispatcher().total_held();
   for (int g = 0; g < endpoint_.group_count(); ++g) {
     GroupView gv;
-    gv.name = spec_.groups[static_cast<size_t>(g)].name;
+    gv.name = spec().groups[static_cast<size_t>(g)].name;
     gv.status = endpoint_.status(g);
     gv.replica_seconds = endpoint_.replica_seconds(g, now);
     for (const Replica* r : endpoint_.replicas(g)) {
@@ -181,7 +192,7 @@ void LiveEndpoint::on_replica_ready(uint64_t replica_id, Time now, std::string a
 
 void LiveEndpoint::on_replica_failed(uint64_t replica_id, Time now, std::string error) {
   std::lock_guard lock(mu_);
-  if (log_) log_(fmt::format("replica {}/{} failed: {}", spec_.name, replica_id, error));
+  if (log_) log_(fmt::format("replica {}/{} failed: {}", spec().name, replica_id, error));
   endpoint_.on_replica_failed(replica_id, now, std::move(error));
 }
 
@@ -242,11 +253,11 @@ bool LiveEndpoint::adopt(const std::string& group, uint64_t id, const std::strin
                          Time requested_at) {
   std::lock_guard lock(mu_);
   for (int g = 0; g < endpoint_.group_count(); ++g) {
-    if (spec_.groups[static_cast<size_t>(g)].name != group) continue;
+    if (spec().groups[static_cast<size_t>(g)].name != group) continue;
     const bool ok = endpoint_.adopt(g, id, handle, requested_at, clock_.now());
     if (log_)
-      log_(ok ? fmt::format("adopting replica {}/{}/{} ({})", spec_.name, group, id, handle)
-              : fmt::format("cannot adopt replica {}/{}/{} ({})", spec_.name, group, id, handle));
+      log_(ok ? fmt::format("adopting replica {}/{}/{} ({})", spec().name, group, id, handle)
+              : fmt::format("cannot adopt replica {}/{}/{} ({})", spec().name, group, id, handle));
     return ok;
   }
   return false;

@@ -7,6 +7,7 @@
 // Waiter, the clock is injected, so tests drive it on a ManualClock.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -99,7 +100,11 @@ class LiveEndpoint final : public RequestSink, public ReplicaEvents, public Deci
   };
   void set_journal(Journal journal) { journal_ = std::move(journal); }
 
-  const config::EndpointSpec& spec() const { return spec_; }
+  // The configuration in force. A reference stays valid for the endpoint's life (each version
+  // is kept), so a request may go on using the version it started with.
+  const config::EndpointSpec& spec() const { return *current_.load(std::memory_order_acquire); }
+  // Applies a changed configuration (see Endpoint::reconfigure); empty when applied, else why not.
+  std::string reconfigure(const config::EndpointSpec& next);
   const Clock& clock() const { return clock_; }
 
   // Admits a request to `group`. kStarted: it may be sent at once. kQueued: `waiter` (which must
@@ -158,7 +163,8 @@ class LiveEndpoint final : public RequestSink, public ReplicaEvents, public Deci
   void settle(Time now);
   Dispatch submit_locked(dispatch::RequestId request, int group, Waiter* waiter, Time now);
 
-  const config::EndpointSpec spec_;
+  std::deque<config::EndpointSpec> versions_;  // every configuration applied; guarded by mu_
+  std::atomic<const config::EndpointSpec*> current_;
   const Clock& clock_;
   Log log_;
   Journal journal_;

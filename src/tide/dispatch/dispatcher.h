@@ -84,6 +84,8 @@ class Dispatcher {
   };
 
   Dispatcher(Options options, DispatchListener& listener);
+  // New limits from now on; requests already held keep their deadline.
+  void set_options(Options options) { options_ = options; }
 
   // Adds a worker group; returns its index. `hold` selects the admission mode.
   int add_group(int concurrency, bool hold, Time now);

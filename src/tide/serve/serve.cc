@@ -36,29 +36,34 @@ void log_to_stderr(const std::string& line) {
   std::fputs(fmt::format("{:%H:%M:%S} {}\n", now, line).c_str(), stderr);
 }
 
-std::string validate_for_serving(const config::Config& config) {
+// What keeps an endpoint from running live, one "path: problem" line each ("" if nothing).
+std::string validate_for_serving(const config::EndpointSpec& ep, const std::string& at_endpoint) {
   std::string problems;
-  for (size_t e = 0; e < config.endpoints.size(); ++e) {
-    const auto& ep = config.endpoints[e];
-    for (size_t g = 0; g < ep.groups.size(); ++g) {
-      const auto& group = ep.groups[g];
-      const auto& p = group.provisioner;
-      const std::string at = fmt::format("endpoints[{}].groups[{}].provisioner", e, g);
-      if (!provision::LiveProvisioner::supports(p.kind)) {
-        problems +=
-            fmt::format("{}.kind: {} cannot run live replicas (use local or static)\n", at, p.kind);
-      } else if (p.kind == "local" && p.command.empty()) {
-        problems += fmt::format(
-            "{}.command: required for kind local (the replica's argv, with "
-            "{{port}} where it listens)\n",
-            at);
-      } else if (p.kind == "static" && group.max_replicas > static_cast<int>(p.urls.size())) {
-        problems += fmt::format(
-            "endpoints[{}].groups[{}].max_replicas: must be <= the number of urls ({}), got {}\n",
-            e, g, p.urls.size(), group.max_replicas);
-      }
+  for (size_t g = 0; g < ep.groups.size(); ++g) {
+    const auto& group = ep.groups[g];
+    const auto& p = group.provisioner;
+    const std::string at_group = fmt::format("{}.groups[{}]", at_endpoint, g);
+    const std::string at = at_group + ".provisioner";
+    if (!provision::LiveProvisioner::supports(p.kind)) {
+      problems +=
+          fmt::format("{}.kind: {} cannot run live replicas (use local or static)\n", at, p.kind);
+    } else if (p.kind == "local" && p.command.empty()) {
+      problems += fmt::format(
+          "{}.command: required for kind local (the replica's argv, with "
+          "{{port}} where it listens)\n",
+          at);
+    } else if (p.kind == "static" && group.max_replicas > static_cast<int>(p.urls.size())) {
+      problems += fmt::format("{}.max_replicas: must be <= the number of urls ({}), got {}\n",
+                              at_group, p.urls.size(), group.max_replicas);
     }
   }
+  return problems;
+}
+
+std::string validate_for_serving(const config::Config& config) {
+  std::string problems;
+  for (size_t e = 0; e < config.endpoints.size(); ++e)
+    problems += validate_for_serving(config.endpoints[e], fmt::format("endpoints[{}]", e));
   return problems;
 }
 
@@ -427,6 +432,43 @@ struct Server::Impl {
                 "\n"};
   }
 
+  // PUT /v1/endpoints/{name}: the endpoint's new configuration, in the schema of an entry of
+  // `endpoints:` (YAML or JSON), validated like the file; applied at once and recorded.
+  gateway::ApiResponse put_endpoint(control::LiveEndpoint& ep, const std::string& body) {
+    const std::string& name = ep.spec().name;
+    auto invalid = [](std::vector<std::string> problems) {
+      std::string message;
+      for (const auto& p : problems) message += (message.empty() ? "" : "; ") + p;
+      return gateway::ApiResponse{
+          400, "application/json",
+          json{
+              {"error", {{"type", "invalid_config"}, {"message", message}, {"problems", problems}}}}
+                  .dump() +
+              "\n"};
+    };
+    config::EndpointSpec next;
+    try {
+      next = config::parse_endpoint(body, "body");
+    } catch (const config::ConfigError& e) {
+      return invalid(e.problems());
+    }
+    if (next.name != name)
+      return invalid({fmt::format("body.name: must be {} (the endpoint in the URL), got {}", name,
+                                  next.name)});
+    if (std::string problems = validate_for_serving(next, "body"); !problems.empty()) {
+      std::vector<std::string> lines;
+      for (size_t at = 0, nl; (nl = problems.find('\n', at)) != std::string::npos; at = nl + 1)
+        lines.push_back(problems.substr(at, nl - at));
+      return invalid(lines);
+    }
+    config::EndpointSpec runnable = next;
+    expand_tide_path(runnable);
+    if (std::string why = ep.reconfigure(runnable); !why.empty())
+      return error(409, "conflict", "body." + why);
+    store->add_config({wall_seconds(clock.now()), name, "api", body});
+    return {200, "application/json", endpoint_json(ep, true).dump(2) + "\n"};
+  }
+
   gateway::ApiResponse api(const gateway::ApiRequest& req) {
     std::string_view path = req.target;
     if (const size_t q = path.find('?'); q != path.npos) path = path.substr(0, q);
@@ -450,7 +492,8 @@ struct Server::Impl {
     if (ep == nullptr)
       return error(404, "unknown_endpoint", fmt::format("no endpoint named {}", name));
     if (sub.empty()) {
-      if (req.method != "GET") return error(405, "method_not_allowed", "only GET here");
+      if (req.method == "PUT") return put_endpoint(*ep, req.body);
+      if (req.method != "GET") return error(405, "method_not_allowed", "GET or PUT here");
       return {200, "application/json", endpoint_json(*ep, true).dump(2) + "\n"};
     }
     if (req.method != "GET") return error(405, "method_not_allowed", "only GET here");
