@@ -11,6 +11,9 @@
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
 #include <mutex>
 #include <stdexcept>
 #include <thread>
@@ -18,6 +21,7 @@
 #include "tide/control/live_endpoint.h"
 #include "tide/gateway/gateway.h"
 #include "tide/provision/provision.h"
+#include "tide/serve/observe.h"
 
 namespace tide::serve {
 
@@ -57,6 +61,37 @@ std::string validate_for_serving(const config::Config& config) {
   return problems;
 }
 
+// A built file of the dashboard, served from memory.
+struct WebFile {
+  std::string content_type;
+  std::string body;
+};
+
+// Reads the dashboard's files (web/ built by npm) once: URL path -> file. Only what is listed
+// here is ever served, so no request can reach outside the directory.
+std::map<std::string, WebFile> load_web(const std::string& dir) {
+  namespace fs = std::filesystem;
+  std::map<std::string, WebFile> files;
+  std::error_code ec;
+  if (dir.empty() || !fs::is_directory(dir, ec)) return files;
+  static const std::map<std::string, std::string> kTypes = {
+      {".html", "text/html; charset=utf-8"}, {".js", "text/javascript; charset=utf-8"},
+      {".css", "text/css; charset=utf-8"},   {".svg", "image/svg+xml"},
+      {".png", "image/png"},                 {".json", "application/json"},
+      {".map", "application/json"}};
+  for (auto it = fs::recursive_directory_iterator(dir, ec);
+       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    if (!it->is_regular_file(ec)) continue;
+    const auto type = kTypes.find(it->path().extension().string());
+    if (type == kTypes.end()) continue;
+    std::ifstream in(it->path(), std::ios::binary);
+    std::string body((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    files["/ui/" + fs::relative(it->path(), dir, ec).generic_string()] = {type->second,
+                                                                          std::move(body)};
+  }
+  return files;
+}
+
 }  // namespace
 
 struct Server::Impl {
@@ -76,6 +111,7 @@ struct Server::Impl {
   std::mutex log_mu;
   bool stopping = false;  // control thread only
   Time started{};
+  std::map<std::string, WebFile> web;
 
   void log(const std::string& line) {
     std::lock_guard lock(log_mu);
@@ -92,8 +128,19 @@ struct Server::Impl {
     return std::chrono::duration<double>(wall.time_since_epoch()).count();
   }
 
+  json decision_json(const control::DecisionRecord& d) const {
+    return {{"time", wall_seconds(d.time)}, {"group", d.group},
+            {"from", d.from},                {"to", d.to},
+            {"reason", d.reason},            {"queued", d.queued},
+            {"in_flight", d.in_flight},      {"ready", d.ready},
+            {"starting", d.starting}};
+  }
+
   json endpoint_json(control::LiveEndpoint& ep, bool detail) {
-    const control::EndpointView v = ep.view();
+    return endpoint_json(ep, ep.view(), detail);
+  }
+
+  json endpoint_json(control::LiveEndpoint& ep, const control::EndpointView& v, bool detail) {
     json groups = json::array();
     for (size_t g = 0; g < v.groups.size(); ++g) {
       const auto& gv = v.groups[g];
@@ -116,7 +163,9 @@ struct Server::Impl {
                     {"spilled", gv.status.spilled},
                     {"overflow_in", gv.status.overflow_in},
                     {"rerouted", gv.status.rerouted},
-                    {"last_reason", gv.status.last_reason}};
+                    {"last_reason", gv.status.last_reason},
+                    {"stats", group_stats_json(gv, spec)}};
+      if (spec.price) group["price"] = *spec.price;
       if (!gv.status.last_error.empty()) group["last_error"] = gv.status.last_error;
       if (gv.status.backoff_until)
         group["backoff_s"] = std::max(0.0, to_seconds(*gv.status.backoff_until - clock.now()));
@@ -165,17 +214,7 @@ struct Server::Impl {
                 {"groups", std::move(groups)}};
     if (detail) {
       json decisions = json::array();
-      for (const auto& d : v.decisions) {
-        decisions.push_back({{"time", wall_seconds(d.time)},
-                             {"group", d.group},
-                             {"from", d.from},
-                             {"to", d.to},
-                             {"reason", d.reason},
-                             {"queued", d.queued},
-                             {"in_flight", d.in_flight},
-                             {"ready", d.ready},
-                             {"starting", d.starting}});
-      }
+      for (const auto& d : v.decisions) decisions.push_back(decision_json(d));
       out["decisions"] = std::move(decisions);
     }
     return out;
@@ -189,6 +228,15 @@ struct Server::Impl {
     std::string_view path = req.target;
     if (const size_t q = path.find('?'); q != path.npos) path = path.substr(0, q);
     if (path == "/healthz") return {200, "text/plain", "ok\n"};
+    if (path == "/metrics") {
+      if (req.method != "GET") return error(405, "method_not_allowed", "only GET");
+      return {200, "text/plain; version=0.0.4; charset=utf-8", metrics()};
+    }
+    if (path == "/" || path == "/ui" || path.starts_with("/ui/")) return web_file(path);
+    if (path == "/v1/events") {
+      if (req.method != "GET") return error(405, "method_not_allowed", "only GET");
+      return events(req.target);
+    }
     constexpr std::string_view kEndpoints = "/v1/endpoints";
     if (!path.starts_with(kEndpoints)) return error(404, "not_found", "no such path");
     if (req.method != "GET") return error(405, "method_not_allowed", "only GET");
@@ -205,6 +253,83 @@ struct Server::Impl {
         return {200, "application/json", endpoint_json(*ep, true).dump(2) + "\n"};
     }
     return error(404, "unknown_endpoint", fmt::format("no endpoint named {}", name));
+  }
+
+  std::string metrics() {
+    MetricsInput in;
+    for (auto& ep : endpoints) in.endpoints.push_back({&ep->spec(), ep->view(0)});
+    in.gateway = gateway->counters();
+    in.active_requests = gateway->active_requests();
+    in.start_time_s = wall_seconds(started);
+    return metrics_text(in);
+  }
+
+  gateway::ApiResponse web_file(std::string_view path) {
+    if (path == "/" || path == "/ui" || path == "/ui/") path = "/ui/index.html";
+    auto it = web.find(std::string(path));
+    if (it != web.end()) return {200, it->second.content_type, it->second.body};
+    if (web.empty()) {
+      return {404, "text/plain; charset=utf-8",
+              fmt::format("The dashboard is not built: no files in {} (it is built from web/ "
+                          "when npm is installed; see docs/dashboard.md). The API is at "
+                          "/v1/endpoints, metrics at /metrics.\n",
+                          options.web_dir.empty() ? std::string("(no --web)") : options.web_dir)};
+    }
+    return {404, "text/plain; charset=utf-8", "no such file\n"};
+  }
+
+  // GET /v1/events[?endpoint=NAME]: every second, per endpoint, an `endpoint` event (its state,
+  // groups with figures, and latency over the last 10 s) and a `decision` event per decision
+  // made since the last one (the first time: the last 50).
+  gateway::ApiResponse events(std::string_view target) {
+    std::string only;
+    if (const size_t q = target.find("endpoint="); q != target.npos) {
+      only = std::string(target.substr(q + 9));
+      only = only.substr(0, only.find('&'));
+    }
+    std::vector<control::LiveEndpoint*> chosen;
+    for (auto& ep : endpoints) {
+      if (only.empty() || ep->spec().name == only) chosen.push_back(ep.get());
+    }
+    if (chosen.empty()) {
+      return {404, "application/json",
+              json{{"error",
+                    {{"type", "unknown_endpoint"},
+                     {"message", fmt::format("no endpoint named {}", only)}}}}
+                  .dump()};
+    }
+    auto state = std::make_shared<LiveWindow>();
+    auto next = [this, chosen, state]() -> std::optional<std::string> {
+      std::string out;
+      const Time now = clock.now();
+      for (control::LiveEndpoint* ep : chosen) {
+        const control::EndpointView v = ep->view();
+        json snapshot = endpoint_json(*ep, v, /*detail=*/false);
+        snapshot["time"] = wall_seconds(now);
+        snapshot["recent"] = state->recent(now, v);
+        json replicas = json::array();
+        for (size_t g = 0; g < v.groups.size(); ++g) {
+          for (const auto& r : v.groups[g].replicas) {
+            json rj = {{"name", r.name}, {"group", v.groups[g].name}, {"state", r.state},
+                       {"in_flight", r.in_flight}, {"age_s", r.age_s}};
+            if (r.ready_after_s >= 0) rj["cold_start_s"] = r.ready_after_s;
+            replicas.push_back(std::move(rj));
+          }
+        }
+        snapshot["replicas"] = std::move(replicas);
+        out += sse_event("endpoint", snapshot.dump());
+        for (const auto& d : state->new_decisions(v)) {
+          json dj = decision_json(d);
+          dj["endpoint"] = v.name;
+          out += sse_event("decision", dj.dump());
+        }
+      }
+      return out;
+    };
+    gateway::ApiResponse r{200, "text/event-stream", next().value_or("")};
+    r.stream = std::make_shared<gateway::ApiStream>();
+    r.stream->next = std::move(next);
+    return r;
   }
 
   void schedule_tick(size_t index, control::LiveEndpoint& ep, int group) {
@@ -268,6 +393,7 @@ Server::Server(const config::Config& config, ServeOptions options)
   provision::ProvisionOptions popts;
   popts.stop_grace = m.options.stop_grace;
   m.provisioner = std::make_unique<provision::LiveProvisioner>(m.control_ctx, m.clock, popts);
+  m.web = load_web(m.options.web_dir);
   std::vector<control::LiveEndpoint*> eps;
   for (const auto& spec : m.config.endpoints) {
     m.endpoints.push_back(std::make_unique<control::LiveEndpoint>(
@@ -298,6 +424,11 @@ void Server::run() {
                     m.config.server.listen.substr(0, m.config.server.listen.rfind(':')), port(),
                     m.config.server.api.substr(0, m.config.server.api.rfind(':')), api_port(),
                     m.gateway_ctxs.size()));
+  m.log(m.web.empty() ? fmt::format("no dashboard: no built files in {}",
+                                    m.options.web_dir.empty() ? "(none given)" : m.options.web_dir)
+                      : fmt::format("dashboard at http://{}:{}/", m.config.server.api.substr(
+                                                                      0, m.config.server.api.rfind(':')),
+                                    api_port()));
   for (const auto& ep : m.endpoints) {
     for (const auto& g : ep->spec().groups) {
       m.log(fmt::format("endpoint {} at /{}/ : group {} ({}, {}..{} replicas, concurrency {})",
