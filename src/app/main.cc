@@ -466,10 +466,10 @@ int run_serve(const ServeArgs& a) {
   serve::ServeOptions o;
   o.drain_timeout = parse_duration_flag("--drain-timeout", a.drain_timeout);
   o.stop_grace = parse_duration_flag("--stop-grace", a.stop_grace);
-  o.web_dir = a.web.empty()
-                  ? (std::filesystem::path(self).parent_path().parent_path() / "share/tide/web")
-                        .string()
-                  : a.web;
+  o.web_dir =
+      a.web.empty()
+          ? (std::filesystem::path(self).parent_path().parent_path() / "share/tide/web").string()
+          : a.web;
   serve::Server server(c, o);
   server.run();
   return 0;

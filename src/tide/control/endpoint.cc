@@ -306,7 +306,7 @@ void Endpoint::launch(int group, Time now) {
   assert(inserted);
   g.live.push_back(id);
   ++g.launches;
-  provisioner_.launch(it->second, *g.spec, *this);
+  provisioner_.launch(it->second, *g.spec, *replica_events_);
 }
 
 void Endpoint::reconcile(int group, Time now) {

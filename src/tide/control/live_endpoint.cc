@@ -37,7 +37,10 @@ LiveEndpoint::LiveEndpoint(const config::EndpointSpec& spec, Provisioner& provis
       clock_(clock),
       log_(std::move(log)),
       endpoint_(spec, provisioner, *this, this, clock.now()),
-      stats_(spec.groups.size()) {}
+      stats_(spec.groups.size()) {
+  // Replica events arrive on the provisioner's thread: through this object, under the lock.
+  endpoint_.set_replica_events(this);
+}
 
 LiveEndpoint::~LiveEndpoint() = default;
 
@@ -214,7 +217,8 @@ void LiveEndpoint::on_replica_starting(uint64_t replica_id, Time now) {
 void LiveEndpoint::on_replica_ready(uint64_t replica_id, Time now, std::string address) {
   std::lock_guard lock(mu_);
   if (const Replica* r = endpoint_.replica(replica_id);
-      r != nullptr && (r->state == ReplicaState::kRequested || r->state == ReplicaState::kStarting)) {
+      r != nullptr &&
+      (r->state == ReplicaState::kRequested || r->state == ReplicaState::kStarting)) {
     if (log_)
       log_(fmt::format("replica {} ready at {} after {}", r->name, address,
                        format_duration(now - r->requested_at)));
@@ -298,7 +302,8 @@ void LiveEndpoint::wake(dispatch::RequestId request, Dispatch outcome) {
   GroupStats& stats = stats_[static_cast<size_t>(outcome.group)];
   if (outcome.kind == Dispatch::Kind::kStarted) {
     stats.queue_wait.record(to_seconds(outcome.started_at - outcome.submitted_at));
-  } else if (outcome.kind == Dispatch::Kind::kTimedOut || outcome.kind == Dispatch::Kind::kShutdown) {
+  } else if (outcome.kind == Dispatch::Kind::kTimedOut ||
+             outcome.kind == Dispatch::Kind::kShutdown) {
     ++stats.outcomes[static_cast<size_t>(Outcome::kUnavailable)];
   }
   Waiter* waiter = it->second.waiter;

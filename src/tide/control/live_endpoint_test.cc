@@ -14,8 +14,10 @@ using Kind = Dispatch::Kind;
 struct FakeProvisioner : Provisioner {
   std::vector<uint64_t> launched;
   std::vector<uint64_t> stopped;
-  void launch(const Replica& r, const config::GroupSpec&, ReplicaEvents&) override {
+  ReplicaEvents* events = nullptr;
+  void launch(const Replica& r, const config::GroupSpec&, ReplicaEvents& e) override {
     launched.push_back(r.id);
+    events = &e;
   }
   void stop(const Replica& r) override { stopped.push_back(r.id); }
 };
@@ -202,7 +204,7 @@ TEST(LiveEndpoint, StatsCountTimeoutsShutdownAndPassthroughRefusals) {
   f.clock.advance(31s);
   f.live.tick(0);  // w1 held past queue.timeout: 503
   f.live.submit(2, 0, &w2);
-  f.live.shut_down();                                            // w2: 503
+  f.live.shut_down();                                             // w2: 503
   EXPECT_EQ(f.live.submit(3, 0, nullptr).kind, Kind::kShutdown);  // 503
   EXPECT_EQ(f.live.view().groups[0].stats.count(Outcome::kUnavailable), 3u);
 
@@ -212,6 +214,21 @@ TEST(LiveEndpoint, StatsCountTimeoutsShutdownAndPassthroughRefusals) {
   EXPECT_EQ(p.live.submit(1, 0, nullptr).kind, Kind::kNoReplica);
   EXPECT_EQ(p.live.view().groups[0].stats.count(Outcome::kBadGateway), 1u);
   EXPECT_EQ(outcome_label(Outcome::kClientGone), "client_gone");
+}
+
+TEST(LiveEndpoint, ProvisionerReportsReplicasThroughTheLockedWrapper) {
+  // Regression: the provisioner was handed the inner Endpoint, so its events (on the control
+  // thread) changed the dispatcher without the lock the gateway threads hold.
+  Fixture f;
+  RecordingWaiter w;
+  f.live.submit(1, 0, &w);
+  f.live.tick(0);
+  ASSERT_NE(f.prov.events, nullptr);
+  EXPECT_EQ(f.prov.events, static_cast<ReplicaEvents*>(&f.live));
+  f.clock.advance(3s);
+  f.prov.events->on_replica_ready(f.prov.launched[0], f.clock.now(), "127.0.0.1:9001");
+  ASSERT_TRUE(w.outcome.has_value());
+  EXPECT_EQ(f.live.view().groups[0].stats.cold_start.count(), 1u);
 }
 
 }  // namespace

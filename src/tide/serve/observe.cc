@@ -56,16 +56,16 @@ std::string metrics_text(const MetricsInput& in) {
             [&](const L& l, const G& g, const S&) {
               p.sample("tide_desired_replicas", l, static_cast<double>(g.status.desired));
             });
-  per_group(p, in, "tide_replicas", "gauge",
-            "Replicas by state: starting (launched, not yet ready), ready, draining.",
-            [&](const L& l, const G& g, const S&) {
-              p.sample("tide_replicas", with(l, {"state", "starting"}),
-                       static_cast<double>(g.status.starting));
-              p.sample("tide_replicas", with(l, {"state", "ready"}),
-                       static_cast<double>(g.status.ready));
-              p.sample("tide_replicas", with(l, {"state", "draining"}),
-                       static_cast<double>(g.status.draining));
-            });
+  per_group(
+      p, in, "tide_replicas", "gauge",
+      "Replicas by state: starting (launched, not yet ready), ready, draining.",
+      [&](const L& l, const G& g, const S&) {
+        p.sample("tide_replicas", with(l, {"state", "starting"}),
+                 static_cast<double>(g.status.starting));
+        p.sample("tide_replicas", with(l, {"state", "ready"}), static_cast<double>(g.status.ready));
+        p.sample("tide_replicas", with(l, {"state", "draining"}),
+                 static_cast<double>(g.status.draining));
+      });
   per_group(p, in, "tide_queued_requests", "gauge", "Requests held in the gateway's queue.",
             [&](const L& l, const G& g, const S&) {
               p.sample("tide_queued_requests", l, static_cast<double>(g.status.queued));
@@ -97,14 +97,13 @@ std::string metrics_text(const MetricsInput& in) {
             [&](const L& l, const G& g, const S&) {
               p.histogram("tide_cold_start_seconds", l, g.stats.cold_start, kColdStartBounds);
             });
-  per_group(p, in, "tide_scaling_decisions_total", "counter",
-            "Changes of the desired replica count, by direction.",
-            [&](const L& l, const G& g, const S&) {
-              p.sample("tide_scaling_decisions_total", with(l, {"direction", "up"}),
-                       g.stats.scale_ups);
-              p.sample("tide_scaling_decisions_total", with(l, {"direction", "down"}),
-                       g.stats.scale_downs);
-            });
+  per_group(
+      p, in, "tide_scaling_decisions_total", "counter",
+      "Changes of the desired replica count, by direction.", [&](const L& l, const G& g, const S&) {
+        p.sample("tide_scaling_decisions_total", with(l, {"direction", "up"}), g.stats.scale_ups);
+        p.sample("tide_scaling_decisions_total", with(l, {"direction", "down"}),
+                 g.stats.scale_downs);
+      });
   per_group(p, in, "tide_replica_launches_total", "counter", "Replicas launched.",
             [&](const L& l, const G& g, const S&) {
               p.sample("tide_replica_launches_total", l, g.status.launches);
@@ -178,9 +177,8 @@ std::string metrics_text(const MetricsInput& in) {
 }
 
 json percentiles_json(const LogLinearHistogram& h) {
-  return {{"count", h.count()},         {"mean", h.mean()},
-          {"p50", h.quantile(0.5)},     {"p95", h.quantile(0.95)},
-          {"p99", h.quantile(0.99)},    {"max", h.max()}};
+  return {{"count", h.count()},      {"mean", h.mean()},        {"p50", h.quantile(0.5)},
+          {"p95", h.quantile(0.95)}, {"p99", h.quantile(0.99)}, {"max", h.max()}};
 }
 
 json group_stats_json(const control::GroupView& group, const config::GroupSpec& spec) {

@@ -153,8 +153,8 @@ TEST(LiveWindow, EachDecisionIsSentOnce) {
   LiveWindow w;
   control::EndpointView v;
   v.name = "chat";
-  for (int i = 0; i < 3; ++i) v.decisions.push_back({time_at_seconds(i), "chat", "g", i, i + 1,
-                                                     "r", 0, 0, 0, 0, 0});
+  for (int i = 0; i < 3; ++i)
+    v.decisions.push_back({time_at_seconds(i), "chat", "g", i, i + 1, "r", 0, 0, 0, 0, 0});
   v.decisions_total = 70;  // more were made than the view holds
   EXPECT_EQ(w.new_decisions(v).size(), 3u);
   EXPECT_EQ(w.new_decisions(v).size(), 0u);

@@ -75,9 +75,12 @@ std::map<std::string, WebFile> load_web(const std::string& dir) {
   std::error_code ec;
   if (dir.empty() || !fs::is_directory(dir, ec)) return files;
   static const std::map<std::string, std::string> kTypes = {
-      {".html", "text/html; charset=utf-8"}, {".js", "text/javascript; charset=utf-8"},
-      {".css", "text/css; charset=utf-8"},   {".svg", "image/svg+xml"},
-      {".png", "image/png"},                 {".json", "application/json"},
+      {".html", "text/html; charset=utf-8"},
+      {".js", "text/javascript; charset=utf-8"},
+      {".css", "text/css; charset=utf-8"},
+      {".svg", "image/svg+xml"},
+      {".png", "image/png"},
+      {".json", "application/json"},
       {".map", "application/json"}};
   for (auto it = fs::recursive_directory_iterator(dir, ec);
        !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
@@ -129,10 +132,14 @@ struct Server::Impl {
   }
 
   json decision_json(const control::DecisionRecord& d) const {
-    return {{"time", wall_seconds(d.time)}, {"group", d.group},
-            {"from", d.from},                {"to", d.to},
-            {"reason", d.reason},            {"queued", d.queued},
-            {"in_flight", d.in_flight},      {"ready", d.ready},
+    return {{"time", wall_seconds(d.time)},
+            {"group", d.group},
+            {"from", d.from},
+            {"to", d.to},
+            {"reason", d.reason},
+            {"queued", d.queued},
+            {"in_flight", d.in_flight},
+            {"ready", d.ready},
             {"starting", d.starting}};
   }
 
@@ -310,8 +317,11 @@ struct Server::Impl {
         json replicas = json::array();
         for (size_t g = 0; g < v.groups.size(); ++g) {
           for (const auto& r : v.groups[g].replicas) {
-            json rj = {{"name", r.name}, {"group", v.groups[g].name}, {"state", r.state},
-                       {"in_flight", r.in_flight}, {"age_s", r.age_s}};
+            json rj = {{"name", r.name},
+                       {"group", v.groups[g].name},
+                       {"state", r.state},
+                       {"in_flight", r.in_flight},
+                       {"age_s", r.age_s}};
             if (r.ready_after_s >= 0) rj["cold_start_s"] = r.ready_after_s;
             replicas.push_back(std::move(rj));
           }
@@ -426,8 +436,8 @@ void Server::run() {
                     m.gateway_ctxs.size()));
   m.log(m.web.empty() ? fmt::format("no dashboard: no built files in {}",
                                     m.options.web_dir.empty() ? "(none given)" : m.options.web_dir)
-                      : fmt::format("dashboard at http://{}:{}/", m.config.server.api.substr(
-                                                                      0, m.config.server.api.rfind(':')),
+                      : fmt::format("dashboard at http://{}:{}/",
+                                    m.config.server.api.substr(0, m.config.server.api.rfind(':')),
                                     api_port()));
   for (const auto& ep : m.endpoints) {
     for (const auto& g : ep->spec().groups) {
