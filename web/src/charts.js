@@ -89,10 +89,11 @@ export class Chart {
     window.addEventListener('resize', this.resize);
   }
 
+  // Three charts a row on a wide page (12 px gaps, 18 px of padding and border each), else one.
   width() {
     const w = this.el.parentElement?.clientWidth ?? 600;
     const columns = window.innerWidth > 1100 ? 3 : 1;
-    return Math.max(260, Math.floor(w / columns) - 24);
+    return Math.max(260, Math.floor((w - 12 * (columns - 1)) / columns) - 18);
   }
 
   // points: [{t, <field>: value|null}, ...] sorted by t (Unix seconds).
