@@ -191,6 +191,22 @@ function renderDecisions(container, decisions) {
   container.replaceChildren(...items);
 }
 
+// The last 15 minutes from the history API, so that the live charts do not start empty; a
+// server without history (404) leaves them to fill from now on.
+async function backfill(endpoint) {
+  const to = Math.floor(Date.now() / 1000);
+  try {
+    const h = await getJson(`/v1/endpoints/${encodeURIComponent(endpoint)}/history?from=${to - 900}&to=${to}&step=2`);
+    for (const g of h.groups) {
+      const points = g.points.slice(-LIVE_POINTS);
+      state.live.set(g.name, points);
+      state.liveCharts.update(g.name, points);
+    }
+  } catch {
+    // no history here
+  }
+}
+
 async function startLive() {
   state.stream?.abort();
   const controller = new AbortController();
@@ -200,6 +216,7 @@ async function startLive() {
   state.liveCharts.clear();
   renderDecisions($('decisions'), []);
   const endpoint = state.endpoint;
+  await backfill(endpoint);
   while (!controller.signal.aborted) {
     try {
       setStatus('connecting…');
