@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <array>
+#include <span>
 
 #include "tide/common/prometheus.h"
 
@@ -37,6 +38,24 @@ void per_group(PrometheusText& p, const MetricsInput& in, std::string_view name,
   }
 }
 
+// A per-group family of one sample per group: get(group view, group spec) -> uint64_t or double.
+template <class Get>
+void per_group_value(PrometheusText& p, const MetricsInput& in, std::string_view name,
+                     std::string_view type, std::string_view help, Get get) {
+  per_group(p, in, name, type, help,
+            [&](const std::array<Label, 2>& labels, const control::GroupView& g,
+                const config::GroupSpec& spec) { p.sample(name, labels, get(g, spec)); });
+}
+
+// A per-group histogram family: get(group view) -> the cumulative histogram.
+template <class Get>
+void per_group_histogram(PrometheusText& p, const MetricsInput& in, std::string_view name,
+                         std::string_view help, std::span<const double> bounds, Get get) {
+  per_group(p, in, name, "histogram", help,
+            [&](const std::array<Label, 2>& labels, const control::GroupView& g,
+                const config::GroupSpec&) { p.histogram(name, labels, get(g), bounds); });
+}
+
 template <size_t N>
 std::array<Label, N + 1> with(const std::array<Label, N>& labels, Label extra) {
   std::array<Label, N + 1> out;
@@ -52,10 +71,8 @@ std::string metrics_text(const MetricsInput& in) {
   using L = std::array<Label, 2>;
   using G = control::GroupView;
   using S = config::GroupSpec;
-  per_group(p, in, "tide_desired_replicas", "gauge", "Replicas the group's policy asks for.",
-            [&](const L& l, const G& g, const S&) {
-              p.sample("tide_desired_replicas", l, static_cast<double>(g.status.desired));
-            });
+  per_group_value(p, in, "tide_desired_replicas", "gauge", "Replicas the group's policy asks for.",
+                  [](const G& g, const S&) { return static_cast<double>(g.status.desired); });
   per_group(
       p, in, "tide_replicas", "gauge",
       "Replicas by state: starting (launched, not yet ready), ready, draining.",
@@ -66,14 +83,10 @@ std::string metrics_text(const MetricsInput& in) {
         p.sample("tide_replicas", with(l, {"state", "draining"}),
                  static_cast<double>(g.status.draining));
       });
-  per_group(p, in, "tide_queued_requests", "gauge", "Requests held in the gateway's queue.",
-            [&](const L& l, const G& g, const S&) {
-              p.sample("tide_queued_requests", l, static_cast<double>(g.status.queued));
-            });
-  per_group(p, in, "tide_in_flight_requests", "gauge", "Requests in service at replicas.",
-            [&](const L& l, const G& g, const S&) {
-              p.sample("tide_in_flight_requests", l, static_cast<double>(g.status.in_flight));
-            });
+  per_group_value(p, in, "tide_queued_requests", "gauge", "Requests held in the gateway's queue.",
+                  [](const G& g, const S&) { return static_cast<double>(g.status.queued); });
+  per_group_value(p, in, "tide_in_flight_requests", "gauge", "Requests in service at replicas.",
+                  [](const G& g, const S&) { return static_cast<double>(g.status.in_flight); });
   per_group(p, in, "tide_requests_total", "counter",
             "Requests ended, by outcome: ok (answered by a replica), 429, 502, 503, 504, "
             "client_gone.",
@@ -82,21 +95,17 @@ std::string metrics_text(const MetricsInput& in) {
                 p.sample("tide_requests_total", with(l, {"outcome", control::outcome_label(o)}),
                          g.stats.count(o));
             });
-  per_group(p, in, "tide_request_duration_seconds", "histogram",
-            "Answered requests, from arrival at the gateway to the end of the answer.",
-            [&](const L& l, const G& g, const S&) {
-              p.histogram("tide_request_duration_seconds", l, g.stats.latency, kLatencyBounds);
-            });
-  per_group(p, in, "tide_queue_wait_seconds", "histogram",
-            "Started requests, from arrival at the gateway to the start at a replica.",
-            [&](const L& l, const G& g, const S&) {
-              p.histogram("tide_queue_wait_seconds", l, g.stats.queue_wait, kLatencyBounds);
-            });
-  per_group(p, in, "tide_cold_start_seconds", "histogram",
-            "Replica cold starts, from launch requested to ready.",
-            [&](const L& l, const G& g, const S&) {
-              p.histogram("tide_cold_start_seconds", l, g.stats.cold_start, kColdStartBounds);
-            });
+  per_group_histogram(p, in, "tide_request_duration_seconds",
+                      "Answered requests, from arrival at the gateway to the end of the answer.",
+                      kLatencyBounds,
+                      [](const G& g) -> const LogLinearHistogram& { return g.stats.latency; });
+  per_group_histogram(p, in, "tide_queue_wait_seconds",
+                      "Started requests, from arrival at the gateway to the start at a replica.",
+                      kLatencyBounds,
+                      [](const G& g) -> const LogLinearHistogram& { return g.stats.queue_wait; });
+  per_group_histogram(p, in, "tide_cold_start_seconds",
+                      "Replica cold starts, from launch requested to ready.", kColdStartBounds,
+                      [](const G& g) -> const LogLinearHistogram& { return g.stats.cold_start; });
   per_group(
       p, in, "tide_scaling_decisions_total", "counter",
       "Changes of the desired replica count, by direction.", [&](const L& l, const G& g, const S&) {
@@ -104,20 +113,14 @@ std::string metrics_text(const MetricsInput& in) {
         p.sample("tide_scaling_decisions_total", with(l, {"direction", "down"}),
                  g.stats.scale_downs);
       });
-  per_group(p, in, "tide_replica_launches_total", "counter", "Replicas launched.",
-            [&](const L& l, const G& g, const S&) {
-              p.sample("tide_replica_launches_total", l, g.status.launches);
-            });
-  per_group(p, in, "tide_replica_failures_total", "counter",
-            "Replicas failed (exited, failed probes, unreachable), each a handled error.",
-            [&](const L& l, const G& g, const S&) {
-              p.sample("tide_replica_failures_total", l, g.status.failures);
-            });
-  per_group(p, in, "tide_replica_seconds_total", "counter",
-            "Billed replica time: launch to stop, cold starts included.",
-            [&](const L& l, const G& g, const S&) {
-              p.sample("tide_replica_seconds_total", l, g.replica_seconds);
-            });
+  per_group_value(p, in, "tide_replica_launches_total", "counter", "Replicas launched.",
+                  [](const G& g, const S&) { return g.status.launches; });
+  per_group_value(p, in, "tide_replica_failures_total", "counter",
+                  "Replicas failed (exited, failed probes, unreachable), each a handled error.",
+                  [](const G& g, const S&) { return g.status.failures; });
+  per_group_value(p, in, "tide_replica_seconds_total", "counter",
+                  "Billed replica time: launch to stop, cold starts included.",
+                  [](const G& g, const S&) { return g.replica_seconds; });
   p.family("tide_cost_total", "counter",
            "Replica-hours times the group's price (groups with a price only).");
   for (const auto& e : in.endpoints) {
@@ -128,26 +131,19 @@ std::string metrics_text(const MetricsInput& in) {
                e.view.groups[g].replica_seconds / 3600.0 * *e.spec->groups[g].price);
     }
   }
-  per_group(p, in, "tide_routed_requests_total", "counter",
-            "Requests the endpoint's routing gave the group.",
-            [&](const L& l, const G& g, const S&) {
-              p.sample("tide_routed_requests_total", l, g.status.routed);
-            });
-  per_group(p, in, "tide_spilled_requests_total", "counter",
-            "Overflow: requests the group could not start in time and sent to the next group.",
-            [&](const L& l, const G& g, const S&) {
-              p.sample("tide_spilled_requests_total", l, g.status.spilled);
-            });
-  per_group(p, in, "tide_overflow_requests_total", "counter",
-            "Overflow: requests the group took for an earlier group.",
-            [&](const L& l, const G& g, const S&) {
-              p.sample("tide_overflow_requests_total", l, g.status.overflow_in);
-            });
-  per_group(p, in, "tide_rerouted_requests_total", "counter",
-            "Split: requests sent elsewhere as the group had no capacity coming.",
-            [&](const L& l, const G& g, const S&) {
-              p.sample("tide_rerouted_requests_total", l, g.status.rerouted);
-            });
+  per_group_value(p, in, "tide_routed_requests_total", "counter",
+                  "Requests the endpoint's routing gave the group.",
+                  [](const G& g, const S&) { return g.status.routed; });
+  per_group_value(
+      p, in, "tide_spilled_requests_total", "counter",
+      "Overflow: requests the group could not start in time and sent to the next group.",
+      [](const G& g, const S&) { return g.status.spilled; });
+  per_group_value(p, in, "tide_overflow_requests_total", "counter",
+                  "Overflow: requests the group took for an earlier group.",
+                  [](const G& g, const S&) { return g.status.overflow_in; });
+  per_group_value(p, in, "tide_rerouted_requests_total", "counter",
+                  "Split: requests sent elsewhere as the group had no capacity coming.",
+                  [](const G& g, const S&) { return g.status.rerouted; });
 
   const gateway::GatewayCounters& c = in.gateway;
   p.family("tide_gateway_requests_total", "counter", "Requests the gateway received.");
