@@ -32,20 +32,20 @@ test('live charts, decisions and the group comparison show data from a real run'
   const errors = [];
   page.on('pageerror', (e) => errors.push(e.message));
   await page.goto(`${tide.api}/`);
-  await page.waitForSelector('.chart[data-kind="replicas"][data-group="a100"]', { timeout: 15000 });
+  await page.waitForSelector('.chart[data-kind="replicas"][data-group="a100"]', { timeout: 30000 });
   assert.equal(await page.textContent('#endpoints button.active'), 'chat');
 
   // 32 requests over 4 s: both groups scale up from zero, serve, and decide with reasons.
   const statuses = await sendRequests(tide.gateway, 32, 125);
   assert.deepEqual(statuses, Array(32).fill(200), tide.log());
 
-  await eventually(() => page.evaluate(() => window.tide.decisions.some((d) => d.to > d.from)), 10, 'a scale-up decision');
+  await eventually(() => page.evaluate(() => window.tide.decisions.some((d) => d.to > d.from)), 20, 'a scale-up decision');
   await page.waitForSelector('#decisions .decision.up .reason');
   assert.match(await page.textContent('#decisions .decision.up .reason'), /\S/);
 
   // The charts hold points from the run: replicas went up, latency was measured.
-  await eventually(async () => Number(await page.getAttribute('.chart[data-kind="replicas"][data-group="a100"]', 'data-points')) >= 5, 10, 'replica chart points');
-  await eventually(async () => Number(await page.getAttribute('.chart[data-kind="latency"][data-group="a100"]', 'data-points')) >= 1, 10, 'latency chart points');
+  await eventually(async () => Number(await page.getAttribute('.chart[data-kind="replicas"][data-group="a100"]', 'data-points')) >= 5, 20, 'replica chart points');
+  await eventually(async () => Number(await page.getAttribute('.chart[data-kind="latency"][data-group="a100"]', 'data-points')) >= 1, 20, 'latency chart points');
   const peak = await page.evaluate(() =>
     Math.max(...[...window.tide.live.values()].flat().map((p) => p.ready)),
   );
@@ -59,7 +59,7 @@ test('live charts, decisions and the group comparison show data from a real run'
   await eventually(async () => {
     const rows = await page.$$eval('#comparison tbody tr', (trs) => trs.map((tr) => [...tr.children].map((td) => td.textContent)));
     return rows.length === 2 && rows.reduce((n, r) => n + Number(r[2].replace(/,/g, '')), 0) === 32;
-  }, 10, 'the comparison to count 32 answered requests');
+  }, 20, 'the comparison to count 32 answered requests');
   const cost = await page.textContent('#comparison tbody tr:first-child td:nth-child(15)');
   assert.match(cost, /^\$\d/);
 
@@ -128,7 +128,7 @@ test('a token entered once is kept and sent as a bearer header, the event stream
   await page.fill('#token', 's3cret');
   await page.click('#token-form button[type="submit"]');
   await page.waitForSelector('#endpoints button.active');
-  await eventually(() => authorized.includes('/v1/events'), 10, 'the event stream with the token');
+  await eventually(() => authorized.includes('/v1/events'), 20, 'the event stream with the token');
   assert.equal(await page.evaluate(() => localStorage.getItem('tide.token')), 's3cret');
   await page.close();
 });
