@@ -98,6 +98,13 @@ test('history view charts what GET /v1/endpoints/{name}/history returns', { time
     route.fulfill({ json: { decisions: [{ time: Date.now() / 1000 - 60, group: 'a100', from: 0, to: 2, reason: 'queued 4 > 2 x 0 ready: 0 -> 2', queued: 4, in_flight: 0, ready: 0, starting: 0 }] } }),
   );
   await page.goto(`${tide.api}/#chat`);
+  // The live view first backfills its charts with the last 15 minutes, 2 s a point.
+  await eventually(() => seen.length >= 1, 20, 'the live view to ask for the last 15 minutes');
+  const [, bfFrom, bfTo, bfStep] = /from=(\d+)&to=(\d+)&step=(\d+)/.exec(seen[0]).map(Number);
+  assert.deepEqual([bfTo - bfFrom, bfStep], [900, 2]);
+  const livePoints = () => page.getAttribute('#live-charts .chart[data-kind="replicas"][data-group="a100"]', 'data-points');
+  await eventually(async () => Number(await livePoints()) >= 20, 20, 'the backfilled points in the live chart');
+  seen.length = 0;
   await page.click('#views button[data-view="history"]');
   await page.waitForSelector('#history-charts .chart[data-kind="replicas"][data-points="20"]');
   assert.match(seen[0], /^\?from=\d+&to=\d+&step=\d+$/);
