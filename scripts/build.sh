@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Installs what is missing and builds the tide binary (build/bin/tide), release with debug info.
+# Installs what is missing and builds the tide binary (build/bin/tide), release with debug info,
+# and the dashboard (build/share/tide/web) when npm is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 launcher=()
 command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo "${launcher[@]}" >/dev/null
-cmake --build build -j "$(nproc)" --target tide
+targets=(tide)
+command -v npm >/dev/null && targets+=(tide_web)
+cmake --build build -j "$(nproc)" --target "${targets[@]}"

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The main job: build tide, start `tide serve` with examples/quickstart.yaml (an endpoint of
 # emulated model servers, 0 to 4 replicas, on this machine), drive a short burst of requests, and
-# print the replica count as it scales up from zero and back down to zero.
+# print the replica count as it scales up from zero and back down to zero. The dashboard is at
+# http://$API/ meanwhile; with SCREENSHOT=FILE.png a headless chromium saves a picture of it
+# during the burst (docs/dashboard.png comes from `SCREENSHOT=docs/dashboard.png scripts/demo.sh`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/build.sh
@@ -27,9 +29,19 @@ done
 
 echo
 echo "tide serve is up: gateway http://$GATEWAY/chat/ , API http://$API/v1/endpoints (log: $log)."
+echo "Dashboard: http://$API/ (live charts, decisions, groups compared); metrics: http://$API/metrics"
 echo "The endpoint starts with 0 replicas. Sending 48 requests over 6 s (1 s of work each,"
 echo "4 slots per replica, 2 s cold start): tide holds them while replicas start, none fails."
 echo
+shot=""
+if [ -n "${SCREENSHOT:-}" ]; then
+  # The browser opens the dashboard first, so that its live charts cover the whole burst.
+  [ -d tests/web/node_modules ] || (cd tests/web && npm ci --no-audit --no-fund --loglevel=error)
+  rm -f out/demo/page-ready
+  node tests/web/screenshot.mjs "http://$API/" "$SCREENSHOT" 24 out/demo/page-ready &
+  shot=$!
+  for _ in $(seq 300); do [ -e out/demo/page-ready ] && break; sleep 0.1; done
+fi
 codes=out/demo/codes.txt
 : >"$codes"
 (
@@ -59,6 +71,7 @@ while :; do
   sleep 1
 done
 wait "$load" 2>/dev/null || true
+[ -n "$shot" ] && { wait "$shot" || echo "the screenshot failed"; }
 echo "  (# ready replica, + starting)"
 echo
 echo "Answers: $(sort "$codes" | uniq -c | awk '{printf "%s x %s  ", $1, $2}')"

@@ -5,11 +5,17 @@ packages=(
   build-essential cmake ninja-build pkg-config ccache clang-format
   libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libfmt-dev libzstd-dev zstd
   libgtest-dev libgmock-dev libbenchmark-dev libboost1.81-dev libsqlite3-dev curl jq
+  chromium fonts-dejavu-core
 )
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# The dashboard (web/) builds with npm, and its browser test runs on node. A node that is already
+# there (Debian's, or another that brings its own npm) is kept: Debian's npm conflicts with those.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  missing+=(nodejs npm)
+fi
 if ((${#missing[@]})); then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -166,6 +166,12 @@ class Serve {
 
   static constexpr const char* kToken = "e2e-test-token-0123456789";
 
+  static HttpRequest authorized(const std::string& method, const std::string& target) {
+    HttpRequest req = make_request(method, target);
+    req.headers.emplace_back("Authorization", std::string("Bearer ") + kToken);
+    return req;
+  }
+
   // A request to the admin API, with the token unless `token` says otherwise.
   HttpResponse api(const std::string& method, const std::string& target,
                    const std::string& body = {}, const char* token = kToken) const {
@@ -322,6 +328,16 @@ TEST(Serve, FullQueueAnswers429AndOverdueRequestAnswers503WithRetryAfter) {
   EXPECT_NE(held.body.find("queue_timeout"), std::string::npos);
   a.join();
   EXPECT_EQ(busy.status, 200);
+  // Each outcome is counted for the group, in the API and in /metrics.
+  const json outcomes = s.endpoint()["groups"][0]["stats"]["outcomes"];
+  EXPECT_EQ(outcomes["ok"], 1);
+  EXPECT_EQ(outcomes["429"], 1);
+  EXPECT_EQ(outcomes["503"], 1);
+  const std::string metrics = s.api("GET", "/metrics").body;
+  EXPECT_NE(metrics.find(R"(tide_requests_total{endpoint="chat",group="local",outcome="429"} 1)"),
+            std::string::npos);
+  EXPECT_NE(metrics.find(R"(tide_requests_total{endpoint="chat",group="local",outcome="503"} 1)"),
+            std::string::npos);
   EXPECT_EQ(s.terminate(), 0);
 }
 
@@ -668,6 +684,127 @@ TEST(Serve, TheAdminApiNeedsTheTokenAndValidatesQueries) {
   EXPECT_EQ(p.api("PUT", "/v1/endpoints/chat", "{}", nullptr).status, 401)
       << "changes always need the token";
   EXPECT_EQ(p.terminate(), 0);
+}
+
+// The value of the first sample of /metrics text whose line starts with `series`, or -1.
+double metric(const std::string& text, const std::string& series) {
+  const size_t at = text.find("\n" + series + " ");
+  if (at == std::string::npos) return -1;
+  return std::stod(text.substr(at + series.size() + 2));
+}
+
+TEST(Serve, MetricsShowLiveNumbersOfARealRun) {
+  Serve s("metrics", {});
+  for (const auto& r : burst(s.port(), 6)) EXPECT_EQ(r.status, 200) << r.error << r.body;
+  const HttpResponse m = s.api("GET", "/metrics");
+  ASSERT_EQ(m.status, 200);
+  EXPECT_EQ(m.headers.at("content-type"), "text/plain; version=0.0.4; charset=utf-8");
+  const std::string& t = m.body;
+  const std::string g = R"(endpoint="chat",group="local")";
+  EXPECT_EQ(metric(t, "tide_requests_total{" + g + R"(,outcome="ok"})"), 6);
+  EXPECT_EQ(metric(t, "tide_request_duration_seconds_count{" + g + "}"), 6);
+  // 500 ms of service after a cold start: every request took more than 0.5 s, none over 30 s.
+  EXPECT_EQ(metric(t, "tide_request_duration_seconds_bucket{" + g + R"(,le="0.5"})"), 0);
+  EXPECT_EQ(metric(t, "tide_request_duration_seconds_bucket{" + g + R"(,le="30"})"), 6);
+  EXPECT_EQ(metric(t, "tide_queue_wait_seconds_count{" + g + "}"), 6);
+  EXPECT_GE(metric(t, "tide_cold_start_seconds_count{" + g + "}"), 1);
+  EXPECT_GT(metric(t, "tide_cold_start_seconds_sum{" + g + "}"), 0.3);  // --load-time 300ms
+  EXPECT_GE(metric(t, "tide_scaling_decisions_total{" + g + R"(,direction="up"})"), 1);
+  EXPECT_GT(metric(t, "tide_replica_seconds_total{" + g + "}"), 0);
+  EXPECT_EQ(metric(t, "tide_gateway_requests_total"), 6);
+  // The same figures per group in the API, for comparing groups.
+  const json stats = s.endpoint()["groups"][0]["stats"];
+  EXPECT_EQ(stats["outcomes"]["ok"], 6);
+  EXPECT_GT(stats["latency_s"]["p50"].get<double>(), 0.5);
+  EXPECT_GT(stats["requests_per_replica_hour"].get<double>(), 0);
+  EXPECT_GE(stats["cold_start_s"]["count"].get<int>(), 1);
+  EXPECT_EQ(s.terminate(), 0);
+}
+
+// Reads from `fd` until `pred(text so far)` holds, the peer closes, or `seconds` pass.
+std::string read_until(int fd, const std::function<bool(const std::string&)>& pred,
+                       double seconds) {
+  std::string text;
+  const auto deadline = SteadyTime::now() + std::chrono::duration_cast<SteadyTime::duration>(
+                                                std::chrono::duration<double>(seconds));
+  char buf[4096];
+  while (!pred(text) && SteadyTime::now() < deadline) {
+    timeval tv{0, 50000};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n == 0) break;
+    if (n > 0) text.append(buf, static_cast<size_t>(n));
+  }
+  return text;
+}
+
+size_t occurrences(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+TEST(Serve, EventStreamSendsASnapshotEverySecondAndDecisionsAsTheyHappen) {
+  Serve s("events", {});
+  EXPECT_EQ(s.api("GET", "/v1/events?endpoint=nope").status, 404);
+  const int fd = http_send_only(s.api_port(), s.authorized("GET", "/v1/events?endpoint=chat"));
+  ASSERT_GE(fd, 0);
+  std::string text = read_until(
+      fd, [](const std::string& t) { return occurrences(t, "event: endpoint") >= 2; }, 5);
+  EXPECT_NE(text.find("Content-Type: text/event-stream"), std::string::npos) << text;
+  EXPECT_NE(text.find("Transfer-Encoding: chunked"), std::string::npos) << text;
+  EXPECT_EQ(occurrences(text, "event: endpoint"), 2u) << text;
+  // A burst makes the endpoint scale up: the decision arrives on the stream within a second.
+  std::thread load([&] { burst(s.port(), 4); });
+  text += read_until(
+      fd, [](const std::string& t) { return t.find("event: decision") != std::string::npos; }, 5);
+  load.join();
+  const size_t at = text.find("event: decision\ndata: ");
+  ASSERT_NE(at, std::string::npos) << text;
+  const json d = json::parse(text.substr(at + 22, text.find('\n', at + 22) - at - 22));
+  EXPECT_EQ(d["endpoint"], "chat");
+  EXPECT_GT(d["to"].get<int>(), d["from"].get<int>());
+  // The snapshots carry the live figures the dashboard charts.
+  const size_t last = text.rfind("event: endpoint\ndata: ");
+  ASSERT_NE(last, std::string::npos);
+  const json snap = json::parse(text.substr(last + 22, text.find('\n', last + 22) - last - 22));
+  EXPECT_EQ(snap["name"], "chat");
+  EXPECT_TRUE(snap["recent"][0].contains("latency_p95_s"));
+  EXPECT_TRUE(snap["groups"][0]["stats"].contains("outcomes"));
+  // The client leaves: the server goes on serving, and a new stream starts at once.
+  ::close(fd);
+  EXPECT_EQ(http_get(s.api_port(), "/healthz").status, 200);
+  // Shutdown with a stream open does not wait for it: the stream ends, tide exits 0.
+  const int fd2 = http_send_only(s.api_port(), s.authorized("GET", "/v1/events"));
+  ASSERT_GE(fd2, 0);
+  read_until(
+      fd2, [](const std::string& t) { return t.find("event: endpoint") != t.npos; }, 5);
+  const auto before = SteadyTime::now();
+  EXPECT_EQ(s.terminate(5), 0);
+  EXPECT_LT(std::chrono::duration<double>(SteadyTime::now() - before).count(), 5.0);
+  const std::string tail = read_until(
+      fd2, [](const std::string&) { return false; }, 3);
+  ::close(fd2);
+}
+
+TEST(Serve, ApiListenerServesTheDashboard) {
+  Serve s("web", {});
+  const HttpResponse index = http_get(s.api_port(), "/");
+#ifdef TIDE_WEB_BUILT
+  ASSERT_EQ(index.status, 200) << index.body;
+  EXPECT_EQ(index.headers.at("content-type"), "text/html; charset=utf-8");
+  EXPECT_NE(index.body.find("/ui/app.js"), std::string::npos);
+  const HttpResponse app = http_get(s.api_port(), "/ui/app.js");
+  EXPECT_EQ(app.status, 200);
+  EXPECT_GT(app.body.size(), 10000u);  // uPlot is bundled in: nothing loads from elsewhere
+  EXPECT_EQ(http_get(s.api_port(), "/ui/index.html").body, index.body);
+#else
+  EXPECT_EQ(index.status, 404);
+  EXPECT_NE(index.body.find("not built"), std::string::npos);
+#endif
+  EXPECT_EQ(http_get(s.api_port(), "/ui/../../etc/passwd").status, 404);
+  EXPECT_EQ(http_get(s.api_port(), "/ui/nothing.js").status, 404);
+  EXPECT_EQ(s.terminate(), 0);
 }
 
 }  // namespace

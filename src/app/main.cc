@@ -417,6 +417,7 @@ struct ServeArgs {
   std::string state;
   std::string drain_timeout = "30s";
   std::string stop_grace = "10s";
+  std::string web;
 };
 
 void add_serve_command(CLI::App& app, ServeArgs& a) {
@@ -427,10 +428,11 @@ void add_serve_command(CLI::App& app, ServeArgs& a) {
 Clients call http://LISTEN/<endpoint>/<path> (or send the header Tide-Endpoint: <endpoint>); the
 replica receives /<path>. While no replica has a free slot the request waits in the endpoint's
 hold queue: 429 when it is full, 503 after queue.timeout. The admin API (GET /v1/endpoints,
-/v1/endpoints/<name>, .../history, .../decisions, PUT /v1/endpoints/<name>) listens on server.api
-and needs Authorization: Bearer <token> (server.api_token, TIDE_API_TOKEN, or the token printed
-at first start). The state file keeps replicas, decisions, history and configuration changes:
-after a crash, the next start adopts the replicas still running.
+/v1/endpoints/<name>, .../history, .../decisions, PUT /v1/endpoints/<name>, /v1/events),
+/metrics (Prometheus) and the dashboard (/) listen on server.api. The API needs
+Authorization: Bearer <token> (server.api_token, TIDE_API_TOKEN, or the token printed at first
+start). The state file keeps replicas, decisions, history and configuration changes: after a
+crash, the next start adopts the replicas still running.
 In a local provisioner's command, {port} is the port the replica must listen on, {replica_id}
 its id, and {tide} the path of this tide binary (for `{tide} demo-model`).
 SIGINT or SIGTERM: stop accepting, answer held requests 503, finish requests in progress (up to
@@ -448,6 +450,9 @@ SIGINT or SIGTERM: stop accepting, answer held requests 503, finish requests in 
       ->add_option("--stop-grace", a.stop_grace,
                    "replicas get SIGTERM, then SIGKILL after this long")
       ->capture_default_str();
+  serve->add_option("--web", a.web,
+                    "the dashboard's built files (default: share/tide/web beside this binary's "
+                    "bin/)");
 }
 
 int run_serve(const ServeArgs& a) {
@@ -455,9 +460,15 @@ int run_serve(const ServeArgs& a) {
   if (!a.listen.empty()) c.server.listen = a.listen;
   if (!a.api.empty()) c.server.api = a.api;
   if (!a.state.empty()) c.state.path = a.state;
+  std::error_code ec;
+  const std::string self = std::filesystem::read_symlink("/proc/self/exe", ec).string();
   serve::ServeOptions o;
   o.drain_timeout = parse_duration_flag("--drain-timeout", a.drain_timeout);
   o.stop_grace = parse_duration_flag("--stop-grace", a.stop_grace);
+  o.web_dir =
+      a.web.empty()
+          ? (std::filesystem::path(self).parent_path().parent_path() / "share/tide/web").string()
+          : a.web;
   serve::Server server(c, o);
   server.run();
   return 0;

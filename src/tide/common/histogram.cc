@@ -45,6 +45,27 @@ void LogLinearHistogram::merge(const LogLinearHistogram& other) {
   max_ = std::max(max_, other.max_);
 }
 
+void LogLinearHistogram::subtract(const LogLinearHistogram& earlier) {
+  size_t top = 0;
+  for (size_t i = 0; i < counts_.size(); ++i) {
+    const uint64_t before = i < earlier.counts_.size() ? earlier.counts_[i] : 0;
+    counts_[i] = counts_[i] >= before ? counts_[i] - before : 0;
+    if (counts_[i] > 0) top = i;
+  }
+  count_ = count_ >= earlier.count_ ? count_ - earlier.count_ : 0;
+  sum_ = count_ == 0 ? 0.0 : std::max(0.0, sum_ - earlier.sum_);
+  max_ = count_ == 0 ? 0.0 : std::min(max_, bucket_upper(top));
+}
+
+uint64_t LogLinearHistogram::count_at_or_below(double le) const {
+  uint64_t n = 0;
+  for (size_t i = 0; i < counts_.size(); ++i) {
+    if (bucket_upper(i) > le) break;
+    n += counts_[i];
+  }
+  return n;
+}
+
 double LogLinearHistogram::quantile(double q) const {
   if (count_ == 0) return 0.0;
   q = std::clamp(q, 0.0, 1.0);

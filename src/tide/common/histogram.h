@@ -16,6 +16,10 @@ class LogLinearHistogram {
 
   void record(double value);
   void merge(const LogLinearHistogram& other);
+  // Removes what `earlier` (an older copy of this cumulative histogram, same shape) held: what
+  // was recorded in between remains, for per-interval quantiles. max() becomes the upper edge of
+  // the highest bucket left (clamped to the old max), so quantiles still never understate.
+  void subtract(const LogLinearHistogram& earlier);
 
   uint64_t count() const { return count_; }
   double sum() const { return sum_; }
@@ -24,9 +28,13 @@ class LogLinearHistogram {
   // q in [0, 1]. Returns 0 when empty. The result is the upper edge of the bucket holding the
   // q-th value, clamped to the largest value seen, so a quantile never understates.
   double quantile(double q) const;
-  // Bucket upper edges and counts, for Prometheus-style export later.
+  // Bucket upper edges and counts, for Prometheus-style export.
   const std::vector<uint64_t>& buckets() const { return counts_; }
   double bucket_upper(size_t index) const;
+  // Values counted at or below `le`, for a coarser fixed set of bounds: a bucket is counted only
+  // if its upper edge is <= le, so one straddling `le` counts toward the next bound (never an
+  // overstatement; the error is within a bucket's width, 1/64 of the value).
+  uint64_t count_at_or_below(double le) const;
 
  private:
   static constexpr int kSubBits = 6;  // 64 linear sub-buckets per octave

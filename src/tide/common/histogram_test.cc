@@ -58,5 +58,41 @@ TEST(LogLinearHistogram, EmptyAndHugeValuesAreSafe) {
   EXPECT_GT(h.quantile(1.0), 0.0);
 }
 
+TEST(LogLinearHistogram, SubtractLeavesWhatWasRecordedInBetween) {
+  LogLinearHistogram h;
+  for (int i = 0; i < 100; ++i) h.record(10.0);  // an old interval of slow requests
+  const LogLinearHistogram earlier = h;
+  for (int i = 0; i < 50; ++i) h.record(0.1);
+  h.record(0.2);
+  LogLinearHistogram interval = h;
+  interval.subtract(earlier);
+  EXPECT_EQ(interval.count(), 51u);
+  EXPECT_NEAR(interval.sum(), 5.2, 1e-9);
+  EXPECT_NEAR(interval.quantile(0.5), 0.1, 0.1 / 64);
+  // The old 10 s values are gone: the top is the 0.2 s bucket, not the cumulative max.
+  EXPECT_GE(interval.quantile(1.0), 0.2);
+  EXPECT_LT(interval.quantile(1.0), 0.21);
+  LogLinearHistogram none = h;
+  none.subtract(h);
+  EXPECT_EQ(none.count(), 0u);
+  EXPECT_EQ(none.quantile(0.99), 0.0);
+}
+
+TEST(LogLinearHistogram, CountAtOrBelowNeverOverstates) {
+  LogLinearHistogram h(1e-4, 26);
+  for (double v : {0.003, 0.02, 0.02, 0.7, 1.2, 40.0}) h.record(v);
+  EXPECT_EQ(h.count_at_or_below(0.001), 0u);
+  EXPECT_EQ(h.count_at_or_below(0.005), 1u);
+  EXPECT_EQ(h.count_at_or_below(0.025), 3u);
+  EXPECT_EQ(h.count_at_or_below(1.0), 4u);
+  EXPECT_EQ(h.count_at_or_below(2.5), 5u);
+  EXPECT_EQ(h.count_at_or_below(1e9), 6u);
+  // 0.999 shares a bucket with values above 1: counted at the next bound, not at 1.
+  LogLinearHistogram edge(1e-4, 26);
+  edge.record(0.999);
+  EXPECT_EQ(edge.count_at_or_below(1.0), 0u);
+  EXPECT_EQ(edge.count_at_or_below(1.05), 1u);
+}
+
 }  // namespace
 }  // namespace tide

@@ -370,7 +370,7 @@ void Endpoint::launch(int group, Time now) {
   g.live.push_back(id);
   ++g.launches;
   changed(it->second, now);
-  provisioner_.launch(it->second, *g.spec, *this);
+  provisioner_.launch(it->second, *g.spec, *replica_events_);
 }
 
 bool Endpoint::adopt(int group, uint64_t id, const std::string& handle, Time requested_at,
@@ -389,7 +389,7 @@ bool Endpoint::adopt(int group, uint64_t id, const std::string& handle, Time req
   if (!inserted) return false;
   g.live.push_back(id);
   changed(it->second, now);
-  if (provisioner_.adopt(it->second, *g.spec, handle, *this)) return true;
+  if (provisioner_.adopt(it->second, *g.spec, handle, *replica_events_)) return true;
   std::erase(g.live, id);
   replicas_.erase(it);
   return false;

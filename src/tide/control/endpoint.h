@@ -144,6 +144,10 @@ class Endpoint final : public dispatch::DispatchListener, public ReplicaEvents {
     on_replica_failed(replica_id, now, std::move(error));
   }
 
+  // Where provisioners report this endpoint's replicas: the endpoint itself by default; a
+  // wrapper that must take its lock first (LiveEndpoint) puts itself in between.
+  void set_replica_events(ReplicaEvents* events) { replica_events_ = events; }
+
   GroupStatus status(int group) const;
   const Replica* replica_at(dispatch::ReplicaSlot slot) const;
   // A replica not yet stopped or failed, by id; nullptr otherwise.
@@ -220,6 +224,7 @@ class Endpoint final : public dispatch::DispatchListener, public ReplicaEvents {
   std::unordered_map<uint64_t, Replica> replicas_;  // live (not stopped/failed) replicas
   std::vector<uint64_t> slot_owner_;                // slot -> replica id
   uint64_t next_id_ = 1;
+  ReplicaEvents* replica_events_ = this;
 };
 
 }  // namespace tide::control

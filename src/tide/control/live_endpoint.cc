@@ -7,13 +7,41 @@
 
 namespace tide::control {
 
+std::string_view outcome_label(Outcome outcome) {
+  switch (outcome) {
+    case Outcome::kOk:
+      return "ok";
+    case Outcome::kQueueFull:
+      return "429";
+    case Outcome::kBadGateway:
+      return "502";
+    case Outcome::kUnavailable:
+      return "503";
+    case Outcome::kTimeout:
+      return "504";
+    case Outcome::kClientGone:
+      return "client_gone";
+  }
+  return "unknown";
+}
+
+uint64_t GroupStats::requests() const {
+  uint64_t n = 0;
+  for (uint64_t c : outcomes) n += c;
+  return n;
+}
+
 LiveEndpoint::LiveEndpoint(const config::EndpointSpec& spec, Provisioner& provisioner,
                            const Clock& clock, Log log)
     : versions_{spec},
       current_(&versions_.front()),
       clock_(clock),
       log_(std::move(log)),
-      endpoint_(spec, provisioner, *this, this, clock.now()) {}
+      endpoint_(spec, provisioner, *this, this, clock.now()),
+      stats_(spec.groups.size()) {
+  // Replica events arrive on the provisioner's thread: through this object, under the lock.
+  endpoint_.set_replica_events(this);
+}
 
 std::string LiveEndpoint::reconfigure(const config::EndpointSpec& next) {
   std::lock_guard lock(mu_);
@@ -21,6 +49,7 @@ std::string LiveEndpoint::reconfigure(const config::EndpointSpec& next) {
   if (!why.empty()) return why;
   versions_.push_back(next);
   current_.store(&versions_.back(), std::memory_order_release);
+  stats_.resize(next.groups.size());
   if (log_) log_(fmt::format("endpoint {}: configuration changed", next.name));
   return "";
 }
@@ -46,6 +75,7 @@ Dispatch LiveEndpoint::submit_locked(dispatch::RequestId request, int group, Wai
   d.submitted_at = now;
   if (shut_down_) {
     d.kind = Dispatch::Kind::kShutdown;
+    count_locked(group, Outcome::kUnavailable);
     return d;
   }
   submitting_ = request;
@@ -56,6 +86,7 @@ Dispatch LiveEndpoint::submit_locked(dispatch::RequestId request, int group, Wai
   switch (admit) {
     case dispatch::Admit::kStarted:
       submitting_result_.submitted_at = now;
+      stats_[static_cast<size_t>(group)].queue_wait.record(0.0);
       return submitting_result_;
     case dispatch::Admit::kQueued:
       held_.emplace(request, Held{waiter, group, now});
@@ -63,20 +94,26 @@ Dispatch LiveEndpoint::submit_locked(dispatch::RequestId request, int group, Wai
       return d;
     case dispatch::Admit::kRejectedQueueFull:
       ++rejected_queue_full_;
+      count_locked(group, Outcome::kQueueFull);
       d.kind = Dispatch::Kind::kQueueFull;
       return d;
     case dispatch::Admit::kRejectedNoReplica:
       ++rejected_no_replica_;
+      count_locked(group,
+                   spec().groups[static_cast<size_t>(group)].scaling.admission.reject_status == 502
+                       ? Outcome::kBadGateway
+                       : Outcome::kUnavailable);
       d.kind = Dispatch::Kind::kNoReplica;
       return d;
   }
   return d;
 }
 
-bool LiveEndpoint::cancel(dispatch::RequestId request) {
+bool LiveEndpoint::cancel(dispatch::RequestId request, Outcome why) {
   std::lock_guard lock(mu_);
   auto it = held_.find(request);
   if (it == held_.end()) return false;
+  count_locked(it->second.group, why);
   held_.erase(it);
   // Not in the hold queue means waiting at a replica (passthrough): it will be started there
   // by the dispatcher, and is then completed at once.
@@ -84,12 +121,15 @@ bool LiveEndpoint::cancel(dispatch::RequestId request) {
   return true;
 }
 
-void LiveEndpoint::finish(const Dispatch& started) {
+void LiveEndpoint::finish(const Dispatch& started, Outcome outcome) {
   std::lock_guard lock(mu_);
+  const Time now = clock_.now();
+  GroupStats& stats = stats_[static_cast<size_t>(started.group)];
+  ++stats.outcomes[static_cast<size_t>(outcome)];
+  if (outcome == Outcome::kOk) stats.latency.record(to_seconds(now - started.submitted_at));
   const Replica* r = endpoint_.replica_at(started.slot);
   // The replica may have failed (and its slot been reused) while the request ran.
   if (r == nullptr || r->id != started.replica_id) return;
-  const Time now = clock_.now();
   endpoint_.complete(started.slot, now, now - started.started_at);
   settle(now);
 }
@@ -101,6 +141,11 @@ void LiveEndpoint::unreachable(const Dispatch& started, std::string error) {
   if (log_) log_(fmt::format("replica {} failed: {}", r->name, error));
   endpoint_.fail_replica(started.replica_id, clock_.now(), std::move(error));
   settle(clock_.now());
+}
+
+void LiveEndpoint::count(int group, Outcome outcome) {
+  std::lock_guard lock(mu_);
+  count_locked(group, outcome);
 }
 
 void LiveEndpoint::shut_down() {
@@ -163,10 +208,12 @@ EndpointView LiveEndpoint::view(size_t max_decisions) {
       rv.error = r->error;
       gv.replicas.push_back(std::move(rv));
     }
+    gv.stats = stats_[static_cast<size_t>(g)];
     v.groups.push_back(std::move(gv));
   }
   const size_t skip = decisions_.size() > max_decisions ? decisions_.size() - max_decisions : 0;
   v.decisions.assign(decisions_.begin() + static_cast<std::ptrdiff_t>(skip), decisions_.end());
+  v.decisions_total = decisions_total_;
   v.requests = requests_;
   v.rejected_queue_full = rejected_queue_full_;
   v.rejected_no_replica = rejected_no_replica_;
@@ -182,9 +229,14 @@ void LiveEndpoint::on_replica_starting(uint64_t replica_id, Time now) {
 void LiveEndpoint::on_replica_ready(uint64_t replica_id, Time now, std::string address) {
   std::lock_guard lock(mu_);
   if (const Replica* r = endpoint_.replica(replica_id);
-      log_ && r != nullptr && r->state != ReplicaState::kReady) {
-    log_(fmt::format("replica {} ready at {} after {}", r->name, address,
-                     format_duration(now - r->requested_at)));
+      r != nullptr &&
+      (r->state == ReplicaState::kRequested || r->state == ReplicaState::kStarting)) {
+    if (log_)
+      log_(fmt::format("replica {} ready at {} after {}", r->name, address,
+                       format_duration(now - r->requested_at)));
+    // An adopted replica's launch was in an earlier run: its launch-to-ready says nothing.
+    if (!r->adopted)
+      stats_[static_cast<size_t>(r->group)].cold_start.record(to_seconds(now - r->requested_at));
   }
   endpoint_.on_replica_ready(replica_id, now, std::move(address));
   settle(now);
@@ -268,6 +320,11 @@ void LiveEndpoint::record(const DecisionRecord& decision) {
   if (log_)
     log_(fmt::format("{}/{}: {} -> {} replicas: {}", decision.endpoint, decision.group,
                      decision.from, decision.to, decision.reason));
+  for (size_t g = 0; g < spec().groups.size(); ++g) {
+    if (spec().groups[g].name != decision.group) continue;
+    ++(decision.to > decision.from ? stats_[g].scale_ups : stats_[g].scale_downs);
+  }
+  ++decisions_total_;
   decisions_.push_back(decision);
   while (decisions_.size() > 1000) decisions_.pop_front();
 }
@@ -285,6 +342,13 @@ void LiveEndpoint::wake(dispatch::RequestId request, Dispatch outcome) {
   if (it == held_.end()) return;  // cancelled meanwhile
   outcome.group = it->second.group;
   outcome.submitted_at = it->second.submitted_at;
+  GroupStats& stats = stats_[static_cast<size_t>(outcome.group)];
+  if (outcome.kind == Dispatch::Kind::kStarted) {
+    stats.queue_wait.record(to_seconds(outcome.started_at - outcome.submitted_at));
+  } else if (outcome.kind == Dispatch::Kind::kTimedOut ||
+             outcome.kind == Dispatch::Kind::kShutdown) {
+    ++stats.outcomes[static_cast<size_t>(Outcome::kUnavailable)];
+  }
   Waiter* waiter = it->second.waiter;
   held_.erase(it);
   waiter->wake(outcome);

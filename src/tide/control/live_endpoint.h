@@ -7,6 +7,7 @@
 // Waiter, the clock is injected, so tests drive it on a ManualClock.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <deque>
@@ -17,6 +18,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "tide/common/histogram.h"
 #include "tide/common/time.h"
 #include "tide/config/config.h"
 #include "tide/control/endpoint.h"
@@ -51,6 +53,34 @@ class Waiter {
   virtual void wake(const Dispatch& outcome) = 0;
 };
 
+// How a request given to a group ended, as its client saw it.
+enum class Outcome : uint8_t {
+  kOk,           // answered by a replica (whatever status it chose)
+  kQueueFull,    // 429: the hold queue was full
+  kBadGateway,   // 502: its replicas failed (before answering, or midway), or no replica (hf)
+  kUnavailable,  // 503: held past queue.timeout, no replica (skyserve), or shutting down
+  kTimeout,      // 504: no complete answer within server.upstream_timeout
+  kClientGone,   // the client left before its answer was complete
+};
+inline constexpr size_t kOutcomeCount = 6;
+// "ok", "429", "502", "503", "504", "client_gone": the `outcome` label of /metrics.
+std::string_view outcome_label(Outcome outcome);
+
+// A group's cumulative figures since start, for /metrics, the comparison of groups and the
+// history (whose sampler differences two copies: LogLinearHistogram::subtract).
+struct GroupStats {
+  // Histograms of seconds, resolved from 100 us to ~1.9 h.
+  static LogLinearHistogram seconds_histogram() { return LogLinearHistogram(1e-4, 26); }
+  std::array<uint64_t, kOutcomeCount> outcomes{};
+  LogLinearHistogram latency = seconds_histogram();     // submitted to answered (kOk only)
+  LogLinearHistogram queue_wait = seconds_histogram();  // submitted to started on a replica
+  LogLinearHistogram cold_start = seconds_histogram();  // launch requested to ready
+  uint64_t scale_ups = 0;                               // decisions raising the desired count
+  uint64_t scale_downs = 0;
+  uint64_t count(Outcome o) const { return outcomes[static_cast<size_t>(o)]; }
+  uint64_t requests() const;  // ended, any outcome
+};
+
 // A consistent copy of an endpoint's state for the API.
 struct ReplicaView {
   uint64_t id = 0;
@@ -67,12 +97,14 @@ struct GroupView {
   GroupStatus status;
   double replica_seconds = 0;
   std::vector<ReplicaView> replicas;
+  GroupStats stats;
 };
 struct EndpointView {
   std::string name;
   int queued = 0;  // held over all groups
   std::vector<GroupView> groups;
   std::vector<DecisionRecord> decisions;  // most recent last
+  uint64_t decisions_total = 0;           // recorded since start (the last are in `decisions`)
   uint64_t requests = 0;
   uint64_t rejected_queue_full = 0;
   uint64_t rejected_no_replica = 0;
@@ -113,14 +145,17 @@ class LiveEndpoint final : public RequestSink, public ReplicaEvents, public Deci
   // The same, to the group the endpoint's routing picks (`sticky`: a hash of the client's sticky
   // key, 0 for none); the result names the group.
   Dispatch submit_routed(dispatch::RequestId request, uint64_t sticky, Waiter* waiter);
-  // Withdraws a held request (deadline passed, client gone). False if it is no longer held: its
-  // waiter has been or is being woken.
-  bool cancel(dispatch::RequestId request);
-  // A started request is done (answered, or abandoned by its client).
-  void finish(const Dispatch& started);
+  // Withdraws a held request (deadline passed: kUnavailable, or client gone). False if it is no
+  // longer held: its waiter has been or is being woken.
+  bool cancel(dispatch::RequestId request, Outcome why = Outcome::kClientGone);
+  // A started request is done (answered, or abandoned by its client, or cut by the deadline).
+  // Its latency counts from `started.submitted_at`.
+  void finish(const Dispatch& started, Outcome outcome = Outcome::kOk);
   // A started request found its replica unreachable before any response byte: the replica is
   // failed (and replaced by the control loop); the caller may submit the request again.
   void unreachable(const Dispatch& started, std::string error);
+  // Counts an ending no other call reports: 502 after the replicas given a request failed.
+  void count(int group, Outcome outcome);
   // Wakes every held request with kShutdown and refuses new ones the same way.
   void shut_down();
 
@@ -162,6 +197,9 @@ class LiveEndpoint final : public RequestSink, public ReplicaEvents, public Deci
   // Completes requests that started after their client had gone (see cancel()).
   void settle(Time now);
   Dispatch submit_locked(dispatch::RequestId request, int group, Waiter* waiter, Time now);
+  void count_locked(int group, Outcome outcome) {
+    ++stats_[static_cast<size_t>(group)].outcomes[static_cast<size_t>(outcome)];
+  }
 
   std::deque<config::EndpointSpec> versions_;  // every configuration applied; guarded by mu_
   std::atomic<const config::EndpointSpec*> current_;
@@ -178,6 +216,8 @@ class LiveEndpoint final : public RequestSink, public ReplicaEvents, public Deci
   bool submitting_started_ = false;
   Dispatch submitting_result_;
   std::deque<DecisionRecord> decisions_;
+  uint64_t decisions_total_ = 0;
+  std::vector<GroupStats> stats_;  // per group
   bool shut_down_ = false;
   uint64_t requests_ = 0;
   uint64_t rejected_queue_full_ = 0;

@@ -14,8 +14,10 @@ using Kind = Dispatch::Kind;
 struct FakeProvisioner : Provisioner {
   std::vector<uint64_t> launched;
   std::vector<uint64_t> stopped;
-  void launch(const Replica& r, const config::GroupSpec&, ReplicaEvents&) override {
+  ReplicaEvents* events = nullptr;
+  void launch(const Replica& r, const config::GroupSpec&, ReplicaEvents& e) override {
     launched.push_back(r.id);
+    events = &e;
   }
   void stop(const Replica& r) override { stopped.push_back(r.id); }
 };
@@ -154,6 +156,79 @@ TEST(LiveEndpoint, PassthroughRequestAbandonedAtABusyReplicaFreesItsSlotWhenItWo
   EXPECT_EQ(w.wakes, 0);
   EXPECT_EQ(f.live.view().groups[0].replicas[0].in_flight, 0);
   EXPECT_EQ(f.live.submit(4, 0, nullptr).kind, Kind::kStarted);
+}
+
+TEST(LiveEndpoint, StatsCountEveryOutcomeWithLatencyQueueWaitAndColdStart) {
+  Fixture f(endpoint_spec(true, 2));
+  RecordingWaiter w1, w2;
+  EXPECT_EQ(f.live.submit(1, 0, &w1).kind, Kind::kQueued);
+  EXPECT_EQ(f.live.submit(2, 0, &w2).kind, Kind::kQueued);
+  EXPECT_EQ(f.live.submit(3, 0, nullptr).kind, Kind::kQueueFull);
+  f.live.tick(0);  // 2 held, queue_size 1: scales up
+  ASSERT_EQ(f.prov.launched.size(), 2u);
+  f.clock.advance(4s);
+  f.live.on_replica_ready(f.prov.launched[0], f.clock.now(), "127.0.0.1:9001");
+  ASSERT_TRUE(w1.outcome.has_value());
+  EXPECT_TRUE(f.live.cancel(2, Outcome::kUnavailable));  // its deadline passed in the gateway
+  f.clock.advance(1500ms);
+  f.live.finish(*w1.outcome);
+  const Dispatch d = f.live.submit(4, 0, nullptr);  // starts at once
+  ASSERT_EQ(d.kind, Kind::kStarted);
+  f.live.finish(d, Outcome::kTimeout);
+  f.live.count(0, Outcome::kBadGateway);
+
+  const GroupStats s = f.live.view().groups[0].stats;
+  EXPECT_EQ(s.count(Outcome::kOk), 1u);
+  EXPECT_EQ(s.count(Outcome::kQueueFull), 1u);
+  EXPECT_EQ(s.count(Outcome::kUnavailable), 1u);
+  EXPECT_EQ(s.count(Outcome::kTimeout), 1u);
+  EXPECT_EQ(s.count(Outcome::kBadGateway), 1u);
+  EXPECT_EQ(s.requests(), 5u);
+  // Latency only of the answered one: 4 s held + 1.5 s in service.
+  EXPECT_EQ(s.latency.count(), 1u);
+  EXPECT_NEAR(s.latency.sum(), 5.5, 1e-9);
+  // Queue waits of both started ones: 4 s, then 0.
+  EXPECT_EQ(s.queue_wait.count(), 2u);
+  EXPECT_NEAR(s.queue_wait.sum(), 4.0, 1e-9);
+  EXPECT_EQ(s.cold_start.count(), 1u);
+  EXPECT_NEAR(s.cold_start.sum(), 4.0, 1e-9);
+  EXPECT_EQ(s.scale_ups, 1u);
+  EXPECT_EQ(s.scale_downs, 0u);
+  EXPECT_EQ(f.live.view().decisions_total, 1u);
+}
+
+TEST(LiveEndpoint, StatsCountTimeoutsShutdownAndPassthroughRefusals) {
+  Fixture f(endpoint_spec(true, 10));
+  RecordingWaiter w1, w2;
+  f.live.submit(1, 0, &w1);
+  f.clock.advance(31s);
+  f.live.tick(0);  // w1 held past queue.timeout: 503
+  f.live.submit(2, 0, &w2);
+  f.live.shut_down();                                             // w2: 503
+  EXPECT_EQ(f.live.submit(3, 0, nullptr).kind, Kind::kShutdown);  // 503
+  EXPECT_EQ(f.live.view().groups[0].stats.count(Outcome::kUnavailable), 3u);
+
+  config::EndpointSpec hf = endpoint_spec(/*hold=*/false);
+  hf.groups[0].scaling.admission.reject_status = 502;
+  Fixture p(hf);
+  EXPECT_EQ(p.live.submit(1, 0, nullptr).kind, Kind::kNoReplica);
+  EXPECT_EQ(p.live.view().groups[0].stats.count(Outcome::kBadGateway), 1u);
+  EXPECT_EQ(outcome_label(Outcome::kClientGone), "client_gone");
+}
+
+TEST(LiveEndpoint, ProvisionerReportsReplicasThroughTheLockedWrapper) {
+  // Regression: the provisioner was handed the inner Endpoint, so its events (on the control
+  // thread) changed the dispatcher without the lock the gateway threads hold.
+  Fixture f;
+  RecordingWaiter w;
+  f.live.submit(1, 0, &w);
+  f.live.tick(0);
+  ASSERT_NE(f.prov.events, nullptr);
+  EXPECT_EQ(f.prov.events, static_cast<ReplicaEvents*>(&f.live));
+  f.clock.advance(3s);
+  f.prov.events->on_replica_ready(f.prov.launched[0], f.clock.now(), "127.0.0.1:9001");
+  ASSERT_TRUE(w.outcome.has_value());
+  EXPECT_EQ(f.live.view().groups[0].stats.cold_start.count(), 1u);
 }
 
 }  // namespace

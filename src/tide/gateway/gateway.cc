@@ -24,6 +24,7 @@ namespace http = beast::http;
 using asio::ip::tcp;
 using boost::system::error_code;
 using control::Dispatch;
+using control::Outcome;
 
 namespace {
 
@@ -641,8 +642,72 @@ struct Gateway::Impl {
     a.authorization = c.req.authorization;
     ApiResponse r =
         api ? api(a) : ApiResponse{404, "application/json", error_body("not_found", "")};
+    if (r.stream && r.stream->next) co_return co_await serve_stream(cp, std::move(r));
     co_return co_await write_simple(cp, c.req.version, keep, static_cast<http::status>(r.status),
                                     std::move(r.body), r.content_type);
+  }
+
+  // `data` as the next piece of a streamed body: a chunk (HTTP/1.1), or as is (HTTP/1.0, whose
+  // body ends when the connection closes).
+  static void append_piece(std::string& o, std::string_view data, bool chunked) {
+    if (data.empty()) return;  // an empty chunk would end the body
+    if (chunked) fmt::format_to(std::back_inserter(o), "{:x}\r\n", data.size());
+    o += data;
+    if (chunked) o += "\r\n";
+  }
+
+  // Writes c.out within read_timeout (a client that stops reading is cut).
+  awaitable<bool> write_out(const std::shared_ptr<Conn>& cp) {
+    Conn& c = *cp;
+    set_deadline(cp, server.read_timeout);
+    Buffers b{asio::buffer(c.out), asio::const_buffer()};
+    error_code ec;
+    if (!write_now(c.socket, b, ec) && !ec) {
+      auto [wec, n] = co_await asio::async_write(c.socket, b, kNoThrow);
+      ec = wec;
+    }
+    clear_deadline(c);
+    co_return !ec;
+  }
+
+  // An API response that goes on (ApiStream): the head and first piece, then a piece per
+  // interval until the stream, the client or the server ends it. The connection then closes.
+  awaitable<bool> serve_stream(const std::shared_ptr<Conn>& cp, ApiResponse r) {
+    Conn& c = *cp;
+    const unsigned version = c.req.version;
+    const bool chunked = version >= 11;
+    std::string& o = c.out;
+    o.clear();
+    append_status_line(o, version, static_cast<unsigned>(r.status), {});
+    o += "Server: tide\r\nContent-Type: ";
+    o += r.content_type;
+    o += "\r\nCache-Control: no-cache\r\n";
+    if (chunked) o += "Transfer-Encoding: chunked\r\nConnection: close\r\n";
+    o += "\r\n";
+    append_piece(o, r.body, chunked);
+    // The client's EOF (it went away) cancels the wait between pieces.
+    c.gone = false;
+    c.up = nullptr;
+    arm_watch(cp);
+    c.held_timer = &c.held.timer;
+    bool ok = co_await write_out(cp);
+    while (ok) {
+      c.held.timer.expires_after(r.stream->interval);
+      co_await c.held.timer.async_wait(kNoThrow);
+      if (c.gone || !accepting.load(std::memory_order_relaxed)) break;
+      std::optional<std::string> more = r.stream->next();
+      if (!more) break;
+      o.clear();
+      append_piece(o, *more, chunked);
+      if (!o.empty()) ok = co_await write_out(cp);
+    }
+    const bool gone = c.gone || !ok;
+    disarm_watch(c);
+    if (!gone && chunked) {
+      o.assign("0\r\n\r\n");
+      co_await write_out(cp);
+    }
+    co_return false;
   }
 
   // Which endpoint a request is for, and the target to send upstream.
@@ -684,7 +749,7 @@ struct Gateway::Impl {
       if (wait.outcome) co_return *wait.outcome;
       if (ec != asio::error::operation_aborted || c.gone) {
         // Deadline passed or the client went away: withdraw it, unless it was just started.
-        if (ep.cancel(id)) {
+        if (ep.cancel(id, c.gone ? Outcome::kClientGone : Outcome::kUnavailable)) {
           Dispatch d;
           d.kind = Dispatch::Kind::kTimedOut;
           co_return d;
@@ -843,6 +908,7 @@ struct Gateway::Impl {
     c.up = nullptr;
     int retries_left = 1;
     std::string last_error;
+    std::optional<Time> first_submitted;  // latency counts from the first submission
     for (;;) {
       const dispatch::RequestId id = (w.index << 48) | w.next_request++;
       Dispatch d = ep->submit_routed(id, sticky, &c.held);
@@ -854,8 +920,10 @@ struct Gateway::Impl {
         d = co_await wait_held(*ep, id, c);
         c.held_timer = nullptr;
       }
+      if (!first_submitted) first_submitted = d.submitted_at;
+      d.submitted_at = *first_submitted;
       if (c.gone) {
-        if (d.kind == Dispatch::Kind::kStarted) ep->finish(d);
+        if (d.kind == Dispatch::Kind::kStarted) ep->finish(d, Outcome::kClientGone);
         ++w.counters.client_gone;
         disarm_watch(c);
         co_return false;
@@ -1047,12 +1115,14 @@ struct Gateway::Impl {
         }
         case Relay::kClientGone:
         case Relay::kAborted:
-          ep->finish(d);
+          // Aborted with the client still there: the replica cut its answer midway.
+          ep->finish(d, result == Relay::kAborted && client_ok ? Outcome::kBadGateway
+                                                               : Outcome::kClientGone);
           ++w.counters.client_gone;
           disarm_watch(c);
           co_return false;
         case Relay::kUpstreamTimeout:
-          ep->finish(d);
+          ep->finish(d, Outcome::kTimeout);
           ++w.counters.r504;
           disarm_watch(c);
           if (sent_any) co_return false;
@@ -1066,6 +1136,7 @@ struct Gateway::Impl {
           ++w.counters.upstream_errors;
           ep->unreachable(d, last_error);
           if (sent_any) {
+            ep->count(d.group, Outcome::kBadGateway);
             disarm_watch(c);
             co_return false;  // part of the answer went out: nothing honest can follow
           }
@@ -1073,6 +1144,7 @@ struct Gateway::Impl {
             ++w.counters.retries;
             continue;
           }
+          ep->count(d.group, Outcome::kBadGateway);
           co_return co_await refuse(
               cp, w.counters.r502, version, keep, http::status::bad_gateway, "replica_failed",
               fmt::format("the replicas given this request failed before answering: {}",

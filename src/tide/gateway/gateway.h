@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -31,10 +32,22 @@ struct ApiRequest {
   std::string body;
   std::string authorization;
 };
+// A response whose body goes on (server-sent events): after the head and the response's `body`,
+// the gateway calls `next` every `interval` on the connection's thread and sends what it returns,
+// until `next` returns nullopt, the client goes away, or the gateway stops accepting (shutdown).
+// HTTP/1.1 clients get it chunked; the connection closes at the end.
+struct ApiStream {
+  Duration interval = std::chrono::seconds(1);
+  std::function<std::optional<std::string>()> next;
+};
 struct ApiResponse {
+  ApiResponse() = default;
+  ApiResponse(int s, std::string type, std::string b)
+      : status(s), content_type(std::move(type)), body(std::move(b)) {}
   int status = 200;
   std::string content_type = "application/json";
   std::string body;
+  std::shared_ptr<ApiStream> stream;  // set: `body` is only the start (see ApiStream)
 };
 // Called on a gateway thread; must not block for long.
 using ApiHandler = std::function<ApiResponse(const ApiRequest&)>;

@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <mutex>
 #include <stdexcept>
 #include <thread>
@@ -22,6 +23,7 @@
 #include "tide/control/live_endpoint.h"
 #include "tide/gateway/gateway.h"
 #include "tide/provision/provision.h"
+#include "tide/serve/observe.h"
 #include "tide/store/store.h"
 
 namespace tide::serve {
@@ -117,6 +119,9 @@ std::string query_param(std::string_view target, std::string_view key) {
   return "";
 }
 
+// A latency of the history, or null where the span had no answer (stored as -1).
+json seconds_or_null(double s) { return s < 0 ? json(nullptr) : json(s); }
+
 // Seconds: a plain number, or a duration like 90s / 5m / 1h.
 std::optional<double> parse_seconds(const std::string& text) {
   if (text.empty()) return std::nullopt;
@@ -125,6 +130,40 @@ std::optional<double> parse_seconds(const std::string& text) {
   if (ec == std::errc() && end == text.data() + text.size()) return v;
   if (auto d = parse_duration(text)) return to_seconds(*d);
   return std::nullopt;
+}
+
+// A built file of the dashboard, served from memory.
+struct WebFile {
+  std::string content_type;
+  std::string body;
+};
+
+// Reads the dashboard's files (web/ built by npm) once: URL path -> file. Only what is listed
+// here is ever served, so no request can reach outside the directory.
+std::map<std::string, WebFile> load_web(const std::string& dir) {
+  namespace fs = std::filesystem;
+  std::map<std::string, WebFile> files;
+  std::error_code ec;
+  if (dir.empty() || !fs::is_directory(dir, ec)) return files;
+  static const std::map<std::string, std::string> kTypes = {
+      {".html", "text/html; charset=utf-8"},
+      {".js", "text/javascript; charset=utf-8"},
+      {".css", "text/css; charset=utf-8"},
+      {".svg", "image/svg+xml"},
+      {".png", "image/png"},
+      {".json", "application/json"},
+      {".map", "application/json"}};
+  for (auto it = fs::recursive_directory_iterator(dir, ec);
+       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    if (!it->is_regular_file(ec)) continue;
+    const auto type = kTypes.find(it->path().extension().string());
+    if (type == kTypes.end()) continue;
+    std::ifstream in(it->path(), std::ios::binary);
+    std::string body((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    files["/ui/" + fs::relative(it->path(), dir, ec).generic_string()] = {type->second,
+                                                                          std::move(body)};
+  }
+  return files;
 }
 
 }  // namespace
@@ -146,12 +185,15 @@ struct Server::Impl {
   std::vector<std::unique_ptr<asio::steady_timer>> tickers;
   std::unique_ptr<asio::steady_timer> sampler;
   Time last_compact = kTimeMin;
-  // Per endpoint and group: requests routed at the previous sample, for requests per span.
+  // Per endpoint and group: requests routed and latencies at the previous sample, so that a
+  // history row holds what happened in its own span.
   std::vector<std::vector<uint64_t>> routed_at_sample;
+  std::vector<std::vector<LogLinearHistogram>> latency_at_sample;
   std::unique_ptr<asio::signal_set> signals;
   std::mutex log_mu;
   bool stopping = false;  // control thread only
   Time started{};
+  std::map<std::string, WebFile> web;
 
   // server.api_token, else TIDE_API_TOKEN, else the state file's, else a new one (printed once).
   void resolve_api_token() {
@@ -222,8 +264,23 @@ struct Server::Impl {
     return std::chrono::duration<double>(wall.time_since_epoch()).count();
   }
 
+  json decision_json(const control::DecisionRecord& d) const {
+    return {{"time", wall_seconds(d.time)},
+            {"group", d.group},
+            {"from", d.from},
+            {"to", d.to},
+            {"reason", d.reason},
+            {"queued", d.queued},
+            {"in_flight", d.in_flight},
+            {"ready", d.ready},
+            {"starting", d.starting}};
+  }
+
   json endpoint_json(control::LiveEndpoint& ep, bool detail) {
-    const control::EndpointView v = ep.view();
+    return endpoint_json(ep, ep.view(), detail);
+  }
+
+  json endpoint_json(control::LiveEndpoint& ep, const control::EndpointView& v, bool detail) {
     json groups = json::array();
     for (size_t g = 0; g < v.groups.size(); ++g) {
       const auto& gv = v.groups[g];
@@ -246,7 +303,9 @@ struct Server::Impl {
                     {"spilled", gv.status.spilled},
                     {"overflow_in", gv.status.overflow_in},
                     {"rerouted", gv.status.rerouted},
-                    {"last_reason", gv.status.last_reason}};
+                    {"last_reason", gv.status.last_reason},
+                    {"stats", group_stats_json(gv, spec)}};
+      if (spec.price) group["price"] = *spec.price;
       if (!gv.status.last_error.empty()) group["last_error"] = gv.status.last_error;
       if (gv.status.backoff_until)
         group["backoff_s"] = std::max(0.0, to_seconds(*gv.status.backoff_until - clock.now()));
@@ -296,17 +355,7 @@ struct Server::Impl {
     if (detail) {
       out["config"] = ep.spec().source;
       json decisions = json::array();
-      for (const auto& d : v.decisions) {
-        decisions.push_back({{"time", wall_seconds(d.time)},
-                             {"group", d.group},
-                             {"from", d.from},
-                             {"to", d.to},
-                             {"reason", d.reason},
-                             {"queued", d.queued},
-                             {"in_flight", d.in_flight},
-                             {"ready", d.ready},
-                             {"starting", d.starting}});
-      }
+      for (const auto& d : v.decisions) decisions.push_back(decision_json(d));
       out["decisions"] = std::move(decisions);
     }
     return out;
@@ -389,9 +438,9 @@ struct Server::Impl {
                                          {"queued", row.queued},
                                          {"in_flight", row.in_flight},
                                          {"requests", row.requests},
-                                         {"latency_p50_s", row.latency_p50_s},
-                                         {"latency_p95_s", row.latency_p95_s},
-                                         {"latency_p99_s", row.latency_p99_s}});
+                                         {"latency_p50_s", seconds_or_null(row.latency_p50_s)},
+                                         {"latency_p95_s", seconds_or_null(row.latency_p95_s)},
+                                         {"latency_p99_s", seconds_or_null(row.latency_p99_s)}});
     }
     return {200, "application/json",
             json{{"endpoint", name},
@@ -473,7 +522,16 @@ struct Server::Impl {
     std::string_view path = req.target;
     if (const size_t q = path.find('?'); q != path.npos) path = path.substr(0, q);
     if (path == "/healthz") return {200, "text/plain", "ok\n"};
+    if (path == "/" || path == "/ui" || path.starts_with("/ui/")) return web_file(path);
     if (auto denied = refuse_unauthorized(req)) return *denied;
+    if (path == "/metrics") {
+      if (req.method != "GET") return error(405, "method_not_allowed", "only GET");
+      return {200, "text/plain; version=0.0.4; charset=utf-8", metrics()};
+    }
+    if (path == "/v1/events") {
+      if (req.method != "GET") return error(405, "method_not_allowed", "only GET");
+      return events(req.target);
+    }
     constexpr std::string_view kEndpoints = "/v1/endpoints";
     if (!path.starts_with(kEndpoints)) return error(404, "not_found", "no such path");
     std::string_view rest = path.substr(kEndpoints.size());
@@ -504,6 +562,86 @@ struct Server::Impl {
       return error(500, "state_file", e.what());
     }
     return error(404, "not_found", "no such path");
+  }
+
+  std::string metrics() {
+    MetricsInput in;
+    for (auto& ep : endpoints) in.endpoints.push_back({&ep->spec(), ep->view(0)});
+    in.gateway = gateway->counters();
+    in.active_requests = gateway->active_requests();
+    in.start_time_s = wall_seconds(started);
+    return metrics_text(in);
+  }
+
+  gateway::ApiResponse web_file(std::string_view path) {
+    if (path == "/" || path == "/ui" || path == "/ui/") path = "/ui/index.html";
+    auto it = web.find(std::string(path));
+    if (it != web.end()) return {200, it->second.content_type, it->second.body};
+    if (web.empty()) {
+      return {404, "text/plain; charset=utf-8",
+              fmt::format("The dashboard is not built: no files in {} (it is built from web/ "
+                          "when npm is installed; see docs/dashboard.md). The API is at "
+                          "/v1/endpoints, metrics at /metrics.\n",
+                          options.web_dir.empty() ? std::string("(no --web)") : options.web_dir)};
+    }
+    return {404, "text/plain; charset=utf-8", "no such file\n"};
+  }
+
+  // GET /v1/events[?endpoint=NAME]: every second, per endpoint, an `endpoint` event (its state,
+  // groups with figures, and latency over the last 10 s) and a `decision` event per decision
+  // made since the last one (the first time: the last 50).
+  gateway::ApiResponse events(std::string_view target) {
+    std::string only;
+    if (const size_t q = target.find("endpoint="); q != target.npos) {
+      only = std::string(target.substr(q + 9));
+      only = only.substr(0, only.find('&'));
+    }
+    std::vector<control::LiveEndpoint*> chosen;
+    for (auto& ep : endpoints) {
+      if (only.empty() || ep->spec().name == only) chosen.push_back(ep.get());
+    }
+    if (chosen.empty()) {
+      return {404, "application/json",
+              json{{"error",
+                    {{"type", "unknown_endpoint"},
+                     {"message", fmt::format("no endpoint named {}", only)}}}}
+                  .dump()};
+    }
+    auto state = std::make_shared<LiveWindow>();
+    auto next = [this, chosen, state]() -> std::optional<std::string> {
+      std::string out;
+      const Time now = clock.now();
+      for (control::LiveEndpoint* ep : chosen) {
+        const control::EndpointView v = ep->view();
+        json snapshot = endpoint_json(*ep, v, /*detail=*/false);
+        snapshot["time"] = wall_seconds(now);
+        snapshot["recent"] = state->recent(now, v);
+        json replicas = json::array();
+        for (size_t g = 0; g < v.groups.size(); ++g) {
+          for (const auto& r : v.groups[g].replicas) {
+            json rj = {{"name", r.name},
+                       {"group", v.groups[g].name},
+                       {"state", r.state},
+                       {"in_flight", r.in_flight},
+                       {"age_s", r.age_s}};
+            if (r.ready_after_s >= 0) rj["cold_start_s"] = r.ready_after_s;
+            replicas.push_back(std::move(rj));
+          }
+        }
+        snapshot["replicas"] = std::move(replicas);
+        out += sse_event("endpoint", snapshot.dump());
+        for (const auto& d : state->new_decisions(v)) {
+          json dj = decision_json(d);
+          dj["endpoint"] = v.name;
+          out += sse_event("decision", dj.dump());
+        }
+      }
+      return out;
+    };
+    gateway::ApiResponse r{200, "text/event-stream", next().value_or("")};
+    r.stream = std::make_shared<gateway::ApiStream>();
+    r.stream->next = std::move(next);
+    return r;
   }
 
   void schedule_tick(size_t index, control::LiveEndpoint& ep, int group) {
@@ -624,6 +762,7 @@ struct Server::Impl {
     for (size_t e = 0; e < endpoints.size(); ++e) {
       const control::EndpointView v = endpoints[e]->view(0);
       routed_at_sample[e].resize(v.groups.size(), 0);
+      latency_at_sample[e].resize(v.groups.size(), control::GroupStats::seconds_histogram());
       for (size_t g = 0; g < v.groups.size(); ++g) {
         const auto& st = v.groups[g].status;
         store::SampleRow row;
@@ -639,6 +778,13 @@ struct Server::Impl {
         row.in_flight = st.in_flight;
         row.requests = st.routed - std::min(st.routed, routed_at_sample[e][g]);
         routed_at_sample[e][g] = st.routed;
+        LogLinearHistogram span = v.groups[g].stats.latency;
+        span.subtract(latency_at_sample[e][g]);
+        latency_at_sample[e][g] = v.groups[g].stats.latency;
+        // No answer in the span: no latency (-1, shown as null), rather than a false 0.
+        row.latency_p50_s = span.count() == 0 ? -1 : span.quantile(0.5);
+        row.latency_p95_s = span.count() == 0 ? -1 : span.quantile(0.95);
+        row.latency_p99_s = span.count() == 0 ? -1 : span.quantile(0.99);
         rows.push_back(std::move(row));
       }
     }
@@ -725,6 +871,7 @@ Server::Server(const config::Config& config, ServeOptions options)
           fmt::format("state: cannot create {}: {}", popts.replica_log_dir, ec.message()));
   }
   m.provisioner = std::make_unique<provision::LiveProvisioner>(m.control_ctx, m.clock, popts);
+  m.web = load_web(m.options.web_dir);
   std::vector<control::LiveEndpoint*> eps;
   for (const auto& spec : m.config.endpoints) {
     config::EndpointSpec runnable = spec;
@@ -736,6 +883,7 @@ Server::Server(const config::Config& config, ServeOptions options)
     eps.push_back(m.endpoints.back().get());
   }
   m.routed_at_sample.resize(m.endpoints.size());
+  m.latency_at_sample.resize(m.endpoints.size());
   m.gateway = std::make_unique<gateway::Gateway>(
       m.config.server, eps, ctxs, [this](const gateway::ApiRequest& r) { return impl_->api(r); });
 }
@@ -761,6 +909,11 @@ void Server::run() {
                     m.config.server.listen.substr(0, m.config.server.listen.rfind(':')), port(),
                     m.config.server.api.substr(0, m.config.server.api.rfind(':')), api_port(),
                     m.gateway_ctxs.size()));
+  m.log(m.web.empty() ? fmt::format("no dashboard: no built files in {}",
+                                    m.options.web_dir.empty() ? "(none given)" : m.options.web_dir)
+                      : fmt::format("dashboard at http://{}:{}/",
+                                    m.config.server.api.substr(0, m.config.server.api.rfind(':')),
+                                    api_port()));
   for (const auto& ep : m.endpoints) {
     for (const auto& g : ep->spec().groups) {
       m.log(fmt::format("endpoint {} at /{}/ : group {} ({}, {}..{} replicas, concurrency {})",

@@ -21,6 +21,9 @@ struct ServeOptions {
   bool handle_signals = true;  // SIGINT / SIGTERM start the shutdown
   Duration drain_timeout = std::chrono::seconds(30);
   Duration stop_grace = std::chrono::seconds(10);  // replicas: SIGTERM, then SIGKILL after this
+  // The dashboard's built files (index.html and the rest), served by the API listener at / and
+  // /ui/...; read once at start. Empty or missing: no dashboard.
+  std::string web_dir;
   // Operator log lines (listening, decisions, replicas ready or failed); default: stderr.
   std::function<void(const std::string&)> log;
 };

@@ -67,6 +67,7 @@ struct SampleRow {
   int queued = 0;
   int in_flight = 0;
   uint64_t requests = 0;  // requests started in the span
+  // Of the requests answered in the span; -1 when none was (MAX then keeps any real value).
   double latency_p50_s = 0;
   double latency_p95_s = 0;
   double latency_p99_s = 0;

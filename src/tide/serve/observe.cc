@@ -1,0 +1,247 @@
+#include "tide/serve/observe.h"
+
+#include <fmt/format.h>
+
+#include <array>
+#include <span>
+
+#include "tide/common/prometheus.h"
+
+namespace tide::serve {
+
+using json = nlohmann::json;
+using control::Outcome;
+using Label = PrometheusText::Label;
+
+namespace {
+
+// `le` bounds: request latency and queue wait from 5 ms to 5 min, cold starts 0.5 s to 30 min.
+constexpr std::array<double, 15> kLatencyBounds{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
+                                                2.5,   5,    10,    30,   60,  120,  300};
+constexpr std::array<double, 11> kColdStartBounds{0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800};
+
+constexpr std::array<Outcome, control::kOutcomeCount> kOutcomes{
+    Outcome::kOk,          Outcome::kQueueFull, Outcome::kBadGateway,
+    Outcome::kUnavailable, Outcome::kTimeout,   Outcome::kClientGone};
+
+// A per-group family: one sample per group of every endpoint, from `value`.
+template <class Value>
+void per_group(PrometheusText& p, const MetricsInput& in, std::string_view name,
+               std::string_view type, std::string_view help, Value value) {
+  p.family(name, type, help);
+  for (const auto& e : in.endpoints) {
+    for (size_t g = 0; g < e.view.groups.size(); ++g) {
+      const std::array<Label, 2> labels{
+          {{"endpoint", e.view.name}, {"group", e.view.groups[g].name}}};
+      value(labels, e.view.groups[g], e.spec->groups[g]);
+    }
+  }
+}
+
+// A per-group family of one sample per group: get(group view, group spec) -> uint64_t or double.
+template <class Get>
+void per_group_value(PrometheusText& p, const MetricsInput& in, std::string_view name,
+                     std::string_view type, std::string_view help, Get get) {
+  per_group(p, in, name, type, help,
+            [&](const std::array<Label, 2>& labels, const control::GroupView& g,
+                const config::GroupSpec& spec) { p.sample(name, labels, get(g, spec)); });
+}
+
+// A per-group histogram family: get(group view) -> the cumulative histogram.
+template <class Get>
+void per_group_histogram(PrometheusText& p, const MetricsInput& in, std::string_view name,
+                         std::string_view help, std::span<const double> bounds, Get get) {
+  per_group(p, in, name, "histogram", help,
+            [&](const std::array<Label, 2>& labels, const control::GroupView& g,
+                const config::GroupSpec&) { p.histogram(name, labels, get(g), bounds); });
+}
+
+template <size_t N>
+std::array<Label, N + 1> with(const std::array<Label, N>& labels, Label extra) {
+  std::array<Label, N + 1> out;
+  for (size_t i = 0; i < N; ++i) out[i] = labels[i];
+  out[N] = extra;
+  return out;
+}
+
+}  // namespace
+
+std::string metrics_text(const MetricsInput& in) {
+  PrometheusText p;
+  using L = std::array<Label, 2>;
+  using G = control::GroupView;
+  using S = config::GroupSpec;
+  per_group_value(p, in, "tide_desired_replicas", "gauge", "Replicas the group's policy asks for.",
+                  [](const G& g, const S&) { return static_cast<double>(g.status.desired); });
+  per_group(
+      p, in, "tide_replicas", "gauge",
+      "Replicas by state: starting (launched, not yet ready), ready, draining.",
+      [&](const L& l, const G& g, const S&) {
+        p.sample("tide_replicas", with(l, {"state", "starting"}),
+                 static_cast<double>(g.status.starting));
+        p.sample("tide_replicas", with(l, {"state", "ready"}), static_cast<double>(g.status.ready));
+        p.sample("tide_replicas", with(l, {"state", "draining"}),
+                 static_cast<double>(g.status.draining));
+      });
+  per_group_value(p, in, "tide_queued_requests", "gauge", "Requests held in the gateway's queue.",
+                  [](const G& g, const S&) { return static_cast<double>(g.status.queued); });
+  per_group_value(p, in, "tide_in_flight_requests", "gauge", "Requests in service at replicas.",
+                  [](const G& g, const S&) { return static_cast<double>(g.status.in_flight); });
+  per_group(p, in, "tide_requests_total", "counter",
+            "Requests ended, by outcome: ok (answered by a replica), 429, 502, 503, 504, "
+            "client_gone.",
+            [&](const L& l, const G& g, const S&) {
+              for (Outcome o : kOutcomes)
+                p.sample("tide_requests_total", with(l, {"outcome", control::outcome_label(o)}),
+                         g.stats.count(o));
+            });
+  per_group_histogram(p, in, "tide_request_duration_seconds",
+                      "Answered requests, from arrival at the gateway to the end of the answer.",
+                      kLatencyBounds,
+                      [](const G& g) -> const LogLinearHistogram& { return g.stats.latency; });
+  per_group_histogram(p, in, "tide_queue_wait_seconds",
+                      "Started requests, from arrival at the gateway to the start at a replica.",
+                      kLatencyBounds,
+                      [](const G& g) -> const LogLinearHistogram& { return g.stats.queue_wait; });
+  per_group_histogram(p, in, "tide_cold_start_seconds",
+                      "Replica cold starts, from launch requested to ready.", kColdStartBounds,
+                      [](const G& g) -> const LogLinearHistogram& { return g.stats.cold_start; });
+  per_group(
+      p, in, "tide_scaling_decisions_total", "counter",
+      "Changes of the desired replica count, by direction.", [&](const L& l, const G& g, const S&) {
+        p.sample("tide_scaling_decisions_total", with(l, {"direction", "up"}), g.stats.scale_ups);
+        p.sample("tide_scaling_decisions_total", with(l, {"direction", "down"}),
+                 g.stats.scale_downs);
+      });
+  per_group_value(p, in, "tide_replica_launches_total", "counter", "Replicas launched.",
+                  [](const G& g, const S&) { return g.status.launches; });
+  per_group_value(p, in, "tide_replica_failures_total", "counter",
+                  "Replicas failed (exited, failed probes, unreachable), each a handled error.",
+                  [](const G& g, const S&) { return g.status.failures; });
+  per_group_value(p, in, "tide_replica_seconds_total", "counter",
+                  "Billed replica time: launch to stop, cold starts included.",
+                  [](const G& g, const S&) { return g.replica_seconds; });
+  p.family("tide_cost_total", "counter",
+           "Replica-hours times the group's price (groups with a price only).");
+  for (const auto& e : in.endpoints) {
+    for (size_t g = 0; g < e.view.groups.size(); ++g) {
+      if (!e.spec->groups[g].price) continue;
+      const L l{{{"endpoint", e.view.name}, {"group", e.view.groups[g].name}}};
+      p.sample("tide_cost_total", l,
+               e.view.groups[g].replica_seconds / 3600.0 * *e.spec->groups[g].price);
+    }
+  }
+  per_group_value(p, in, "tide_routed_requests_total", "counter",
+                  "Requests the endpoint's routing gave the group.",
+                  [](const G& g, const S&) { return g.status.routed; });
+  per_group_value(
+      p, in, "tide_spilled_requests_total", "counter",
+      "Overflow: requests the group could not start in time and sent to the next group.",
+      [](const G& g, const S&) { return g.status.spilled; });
+  per_group_value(p, in, "tide_overflow_requests_total", "counter",
+                  "Overflow: requests the group took for an earlier group.",
+                  [](const G& g, const S&) { return g.status.overflow_in; });
+  per_group_value(p, in, "tide_rerouted_requests_total", "counter",
+                  "Split: requests sent elsewhere as the group had no capacity coming.",
+                  [](const G& g, const S&) { return g.status.rerouted; });
+
+  const gateway::GatewayCounters& c = in.gateway;
+  p.family("tide_gateway_requests_total", "counter", "Requests the gateway received.");
+  p.sample("tide_gateway_requests_total", {}, c.requests);
+  p.family("tide_gateway_active_requests", "gauge",
+           "Requests between their first byte and their last, held ones included.");
+  p.sample("tide_gateway_active_requests", {}, static_cast<double>(in.active_requests));
+  p.family("tide_gateway_retries_total", "counter",
+           "Requests sent again after the replica given them failed before answering.");
+  p.sample("tide_gateway_retries_total", {}, c.retries);
+  p.family("tide_gateway_errors_total", "counter",
+           "Errors the gateway handled, by kind (refusals of requests routed to a group are in "
+           "tide_requests_total).");
+  const std::array<std::pair<std::string_view, uint64_t>, 4> errors{{
+      {"bad_request", c.bad_requests},
+      {"unknown_endpoint", c.not_found_404},
+      {"client_disconnect", c.client_disconnects},
+      {"upstream", c.upstream_errors},
+  }};
+  for (const auto& [kind, n] : errors) {
+    const std::array<Label, 1> l{{{"kind", kind}}};
+    p.sample("tide_gateway_errors_total", l, n);
+  }
+  p.family("tide_start_time_seconds", "gauge", "When tide serve started, in Unix seconds.");
+  p.sample("tide_start_time_seconds", {}, in.start_time_s);
+  return p.text();
+}
+
+json percentiles_json(const LogLinearHistogram& h) {
+  return {{"count", h.count()},      {"mean", h.mean()},        {"p50", h.quantile(0.5)},
+          {"p95", h.quantile(0.95)}, {"p99", h.quantile(0.99)}, {"max", h.max()}};
+}
+
+json group_stats_json(const control::GroupView& group, const config::GroupSpec& spec) {
+  const control::GroupStats& s = group.stats;
+  json outcomes = json::object();
+  for (Outcome o : kOutcomes) outcomes[std::string(control::outcome_label(o))] = s.count(o);
+  const uint64_t ok = s.count(Outcome::kOk);
+  const double replica_hours = group.replica_seconds / 3600.0;
+  json out = {
+      {"requests", s.requests()},
+      {"outcomes", std::move(outcomes)},
+      {"latency_s", percentiles_json(s.latency)},
+      {"queue_wait_s", percentiles_json(s.queue_wait)},
+      {"cold_start_s", percentiles_json(s.cold_start)},
+      {"replica_seconds", group.replica_seconds},
+      // Answered requests per replica-hour: the throughput a replica of this group delivered.
+      {"requests_per_replica_hour",
+       replica_hours > 0 ? static_cast<double>(ok) / replica_hours : 0.0},
+      {"scale_ups", s.scale_ups},
+      {"scale_downs", s.scale_downs},
+  };
+  if (spec.price) {
+    out["price_per_hour"] = *spec.price;
+    out["cost"] = replica_hours * *spec.price;
+    out["cost_per_1k_requests"] =
+        ok > 0 ? replica_hours * *spec.price * 1000.0 / static_cast<double>(ok) : 0.0;
+  }
+  return out;
+}
+
+std::string sse_event(std::string_view name, std::string_view data) {
+  return fmt::format("event: {}\ndata: {}\n\n", name, data);
+}
+
+json LiveWindow::recent(Time now, const control::EndpointView& view) {
+  json groups = json::array();
+  for (const control::GroupView& g : view.groups) {
+    auto& samples = samples_[{view.name, g.name}];
+    samples.push_back({now, g.stats.latency, g.stats.requests()});
+    // Keep the newest sample at or before now - span as the base of the window.
+    while (samples.size() > 1 && samples[1].at <= now - span_) samples.pop_front();
+    const Sample& base = samples.front();
+    LogLinearHistogram interval = g.stats.latency;
+    interval.subtract(base.latency);
+    const double window = to_seconds(now - base.at);
+    const uint64_t requests = g.stats.requests() - base.requests;
+    auto q = [&](double quantile) -> json {
+      if (interval.count() == 0) return nullptr;
+      return interval.quantile(quantile);
+    };
+    groups.push_back({{"name", g.name},
+                      {"window_s", window},
+                      {"requests", requests},
+                      {"rps", window > 0 ? static_cast<double>(requests) / window : 0.0},
+                      {"latency_p50_s", q(0.5)},
+                      {"latency_p95_s", q(0.95)},
+                      {"latency_p99_s", q(0.99)}});
+  }
+  return groups;
+}
+
+std::vector<control::DecisionRecord> LiveWindow::new_decisions(const control::EndpointView& view) {
+  uint64_t& seen = decisions_seen_[view.name];
+  const uint64_t fresh = view.decisions_total > seen ? view.decisions_total - seen : 0;
+  seen = view.decisions_total;
+  const size_t n = std::min<size_t>(static_cast<size_t>(fresh), view.decisions.size());
+  return {view.decisions.end() - static_cast<std::ptrdiff_t>(n), view.decisions.end()};
+}
+
+}  // namespace tide::serve

@@ -1,0 +1,141 @@
+// The dashboard in a real browser (Debian's chromium, headless, via playwright-core) against a
+// real `tide serve` with demo-model replicas and real requests: the page loads, the live charts
+// get points from the run, decisions and the comparison of groups show, the history and config
+// views work, and a token is sent as a bearer header. Saves a screenshot as a test artifact.
+//
+// Env: TIDE_BIN (the tide binary, whose share/tide/web holds the built dashboard),
+// ARTIFACT_DIR (where dashboard.png goes), CHROMIUM (default /usr/bin/chromium).
+import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { eventually, launchBrowser, sendRequests, startTide } from './tide.mjs';
+
+const TIDE_BIN = process.env.TIDE_BIN;
+const ARTIFACT_DIR = process.env.ARTIFACT_DIR ?? 'artifacts';
+assert.ok(TIDE_BIN, 'set TIDE_BIN to the tide binary');
+
+let tide;
+let browser;
+before(async () => {
+  tide = await startTide(TIDE_BIN);
+  browser = await launchBrowser();
+});
+after(async () => {
+  await browser?.close();
+  const exit = await tide?.stop();
+  assert.deepEqual(exit, { code: 0, signal: null }, `tide serve did not stop cleanly:\n${tide?.log()}`);
+});
+
+test('live charts, decisions and the group comparison show data from a real run', { timeout: 120000 }, async () => {
+  const page = await browser.newPage({ viewport: { width: 1500, height: 1100 } });
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  await page.goto(`${tide.api}/`);
+  await page.waitForSelector('.chart[data-kind="replicas"][data-group="a100"]', { timeout: 30000 });
+  assert.equal(await page.textContent('#endpoints button.active'), 'chat');
+
+  // 32 requests over 4 s: both groups scale up from zero, serve, and decide with reasons.
+  const statuses = await sendRequests(tide.gateway, 32, 125);
+  assert.deepEqual(statuses, Array(32).fill(200), tide.log());
+
+  await eventually(() => page.evaluate(() => window.tide.decisions.some((d) => d.to > d.from)), 20, 'a scale-up decision');
+  await page.waitForSelector('#decisions .decision.up .reason');
+  assert.match(await page.textContent('#decisions .decision.up .reason'), /\S/);
+
+  // The charts hold points from the run: replicas went up, latency was measured.
+  await eventually(async () => Number(await page.getAttribute('.chart[data-kind="replicas"][data-group="a100"]', 'data-points')) >= 5, 20, 'replica chart points');
+  await eventually(async () => Number(await page.getAttribute('.chart[data-kind="latency"][data-group="a100"]', 'data-points')) >= 1, 20, 'latency chart points');
+  const peak = await page.evaluate(() =>
+    Math.max(...[...window.tide.live.values()].flat().map((p) => p.ready)),
+  );
+  assert.ok(peak >= 1, `peak ready ${peak}`);
+  const p50 = await page.evaluate(() =>
+    [...window.tide.live.values()].flat().map((p) => p.latency_p50_s).find((v) => v != null),
+  );
+  assert.ok(p50 >= 0.7, `latency p50 ${p50} (each request is served in 700 ms)`);
+
+  // The comparison table: one row per group, every request answered, a cost from the price.
+  await eventually(async () => {
+    const rows = await page.$$eval('#comparison tbody tr', (trs) => trs.map((tr) => [...tr.children].map((td) => td.textContent)));
+    return rows.length === 2 && rows.reduce((n, r) => n + Number(r[2].replace(/,/g, '')), 0) === 32;
+  }, 20, 'the comparison to count 32 answered requests');
+  const cost = await page.textContent('#comparison tbody tr:first-child td:nth-child(15)');
+  assert.match(cost, /^\$\d/);
+
+  mkdirSync(ARTIFACT_DIR, { recursive: true });
+  await page.screenshot({ path: join(ARTIFACT_DIR, 'dashboard.png'), fullPage: true });
+
+  // Config view: the groups as configured.
+  await page.click('#views button[data-view="config"]');
+  await page.waitForSelector('#config-body table.config tbody tr');
+  const groups = await page.$$eval('#config-body table.config tbody tr td:first-child', (tds) => tds.map((t) => t.textContent));
+  assert.deepEqual(groups, ['a100', 'l4']);
+  assert.match(await page.textContent('#config-body .facts'), /split, weights a100: 50, l4: 50/);
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test('history view charts what GET /v1/endpoints/{name}/history returns', { timeout: 60000 }, async () => {
+  const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+  const seen = [];
+  // The history contract (docs/dashboard.md): answered here from the live run's shape, so that
+  // the view is tested whether or not this server keeps history.
+  await page.route('**/v1/endpoints/chat/history?*', (route) => {
+    const url = new URL(route.request().url());
+    seen.push(url.search);
+    const from = Number(url.searchParams.get('from'));
+    const step = Number(url.searchParams.get('step'));
+    const points = Array.from({ length: 20 }, (_, i) => ({
+      t: from + i * step, desired: i < 10 ? 2 : 0, ready: i < 10 ? 2 : 0, starting: 0, draining: 0,
+      queued: 0, in_flight: i < 10 ? 3 : 0, requests: 5, latency_p50_s: 0.8, latency_p95_s: 1.1, latency_p99_s: 1.4,
+    }));
+    route.fulfill({
+      json: { endpoint: 'chat', from, to: Number(url.searchParams.get('to')), step_s: step, groups: [{ name: 'a100', points }] },
+    });
+  });
+  await page.route('**/v1/endpoints/chat/decisions?*', (route) =>
+    route.fulfill({ json: { decisions: [{ time: Date.now() / 1000 - 60, group: 'a100', from: 0, to: 2, reason: 'queued 4 > 2 x 0 ready: 0 -> 2', queued: 4, in_flight: 0, ready: 0, starting: 0 }] } }),
+  );
+  await page.goto(`${tide.api}/#chat`);
+  // The live view first backfills its charts with the last 15 minutes, 2 s a point.
+  await eventually(() => seen.length >= 1, 20, 'the live view to ask for the last 15 minutes');
+  const [, bfFrom, bfTo, bfStep] = /from=(\d+)&to=(\d+)&step=(\d+)/.exec(seen[0]).map(Number);
+  assert.deepEqual([bfTo - bfFrom, bfStep], [900, 2]);
+  const livePoints = () => page.getAttribute('#live-charts .chart[data-kind="replicas"][data-group="a100"]', 'data-points');
+  await eventually(async () => Number(await livePoints()) >= 20, 20, 'the backfilled points in the live chart');
+  seen.length = 0;
+  await page.click('#views button[data-view="history"]');
+  await page.waitForSelector('#history-charts .chart[data-kind="replicas"][data-points="20"]');
+  assert.match(seen[0], /^\?from=\d+&to=\d+&step=\d+$/);
+  const [, from, to, step] = /from=(\d+)&to=(\d+)&step=(\d+)/.exec(seen[0]).map(Number);
+  assert.equal(to - from, 3600); // the default range: the last hour
+  assert.equal(step, 6); // at most 600 points
+  assert.match(await page.textContent('#history-decisions'), /0 → 2.*queued 4/);
+  // Another range from the picker.
+  await page.selectOption('#range-last', '86400');
+  await page.click('#range button[type="submit"]');
+  await eventually(() => seen.length >= 2, 5, 'a second history request');
+  assert.match(seen[1], /step=144$/);
+  await page.close();
+});
+
+test('a token entered once is kept and sent as a bearer header, the event stream included', { timeout: 60000 }, async () => {
+  const page = await browser.newPage();
+  const authorized = [];
+  // Plays an API that requires a token (tide serve's `server.api_token`).
+  await page.route('**/v1/**', async (route) => {
+    const auth = route.request().headers().authorization;
+    if (auth !== 'Bearer s3cret') return route.fulfill({ status: 401, json: { error: { type: 'unauthorized', message: 'token required' } } });
+    authorized.push(new URL(route.request().url()).pathname);
+    return route.continue();
+  });
+  await page.goto(`${tide.api}/`);
+  await page.waitForSelector('#token-form:not([hidden])');
+  await page.fill('#token', 's3cret');
+  await page.click('#token-form button[type="submit"]');
+  await page.waitForSelector('#endpoints button.active');
+  await eventually(() => authorized.includes('/v1/events'), 20, 'the event stream with the token');
+  assert.equal(await page.evaluate(() => localStorage.getItem('tide.token')), 's3cret');
+  await page.close();
+});
