@@ -62,22 +62,30 @@ RecurringRise::RecurringRise(Duration max_period, int cycles)
       cycles_(cycles) {}
 
 void RecurringRise::add(Time now, Duration interval, double occupancy) {
-  const int64_t bin =
-      std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch() - Duration{1})
-          .count() /
-      kBinSeconds;
+  // The interval (start, now] in seconds, spread over the 10 s bins it covers.
+  const double end = to_seconds(now.time_since_epoch());
+  double start = end - to_seconds(interval);
+  auto bin_of = [](double t) { return static_cast<int64_t>(std::floor(t / kBinSeconds)); };
   if (bins_.empty()) {
-    first_bin_ = bin;
+    first_bin_ = bin_of(start);
     bins_.push_back(0);
     sums_.assign(2, 0.0);
   }
-  while (first_bin_ + static_cast<int64_t>(bins_.size()) - 1 < bin) {
-    bins_.push_back(0);
-    sums_.push_back(sums_.back());
+  while (start < end) {
+    const int64_t bin = bin_of(start);
+    while (first_bin_ + static_cast<int64_t>(bins_.size()) - 1 < bin) {
+      bins_.push_back(0);
+      sums_.push_back(sums_.back());
+    }
+    const double until = std::min(end, static_cast<double>((bin + 1) * kBinSeconds));
+    const auto i = static_cast<size_t>(bin - first_bin_);
+    if (bin >= first_bin_ && i < bins_.size()) {
+      bins_[i] += occupancy * (until - start) / kBinSeconds;
+      // Only the last bins can change: fix their prefix sums.
+      for (size_t k = i + 1; k < sums_.size(); ++k) sums_[k] = sums_[k - 1] + bins_[k - 1];
+    }
+    start = until;
   }
-  // Whole bins only: the current one is still filling.
-  bins_.back() += occupancy * to_seconds(interval) / kBinSeconds;
-  sums_.back() = sums_[sums_.size() - 2] + bins_.back();
   const size_t keep = static_cast<size_t>((cycles_ + 1) * max_period_min_ * 60 / kBinSeconds + 64);
   while (bins_.size() > keep) {
     bins_.pop_front();
@@ -87,11 +95,24 @@ void RecurringRise::add(Time now, Duration interval, double occupancy) {
 }
 
 RecurringRise::Rise RecurringRise::expected(Duration horizon, double level) const {
-  Rise best;
-  const auto n = static_cast<int64_t>(bins_.size()) - 1;  // complete bins: [0, n)
+  // Whole bins only: the last one is still filling. The search only changes when a bin is
+  // complete, so it runs once per bin.
+  const auto n = static_cast<int64_t>(bins_.size()) - 1;
   const int64_t h_bins = std::max<int64_t>(
       1, std::chrono::duration_cast<std::chrono::seconds>(horizon).count() / kBinSeconds);
-  // Mean of complete bins [a, b).
+  if (first_bin_ + n != cached_at_ || h_bins != cached_h_bins_) {
+    cached_at_ = first_bin_ + n;
+    cached_h_bins_ = h_bins;
+    cached_ = search(n, h_bins);
+  }
+  // Occupancy of Poisson traffic varies by sqrt(level): a smaller rise is noise.
+  if (cached_.rise <= 3 * std::sqrt(std::max(level, 1.0))) return {};
+  return cached_;
+}
+
+RecurringRise::Rise RecurringRise::search(int64_t n, int64_t h_bins) const {
+  Rise best;
+  // Mean of bins [a, b).
   auto mean = [&](int64_t a, int64_t b) {
     return (sums_[static_cast<size_t>(b)] - sums_[static_cast<size_t>(a)]) /
            static_cast<double>(b - a);
@@ -111,8 +132,6 @@ RecurringRise::Rise RecurringRise::expected(Duration horizon, double level) cons
       if (rise > best.rise) best = {rise, std::chrono::minutes(minutes)};
     }
   }
-  // Occupancy of Poisson traffic varies by sqrt(level): a smaller rise is noise.
-  if (best.rise <= 3 * std::sqrt(std::max(level, 1.0))) return {};
   return best;
 }
 
@@ -165,24 +184,27 @@ class TideDecider final : public Decider {
     // Offered load by Little's law once service times are known; until then what is in flight.
     const double load = s > 0 ? lambda * s : load_.average(o.now);
     const double t_over_s = s > 0 ? to_seconds(o.max_wait) / s : 0.0;
+    // Queued work that the ready slots cannot start within max_wait is a backlog.
+    const double ready_slots = o.ready * c;
+    const double startable =
+        s > 0 ? ready_slots * to_seconds(o.max_wait) / s : (o.ready > 0 ? ready_slots : 0.0);
+    const double excess = o.queued - startable;
+    // Capacity launched now serves from one cold start on: the horizon of the forecast.
+    const Duration lead = std::max<Duration>(o.cold_start, std::chrono::seconds(1));
     // A rise that recurred in each of the last cycles of some period is due again.
     const double level = level_.average(o.now);
     const RecurringRise::Rise rise = params_.prewarm_period.count() > 0
-                                         ? recurring_.expected(keep_window_, level)
+                                         ? recurring_.expected(lead, level)
                                          : RecurringRise::Rise{};
     const bool prewarm = rise.rise > 0 && level + rise.rise > load;
     const double forecast = prewarm ? level + rise.rise : load;
     // Bursty traffic (peakedness z > 1) behaves like Poisson traffic of load R/z on N/z slots
     // (Hayward's approximation), so the margin grows with the forecast errors actually seen.
-    const double z = peakedness(o, s, occupancy, forecast);
+    const double z = peakedness(o, lead, s > 0 && excess <= 0, occupancy, forecast);
     const double slots = z * slots_for(forecast / z, t_over_s, params_.target_wait_probability);
     const int for_slo = static_cast<int>(std::ceil(slots / c));
-    // Queued work that the ready slots cannot start within max_wait needs replicas now, beyond
-    // those already starting (they will take it when ready).
-    const double ready_slots = o.ready * c;
-    const double startable =
-        s > 0 ? ready_slots * to_seconds(o.max_wait) / s : (o.ready > 0 ? ready_slots : 0.0);
-    const double excess = o.queued - startable;
+    // A backlog needs replicas now, beyond those already starting (they will take it when
+    // ready).
     // Replicas launched now are ready after a cold start; from then on each clears c / s
     // requests a second, so the backlog needs enough of them to clear it within one more cold
     // start, not one slot per queued request.
@@ -276,22 +298,22 @@ class TideDecider final : public Decider {
   }
 
   // Variance-to-mean ratio of the forecast errors: the occupancy now against the forecast made
-  // one keep window (a cold start) ago, when capacity for now had to be launched. Errors count
-  // from one keep window after the group first caught up with its demand (service times known,
-  // nothing queued): before that, occupancy measures the start-up backlog, not the traffic.
-  double peakedness(const Observation& o, double s, double occupancy, double forecast) {
-    if (!errors_from_ && s > 0 && o.queued == 0) errors_from_ = o.now + keep_window_;
+  // one cold start (`lead`) ago, when capacity for now had to be launched. Errors count from one
+  // cold start after the group first caught up with its demand (service times known, no
+  // backlog): before that, occupancy measures the start-up backlog, not the traffic.
+  double peakedness(const Observation& o, Duration lead, bool caught_up, double occupancy,
+                    double forecast) {
+    if (!errors_from_ && caught_up) errors_from_ = o.now + lead;
     forecasts_.emplace_back(o.now, forecast);
-    while (forecasts_.size() > 1 && forecasts_[1].first <= o.now - keep_window_)
-      forecasts_.pop_front();
+    while (forecasts_.size() > 1 && forecasts_[1].first <= o.now - lead) forecasts_.pop_front();
     if (!errors_from_ || o.now < *errors_from_ || o.interval.count() <= 0) return z_;
-    if (forecasts_.front().first > o.now - keep_window_) return z_;
+    if (forecasts_.front().first > o.now - lead) return z_;
     const double e = occupancy - forecasts_.front().second;
     error_.add(o.now, o.interval, e);
     error_sq_.add(o.now, o.interval, e * e);
     occupancy_.add(o.now, o.interval, occupancy);
-    // Until one keep window of errors has been seen, Poisson.
-    if (o.now - *errors_from_ < keep_window_) return z_;
+    // Until one cold start of errors has been seen, Poisson.
+    if (o.now - *errors_from_ < lead) return z_;
     const double mean = error_.average(o.now);
     const double mean_occupancy = occupancy_.average(o.now);
     // The spread of the errors, and their bias when the forecast runs low.

@@ -36,11 +36,16 @@ class RecurringRise {
   Rise expected(Duration horizon, double level) const;
 
  private:
+  Rise search(int64_t complete_bins, int64_t h_bins) const;
+
   int64_t max_period_min_;
   int cycles_;
-  int64_t first_bin_ = 0;    // bin number (time / 10 s) of bins_[0]
-  std::deque<double> bins_;  // mean occupancy per bin; the last one is still filling
-  std::deque<double> sums_;  // prefix sums: sums_[i] = bins_[0] + ... + bins_[i - 1]
+  int64_t first_bin_ = 0;           // bin number (time / 10 s) of bins_[0]
+  std::deque<double> bins_;         // mean occupancy per bin; the last one is still filling
+  std::deque<double> sums_;         // prefix sums: sums_[i] = bins_[0] + ... + bins_[i - 1]
+  mutable int64_t cached_at_ = -1;  // the last search, at this many bins since time 0
+  mutable int64_t cached_h_bins_ = 0;
+  mutable Rise cached_;
 };
 
 }  // namespace tide::policy

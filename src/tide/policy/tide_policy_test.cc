@@ -279,5 +279,17 @@ TEST(RecurringRise, IgnoresNoiseAndRisesThatStoppedRecurring) {
   }
 }
 
+TEST(RecurringRise, SpreadsLongTicksOverTheBinsTheyCover) {
+  // A 25 s control tick covers parts of three 10 s bins: a steady load must not read as a
+  // rise at every tick.
+  RecurringRise r(1h, 3);
+  Time now{};
+  for (int i = 0; i < 4 * 3600 / 25; ++i) {
+    now += 25s;
+    r.add(now, 25s, 20);
+    EXPECT_EQ(r.expected(60s, 20).rise, 0) << "at " << to_seconds(now) << " s";
+  }
+}
+
 }  // namespace
 }  // namespace tide::policy
