@@ -197,6 +197,29 @@ TEST(TidePolicy, BurstsTheForecastMissesGetMoreHeadroomThanPoissonAtTheSameMeanR
   EXPECT_GT(bursty.current, smooth.current) << b.reason;
 }
 
+double peakedness_in(const Decision& d) {
+  const size_t at = d.reason.find("peakedness ");
+  return at == std::string::npos ? -1 : std::stod(d.reason.substr(at + 11));
+}
+
+TEST(TidePolicy, AStartUpBacklogDoesNotCountAsBurstiness) {
+  // Two minutes of 300 requests waiting for the first replicas, then Poisson traffic: the
+  // same peakedness as for the same traffic without that start.
+  Loop started, steady;
+  Random rng(5), same(5);
+  InFlight flight(4), steady_flight(4);
+  for (int i = 0; i < 120; ++i) started.step(5, 0, 300, 4.0, 0);
+  Decision a, b;
+  for (int i = 0; i < 1200; ++i) {
+    const uint64_t n = poisson(rng, 5);
+    a = started.step(n, flight.add(n), 0, 4.0);
+    const uint64_t m = poisson(same, 5);
+    b = steady.step(m, steady_flight.add(m), 0, 4.0);
+  }
+  EXPECT_GE(peakedness_in(a), 1.0) << a.reason;
+  EXPECT_NEAR(peakedness_in(a), peakedness_in(b), 0.05) << a.reason << "\n" << b.reason;
+}
+
 // Occupancy of 20 requests, plus 40 more during one minute of every ten (a timer's work).
 int timer_load(int second) { return 20 + (second % 600 >= 540 ? 40 : 0); }
 
