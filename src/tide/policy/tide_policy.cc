@@ -10,9 +10,10 @@
 //     point within the next cold start in each of the last prewarm_cycles periods, by more than
 //     Poisson noise explains, the forecast is the current level plus the smallest of those rises:
 //     replicas are launched one cold start before the rise is due.
-//  3. Peakedness z: the variance of the errors of that forecast, made one cold start before,
-//     against the occupancy that followed, over the mean occupancy (last hour). Poisson traffic
-//     forecast well gives 1; bursts that the forecast misses give more.
+//  3. Peakedness z: the errors of that forecast, made one cold start before, against the
+//     occupancy that followed, each squared over the Poisson variance expected then (the mean of
+//     forecast and outcome), averaged over the last hour. Poisson traffic forecast well gives 1;
+//     bursts that the forecast misses give more.
 //  4. Slots N: the fewest with P(wait > slo.max_wait) <= target_wait_probability in an M/M/N queue
 //     (Erlang C, exponential tail) for traffic of peakedness z: N = z x slots(R / z) (Hayward).
 //  5. Backlog: queued requests that the ready slots cannot start within max_wait get replicas at
@@ -297,10 +298,14 @@ class TideDecider final : public Decider {
     if (service_.empty()) service_n_ = service_sum_ = 0;  // no rounding drift
   }
 
-  // Variance-to-mean ratio of the forecast errors: the occupancy now against the forecast made
-  // one cold start (`lead`) ago, when capacity for now had to be launched. Errors count from one
-  // cold start after the group first caught up with its demand (service times known, no
-  // backlog): before that, occupancy measures the start-up backlog, not the traffic.
+  // Dispersion of the forecast errors: the occupancy now against the forecast made one cold
+  // start (`lead`) ago, when capacity for now had to be launched. Each squared error is taken
+  // against the spread Poisson traffic would have had (its occupancy varies by its mean: the
+  // mean of forecast and outcome, so that a rise from zero and a fall to zero count alike) and
+  // averaged over the last hour: 1 for Poisson traffic forecast well, more for bursts the
+  // forecast missed, whatever the load's level did meanwhile. Errors count from one cold start
+  // after the group first caught up with its demand (service times known, no backlog): before
+  // that, occupancy measures the start-up backlog, not the traffic.
   double peakedness(const Observation& o, Duration lead, bool caught_up, double occupancy,
                     double forecast) {
     if (!errors_from_ && caught_up) errors_from_ = o.now + lead;
@@ -308,17 +313,13 @@ class TideDecider final : public Decider {
     while (forecasts_.size() > 1 && forecasts_[1].first <= o.now - lead) forecasts_.pop_front();
     if (!errors_from_ || o.now < *errors_from_ || o.interval.count() <= 0) return z_;
     if (forecasts_.front().first > o.now - lead) return z_;
-    const double e = occupancy - forecasts_.front().second;
-    error_.add(o.now, o.interval, e);
-    error_sq_.add(o.now, o.interval, e * e);
-    occupancy_.add(o.now, o.interval, occupancy);
-    // Until one cold start of errors has been seen, Poisson.
-    if (o.now - *errors_from_ < lead) return z_;
-    const double mean = error_.average(o.now);
-    const double mean_occupancy = occupancy_.average(o.now);
-    // The spread of the errors, and their bias when the forecast runs low.
-    const double var = error_sq_.average(o.now) - mean * mean + std::max(0.0, mean) * mean;
-    z_ = mean_occupancy > 0 ? std::max(1.0, var / mean_occupancy) : 1.0;
+    const double then = forecasts_.front().second;
+    const double e = occupancy - then;
+    dispersion_.add(o.now, o.interval, e * e / std::max(1.0, (then + occupancy) / 2));
+    // Until an hour of errors has been seen, the rest of the hour counts as Poisson (1).
+    const double hour = to_seconds(dispersion_.window());
+    const double seen = std::min(hour, to_seconds(o.now - *errors_from_));
+    z_ = std::max(1.0, (dispersion_.average(o.now) * seen + (hour - seen)) / hour);
     return z_;
   }
 
@@ -338,9 +339,7 @@ class TideDecider final : public Decider {
   RecurringRise recurring_;
   std::deque<std::pair<Time, double>> forecasts_;
   std::optional<Time> errors_from_;
-  metrics::AverageWindow error_{std::chrono::hours(1)};
-  metrics::AverageWindow error_sq_{std::chrono::hours(1)};
-  metrics::AverageWindow occupancy_{std::chrono::hours(1)};
+  metrics::AverageWindow dispersion_{std::chrono::hours(1)};
   double z_ = 1.0;
   MaxHold surge_holds_;
   MaxHold steady_holds_;
