@@ -7,8 +7,8 @@
 //     service time over the completions of the last service_window, since the request mix drifts.
 //  2. Recurring rises: occupancy (in flight + queued) kept in 10 s bins. When, for some period P
 //     of whole minutes up to prewarm_period, occupancy rose from this point of the period to a
-//     point within the next cold start in each of the last prewarm_cycles periods, by more than
-//     Poisson noise explains, the forecast is the current level plus the smallest of those rises:
+//     point within the next cold start in each of the last prewarm_cycles periods, each time by
+//     more than Poisson noise explains, the forecast is the current level plus the smallest rise:
 //     replicas are launched one cold start before the rise is due.
 //  3. Peakedness z: the errors of that forecast, made one cold start before, against the
 //     occupancy that followed, each squared over the Poisson variance expected then (the mean of
@@ -95,7 +95,7 @@ void RecurringRise::add(Time now, Duration interval, double occupancy) {
   }
 }
 
-RecurringRise::Rise RecurringRise::expected(Duration horizon, double level) const {
+RecurringRise::Rise RecurringRise::expected(Duration horizon) const {
   // Whole bins only: the last one is still filling. The search only changes when a bin is
   // complete, so it runs once per bin.
   const auto n = static_cast<int64_t>(bins_.size()) - 1;
@@ -106,8 +106,6 @@ RecurringRise::Rise RecurringRise::expected(Duration horizon, double level) cons
     cached_h_bins_ = h_bins;
     cached_ = search(n, h_bins);
   }
-  // Occupancy of Poisson traffic varies by sqrt(level): a smaller rise is noise.
-  if (cached_.rise <= 3 * std::sqrt(std::max(level, 1.0))) return {};
   return cached_;
 }
 
@@ -128,7 +126,10 @@ RecurringRise::Rise RecurringRise::search(int64_t n, int64_t h_bins) const {
       for (int k = 1; k <= cycles_ && rise > best.rise; ++k) {
         const int64_t then = n - k * period;  // this point of the period, k cycles ago
         const double before = mean(then - h_bins, then);
-        rise = std::min(rise, bins_[static_cast<size_t>(then + ahead - 1)] - before);
+        const double r = bins_[static_cast<size_t>(then + ahead - 1)] - before;
+        // Occupancy of Poisson traffic varies by the square root of its mean: a rise within
+        // three standard deviations of it is noise, and does not recur.
+        rise = r > 3 * std::sqrt(std::max(before, 1.0)) ? std::min(rise, r) : 0;
       }
       if (rise > best.rise) best = {rise, std::chrono::minutes(minutes)};
     }
@@ -194,9 +195,8 @@ class TideDecider final : public Decider {
     const Duration lead = std::max<Duration>(o.cold_start, std::chrono::seconds(1));
     // A rise that recurred in each of the last cycles of some period is due again.
     const double level = level_.average(o.now);
-    const RecurringRise::Rise rise = params_.prewarm_period.count() > 0
-                                         ? recurring_.expected(lead, level)
-                                         : RecurringRise::Rise{};
+    const RecurringRise::Rise rise =
+        params_.prewarm_period.count() > 0 ? recurring_.expected(lead) : RecurringRise::Rise{};
     const bool prewarm = rise.rise > 0 && level + rise.rise > load;
     const double forecast = prewarm ? level + rise.rise : load;
     // Bursty traffic (peakedness z > 1) behaves like Poisson traffic of load R/z on N/z slots

@@ -31,9 +31,9 @@ class RecurringRise {
   RecurringRise(Duration max_period, int cycles);
   // The group's mean occupancy during (now - interval, now].
   void add(Time now, Duration interval, double occupancy);
-  // The largest rise expected within `horizon` (a cold start) of now, if it exceeds what Poisson
-  // noise explains at the current `level` of occupancy (three standard deviations, sqrt(level)).
-  Rise expected(Duration horizon, double level) const;
+  // The largest rise expected within `horizon` (a cold start) of now. Each past rise must exceed
+  // what Poisson noise explains at the occupancy it rose from (three standard deviations).
+  Rise expected(Duration horizon) const;
 
  private:
   Rise search(int64_t complete_bins, int64_t h_bins) const;

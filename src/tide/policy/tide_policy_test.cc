@@ -275,11 +275,11 @@ TEST(RecurringRise, FindsTheShortestPeriodOfARiseAndItsSize) {
     now += 1s;
     r.add(now, 1s, 10);
   }
-  const RecurringRise::Rise rise = r.expected(60s, 10);
+  const RecurringRise::Rise rise = r.expected(60s);
   EXPECT_EQ(rise.period, 7min);
   EXPECT_NEAR(rise.rise, 30, 1e-9);
   // Farther ahead than the horizon: not yet.
-  EXPECT_EQ(r.expected(10s, 10).rise, 0);
+  EXPECT_EQ(r.expected(10s).rise, 0);
 }
 
 TEST(RecurringRise, IgnoresNoiseAndRisesThatStoppedRecurring) {
@@ -292,11 +292,11 @@ TEST(RecurringRise, IgnoresNoiseAndRisesThatStoppedRecurring) {
     // A rise every 5 minutes for two hours, then no more.
     stopped.add(now, 1s, 10 + (i < 7200 && i % 300 >= 280 ? 30 : 0));
     if (i % 10 == 0) {
-      EXPECT_EQ(noise.expected(60s, 25).rise, 0) << "at " << i << " s";
+      EXPECT_EQ(noise.expected(60s).rise, 0) << "at " << i << " s";
       // Once the longest period no longer fits in the two hours it recurred (a rise every
       // 5 minutes also recurs every 55), it is forgotten.
       if (i > 7200 + 3600) {
-        EXPECT_EQ(stopped.expected(60s, 10).rise, 0) << "at " << i << " s";
+        EXPECT_EQ(stopped.expected(60s).rise, 0) << "at " << i << " s";
       }
     }
   }
@@ -310,7 +310,7 @@ TEST(RecurringRise, SpreadsLongTicksOverTheBinsTheyCover) {
   for (int i = 0; i < 4 * 3600 / 25; ++i) {
     now += 25s;
     r.add(now, 25s, 20);
-    EXPECT_EQ(r.expected(60s, 20).rise, 0) << "at " << to_seconds(now) << " s";
+    EXPECT_EQ(r.expected(60s).rise, 0) << "at " << to_seconds(now) << " s";
   }
 }
 
