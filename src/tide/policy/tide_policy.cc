@@ -205,8 +205,7 @@ class TideDecider final : public Decider {
     const double slots = z * slots_for(forecast / z, t_over_s, params_.target_wait_probability);
     const int for_slo = static_cast<int>(std::ceil(slots / c));
     // A backlog needs replicas now, beyond those already starting (they will take it when
-    // ready).
-    // Replicas launched now are ready after a cold start; from then on each clears c / s
+    // ready). Replicas launched now are ready after a cold start; from then on each clears c / s
     // requests a second, so the backlog needs enough of them to clear it within one more cold
     // start, not one slot per queued request.
     const double per_replica =
