@@ -98,8 +98,9 @@ constexpr std::string_view kConcurrencyKeys[] = {"target",
                                                  "scale_to_zero_grace"};
 constexpr std::string_view kStepKeys[] = {"metric", "adjustment",  "steps",
                                           "window", "cooldown_up", "cooldown_down"};
-constexpr std::string_view kTideKeys[] = {"target_wait_probability", "idle_timeout",
-                                          "demand_window", "keep_window"};
+constexpr std::string_view kTideKeys[] = {
+    "target_wait_probability", "idle_timeout",   "demand_window", "keep_window",
+    "service_window",          "prewarm_period", "prewarm_cycles"};
 constexpr std::string_view kRulesKeys[] = {"stabilization", "select", "policies"};
 constexpr std::string_view kRateLimitKeys[] = {"type", "value", "period"};
 constexpr std::string_view kStepItemKeys[] = {"lower", "upper", "change"};
@@ -333,6 +334,20 @@ void read_scaling_fields(Reader& r, const Map& m, ScalingSpec& spec, int group_c
       m.read("target_wait_probability", t.target_wait_probability, between(0, true, 1, true));
       m.read("demand_window", t.demand_window, above(0));
       m.read("keep_window", t.keep_window);
+      m.read("service_window", t.service_window, above(0));
+      Duration period{0};
+      if (m.read("prewarm_period", period)) {
+        // The history it keeps grows with the period: periods beyond a day are daily patterns
+        // repeated, and a day's history at 10 s resolution is what the policy holds.
+        if (period > std::chrono::hours(24)) {
+          r.fail(m.at("prewarm_period"),
+                 fmt::format("must be at most 24h (0 turns pre-warming off), got {}",
+                             format_duration(period)));
+        } else {
+          t.prewarm_period = period;
+        }
+      }
+      m.read("prewarm_cycles", t.prewarm_cycles, between(2, false, 10, false));
       break;
     }
   }

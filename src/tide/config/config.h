@@ -142,7 +142,10 @@ struct TidePolicy {
   double target_wait_probability = 0.01;  // share of requests allowed to wait (sets the headroom)
   Duration idle_timeout{0};               // 0 = break-even: the group's mean cold start
   Duration demand_window = 20s;           // window of the surge detector (recent arrival rate)
-  Duration keep_window{0};  // 0 = mean cold start: capacity kept this long after a peak
+  Duration keep_window{0};         // 0 = mean cold start: capacity kept this long after a peak
+  Duration service_window = 5min;  // mean service time over the completions this recent
+  Duration prewarm_period = 1h;    // longest period searched for recurring rises (0 = no pre-warm)
+  int prewarm_cycles = 3;          // a rise pre-warms once seen in each of this many past periods
 };
 
 // Modifiers every policy shares. They run after the policy, in this order: bounds, idle scale to

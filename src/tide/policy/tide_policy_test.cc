@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "tide/common/random.h"
 
 namespace tide::policy {
@@ -9,20 +11,27 @@ namespace {
 
 using namespace std::chrono_literals;
 
-config::GroupSpec group() {
+config::GroupSpec group(Duration prewarm_period = 1h) {
   config::GroupSpec g;
   g.name = "gpu";
   g.max_replicas = 100;
   g.concurrency = 8;
   g.scaling.policy = config::PolicyKind::kTide;
+  g.scaling.tide.prewarm_period = prewarm_period;
   return g;
 }
 
 // Drives the tide decider one second at a time with the given load.
 struct Loop {
-  std::unique_ptr<Decider> d = make_tide_policy(group());
+  explicit Loop(Duration prewarm_period = 1h) : d(make_tide_policy(group(prewarm_period))) {}
+  std::unique_ptr<Decider> d;
   Time now{};
   int current = 0;
+  int changes = 0;           // of the desired count
+  double running_mean = -1;  // the dispatcher's mean over all completions (-1: service_s)
+  std::optional<Time> last_activity;
+
+  // As many completions as arrivals, with service time `service_s`.
   Decision step(uint64_t arrivals, int in_flight, int queued, double service_s, int ready = -1) {
     now += 1s;
     Observation o;
@@ -38,24 +47,53 @@ struct Loop {
     o.avg_in_flight = in_flight;
     o.avg_queued = queued;
     o.arrivals = arrivals;
-    o.mean_service_s = service_s;
+    o.completions = arrivals;
+    o.service_sum_s = static_cast<double>(arrivals) * service_s;
+    o.service_sq_sum_s2 = static_cast<double>(arrivals) * service_s * service_s;
+    o.mean_service_s = running_mean >= 0 ? running_mean : service_s;
     o.cold_start = 60s;
     o.max_wait = 2s;
-    if (arrivals > 0 || in_flight > 0 || queued > 0) o.last_activity = now;
-    last_activity = o.last_activity ? o.last_activity : last_activity;
+    if (arrivals > 0 || in_flight > 0 || queued > 0) last_activity = now;
     o.last_activity = last_activity;
     Decision dec = d->decide(o);
+    if (dec.desired != current) ++changes;
     current = dec.desired;
     return dec;
   }
-  std::optional<Time> last_activity;
 };
+
+// Requests of a fixed service time: what is in flight is what arrived within the last
+// service time.
+struct InFlight {
+  explicit InFlight(int service_s) : recent(static_cast<size_t>(service_s), 0) {}
+  int add(uint64_t arrivals) {
+    sum += static_cast<int>(arrivals) - recent[i];
+    recent[i] = static_cast<int>(arrivals);
+    i = (i + 1) % recent.size();
+    return sum;
+  }
+  std::vector<int> recent;
+  size_t i = 0;
+  int sum = 0;
+};
+
+// A Poisson count (Knuth's product of uniforms; fine for the small means used here).
+uint64_t poisson(Random& rng, double mean) {
+  const double limit = std::exp(-mean);
+  uint64_t n = 0;
+  for (double p = rng.uniform(); p > limit; p *= rng.uniform()) ++n;
+  return n;
+}
+
+bool has(const Decision& d, std::string_view text) {
+  return d.reason.find(text) != std::string::npos;
+}
 
 TEST(TidePolicy, QueuedWorkFromZeroGetsReplicasOnTheFirstTick) {
   Loop l;
   const Decision d = l.step(20, 0, 20, 0, 0);
   EXPECT_GE(d.desired, 3);  // at least ceil(20 / 8): nothing is ready to start them
-  EXPECT_NE(d.reason.find("queued beyond"), std::string::npos) << d.reason;
+  EXPECT_TRUE(has(d, "queued beyond")) << d.reason;
 }
 
 TEST(TidePolicy, SizesPoissonLoadWithASquareRootMarginNotAFixedUtilization) {
@@ -73,16 +111,47 @@ TEST(TidePolicy, SizesPoissonLoadWithASquareRootMarginNotAFixedUtilization) {
   EXPECT_LT(small_util, big_util);
 }
 
-TEST(TidePolicy, HoldsCapacityForAColdStartAfterThePeakThenScalesDown) {
+TEST(TidePolicy, HoldsCapacityForAColdStartAfterASurgeThenScalesDown) {
   Loop l;
-  for (int i = 0; i < 120; ++i) l.step(10, 40, 0, 4.0);  // 40 in service
+  for (int i = 0; i < 300; ++i) l.step(2, 8, 0, 4.0);  // steady 2/s
+  const int before = l.current;
+  Decision d;
+  for (int i = 0; i < 15; ++i) d = l.step(12, 48, 0, 4.0);  // a surge the 60 s average lags
+  EXPECT_TRUE(has(d, "surge rate")) << d.reason;
   const int at_peak = l.current;
-  EXPECT_GE(at_peak, 6);
-  for (int i = 0; i < 30; ++i) l.step(1, 4, 0, 4.0);
+  EXPECT_GT(at_peak, before);
+  for (int i = 0; i < 30; ++i) d = l.step(2, 8, 0, 4.0);
   EXPECT_EQ(l.current, at_peak) << "released before a cold start's worth of time";
-  for (int i = 0; i < 120; ++i) l.step(1, 4, 0, 4.0);
+  EXPECT_TRUE(has(d, "holding")) << d.reason;
+  for (int i = 0; i < 120; ++i) l.step(2, 8, 0, 4.0);
   EXPECT_LT(l.current, at_peak);
   EXPECT_GE(l.current, 1);
+}
+
+TEST(TidePolicy, ADeclineFollowsTheAverageRateWithoutHoldingItsPeakAgain) {
+  // The steady need is already the keep window's average rate: it falls over one cold start by
+  // itself, and holding its maximum for another would keep the peak for two.
+  Loop l;
+  for (int i = 0; i < 300; ++i) l.step(10, 40, 0, 4.0);
+  const int at_peak = l.current;
+  Decision d;
+  for (int i = 0; i < 61; ++i) d = l.step(1, 4, 0, 4.0);
+  EXPECT_LT(l.current, at_peak) << d.reason;
+  EXPECT_FALSE(has(d, "surge or backlog")) << d.reason;
+}
+
+TEST(TidePolicy, ALoadNearAReplicaBoundaryDoesNotFlapEverySecond) {
+  // Poisson arrivals whose mean load sits where the SLO needs 4 replicas or 5: the estimate
+  // crosses the boundary again and again; the steady need is held for the demand window.
+  Loop l;
+  Random rng(3);
+  InFlight flight(4);
+  for (int i = 0; i < 1200; ++i) {
+    const uint64_t n = poisson(rng, 6.4);
+    l.step(n, flight.add(n), 0, 4.0);
+  }
+  EXPECT_LE(l.changes, 30) << "changes of the desired count in 20 minutes";
+  EXPECT_GE(l.current, 4);
 }
 
 TEST(TidePolicy, ScalesToZeroAfterIdlingForTheColdStart) {
@@ -93,20 +162,156 @@ TEST(TidePolicy, ScalesToZeroAfterIdlingForTheColdStart) {
   EXPECT_GE(l.current, 1);
   const Decision d = l.step(0, 0, 0, 2.0);
   EXPECT_EQ(d.desired, 0);
-  EXPECT_NE(d.reason.find("idle timeout"), std::string::npos) << d.reason;
+  EXPECT_TRUE(has(d, "idle timeout")) << d.reason;
 }
 
-TEST(TidePolicy, BurstyArrivalsGetMoreHeadroomThanPoissonAtTheSameMeanRate) {
-  Loop poisson, bursty;
-  Random rng(11);
-  for (int i = 0; i < 3600; ++i) {
-    // Same mean of 5/s: Poisson-like counts vs all of a minute's requests in its first 5 s.
-    const auto p = static_cast<uint64_t>(5 + (rng.uniform() - 0.5) * 4);
-    const uint64_t b = (i % 60) < 5 ? 60 : 0;
-    poisson.step(p, 20, 0, 4.0);
-    bursty.step(b, 20, 0, 4.0);
+TEST(TidePolicy, SizesWithRecentServiceTimesNotTheRunningMeanOfTheWholeRun) {
+  Loop drifted, fresh;
+  for (int i = 0; i < 1800; ++i) drifted.step(8, 48, 0, 6.0);  // half an hour of 6 s requests
+  // Then requests take 3 s; ten minutes on, the mean over the whole run still says 5.25 s.
+  Decision d;
+  for (int i = 1; i <= 600; ++i) {
+    drifted.running_mean = (1800 * 6.0 + i * 3.0) / (1800 + i);
+    d = drifted.step(8, 24, 0, 3.0);
+    fresh.step(8, 24, 0, 3.0);
   }
-  EXPECT_GT(bursty.current, poisson.current);
+  EXPECT_TRUE(has(d, "x service 3.00s")) << d.reason;
+  EXPECT_EQ(drifted.current, fresh.current);
+}
+
+TEST(TidePolicy, BurstsTheForecastMissesGetMoreHeadroomThanPoissonAtTheSameMeanRate) {
+  Loop smooth(0s), bursty(0s);  // no pre-warm: the bursts come at random
+  Random rng(11), when(12);
+  InFlight smooth_flight(4), bursty_flight(4);
+  Decision p, b;
+  bool bursty_burst = false;
+  for (int i = 0; i < 3600; ++i) {
+    // Same mean of 5/s: Poisson, or bursts of 50/s lasting 10 s at random (one in ten).
+    if (i % 10 == 0) bursty_burst = when.uniform() < 0.1;
+    const uint64_t pn = poisson(rng, 5);
+    const uint64_t bn = bursty_burst ? 50 : 0;
+    p = smooth.step(pn, smooth_flight.add(pn), 0, 4.0);
+    b = bursty.step(bn, bursty_flight.add(bn), 0, 4.0);
+  }
+  EXPECT_TRUE(has(p, "peakedness 1.")) << p.reason;
+  EXPECT_GT(bursty.current, smooth.current) << b.reason;
+}
+
+double peakedness_in(const Decision& d) {
+  const size_t at = d.reason.find("peakedness ");
+  return at == std::string::npos ? -1 : std::stod(d.reason.substr(at + 11));
+}
+
+TEST(TidePolicy, AStartUpBacklogDoesNotCountAsBurstiness) {
+  // Two minutes of 300 requests waiting for the first replicas, then Poisson traffic: the
+  // same peakedness as for the same traffic without that start.
+  Loop started, steady;
+  Random rng(5), same(5);
+  InFlight flight(4), steady_flight(4);
+  for (int i = 0; i < 120; ++i) started.step(5, 0, 300, 4.0, 0);
+  Decision a, b;
+  for (int i = 0; i < 1200; ++i) {
+    const uint64_t n = poisson(rng, 5);
+    a = started.step(n, flight.add(n), 0, 4.0);
+    const uint64_t m = poisson(same, 5);
+    b = steady.step(m, steady_flight.add(m), 0, 4.0);
+  }
+  EXPECT_GE(peakedness_in(a), 1.0) << a.reason;
+  EXPECT_NEAR(peakedness_in(a), peakedness_in(b), 0.05) << a.reason << "\n" << b.reason;
+}
+
+// Occupancy of 20 requests, plus 40 more during one minute of every ten (a timer's work).
+int timer_load(int second) { return 20 + (second % 600 >= 540 ? 40 : 0); }
+
+TEST(TidePolicy, PreWarmsARiseThatRecursOneColdStartBeforeItIsDue) {
+  Loop l;
+  // Three periods to learn from, then up to just before the fourth rise is due.
+  for (int i = 0; i < 3 * 600; ++i) {
+    const int n = timer_load(i);
+    const Decision d = l.step(static_cast<uint64_t>(n / 4), n, 0, 4.0);
+    if (i % 600 == 500) {
+      EXPECT_FALSE(has(d, "recurring rise")) << "nothing recurred yet at " << i << " s";
+    }
+  }
+  Decision d;
+  for (int i = 3 * 600; i < 3 * 600 + 500; ++i) {
+    const int n = timer_load(i);
+    d = l.step(static_cast<uint64_t>(n / 4), n, 0, 4.0);
+  }
+  // 40 s before the rise (inside a cold start of it), capacity for 60 in flight is launching.
+  EXPECT_TRUE(has(d, "recurring rise")) << d.reason;
+  EXPECT_TRUE(has(d, "periods of 10m")) << d.reason;
+  EXPECT_GE(d.desired, 60 / 8 + 1) << d.reason;
+}
+
+TEST(TidePolicy, KeepsReplicasForARecurringBurstInsteadOfScalingToZero) {
+  Loop l;
+  // 5 minutes of 40 in flight every 20 minutes, nothing in between.
+  auto load = [](int second) { return second % 1200 < 300 ? 40 : 0; };
+  for (int i = 0; i < 3 * 1200; ++i) l.step(static_cast<uint64_t>(load(i) / 4), load(i), 0, 4.0);
+  EXPECT_EQ(l.current, 0) << "idle between bursts";
+  Decision d;
+  int at_zero = 0;
+  for (int i = 3 * 1200; i < 4 * 1200; ++i) {
+    d = l.step(static_cast<uint64_t>(load(i) / 4), load(i), 0, 4.0);
+    if (i == 4 * 1200 - 30) {
+      EXPECT_TRUE(has(d, "recurring rise")) << d.reason;
+    }
+    if (i >= 4 * 1200 - 30) at_zero += d.desired == 0;
+  }
+  EXPECT_EQ(at_zero, 0) << "ready for the next burst when it comes";
+  EXPECT_GE(l.current, 40 / 8);
+}
+
+TEST(RecurringRise, FindsTheShortestPeriodOfARiseAndItsSize) {
+  RecurringRise r(1h, 3);
+  Time now{};
+  for (int i = 0; i < 4 * 420; ++i) {
+    now += 1s;
+    r.add(now, 1s, 10 + (i % 420 >= 400 ? 30 : 0));  // +30 for 20 s every 7 minutes
+  }
+  // 20 s before the next rise: due within a cold start.
+  for (int i = 0; i < 400 - 20; ++i) {
+    now += 1s;
+    r.add(now, 1s, 10);
+  }
+  const RecurringRise::Rise rise = r.expected(60s);
+  EXPECT_EQ(rise.period, 7min);
+  EXPECT_NEAR(rise.rise, 30, 1e-9);
+  // Farther ahead than the horizon: not yet.
+  EXPECT_EQ(r.expected(10s).rise, 0);
+}
+
+TEST(RecurringRise, IgnoresNoiseAndRisesThatStoppedRecurring) {
+  RecurringRise noise(1h, 3), stopped(1h, 3);
+  Random rng(7);
+  Time now{};
+  for (int i = 0; i < 4 * 3600; ++i) {
+    now += 1s;
+    noise.add(now, 1s, static_cast<double>(poisson(rng, 25)));  // Poisson occupancy: no pattern
+    // A rise every 5 minutes for two hours, then no more.
+    stopped.add(now, 1s, 10 + (i < 7200 && i % 300 >= 280 ? 30 : 0));
+    if (i % 10 == 0) {
+      EXPECT_EQ(noise.expected(60s).rise, 0) << "at " << i << " s";
+      // Once the longest period no longer fits in the two hours it recurred (a rise every
+      // 5 minutes also recurs every 55), it is forgotten.
+      if (i > 7200 + 3600) {
+        EXPECT_EQ(stopped.expected(60s).rise, 0) << "at " << i << " s";
+      }
+    }
+  }
+}
+
+TEST(RecurringRise, SpreadsLongTicksOverTheBinsTheyCover) {
+  // A 25 s control tick covers parts of three 10 s bins: a steady load must not read as a
+  // rise at every tick.
+  RecurringRise r(1h, 3);
+  Time now{};
+  for (int i = 0; i < 4 * 3600 / 25; ++i) {
+    now += 25s;
+    r.add(now, 25s, 20);
+    EXPECT_EQ(r.expected(60s).rise, 0) << "at " << to_seconds(now) << " s";
+  }
 }
 
 }  // namespace
