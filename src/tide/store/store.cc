@@ -1,9 +1,9 @@
 #include "tide/store/store.h"
 
 #include <fcntl.h>
-#include <sys/file.h>
 #include <fmt/format.h>
 #include <sqlite3.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <atomic>

@@ -173,8 +173,7 @@ TEST_F(StoreTest, OnlyOneTideAtATimeUsesAFile) {
     Store::open(file());
     FAIL() << "expected StoreError";
   } catch (const StoreError& e) {
-    EXPECT_NE(std::string(e.what()).find("in use by another tide"), std::string::npos)
-        << e.what();
+    EXPECT_NE(std::string(e.what()).find("in use by another tide"), std::string::npos) << e.what();
   }
   first.reset();
   EXPECT_NO_THROW(Store::open(file()));
