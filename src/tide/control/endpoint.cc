@@ -359,36 +359,35 @@ const policy::Observation& Endpoint::tick(int group, Time now) {
 void Endpoint::launch(int group, Time now) {
   Group& g = groups_[group];
   const uint64_t id = next_id_++;
-  Replica r;
-  r.id = id;
-  r.name = fmt::format("{}/{}/{}", spec_.name, g.spec->name, id);
-  r.group = group;
-  r.state = ReplicaState::kRequested;
-  r.requested_at = now;
-  auto [it, inserted] = replicas_.emplace(id, std::move(r));
+  auto [it, inserted] =
+      replicas_.emplace(id, new_replica(group, id, ReplicaState::kRequested, now));
   assert(inserted);
   g.live.push_back(id);
   ++g.launches;
-  changed(it->second, now);
+  changed(it->second);
   provisioner_.launch(it->second, *g.spec, *replica_events_);
 }
 
-bool Endpoint::adopt(int group, uint64_t id, const std::string& handle, Time requested_at,
-                     Time now) {
-  Group& g = groups_[group];
-  reserve_ids(id + 1);
+Replica Endpoint::new_replica(int group, uint64_t id, ReplicaState state, Time requested_at) const {
   Replica r;
   r.id = id;
-  r.name = fmt::format("{}/{}/{}", spec_.name, g.spec->name, id);
+  r.name = fmt::format("{}/{}/{}", spec_.name, groups_[group].spec->name, id);
   r.group = group;
-  r.state = ReplicaState::kStarting;
+  r.state = state;
   r.requested_at = requested_at;
+  return r;
+}
+
+bool Endpoint::adopt(int group, uint64_t id, const std::string& handle, Time requested_at) {
+  Group& g = groups_[group];
+  reserve_ids(id + 1);
+  Replica r = new_replica(group, id, ReplicaState::kStarting, requested_at);
   r.handle = handle;
   r.adopted = true;
   auto [it, inserted] = replicas_.emplace(id, std::move(r));
   if (!inserted) return false;
   g.live.push_back(id);
-  changed(it->second, now);
+  changed(it->second);
   if (provisioner_.adopt(it->second, *g.spec, handle, *replica_events_)) return true;
   std::erase(g.live, id);
   replicas_.erase(it);
@@ -406,7 +405,7 @@ void Endpoint::reconcile(int group, Time now) {
       Replica& r = replicas_.at(id);
       if (r.state != ReplicaState::kDraining) continue;
       r.state = ReplicaState::kReady;
-      changed(r, now);
+      changed(r);
       dispatcher_.undrain(r.slot, now);
       ++active;
     }
@@ -450,7 +449,7 @@ void Endpoint::reconcile(int group, Time now) {
     --excess;
     r->state = ReplicaState::kDraining;
     r->drain_at = now;
-    changed(*r, now);
+    changed(*r);
     dispatcher_.drain(r->slot, now);  // may call on_drained (and retire) right away
   }
 }
@@ -461,7 +460,7 @@ void Endpoint::retire(Replica& replica, Time now, ReplicaState final_state) {
   replica.stopped_at = now;
   g.closed_replica_seconds += to_seconds(now - replica.requested_at);
   if (final_state == ReplicaState::kFailed) ++g.failures;
-  changed(replica, now);
+  changed(replica);
   // Also for a failed replica: whatever is left of it (a hung process, a cluster job) must go.
   provisioner_.stop(replica);
   const uint64_t id = replica.id;
@@ -469,11 +468,11 @@ void Endpoint::retire(Replica& replica, Time now, ReplicaState final_state) {
   replicas_.erase(id);
 }
 
-void Endpoint::on_replica_starting(uint64_t replica_id, Time now) {
+void Endpoint::on_replica_starting(uint64_t replica_id, Time) {
   Replica* r = find(replica_id);
   if (r != nullptr && r->state == ReplicaState::kRequested) {
     r->state = ReplicaState::kStarting;
-    changed(*r, now);
+    changed(*r);
   }
 }
 
@@ -481,7 +480,7 @@ void Endpoint::on_replica_handle(uint64_t replica_id, std::string handle) {
   Replica* r = find(replica_id);
   if (r == nullptr) return;
   r->handle = std::move(handle);
-  changed(*r, r->requested_at);
+  changed(*r);
 }
 
 void Endpoint::on_replica_ready(uint64_t replica_id, Time now, std::string address) {
@@ -496,7 +495,7 @@ void Endpoint::on_replica_ready(uint64_t replica_id, Time now, std::string addre
   r->address = std::move(address);
   // An adopted replica's cold start happened in an earlier run: its launch-to-ready says nothing.
   if (!r->adopted) g.cold_starts.push_back(to_seconds(now - r->requested_at));
-  changed(*r, now);
+  changed(*r);
   // Map the slot first: held requests start on it inside add_replica, and their sink may ask
   // whose slot it is.
   r->slot = dispatcher_.next_slot();

@@ -46,10 +46,7 @@ class DecisionSink {
   virtual void record(const DecisionRecord& decision) = 0;
   // A replica changed state (launched, starting, ready, draining, stopped, failed), or its
   // provisioner told where it runs (handle). After stopped or failed it is gone.
-  virtual void replica_changed(const Replica& replica, Time now) {
-    (void)replica;
-    (void)now;
-  }
+  virtual void replica_changed(const Replica& replica) { (void)replica; }
 };
 
 // Where request outcomes go: the simulator's event loop, or the gateway's waiting coroutines.
@@ -135,7 +132,7 @@ class Endpoint final : public dispatch::DispatchListener, public ReplicaEvents {
   // counts toward the group's size, so no duplicate is launched) until its provisioner reports
   // it ready or gone. `requested_at` is when it was first launched (billing goes on from there).
   // Returns false, and forgets it, if the provisioner cannot adopt at all.
-  bool adopt(int group, uint64_t id, const std::string& handle, Time requested_at, Time now);
+  bool adopt(int group, uint64_t id, const std::string& handle, Time requested_at);
   // Replica ids from here on start at `next` (a restarted tide never reuses an old id).
   void reserve_ids(uint64_t next) { next_id_ = std::max(next_id_, next); }
   // The data plane found a replica unreachable (connection refused or reset before any response
@@ -208,8 +205,10 @@ class Endpoint final : public dispatch::DispatchListener, public ReplicaEvents {
   void reconcile(int group, Time now);
   void launch(int group, Time now);
   void apply_routing();
-  void changed(const Replica& replica, Time now) {
-    if (decisions_ != nullptr) decisions_->replica_changed(replica, now);
+  // A replica of `group` in `state`, named "endpoint/group/id".
+  Replica new_replica(int group, uint64_t id, ReplicaState state, Time requested_at) const;
+  void changed(const Replica& replica) {
+    if (decisions_ != nullptr) decisions_->replica_changed(replica);
   }
   void retire(Replica& replica, Time now, ReplicaState final_state);
   Replica* find(uint64_t id);

@@ -54,7 +54,7 @@ struct Decisions : DecisionSink {
   std::vector<DecisionRecord> records;
   std::vector<std::string> changes;  // "id state handle"
   void record(const DecisionRecord& d) override { records.push_back(d); }
-  void replica_changed(const Replica& r, Time) override {
+  void replica_changed(const Replica& r) override {
     changes.push_back(fmt::format("{} {} {}", r.id, state_name(r.state), r.handle));
   }
 };
@@ -260,8 +260,8 @@ TEST(Endpoint, AdoptedReplicasCountTowardTheGroupSoNoDuplicateIsLaunched) {
   spec.groups[0].min_replicas = 2;
   Endpoint ep(spec, prov, sink, &d, at(1000));
   ep.reserve_ids(8);
-  ASSERT_TRUE(ep.adopt(0, 3, "local pid=3", at(100), at(1000)));
-  ASSERT_TRUE(ep.adopt(0, 5, "local pid=5", at(200), at(1000)));
+  ASSERT_TRUE(ep.adopt(0, 3, "local pid=3", at(100)));
+  ASSERT_TRUE(ep.adopt(0, 5, "local pid=5", at(200)));
   EXPECT_THAT(prov.adopted, ElementsAre(Pair(3u, "local pid=3"), Pair(5u, "local pid=5")));
   ep.tick(0, at(1000));
   EXPECT_TRUE(prov.launched.empty());  // min 2 is met by the two being adopted
@@ -283,7 +283,7 @@ TEST(Endpoint, AReplicaTheProvisionerCannotAdoptIsForgotten) {
   prov.adoptable = false;
   Sink sink;
   Endpoint ep(queue_endpoint(1, 4), prov, sink, nullptr, at(0));
-  EXPECT_FALSE(ep.adopt(0, 3, "x", at(0), at(0)));
+  EXPECT_FALSE(ep.adopt(0, 3, "x", at(0)));
   EXPECT_EQ(ep.status(0).starting, 0);
   EXPECT_EQ(ep.replica(3), nullptr);
 }

@@ -287,8 +287,8 @@ void LiveEndpoint::on_replica_lost(dispatch::ReplicaSlot,
   }
 }
 
-void LiveEndpoint::replica_changed(const Replica& replica, Time now) {
-  if (journal_.replica) journal_.replica(replica, replica.group, now);
+void LiveEndpoint::replica_changed(const Replica& replica) {
+  if (journal_.replica) journal_.replica(replica);
 }
 
 void LiveEndpoint::on_replica_handle(uint64_t replica_id, std::string handle) {
@@ -306,7 +306,7 @@ bool LiveEndpoint::adopt(const std::string& group, uint64_t id, const std::strin
   std::lock_guard lock(mu_);
   for (int g = 0; g < endpoint_.group_count(); ++g) {
     if (spec().groups[static_cast<size_t>(g)].name != group) continue;
-    const bool ok = endpoint_.adopt(g, id, handle, requested_at, clock_.now());
+    const bool ok = endpoint_.adopt(g, id, handle, requested_at);
     if (log_)
       log_(ok ? fmt::format("adopting replica {}/{}/{} ({})", spec().name, group, id, handle)
               : fmt::format("cannot adopt replica {}/{}/{} ({})", spec().name, group, id, handle));

@@ -128,7 +128,7 @@ class LiveEndpoint final : public RequestSink, public ReplicaEvents, public Deci
   // lock held: queue the data and return. Set before the endpoint is used.
   struct Journal {
     std::function<void(const DecisionRecord&)> decision;
-    std::function<void(const Replica&, int group, Time now)> replica;
+    std::function<void(const Replica&)> replica;
   };
   void set_journal(Journal journal) { journal_ = std::move(journal); }
 
@@ -186,7 +186,7 @@ class LiveEndpoint final : public RequestSink, public ReplicaEvents, public Deci
   void on_replica_lost(dispatch::ReplicaSlot slot, const std::vector<dispatch::RequestId>& waiting,
                        Time now) override;
   void record(const DecisionRecord& decision) override;
-  void replica_changed(const Replica& replica, Time now) override;
+  void replica_changed(const Replica& replica) override;
 
   struct Held {
     Waiter* waiter;

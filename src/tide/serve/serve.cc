@@ -264,15 +264,29 @@ struct Server::Impl {
     return std::chrono::duration<double>(wall.time_since_epoch()).count();
   }
 
-  json decision_json(const control::DecisionRecord& d) const {
-    return {{"time", wall_seconds(d.time)},
-            {"group", d.group},
-            {"from", d.from},
-            {"to", d.to},
-            {"reason", d.reason},
-            {"queued", d.queued},
-            {"in_flight", d.in_flight},
-            {"ready", d.ready},
+  // A decision as the state file keeps it (wall-clock time).
+  store::DecisionRow decision_row(const std::string& endpoint,
+                                  const control::DecisionRecord& d) const {
+    store::DecisionRow row;
+    row.time = wall_seconds(d.time);
+    row.endpoint = endpoint;
+    row.group = d.group;
+    row.from = d.from;
+    row.to = d.to;
+    row.reason = d.reason;
+    row.queued = d.queued;
+    row.in_flight = d.in_flight;
+    row.ready = d.ready;
+    row.starting = d.starting;
+    return row;
+  }
+
+  // A decision as the API shows it, live or from the state file.
+  static json decision_json(const store::DecisionRow& d) {
+    return {{"time", d.time},           {"group", d.group},
+            {"from", d.from},           {"to", d.to},
+            {"reason", d.reason},       {"queued", d.queued},
+            {"in_flight", d.in_flight}, {"ready", d.ready},
             {"starting", d.starting}};
   }
 
@@ -355,7 +369,7 @@ struct Server::Impl {
     if (detail) {
       out["config"] = ep.spec().source;
       json decisions = json::array();
-      for (const auto& d : v.decisions) decisions.push_back(decision_json(d));
+      for (const auto& d : v.decisions) decisions.push_back(decision_json(decision_row(v.name, d)));
       out["decisions"] = std::move(decisions);
     }
     return out;
@@ -457,24 +471,15 @@ struct Server::Impl {
     if (auto bad = read_range(req, from, to)) return *bad;
     int limit = 1000;
     if (const std::string text = query_param(req.target, "limit"); !text.empty()) {
-      const auto v = parse_seconds(text);
-      if (!v || *v < 1 || *v > 100000 || *v != static_cast<int>(*v))
+      int v = 0;
+      const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+      if (ec != std::errc() || end != text.data() + text.size() || v < 1 || v > 100000)
         return error(400, "bad_request",
                      fmt::format("limit: expected a whole number from 1 to 100000, got {}", text));
-      limit = static_cast<int>(*v);
+      limit = v;
     }
     json list = json::array();
-    for (const auto& d : store->decisions(name, from, to, limit)) {
-      list.push_back({{"time", d.time},
-                      {"group", d.group},
-                      {"from", d.from},
-                      {"to", d.to},
-                      {"reason", d.reason},
-                      {"queued", d.queued},
-                      {"in_flight", d.in_flight},
-                      {"ready", d.ready},
-                      {"starting", d.starting}});
-    }
+    for (const auto& d : store->decisions(name, from, to, limit)) list.push_back(decision_json(d));
     return {200, "application/json",
             json{{"endpoint", name}, {"from", from}, {"to", to}, {"decisions", std::move(list)}}
                     .dump() +
@@ -631,7 +636,7 @@ struct Server::Impl {
         snapshot["replicas"] = std::move(replicas);
         out += sse_event("endpoint", snapshot.dump());
         for (const auto& d : state->new_decisions(v)) {
-          json dj = decision_json(d);
+          json dj = decision_json(decision_row(v.name, d));
           dj["endpoint"] = v.name;
           out += sse_event("decision", dj.dump());
         }
@@ -659,24 +664,13 @@ struct Server::Impl {
     const std::string name = ep.spec().name;
     control::LiveEndpoint::Journal journal;
     journal.decision = [this, name](const control::DecisionRecord& d) {
-      store::DecisionRow row;
-      row.time = wall_seconds(d.time);
-      row.endpoint = name;
-      row.group = d.group;
-      row.from = d.from;
-      row.to = d.to;
-      row.reason = d.reason;
-      row.queued = d.queued;
-      row.in_flight = d.in_flight;
-      row.ready = d.ready;
-      row.starting = d.starting;
-      store->add_decision(std::move(row));
+      store->add_decision(decision_row(name, d));
     };
-    journal.replica = [this, name, &ep](const control::Replica& r, int group, Time) {
+    journal.replica = [this, name, &ep](const control::Replica& r) {
       store::ReplicaRow row;
       row.endpoint = name;
       row.id = r.id;
-      row.group = ep.spec().groups[static_cast<size_t>(group)].name;
+      row.group = ep.spec().groups[static_cast<size_t>(r.group)].name;
       row.name = r.name;
       row.state = std::string(control::state_name(r.state));
       row.handle = r.handle;
