@@ -13,6 +13,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "tide/config/config.h"
@@ -32,9 +33,16 @@ struct ApiRequest {
   std::string authorization;
 };
 struct ApiResponse {
-  int status = 200;
-  std::string content_type = "application/json";
+  ApiResponse(int status_code = 200, std::string type = "application/json", std::string text = {},
+              int retry_after = 0)
+      : status(status_code),
+        content_type(std::move(type)),
+        body(std::move(text)),
+        retry_after_s(retry_after) {}
+  int status;
+  std::string content_type;
   std::string body;
+  int retry_after_s;  // > 0: sent as Retry-After
 };
 // Called on a gateway thread; must not block for long.
 using ApiHandler = std::function<ApiResponse(const ApiRequest&)>;

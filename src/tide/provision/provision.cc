@@ -39,6 +39,25 @@ void LiveProvisioner::launch(const control::Replica& replica, const config::Grou
   l.key = replica.name.empty() ? fmt::format("#{}", replica.id) : replica.name;
   l.spec = group.provisioner;
   l.events = &events;
+  if (group.agent.enabled && impl_->core->options.agent) {
+    AgentLaunch a = impl_->core->options.agent(replica, group);
+    std::vector<std::string> argv = {
+        a.program,
+        "agent",
+        "--slots",
+        std::to_string(group.concurrency),
+        "--health",
+        group.provisioner.ready.path,
+        "--report-interval",
+        format_duration(group.agent.report_interval),
+        "--work",
+        group.agent.work == config::AgentSpec::Work::kTokens ? "tokens" : "requests"};
+    argv.insert(argv.end(), a.args.begin(), a.args.end());
+    l.agent_argv = std::move(argv);
+    l.agent_env = std::move(a.env);
+  } else if (group.agent.enabled) {
+    l.agent_argv = std::vector<std::string>{};  // refused by the backend: nothing to run it with
+  }
   boost::asio::post(impl_->core->strand, [impl = impl_, l = std::move(l)]() mutable {
     if (impl->core->closed) return;
     if (l.spec.kind == "local") return impl->local->launch(std::move(l));

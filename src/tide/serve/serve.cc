@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <mutex>
 #include <stdexcept>
 #include <thread>
@@ -18,6 +19,7 @@
 #include "tide/control/live_endpoint.h"
 #include "tide/gateway/gateway.h"
 #include "tide/provision/provision.h"
+#include "tide/serve/route_api.h"
 
 namespace tide::serve {
 
@@ -71,6 +73,7 @@ struct Server::Impl {
   std::unique_ptr<provision::LiveProvisioner> provisioner;
   std::vector<std::unique_ptr<control::LiveEndpoint>> endpoints;
   std::unique_ptr<gateway::Gateway> gateway;
+  std::unique_ptr<RouteApi> route_api;  // two-step routing, agents' reports (route_api.h)
   std::vector<std::unique_ptr<asio::steady_timer>> tickers;
   std::unique_ptr<asio::signal_set> signals;
   std::mutex log_mu;
@@ -163,6 +166,7 @@ struct Server::Impl {
                 {"rejected_no_replica", v.rejected_no_replica},
                 {"timed_out", v.timed_out},
                 {"groups", std::move(groups)}};
+    route_api->annotate(out, v);
     if (detail) {
       json decisions = json::array();
       for (const auto& d : v.decisions) {
@@ -186,6 +190,7 @@ struct Server::Impl {
       return gateway::ApiResponse{status, "application/json",
                                   json{{"error", {{"type", type}, {"message", message}}}}.dump()};
     };
+    if (auto r = route_api->handle(req)) return std::move(*r);
     std::string_view path = req.target;
     if (const size_t q = path.find('?'); q != path.npos) path = path.substr(0, q);
     if (path == "/healthz") return {200, "text/plain", "ok\n"};
@@ -205,6 +210,22 @@ struct Server::Impl {
         return {200, "application/json", endpoint_json(*ep, true).dump(2) + "\n"};
     }
     return error(404, "unknown_endpoint", fmt::format("no endpoint named {}", name));
+  }
+
+  // `tide agent` in front of a replica of a group with agents: it reports to this API.
+  provision::AgentLaunch agent_launch(const control::Replica& r, const config::GroupSpec&) {
+    const std::string endpoint = r.name.substr(0, r.name.find('/'));
+    std::string host = config.server.api.substr(0, config.server.api.rfind(':'));
+    if (host == "0.0.0.0" || host == "::" || host == "[::]") host = "127.0.0.1";
+    std::error_code ec;
+    provision::AgentLaunch a;
+    a.program = std::filesystem::read_symlink("/proc/self/exe", ec).string();
+    a.args = {"--control",    fmt::format("http://{}:{}", host, gateway->api_port()),
+              "--endpoint",   endpoint,
+              "--replica-id", std::to_string(r.id)};
+    a.env = {"TIDE_AGENT_SECRET=" + route_api->replica_secret(endpoint, r.id),
+             "TIDE_ROUTE_KEYS=" + route_api->public_keys_json()};
+    return a;
   }
 
   void schedule_tick(size_t index, control::LiveEndpoint& ep, int group) {
@@ -267,12 +288,22 @@ Server::Server(const config::Config& config, ServeOptions options)
   }
   provision::ProvisionOptions popts;
   popts.stop_grace = m.options.stop_grace;
+  popts.agent = [this](const control::Replica& r, const config::GroupSpec& g) {
+    return impl_->agent_launch(r, g);
+  };
   m.provisioner = std::make_unique<provision::LiveProvisioner>(m.control_ctx, m.clock, popts);
   std::vector<control::LiveEndpoint*> eps;
   for (const auto& spec : m.config.endpoints) {
     m.endpoints.push_back(std::make_unique<control::LiveEndpoint>(
         spec, *m.provisioner, m.clock, [this](const std::string& line) { impl_->log(line); }));
     eps.push_back(m.endpoints.back().get());
+  }
+  m.route_api = std::make_unique<RouteApi>(m.config, eps,
+                                           [this](const std::string& line) { impl_->log(line); });
+  for (auto* ep : eps) {
+    ep->set_agent_secret([this, name = ep->spec().name](uint64_t id) {
+      return impl_->route_api->replica_secret(name, id);
+    });
   }
   m.gateway = std::make_unique<gateway::Gateway>(
       m.config.server, eps, ctxs, [this](const gateway::ApiRequest& r) { return impl_->api(r); });
