@@ -690,9 +690,11 @@ struct Agent::Impl : std::enable_shared_from_this<Impl> {
       const std::string_view target(req.target().data(), req.target().size());
       bool go_on = false;
       if (target == "/tide/health") {
+        // (Built outside co_await: GCC 12 cannot keep an initializer list across a suspension.)
         const bool ready = state == control::AgentState::kReady;
+        std::string health = health_json();
         go_on = co_await reply(s, req.version(), req.keep_alive(), ready ? 200 : 503,
-                               json{{"state", state_name(state)}, {"detail", detail}}.dump());
+                               std::move(health));
       } else if (target == "/tide/status") {
         go_on = co_await reply(s, req.version(), req.keep_alive(), 200, status_json());
       } else {
@@ -703,6 +705,10 @@ struct Agent::Impl : std::enable_shared_from_this<Impl> {
     error_code ignored;
     s.socket().shutdown(tcp::socket::shutdown_send, ignored);
     (void)self;
+  }
+
+  std::string health_json() const {
+    return json{{"state", state_name(state)}, {"detail", detail}}.dump();
   }
 
   std::string status_json() {
