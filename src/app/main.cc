@@ -556,7 +556,8 @@ void add_serve_command(CLI::App& app, ServeArgs& a) {
 Clients call http://LISTEN/<endpoint>/<path> (or send the header Tide-Endpoint: <endpoint>); the
 replica receives /<path>. While no replica has a free slot the request waits in the endpoint's
 hold queue: 429 when it is full, 503 after queue.timeout. The admin API (GET /v1/endpoints,
-/v1/endpoints/<name>) listens on server.api.
+/v1/endpoints/<name>) listens on server.api, with two-step routing for groups with
+`agent: {enabled: true}`: POST /v1/route, GET /v1/pubkey (see `tide agent --help`).
 In a local provisioner's command, {port} is the port the replica must listen on, {replica_id}
 its id, and {tide} the path of this tide binary (for `{tide} demo-model`).
 SIGINT or SIGTERM: stop accepting, answer held requests 503, finish requests in progress (up to

@@ -437,7 +437,8 @@ void Simulation::on_tick(uint32_t endpoint, uint32_t group) {
          .wait_mean_s = gs.tick_wait_count == 0
                             ? 0.0
                             : gs.tick_wait_sum / static_cast<double>(gs.tick_wait_count),
-         .wait_max_s = gs.tick_wait_max});
+         .wait_max_s = gs.tick_wait_max,
+         .load = o.load});
   }
   gs.tick_wait_sum = gs.tick_wait_max = 0;
   gs.tick_wait_count = 0;

@@ -102,6 +102,7 @@ struct TimelineRow {
   double gpu_util;
   double wait_mean_s;  // of requests that started since the previous tick
   double wait_max_s;
+  double load;  // the work-based load signal (metrics/load.h) per replica
 };
 
 struct Outcomes {
