@@ -577,29 +577,23 @@ struct Agent::Impl : std::enable_shared_from_this<Impl> {
     up.expires_after(o.upstream_timeout);
     tcp::endpoint target(asio::ip::make_address(upstream.host), upstream.port);
     auto [cec] = co_await up.async_connect(target, kNoThrow);
-    if (cec) {
-      stat([](AgentCounters& c) { ++c.upstream_errors; });
-      co_return co_await reply(
-          client, version, keep, 502,
-          error_body("upstream_unreachable",
-                     fmt::format("model server at {}: {}", upstream.text(), cec.message())));
-    }
-    req.set(http::field::host, upstream.text());
-    req.keep_alive(false);
-    req.prepare_payload();
-    auto [wec, wn] = co_await http::async_write(up, req, kNoThrow);
+    error_code hec = cec;
     beast::flat_buffer upbuf;
     http::response_parser<http::buffer_body> p;
     p.body_limit(boost::none);
-    if (req.method() == http::verb::head) p.skip(true);
-    error_code hec = wec;
+    if (!hec) {
+      req.set(http::field::host, upstream.text());
+      req.keep_alive(false);
+      req.prepare_payload();
+      if (req.method() == http::verb::head) p.skip(true);
+      std::tie(hec, std::ignore) = co_await http::async_write(up, req, kNoThrow);
+    }
     if (!hec) std::tie(hec, std::ignore) = co_await http::async_read_header(up, upbuf, p, kNoThrow);
     if (hec) {
       stat([](AgentCounters& c) { ++c.upstream_errors; });
-      co_return co_await reply(
-          client, version, keep, 502,
-          error_body("upstream_failed",
-                     fmt::format("model server at {}: {}", upstream.text(), hec.message())));
+      std::string why = fmt::format("model server at {}: {}", upstream.text(), hec.message());
+      co_return co_await reply(client, version, keep, 502,
+                               error_body(cec ? "upstream_unreachable" : "upstream_failed", why));
     }
     auto& msg = p.get();
     const bool delimited_by_close = !p.content_length() && !msg.chunked();
