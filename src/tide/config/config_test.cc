@@ -1109,8 +1109,9 @@ TEST(ParseConfigErrors, AgentRouteAndTheLoadSignal) {
               ElementsAre(StartsWith(std::string(kG) + "agent.enabled: ")));
   EXPECT_THAT(group_problems("agent: {work: bytes}"),
               ElementsAre(StartsWith(std::string(kG) + "agent.work: ")));
-  EXPECT_THAT(group_problems("agent: {report_interval: 10ms}"),
-              ElementsAre(std::string(kG) + "agent.report_interval: must be >= 0.1 and <= 60, got 10ms"));
+  EXPECT_THAT(
+      group_problems("agent: {report_interval: 10ms}"),
+      ElementsAre(std::string(kG) + "agent.report_interval: must be >= 0.1 and <= 60, got 10ms"));
   EXPECT_THAT(group_problems("agent: {enable: true}"),
               ElementsAre(HasSubstr("agent.enable: unknown key")));
   EXPECT_THAT(group_problems("agent: true"), ElementsAre(StartsWith(std::string(kG) + "agent: ")));
