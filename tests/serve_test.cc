@@ -71,11 +71,12 @@ struct Options {
   std::string queue_timeout = "30s";
   std::string idle_timeout = "1s";
   int queue_size = 2;
-  std::string server_extra;  // more keys of `server:`
-  std::string routing;       // an endpoint `routing:` value; with it, a second group "b"
-  std::string group_extra;   // more keys of each group, e.g. "agent: {enabled: true}"
-  std::string scaling;       // a group `scaling:` value instead of the queue policy
-  std::string top_extra;     // more top-level keys; {dir} is the test's directory
+  std::string server_extra;             // more keys of `server:`
+  std::string routing;                  // an endpoint `routing:` value; with it, a second group "b"
+  std::string group_extra;              // more keys of each group, e.g. "agent: {enabled: true}"
+  std::string scaling;                  // a group `scaling:` value instead of the queue policy
+  std::string top_extra;                // more top-level keys; {dir} is the test's directory
+  std::string ready_interval = "50ms";  // of the provisioner's readiness probe
 };
 
 // One `tide serve` process with its own config, log and replica marker.
@@ -95,7 +96,7 @@ class Serve {
         << "          command: [\"{tide}\", demo-model, --port, \"{port}\", --load-time, "
         << o.load_time << ", --concurrency, \"" << o.concurrency << "\", --service, \"" << o.service
         << "\", --token-rate, \"" << o.token_rate << "\", --model, " << marker_
-        << "]\n          ready: {path: /health, interval: 50ms}\n";
+        << "]\n          ready: {path: /health, interval: " << o.ready_interval << "}\n";
       if (!o.group_extra.empty()) g << "        " << o.group_extra << "\n";
       if (o.scaling.empty()) {
         g << "        scaling: {policy: queue, queue_size: " << o.queue_size
@@ -512,9 +513,9 @@ std::string error_type(const HttpResponse& r) {
 TEST(TwoStep, RouteGivesAUrlAndATokenTheAgentServesOnceAndRefusesOthers) {
   Options o = agent_options();
   o.min_replicas = 1;
+  o.ready_interval = "30s";  // the probe would take 30 s: readiness must come from the agent's push
   Serve s("route", o);
   ASSERT_TRUE(eventually([&] { return s.count("ready") == 1; }, 10));
-  // Readiness came from the agent's push, not from waiting for a probe.
   EXPECT_NE(s.log_text().find("pushed by its agent"), std::string::npos);
 
   const Route r = route(s);
