@@ -72,9 +72,13 @@ struct Options {
   std::string queue_timeout = "30s";
   std::string idle_timeout = "1s";
   int queue_size = 2;
-  std::string server_extra;        // more keys of `server:`
-  std::string state = "state.db";  // state.path, relative to the test's directory, or :memory:
-  std::string routing;             // an endpoint `routing:` value; with it, a second group "b"
+  std::string server_extra;             // more keys of `server:`
+  std::string state = "state.db";       // state.path, relative to the test's directory, or :memory:
+  std::string routing;                  // an endpoint `routing:` value; with it, a second group "b"
+  std::string group_extra;              // more keys of each group, e.g. "agent: {enabled: true}"
+  std::string scaling;                  // a group `scaling:` value instead of the queue policy
+  std::string top_extra;                // more top-level keys; {dir} is the test's directory
+  std::string ready_interval = "50ms";  // of the provisioner's readiness probe
 };
 
 // One `tide serve` process with its own config, log and replica marker.
@@ -94,16 +98,25 @@ class Serve {
         << "          command: [\"{tide}\", demo-model, --port, \"{port}\", --load-time, "
         << o.load_time << ", --concurrency, \"" << o.concurrency << "\", --service, \"" << o.service
         << "\", --token-rate, \"" << o.token_rate << "\", --model, " << marker_
-        << "]\n          ready: {path: /health, interval: 50ms}\n"
-        << "        scaling: {policy: queue, queue_size: " << o.queue_size
-        << ", idle_timeout: " << o.idle_timeout << ", tick: 100ms}\n";
+        << "]\n          ready: {path: /health, interval: " << o.ready_interval << "}\n";
+      if (!o.group_extra.empty()) g << "        " << o.group_extra << "\n";
+      if (o.scaling.empty()) {
+        g << "        scaling: {policy: queue, queue_size: " << o.queue_size
+          << ", idle_timeout: " << o.idle_timeout << ", tick: 100ms}\n";
+      } else {
+        g << "        scaling: " << o.scaling << "\n";
+      }
       return g.str();
     };
     const std::string state = o.state == ":memory:" ? o.state : (dir_ / o.state).string();
+    std::string top = o.top_extra;
+    for (size_t at = top.find("{dir}"); at != std::string::npos; at = top.find("{dir}"))
+      top.replace(at, 5, dir_.string());
     std::ofstream(dir_ / "tide.yaml")
         << "server: {listen: 127.0.0.1:0, api: 127.0.0.1:0, api_token: " << kToken << o.server_extra
         << "}\n"
         << "state: {path: \"" << state << "\", sample_interval: 200ms}\n"
+        << (top.empty() ? "" : top + "\n")
         << "endpoints:\n  - name: chat\n    slo: {max_wait: 2s}\n    queue: {max_length: "
         << o.queue_max << ", timeout: " << o.queue_timeout << "}\n"
         << (o.routing.empty() ? "" : "    routing: " + o.routing + "\n") << "    groups:\n"
@@ -804,6 +817,198 @@ TEST(Serve, ApiListenerServesTheDashboard) {
 #endif
   EXPECT_EQ(http_get(s.api_port(), "/ui/../../etc/passwd").status, 404);
   EXPECT_EQ(http_get(s.api_port(), "/ui/nothing.js").status, 404);
+}
+
+// ---- tide agent and two-step routing ----------------------------------------------------------
+
+Options agent_options() {
+  Options o;
+  o.group_extra = "agent: {enabled: true, report_interval: 200ms}";
+  o.top_extra = "route: {token_ttl: 30s, key_file: {dir}/route.key}";
+  return o;
+}
+
+struct Route {
+  int status = 0;
+  uint16_t port = 0;  // of the replica's agent
+  std::string token;
+  json body;
+  HttpResponse response;
+};
+
+Route route(const Serve& s, const std::string& endpoint = "chat") {
+  Route r;
+  r.response = http_post(s.api_port(), "/v1/route", json{{"endpoint", endpoint}}.dump());
+  r.status = r.response.status;
+  r.body = json::parse(r.response.body, nullptr, false);
+  if (r.status == 200) {
+    const std::string url = r.body["url"];
+    r.port = static_cast<uint16_t>(std::stoi(url.substr(url.rfind(':') + 1)));
+    r.token = r.body["token"];
+  }
+  return r;
+}
+
+HttpResponse direct(uint16_t port, const std::string& token,
+                    const std::string& body = kCompletion) {
+  HttpRequest req = make_request("POST", "/v1/completions", body);
+  if (!token.empty()) req.headers.emplace_back("Tide-Route-Token", token);
+  return http(port, req);
+}
+
+std::string error_type(const HttpResponse& r) {
+  const json j = json::parse(r.body, nullptr, false);
+  return j.is_object() && j.contains("error") ? j["error"].value("type", "") : "";
+}
+
+TEST(TwoStep, RouteGivesAUrlAndATokenTheAgentServesOnceAndRefusesOthers) {
+  Options o = agent_options();
+  o.min_replicas = 1;
+  o.ready_interval = "30s";  // the probe would take 30 s: readiness must come from the agent's push
+  Serve s("route", o);
+  ASSERT_TRUE(eventually([&] { return s.count("ready") == 1; }, 10));
+  EXPECT_NE(s.log_text().find("pushed by its agent"), std::string::npos);
+
+  const Route r = route(s);
+  ASSERT_EQ(r.status, 200) << r.response.body;
+  EXPECT_TRUE(r.body.contains("expires_at"));
+  EXPECT_EQ(r.body["header"], "Tide-Route-Token");
+  const HttpResponse ok = direct(r.port, r.token);
+  EXPECT_EQ(ok.status, 200) << ok.body;
+  EXPECT_NE(ok.body.find("text_completion"), std::string::npos);
+
+  const HttpResponse again = direct(r.port, r.token);
+  EXPECT_EQ(again.status, 403);
+  EXPECT_EQ(error_type(again), "replayed");
+  const HttpResponse none = direct(r.port, "");
+  EXPECT_EQ(none.status, 401);
+  EXPECT_EQ(error_type(none), "missing_token");
+  std::string forged = route(s).token;
+  forged.back() = forged.back() == 'A' ? 'B' : 'A';
+  const HttpResponse bad = direct(r.port, forged);
+  EXPECT_EQ(bad.status, 401);
+  EXPECT_EQ(error_type(bad), "bad_signature");
+
+  // The keys agents trust.
+  const json keys = json::parse(http_get(s.api_port(), "/v1/pubkey").body);
+  EXPECT_EQ(keys["algorithm"], "Ed25519");
+  ASSERT_EQ(keys["keys"].size(), 1u);
+  // The signing key is kept on disk, readable by its owner only.
+  EXPECT_EQ(fs::status(s.dir() / "route.key").permissions(),
+            fs::perms::owner_read | fs::perms::owner_write);
+
+  // The control plane saw route calls only, never the payload.
+  json e = s.endpoint();
+  EXPECT_EQ(e["requests"], 0);
+  EXPECT_EQ(e["two_step"]["route_calls"], 2);
+  EXPECT_EQ(e["two_step"]["routed"], 2);
+  EXPECT_EQ(e["groups"][0]["direct_routes"], 2);
+
+  // The gateway still reaches the replica through its agent (admitted by the replica secret).
+  const HttpResponse via_gateway = http_post(s.port(), "/chat/v1/completions", kCompletion);
+  EXPECT_EQ(via_gateway.status, 200) << via_gateway.body;
+  EXPECT_EQ(s.endpoint()["requests"], 1);
+  const json agent = json::parse(http_get(r.port, "/tide/status").body);
+  EXPECT_EQ(agent["admitted"]["token"], 1);
+  EXPECT_EQ(agent["admitted"]["gateway"], 1);
+  EXPECT_EQ(agent["rejected"]["replayed"], 1);
+  EXPECT_EQ(s.terminate(), 0);
+}
+
+TEST(TwoStep, RouteWithNoReadyReplicaAnswersTheGroupStateAndStartsAScaleFromZero) {
+  Options o = agent_options();
+  o.load_time = "1s";
+  Serve s("route0", o);
+  EXPECT_EQ(s.count("ready"), 0);
+  const Route first = route(s);
+  ASSERT_EQ(first.status, 503) << first.response.body;
+  ASSERT_EQ(first.response.headers.count("retry-after"), 1u);
+  EXPECT_GE(std::stoi(first.response.headers.at("retry-after")), 1);
+  EXPECT_EQ(first.body["error"]["type"], "no_ready_replica");
+  EXPECT_EQ(first.body["state"]["group"], "local");
+  EXPECT_EQ(first.body["state"]["ready"], 0);
+  EXPECT_GE(first.body["state"]["queued"].get<int>(), 1);
+  // The waiting client is demand: a replica starts, and the client gets one once it is ready.
+  EXPECT_TRUE(eventually([&] { return s.count("starting") + s.count("ready") >= 1; }, 5));
+  Route later;
+  EXPECT_TRUE(eventually(
+      [&] {
+        later = route(s);
+        return later.status == 200;
+      },
+      15));
+  EXPECT_EQ(direct(later.port, later.token).status, 200);
+  EXPECT_GE(s.endpoint()["two_step"]["no_replica"].get<int>(), 1);
+  EXPECT_EQ(s.terminate(), 0);
+}
+
+TEST(TwoStep, ScalingFollowsTheLoadTheAgentsReport) {
+  Options o = agent_options();
+  o.min_replicas = 1;
+  o.max_replicas = 3;
+  o.concurrency = 2;
+  o.service = "fixed:1s";
+  o.scaling =
+      "{policy: target, metric: load, target: 0.5, sync_period: 1s, metric_window: 2s, tick: "
+      "200ms}";
+  Serve s("load", o);
+  ASSERT_TRUE(eventually([&] { return s.count("ready") == 1; }, 10));
+  // Four clients keep sending straight to the replicas: twice what 2 slots can take.
+  std::atomic<bool> done{false};
+  std::atomic<int> served{0};
+  std::vector<std::thread> clients;
+  for (int i = 0; i < 4; ++i)
+    clients.emplace_back([&] {
+      while (!done) {
+        const Route r = route(s);
+        if (r.status == 200 && direct(r.port, r.token).status == 200) ++served;
+        if (r.status != 200) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+    });
+  const bool scaled = eventually([&] { return s.count("ready") >= 2; }, 20);
+  done = true;
+  for (auto& t : clients) t.join();
+  ASSERT_TRUE(scaled) << s.endpoint().dump(2);
+  EXPECT_GT(served.load(), 0);
+  const json e = s.endpoint();
+  // Nothing went through the gateway: the decision can only have come from the reports.
+  EXPECT_EQ(e["requests"], 0);
+  bool load_decision = false;
+  for (const json& d : e["decisions"])
+    load_decision = load_decision ||
+                    (d["to"].get<int>() >= 2 && d["reason"].get<std::string>().find("load ") == 0);
+  EXPECT_TRUE(load_decision) << e["decisions"].dump(2);
+  EXPECT_TRUE(e["groups"][0]["replicas"][0].contains("report"));
+  EXPECT_EQ(s.terminate(), 0);
+}
+
+TEST(TwoStep, ReportsThatFailValidationOrAuthenticationAreRefusedWithAReasonAndCounted) {
+  Options o = agent_options();
+  o.min_replicas = 1;
+  Serve s("reports", o);
+  ASSERT_TRUE(eventually([&] { return s.count("ready") == 1; }, 10));
+  HttpRequest bad = make_request("POST", "/v1/agent/report", R"({"endpoint": "chat"})");
+  bad.headers.emplace_back("Authorization", "Bearer 0123456789abcdef0123456789abcdef");
+  const HttpResponse invalid = http(s.api_port(), bad);
+  EXPECT_EQ(invalid.status, 400);
+  EXPECT_EQ(error_type(invalid), "invalid_report");
+  EXPECT_NE(invalid.body.find("replica_id: required"), std::string::npos) << invalid.body;
+  // A well-formed report for replica 1, with a secret that is not replica 1's.
+  const json report = {
+      {"endpoint", "chat"}, {"replica_id", 1},     {"state", "ready"}, {"address", "127.0.0.1:1"},
+      {"seq", 1},           {"slots", 2},          {"interval_s", 1},  {"in_service", 0},
+      {"queued", 0},        {"avg_in_service", 0}, {"avg_queued", 0},  {"busy", 0},
+      {"arrivals", 0},      {"completed", 0},      {"work", 0},        {"throughput", 0},
+      {"capacity", 0},      {"demand", 0},         {"load", 0}};
+  HttpRequest forged = make_request("POST", "/v1/agent/report", report.dump());
+  forged.headers.emplace_back("Authorization", "Bearer 0123456789abcdef0123456789abcdef");
+  const HttpResponse unauthorized = http(s.api_port(), forged);
+  EXPECT_EQ(unauthorized.status, 401);
+  EXPECT_EQ(error_type(unauthorized), "unauthorized");
+  const json agents = json::parse(s.api("GET", "/v1/agents").body);
+  EXPECT_EQ(agents["reports"]["rejected"]["invalid_report"], 1);
+  EXPECT_EQ(agents["reports"]["rejected"]["unauthorized"], 1);
+  EXPECT_GE(agents["reports"]["accepted"].get<int>(), 1);  // the real agent's
   EXPECT_EQ(s.terminate(), 0);
 }
 

@@ -31,7 +31,8 @@ constexpr Choice<Metric> kMetrics[] = {{"utilization", Metric::kUtilization},
                                        {"in_flight", Metric::kInFlight},
                                        {"queue", Metric::kQueue},
                                        {"concurrency", Metric::kConcurrency},
-                                       {"rps", Metric::kRps}};
+                                       {"rps", Metric::kRps},
+                                       {"load", Metric::kLoad}};
 constexpr Choice<PolicyKind> kPolicies[] = {{"queue", PolicyKind::kQueue},
                                             {"target", PolicyKind::kTarget},
                                             {"concurrency", PolicyKind::kConcurrency},
@@ -62,7 +63,11 @@ constexpr Choice<ProvisionerKind> kProvisionerKinds[] = {
     {"static", ProvisionerKind::kStatic},
     {"simulated", ProvisionerKind::kSimulated}};
 
-constexpr std::string_view kTopKeys[] = {"server", "state", "endpoints"};
+constexpr std::string_view kTopKeys[] = {"server", "state", "route", "endpoints"};
+constexpr std::string_view kRouteKeys[] = {"token_ttl", "key_file", "rotate_after"};
+constexpr std::string_view kAgentKeys[] = {"enabled", "work", "report_interval"};
+constexpr Choice<AgentSpec::Work> kWorks[] = {{"tokens", AgentSpec::Work::kTokens},
+                                              {"requests", AgentSpec::Work::kRequests}};
 constexpr std::string_view kServerKeys[] = {
     "listen",       "api",          "threads",          "max_header_bytes", "max_body_bytes",
     "read_timeout", "idle_timeout", "upstream_timeout", "api_token",        "public_read"};
@@ -74,9 +79,9 @@ constexpr Choice<RoutingSpec::Mode> kRoutingModes[] = {{"split", RoutingSpec::Mo
                                                        {"overflow", RoutingSpec::Mode::kOverflow}};
 constexpr std::string_view kSloKeys[] = {"max_wait"};
 constexpr std::string_view kQueueSpecKeys[] = {"max_length", "timeout"};
-constexpr std::string_view kGroupKeys[] = {"name",         "provisioner",  "min_replicas",
-                                           "max_replicas", "concurrency",  "cold_start",
-                                           "price",        "service_time", "scaling"};
+constexpr std::string_view kGroupKeys[] = {
+    "name",       "provisioner", "min_replicas", "max_replicas", "concurrency",
+    "cold_start", "price",       "service_time", "scaling",      "agent"};
 constexpr std::string_view kProvisionerKeys[] = {"kind",  "command", "urls",
                                                  "ready", "gpus",    "gpus_per_replica"};
 constexpr std::string_view kReadyKeys[] = {"path", "interval", "timeout"};
@@ -665,6 +670,19 @@ GroupSpec read_group(Reader& r, const Node& node, const std::string& path) {
   if (m.required("name") && m.read("name", g.name)) check_name(r, g.name, m.at("name"));
   if (const Node* n = m.get("provisioner"))
     g.provisioner = read_provisioner(r, *n, m.at("provisioner"));
+  if (const Node* n = m.get("agent")) {
+    if (r.expect_map(*n, m.at("agent"), " like {enabled: true}")) {
+      Map am(r, *n, m.at("agent"));
+      am.allow(kAgentKeys);
+      am.read("enabled", g.agent.enabled);
+      am.read("work", g.agent.work, kWorks);
+      am.read("report_interval", g.agent.report_interval, between(0.1, false, 60, false));
+      if (g.agent.enabled && g.provisioner.kind == "static")
+        r.fail(am.at("enabled"),
+               "needs a provisioner that starts the replica (local); with kind static, run `tide "
+               "agent` beside each server yourself and list the agents' URLs without this");
+    }
+  }
 
   const bool min_ok =
       m.get("min_replicas") == nullptr || m.read("min_replicas", g.min_replicas, at_least(0));
@@ -853,6 +871,23 @@ ServerSpec read_server(Reader& r, const Node& node, const std::string& path) {
   return s;
 }
 
+RouteSpec read_route(Reader& r, const Node& node, const std::string& path) {
+  RouteSpec s;
+  if (!r.expect_map(node, path, " like {token_ttl: 30s, key_file: tide-route.key}")) return s;
+  Map m(r, node, path);
+  m.allow(kRouteKeys);
+  // Agents refuse tokens that live longer than 10 minutes (TokenVerifier::Options::max_ttl).
+  m.read("token_ttl", s.token_ttl, between(0, true, 600, false));
+  if (m.read("key_file", s.key_file) && s.key_file.empty())
+    r.fail(m.at("key_file"), "must not be empty (leave it out for the default)");
+  if (m.read("rotate_after", s.rotate_after) && s.rotate_after > Duration{0} &&
+      s.rotate_after <= s.token_ttl)
+    r.fail(m.at("rotate_after"),
+           fmt::format("must be 0 (never) or longer than token_ttl ({}), got {}",
+                       format_duration(s.token_ttl), format_duration(s.rotate_after)));
+  return s;
+}
+
 StateSpec read_state(Reader& r, const Node& node, const std::string& path) {
   StateSpec s;
   if (!r.expect_map(node, path, " like {path: tide-state.db}")) return s;
@@ -882,6 +917,7 @@ Config read_config(Reader& r, const Node& root) {
   m.allow(kTopKeys);
   if (const Node* n = m.get("server")) c.server = read_server(r, *n, "server");
   if (const Node* n = m.get("state")) c.state = read_state(r, *n, "state");
+  if (const Node* n = m.get("route")) c.route = read_route(r, *n, "route");
   if (!m.required("endpoints", "at least one endpoint")) return c;
   const Node& endpoints = *m.get("endpoints");
   if (!r.expect_list(endpoints, "endpoints")) return c;

@@ -57,6 +57,8 @@ enum class Metric {
   kQueue,        // requests waiting in the hold queue per replica
   kConcurrency,  // (in service + waiting) per replica: Knative's "observed concurrency"
   kRps,          // arriving requests per second per replica
+  kLoad,         // work asked / capacity learned from served work (1 = at capacity); reported
+                 // by the replicas' agents, else measured by the gateway (see metrics/load.h)
 };
 std::string_view metric_name(Metric m);
 
@@ -206,9 +208,22 @@ struct ProvisionerSpec {
   int gpus_per_replica = 0;
 };
 
+// The worker-side agent (`tide agent`) the local provisioner starts with each replica: it proxies
+// the replica's requests, admits route tokens, and reports readiness and load.
+// YAML: agent: {enabled: true, work: tokens, report_interval: 1s}
+struct AgentSpec {
+  bool enabled = false;
+  // The work measure of a request. tokens: prompt + completion tokens from the answer's `usage`
+  // (1 per request when it has none); requests: 1 per request.
+  enum class Work { kTokens, kRequests };
+  Work work = Work::kTokens;
+  Duration report_interval = 1s;
+};
+
 struct GroupSpec {
   std::string name;
   ProvisionerSpec provisioner;
+  AgentSpec agent;
   int min_replicas = 0;
   int max_replicas = 1;
   int concurrency = 1;
@@ -278,9 +293,20 @@ struct StateSpec {
   Duration retention = 720h;  // history and decisions older than this are deleted
 };
 
+// Two-step routing: `POST /v1/route` hands out a replica's URL and a signed token.
+// YAML: route: {token_ttl: 30s, key_file: tide-route.key, rotate_after: 24h}
+struct RouteSpec {
+  Duration token_ttl = 30s;  // how long a token may wait before its request reaches the agent
+  // The signing keys (JSON, mode 0600). Empty: tide-route.key beside state.path; with state
+  // ":memory:", in memory only (new keys at every start).
+  std::string key_file;
+  Duration rotate_after{0};  // a new signing key when the current one is this old; 0 = never
+};
+
 struct Config {
   ServerSpec server;
   StateSpec state;
+  RouteSpec route;
   std::vector<EndpointSpec> endpoints;
 };
 

@@ -720,7 +720,7 @@ TEST(Scaling, ParamErrors) {
               ElementsAre("scaling.admission.reject_status: must be >= 400 and <= 599, got 200"));
   EXPECT_THAT(scaling_problems("{policy: target, metric: utilisation}"),
               ElementsAre("scaling.metric: expected one of utilization|in_flight|queue|concurrency|"
-                          "rps, got \"utilisation\" (did you mean utilization?)"));
+                          "rps|load, got \"utilisation\" (did you mean utilization?)"));
   EXPECT_THAT(
       scaling_problems("{policy: target, target: 80}"),
       ElementsAre("scaling.target: must be <= 1 for metric utilization (a fraction), got 80"));
@@ -916,6 +916,7 @@ TEST(Names, MetricAndPolicyNamesMatchTheYaml) {
   EXPECT_EQ(metric_name(Metric::kQueue), "queue");
   EXPECT_EQ(metric_name(Metric::kConcurrency), "concurrency");
   EXPECT_EQ(metric_name(Metric::kRps), "rps");
+  EXPECT_EQ(metric_name(Metric::kLoad), "load");
   EXPECT_EQ(policy_name(PolicyKind::kQueue), "queue");
   EXPECT_EQ(policy_name(PolicyKind::kTarget), "target");
   EXPECT_EQ(policy_name(PolicyKind::kConcurrency), "concurrency");
@@ -1087,4 +1088,64 @@ TEST(ParseEndpoint, GivesBackTheSpecFromItsOwnSourceAndNamesFieldsFromThePath) {
   EXPECT_THROW(parse_endpoint("[1, 2"), ConfigError);
 }
 
+}  // namespace tide::config
+
+namespace tide::config {
+namespace {
+
+TEST(ParseConfig, AgentRouteAndTheLoadSignal) {
+  const GroupSpec plain = group("max_replicas: 2");
+  EXPECT_FALSE(plain.agent.enabled);
+  EXPECT_EQ(plain.agent.work, AgentSpec::Work::kTokens);
+  EXPECT_EQ(plain.agent.report_interval, 1s);
+  const GroupSpec g = group(
+      "agent: {enabled: true, work: requests, report_interval: 500ms}\n"
+      "scaling: {policy: target, metric: load, target: 0.7}");
+  EXPECT_TRUE(g.agent.enabled);
+  EXPECT_EQ(g.agent.work, AgentSpec::Work::kRequests);
+  EXPECT_EQ(g.agent.report_interval, 500ms);
+  EXPECT_EQ(g.scaling.target.metric, Metric::kLoad);
+  EXPECT_DOUBLE_EQ(g.scaling.target.target, 0.7);
+
+  const Config defaults = parse_config("endpoints: [{name: a, groups: [{name: g}]}]");
+  EXPECT_EQ(defaults.route.token_ttl, 30s);
+  EXPECT_TRUE(defaults.route.key_file.empty());
+  EXPECT_EQ(defaults.route.rotate_after, Duration{0});
+  const Config c = parse_config(
+      "route: {token_ttl: 10s, key_file: /etc/tide/route.key, rotate_after: 24h}\n"
+      "endpoints: [{name: a, groups: [{name: g}]}]");
+  EXPECT_EQ(c.route.token_ttl, 10s);
+  EXPECT_EQ(c.route.key_file, "/etc/tide/route.key");
+  EXPECT_EQ(c.route.rotate_after, 24h);
+}
+
+TEST(ParseConfigErrors, AgentRouteAndTheLoadSignal) {
+  EXPECT_THAT(group_problems("agent: {enabled: yes please}"),
+              ElementsAre(StartsWith(std::string(kG) + "agent.enabled: ")));
+  EXPECT_THAT(group_problems("agent: {work: bytes}"),
+              ElementsAre(StartsWith(std::string(kG) + "agent.work: ")));
+  EXPECT_THAT(
+      group_problems("agent: {report_interval: 10ms}"),
+      ElementsAre(std::string(kG) + "agent.report_interval: must be >= 0.1 and <= 60, got 10ms"));
+  EXPECT_THAT(group_problems("agent: {enable: true}"),
+              ElementsAre(HasSubstr("agent.enable: unknown key")));
+  EXPECT_THAT(group_problems("agent: true"), ElementsAre(StartsWith(std::string(kG) + "agent: ")));
+  EXPECT_THAT(
+      group_problems("provisioner: {kind: static, urls: [http://a:1]}\nagent: {enabled: true}"),
+      ElementsAre(HasSubstr(std::string(kG) + "agent.enabled: needs a provisioner")));
+  EXPECT_THAT(group_problems("scaling: {policy: target, metric: load, target: 0}"),
+              ElementsAre(HasSubstr("scaling.target: must be > 0 for metric load")));
+
+  const std::string eps = "\nendpoints: [{name: a, groups: [{name: g}]}]";
+  EXPECT_THAT(problems("route: {token_ttl: 1h}" + eps),
+              ElementsAre("route.token_ttl: must be > 0 and <= 600, got 1h"));
+  EXPECT_THAT(problems("route: {token_ttl: 30s, rotate_after: 10s}" + eps),
+              ElementsAre("route.rotate_after: must be 0 (never) or longer than token_ttl (30s), "
+                          "got 10s"));
+  EXPECT_THAT(problems("route: {key_file: ''}" + eps),
+              ElementsAre(HasSubstr("route.key_file: must not be empty")));
+  EXPECT_THAT(problems("route: {ttl: 5s}" + eps), ElementsAre(HasSubstr("route.ttl: unknown key")));
+}
+
+}  // namespace
 }  // namespace tide::config

@@ -14,6 +14,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "tide/config/config.h"
 #include "tide/control/provisioner.h"
@@ -41,6 +42,9 @@ struct Launch {
   std::string name;  // for logs and the environment
   config::ProvisionerSpec spec;
   control::ReplicaEvents* events = nullptr;
+  // A group with agent.enabled: the agent's part of the command line (local only).
+  std::optional<std::vector<std::string>> agent_argv;
+  std::vector<std::string> agent_env;
 };
 
 // Where and how a replica is probed.

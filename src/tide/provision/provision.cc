@@ -32,14 +32,33 @@ bool LiveProvisioner::supports(std::string_view kind) {
 }
 
 namespace {
-detail::Launch make_launch(const control::Replica& replica, const config::GroupSpec& group,
-                           control::ReplicaEvents& events) {
+detail::Launch make_launch(const ProvisionOptions& options, const control::Replica& replica,
+                           const config::GroupSpec& group, control::ReplicaEvents& events) {
   detail::Launch l;
   l.id = replica.id;
   l.name = replica.name.empty() ? fmt::format("replica-{}", replica.id) : replica.name;
   l.key = replica.name.empty() ? fmt::format("#{}", replica.id) : replica.name;
   l.spec = group.provisioner;
   l.events = &events;
+  if (group.agent.enabled && options.agent) {
+    AgentLaunch a = options.agent(replica, group);
+    std::vector<std::string> argv = {
+        a.program,
+        "agent",
+        "--slots",
+        std::to_string(group.concurrency),
+        "--health",
+        group.provisioner.ready.path,
+        "--report-interval",
+        format_duration(group.agent.report_interval),
+        "--work",
+        group.agent.work == config::AgentSpec::Work::kTokens ? "tokens" : "requests"};
+    argv.insert(argv.end(), a.args.begin(), a.args.end());
+    l.agent_argv = std::move(argv);
+    l.agent_env = std::move(a.env);
+  } else if (group.agent.enabled) {
+    l.agent_argv = std::vector<std::string>{};  // refused by the backend: nothing to run it with
+  }
   return l;
 }
 }  // namespace
@@ -53,7 +72,8 @@ bool LiveProvisioner::adopt(const control::Replica& replica, const config::Group
   }
   if (kind != "local" || !handle.starts_with("local ")) return false;
   boost::asio::post(impl_->core->strand,
-                    [impl = impl_, l = make_launch(replica, group, events), handle]() mutable {
+                    [impl = impl_, l = make_launch(impl_->core->options, replica, group, events),
+                     handle]() mutable {
                       if (impl->core->closed) return;
                       impl->local->adopt(std::move(l), handle);
                     });
@@ -62,7 +82,7 @@ bool LiveProvisioner::adopt(const control::Replica& replica, const config::Group
 
 void LiveProvisioner::launch(const control::Replica& replica, const config::GroupSpec& group,
                              control::ReplicaEvents& events) {
-  detail::Launch l = make_launch(replica, group, events);
+  detail::Launch l = make_launch(impl_->core->options, replica, group, events);
   boost::asio::post(impl_->core->strand, [impl = impl_, l = std::move(l)]() mutable {
     if (impl->core->closed) return;
     if (l.spec.kind == "local") return impl->local->launch(std::move(l));

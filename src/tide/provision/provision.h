@@ -60,6 +60,23 @@ using namespace std::chrono_literals;
 // provisioner's strand. `replica` is the replica's name.
 using OutputSink = std::function<void(std::string_view replica, std::string_view line)>;
 
+// How the local provisioner starts `tide agent` in front of each replica of a group with
+// agent.enabled. It runs
+//   <program> agent --listen 127.0.0.1:<A> --upstream 127.0.0.1:<P> --health <ready.path>
+//       --slots <concurrency> --report-interval <agent.report_interval> --work <agent.work>
+//       <args...> -- <the group's command, {port} = P>
+// with `env` added to the environment. The agent runs the model server as its child (one
+// process group: stopping the replica stops both). The replica's address is the agent's
+// (127.0.0.1:<A>) and readiness is probed at the agent (/tide/health), which answers for the
+// model server.
+struct AgentLaunch {
+  std::string program;            // the tide binary
+  std::vector<std::string> args;  // e.g. --control URL --endpoint NAME --replica-id ID
+  std::vector<std::string> env;   // e.g. TIDE_AGENT_SECRET=...
+};
+using AgentLauncher =
+    std::function<AgentLaunch(const control::Replica& replica, const config::GroupSpec& group)>;
+
 struct ProvisionOptions {
   Duration stop_grace = 10s;        // local: SIGTERM, then SIGKILL after this long
   Duration liveness_interval = 1s;  // between health probes once a replica is ready
@@ -71,6 +88,7 @@ struct ProvisionOptions {
   // next run adopts them; each one's output goes to DIR/<name>.log (read back by tide), and
   // its handle ("local pid=.. start=.. port=.. gpus=.. log=..") identifies it after a restart.
   std::string replica_log_dir;
+  AgentLauncher agent;  // local, groups with agent.enabled (called from launch())
 };
 
 // A live child process of the local provisioner.

@@ -43,6 +43,7 @@ SyntheticSource::SyntheticSource(Shape shape, double rate, Duration duration, Du
       thin_(seed ^ 0x5bd1e995ULL) {}
 
 void SyntheticSource::rewind() {
+  periodic_count_ = 0;
   poisson_ = PoissonSource(rate_, duration_, seed_);
   thin_ = Random(seed_ ^ 0x5bd1e995ULL);
 }
@@ -51,6 +52,7 @@ std::optional<SyntheticSource::Shape> SyntheticSource::parse_shape(std::string_v
   if (name == "poisson") return Shape::kPoisson;
   if (name == "bursts") return Shape::kBursts;
   if (name == "diurnal") return Shape::kDiurnal;
+  if (name == "periodic") return Shape::kPeriodic;
   return std::nullopt;
 }
 
@@ -63,11 +65,21 @@ double SyntheticSource::rate_at(Time t) const {
       return phase < 0.25 ? rate_ : 0.0;
     case Shape::kDiurnal:
       return rate_ * (0.55 - 0.45 * std::cos(6.283185307179586 * phase));
+    case Shape::kPeriodic:
+      return rate_;
   }
   return rate_;
 }
 
 bool SyntheticSource::next(TraceRequest& out) {
+  if (shape_ == Shape::kPeriodic) {
+    const Time t = time_at_seconds(static_cast<double>(periodic_count_ + 1) / rate_);
+    if (!(rate_ > 0) || t >= Time{duration_}) return false;
+    ++periodic_count_;
+    out = TraceRequest{};
+    out.arrival = t;
+    return true;
+  }
   while (poisson_.next(out)) {
     if (shape_ == Shape::kPoisson || thin_.uniform() * rate_ < rate_at(out.arrival)) return true;
   }
@@ -425,7 +437,8 @@ void Simulation::on_tick(uint32_t endpoint, uint32_t group) {
          .wait_mean_s = gs.tick_wait_count == 0
                             ? 0.0
                             : gs.tick_wait_sum / static_cast<double>(gs.tick_wait_count),
-         .wait_max_s = gs.tick_wait_max});
+         .wait_max_s = gs.tick_wait_max,
+         .load = o.load});
   }
   gs.tick_wait_sum = gs.tick_wait_max = 0;
   gs.tick_wait_count = 0;

@@ -132,6 +132,40 @@ TEST(Simulator, OneLongRequestReadsAsFullUtilizationWithSevenFreeSlots) {
   EXPECT_EQ(in_service_max, 1);
 }
 
+TEST(Simulator, TheSeedsCaseUtilizationAddsReplicasLoadHoldsOne) {
+  // Seed 003: 8 s requests one at a time every 10 s on a 4-slot replica, HPA target 0.7.
+  auto scaling = [](config::Metric metric) {
+    config::ScalingSpec s;
+    s.policy = config::PolicyKind::kTarget;
+    s.target.metric = metric;
+    s.target.target = 0.7;
+    return s;
+  };
+  SyntheticSource every_10s(SyntheticSource::Shape::kPeriodic, 0.1, 1h, 0s, 1);
+  auto simulate_with = [&](config::Metric metric) {
+    auto c = one_group(scaling(metric), 4, 4, 60s, 8s);
+    c.endpoints[0].groups[0].min_replicas = 1;
+    every_10s.rewind();
+    return simulate(c, every_10s, SimOptions{});
+  };
+  const SimResult util = simulate_with(config::Metric::kUtilization);
+  const SimResult load = simulate_with(config::Metric::kLoad);
+  EXPECT_EQ(util.outcomes.total, 359u);
+  EXPECT_GE(util.peak_replicas, 2);  // replicas it does not need
+  EXPECT_GT(util.replica_seconds, 1.5 * 3600);
+  EXPECT_EQ(load.peak_replicas, 1);  // one replica, no wait
+  EXPECT_NEAR(load.replica_seconds, 3600, 20);
+  EXPECT_EQ(load.outcomes.wait_s.max(), 0.0);
+  double load_sum = 0;
+  int n = 0;
+  for (const TimelineRow& row : load.timeline) {
+    if (row.t_s < 600) continue;
+    load_sum += row.load;
+    ++n;
+  }
+  EXPECT_NEAR(load_sum / n, 0.25, 0.05);  // the signal itself: a quarter of the capacity
+}
+
 TEST(Simulator, LowerBoundsOfReplicaSeconds) {
   const auto c = one_group(queue_policy(1), 4, 1, 0s, 10s);
   // [0,10) and [5,15) on one slot each: ideal replicas 1, 2, 1 over 5 s pieces.
