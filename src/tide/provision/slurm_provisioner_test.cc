@@ -2,6 +2,7 @@
 // `slurm` ctest fixture; SLURM_CONF points at it): `tide demo-model` replicas as batch jobs.
 // Tests may run in parallel on the same cluster: each names its replicas with its own prefix and
 // looks only at its own jobs.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <stdio.h>
@@ -129,14 +130,9 @@ class SlurmProvisionerTest : public ::testing::Test {
     for (const auto& [job, state] : jobs_by_state(true)) out.insert(job);
     return out;
   }
-  // Polls a condition that is not driven by the io_context (Slurm's own state).
+  // Waits for Slurm's own state (asked with a command), running the io_context meanwhile.
   bool eventually(const std::function<bool()>& cond, Duration limit = 20s) {
-    const Time deadline = clock_.now() + limit;
-    while (!cond()) {
-      if (clock_.now() >= deadline) return false;
-      ::usleep(50'000);
-    }
-    return true;
+    return run_until(io_, cond, limit);
   }
 
   boost::asio::io_context io_;
