@@ -71,6 +71,8 @@ start() {
   done
   mkdir -p "$dir"
   dir=$(cd "$dir" && pwd)
+  stop  # whatever an earlier start in DIR left running
+  rm -rf "$dir/state" "$dir/spool"
   mkdir -p "$dir/state" "$dir/spool" "$dir/munge"
   chown munge:munge "$dir/munge"
   chmod 755 "$dir/munge"

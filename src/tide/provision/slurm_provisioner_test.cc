@@ -101,6 +101,32 @@ class SlurmProvisionerTest : public ::testing::Test {
     events_.in_call = false;
   }
   void stop(uint64_t id) { provisioner_->stop(replica_of(id)); }
+  // Starts a provisioner, launches `ids` and waits until each is ready (false if one is not).
+  bool launch_ready(const std::vector<uint64_t>& ids) {
+    make();
+    for (uint64_t id : ids) launch(id);
+    EXPECT_TRUE(events_.events.empty()) << "launch() must only post";
+    run_until(
+        io_,
+        [&] {
+          return std::all_of(ids.begin(), ids.end(), [&](uint64_t id) { return settled(id); });
+        },
+        60s);
+    return std::all_of(ids.begin(), ids.end(), [&](uint64_t id) {
+      return events_.kinds(id) == std::vector<Kind>{Kind::kStarting, Kind::kReady};
+    });
+  }
+  // Starts a provisioner, launches replica 1 and waits for it to fail: its error ("" if not).
+  std::string launch_that_fails() {
+    make();
+    launch(1);
+    EXPECT_TRUE(run_until(
+        io_, [&] { return settled(1); }, 60s))
+        << describe(events_.events);
+    const Event* failed = events_.find(1, Kind::kFailed);
+    EXPECT_NE(failed, nullptr) << describe(events_.events);
+    return failed == nullptr ? "" : failed->text;
+  }
   bool settled(uint64_t id) const {
     return events_.has(id, Kind::kReady) || events_.has(id, Kind::kFailed);
   }
@@ -146,12 +172,7 @@ class SlurmProvisionerTest : public ::testing::Test {
 };
 
 TEST_F(SlurmProvisionerTest, ScalesUpToThreeJobsThatBecomeReadyThenDownWithScancel) {
-  make();
-  for (uint64_t id : {1, 2, 3}) launch(id);
-  EXPECT_TRUE(events_.events.empty()) << "launch() must only post";
-  ASSERT_TRUE(run_until(
-      io_, [&] { return settled(1) && settled(2) && settled(3); }, 60s))
-      << describe(events_.events);
+  ASSERT_TRUE(launch_ready({1, 2, 3})) << describe(events_.events);
   std::set<std::string> addresses;
   for (uint64_t id : {1, 2, 3}) {
     ASSERT_EQ(events_.kinds(id), (std::vector<Kind>{Kind::kStarting, Kind::kReady}))
@@ -188,25 +209,14 @@ TEST_F(SlurmProvisionerTest, GpusComeFromSlurmGres) {
       dir_ + "/gpu-{replica_id}",
       TIDE_BINARY,
       "{port}"};
-  make();
-  launch(1);
-  launch(2);
-  ASSERT_TRUE(run_until(
-      io_, [&] { return settled(1) && settled(2); }, 60s))
-      << describe(events_.events);
-  ASSERT_TRUE(events_.has(1, Kind::kReady) && events_.has(2, Kind::kReady))
-      << describe(events_.events);
+  ASSERT_TRUE(launch_ready({1, 2})) << describe(events_.events);
   // The node has two fake GPUs: each job got its own.
   std::set<std::string> gpus = {read_file(dir_ + "/gpu-1"), read_file(dir_ + "/gpu-2")};
   EXPECT_EQ(gpus, (std::set<std::string>{"0\n", "1\n"}));
 }
 
 TEST_F(SlurmProvisionerTest, JobCancelledFromOutsideFailsWithItsState) {
-  make();
-  launch(1);
-  ASSERT_TRUE(run_until(
-      io_, [&] { return settled(1); }, 60s))
-      << describe(events_.events);
+  ASSERT_TRUE(launch_ready({1})) << describe(events_.events);
   ASSERT_TRUE(events_.has(1, Kind::kReady)) << describe(events_.events);
   shell(fmt::format("scancel {}", job_of(1)));
   ASSERT_TRUE(run_until(
@@ -221,58 +231,33 @@ TEST_F(SlurmProvisionerTest, JobCancelledFromOutsideFailsWithItsState) {
 
 TEST_F(SlurmProvisionerTest, CommandThatExitsFailsTheJobWithItsOutput) {
   group_.provisioner.command = {"/bin/sh", "-c", "echo model file missing >&2; exit 3"};
-  make();
-  launch(1);
-  ASSERT_TRUE(run_until(
-      io_, [&] { return settled(1); }, 60s))
-      << describe(events_.events);
-  const Event* failed = events_.find(1, Kind::kFailed);
-  ASSERT_NE(failed, nullptr) << describe(events_.events);
-  EXPECT_NE(failed->text.find(fmt::format("job {} FAILED", job_of(1))), std::string::npos)
-      << failed->text;
-  EXPECT_NE(failed->text.find("model file missing"), std::string::npos) << failed->text;
+  const std::string error = launch_that_fails();
+  EXPECT_NE(error.find(fmt::format("job {} FAILED", job_of(1))), std::string::npos) << error;
+  EXPECT_NE(error.find("model file missing"), std::string::npos) << error;
 }
 
 TEST_F(SlurmProvisionerTest, JobPendingPastItsTimeoutFailsForNoCapacityAndIsCancelled) {
   group_.provisioner.slurm.sbatch_args = {"--begin=now+3600"};  // cannot start for an hour
   group_.provisioner.slurm.pending_timeout = 1s;
-  make();
-  launch(1);
-  ASSERT_TRUE(run_until(
-      io_, [&] { return settled(1); }, 30s))
-      << describe(events_.events);
-  const Event* failed = events_.find(1, Kind::kFailed);
-  ASSERT_NE(failed, nullptr) << describe(events_.events);
-  EXPECT_NE(failed->text.find("no capacity"), std::string::npos) << failed->text;
-  EXPECT_NE(failed->text.find("PENDING after 1s (BeginTime)"), std::string::npos) << failed->text;
+  const std::string error = launch_that_fails();
+  EXPECT_NE(error.find("no capacity"), std::string::npos) << error;
+  EXPECT_NE(error.find("PENDING after 1s (BeginTime)"), std::string::npos) << error;
   const Event* starting = events_.find(1, Kind::kStarting);
-  ASSERT_NE(starting, nullptr);
+  const Event* failed = events_.find(1, Kind::kFailed);
+  ASSERT_TRUE(starting != nullptr && failed != nullptr);
   EXPECT_GE(failed->time - starting->time, 900ms);
   EXPECT_TRUE(eventually([&] { return active_jobs().empty(); }));
 }
 
 TEST_F(SlurmProvisionerTest, SbatchRefusalFailsTheLaunchWithSlurmsWords) {
   group_.provisioner.slurm.partition = "no-such-partition";
-  make();
-  launch(1);
-  ASSERT_TRUE(run_until(
-      io_, [&] { return settled(1); }, 30s))
-      << describe(events_.events);
-  const Event* failed = events_.find(1, Kind::kFailed);
-  ASSERT_NE(failed, nullptr) << describe(events_.events);
-  EXPECT_NE(failed->text.find("sbatch: exit 1"), std::string::npos) << failed->text;
-  EXPECT_NE(failed->text.find("Invalid partition name"), std::string::npos) << failed->text;
+  const std::string error = launch_that_fails();
+  EXPECT_NE(error.find("sbatch: exit 1"), std::string::npos) << error;
+  EXPECT_NE(error.find("Invalid partition name"), std::string::npos) << error;
 }
 
 TEST_F(SlurmProvisionerTest, ASecondProvisionerAdoptsTheJobsOfTheFirst) {
-  make();
-  launch(1);
-  launch(2);
-  ASSERT_TRUE(run_until(
-      io_, [&] { return settled(1) && settled(2); }, 60s))
-      << describe(events_.events);
-  ASSERT_TRUE(events_.has(1, Kind::kReady) && events_.has(2, Kind::kReady))
-      << describe(events_.events);
+  ASSERT_TRUE(launch_ready({1, 2})) << describe(events_.events);
   const std::map<uint64_t, std::string> handles = events_.handles;
   const std::string address1 = events_.find(1, Kind::kReady)->text;
   // tide dies: the provisioner goes without shutdown; the jobs stay.
@@ -304,11 +289,7 @@ TEST_F(SlurmProvisionerTest, ASecondProvisionerAdoptsTheJobsOfTheFirst) {
 }
 
 TEST_F(SlurmProvisionerTest, ShutdownCancelsEveryJobEvenOneStillBeingSubmitted) {
-  make();
-  launch(1);
-  ASSERT_TRUE(run_until(
-      io_, [&] { return settled(1); }, 60s))
-      << describe(events_.events);
+  ASSERT_TRUE(launch_ready({1})) << describe(events_.events);
   launch(2);  // its sbatch may still run when shutdown comes
   bool done = false;
   provisioner_->shutdown([&] { done = true; });
