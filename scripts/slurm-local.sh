@@ -130,6 +130,7 @@ AccountingStorageType=accounting_storage/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 SchedulerType=sched/backfill
+SchedulerParameters=batch_sched_delay=0,sched_min_interval=100000
 ReturnToService=2
 GresTypes=gpu
 MpiDefault=none
@@ -160,6 +161,14 @@ EOF
   fi
   if ! wait_for 30 node_idle; then
     echo "slurm-local: the node did not become idle: $(sinfo -h -o '%T %E' 2>&1)" >&2
+    show_logs
+    exit 1
+  fi
+  # The controller's first scheduling pass comes a few seconds after it starts; run it now with a
+  # job that does nothing, so that the first real job starts as fast as the later ones.
+  sbatch --quiet --output=/dev/null --job-name=warm-up --wrap true
+  if ! wait_for 30 bash -c '[ -z "$(squeue -h -o %i 2>/dev/null)" ]'; then
+    echo "slurm-local: a first job did not run: $(squeue 2>&1)" >&2
     show_logs
     exit 1
   fi
