@@ -383,7 +383,10 @@ void SlurmBackend::follow(const std::shared_ptr<Job>& job, const SqueueRow& row)
       }
       return;
     case JobPhase::kEnded: {
-      std::string why = fmt::format("job {} {}", job->id, row.state);
+      // A job still COMPLETING has not told its final state yet, but it serves no more.
+      std::string why = row.state == "COMPLETING"
+                            ? fmt::format("job {} is ending (COMPLETING)", job->id)
+                            : fmt::format("job {} {}", job->id, row.state);
       if (!row.reason.empty() && row.reason != "None") why += fmt::format(" ({})", row.reason);
       if (std::string tail = output_tail(*job); !tail.empty()) why += ": " + tail;
       fail(job, std::move(why), false);
