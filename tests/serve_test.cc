@@ -574,11 +574,11 @@ double now_unix() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-TEST(Serve, AfterSigkillUnderLoadARestartAdoptsTheSameReplicasAndHistoryGoesOn) {
-  Options o;
+TEST_P(ServeKind, AfterSigkillUnderLoadARestartAdoptsTheSameReplicasAndHistoryGoesOn) {
+  Options o = options();
   o.min_replicas = 2;
   o.idle_timeout = "30s";
-  Serve s("restart", o);
+  Serve s("restart-" + GetParam(), o);
   ASSERT_TRUE(eventually([&] { return s.count("ready") == 2; }, 10));
   const std::vector<uint64_t> ids = replica_ids(s.endpoint());
   auto pids = processes_with(s.marker());
@@ -601,6 +601,9 @@ TEST(Serve, AfterSigkillUnderLoadARestartAdoptsTheSameReplicasAndHistoryGoesOn) 
   auto after = processes_with(s.marker());
   std::sort(after.begin(), after.end());
   EXPECT_EQ(after, pids) << "no duplicate launched, none orphaned";
+  if (GetParam() == "slurm") {
+    EXPECT_EQ(s.slurm_jobs().size(), 2u) << "the same two jobs";
+  }
   EXPECT_NE(s.log_text().find("adopting replica chat/local/"), std::string::npos);
   for (const auto& r : burst(s.port(), 4)) EXPECT_EQ(r.status, 200) << r.error;
 
@@ -622,6 +625,7 @@ TEST(Serve, AfterSigkillUnderLoadARestartAdoptsTheSameReplicasAndHistoryGoesOn) 
   // A clean stop stops them all, and the next start has nothing to adopt.
   EXPECT_EQ(s.terminate(), 0);
   EXPECT_TRUE(eventually([&] { return processes_with(s.marker()).empty(); }, 5));
+  EXPECT_TRUE(eventually([&] { return s.slurm_jobs().empty(); }, 10));
 }
 
 TEST(Serve, ARestartStopsReplicasOfAGroupNoLongerConfigured) {
