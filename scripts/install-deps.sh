@@ -6,6 +6,7 @@ packages=(
   libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libfmt-dev libzstd-dev zstd
   libgtest-dev libgmock-dev libbenchmark-dev libboost1.81-dev libsqlite3-dev libsodium-dev curl jq
   chromium fonts-dejavu-core
+  slurmctld slurmd slurm-client munge  # the Slurm tests' single-node cluster (slurm-local.sh)
 )
 missing=()
 for p in "${packages[@]}"; do

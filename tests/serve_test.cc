@@ -10,6 +10,8 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -62,6 +64,7 @@ std::vector<int> processes_with(const std::string& marker) {
 }
 
 struct Options {
+  std::string kind = "local";  // or slurm: replicas as jobs of the test cluster (SLURM_CONF)
   int min_replicas = 0;
   int max_replicas = 4;
   int concurrency = 2;
@@ -94,7 +97,10 @@ class Serve {
       g << "      - name: " << group_name << "\n        min_replicas: " << o.min_replicas
         << "\n        max_replicas: " << o.max_replicas
         << "\n        concurrency: " << o.concurrency
-        << "\n        cold_start: 1s\n        provisioner:\n          kind: local\n"
+        << "\n        cold_start: 1s\n        provisioner:\n          kind: " << o.kind << "\n"
+        << (o.kind == "slurm" ? "          poll_interval: 100ms\n          output: " +
+                                    (dir_ / "job-%j.out").string() + "\n"
+                              : "")
         << "          command: [\"{tide}\", demo-model, --port, \"{port}\", --load-time, "
         << o.load_time << ", --concurrency, \"" << o.concurrency << "\", --service, \"" << o.service
         << "\", --token-rate, \"" << o.token_rate << "\", --model, " << marker_
@@ -138,6 +144,7 @@ class Serve {
       ::waitpid(pid_, nullptr, 0);
     }
     for (int p : processes_with(marker_)) ::kill(p, SIGKILL);
+    for (const std::string& job : slurm_jobs()) std::system(("scancel " + job).c_str());
     // On failure, show what tide said (its log, and any sanitizer report) before it is deleted.
     if (::testing::Test::HasFailure()) std::cerr << "tide serve log:\n" << log_text();
     fs::remove_all(dir_);
@@ -149,6 +156,8 @@ class Serve {
     const size_t log_start = log_text().size();  // a restart appends to the same log
     pid_ = ::fork();
     if (pid_ == 0) {
+      // Its own working directory: how its Slurm jobs are told apart (squeue %Z).
+      if (::chdir(dir_.c_str()) != 0) ::_exit(127);
       const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
       ::dup2(fd, 1);
       ::dup2(fd, 2);
@@ -220,6 +229,23 @@ class Serve {
     pid_ = -1;
   }
 
+  // Its Slurm jobs still pending, running or ending (none when Slurm is not used).
+  std::vector<std::string> slurm_jobs() const {
+    std::vector<std::string> jobs;
+    if (std::getenv("SLURM_CONF") == nullptr) return jobs;
+    FILE* p = ::popen("squeue -h -o '%i|%Z' 2>/dev/null", "r");
+    if (p == nullptr) return jobs;
+    char line[4096];
+    while (std::fgets(line, sizeof line, p) != nullptr) {
+      std::string l(line);
+      const size_t bar = l.find('|');
+      if (bar != std::string::npos && l.substr(bar + 1).starts_with(dir_.string()))
+        jobs.push_back(l.substr(0, bar));
+    }
+    ::pclose(p);
+    return jobs;
+  }
+
   uint16_t port() const { return port_; }
   uint16_t api_port() const { return api_port_; }
   const std::string& marker() const { return marker_; }
@@ -245,8 +271,32 @@ std::vector<HttpResponse> burst(uint16_t port, int n, const std::string& body = 
   return out;
 }
 
-TEST(Serve, ScalesFromZeroAnswersEveryRequestAndScalesBackToZero) {
-  Serve s("scale", {});
+// The tests that hold for every kind of replica, run with local processes and with Slurm jobs.
+class ServeKind : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    if (GetParam() != "slurm") return;
+    if (const char* skip = std::getenv("TIDE_SKIP_SLURM"); skip && std::string(skip) == "1")
+      GTEST_SKIP() << "TIDE_SKIP_SLURM=1";
+    ASSERT_NE(std::getenv("SLURM_CONF"), nullptr)
+        << "SLURM_CONF is not set: run through ctest (its slurm fixture starts a cluster), or "
+           "start one with scripts/slurm-local.sh start DIR and export SLURM_CONF=DIR/slurm.conf; "
+           "TIDE_SKIP_SLURM=1 skips these tests";
+  }
+  Options options() const {
+    Options o;
+    o.kind = GetParam();
+    return o;
+  }
+};
+
+INSTANTIATE_TEST_SUITE_P(Kinds, ServeKind, ::testing::Values("local", "slurm"),
+                         [](const auto& p) { return p.param; });
+
+TEST_P(ServeKind, ScalesFromZeroAnswersEveryRequestAndScalesBackToZero) {
+  Options o = options();
+  o.service = "fixed:1s";  // work enough for all four: Slurm starts jobs up to a second apart
+  Serve s("scale-" + GetParam(), o);
   EXPECT_EQ(s.count("ready"), 0);
   EXPECT_TRUE(processes_with(s.marker()).empty());
   std::atomic<int> max_ready{0};
@@ -273,6 +323,7 @@ TEST(Serve, ScalesFromZeroAnswersEveryRequestAndScalesBackToZero) {
   EXPECT_TRUE(eventually([&] { return s.count("ready") == 0 && s.count("draining") == 0; }, 10))
       << s.endpoint().dump();
   EXPECT_TRUE(eventually([&] { return processes_with(s.marker()).empty(); }, 5));
+  EXPECT_TRUE(eventually([&] { return s.slurm_jobs().empty(); }, 10));  // no job left behind
   EXPECT_EQ(s.terminate(), 0);
 }
 
@@ -293,13 +344,13 @@ TEST(Serve, StreamingDeliversTokensAsTheyAreGenerated) {
   EXPECT_EQ(s.terminate(), 0);
 }
 
-TEST(Serve, ReplicaKilledMidBurstLosesNoRequest) {
-  Options o;
+TEST_P(ServeKind, ReplicaKilledMidBurstLosesNoRequest) {
+  Options o = options();
   o.min_replicas = 2;
   o.max_replicas = 2;
   o.concurrency = 1;
   o.service = "fixed:400ms";
-  Serve s("kill", o);
+  Serve s("kill-" + GetParam(), o);
   ASSERT_TRUE(eventually([&] { return s.count("ready") == 2; }, 10));
   std::vector<HttpResponse> responses;
   std::thread client([&] { responses = burst(s.port(), 8); });
@@ -493,6 +544,33 @@ TEST(Serve, OverflowSpillsOnlyWhileThePrimaryCannotStartInTime) {
   EXPECT_EQ(s.terminate(), 0);
 }
 
+// Slurm only: what a cluster does to jobs behind tide's back.
+class ServeSlurm : public ServeKind {};
+INSTANTIATE_TEST_SUITE_P(Kinds, ServeSlurm, ::testing::Values("slurm"),
+                         [](const auto& p) { return p.param; });
+
+TEST_P(ServeSlurm, JobCancelledFromOutsideIsReplaced) {
+  Options o = options();
+  o.min_replicas = 2;
+  o.max_replicas = 2;
+  Serve s("scancel", o);
+  ASSERT_TRUE(eventually([&] { return s.count("ready") == 2; }, 20));
+  const std::vector<std::string> jobs = s.slurm_jobs();
+  ASSERT_EQ(jobs.size(), 2u);
+  ASSERT_EQ(std::system(("scancel " + jobs[0]).c_str()), 0);
+  EXPECT_TRUE(eventually([&] { return s.count("failures") == 1; }, 10)) << s.endpoint().dump();
+  EXPECT_TRUE(eventually([&] { return s.count("ready") == 2; }, 20)) << s.endpoint().dump();
+  const std::vector<std::string> now = s.slurm_jobs();
+  EXPECT_EQ(now.size(), 2u);
+  EXPECT_EQ(std::count(now.begin(), now.end(), jobs[0]), 0);  // a new job in its place
+  EXPECT_NE(s.endpoint()["groups"][0]["last_error"].get<std::string>().find("CANCELLED"),
+            std::string::npos)
+      << s.endpoint().dump();
+  for (const auto& r : burst(s.port(), 4)) EXPECT_EQ(r.status, 200) << r.error << r.body;
+  EXPECT_EQ(s.terminate(), 0);
+  EXPECT_TRUE(eventually([&] { return s.slurm_jobs().empty(); }, 10));  // shutdown cancelled them
+}
+
 TEST(Serve, WithoutAStateFileNoReplicaOutlivesTideEvenWhenItIsKilled) {
   Options o;
   o.min_replicas = 2;
@@ -525,11 +603,11 @@ double now_unix() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-TEST(Serve, AfterSigkillUnderLoadARestartAdoptsTheSameReplicasAndHistoryGoesOn) {
-  Options o;
+TEST_P(ServeKind, AfterSigkillUnderLoadARestartAdoptsTheSameReplicasAndHistoryGoesOn) {
+  Options o = options();
   o.min_replicas = 2;
   o.idle_timeout = "30s";
-  Serve s("restart", o);
+  Serve s("restart-" + GetParam(), o);
   ASSERT_TRUE(eventually([&] { return s.count("ready") == 2; }, 10));
   const std::vector<uint64_t> ids = replica_ids(s.endpoint());
   auto pids = processes_with(s.marker());
@@ -552,6 +630,9 @@ TEST(Serve, AfterSigkillUnderLoadARestartAdoptsTheSameReplicasAndHistoryGoesOn) 
   auto after = processes_with(s.marker());
   std::sort(after.begin(), after.end());
   EXPECT_EQ(after, pids) << "no duplicate launched, none orphaned";
+  if (GetParam() == "slurm") {
+    EXPECT_EQ(s.slurm_jobs().size(), 2u) << "the same two jobs";
+  }
   EXPECT_NE(s.log_text().find("adopting replica chat/local/"), std::string::npos);
   for (const auto& r : burst(s.port(), 4)) EXPECT_EQ(r.status, 200) << r.error;
 
@@ -573,6 +654,7 @@ TEST(Serve, AfterSigkillUnderLoadARestartAdoptsTheSameReplicasAndHistoryGoesOn) 
   // A clean stop stops them all, and the next start has nothing to adopt.
   EXPECT_EQ(s.terminate(), 0);
   EXPECT_TRUE(eventually([&] { return processes_with(s.marker()).empty(); }, 5));
+  EXPECT_TRUE(eventually([&] { return s.slurm_jobs().empty(); }, 10));
 }
 
 TEST(Serve, ARestartStopsReplicasOfAGroupNoLongerConfigured) {

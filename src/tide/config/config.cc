@@ -57,10 +57,11 @@ constexpr Choice<ModelKind> kModels[] = {{"fixed", ModelKind::kFixed},
                                          {"lognormal", ModelKind::kLognormal},
                                          {"tokens", ModelKind::kTokens},
                                          {"trace", ModelKind::kTrace}};
-enum class ProvisionerKind { kLocal, kStatic, kSimulated };
+enum class ProvisionerKind { kLocal, kStatic, kSlurm, kSimulated };
 constexpr Choice<ProvisionerKind> kProvisionerKinds[] = {
     {"local", ProvisionerKind::kLocal},
     {"static", ProvisionerKind::kStatic},
+    {"slurm", ProvisionerKind::kSlurm},
     {"simulated", ProvisionerKind::kSimulated}};
 
 constexpr std::string_view kTopKeys[] = {"server", "state", "route", "endpoints"};
@@ -84,6 +85,11 @@ constexpr std::string_view kGroupKeys[] = {
     "cold_start", "price",       "service_time", "scaling",      "agent"};
 constexpr std::string_view kProvisionerKeys[] = {"kind",  "command", "urls",
                                                  "ready", "gpus",    "gpus_per_replica"};
+// Beside the common keys, for kind slurm only.
+constexpr std::string_view kSlurmKeys[] = {
+    "partition",       "gres",         "cpus", "mem", "time_limit", "sbatch_args", "output",
+    "pending_timeout", "poll_interval"};
+constexpr std::string_view kColdStartKeys[] = {"pending", "boot"};
 constexpr std::string_view kReadyKeys[] = {"path", "interval", "timeout"};
 
 constexpr std::string_view kCommonKeys[] = {"preset", "policy", "tick", "admission"};
@@ -516,6 +522,19 @@ DurationDistribution read_distribution(Reader& r, const Node& node, const std::s
   return d;
 }
 
+// `cold_start: <distribution>` (boot only), or `cold_start: {pending: <distribution>, boot:
+// <distribution>}` for a cluster that queues jobs before they run.
+void read_cold_start(Reader& r, const Node& node, const std::string& path, GroupSpec& g) {
+  if (!node.IsMap() || (!node["pending"] && !node["boot"])) {
+    g.cold_start = read_distribution(r, node, path);
+    return;
+  }
+  Map m(r, node, path);
+  m.allow(kColdStartKeys);
+  if (const Node* n = m.get("pending")) g.pending = read_distribution(r, *n, m.at("pending"));
+  if (const Node* n = m.get("boot")) g.cold_start = read_distribution(r, *n, m.at("boot"));
+}
+
 ServiceTimeModel read_service_time(Reader& r, const Node& node, const std::string& path) {
   ServiceTimeModel s;
   if (node.IsScalar()) {  // `service_time: 2s`
@@ -578,17 +597,96 @@ std::optional<std::vector<std::string>> read_strings(Reader& r, const Node& node
   return out;
 }
 
+// A string that goes into an sbatch option: not empty, no whitespace.
+void read_word(Reader& r, const Map& m, std::string_view key, std::string& out) {
+  std::string v;
+  if (!m.read(key, v)) return;
+  if (v.empty() || v.find_first_of(" \t\n\r") != std::string::npos) {
+    r.fail(m.at(key), fmt::format("must be one word without spaces, got {}", quote(v)));
+    return;
+  }
+  out = std::move(v);
+}
+
+// The keys of kind slurm (see SlurmSpec), from the provisioner's map.
+void read_slurm(Reader& r, const Map& m, SlurmSpec& s) {
+  read_word(r, m, "partition", s.partition);
+  read_word(r, m, "gres", s.gres);
+  m.read("cpus", s.cpus, at_least(1));
+  std::string mem;
+  if (m.read("mem", mem)) {
+    const size_t digits = mem.find_first_not_of("0123456789");
+    const bool ok =
+        digits > 0 && (digits == std::string::npos ||
+                       (digits + 1 == mem.size() &&
+                        std::string_view("KMGT").find(mem[digits]) != std::string_view::npos));
+    if (ok) {
+      s.mem = std::move(mem);
+    } else {
+      r.fail(m.at("mem"), fmt::format("must be a number of megabytes with an optional unit "
+                                      "K, M, G or T (as sbatch --mem), got {}",
+                                      quote(mem)));
+    }
+  }
+  m.read("time_limit", s.time_limit, above(0));
+  if (const Node* n = m.get("sbatch_args")) {
+    // Options tide sets itself, from its own keys or for its own use.
+    constexpr std::string_view kOwn[] = {
+        "--job-name", "-J",     "--output",        "-o", "--parsable", "--wrap", "--partition",
+        "-p",         "--gres", "--cpus-per-task", "-c", "--mem",      "--time", "-t"};
+    if (auto args = read_strings(r, *n, m.at("sbatch_args"))) {
+      bool ok = true;
+      for (size_t i = 0; i < args->size(); ++i) {
+        const std::string& a = (*args)[i];
+        const std::string at = index_path(m.at("sbatch_args"), i);
+        if (a.empty() || a.front() != '-') {
+          r.fail(at, fmt::format("must be an sbatch option starting with -, got {}", quote(a)));
+          ok = false;
+          continue;
+        }
+        const std::string_view name = std::string_view(a).substr(0, a.find('='));
+        if (std::find(std::begin(kOwn), std::end(kOwn), name) != std::end(kOwn)) {
+          r.fail(at, fmt::format("{} is set by tide (use the provisioner's own keys)", name));
+          ok = false;
+        }
+      }
+      if (ok) s.sbatch_args = std::move(*args);
+    }
+  }
+  std::string output;
+  if (m.read("output", output)) {
+    if (output.empty()) {
+      r.fail(m.at("output"), "must not be empty (leave it out for /dev/null)");
+    } else {
+      s.output = std::move(output);
+    }
+  }
+  m.read("pending_timeout", s.pending_timeout);
+  m.read("poll_interval", s.poll_interval, above(0));
+}
+
 ProvisionerSpec read_provisioner(Reader& r, const Node& node, const std::string& path) {
   ProvisionerSpec p;
   if (!r.expect_map(node, path, " like {kind: local, command: [...]}")) return p;
   Map m(r, node, path);
-  m.allow(kProvisionerKeys);
   ProvisionerKind kind = ProvisionerKind::kLocal;
   if (m.read("kind", kind, kProvisionerKinds)) {
     for (const auto& k : kProvisionerKinds) {
       if (k.value == kind) p.kind = std::string(k.name);
     }
   }
+  // The keys of kind slurm are known to it alone (and told apart from typos for the others).
+  std::vector<std::string_view> known(std::begin(kProvisionerKeys), std::end(kProvisionerKeys));
+  for (std::string_view key : kSlurmKeys) {
+    if (kind == ProvisionerKind::kSlurm) {
+      known.push_back(key);
+    } else if (m.get(key) != nullptr) {
+      r.fail(m.at(key), "only for kind slurm");
+      known.push_back(key);
+    }
+  }
+  m.allow(known);
+  if (kind == ProvisionerKind::kSlurm) read_slurm(r, m, p.slurm);
   if (const Node* n = m.get("command")) {
     if (auto cmd = read_strings(r, *n, m.at("command"))) {
       if (cmd->empty()) {
@@ -677,10 +775,11 @@ GroupSpec read_group(Reader& r, const Node& node, const std::string& path) {
       am.read("enabled", g.agent.enabled);
       am.read("work", g.agent.work, kWorks);
       am.read("report_interval", g.agent.report_interval, between(0.1, false, 60, false));
-      if (g.agent.enabled && g.provisioner.kind == "static")
+      if (g.agent.enabled && g.provisioner.kind != "local")
         r.fail(am.at("enabled"),
-               "needs a provisioner that starts the replica (local); with kind static, run `tide "
-               "agent` beside each server yourself and list the agents' URLs without this");
+               fmt::format("tide starts the agent with kind local only; with kind {}, put `tide "
+                           "agent` in front of each server yourself and leave this out",
+                           g.provisioner.kind));
     }
   }
 
@@ -695,8 +794,7 @@ GroupSpec read_group(Reader& r, const Node& node, const std::string& path) {
   }
   const bool concurrency_ok =
       m.get("concurrency") == nullptr || m.read("concurrency", g.concurrency, at_least(1));
-  if (const Node* n = m.get("cold_start"))
-    g.cold_start = read_distribution(r, *n, m.at("cold_start"));
+  if (const Node* n = m.get("cold_start")) read_cold_start(r, *n, m.at("cold_start"), g);
   m.read("price", g.price, at_least(0));
   if (const Node* n = m.get("service_time"))
     g.service_time = read_service_time(r, *n, m.at("service_time"));

@@ -198,14 +198,31 @@ struct ReadyProbe {
   Duration timeout = 1s;
 };
 
-// Where replicas run. The simulator ignores everything but `kind`.
+// kind slurm: each replica is a Slurm batch job (docs/slurm.md). Empty / 0 = the cluster's default.
+struct SlurmSpec {
+  std::string partition;                 // --partition
+  std::string gres;                      // --gres, e.g. "gpu:1" (Slurm sets CUDA_VISIBLE_DEVICES)
+  int cpus = 0;                          // --cpus-per-task
+  std::string mem;                       // --mem, e.g. "32G"
+  Duration time_limit{0};                // --time
+  std::vector<std::string> sbatch_args;  // more sbatch options, e.g. "--account=ml"
+  std::string output;                    // --output (%j: the job id); empty: /dev/null
+  // A job pending longer than this fails as "no capacity" (cancelled, replaced after a backoff;
+  // overflow routing moves on to another group meanwhile). 0 = wait forever. The simulator
+  // applies it to the `pending` part of cold_start.
+  Duration pending_timeout = 5min;
+  Duration poll_interval = 1s;  // how often squeue is read while the group has jobs
+};
+
+// Where replicas run. The simulator ignores everything but `kind` (and slurm.pending_timeout).
 struct ProvisionerSpec {
-  std::string kind = "local";        // local | static | simulated (more backends later)
-  std::vector<std::string> command;  // local: argv with {port} and {replica_id}
+  std::string kind = "local";        // local | static | slurm | simulated
+  std::vector<std::string> command;  // local, slurm: argv with {port} and {replica_id}
   std::vector<std::string> urls;     // static
   ReadyProbe ready;
   std::vector<int> gpus;  // local: GPU pool handed out as CUDA_VISIBLE_DEVICES
   int gpus_per_replica = 0;
+  SlurmSpec slurm;  // kind slurm (its keys sit beside the others in YAML)
 };
 
 // The worker-side agent (`tide agent`) the local provisioner starts with each replica: it proxies
@@ -227,10 +244,17 @@ struct GroupSpec {
   int min_replicas = 0;
   int max_replicas = 1;
   int concurrency = 1;
+  // Launch to ready = pending (queued in a cluster before the replica runs; 0 elsewhere) +
+  // cold_start (boot: the process starts, loads the model, answers its probe).
+  // YAML: `cold_start: 60s` or `cold_start: {pending: <distribution>, boot: <distribution>}`.
   DurationDistribution cold_start;
+  DurationDistribution pending;
   std::optional<double> price;  // per replica-hour
   ServiceTimeModel service_time;
   ScalingSpec scaling;
+
+  // The expected launch-to-ready time: mean pending + mean boot.
+  Duration mean_cold_start() const { return pending.mean() + cold_start.mean(); }
 };
 
 struct SloSpec {

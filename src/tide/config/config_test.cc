@@ -325,7 +325,7 @@ TEST(ParseConfigErrors, Server) {
 
 TEST(ParseConfigErrors, Provisioner) {
   EXPECT_THAT(group_problems("provisioner: {kind: statik}"),
-              ElementsAre(g("provisioner.kind: expected one of local|static|simulated, got "
+              ElementsAre(g("provisioner.kind: expected one of local|static|slurm|simulated, got "
                             "\"statik\" (did you mean static?)")));
   EXPECT_THAT(group_problems("provisioner: {kind: static}"),
               ElementsAre(g("provisioner.urls: required: kind static needs at least one url")));
@@ -357,6 +357,75 @@ TEST(ParseConfigErrors, Provisioner) {
                             "ready, gpus, gpus_per_replica)")));
   // The simulator needs no provisioner details.
   EXPECT_NO_THROW(group("provisioner: {kind: local}"));
+}
+
+TEST(ParseConfig, SlurmProvisioner) {
+  const ProvisionerSpec p = group(R"(provisioner:
+          kind: slurm
+          command: [vllm, serve, --port, "{port}"]
+          partition: gpu
+          gres: "gpu:h100:1"
+          cpus: 8
+          mem: 64G
+          time_limit: 12h
+          sbatch_args: [--account=ml, "--qos=high"]
+          output: /logs/tide-%j.out
+          pending_timeout: 2m
+          poll_interval: 500ms)")
+                                .provisioner;
+  EXPECT_EQ(p.kind, "slurm");
+  EXPECT_THAT(p.command, ElementsAre("vllm", "serve", "--port", "{port}"));
+  EXPECT_EQ(p.slurm.partition, "gpu");
+  EXPECT_EQ(p.slurm.gres, "gpu:h100:1");
+  EXPECT_EQ(p.slurm.cpus, 8);
+  EXPECT_EQ(p.slurm.mem, "64G");
+  EXPECT_EQ(p.slurm.time_limit, 12h);
+  EXPECT_THAT(p.slurm.sbatch_args, ElementsAre("--account=ml", "--qos=high"));
+  EXPECT_EQ(p.slurm.output, "/logs/tide-%j.out");
+  EXPECT_EQ(p.slurm.pending_timeout, 2min);
+  EXPECT_EQ(p.slurm.poll_interval, 500ms);
+  // Defaults: the cluster's own, five minutes of pending, squeue every second.
+  const SlurmSpec d = group("provisioner: {kind: slurm, command: [x]}").provisioner.slurm;
+  EXPECT_EQ(d.partition, "");
+  EXPECT_EQ(d.cpus, 0);
+  EXPECT_EQ(d.time_limit, 0s);
+  EXPECT_EQ(d.pending_timeout, 5min);
+  EXPECT_EQ(d.poll_interval, 1s);
+  EXPECT_EQ(
+      group("provisioner: {kind: slurm, pending_timeout: 0s}").provisioner.slurm.pending_timeout,
+      0s);
+}
+
+TEST(ParseConfigErrors, SlurmProvisioner) {
+  EXPECT_THAT(group_problems("provisioner: {kind: local, partition: gpu, gres: \"gpu:1\"}"),
+              ElementsAre(g("provisioner.partition: only for kind slurm"),
+                          g("provisioner.gres: only for kind slurm")));
+  EXPECT_THAT(group_problems("provisioner: {kind: slurm, partiton: gpu}"),
+              ElementsAre(g("provisioner.partiton: unknown key (did you mean partition?)")));
+  EXPECT_THAT(group_problems("provisioner: {kind: slurm, partition: \"a b\", gres: \"\", cpus: 0}"),
+              ElementsAre(g("provisioner.partition: must be one word without spaces, got \"a b\""),
+                          g("provisioner.gres: must be one word without spaces, got \"\""),
+                          g("provisioner.cpus: must be >= 1, got 0")));
+  EXPECT_THAT(group_problems("provisioner: {kind: slurm, mem: 16GB}"),
+              ElementsAre(g("provisioner.mem: must be a number of megabytes with an optional "
+                            "unit K, M, G or T (as sbatch --mem), got \"16GB\"")));
+  EXPECT_THAT(group_problems("provisioner: {kind: slurm, time_limit: 0s, poll_interval: 0s}"),
+              ElementsAre(g("provisioner.time_limit: must be > 0, got 0s"),
+                          g("provisioner.poll_interval: must be > 0, got 0s")));
+  EXPECT_THAT(group_problems("provisioner: {kind: slurm, sbatch_args: [account=ml, --job-name=x, "
+                             "-J, --time=10]}"),
+              ElementsAre(g("provisioner.sbatch_args[0]: must be an sbatch option starting with "
+                            "-, got \"account=ml\""),
+                          g("provisioner.sbatch_args[1]: --job-name is set by tide (use the "
+                            "provisioner's own keys)"),
+                          g("provisioner.sbatch_args[2]: -J is set by tide (use the "
+                            "provisioner's own keys)"),
+                          g("provisioner.sbatch_args[3]: --time is set by tide (use the "
+                            "provisioner's own keys)")));
+  EXPECT_THAT(group_problems("provisioner: {kind: slurm, pending_timeout: 5, output: \"\"}"),
+              ElementsAre(g("provisioner.output: must not be empty (leave it out for /dev/null)"),
+                          g("provisioner.pending_timeout: a duration needs a unit, e.g. 5s or "
+                            "5ms, got 5")));
 }
 
 TEST(ParseConfigErrors, YamlSyntaxErrorGivesLineAndColumn) {
@@ -405,6 +474,31 @@ TEST(Distributions, Parse) {
   const GroupSpec d = group("cold_start: {dist: fixed, value: 1m}");
   EXPECT_EQ(d.cold_start.kind, DurationDistribution::Kind::kFixed);
   EXPECT_EQ(d.cold_start.value, 60s);
+}
+
+TEST(Distributions, ColdStartOfAClusterIsPendingPlusBoot) {
+  const GroupSpec a = group(
+      "cold_start: {pending: {dist: empirical, values: [0s, 10s, 50s]}, boot: {dist: uniform, "
+      "min: 30s, max: 90s}}");
+  EXPECT_EQ(a.pending.kind, DurationDistribution::Kind::kEmpirical);
+  EXPECT_THAT(a.pending.values, ElementsAre(0s, 10s, 50s));
+  EXPECT_EQ(a.cold_start.kind, DurationDistribution::Kind::kUniform);
+  EXPECT_EQ(a.mean_cold_start(), 20s + 60s);
+  // Either part alone; the other is 0.
+  const GroupSpec b = group("cold_start: {pending: 2m}");
+  EXPECT_EQ(b.pending.value, 2min);
+  EXPECT_EQ(b.cold_start.value, 0s);
+  EXPECT_EQ(group("cold_start: {boot: 45s}").mean_cold_start(), 45s);
+  // The plain form has no pending part.
+  EXPECT_EQ(group("cold_start: 60s").pending.mean(), 0s);
+  EXPECT_THAT(group_problems("cold_start: {pending: {dist: normal}, boot: 1s, queue: 1s}"),
+              ElementsAre(g("cold_start.queue: unknown key (known keys: pending, boot)"),
+                          g("cold_start.pending.dist: expected one of "
+                            "fixed|uniform|lognormal|empirical, got \"normal\" (did you mean "
+                            "lognormal?)")));
+  EXPECT_THAT(group_problems("cold_start: {pending: 5, dist: fixed}"),
+              ElementsAre(g("cold_start.dist: unknown key (known keys: pending, boot)"),
+                          g("cold_start.pending: a duration needs a unit, e.g. 5s or 5ms, got 5")));
 }
 
 TEST(Distributions, Errors) {
@@ -1132,7 +1226,10 @@ TEST(ParseConfigErrors, AgentRouteAndTheLoadSignal) {
   EXPECT_THAT(group_problems("agent: true"), ElementsAre(StartsWith(std::string(kG) + "agent: ")));
   EXPECT_THAT(
       group_problems("provisioner: {kind: static, urls: [http://a:1]}\nagent: {enabled: true}"),
-      ElementsAre(HasSubstr(std::string(kG) + "agent.enabled: needs a provisioner")));
+      ElementsAre(HasSubstr(std::string(kG) + "agent.enabled: tide starts the agent with kind "
+                                              "local only; with kind static")));
+  EXPECT_THAT(group_problems("provisioner: {kind: slurm, command: [x]}\nagent: {enabled: true}"),
+              ElementsAre(HasSubstr("with kind slurm, put `tide agent` in front")));
   EXPECT_THAT(group_problems("scaling: {policy: target, metric: load, target: 0}"),
               ElementsAre(HasSubstr("scaling.target: must be > 0 for metric load")));
 

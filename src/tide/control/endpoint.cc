@@ -162,7 +162,7 @@ int Endpoint::active_count(const Group& g) const {
 
 Duration Endpoint::last_cold_start(int group) const {
   const Group& g = groups_[static_cast<size_t>(group)];
-  return g.cold_starts.empty() ? g.spec->cold_start.mean() : from_seconds(g.cold_starts.back());
+  return g.cold_starts.empty() ? g.spec->mean_cold_start() : from_seconds(g.cold_starts.back());
 }
 
 const Replica* Endpoint::replica(uint64_t id) const {
@@ -346,7 +346,7 @@ policy::Observation Endpoint::observe(int group, Time now) {
       sum += g.cold_starts[i];
     o.cold_start = from_seconds(sum / static_cast<double>(n));
   } else {
-    o.cold_start = spec.cold_start.mean();
+    o.cold_start = spec.mean_cold_start();
   }
   return o;
 }

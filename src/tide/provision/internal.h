@@ -14,6 +14,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "tide/config/config.h"
@@ -34,6 +35,11 @@ struct Core {
   // Set when the LiveProvisioner is destroyed: nothing may be reported any more.
   std::atomic<bool> closed{false};
 };
+
+// The last lines of a replica's output, trimmed, for an error message. Any thread.
+std::string last_lines(std::string_view output);
+// `s` with every `from` replaced by `to`.
+std::string replace_all(std::string s, std::string_view from, std::string_view to);
 
 // One launch, as the backends receive it on the strand.
 struct Launch {

@@ -48,23 +48,6 @@ std::string signal_text(int sig) {
   return std::to_string(sig);
 }
 
-// The last lines of `output`, trimmed, for an error message.
-std::string last_lines(std::string_view output) {
-  while (!output.empty() && (output.back() == '\n' || output.back() == '\r' ||
-                             output.back() == ' ' || output.back() == '\t'))
-    output.remove_suffix(1);
-  size_t start = output.size();
-  for (int lines = 0; start > 0 && lines < kErrorLines;) {
-    --start;
-    if (output[start] == '\n' && ++lines == kErrorLines) {
-      ++start;
-      break;
-    }
-  }
-  if (output.size() - start > kErrorChars) start = output.size() - kErrorChars;
-  return std::string(output.substr(start));
-}
-
 std::string describe_exit(int status, bool ready, std::string_view output) {
   std::string s;
   if (status < 0)
@@ -99,12 +82,6 @@ std::optional<uint16_t> free_port(std::string& error) {
     return std::nullopt;
   }
   return ntohs(addr.sin_port);
-}
-
-std::string replace_all(std::string s, std::string_view from, std::string_view to) {
-  for (size_t at = s.find(from); at != std::string::npos; at = s.find(from, at + to.size()))
-    s.replace(at, from.size(), to);
-  return s;
 }
 
 bool executable_file(const std::string& path) {
@@ -220,6 +197,28 @@ int move_fd(int from, int to) {
 }
 
 }  // namespace
+
+std::string replace_all(std::string s, std::string_view from, std::string_view to) {
+  for (size_t at = s.find(from); at != std::string::npos; at = s.find(from, at + to.size()))
+    s.replace(at, from.size(), to);
+  return s;
+}
+
+std::string last_lines(std::string_view output) {
+  while (!output.empty() && (output.back() == '\n' || output.back() == '\r' ||
+                             output.back() == ' ' || output.back() == '\t'))
+    output.remove_suffix(1);
+  size_t start = output.size();
+  for (int lines = 0; start > 0 && lines < kErrorLines;) {
+    --start;
+    if (output[start] == '\n' && ++lines == kErrorLines) {
+      ++start;
+      break;
+    }
+  }
+  if (output.size() - start > kErrorChars) start = output.size() - kErrorChars;
+  return std::string(output.substr(start));
+}
 
 // ---------------------------------------------------------------------------------------------
 UniqueFd& UniqueFd::operator=(UniqueFd&& o) noexcept {

@@ -4,6 +4,7 @@
 #include <boost/asio/post.hpp>
 
 #include "tide/provision/backends.h"
+#include "tide/provision/slurm_backend.h"
 
 namespace tide::provision {
 
@@ -11,25 +12,13 @@ struct LiveProvisioner::Impl {
   Impl(boost::asio::io_context& io, const Clock& clock, ProvisionOptions options)
       : core(std::make_shared<detail::Core>(io, clock, std::move(options))),
         local(std::make_shared<detail::LocalBackend>(core)),
-        statics(std::make_shared<detail::StaticBackend>(core)) {}
+        statics(std::make_shared<detail::StaticBackend>(core)),
+        slurm(std::make_shared<detail::SlurmBackend>(core)) {}
   std::shared_ptr<detail::Core> core;
   std::shared_ptr<detail::LocalBackend> local;
   std::shared_ptr<detail::StaticBackend> statics;
+  std::shared_ptr<detail::SlurmBackend> slurm;
 };
-
-LiveProvisioner::LiveProvisioner(boost::asio::io_context& io, const Clock& clock,
-                                 ProvisionOptions options)
-    : impl_(std::make_shared<Impl>(io, clock, std::move(options))) {}
-
-LiveProvisioner::~LiveProvisioner() {
-  impl_->core->closed = true;
-  impl_->local->close();
-  boost::asio::post(impl_->core->strand, [statics = impl_->statics] { statics->shutdown(); });
-}
-
-bool LiveProvisioner::supports(std::string_view kind) {
-  return kind == "local" || kind == "static";
-}
 
 namespace {
 detail::Launch make_launch(const ProvisionOptions& options, const control::Replica& replica,
@@ -61,13 +50,63 @@ detail::Launch make_launch(const ProvisionOptions& options, const control::Repli
   }
   return l;
 }
+
 }  // namespace
+
+LiveProvisioner::LiveProvisioner(boost::asio::io_context& io, const Clock& clock,
+                                 ProvisionOptions options)
+    : impl_(std::make_shared<Impl>(io, clock, std::move(options))) {}
+
+LiveProvisioner::~LiveProvisioner() {
+  impl_->core->closed = true;
+  impl_->local->close();
+  impl_->slurm->close();
+  boost::asio::post(impl_->core->strand, [statics = impl_->statics] { statics->shutdown(); });
+}
+
+bool LiveProvisioner::supports(std::string_view kind) {
+  return kind == "local" || kind == "static" || kind == "slurm";
+}
+
+void LiveProvisioner::launch(const control::Replica& replica, const config::GroupSpec& group,
+                             control::ReplicaEvents& events) {
+  detail::Launch l = make_launch(impl_->core->options, replica, group, events);
+  boost::asio::post(impl_->core->strand, [impl = impl_, l = std::move(l)]() mutable {
+    if (impl->core->closed) return;
+    if (l.spec.kind == "local") return impl->local->launch(std::move(l));
+    if (l.spec.kind == "static") return impl->statics->launch(std::move(l));
+    if (l.spec.kind == "slurm") return impl->slurm->launch(std::move(l));
+    l.events->on_replica_failed(
+        l.id, impl->core->clock.now(),
+        fmt::format("provisioner kind \"{}\" cannot run live replicas (use local, static or slurm)",
+                    l.spec.kind));
+  });
+}
+
+void LiveProvisioner::stop(const control::Replica& replica) {
+  std::string key = replica.name.empty() ? fmt::format("#{}", replica.id) : replica.name;
+  boost::asio::post(impl_->core->strand, [impl = impl_, key = std::move(key)] {
+    if (impl->core->closed) return;
+    impl->local->stop(key);
+    impl->statics->stop(key);
+    impl->slurm->stop(key);
+  });
+}
 
 bool LiveProvisioner::adopt(const control::Replica& replica, const config::GroupSpec& group,
                             const std::string& handle, control::ReplicaEvents& events) {
   const std::string& kind = group.provisioner.kind;
   if (kind == "static") {
     launch(replica, group, events);  // its URL is still there, or another free one is
+    return true;
+  }
+  if (kind == "slurm") {
+    const auto job = detail::parse_slurm_handle(handle);
+    if (!job) return false;
+    boost::asio::post(impl_->core->strand,
+                      [impl = impl_, l = make_launch(impl_->core->options, replica, group, events), id = *job]() mutable {
+                        if (!impl->core->closed) impl->slurm->adopt(std::move(l), id);
+                      });
     return true;
   }
   if (kind != "local" || !handle.starts_with("local ")) return false;
@@ -80,33 +119,16 @@ bool LiveProvisioner::adopt(const control::Replica& replica, const config::Group
   return true;
 }
 
-void LiveProvisioner::launch(const control::Replica& replica, const config::GroupSpec& group,
-                             control::ReplicaEvents& events) {
-  detail::Launch l = make_launch(impl_->core->options, replica, group, events);
-  boost::asio::post(impl_->core->strand, [impl = impl_, l = std::move(l)]() mutable {
-    if (impl->core->closed) return;
-    if (l.spec.kind == "local") return impl->local->launch(std::move(l));
-    if (l.spec.kind == "static") return impl->statics->launch(std::move(l));
-    l.events->on_replica_failed(
-        l.id, impl->core->clock.now(),
-        fmt::format("provisioner kind \"{}\" cannot run live replicas (use local or static)",
-                    l.spec.kind));
-  });
-}
-
-void LiveProvisioner::stop(const control::Replica& replica) {
-  std::string key = replica.name.empty() ? fmt::format("#{}", replica.id) : replica.name;
-  boost::asio::post(impl_->core->strand, [impl = impl_, key = std::move(key)] {
-    if (impl->core->closed) return;
-    impl->local->stop(key);
-    impl->statics->stop(key);
-  });
-}
-
 void LiveProvisioner::shutdown(std::function<void()> done) {
   boost::asio::post(impl_->core->strand, [impl = impl_, done = std::move(done)]() mutable {
     impl->statics->shutdown();
-    impl->local->shutdown(std::move(done));
+    // `done` once both the local children have exited and the Slurm jobs are cancelled.
+    auto left = std::make_shared<int>(2);
+    auto one_done = [left, done = std::move(done)] {
+      if (--*left == 0) done();
+    };
+    impl->local->shutdown(one_done);
+    impl->slurm->shutdown(one_done);
   });
 }
 

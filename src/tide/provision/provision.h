@@ -18,7 +18,17 @@
 //           releases the URL and kills nothing. Scaling is advisory: it only chooses how many of
 //           the URLs receive traffic. Only http:// URLs can be probed; a URL's path is ignored.
 //
-// Both probe readiness every `ready.interval` (each probe bounded by `ready.timeout`), then
+//   slurm   Each replica is a Slurm batch job submitted with sbatch (partition, gres, cpus, mem,
+//           time_limit, sbatch_args) running `provisioner.command` on the node Slurm picks; the
+//           job's script picks a free port there and reports it through the job's comment. A
+//           pending job is starting; it fails "no capacity" after slurm.pending_timeout. Ready
+//           when running and its probe on NodeAddr:port answers 2xx; failed with Slurm's state
+//           when the job ends (CANCELLED, FAILED, TIMEOUT, NODE_FAIL, PREEMPTED...) or vanishes.
+//           Stop is scancel. Jobs outlive tide: shutdown() cancels them, but the destructor
+//           alone (tide killed) leaves them for adopt() by the next run ("slurm job=42").
+//           CUDA_VISIBLE_DEVICES comes from Slurm's GRES. See docs/slurm.md.
+//
+// All three probe readiness every `ready.interval` (each probe bounded by `ready.timeout`), then
 // liveness every ProvisionOptions::liveness_interval; `liveness_failures` failed probes in a row
 // fail the replica. A local replica whose process exits, before or after ready, fails with what
 // happened ("exited with status 1 before ready: <last lines of its output>", "killed by signal 9
@@ -98,9 +108,9 @@ struct ChildProcess {
   int pid = 0;          // also its process group id
 };
 
-// Runs each replica with the provisioner its group names (`provisioner.kind`: local or static;
-// anything else, e.g. simulated, fails the launch with a clear error). One instance serves any
-// number of endpoints and groups; replicas are told apart by Replica::name. GPUs of the local
+// Runs each replica with the provisioner its group names (`provisioner.kind`: local, static or
+// slurm; anything else, e.g. simulated, fails the launch with a clear error). One instance serves
+// any number of endpoints and groups; replicas are told apart by Replica::name. GPUs of the local
 // pools are shared by id across groups: a GPU is given to one replica at a time, from the launch
 // until its process has exited.
 class LiveProvisioner final : public control::Provisioner {
@@ -117,18 +127,20 @@ class LiveProvisioner final : public control::Provisioner {
               control::ReplicaEvents& events) override;
   void stop(const control::Replica& replica) override;
   // local: the process of the handle, if it is still the same process (pid and start time),
-  // watched for exit (pidfd) and probed like a new one; static: its URL probed again.
+  // watched for exit (pidfd) and probed like a new one; static: its URL probed again; slurm:
+  // the job of the handle ("slurm job=42"), followed like a new one (failed if it is gone).
   bool adopt(const control::Replica& replica, const config::GroupSpec& group,
              const std::string& handle, control::ReplicaEvents& events) override;
 
-  // Stops every replica (SIGTERM, grace, SIGKILL; no events for them) and calls `done` once all
-  // of their processes have exited. Launches after it fail ("provisioner is shutting down").
+  // Stops every replica (SIGTERM, grace, SIGKILL; scancel for Slurm jobs; no events for them) and
+  // calls `done` once all of their processes have exited and every scancel has returned. Launches
+  // after it fail ("provisioner is shutting down").
   void shutdown(std::function<void()> done);
 
   // The local replicas' processes that have not been reaped yet. Thread-safe.
   std::vector<ChildProcess> children() const;
 
-  // Whether `kind` (a ProvisionerSpec::kind) can run live replicas: "local" or "static".
+  // Whether `kind` (a ProvisionerSpec::kind) can run live replicas: local, static or slurm.
   static bool supports(std::string_view kind);
 
  private:

@@ -48,13 +48,13 @@ std::string validate_for_serving(const config::EndpointSpec& ep, const std::stri
     const std::string at_group = fmt::format("{}.groups[{}]", at_endpoint, g);
     const std::string at = at_group + ".provisioner";
     if (!provision::LiveProvisioner::supports(p.kind)) {
-      problems +=
-          fmt::format("{}.kind: {} cannot run live replicas (use local or static)\n", at, p.kind);
-    } else if (p.kind == "local" && p.command.empty()) {
+      problems += fmt::format("{}.kind: {} cannot run live replicas (use local, static or slurm)\n",
+                              at, p.kind);
+    } else if ((p.kind == "local" || p.kind == "slurm") && p.command.empty()) {
       problems += fmt::format(
-          "{}.command: required for kind local (the replica's argv, with "
+          "{}.command: required for kind {} (the replica's argv, with "
           "{{port}} where it listens)\n",
-          at);
+          at, p.kind);
     } else if (p.kind == "static" && group.max_replicas > static_cast<int>(p.urls.size())) {
       problems += fmt::format("{}.max_replicas: must be <= the number of urls ({}), got {}\n",
                               at_group, p.urls.size(), group.max_replicas);

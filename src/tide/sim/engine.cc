@@ -91,7 +91,7 @@ namespace {
 // ---------------------------------------------------------------------------------------------
 // The event loop
 
-enum class Kind : uint8_t { kArrival, kComplete, kTick, kReady };
+enum class Kind : uint8_t { kArrival, kComplete, kTick, kReady, kNoCapacity };
 
 struct Event {
   int64_t t;
@@ -159,17 +159,29 @@ class Simulation final : public control::Provisioner, public control::DecisionSi
 
   SimResult run();
 
-  // Provisioner: a replica is ready after a cold start drawn from the group's distribution.
+  // Provisioner: a replica waits for the cluster (pending), then boots, both drawn from the
+  // group's distributions. Billing starts when it leaves the queue (a cluster charges for the
+  // allocation, not the wait). A Slurm job pending past its pending_timeout fails for lack of
+  // capacity, as `tide serve` reports it, and the endpoint backs off and retries or overflows.
   void launch(const control::Replica& replica, const config::GroupSpec& group,
               control::ReplicaEvents& events) override {
     events.on_replica_starting(replica.id, now_);
-    Duration cold = group.cold_start.sample(cold_rng_);
-    if (options_.warm_start && now_ == kTimeZero) cold = Duration{0};
+    Duration pending = group.pending.sample(cold_rng_);
+    Duration boot = group.cold_start.sample(cold_rng_);
+    if (options_.warm_start && now_ == kTimeZero) pending = boot = Duration{0};
     ready_targets_.push_back({&events, replica.id});
     const uint32_t e = endpoint_of(events);
+    const size_t stats = stats_index(e, static_cast<uint32_t>(replica.group));
+    const Duration timeout =
+        group.provisioner.kind == "slurm" ? group.provisioner.slurm.pending_timeout : Duration{0};
+    if (timeout > Duration{0} && pending > timeout) {
+      billing_.push_back({stats, kTimeMax, kTimeMax, now_});  // never billed
+      push(now_ + timeout, Kind::kNoCapacity, 0, ready_targets_.size() - 1);
+      return;
+    }
     billing_index_[replica.name] = billing_.size();
-    billing_.push_back({stats_index(e, static_cast<uint32_t>(replica.group)), now_, kTimeMax});
-    push(now_ + cold, Kind::kReady, 0, ready_targets_.size() - 1);
+    billing_.push_back({stats, now_ + pending, kTimeMax, now_});
+    push(now_ + pending + boot, Kind::kReady, 0, ready_targets_.size() - 1);
   }
   // Stopping is instant; a pending ready event finds the replica gone and does nothing.
   void stop(const control::Replica& replica) override {
@@ -275,8 +287,9 @@ class Simulation final : public control::Provisioner, public control::DecisionSi
   // Billing intervals of every replica, clipped to the measured window at the end.
   struct Billing {
     size_t stats;
-    Time requested;
+    Time requested;  // billed from here: out of the cluster's queue
     Time stopped;
+    Time launched;
   };
   std::vector<Billing> billing_;
   std::unordered_map<std::string, size_t> billing_index_;
@@ -495,6 +508,11 @@ SimResult Simulation::run() {
         events->on_replica_ready(id, now_, "");
         break;
       }
+      case Kind::kNoCapacity: {
+        auto [events, id] = ready_targets_[ev.b];
+        events->on_replica_failed(id, now_, "no capacity: still pending after pending_timeout");
+        break;
+      }
     }
     if (options_.progress && (++handled & 0xFFFFF) == 0)
       options_.progress(std::min(1.0, to_seconds(now_) / horizon_s));
@@ -521,7 +539,7 @@ SimResult Simulation::run() {
         const Time from = std::max(b.requested, warmup_);
         const Time to = std::min(b.stopped, end);
         if (to > from) gr.replica_seconds += to_seconds(to - from);
-        if (b.requested >= warmup_) ++gr.launches;
+        if (b.launched >= warmup_) ++gr.launches;
       }
       gr.zero_wait_replica_seconds = gs.ideal_integral;
       gr.work_bound_replica_seconds = gs.service_total_s / spec.concurrency;
