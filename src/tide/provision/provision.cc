@@ -104,7 +104,8 @@ bool LiveProvisioner::adopt(const control::Replica& replica, const config::Group
     const auto job = detail::parse_slurm_handle(handle);
     if (!job) return false;
     boost::asio::post(impl_->core->strand,
-                      [impl = impl_, l = make_launch(impl_->core->options, replica, group, events), id = *job]() mutable {
+                      [impl = impl_, l = make_launch(impl_->core->options, replica, group, events),
+                       id = *job]() mutable {
                         if (!impl->core->closed) impl->slurm->adopt(std::move(l), id);
                       });
     return true;
