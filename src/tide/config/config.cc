@@ -15,9 +15,11 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <regex>
 #include <sstream>
 #include <utility>
 
+#include "tide/config/pod_template.h"
 #include "tide/config/yaml_reader.h"
 
 namespace tide::config {
@@ -56,11 +58,12 @@ constexpr Choice<ModelKind> kModels[] = {{"fixed", ModelKind::kFixed},
                                          {"lognormal", ModelKind::kLognormal},
                                          {"tokens", ModelKind::kTokens},
                                          {"trace", ModelKind::kTrace}};
-enum class ProvisionerKind { kLocal, kStatic, kSimulated };
+enum class ProvisionerKind { kLocal, kStatic, kSimulated, kKubernetes };
 constexpr Choice<ProvisionerKind> kProvisionerKinds[] = {
     {"local", ProvisionerKind::kLocal},
     {"static", ProvisionerKind::kStatic},
-    {"simulated", ProvisionerKind::kSimulated}};
+    {"simulated", ProvisionerKind::kSimulated},
+    {"kubernetes", ProvisionerKind::kKubernetes}};
 
 constexpr std::string_view kTopKeys[] = {"server", "state", "endpoints"};
 constexpr std::string_view kServerKeys[] = {
@@ -77,8 +80,14 @@ constexpr std::string_view kQueueSpecKeys[] = {"max_length", "timeout"};
 constexpr std::string_view kGroupKeys[] = {"name",         "provisioner",  "min_replicas",
                                            "max_replicas", "concurrency",  "cold_start",
                                            "price",        "service_time", "scaling"};
-constexpr std::string_view kProvisionerKeys[] = {"kind",  "command", "urls",
-                                                 "ready", "gpus",    "gpus_per_replica"};
+constexpr std::string_view kProvisionerKeys[] = {
+    "kind",         "command",        "urls",    "ready",    "gpus",      "gpus_per_replica",
+    "namespace",    "kubeconfig",     "context", "template", "container", "port",
+    "gpu_resource", "pending_timeout"};
+// Keys only a kubernetes provisioner reads.
+constexpr std::string_view kKubernetesKeys[] = {"namespace",    "kubeconfig",     "context",
+                                                "template",     "container",      "port",
+                                                "gpu_resource", "pending_timeout"};
 constexpr std::string_view kReadyKeys[] = {"path", "interval", "timeout"};
 
 constexpr std::string_view kCommonKeys[] = {"preset", "policy", "tick", "admission"};
@@ -573,6 +582,59 @@ std::optional<std::vector<std::string>> read_strings(Reader& r, const Node& node
   return out;
 }
 
+// The fields of kind kubernetes (see docs/kubernetes.md).
+void read_kubernetes(Reader& r, const Map& m, ProvisionerSpec& p) {
+  if (m.get("gpus"))
+    r.fail(m.at("gpus"),
+           "only for kind local (a pool of GPU ids); kind kubernetes asks the "
+           "cluster for gpus_per_replica GPUs");
+  std::string ns;
+  if (m.read("namespace", ns)) {
+    if (is_dns_label(ns)) {
+      p.kube_namespace = ns;
+    } else {
+      r.fail(m.at("namespace"), fmt::format("must be a DNS label ([a-z0-9]([-a-z0-9]*[a-z0-9])?, "
+                                            "at most 63 characters), got {}",
+                                            quote(ns)));
+    }
+  }
+  if (m.read("kubeconfig", p.kubeconfig) && p.kubeconfig.empty())
+    r.fail(m.at("kubeconfig"), "must not be empty (a path to a kubeconfig file)");
+  if (m.read("context", p.kube_context) && p.kube_context.empty())
+    r.fail(m.at("context"), "must not be empty (a context of the kubeconfig)");
+  std::vector<std::string> containers;
+  if (const Node* n = m.get("template")) {
+    if (auto t = read_pod_template(r, *n, m.at("template"), containers)) p.pod_template = *t;
+  } else {
+    r.fail(m.at("template"),
+           "required: kind kubernetes needs a pod template like {spec: "
+           "{containers: [{name: model, image: ...}]}}");
+  }
+  if (m.read("container", p.container) && !containers.empty() &&
+      std::find(containers.begin(), containers.end(), p.container) == containers.end()) {
+    std::string names;
+    for (const auto& c : containers) names += (names.empty() ? "" : ", ") + c;
+    r.fail(m.at("container"),
+           fmt::format("no container named {} in template.spec.containers (containers: {})",
+                       quote(p.container), names));
+  }
+  if (m.required("port", "the port the container listens on"))
+    m.read("port", p.port, between(1, false, 65535, false));
+  std::string resource;
+  if (m.read("gpu_resource", resource)) {
+    static const std::regex kResource(
+        R"([a-z0-9]([-a-z0-9.]*[a-z0-9])?/[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)");
+    if (std::regex_match(resource, kResource)) {
+      p.gpu_resource = resource;
+    } else {
+      r.fail(m.at("gpu_resource"),
+             fmt::format("expected an extended resource name like nvidia.com/gpu, got {}",
+                         quote(resource)));
+    }
+  }
+  m.read("pending_timeout", p.pending_timeout);
+}
+
 ProvisionerSpec read_provisioner(Reader& r, const Node& node, const std::string& path) {
   ProvisionerSpec p;
   if (!r.expect_map(node, path, " like {kind: local, command: [...]}")) return p;
@@ -653,6 +715,13 @@ ProvisionerSpec read_provisioner(Reader& r, const Node& node, const std::string&
       p.gpus_per_replica > static_cast<int>(p.gpus.size())) {
     r.fail(m.at("gpus_per_replica"), fmt::format("must be <= the number of gpus ({}), got {}",
                                                  p.gpus.size(), p.gpus_per_replica));
+  }
+  if (kind == ProvisionerKind::kKubernetes) {
+    read_kubernetes(r, m, p);
+  } else {
+    for (std::string_view key : kKubernetesKeys) {
+      if (m.get(key)) r.fail(m.at(key), "only for kind kubernetes");
+    }
   }
   return p;
 }

@@ -202,8 +202,18 @@ struct ProvisionerSpec {
   std::vector<std::string> command;  // local: argv with {port} and {replica_id}
   std::vector<std::string> urls;     // static
   ReadyProbe ready;
-  std::vector<int> gpus;  // local: GPU pool handed out as CUDA_VISIBLE_DEVICES
-  int gpus_per_replica = 0;
+  std::vector<int> gpus;     // local: GPU pool handed out as CUDA_VISIBLE_DEVICES
+  int gpus_per_replica = 0;  // local: from the pool; kubernetes: the limit of gpu_resource
+
+  // kubernetes: one pod per replica, created through the API (docs/kubernetes.md).
+  std::string kube_namespace = "default";  // YAML: namespace
+  std::string kubeconfig;                  // "": in-cluster service account, else $KUBECONFIG
+  std::string kube_context;                // YAML: context; "": the kubeconfig's current-context
+  std::string pod_template;                // YAML: template, as JSON text ({metadata, spec})
+  std::string container;                   // gets port, GPUs and TIDE_* env; "": the first
+  int port = 0;                            // where that container listens on the pod IP
+  std::string gpu_resource = "nvidia.com/gpu";
+  Duration pending_timeout = std::chrono::minutes(5);  // unschedulable longer: failed; 0: never
 };
 
 struct GroupSpec {

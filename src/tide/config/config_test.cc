@@ -324,9 +324,10 @@ TEST(ParseConfigErrors, Server) {
 }
 
 TEST(ParseConfigErrors, Provisioner) {
-  EXPECT_THAT(group_problems("provisioner: {kind: statik}"),
-              ElementsAre(g("provisioner.kind: expected one of local|static|simulated, got "
-                            "\"statik\" (did you mean static?)")));
+  EXPECT_THAT(
+      group_problems("provisioner: {kind: statik}"),
+      ElementsAre(g("provisioner.kind: expected one of local|static|simulated|kubernetes, got "
+                    "\"statik\" (did you mean static?)")));
   EXPECT_THAT(group_problems("provisioner: {kind: static}"),
               ElementsAre(g("provisioner.urls: required: kind static needs at least one url")));
   EXPECT_THAT(group_problems("provisioner: {kind: static, urls: []}"),
@@ -354,7 +355,8 @@ TEST(ParseConfigErrors, Provisioner) {
               ElementsAre(g("provisioner.gpus[0]: must be >= 0, got -1")));
   EXPECT_THAT(group_problems("provisioner: {kind: local, image: x}"),
               ElementsAre(g("provisioner.image: unknown key (known keys: kind, command, urls, "
-                            "ready, gpus, gpus_per_replica)")));
+                            "ready, gpus, gpus_per_replica, namespace, kubeconfig, context, "
+                            "template, container, port, gpu_resource, pending_timeout)")));
   // The simulator needs no provisioner details.
   EXPECT_NO_THROW(group("provisioner: {kind: local}"));
 }
@@ -1087,4 +1089,134 @@ TEST(ParseEndpoint, GivesBackTheSpecFromItsOwnSourceAndNamesFieldsFromThePath) {
   EXPECT_THROW(parse_endpoint("[1, 2"), ConfigError);
 }
 
+}  // namespace tide::config
+
+namespace tide::config {
+namespace {
+
+TEST(ParseConfig, KubernetesProvisioner) {
+  const GroupSpec gs = group(R"(provisioner:
+  kind: kubernetes
+  namespace: ml-serving
+  kubeconfig: /etc/tide/kubeconfig
+  context: prod
+  port: 8000
+  container: model
+  gpus_per_replica: 2
+  pending_timeout: 90s
+  ready: {path: /v1/models}
+  template:
+    metadata:
+      labels: {app: chat, version: "2"}
+      annotations: {note: "x"}
+    spec:
+      nodeSelector: {gpu: h100}
+      terminationGracePeriodSeconds: 30
+      containers:
+        - name: model
+          image: vllm/vllm-openai:v0.6.3
+          args: [--port, "8000", --max-model-len, "8192"]
+          env: [{name: HF_HOME, value: /cache}, {name: DEBUG, value: "true"}]
+          resources: {limits: {memory: 80Gi, cpu: 8}}
+        - name: sidecar
+          image: busybox
+          command: [sleep, infinity]
+          tty: true
+          workingDir: ~)");
+  const ProvisionerSpec& p = gs.provisioner;
+  EXPECT_EQ(p.kind, "kubernetes");
+  EXPECT_EQ(p.kube_namespace, "ml-serving");
+  EXPECT_EQ(p.kubeconfig, "/etc/tide/kubeconfig");
+  EXPECT_EQ(p.kube_context, "prod");
+  EXPECT_EQ(p.port, 8000);
+  EXPECT_EQ(p.container, "model");
+  EXPECT_EQ(p.gpus_per_replica, 2);
+  EXPECT_EQ(p.gpu_resource, "nvidia.com/gpu");
+  EXPECT_EQ(p.pending_timeout, 90s);
+  EXPECT_EQ(p.ready.path, "/v1/models");
+  // The template is kept as the JSON the API takes: plain numbers and booleans typed, quoted
+  // scalars strings, ~ null.
+  EXPECT_EQ(p.pod_template,
+            R"({"metadata":{"annotations":{"note":"x"},"labels":{"app":"chat","version":"2"}},)"
+            R"("spec":{"containers":[{"args":["--port","8000","--max-model-len","8192"],)"
+            R"("env":[{"name":"HF_HOME","value":"/cache"},{"name":"DEBUG","value":"true"}],)"
+            R"("image":"vllm/vllm-openai:v0.6.3","name":"model","resources":{"limits":)"
+            R"({"cpu":8,"memory":"80Gi"}}},{"command":["sleep","infinity"],"image":"busybox",)"
+            R"("name":"sidecar","tty":true,"workingDir":null}],"nodeSelector":{"gpu":"h100"},)"
+            R"("terminationGracePeriodSeconds":30}})");
+  // Defaults.
+  const ProvisionerSpec d =
+      group(
+          "provisioner: {kind: kubernetes, port: 80, template: {spec: {containers: [{name: a, "
+          "image: b}]}}}")
+          .provisioner;
+  EXPECT_EQ(d.kube_namespace, "default");
+  EXPECT_EQ(d.kubeconfig, "");
+  EXPECT_EQ(d.container, "");
+  EXPECT_EQ(d.pending_timeout, 5min);
+}
+
+TEST(ParseConfigErrors, KubernetesProvisioner) {
+  EXPECT_THAT(group_problems("provisioner: {kind: kubernetes}"),
+              ElementsAre(g("provisioner.template: required: kind kubernetes needs a pod template "
+                            "like {spec: {containers: [{name: model, image: ...}]}}"),
+                          g("provisioner.port: required (the port the container listens on)")));
+  const std::string ok_template = "template: {spec: {containers: [{name: model, image: x}]}}";
+  auto k8s = [&](const std::string& fields) {
+    return group_problems("provisioner: {kind: kubernetes, " + fields + "}");
+  };
+  EXPECT_THAT(k8s("port: 0, namespace: ML_1, " + ok_template),
+              ElementsAre(g("provisioner.namespace: must be a DNS label "
+                            "([a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63 characters), got \"ML_1\""),
+                          g("provisioner.port: must be >= 1 and <= 65535, got 0")));
+  EXPECT_THAT(k8s("port: 80, container: web, gpus: [0], gpu_resource: gpu, " + ok_template),
+              ElementsAre(g("provisioner.gpus: only for kind local (a pool of GPU ids); kind "
+                            "kubernetes asks the cluster for gpus_per_replica GPUs"),
+                          g("provisioner.container: no container named \"web\" in "
+                            "template.spec.containers (containers: model)"),
+                          g("provisioner.gpu_resource: expected an extended resource name like "
+                            "nvidia.com/gpu, got \"gpu\"")));
+  EXPECT_THAT(k8s("port: 80, kubeconfig: \"\", pending_timeout: 5"),
+              ElementsAre(g("provisioner.kubeconfig: must not be empty (a path to a kubeconfig "
+                            "file)"),
+                          g("provisioner.template: required: kind kubernetes needs a pod template "
+                            "like {spec: {containers: [{name: model, image: ...}]}}"),
+                          g("provisioner.pending_timeout: a duration needs a unit, e.g. 5s or "
+                            "5ms, got 5")));
+  // The template: what tide sets itself, what the API would refuse late, and its shape.
+  EXPECT_THAT(k8s("port: 80, template: {metadata: {name: x, labels: {tide.dev/group: a, v: 2}, "
+                  "lables: {}}, spec: {containers: [{name: a, image: b}]}}"),
+              ElementsAre(g("provisioner.template.metadata.name: set by tide (pods are named "
+                            "after their replica, in provisioner.namespace); remove it from the "
+                            "template"),
+                          g("provisioner.template.metadata.lables: unknown key (did you mean "
+                            "labels?)"),
+                          g("provisioner.template.metadata.labels.tide.dev/group: set by tide on "
+                            "each pod; remove it from the template"),
+                          g("provisioner.template.metadata.labels.v: expected a string (quote "
+                            "it), got 2")));
+  EXPECT_THAT(k8s("port: 80, template: {spec: {containers: []}}"),
+              ElementsAre(g("provisioner.template.spec.containers: must have at least one "
+                            "container")));
+  EXPECT_THAT(k8s("port: 80, template: {spec: {containers: [{name: Model, image: \"\"}, {image: "
+                  "b}, x]}}"),
+              ElementsAre(g("provisioner.template.spec.containers[0].name: must be a DNS label "
+                            "([a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63 characters), got "
+                            "\"Model\""),
+                          g("provisioner.template.spec.containers[0].image: must not be empty"),
+                          g("provisioner.template.spec.containers[1].name: required"),
+                          g("provisioner.template.spec.containers[2]: expected a map like {name: "
+                            "model, image: ...}, got \"x\"")));
+  EXPECT_THAT(k8s("port: 80, template: {containers: [{name: a, image: b}]}"),
+              ElementsAre(g("provisioner.template.containers: unknown key (known keys: "
+                            "metadata, spec)"),
+                          g("provisioner.template.spec: required (the pod spec, with at least one "
+                            "container)")));
+  // Kubernetes keys on another kind are a mistake worth naming.
+  EXPECT_THAT(group_problems("provisioner: {kind: local, namespace: a, port: 80}"),
+              ElementsAre(g("provisioner.namespace: only for kind kubernetes"),
+                          g("provisioner.port: only for kind kubernetes")));
+}
+
+}  // namespace
 }  // namespace tide::config
