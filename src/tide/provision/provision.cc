@@ -4,34 +4,12 @@
 #include <boost/asio/post.hpp>
 
 #include "tide/provision/backends.h"
+#include "tide/provision/kubernetes.h"
 
 namespace tide::provision {
 
-struct LiveProvisioner::Impl {
-  Impl(boost::asio::io_context& io, const Clock& clock, ProvisionOptions options)
-      : core(std::make_shared<detail::Core>(io, clock, std::move(options))),
-        local(std::make_shared<detail::LocalBackend>(core)),
-        statics(std::make_shared<detail::StaticBackend>(core)) {}
-  std::shared_ptr<detail::Core> core;
-  std::shared_ptr<detail::LocalBackend> local;
-  std::shared_ptr<detail::StaticBackend> statics;
-};
-
-LiveProvisioner::LiveProvisioner(boost::asio::io_context& io, const Clock& clock,
-                                 ProvisionOptions options)
-    : impl_(std::make_shared<Impl>(io, clock, std::move(options))) {}
-
-LiveProvisioner::~LiveProvisioner() {
-  impl_->core->closed = true;
-  impl_->local->close();
-  boost::asio::post(impl_->core->strand, [statics = impl_->statics] { statics->shutdown(); });
-}
-
-bool LiveProvisioner::supports(std::string_view kind) {
-  return kind == "local" || kind == "static";
-}
-
 namespace {
+
 detail::Launch make_launch(const control::Replica& replica, const config::GroupSpec& group,
                            control::ReplicaEvents& events) {
   detail::Launch l;
@@ -42,22 +20,44 @@ detail::Launch make_launch(const control::Replica& replica, const config::GroupS
   l.events = &events;
   return l;
 }
+
 }  // namespace
 
-bool LiveProvisioner::adopt(const control::Replica& replica, const config::GroupSpec& group,
-                            const std::string& handle, control::ReplicaEvents& events) {
-  const std::string& kind = group.provisioner.kind;
-  if (kind == "static") {
-    launch(replica, group, events);  // its URL is still there, or another free one is
-    return true;
+struct LiveProvisioner::Impl {
+  Impl(boost::asio::io_context& io, const Clock& clock, ProvisionOptions options)
+      : core(std::make_shared<detail::Core>(io, clock, std::move(options))),
+        local(std::make_shared<detail::LocalBackend>(core)),
+        statics(std::make_shared<detail::StaticBackend>(core)),
+        kubernetes(std::make_shared<detail::KubernetesBackend>(core)) {}
+  std::shared_ptr<detail::Core> core;
+  std::shared_ptr<detail::LocalBackend> local;
+  std::shared_ptr<detail::StaticBackend> statics;
+  std::shared_ptr<detail::KubernetesBackend> kubernetes;
+};
+
+LiveProvisioner::LiveProvisioner(boost::asio::io_context& io, const Clock& clock,
+                                 ProvisionOptions options)
+    : impl_(std::make_shared<Impl>(io, clock, std::move(options))) {}
+
+LiveProvisioner::~LiveProvisioner() {
+  impl_->core->closed = true;
+  impl_->local->close();
+  boost::asio::post(impl_->core->strand, [statics = impl_->statics] { statics->shutdown(); });
+  boost::asio::post(impl_->core->strand, [k = impl_->kubernetes] { k->close(); });
+}
+
+bool LiveProvisioner::supports(std::string_view kind) {
+  return kind == "local" || kind == "static" || kind == "kubernetes";
+}
+
+std::string LiveProvisioner::check(const config::ProvisionerSpec& spec) {
+  if (spec.kind != "kubernetes") return "";
+  try {
+    kube::resolve_access(spec);
+  } catch (const kube::KubeError& e) {
+    return e.what();
   }
-  if (kind != "local" || !handle.starts_with("local ")) return false;
-  boost::asio::post(impl_->core->strand,
-                    [impl = impl_, l = make_launch(replica, group, events), handle]() mutable {
-                      if (impl->core->closed) return;
-                      impl->local->adopt(std::move(l), handle);
-                    });
-  return true;
+  return "";
 }
 
 void LiveProvisioner::launch(const control::Replica& replica, const config::GroupSpec& group,
@@ -67,10 +67,12 @@ void LiveProvisioner::launch(const control::Replica& replica, const config::Grou
     if (impl->core->closed) return;
     if (l.spec.kind == "local") return impl->local->launch(std::move(l));
     if (l.spec.kind == "static") return impl->statics->launch(std::move(l));
+    if (l.spec.kind == "kubernetes") return impl->kubernetes->launch(std::move(l));
     l.events->on_replica_failed(
         l.id, impl->core->clock.now(),
-        fmt::format("provisioner kind \"{}\" cannot run live replicas (use local or static)",
-                    l.spec.kind));
+        fmt::format(
+            "provisioner kind \"{}\" cannot run live replicas (use local, static or kubernetes)",
+            l.spec.kind));
   });
 }
 
@@ -80,13 +82,39 @@ void LiveProvisioner::stop(const control::Replica& replica) {
     if (impl->core->closed) return;
     impl->local->stop(key);
     impl->statics->stop(key);
+    impl->kubernetes->stop(key);
   });
+}
+
+bool LiveProvisioner::adopt(const control::Replica& replica, const config::GroupSpec& group,
+                            const std::string& handle, control::ReplicaEvents& events) {
+  const std::string& kind = group.provisioner.kind;
+  if (kind == "static") {
+    launch(replica, group, events);  // its URL is still there, or another free one is
+    return true;
+  }
+  const bool local = kind == "local" && handle.starts_with("local ");
+  const bool kubernetes = kind == "kubernetes" && kube::parse_handle(handle);
+  if (!local && !kubernetes) return false;
+  boost::asio::post(impl_->core->strand, [impl = impl_, l = make_launch(replica, group, events),
+                                          handle, local]() mutable {
+    if (impl->core->closed) return;
+    if (local) return impl->local->adopt(std::move(l), handle);
+    impl->kubernetes->adopt(std::move(l), handle);
+  });
+  return true;
 }
 
 void LiveProvisioner::shutdown(std::function<void()> done) {
   boost::asio::post(impl_->core->strand, [impl = impl_, done = std::move(done)]() mutable {
     impl->statics->shutdown();
-    impl->local->shutdown(std::move(done));
+    // Done once the pods are deleted and the local children have exited.
+    auto remaining = std::make_shared<int>(2);
+    auto both = [remaining, done = std::move(done)] {
+      if (--*remaining == 0 && done) done();
+    };
+    impl->kubernetes->shutdown(both);
+    impl->local->shutdown(both);
   });
 }
 

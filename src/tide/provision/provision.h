@@ -18,7 +18,14 @@
 //           releases the URL and kills nothing. Scaling is advisory: it only chooses how many of
 //           the URLs receive traffic. Only http:// URLs can be probed; a URL's path is ignored.
 //
-// Both probe readiness every `ready.interval` (each probe bounded by `ready.timeout`), then
+//   kubernetes  Each replica is a pod created through the API server from `provisioner.template`
+//           in `provisioner.namespace`; ready once it runs and GET <pod IP>:<port><ready.path>
+//           answers 2xx; failed when the pod fails, is evicted, deleted or cannot start, or stays
+//           unscheduled longer than `pending_timeout` ("no capacity: ..."); stop deletes the pod.
+//           Adoptable after a restart of tide from its handle "kubernetes pod=NS/NAME uid=UID".
+//           See docs/kubernetes.md and kubernetes.h.
+//
+// All probe readiness every `ready.interval` (each probe bounded by `ready.timeout`), then
 // liveness every ProvisionOptions::liveness_interval; `liveness_failures` failed probes in a row
 // fail the replica. A local replica whose process exits, before or after ready, fails with what
 // happened ("exited with status 1 before ready: <last lines of its output>", "killed by signal 9
@@ -99,7 +106,8 @@ class LiveProvisioner final : public control::Provisioner {
               control::ReplicaEvents& events) override;
   void stop(const control::Replica& replica) override;
   // local: the process of the handle, if it is still the same process (pid and start time),
-  // watched for exit (pidfd) and probed like a new one; static: its URL probed again.
+  // watched for exit (pidfd) and probed like a new one; static: its URL probed again;
+  // kubernetes: the pod of the handle, looked up in its namespace's list.
   bool adopt(const control::Replica& replica, const config::GroupSpec& group,
              const std::string& handle, control::ReplicaEvents& events) override;
 
@@ -110,8 +118,11 @@ class LiveProvisioner final : public control::Provisioner {
   // The local replicas' processes that have not been reaped yet. Thread-safe.
   std::vector<ChildProcess> children() const;
 
-  // Whether `kind` (a ProvisionerSpec::kind) can run live replicas: "local" or "static".
+  // Whether `kind` (a ProvisionerSpec::kind) can run live replicas: local, static, kubernetes.
   static bool supports(std::string_view kind);
+  // What keeps `spec` from working that can be seen before serving (kubernetes: no cluster
+  // access, an unreadable kubeconfig or service account file), or "" when nothing does.
+  static std::string check(const config::ProvisionerSpec& spec);
 
  private:
   struct Impl;
