@@ -31,6 +31,7 @@ constexpr Duration kWatchIdle = std::chrono::seconds(kWatchSeconds + 60);
 constexpr Duration kMaxBackoff = 30s;
 constexpr int kDeleteAttempts = 3;
 constexpr uint64_t kNotCreated = UINT64_MAX;
+const std::string kNoBody;
 
 void log_error(const std::string& line) {
   std::fprintf(stderr, "tide: kubernetes: %s\n", line.c_str());
@@ -156,7 +157,8 @@ struct KubernetesBackend::Informer : std::enable_shared_from_this<Informer> {
     };
     while (!self->stopped) {
       const uint64_t seq = self->create_seq();
-      const ApiResponse r = co_await self->client->request("GET", list_path, "", kRequestTimeout);
+      const ApiResponse r =
+          co_await self->client->request("GET", list_path, kNoBody, kRequestTimeout);
       if (self->stopped) co_return;
       const json list = r.ok() ? json::parse(r.body, nullptr, false) : json();
       if (!r.ok() || !list.is_object() || list.value("kind", "") != "PodList" ||
@@ -193,16 +195,16 @@ struct KubernetesBackend::Informer : std::enable_shared_from_this<Informer> {
         const std::string watch_path = fmt::format(
             "{}&watch=true&allowWatchBookmarks=true&timeoutSeconds={}&resourceVersion={}",
             list_path, kWatchSeconds, url_encode(self->resource_version));
-        std::weak_ptr<Informer> weak = self;
-        const ApiResponse w = co_await self->client->stream(
-            watch_path,
-            [weak, &relist](std::string_view line) {
-              auto me = weak.lock();
-              if (!me || me->stopped) return false;
-              if (!me->on_event(line)) relist = true;
-              return !relist;
-            },
-            kWatchIdle);
+        // Named, not a temporary: see KubeClient::request.
+        std::function<bool(std::string_view)> on_line = [weak = std::weak_ptr<Informer>(self),
+                                                         &relist](std::string_view line) {
+          auto me = weak.lock();
+          if (!me || me->stopped) return false;
+          if (!me->on_event(line)) relist = true;
+          return !relist;
+        };
+        const ApiResponse w =
+            co_await self->client->stream(watch_path, std::move(on_line), kWatchIdle);
         if (self->stopped) co_return;
         if (w.status == 410) {
           relist = true;
@@ -390,8 +392,8 @@ void KubernetesBackend::create(std::shared_ptr<Pod> pod) {
 
 awaitable<void> KubernetesBackend::run_create(std::shared_ptr<KubernetesBackend> self,
                                               std::shared_ptr<Pod> pod, std::string body) {
-  const ApiResponse r = co_await pod->cluster->client->request("POST", pods_path(pod->ns),
-                                                               std::move(body), kRequestTimeout);
+  const std::string path = pods_path(pod->ns);
+  const ApiResponse r = co_await pod->cluster->client->request("POST", path, body, kRequestTimeout);
   pod->creating = false;
   --self->operations_;
   if (self->core_->closed) co_return;
@@ -570,7 +572,8 @@ awaitable<void> KubernetesBackend::run_delete(std::shared_ptr<KubernetesBackend>
   std::string error;
   const int attempts = self->shutting_down_ ? 1 : kDeleteAttempts;
   for (int attempt = 0; attempt < attempts && !self->core_->closed; ++attempt) {
-    const ApiResponse r = co_await cluster->client->request("DELETE", path, "", kRequestTimeout);
+    const ApiResponse r =
+        co_await cluster->client->request("DELETE", path, kNoBody, kRequestTimeout);
     if (r.ok() || r.status == 404) {
       error.clear();
       break;

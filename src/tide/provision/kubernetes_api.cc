@@ -90,20 +90,27 @@ void parse_server(const std::string& url, const std::string& what, ClusterAccess
   }
 }
 
-// A map entry of a kubeconfig node, by the list-of-named-items convention.
-const YAML::Node find_named(const YAML::Node& list, const std::string& name) {
-  if (!list.IsSequence()) return YAML::Node();
+// `map[key]`, or an undefined node when `map` is not a map or lacks the key (yaml-cpp throws
+// when a missing key's node is used).
+YAML::Node child(const YAML::Node& map, const char* key) {
+  if (!map.IsDefined() || !map.IsMap()) return YAML::Node(YAML::NodeType::Undefined);
+  const YAML::Node n = map[key];
+  return n ? n : YAML::Node(YAML::NodeType::Undefined);
+}
+
+// The item named `name` of a kubeconfig list (clusters, contexts, users), or an undefined node.
+YAML::Node find_named(const YAML::Node& list, const std::string& name) {
+  if (!list.IsDefined() || !list.IsSequence()) return YAML::Node(YAML::NodeType::Undefined);
   for (const auto& item : list) {
-    if (item.IsMap() && item["name"] && item["name"].IsScalar() && item["name"].Scalar() == name)
-      return item;
+    const YAML::Node n = child(item, "name");
+    if (n.IsDefined() && n.IsScalar() && n.Scalar() == name) return item;
   }
-  return YAML::Node();
+  return YAML::Node(YAML::NodeType::Undefined);
 }
 
 std::optional<std::string> scalar(const YAML::Node& map, const char* key, const std::string& at) {
-  if (!map.IsMap()) return std::nullopt;
-  const YAML::Node n = map[key];
-  if (!n || n.IsNull()) return std::nullopt;
+  const YAML::Node n = child(map, key);
+  if (!n.IsDefined() || n.IsNull()) return std::nullopt;
   if (!n.IsScalar()) throw KubeError(fmt::format("{}.{}: expected a string", at, key));
   return n.Scalar();
 }
@@ -220,15 +227,17 @@ ClusterAccess parse_kubeconfig(const std::string& text, const std::string& path,
       throw KubeError(in + "no current-context (set provisioner.context)");
     context_name = *current;
   }
-  const YAML::Node ctx_item = find_named(root["contexts"], context_name);
-  if (!ctx_item) throw KubeError(fmt::format("{}no context named \"{}\"", in, context_name));
-  const YAML::Node ctx = ctx_item["context"];
+  const YAML::Node ctx_item = find_named(child(root, "contexts"), context_name);
+  if (!ctx_item.IsDefined())
+    throw KubeError(fmt::format("{}no context named \"{}\"", in, context_name));
+  const YAML::Node ctx = child(ctx_item, "context");
   const std::string ctx_at = fmt::format("{}contexts[{}].context", in, context_name);
   const auto cluster_name = scalar(ctx, "cluster", ctx_at);
   if (!cluster_name) throw KubeError(ctx_at + ".cluster: required");
-  const YAML::Node cluster_item = find_named(root["clusters"], *cluster_name);
-  if (!cluster_item) throw KubeError(fmt::format("{}no cluster named \"{}\"", in, *cluster_name));
-  const YAML::Node cluster = cluster_item["cluster"];
+  const YAML::Node cluster_item = find_named(child(root, "clusters"), *cluster_name);
+  if (!cluster_item.IsDefined())
+    throw KubeError(fmt::format("{}no cluster named \"{}\"", in, *cluster_name));
+  const YAML::Node cluster = child(cluster_item, "cluster");
   const std::string cluster_at = fmt::format("{}clusters[{}].cluster", in, *cluster_name);
 
   ClusterAccess a;
@@ -238,7 +247,7 @@ ClusterAccess parse_kubeconfig(const std::string& text, const std::string& path,
   const auto server = scalar(cluster, "server", cluster_at);
   if (!server) throw KubeError(cluster_at + ".server: required");
   parse_server(*server, cluster_at + ".server", a);
-  if (cluster.IsMap() && cluster["proxy-url"])
+  if (child(cluster, "proxy-url").IsDefined())
     throw KubeError(cluster_at +
                     ".proxy-url: not supported (tide connects to the server directly)");
   a.ca_pem = pem_field(cluster, "certificate-authority", cluster_at, dir);
@@ -250,13 +259,14 @@ ClusterAccess parse_kubeconfig(const std::string& text, const std::string& path,
   if (auto name = scalar(cluster, "tls-server-name", cluster_at)) a.tls_server_name = *name;
 
   if (auto user_name = scalar(ctx, "user", ctx_at); user_name && !user_name->empty()) {
-    const YAML::Node user_item = find_named(root["users"], *user_name);
-    if (!user_item) throw KubeError(fmt::format("{}no user named \"{}\"", in, *user_name));
-    const YAML::Node user = user_item["user"];
+    const YAML::Node user_item = find_named(child(root, "users"), *user_name);
+    if (!user_item.IsDefined())
+      throw KubeError(fmt::format("{}no user named \"{}\"", in, *user_name));
+    const YAML::Node user = child(user_item, "user");
     const std::string user_at = fmt::format("{}users[{}].user", in, *user_name);
-    if (user.IsMap()) {
+    {
       for (const char* unsupported : {"exec", "auth-provider", "username", "password"}) {
-        if (user[unsupported])
+        if (child(user, unsupported).IsDefined())
           throw KubeError(fmt::format(
               "{}.{}: not supported (use a bearer token, a tokenFile or a client certificate, "
               "e.g. of a service account)",

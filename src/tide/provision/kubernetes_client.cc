@@ -1,6 +1,7 @@
 #include "tide/provision/kubernetes_client.h"
 
 #include <fmt/format.h>
+#include <openssl/err.h>
 #include <openssl/ssl.h>
 
 #include <boost/asio.hpp>
@@ -135,8 +136,8 @@ awaitable<std::string> KubeClient::connect(Connection& c, Duration timeout) {
     endpoints.emplace_back(address, access_.port);
   } else {
     tcp::resolver resolver(strand_);
-    auto [rec, results] =
-        co_await resolver.async_resolve(access_.host, std::to_string(access_.port), kNoThrow);
+    const std::string service = std::to_string(access_.port);
+    auto [rec, results] = co_await resolver.async_resolve(access_.host, service, kNoThrow);
     if (rec) co_return fmt::format("cannot resolve {}: {}", access_.host, rec.message());
     for (const auto& r : results) endpoints.push_back(r.endpoint());
   }
@@ -152,6 +153,7 @@ awaitable<std::string> KubeClient::connect(Connection& c, Duration timeout) {
   }
   if (!access_.insecure_skip_tls_verify)
     c.tls->set_verify_callback(ssl::host_name_verification(server_name));
+  ERR_clear_error();  // leftovers of earlier calls on this thread would be taken for the cause
   if (auto [hec] = co_await c.tls->async_handshake(ssl::stream_base::client, kNoThrow); hec)
     co_return fmt::format("TLS handshake with {}: {}", where, describe(hec, timeout));
   co_return "";
