@@ -4,7 +4,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build pkg-config ccache clang-format
   libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libfmt-dev libzstd-dev zstd
-  libgtest-dev libgmock-dev libbenchmark-dev libboost1.81-dev libsqlite3-dev curl jq
+  libgtest-dev libgmock-dev libbenchmark-dev libboost1.81-dev libsqlite3-dev libssl-dev curl jq
   chromium fonts-dejavu-core
 )
 missing=()

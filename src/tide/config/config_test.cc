@@ -1220,3 +1220,32 @@ TEST(ParseConfigErrors, KubernetesProvisioner) {
 
 }  // namespace
 }  // namespace tide::config
+
+namespace tide::config {
+namespace {
+
+// The configuration shipped in deploy/kubernetes/configmap.yaml (data."tide.yaml") is valid.
+TEST(ParseConfig, TheKubernetesDeployConfigMapParses) {
+  std::ifstream in(std::string(TIDE_SOURCE_DIR) + "/deploy/kubernetes/configmap.yaml");
+  ASSERT_TRUE(in);
+  std::string text;
+  bool inside = false;
+  for (std::string line; std::getline(in, line);) {
+    if (line == "  tide.yaml: |") {
+      inside = true;
+    } else if (inside && (line.empty() || line.rfind("    ", 0) == 0)) {
+      text += (line.empty() ? "" : line.substr(4)) + "\n";
+    } else if (inside) {
+      break;
+    }
+  }
+  ASSERT_FALSE(text.empty());
+  const Config c = parse_config(text, "configmap.yaml");
+  const ProvisionerSpec& p = c.endpoints.at(0).groups.at(0).provisioner;
+  EXPECT_EQ(p.kind, "kubernetes");
+  EXPECT_EQ(p.kubeconfig, "");  // in-cluster
+  EXPECT_EQ(p.gpus_per_replica, 1);
+}
+
+}  // namespace
+}  // namespace tide::config

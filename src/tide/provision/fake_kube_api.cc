@@ -244,7 +244,21 @@ struct FakeKubeApi::Impl {
   std::map<std::string, int> counts;
   int watch_count = 0;
   std::vector<json> created;
-  std::function<void(const std::string&, const std::string&)> create_hook;
+  using Hook = std::function<void(const std::string&, const std::string&)>;
+  Hook create_hook;  // guarded by mu
+  Hook delete_hook;  // guarded by mu
+
+  // Runs the hook `member` holds (when it is called) on the server's thread, outside the lock.
+  void call_later(Hook Impl::*member, const std::string& ns, const std::string& name) {
+    asio::post(io, [this, member, ns, name] {
+      Hook hook;
+      {
+        std::lock_guard lock(mu);
+        hook = this->*member;
+      }
+      if (hook) hook(ns, name);
+    });
+  }
   uint64_t next_uid = 1;
 
   // Under mu: records an event and hands it to the watchers of its namespace.
@@ -450,15 +464,7 @@ struct FakeKubeApi::Impl {
         }
       }
       if (!body.empty()) return reply(409, body);
-      // The "kubelet" sees the pod after the answer, as a real one would.
-      asio::post(io, [this, ns, pod_name] {
-        std::function<void(const std::string&, const std::string&)> hook;
-        {
-          std::lock_guard lock(mu);
-          hook = create_hook;
-        }
-        if (hook) hook(ns, pod_name);
-      });
+      call_later(&Impl::create_hook, ns, pod_name);  // the "kubelet" sees it after the answer
       return reply(201, pod.dump());
     }
     if (req.method() == http::verb::delete_ && !name.empty()) {
@@ -478,6 +484,7 @@ struct FakeKubeApi::Impl {
           pod = stamp(std::move(pod));
           pods.erase(it);
           emit("DELETED", ns, pod);
+          call_later(&Impl::delete_hook, ns, name);
         }
       }
       if (body.empty()) return reply(404, recorded_status("status-not-found.json", name));
@@ -590,6 +597,11 @@ void FakeKubeApi::on_create(std::function<void(const std::string&, const std::st
   impl_->create_hook = std::move(hook);
 }
 
+void FakeKubeApi::on_delete(std::function<void(const std::string&, const std::string&)> hook) {
+  std::lock_guard lock(impl_->mu);
+  impl_->delete_hook = std::move(hook);
+}
+
 std::vector<std::string> FakeKubeApi::pod_names(const std::string& ns) const {
   std::lock_guard lock(impl_->mu);
   std::vector<std::string> out;
@@ -633,6 +645,7 @@ void FakeKubeApi::remove(const std::string& ns, const std::string& name) {
   json pod = impl_->stamp(it->second);
   impl_->pods.erase(it);
   impl_->emit("DELETED", ns, pod);
+  impl_->call_later(&Impl::delete_hook, ns, name);
 }
 
 void FakeKubeApi::put(json pod) {

@@ -58,6 +58,8 @@ class FakeKubeApi {
   // Called on the server's thread after each pod is created (the "kubelet"); default: none,
   // the pod stays Pending.
   void on_create(std::function<void(const std::string& ns, const std::string& name)> hook);
+  // Called on the server's thread after a pod is gone (deleted through the API or remove()).
+  void on_delete(std::function<void(const std::string& ns, const std::string& name)> hook);
 
   std::vector<std::string> pod_names(const std::string& ns) const;
   std::optional<nlohmann::json> pod(const std::string& ns, const std::string& name) const;
