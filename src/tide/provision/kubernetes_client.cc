@@ -40,15 +40,39 @@ std::string ssl_error_text() {
 
 std::string describe(const error_code& ec, Duration timeout) {
   if (ec == beast::error::timeout) return "timed out after " + format_duration(timeout);
-  if (ec.category() == asio::error::get_ssl_category()) {
-    std::string text = ec.message();
-    const std::string detail = ssl_error_text();
-    return detail.empty() ? "TLS: " + text : "TLS: " + text + " (" + detail + ")";
-  }
   return ec.message();
 }
 
+// The headers every request carries, the bearer token among them; the token file's problem.
+template <class Body>
+std::string set_headers(http::request<Body>& req, const kube::ClusterAccess& access) {
+  req.set(http::field::host, kube::host_port(access.host, access.port));
+  req.set(http::field::user_agent, "tide");
+  req.set(http::field::accept, "application/json");
+  try {
+    if (const std::string token = kube::bearer_token(access); !token.empty())
+      req.set(http::field::authorization, "Bearer " + token);
+  } catch (const kube::KubeError& e) {
+    return e.what();
+  }
+  return "";
+}
+
 }  // namespace
+
+// An operation in flight, cancelled by cancel_all() until it ends.
+class KubeClient::Tracked {
+ public:
+  Tracked(KubeClient& client, std::function<void()> cancel)
+      : client_(client), id_(client.track(std::move(cancel))) {}
+  ~Tracked() { client_.untrack(id_); }
+  Tracked(const Tracked&) = delete;
+  Tracked& operator=(const Tracked&) = delete;
+
+ private:
+  KubeClient& client_;
+  uint64_t id_;
+};
 
 std::string ApiResponse::describe() const {
   if (status == 0) return error;
@@ -153,14 +177,20 @@ awaitable<std::string> KubeClient::connect(Connection& c, Duration timeout) {
   }
   if (!access_.insecure_skip_tls_verify)
     c.tls->set_verify_callback(ssl::host_name_verification(server_name));
-  ERR_clear_error();  // leftovers of earlier calls on this thread would be taken for the cause
-  if (auto [hec] = co_await c.tls->async_handshake(ssl::stream_base::client, kNoThrow); hec)
+  if (auto [hec] = co_await c.tls->async_handshake(ssl::stream_base::client, kNoThrow); hec) {
+    // OpenSSL's error queue is shared by the handshakes in flight on this thread: the verify
+    // result of this connection says what was wrong with the server's certificate.
+    const long verify = SSL_get_verify_result(c.tls->native_handle());
+    if (verify != X509_V_OK)
+      co_return fmt::format("TLS handshake with {}: certificate verify failed: {}", where,
+                            X509_verify_cert_error_string(verify));
     co_return fmt::format("TLS handshake with {}: {}", where, describe(hec, timeout));
+  }
   co_return "";
 }
 
-awaitable<ApiResponse> KubeClient::request(std::string method, std::string path, std::string body,
-                                           Duration timeout) {
+awaitable<ApiResponse> KubeClient::request(std::string_view method, const std::string& path,
+                                           const std::string& body, Duration timeout) {
   auto self = shared_from_this();
   ApiResponse out;
   if (cancelled_) {
@@ -168,28 +198,17 @@ awaitable<ApiResponse> KubeClient::request(std::string method, std::string path,
     co_return out;
   }
   http::request<http::string_body> req{http::string_to_verb(method), target(path), 11};
-  req.set(http::field::host, kube::host_port(access_.host, access_.port));
-  req.set(http::field::user_agent, "tide");
-  req.set(http::field::accept, "application/json");
-  try {
-    if (const std::string token = kube::bearer_token(access_); !token.empty())
-      req.set(http::field::authorization, "Bearer " + token);
-  } catch (const kube::KubeError& e) {
-    out.error = e.what();
+  if (std::string error = set_headers(req, access_); !error.empty()) {
+    out.error = std::move(error);
     co_return out;
   }
   if (!body.empty()) req.set(http::field::content_type, "application/json");
-  req.body() = std::move(body);
+  req.body() = body;
   req.prepare_payload();
   req.keep_alive(false);
 
   Connection c(strand_, ssl_.get());
-  const uint64_t op = track([&c] { c.tcp().cancel(); });
-  struct Untrack {
-    KubeClient* client;
-    uint64_t op;
-    ~Untrack() { client->untrack(op); }
-  } untrack{this, op};
+  const Tracked tracked(*this, [&c] { c.tcp().cancel(); });
 
   if (std::string error = co_await connect(c, timeout); !error.empty()) {
     out.error = cancelled_ ? "cancelled" : error;
@@ -218,7 +237,7 @@ awaitable<ApiResponse> KubeClient::request(std::string method, std::string path,
   co_return out;
 }
 
-awaitable<ApiResponse> KubeClient::stream(std::string path,
+awaitable<ApiResponse> KubeClient::stream(const std::string& path,
                                           std::function<bool(std::string_view)> on_line,
                                           Duration idle) {
   auto self = shared_from_this();
@@ -228,24 +247,13 @@ awaitable<ApiResponse> KubeClient::stream(std::string path,
     co_return out;
   }
   http::request<http::empty_body> req{http::verb::get, target(path), 11};
-  req.set(http::field::host, kube::host_port(access_.host, access_.port));
-  req.set(http::field::user_agent, "tide");
-  req.set(http::field::accept, "application/json");
-  try {
-    if (const std::string token = kube::bearer_token(access_); !token.empty())
-      req.set(http::field::authorization, "Bearer " + token);
-  } catch (const kube::KubeError& e) {
-    out.error = e.what();
+  if (std::string error = set_headers(req, access_); !error.empty()) {
+    out.error = std::move(error);
     co_return out;
   }
 
   Connection c(strand_, ssl_.get());
-  const uint64_t op = track([&c] { c.tcp().cancel(); });
-  struct Untrack {
-    KubeClient* client;
-    uint64_t op;
-    ~Untrack() { client->untrack(op); }
-  } untrack{this, op};
+  const Tracked tracked(*this, [&c] { c.tcp().cancel(); });
   auto fail = [&](const error_code& ec) {
     out.error = cancelled_ ? "cancelled" : fmt::format("watch {}: {}", path, describe(ec, idle));
     return out;

@@ -42,14 +42,18 @@ class KubeClient : public std::enable_shared_from_this<KubeClient> {
 
   // `method` GET, POST or DELETE; `path` from /api/... on (the server's base path is added).
   // The whole exchange is bounded by `timeout`.
-  asio::awaitable<ApiResponse> request(std::string method, std::string path, std::string body,
-                                       Duration timeout);
+  //
+  // Callers pass named variables to these coroutines, never temporaries: g++ 12 destroys the
+  // temporaries of a co_await expression twice when the awaiting coroutine is destroyed while
+  // suspended (as when the io_context goes away with it).
+  asio::awaitable<ApiResponse> request(std::string_view method, const std::string& path,
+                                       const std::string& body, Duration timeout);
 
   // A streaming GET (a watch): `on_line` gets each line of a 200 answer's body as it arrives
   // and returns false to end the stream. Ends also when the server ends the answer, on an
   // error, after `idle` without a byte, or on cancel_all(). A non-200 answer is returned whole,
   // without calls to on_line.
-  asio::awaitable<ApiResponse> stream(std::string path,
+  asio::awaitable<ApiResponse> stream(const std::string& path,
                                       std::function<bool(std::string_view)> on_line, Duration idle);
 
   // Ends every request and stream in flight (they return an error "cancelled").
@@ -57,6 +61,7 @@ class KubeClient : public std::enable_shared_from_this<KubeClient> {
 
  private:
   struct Connection;
+  class Tracked;
   asio::awaitable<std::string> connect(Connection& c, Duration timeout);
   std::string target(const std::string& path) const;
   uint64_t track(std::function<void()> cancel);

@@ -90,6 +90,12 @@ class KubernetesProvisioner : public ::testing::Test {
                     << describe(events.events);
     return ok;
   }
+  // Launches replica `id` and waits for it to fail; its error.
+  std::string failed_launch(uint64_t id, const config::GroupSpec& g) {
+    launch(id, g);
+    return wait_for(id, Kind::kFailed) ? error_of(id) : "";
+  }
+  std::string failed_launch(uint64_t id) { return failed_launch(id, group()); }
   std::string error_of(uint64_t id) {
     const Event* e = events.find(id, Kind::kFailed);
     return e ? e->text : "";
@@ -214,10 +220,8 @@ TEST_F(KubernetesProvisioner, PodThatCannotStartFailsWithTheReason) {
   api->on_create([this](const std::string& ns, const std::string& name) {
     api->set_status(ns, name, "pod-image-pull-backoff", "127.0.0.1");
   });
-  launch(1);
-  ASSERT_TRUE(wait_for(1, Kind::kFailed));
-  EXPECT_THAT(error_of(1), HasSubstr("cannot start: model: ImagePullBackOff: Back-off pulling "
-                                     "image \"vllm/vllm-openai:v0.6.33\""));
+  EXPECT_THAT(failed_launch(1), HasSubstr("cannot start: model: ImagePullBackOff: Back-off pulling "
+                                          "image \"vllm/vllm-openai:v0.6.33\""));
   ASSERT_TRUE(run_until(io, [&] { return api->pod_names(kNs).empty(); }));
 }
 
@@ -318,22 +322,16 @@ TEST_F(KubernetesProvisioner, ExpiredWatchIsListedAgainAndMissesNoDeletion) {
 TEST_F(KubernetesProvisioner, BadApiAnswersFailTheLaunchWithTheApisWords) {
   start();
   api->fail_next("POST", 403, recorded("status-forbidden.json"));
-  launch(1);
-  ASSERT_TRUE(wait_for(1, Kind::kFailed));
-  EXPECT_THAT(error_of(1),
+  EXPECT_THAT(failed_launch(1),
               ::testing::MatchesRegex("cannot create pod ml/tide-chat-h100-1-[a-z0-9]{5}: HTTP 403 "
                                       "Forbidden: pods is forbidden: User "
                                       "\"system:serviceaccount:tide:tide\" cannot create "
                                       "resource \"pods\" .*"));
   api->fail_next("POST", 422, recorded("status-invalid.json"));
-  launch(2);
-  ASSERT_TRUE(wait_for(2, Kind::kFailed));
-  EXPECT_THAT(error_of(2), HasSubstr(": HTTP 422 Invalid: Pod \"tide-chat-h100-3-k7x2p\" is "
-                                     "invalid: spec.containers[0].env[0].value"));
+  EXPECT_THAT(failed_launch(2), HasSubstr(": HTTP 422 Invalid: Pod \"tide-chat-h100-3-k7x2p\" is "
+                                          "invalid: spec.containers[0].env[0].value"));
   api->fail_next("POST", 500, "Internal Server Error\n");
-  launch(3);
-  ASSERT_TRUE(wait_for(3, Kind::kFailed));
-  EXPECT_THAT(error_of(3), HasSubstr(": HTTP 500: Internal Server Error"));
+  EXPECT_THAT(failed_launch(3), HasSubstr(": HTTP 500: Internal Server Error"));
   // A list answered by something that is not the API (a proxy's page): listed again later.
   restart_provisioner();
   api->fail_next("GET", 200, "<html>Sign in</html>");
@@ -355,9 +353,7 @@ TEST_F(KubernetesProvisioner, WrongCredentialsOrNoServerAreNamedPlainly) {
   std::string text = read_file(kubeconfig);
   text.replace(text.find("the-right-token"), 15, "a-wrong-token");
   std::ofstream(kubeconfig) << text;
-  launch(1);
-  ASSERT_TRUE(wait_for(1, Kind::kFailed));
-  EXPECT_THAT(error_of(1), HasSubstr(": HTTP 401 Unauthorized: Unauthorized"));
+  EXPECT_THAT(failed_launch(1), HasSubstr(": HTTP 401 Unauthorized: Unauthorized"));
 
   auto g = group();
   g.provisioner.kubeconfig = dir + "/no-such-kubeconfig";
@@ -374,18 +370,14 @@ TEST_F(KubernetesProvisioner, WrongCredentialsOrNoServerAreNamedPlainly) {
   std::ofstream(dir + "/down") << "current-context: x\nclusters: [{name: c, cluster: {server: \""
                                << server << "\"}}]\ncontexts: [{name: x, context: {cluster: c}}]\n";
   g.provisioner.kubeconfig = dir + "/down";
-  launch(3, g);
-  ASSERT_TRUE(wait_for(3, Kind::kFailed));
-  EXPECT_THAT(error_of(3), HasSubstr(": connect 127.0.0.1:"));
+  EXPECT_THAT(failed_launch(3, g), HasSubstr(": connect 127.0.0.1:"));
   EXPECT_THAT(error_of(3), HasSubstr("Connection refused"));
 }
 
 TEST_F(KubernetesProvisioner, ListForbiddenFailsTheStartingReplicas) {
   start();
   api->fail_next("GET", 403, recorded("status-forbidden.json"));
-  launch(1);
-  ASSERT_TRUE(wait_for(1, Kind::kFailed));
-  EXPECT_THAT(error_of(1), HasSubstr("cannot list pods in namespace ml: HTTP 403 Forbidden"));
+  EXPECT_THAT(failed_launch(1), HasSubstr("cannot list pods in namespace ml: HTTP 403 Forbidden"));
 }
 
 TEST_F(KubernetesProvisioner, HttpsWithTheClusterCaAndAClientCertificate) {
@@ -407,9 +399,7 @@ TEST_F(KubernetesProvisioner, HttpsWithTheClusterCaAndAClientCertificate) {
   std::ofstream(dir + "/impostor") << text;
   auto g = group();
   g.provisioner.kubeconfig = dir + "/impostor";
-  launch(2, g);
-  ASSERT_TRUE(wait_for(2, Kind::kFailed));
-  EXPECT_THAT(error_of(2), HasSubstr("TLS handshake with 127.0.0.1:"));
+  EXPECT_THAT(failed_launch(2, g), HasSubstr("TLS handshake with 127.0.0.1:"));
   EXPECT_THAT(error_of(2), HasSubstr("certificate verify failed"));
   shutdown();
 }
