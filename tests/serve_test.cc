@@ -965,5 +965,29 @@ TEST(ServeKubernetes, PodDeletedFromOutsideIsReplacedAndShutdownDeletesEveryPod)
   EXPECT_TRUE(eventually([&] { return processes_with(k8s.marker).empty(); }, 5));
 }
 
+TEST(ServeKubernetes, AfterSigkillARestartAdoptsTheSamePods) {
+  KubernetesCluster k8s("restart");
+  Options o;
+  o.min_replicas = 2;
+  o.idle_timeout = "30s";
+  o.provisioner = k8s.provisioner();
+  Serve s("k8s-restart", o);
+  ASSERT_TRUE(eventually([&] { return s.count("ready") == 2; }, 15)) << s.endpoint().dump();
+  const std::vector<uint64_t> ids = replica_ids(s.endpoint());
+  std::vector<std::string> pods = k8s.api.pod_names("ml");
+  ASSERT_EQ(pods.size(), 2u);
+
+  s.kill_hard();  // the pods stay: they are not tide's children
+  EXPECT_EQ(k8s.api.pod_names("ml"), pods);
+  s.start();
+  ASSERT_TRUE(eventually([&] { return s.count("ready") == 2; }, 15)) << s.endpoint().dump();
+  EXPECT_EQ(replica_ids(s.endpoint()), ids) << "the same replicas, adopted";
+  EXPECT_EQ(k8s.api.pod_names("ml"), pods) << "no pod created, none deleted";
+  EXPECT_EQ(k8s.api.created().size(), 2u);
+  for (const auto& r : burst(s.port(), 4)) EXPECT_EQ(r.status, 200) << r.error;
+  EXPECT_EQ(s.terminate(), 0);
+  EXPECT_TRUE(k8s.api.pod_names("ml").empty());
+}
+
 }  // namespace
 }  // namespace tide::test

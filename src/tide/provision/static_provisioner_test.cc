@@ -139,8 +139,9 @@ TEST_F(StaticProvisionerTest, UnusableUrlOrKindFailsTheLaunch) {
   ASSERT_TRUE(run_until(io_, [&] { return settled(1) && settled(2); }));
   EXPECT_EQ(events_.find(1, Kind::kFailed)->text,
             "https://127.0.0.1:9443: only http:// URLs can be probed");
-  EXPECT_EQ(events_.find(2, Kind::kFailed)->text,
-            "provisioner kind \"simulated\" cannot run live replicas (use local or static)");
+  EXPECT_EQ(
+      events_.find(2, Kind::kFailed)->text,
+      "provisioner kind \"simulated\" cannot run live replicas (use local, static or kubernetes)");
   EXPECT_TRUE(LiveProvisioner::supports("local"));
   EXPECT_FALSE(LiveProvisioner::supports("simulated"));
 }
