@@ -791,7 +791,7 @@ struct Server::Impl {
       }
     }
     store->add_samples(std::move(rows));
-    if (now - last_compact >= std::chrono::minutes(10)) {
+    if (last_compact == kTimeMin || now - last_compact >= std::chrono::minutes(10)) {
       last_compact = now;
       store::Retention retention;
       retention.downsample_after_s = to_seconds(config.state.downsample_after);
