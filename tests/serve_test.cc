@@ -2,6 +2,7 @@
 // processes, real HTTP on 127.0.0.1. Conditions are awaited by polling with a deadline.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -17,6 +18,7 @@
 #include <functional>
 #include <iostream>
 #include <map>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <sstream>
@@ -25,6 +27,7 @@
 #include <vector>
 
 #include "http_client.h"
+#include "tide/provision/fake_kube_api.h"
 
 namespace tide::test {
 namespace {
@@ -82,6 +85,7 @@ struct Options {
   std::string scaling;                  // a group `scaling:` value instead of the queue policy
   std::string top_extra;                // more top-level keys; {dir} is the test's directory
   std::string ready_interval = "50ms";  // of the provisioner's readiness probe
+  std::string provisioner;              // the group's `provisioner:` value (flow YAML); "" = local
 };
 
 // One `tide serve` process with its own config, log and replica marker.
@@ -97,14 +101,19 @@ class Serve {
       g << "      - name: " << group_name << "\n        min_replicas: " << o.min_replicas
         << "\n        max_replicas: " << o.max_replicas
         << "\n        concurrency: " << o.concurrency
-        << "\n        cold_start: 1s\n        provisioner:\n          kind: " << o.kind << "\n"
-        << (o.kind == "slurm" ? "          poll_interval: 100ms\n          output: " +
-                                    (dir_ / "job-%j.out").string() + "\n"
-                              : "")
-        << "          command: [\"{tide}\", demo-model, --port, \"{port}\", --load-time, "
-        << o.load_time << ", --concurrency, \"" << o.concurrency << "\", --service, \"" << o.service
-        << "\", --token-rate, \"" << o.token_rate << "\", --model, " << marker_
-        << "]\n          ready: {path: /health, interval: " << o.ready_interval << "}\n";
+        << "\n        cold_start: 1s\n        provisioner:";
+      if (!o.provisioner.empty()) {
+        g << " " << o.provisioner << "\n";
+      } else {
+        g << "\n          kind: " << o.kind << "\n"
+          << (o.kind == "slurm" ? "          poll_interval: 100ms\n          output: " +
+                                      (dir_ / "job-%j.out").string() + "\n"
+                                : "")
+          << "          command: [\"{tide}\", demo-model, --port, \"{port}\", --load-time, "
+          << o.load_time << ", --concurrency, \"" << o.concurrency << "\", --service, \""
+          << o.service << "\", --token-rate, \"" << o.token_rate << "\", --model, " << marker_
+          << "]\n          ready: {path: /health, interval: " << o.ready_interval << "}\n";
+      }
       if (!o.group_extra.empty()) g << "        " << o.group_extra << "\n";
       if (o.scaling.empty()) {
         g << "        scaling: {policy: queue, queue_size: " << o.queue_size
@@ -1092,6 +1101,179 @@ TEST(TwoStep, ReportsThatFailValidationOrAuthenticationAreRefusedWithAReasonAndC
   EXPECT_EQ(agents["reports"]["rejected"]["unauthorized"], 1);
   EXPECT_GE(agents["reports"]["accepted"].get<int>(), 1);  // the real agent's
   EXPECT_EQ(s.terminate(), 0);
+}
+
+// ---- kind kubernetes, against the fake API server -------------------------------------------
+
+// The nodes of a fake cluster: each pod created through the fake API server runs as a real
+// `tide demo-model` process on an address of its own (127.0.0.N, all on one port, as pods of a
+// group are), and is stopped when its pod is deleted.
+class FakeKubelet {
+ public:
+  FakeKubelet(provision::testing::FakeKubeApi& api, const std::string& marker) : api_(api) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+    ::close(fd);
+    port_ = ntohs(a.sin_port);
+    api.on_create([this, marker](const std::string& ns, const std::string& name) {
+      const std::string ip = "127.0.0." + std::to_string(next_ip_++);
+      const std::string port = std::to_string(port_);
+      const int pid = ::fork();
+      if (pid == 0) {
+        const int null_fd = ::open("/dev/null", O_WRONLY);
+        ::dup2(null_fd, 1);
+        ::execl(TIDE_BIN, TIDE_BIN, "demo-model", "--host", ip.c_str(), "--port", port.c_str(),
+                "--load-time", "300ms", "--concurrency", "2", "--service", "fixed:500ms", "--model",
+                marker.c_str(), static_cast<char*>(nullptr));
+        ::_exit(127);
+      }
+      {
+        std::lock_guard lock(mu_);
+        pids_[name] = pid;
+      }
+      api_.set_status(ns, name, "pod-running", ip);  // started; tide probes until it answers
+    });
+    api.on_delete([this](const std::string&, const std::string& name) {
+      int pid = -1;
+      {
+        std::lock_guard lock(mu_);
+        if (auto it = pids_.find(name); it != pids_.end()) {
+          pid = it->second;
+          pids_.erase(it);
+        }
+      }
+      if (pid > 0) {
+        ::kill(pid, SIGTERM);
+        ::waitpid(pid, nullptr, 0);
+      }
+    });
+  }
+  ~FakeKubelet() {
+    api_.on_create(nullptr);
+    api_.on_delete(nullptr);
+    std::lock_guard lock(mu_);
+    for (const auto& [name, pid] : pids_) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+    }
+  }
+  uint16_t port() const { return port_; }
+
+ private:
+  provision::testing::FakeKubeApi& api_;
+  uint16_t port_ = 0;
+  std::atomic<int> next_ip_{2};
+  std::mutex mu_;
+  std::map<std::string, int> pids_;
+};
+
+struct KubernetesCluster {
+  explicit KubernetesCluster(const std::string& name)
+      : dir(fs::temp_directory_path() / ("tide_k8s_" + std::to_string(getpid()) + "_" + name)),
+        marker("e2e-k8s-" + std::to_string(getpid()) + "-" + name),
+        kubelet(api, marker) {
+    fs::create_directories(dir);
+    kubeconfig = api.write_kubeconfig(dir.string());
+  }
+  ~KubernetesCluster() { fs::remove_all(dir); }
+  std::string provisioner() const {
+    return "{kind: kubernetes, namespace: ml, kubeconfig: \"" + kubeconfig +
+           "\", port: " + std::to_string(kubelet.port()) +
+           ", pending_timeout: 30s, gpus_per_replica: 1, ready: {path: /health, interval: 50ms}, "
+           "template: {metadata: {labels: {app: chat}}, spec: {containers: [{name: model, image: "
+           "\"vllm/vllm-openai:v0.6.3\"}]}}}";
+  }
+  fs::path dir;
+  std::string marker;
+  provision::testing::FakeKubeApi api;
+  FakeKubelet kubelet;
+  std::string kubeconfig;
+};
+
+TEST(ServeKubernetes, ScalesPodsFromZeroAnswersEveryRequestAndDeletesThemAll) {
+  KubernetesCluster k8s("scale");
+  Options o;
+  o.provisioner = k8s.provisioner();
+  Serve s("k8s-scale", o);
+  EXPECT_EQ(s.count("ready"), 0);
+  EXPECT_TRUE(k8s.api.pod_names("ml").empty());
+  std::atomic<size_t> max_pods{0};
+  std::atomic<bool> done{false};
+  std::thread watcher([&] {
+    while (!done) {
+      max_pods = std::max(max_pods.load(), k8s.api.pod_names("ml").size());
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  });
+  const std::vector<HttpResponse> responses = burst(s.port(), 20);
+  done = true;
+  watcher.join();
+  for (const auto& r : responses) {
+    EXPECT_EQ(r.status, 200) << r.error << r.body;
+    EXPECT_NE(r.body.find("text_completion"), std::string::npos);
+  }
+  EXPECT_EQ(max_pods.load(), 4u);  // max_replicas
+  EXPECT_EQ(s.endpoint()["groups"][0]["launches"].get<int>(), 4);
+  EXPECT_EQ(k8s.api.created().size(), 4u);
+  // Idle: back to zero replicas, every pod deleted, every "container" stopped.
+  EXPECT_TRUE(eventually([&] { return s.count("ready") == 0 && s.count("draining") == 0; }, 10))
+      << s.endpoint().dump();
+  EXPECT_TRUE(eventually([&] { return k8s.api.pod_names("ml").empty(); }, 5));
+  EXPECT_TRUE(eventually([&] { return processes_with(k8s.marker).empty(); }, 5));
+  EXPECT_EQ(s.terminate(), 0);
+}
+
+TEST(ServeKubernetes, PodDeletedFromOutsideIsReplacedAndShutdownDeletesEveryPod) {
+  KubernetesCluster k8s("replace");
+  Options o;
+  o.min_replicas = 2;
+  o.provisioner = k8s.provisioner();
+  Serve s("k8s-replace", o);
+  ASSERT_TRUE(eventually([&] { return s.count("ready") == 2; }, 15)) << s.endpoint().dump();
+  const std::vector<std::string> pods = k8s.api.pod_names("ml");
+  ASSERT_EQ(pods.size(), 2u);
+  k8s.api.remove("ml", pods[0]);  // kubectl delete pod
+  EXPECT_TRUE(eventually([&] { return s.count("failures") == 1; }, 10)) << s.endpoint().dump();
+  EXPECT_TRUE(eventually([&] { return s.count("ready") == 2 && s.count("launches") == 3; }, 15))
+      << s.endpoint().dump();
+  const std::vector<std::string> now = k8s.api.pod_names("ml");
+  EXPECT_EQ(now.size(), 2u);
+  EXPECT_EQ(std::count(now.begin(), now.end(), pods[0]), 0);
+  EXPECT_NE(s.endpoint()["groups"][0].value("last_error", "").find("was deleted (not by tide)"),
+            std::string::npos)
+      << s.endpoint().dump();
+  EXPECT_EQ(s.terminate(), 0);
+  EXPECT_TRUE(k8s.api.pod_names("ml").empty());
+  EXPECT_TRUE(eventually([&] { return processes_with(k8s.marker).empty(); }, 5));
+}
+
+TEST(ServeKubernetes, AfterSigkillARestartAdoptsTheSamePods) {
+  KubernetesCluster k8s("restart");
+  Options o;
+  o.min_replicas = 2;
+  o.idle_timeout = "30s";
+  o.provisioner = k8s.provisioner();
+  Serve s("k8s-restart", o);
+  ASSERT_TRUE(eventually([&] { return s.count("ready") == 2; }, 15)) << s.endpoint().dump();
+  const std::vector<uint64_t> ids = replica_ids(s.endpoint());
+  std::vector<std::string> pods = k8s.api.pod_names("ml");
+  ASSERT_EQ(pods.size(), 2u);
+
+  s.kill_hard();  // the pods stay: they are not tide's children
+  EXPECT_EQ(k8s.api.pod_names("ml"), pods);
+  s.start();
+  ASSERT_TRUE(eventually([&] { return s.count("ready") == 2; }, 15)) << s.endpoint().dump();
+  EXPECT_EQ(replica_ids(s.endpoint()), ids) << "the same replicas, adopted";
+  EXPECT_EQ(k8s.api.pod_names("ml"), pods) << "no pod created, none deleted";
+  EXPECT_EQ(k8s.api.created().size(), 2u);
+  for (const auto& r : burst(s.port(), 4)) EXPECT_EQ(r.status, 200) << r.error;
+  EXPECT_EQ(s.terminate(), 0);
+  EXPECT_TRUE(k8s.api.pod_names("ml").empty());
 }
 
 }  // namespace

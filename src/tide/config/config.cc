@@ -15,9 +15,12 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <regex>
+#include <span>
 #include <sstream>
 #include <utility>
 
+#include "tide/config/pod_template.h"
 #include "tide/config/yaml_reader.h"
 
 namespace tide::config {
@@ -57,11 +60,12 @@ constexpr Choice<ModelKind> kModels[] = {{"fixed", ModelKind::kFixed},
                                          {"lognormal", ModelKind::kLognormal},
                                          {"tokens", ModelKind::kTokens},
                                          {"trace", ModelKind::kTrace}};
-enum class ProvisionerKind { kLocal, kStatic, kSlurm, kSimulated };
+enum class ProvisionerKind { kLocal, kStatic, kSlurm, kKubernetes, kSimulated };
 constexpr Choice<ProvisionerKind> kProvisionerKinds[] = {
     {"local", ProvisionerKind::kLocal},
     {"static", ProvisionerKind::kStatic},
     {"slurm", ProvisionerKind::kSlurm},
+    {"kubernetes", ProvisionerKind::kKubernetes},
     {"simulated", ProvisionerKind::kSimulated}};
 
 constexpr std::string_view kTopKeys[] = {"server", "state", "route", "endpoints"};
@@ -83,12 +87,14 @@ constexpr std::string_view kQueueSpecKeys[] = {"max_length", "timeout"};
 constexpr std::string_view kGroupKeys[] = {
     "name",       "provisioner", "min_replicas", "max_replicas", "concurrency",
     "cold_start", "price",       "service_time", "scaling",      "agent"};
-constexpr std::string_view kProvisionerKeys[] = {"kind",  "command", "urls",
-                                                 "ready", "gpus",    "gpus_per_replica"};
+constexpr std::string_view kProvisionerKeys[] = {
+    "kind", "command", "urls", "ready", "gpus", "gpus_per_replica", "pending_timeout"};
 // Beside the common keys, for kind slurm only.
-constexpr std::string_view kSlurmKeys[] = {
-    "partition",       "gres",         "cpus", "mem", "time_limit", "sbatch_args", "output",
-    "pending_timeout", "poll_interval"};
+constexpr std::string_view kSlurmKeys[] = {"partition",  "gres",        "cpus",   "mem",
+                                           "time_limit", "sbatch_args", "output", "poll_interval"};
+// Beside the common keys, for kind kubernetes only.
+constexpr std::string_view kKubernetesKeys[] = {
+    "namespace", "kubeconfig", "context", "template", "container", "port", "gpu_resource"};
 constexpr std::string_view kColdStartKeys[] = {"pending", "boot"};
 constexpr std::string_view kReadyKeys[] = {"path", "interval", "timeout"};
 
@@ -661,8 +667,59 @@ void read_slurm(Reader& r, const Map& m, SlurmSpec& s) {
       s.output = std::move(output);
     }
   }
-  m.read("pending_timeout", s.pending_timeout);
   m.read("poll_interval", s.poll_interval, above(0));
+}
+
+// The fields of kind kubernetes (see docs/kubernetes.md).
+void read_kubernetes(Reader& r, const Map& m, ProvisionerSpec& p) {
+  if (m.get("gpus"))
+    r.fail(m.at("gpus"),
+           "only for kind local (a pool of GPU ids); kind kubernetes asks the "
+           "cluster for gpus_per_replica GPUs");
+  std::string ns;
+  if (m.read("namespace", ns)) {
+    if (is_dns_label(ns)) {
+      p.kube_namespace = ns;
+    } else {
+      r.fail(m.at("namespace"), fmt::format("must be a DNS label ([a-z0-9]([-a-z0-9]*[a-z0-9])?, "
+                                            "at most 63 characters), got {}",
+                                            quote(ns)));
+    }
+  }
+  if (m.read("kubeconfig", p.kubeconfig) && p.kubeconfig.empty())
+    r.fail(m.at("kubeconfig"), "must not be empty (a path to a kubeconfig file)");
+  if (m.read("context", p.kube_context) && p.kube_context.empty())
+    r.fail(m.at("context"), "must not be empty (a context of the kubeconfig)");
+  std::vector<std::string> containers;
+  if (const Node* n = m.get("template")) {
+    if (auto t = read_pod_template(r, *n, m.at("template"), containers)) p.pod_template = *t;
+  } else {
+    r.fail(m.at("template"),
+           "required: kind kubernetes needs a pod template like {spec: "
+           "{containers: [{name: model, image: ...}]}}");
+  }
+  if (m.read("container", p.container) && !containers.empty() &&
+      std::find(containers.begin(), containers.end(), p.container) == containers.end()) {
+    std::string names;
+    for (const auto& c : containers) names += (names.empty() ? "" : ", ") + c;
+    r.fail(m.at("container"),
+           fmt::format("no container named {} in template.spec.containers (containers: {})",
+                       quote(p.container), names));
+  }
+  if (m.required("port", "the port the container listens on"))
+    m.read("port", p.port, between(1, false, 65535, false));
+  std::string resource;
+  if (m.read("gpu_resource", resource)) {
+    static const std::regex kResource(
+        R"([a-z0-9]([-a-z0-9.]*[a-z0-9])?/[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)");
+    if (std::regex_match(resource, kResource)) {
+      p.gpu_resource = resource;
+    } else {
+      r.fail(m.at("gpu_resource"),
+             fmt::format("expected an extended resource name like nvidia.com/gpu, got {}",
+                         quote(resource)));
+    }
+  }
 }
 
 ProvisionerSpec read_provisioner(Reader& r, const Node& node, const std::string& path) {
@@ -675,18 +732,30 @@ ProvisionerSpec read_provisioner(Reader& r, const Node& node, const std::string&
       if (k.value == kind) p.kind = std::string(k.name);
     }
   }
-  // The keys of kind slurm are known to it alone (and told apart from typos for the others).
+  // The keys of kind slurm and kubernetes are known to it alone (and told apart from typos for
+  // the others).
   std::vector<std::string_view> known(std::begin(kProvisionerKeys), std::end(kProvisionerKeys));
-  for (std::string_view key : kSlurmKeys) {
-    if (kind == ProvisionerKind::kSlurm) {
-      known.push_back(key);
-    } else if (m.get(key) != nullptr) {
-      r.fail(m.at(key), "only for kind slurm");
-      known.push_back(key);
+  auto kind_keys = [&](std::span<const std::string_view> keys, ProvisionerKind owner,
+                       std::string_view owner_name) {
+    for (std::string_view key : keys) {
+      if (kind == owner) {
+        known.push_back(key);
+      } else if (m.get(key) != nullptr) {
+        r.fail(m.at(key), fmt::format("only for kind {}", owner_name));
+        known.push_back(key);
+      }
     }
-  }
+  };
+  kind_keys(kSlurmKeys, ProvisionerKind::kSlurm, "slurm");
+  kind_keys(kKubernetesKeys, ProvisionerKind::kKubernetes, "kubernetes");
   m.allow(known);
   if (kind == ProvisionerKind::kSlurm) read_slurm(r, m, p.slurm);
+  if (kind == ProvisionerKind::kSlurm || kind == ProvisionerKind::kKubernetes) {
+    m.read("pending_timeout", p.pending_timeout);
+  } else if (m.get("pending_timeout") != nullptr) {
+    r.fail(m.at("pending_timeout"),
+           "only for kind slurm or kubernetes (a replica waiting in the cluster's queue)");
+  }
   if (const Node* n = m.get("command")) {
     if (auto cmd = read_strings(r, *n, m.at("command"))) {
       if (cmd->empty()) {
@@ -757,6 +826,7 @@ ProvisionerSpec read_provisioner(Reader& r, const Node& node, const std::string&
     r.fail(m.at("gpus_per_replica"), fmt::format("must be <= the number of gpus ({}), got {}",
                                                  p.gpus.size(), p.gpus_per_replica));
   }
+  if (kind == ProvisionerKind::kKubernetes) read_kubernetes(r, m, p);
   return p;
 }
 

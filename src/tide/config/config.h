@@ -207,21 +207,31 @@ struct SlurmSpec {
   Duration time_limit{0};                // --time
   std::vector<std::string> sbatch_args;  // more sbatch options, e.g. "--account=ml"
   std::string output;                    // --output (%j: the job id); empty: /dev/null
-  // A job pending longer than this fails as "no capacity" (cancelled, replaced after a backoff;
-  // overflow routing moves on to another group meanwhile). 0 = wait forever. The simulator
-  // applies it to the `pending` part of cold_start.
-  Duration pending_timeout = 5min;
-  Duration poll_interval = 1s;  // how often squeue is read while the group has jobs
+  Duration poll_interval = 1s;           // how often squeue is read while the group has jobs
 };
 
-// Where replicas run. The simulator ignores everything but `kind` (and slurm.pending_timeout).
+// Where replicas run. The simulator ignores everything but `kind` (and pending_timeout).
 struct ProvisionerSpec {
-  std::string kind = "local";        // local | static | slurm | simulated
+  std::string kind = "local";        // local | static | slurm | kubernetes | simulated
   std::vector<std::string> command;  // local, slurm: argv with {port} and {replica_id}
   std::vector<std::string> urls;     // static
   ReadyProbe ready;
-  std::vector<int> gpus;  // local: GPU pool handed out as CUDA_VISIBLE_DEVICES
-  int gpus_per_replica = 0;
+  std::vector<int> gpus;     // local: GPU pool handed out as CUDA_VISIBLE_DEVICES
+  int gpus_per_replica = 0;  // local: from the pool; kubernetes: the limit of gpu_resource
+
+  // kubernetes: one pod per replica, created through the API (docs/kubernetes.md).
+  std::string kube_namespace = "default";  // YAML: namespace
+  std::string kubeconfig;                  // "": in-cluster service account, else $KUBECONFIG
+  std::string kube_context;                // YAML: context; "": the kubeconfig's current-context
+  std::string pod_template;                // YAML: template, as JSON text ({metadata, spec})
+  std::string container;                   // gets port, GPUs and TIDE_* env; "": the first
+  int port = 0;                            // where that container listens on the pod IP
+  std::string gpu_resource = "nvidia.com/gpu";
+
+  // slurm, kubernetes: a replica still pending (queued, unschedulable) after this fails as "no
+  // capacity" (replaced after a backoff; overflow routing moves on to another group meanwhile).
+  // 0 = wait forever. The simulator applies it to the `pending` part of cold_start.
+  Duration pending_timeout = std::chrono::minutes(5);
   SlurmSpec slurm;  // kind slurm (its keys sit beside the others in YAML)
 };
 

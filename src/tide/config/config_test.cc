@@ -325,8 +325,8 @@ TEST(ParseConfigErrors, Server) {
 
 TEST(ParseConfigErrors, Provisioner) {
   EXPECT_THAT(group_problems("provisioner: {kind: statik}"),
-              ElementsAre(g("provisioner.kind: expected one of local|static|slurm|simulated, got "
-                            "\"statik\" (did you mean static?)")));
+              ElementsAre(g("provisioner.kind: expected one of local|static|slurm|kubernetes|"
+                            "simulated, got \"statik\" (did you mean static?)")));
   EXPECT_THAT(group_problems("provisioner: {kind: static}"),
               ElementsAre(g("provisioner.urls: required: kind static needs at least one url")));
   EXPECT_THAT(group_problems("provisioner: {kind: static, urls: []}"),
@@ -354,7 +354,7 @@ TEST(ParseConfigErrors, Provisioner) {
               ElementsAre(g("provisioner.gpus[0]: must be >= 0, got -1")));
   EXPECT_THAT(group_problems("provisioner: {kind: local, image: x}"),
               ElementsAre(g("provisioner.image: unknown key (known keys: kind, command, urls, "
-                            "ready, gpus, gpus_per_replica)")));
+                            "ready, gpus, gpus_per_replica, pending_timeout)")));
   // The simulator needs no provisioner details.
   EXPECT_NO_THROW(group("provisioner: {kind: local}"));
 }
@@ -382,24 +382,26 @@ TEST(ParseConfig, SlurmProvisioner) {
   EXPECT_EQ(p.slurm.time_limit, 12h);
   EXPECT_THAT(p.slurm.sbatch_args, ElementsAre("--account=ml", "--qos=high"));
   EXPECT_EQ(p.slurm.output, "/logs/tide-%j.out");
-  EXPECT_EQ(p.slurm.pending_timeout, 2min);
+  EXPECT_EQ(p.pending_timeout, 2min);
   EXPECT_EQ(p.slurm.poll_interval, 500ms);
   // Defaults: the cluster's own, five minutes of pending, squeue every second.
   const SlurmSpec d = group("provisioner: {kind: slurm, command: [x]}").provisioner.slurm;
   EXPECT_EQ(d.partition, "");
   EXPECT_EQ(d.cpus, 0);
   EXPECT_EQ(d.time_limit, 0s);
-  EXPECT_EQ(d.pending_timeout, 5min);
+  EXPECT_EQ(group("provisioner: {kind: slurm, command: [x]}").provisioner.pending_timeout, 5min);
   EXPECT_EQ(d.poll_interval, 1s);
-  EXPECT_EQ(
-      group("provisioner: {kind: slurm, pending_timeout: 0s}").provisioner.slurm.pending_timeout,
-      0s);
+  EXPECT_EQ(group("provisioner: {kind: slurm, pending_timeout: 0s}").provisioner.pending_timeout,
+            0s);
 }
 
 TEST(ParseConfigErrors, SlurmProvisioner) {
   EXPECT_THAT(group_problems("provisioner: {kind: local, partition: gpu, gres: \"gpu:1\"}"),
               ElementsAre(g("provisioner.partition: only for kind slurm"),
                           g("provisioner.gres: only for kind slurm")));
+  EXPECT_THAT(group_problems("provisioner: {kind: local, pending_timeout: 1m}"),
+              ElementsAre(g("provisioner.pending_timeout: only for kind slurm or kubernetes (a "
+                            "replica waiting in the cluster's queue)")));
   EXPECT_THAT(group_problems("provisioner: {kind: slurm, partiton: gpu}"),
               ElementsAre(g("provisioner.partiton: unknown key (did you mean partition?)")));
   EXPECT_THAT(group_problems("provisioner: {kind: slurm, partition: \"a b\", gres: \"\", cpus: 0}"),
@@ -1242,6 +1244,159 @@ TEST(ParseConfigErrors, AgentRouteAndTheLoadSignal) {
   EXPECT_THAT(problems("route: {key_file: ''}" + eps),
               ElementsAre(HasSubstr("route.key_file: must not be empty")));
   EXPECT_THAT(problems("route: {ttl: 5s}" + eps), ElementsAre(HasSubstr("route.ttl: unknown key")));
+}
+
+TEST(ParseConfig, KubernetesProvisioner) {
+  const GroupSpec gs = group(R"(provisioner:
+  kind: kubernetes
+  namespace: ml-serving
+  kubeconfig: /etc/tide/kubeconfig
+  context: prod
+  port: 8000
+  container: model
+  gpus_per_replica: 2
+  pending_timeout: 90s
+  ready: {path: /v1/models}
+  template:
+    metadata:
+      labels: {app: chat, version: "2"}
+      annotations: {note: "x"}
+    spec:
+      nodeSelector: {gpu: h100}
+      terminationGracePeriodSeconds: 30
+      containers:
+        - name: model
+          image: vllm/vllm-openai:v0.6.3
+          args: [--port, "8000", --max-model-len, "8192"]
+          env: [{name: HF_HOME, value: /cache}, {name: DEBUG, value: "true"}]
+          resources: {limits: {memory: 80Gi, cpu: 8}}
+        - name: sidecar
+          image: busybox
+          command: [sleep, infinity]
+          tty: true
+          workingDir: ~)");
+  const ProvisionerSpec& p = gs.provisioner;
+  EXPECT_EQ(p.kind, "kubernetes");
+  EXPECT_EQ(p.kube_namespace, "ml-serving");
+  EXPECT_EQ(p.kubeconfig, "/etc/tide/kubeconfig");
+  EXPECT_EQ(p.kube_context, "prod");
+  EXPECT_EQ(p.port, 8000);
+  EXPECT_EQ(p.container, "model");
+  EXPECT_EQ(p.gpus_per_replica, 2);
+  EXPECT_EQ(p.gpu_resource, "nvidia.com/gpu");
+  EXPECT_EQ(p.pending_timeout, 90s);
+  EXPECT_EQ(p.ready.path, "/v1/models");
+  // The template is kept as the JSON the API takes: plain numbers and booleans typed, quoted
+  // scalars strings, ~ null.
+  EXPECT_EQ(p.pod_template,
+            R"({"metadata":{"annotations":{"note":"x"},"labels":{"app":"chat","version":"2"}},)"
+            R"("spec":{"containers":[{"args":["--port","8000","--max-model-len","8192"],)"
+            R"("env":[{"name":"HF_HOME","value":"/cache"},{"name":"DEBUG","value":"true"}],)"
+            R"("image":"vllm/vllm-openai:v0.6.3","name":"model","resources":{"limits":)"
+            R"({"cpu":8,"memory":"80Gi"}}},{"command":["sleep","infinity"],"image":"busybox",)"
+            R"("name":"sidecar","tty":true,"workingDir":null}],"nodeSelector":{"gpu":"h100"},)"
+            R"("terminationGracePeriodSeconds":30}})");
+  // Defaults.
+  const ProvisionerSpec d =
+      group(
+          "provisioner: {kind: kubernetes, port: 80, template: {spec: {containers: [{name: a, "
+          "image: b}]}}}")
+          .provisioner;
+  EXPECT_EQ(d.kube_namespace, "default");
+  EXPECT_EQ(d.kubeconfig, "");
+  EXPECT_EQ(d.container, "");
+  EXPECT_EQ(d.pending_timeout, 5min);
+}
+
+TEST(ParseConfigErrors, KubernetesProvisioner) {
+  EXPECT_THAT(group_problems("provisioner: {kind: kubernetes}"),
+              ElementsAre(g("provisioner.template: required: kind kubernetes needs a pod template "
+                            "like {spec: {containers: [{name: model, image: ...}]}}"),
+                          g("provisioner.port: required (the port the container listens on)")));
+  const std::string ok_template = "template: {spec: {containers: [{name: model, image: x}]}}";
+  auto k8s = [&](const std::string& fields) {
+    return group_problems("provisioner: {kind: kubernetes, " + fields + "}");
+  };
+  EXPECT_THAT(k8s("port: 0, namespace: ML_1, " + ok_template),
+              ElementsAre(g("provisioner.namespace: must be a DNS label "
+                            "([a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63 characters), got \"ML_1\""),
+                          g("provisioner.port: must be >= 1 and <= 65535, got 0")));
+  EXPECT_THAT(k8s("port: 80, container: web, gpus: [0], gpu_resource: gpu, " + ok_template),
+              ElementsAre(g("provisioner.gpus: only for kind local (a pool of GPU ids); kind "
+                            "kubernetes asks the cluster for gpus_per_replica GPUs"),
+                          g("provisioner.container: no container named \"web\" in "
+                            "template.spec.containers (containers: model)"),
+                          g("provisioner.gpu_resource: expected an extended resource name like "
+                            "nvidia.com/gpu, got \"gpu\"")));
+  EXPECT_THAT(k8s("port: 80, kubeconfig: \"\", pending_timeout: 5"),
+              ElementsAre(g("provisioner.pending_timeout: a duration needs a unit, e.g. 5s or "
+                            "5ms, got 5"),
+                          g("provisioner.kubeconfig: must not be empty (a path to a kubeconfig "
+                            "file)"),
+                          g("provisioner.template: required: kind kubernetes needs a pod template "
+                            "like {spec: {containers: [{name: model, image: ...}]}}")));
+  // The template: what tide sets itself, what the API would refuse late, and its shape.
+  EXPECT_THAT(k8s("port: 80, template: {metadata: {name: x, labels: {tide.dev/group: a, v: 2}, "
+                  "lables: {}}, spec: {containers: [{name: a, image: b}]}}"),
+              ElementsAre(g("provisioner.template.metadata.name: set by tide (pods are named "
+                            "after their replica, in provisioner.namespace); remove it from the "
+                            "template"),
+                          g("provisioner.template.metadata.lables: unknown key (did you mean "
+                            "labels?)"),
+                          g("provisioner.template.metadata.labels.tide.dev/group: set by tide on "
+                            "each pod; remove it from the template"),
+                          g("provisioner.template.metadata.labels.v: expected a string (quote "
+                            "it), got 2")));
+  EXPECT_THAT(k8s("port: 80, template: {spec: {containers: []}}"),
+              ElementsAre(g("provisioner.template.spec.containers: must have at least one "
+                            "container")));
+  EXPECT_THAT(k8s("port: 80, template: {spec: {containers: [{name: Model, image: \"\"}, {image: "
+                  "b}, x]}}"),
+              ElementsAre(g("provisioner.template.spec.containers[0].name: must be a DNS label "
+                            "([a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63 characters), got "
+                            "\"Model\""),
+                          g("provisioner.template.spec.containers[0].image: must not be empty"),
+                          g("provisioner.template.spec.containers[1].name: required"),
+                          g("provisioner.template.spec.containers[2]: expected a map like {name: "
+                            "model, image: ...}, got \"x\"")));
+  EXPECT_THAT(k8s("port: 80, template: {containers: [{name: a, image: b}]}"),
+              ElementsAre(g("provisioner.template.containers: unknown key (known keys: "
+                            "metadata, spec)"),
+                          g("provisioner.template.spec: required (the pod spec, with at least one "
+                            "container)")));
+  // Kubernetes keys on another kind are a mistake worth naming.
+  EXPECT_THAT(group_problems("provisioner: {kind: local, namespace: a, port: 80}"),
+              ElementsAre(g("provisioner.namespace: only for kind kubernetes"),
+                          g("provisioner.port: only for kind kubernetes")));
+}
+
+}  // namespace
+}  // namespace tide::config
+
+namespace tide::config {
+namespace {
+
+// The configuration shipped in deploy/kubernetes/configmap.yaml (data."tide.yaml") is valid.
+TEST(ParseConfig, TheKubernetesDeployConfigMapParses) {
+  std::ifstream in(std::string(TIDE_SOURCE_DIR) + "/deploy/kubernetes/configmap.yaml");
+  ASSERT_TRUE(in);
+  std::string text;
+  bool inside = false;
+  for (std::string line; std::getline(in, line);) {
+    if (line == "  tide.yaml: |") {
+      inside = true;
+    } else if (inside && (line.empty() || line.rfind("    ", 0) == 0)) {
+      text += (line.empty() ? "" : line.substr(4)) + "\n";
+    } else if (inside) {
+      break;
+    }
+  }
+  ASSERT_FALSE(text.empty());
+  const Config c = parse_config(text, "configmap.yaml");
+  const ProvisionerSpec& p = c.endpoints.at(0).groups.at(0).provisioner;
+  EXPECT_EQ(p.kind, "kubernetes");
+  EXPECT_EQ(p.kubeconfig, "");  // in-cluster
+  EXPECT_EQ(p.gpus_per_replica, 1);
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <boost/asio/post.hpp>
 
 #include "tide/provision/backends.h"
+#include "tide/provision/kubernetes.h"
 #include "tide/provision/slurm_backend.h"
 
 namespace tide::provision {
@@ -13,11 +14,13 @@ struct LiveProvisioner::Impl {
       : core(std::make_shared<detail::Core>(io, clock, std::move(options))),
         local(std::make_shared<detail::LocalBackend>(core)),
         statics(std::make_shared<detail::StaticBackend>(core)),
-        slurm(std::make_shared<detail::SlurmBackend>(core)) {}
+        slurm(std::make_shared<detail::SlurmBackend>(core)),
+        kubernetes(std::make_shared<detail::KubernetesBackend>(core)) {}
   std::shared_ptr<detail::Core> core;
   std::shared_ptr<detail::LocalBackend> local;
   std::shared_ptr<detail::StaticBackend> statics;
   std::shared_ptr<detail::SlurmBackend> slurm;
+  std::shared_ptr<detail::KubernetesBackend> kubernetes;
 };
 
 namespace {
@@ -50,7 +53,6 @@ detail::Launch make_launch(const ProvisionOptions& options, const control::Repli
   }
   return l;
 }
-
 }  // namespace
 
 LiveProvisioner::LiveProvisioner(boost::asio::io_context& io, const Clock& clock,
@@ -62,10 +64,21 @@ LiveProvisioner::~LiveProvisioner() {
   impl_->local->close();
   impl_->slurm->close();
   boost::asio::post(impl_->core->strand, [statics = impl_->statics] { statics->shutdown(); });
+  boost::asio::post(impl_->core->strand, [k = impl_->kubernetes] { k->close(); });
 }
 
 bool LiveProvisioner::supports(std::string_view kind) {
-  return kind == "local" || kind == "static" || kind == "slurm";
+  return kind == "local" || kind == "static" || kind == "slurm" || kind == "kubernetes";
+}
+
+std::string LiveProvisioner::check(const config::ProvisionerSpec& spec) {
+  if (spec.kind != "kubernetes") return "";
+  try {
+    kube::resolve_access(spec);
+  } catch (const kube::KubeError& e) {
+    return e.what();
+  }
+  return "";
 }
 
 void LiveProvisioner::launch(const control::Replica& replica, const config::GroupSpec& group,
@@ -76,10 +89,11 @@ void LiveProvisioner::launch(const control::Replica& replica, const config::Grou
     if (l.spec.kind == "local") return impl->local->launch(std::move(l));
     if (l.spec.kind == "static") return impl->statics->launch(std::move(l));
     if (l.spec.kind == "slurm") return impl->slurm->launch(std::move(l));
-    l.events->on_replica_failed(
-        l.id, impl->core->clock.now(),
-        fmt::format("provisioner kind \"{}\" cannot run live replicas (use local, static or slurm)",
-                    l.spec.kind));
+    if (l.spec.kind == "kubernetes") return impl->kubernetes->launch(std::move(l));
+    l.events->on_replica_failed(l.id, impl->core->clock.now(),
+                                fmt::format("provisioner kind \"{}\" cannot run live replicas "
+                                            "(use local, static, slurm or kubernetes)",
+                                            l.spec.kind));
   });
 }
 
@@ -90,6 +104,7 @@ void LiveProvisioner::stop(const control::Replica& replica) {
     impl->local->stop(key);
     impl->statics->stop(key);
     impl->slurm->stop(key);
+    impl->kubernetes->stop(key);
   });
 }
 
@@ -110,12 +125,15 @@ bool LiveProvisioner::adopt(const control::Replica& replica, const config::Group
                       });
     return true;
   }
-  if (kind != "local" || !handle.starts_with("local ")) return false;
+  const bool local = kind == "local" && handle.starts_with("local ");
+  const bool kubernetes = kind == "kubernetes" && kube::parse_handle(handle);
+  if (!local && !kubernetes) return false;
   boost::asio::post(impl_->core->strand,
                     [impl = impl_, l = make_launch(impl_->core->options, replica, group, events),
-                     handle]() mutable {
+                     handle, local]() mutable {
                       if (impl->core->closed) return;
-                      impl->local->adopt(std::move(l), handle);
+                      if (local) return impl->local->adopt(std::move(l), handle);
+                      impl->kubernetes->adopt(std::move(l), handle);
                     });
   return true;
 }
@@ -123,13 +141,15 @@ bool LiveProvisioner::adopt(const control::Replica& replica, const config::Group
 void LiveProvisioner::shutdown(std::function<void()> done) {
   boost::asio::post(impl_->core->strand, [impl = impl_, done = std::move(done)]() mutable {
     impl->statics->shutdown();
-    // `done` once both the local children have exited and the Slurm jobs are cancelled.
-    auto left = std::make_shared<int>(2);
+    // `done` once the local children have exited, the Slurm jobs are cancelled and the pods
+    // deleted.
+    auto left = std::make_shared<int>(3);
     auto one_done = [left, done = std::move(done)] {
-      if (--*left == 0) done();
+      if (--*left == 0 && done) done();
     };
     impl->local->shutdown(one_done);
     impl->slurm->shutdown(one_done);
+    impl->kubernetes->shutdown(one_done);
   });
 }
 

@@ -21,14 +21,21 @@
 //   slurm   Each replica is a Slurm batch job submitted with sbatch (partition, gres, cpus, mem,
 //           time_limit, sbatch_args) running `provisioner.command` on the node Slurm picks; the
 //           job's script picks a free port there and reports it through the job's comment. A
-//           pending job is starting; it fails "no capacity" after slurm.pending_timeout. Ready
+//           pending job is starting; it fails "no capacity" after pending_timeout. Ready
 //           when running and its probe on NodeAddr:port answers 2xx; failed with Slurm's state
 //           when the job ends (CANCELLED, FAILED, TIMEOUT, NODE_FAIL, PREEMPTED...) or vanishes.
 //           Stop is scancel. Jobs outlive tide: shutdown() cancels them, but the destructor
 //           alone (tide killed) leaves them for adopt() by the next run ("slurm job=42").
 //           CUDA_VISIBLE_DEVICES comes from Slurm's GRES. See docs/slurm.md.
 //
-// All three probe readiness every `ready.interval` (each probe bounded by `ready.timeout`), then
+//   kubernetes  Each replica is a pod created through the API server from `provisioner.template`
+//           in `provisioner.namespace`; ready once it runs and GET <pod IP>:<port><ready.path>
+//           answers 2xx; failed when the pod fails, is evicted, deleted or cannot start, or stays
+//           unscheduled longer than `pending_timeout` ("no capacity: ..."); stop deletes the pod.
+//           Adoptable after a restart of tide from its handle "kubernetes pod=NS/NAME uid=UID".
+//           See docs/kubernetes.md and kubernetes.h.
+//
+// Each probes readiness every `ready.interval` (each probe bounded by `ready.timeout`), then
 // liveness every ProvisionOptions::liveness_interval; `liveness_failures` failed probes in a row
 // fail the replica. A local replica whose process exits, before or after ready, fails with what
 // happened ("exited with status 1 before ready: <last lines of its output>", "killed by signal 9
@@ -129,6 +136,7 @@ class LiveProvisioner final : public control::Provisioner {
   // local: the process of the handle, if it is still the same process (pid and start time),
   // watched for exit (pidfd) and probed like a new one; static: its URL probed again; slurm:
   // the job of the handle ("slurm job=42"), followed like a new one (failed if it is gone).
+  // kubernetes: the pod of the handle, looked up in its namespace's list.
   bool adopt(const control::Replica& replica, const config::GroupSpec& group,
              const std::string& handle, control::ReplicaEvents& events) override;
 
@@ -140,8 +148,12 @@ class LiveProvisioner final : public control::Provisioner {
   // The local replicas' processes that have not been reaped yet. Thread-safe.
   std::vector<ChildProcess> children() const;
 
-  // Whether `kind` (a ProvisionerSpec::kind) can run live replicas: local, static or slurm.
+  // Whether `kind` (a ProvisionerSpec::kind) can run live replicas: local, static, slurm,
+  // kubernetes.
   static bool supports(std::string_view kind);
+  // What keeps `spec` from working that can be seen before serving (kubernetes: no cluster
+  // access, an unreadable kubeconfig or service account file), or "" when nothing does.
+  static std::string check(const config::ProvisionerSpec& spec);
 
  private:
   struct Impl;

@@ -362,13 +362,13 @@ void SlurmBackend::on_squeue(CommandResult r) {
 
 void SlurmBackend::follow(const std::shared_ptr<Job>& job, const SqueueRow& row) {
   const Time now = core_->clock.now();
-  const config::SlurmSpec& spec = job->launch.spec.slurm;
+  const Duration pending_timeout = job->launch.spec.pending_timeout;
   switch (job_phase(row.state)) {
     case JobPhase::kQueued:
-      if (spec.pending_timeout > Duration{0} && now - job->since >= spec.pending_timeout) {
+      if (pending_timeout > Duration{0} && now - job->since >= pending_timeout) {
         fail(job,
              fmt::format("no capacity: job {} still {} after {} ({})", job->id, row.state,
-                         format_duration(spec.pending_timeout), row.reason),
+                         format_duration(pending_timeout), row.reason),
              true);
       }
       return;

@@ -242,7 +242,7 @@ TEST_F(SlurmProvisionerTest, CommandThatExitsFailsTheJobWithItsOutput) {
 
 TEST_F(SlurmProvisionerTest, JobPendingPastItsTimeoutFailsForNoCapacityAndIsCancelled) {
   group_.provisioner.slurm.sbatch_args = {"--begin=now+3600"};  // cannot start for an hour
-  group_.provisioner.slurm.pending_timeout = 1s;
+  group_.provisioner.pending_timeout = 1s;
   const std::string error = launch_that_fails();
   EXPECT_NE(error.find("no capacity"), std::string::npos) << error;
   EXPECT_NE(error.find("PENDING after 1s (BeginTime)"), std::string::npos) << error;

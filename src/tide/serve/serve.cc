@@ -48,8 +48,11 @@ std::string validate_for_serving(const config::EndpointSpec& ep, const std::stri
     const std::string at_group = fmt::format("{}.groups[{}]", at_endpoint, g);
     const std::string at = at_group + ".provisioner";
     if (!provision::LiveProvisioner::supports(p.kind)) {
-      problems += fmt::format("{}.kind: {} cannot run live replicas (use local, static or slurm)\n",
-                              at, p.kind);
+      problems += fmt::format(
+          "{}.kind: {} cannot run live replicas (use local, static, slurm or kubernetes)\n", at,
+          p.kind);
+    } else if (const std::string problem = provision::LiveProvisioner::check(p); !problem.empty()) {
+      problems += fmt::format("{}: {}\n", at, problem);
     } else if ((p.kind == "local" || p.kind == "slurm") && p.command.empty()) {
       problems += fmt::format(
           "{}.command: required for kind {} (the replica's argv, with "

@@ -126,7 +126,7 @@ TEST(Simulator, SlurmJobPendingPastItsTimeoutFailsAndOverflowServesMeanwhile) {
   config::GroupSpec& slurm = c.endpoints[0].groups[0];
   slurm.name = "slurm";
   slurm.provisioner.kind = "slurm";
-  slurm.provisioner.slurm.pending_timeout = 2min;
+  slurm.provisioner.pending_timeout = 2min;
   slurm.pending.value = 1h;
   config::GroupSpec cloud = slurm;
   cloud.name = "cloud";
