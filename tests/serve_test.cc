@@ -221,6 +221,14 @@ class Serve {
     if (!e.contains("groups")) return -1;
     return e["groups"][0][field].get<int>();
   }
+  // The same, summed over every group.
+  int count_all(const char* field) const {
+    const json e = endpoint();
+    if (!e.contains("groups")) return -1;
+    int n = 0;
+    for (const auto& g : e["groups"]) n += g[field].get<int>();
+    return n;
+  }
 
   // Sends SIGTERM and waits for the exit status (-1 if it did not exit in time).
   int terminate(double seconds = 15) {
@@ -1070,6 +1078,80 @@ TEST(TwoStep, ScalingFollowsTheLoadTheAgentsReport) {
                     (d["to"].get<int>() >= 2 && d["reason"].get<std::string>().find("load ") == 0);
   EXPECT_TRUE(load_decision) << e["decisions"].dump(2);
   EXPECT_TRUE(e["groups"][0]["replicas"][0].contains("report"));
+  EXPECT_EQ(s.terminate(), 0);
+}
+
+Route route_keyed(const Serve& s, const std::string& key) {
+  Route r;
+  r.response =
+      http_post(s.api_port(), "/v1/route", json{{"endpoint", "chat"}, {"key", key}}.dump());
+  r.status = r.response.status;
+  r.body = json::parse(r.response.body, nullptr, false);
+  return r;
+}
+
+TEST(TwoStep, RoutesSplitByWeightAcrossGroupsOfAgentsAndAKeyStaysOnItsGroup) {
+  Options o = agent_options();
+  o.min_replicas = 1;
+  o.routing = "{mode: split, weights: {local: 3, b: 1}}";
+  Serve s("route-split", o);
+  ASSERT_TRUE(eventually([&] { return s.count_all("ready") == 2; }, 15));
+  std::map<std::string, int> groups;
+  for (int i = 0; i < 40; ++i) {
+    const Route r = route(s);
+    ASSERT_EQ(r.status, 200) << r.response.body;
+    ++groups[r.body["group"].get<std::string>()];
+    if (i < 4) {
+      EXPECT_EQ(direct(r.port, r.token).status, 200);  // either group's agent serves
+    }
+  }
+  EXPECT_EQ(groups["local"], 30);
+  EXPECT_EQ(groups["b"], 10);
+  // A key stays on its group; keys split by the weights.
+  int keyed_b = 0;
+  for (int k = 0; k < 60; ++k) {
+    const std::string key = "user-" + std::to_string(k);
+    const Route first = route_keyed(s, key);
+    ASSERT_EQ(first.status, 200) << first.response.body;
+    for (int again = 0; again < 2; ++again)
+      ASSERT_EQ(route_keyed(s, key).body["group"], first.body["group"]) << key;
+    keyed_b += first.body["group"] == "b" ? 1 : 0;
+  }
+  EXPECT_GT(keyed_b, 3);  // Binomial(60, 0.25): mean 15, sd 3.4
+  EXPECT_LT(keyed_b, 30);
+  const Route bad = route_keyed(s, "");
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_NE(bad.response.body.find("key: must be a string of 1 to 1024 characters"),
+            std::string::npos);
+  // The control plane saw route calls, and no payload: its gateway counted none.
+  const json ep = json::parse(s.api("GET", "/v1/endpoints/chat").body);
+  EXPECT_EQ(ep["requests"], 0);
+  EXPECT_EQ(s.terminate(), 0);
+}
+
+TEST(TwoStep, OverflowRoutesToTheNextGroupOnlyWhileThePrimaryIsFull) {
+  Options o = agent_options();
+  o.min_replicas = 1;
+  o.max_replicas = 1;
+  o.concurrency = 1;
+  // Reports far apart: what was routed since the last report is what fills the primary.
+  o.group_extra = "agent: {enabled: true, report_interval: 30s}";
+  o.routing = "{mode: overflow, order: [local, b]}";
+  Serve s("route-overflow", o);
+  ASSERT_TRUE(eventually([&] { return s.count_all("ready") == 2; }, 15));
+  const Route first = route(s);
+  ASSERT_EQ(first.status, 200) << first.response.body;
+  EXPECT_EQ(first.body["group"], "local");
+  const Route second = route(s);  // local's one slot is taken: it spills
+  ASSERT_EQ(second.status, 200) << second.response.body;
+  EXPECT_EQ(second.body["group"], "b");
+  EXPECT_EQ(direct(second.port, second.token).status, 200);
+  const json ep = json::parse(s.api("GET", "/v1/endpoints/chat").body);
+  for (const auto& g : ep["groups"]) {
+    if (g["name"] == "local") {
+      EXPECT_EQ(g["spilled"], 1) << g.dump();
+    }
+  }
   EXPECT_EQ(s.terminate(), 0);
 }
 

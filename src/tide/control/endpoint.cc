@@ -118,11 +118,19 @@ bool Endpoint::unavailable(int group) const {
   return g.live.empty() && g.consecutive_failures > 0;
 }
 
-Duration Endpoint::expected_start_delay(int group, Time now) const {
-  if (dispatcher_.can_start_now(group)) return Duration{0};
+Duration Endpoint::expected_start_delay(int group, Time now, Via via) const {
   const Group& g = groups_[static_cast<size_t>(group)];
   const int c = g.spec->concurrency;
-  const int queued = dispatcher_.queued(group);
+  if (via == Via::kGateway && dispatcher_.can_start_now(group)) return Duration{0};
+  int queued = dispatcher_.queued(group);
+  if (via == Via::kDirect) {
+    for (uint64_t id : g.live) {
+      const Replica& r = replicas_.at(id);
+      if (r.state == ReplicaState::kReady && !r.address.empty() && direct_load(r, now) < c)
+        return Duration{0};
+    }
+    queued += static_cast<int>(g.route_waits.size());
+  }
   int ready = 0;
   int starting = 0;
   Time soonest = kTimeMax;
@@ -149,6 +157,13 @@ Duration Endpoint::expected_start_delay(int group, Time now) const {
   return best;
 }
 
+double Endpoint::direct_load(const Replica& r, Time now) const {
+  double busy = dispatcher_.outstanding(r.slot);
+  if (fresh_report(r, now))
+    busy = std::max(busy, static_cast<double>(r.report->in_service + r.report->queued));
+  return busy + r.routed_since_report;
+}
+
 bool Endpoint::may_grow(int group, Time now) const {
   const Group& g = groups_[static_cast<size_t>(group)];
   return active_count(g) < g.spec->max_replicas && !(now < g.backoff_until);
@@ -170,21 +185,32 @@ const Replica* Endpoint::replica(uint64_t id) const {
   return it == replicas_.end() ? nullptr : &it->second;
 }
 
-int Endpoint::route(uint64_t sticky, Time now) {
+int Endpoint::route(uint64_t sticky, Time now, Via via) {
   const int n = static_cast<int>(groups_.size());
-  int chosen = 0;
-  if (n == 1) {
-    chosen = 0;
+  auto takes_part = [&](int i) {
+    return via == Via::kGateway || groups_[static_cast<size_t>(i)].spec->agent.enabled;
+  };
+  int first = -1;  // the first group in the routing's order that takes part
+  for (int g : order_) {
+    if (first < 0 && takes_part(g)) first = g;
+  }
+  if (first < 0) return -1;
+  int chosen = first;
+  int parts = 0;
+  for (int i = 0; i < n; ++i) parts += takes_part(i) ? 1 : 0;
+  if (parts == 1) {
+    chosen = first;
   } else if (spec_.routing.mode == config::RoutingSpec::Mode::kOverflow) {
     // The first group expected to start it within max_wait. When none can, it overflows to
     // the last group that may still grow (it scales on what it is given); when none may, the
     // group expected to start it soonest.
     chosen = -1;
     int last_growing = -1;
-    int fastest = order_.front();
+    int fastest = first;
     Duration fastest_delay = Duration::max();
     for (int g : order_) {
-      const Duration delay = expected_start_delay(g, now);
+      if (!takes_part(g)) continue;
+      const Duration delay = expected_start_delay(g, now, via);
       if (delay <= spec_.slo.max_wait) {
         chosen = g;
         break;
@@ -196,47 +222,48 @@ int Endpoint::route(uint64_t sticky, Time now) {
       }
     }
     if (chosen < 0) chosen = last_growing >= 0 ? last_growing : fastest;
-    if (chosen != order_.front()) {
-      Group& first = groups_[static_cast<size_t>(order_.front())];
-      ++first.spilled;
-      ++first.spilled_in_interval;
+    if (chosen != first) {
+      Group& primary = groups_[static_cast<size_t>(first)];
+      ++primary.spilled;
+      ++primary.spilled_in_interval;
       ++groups_[static_cast<size_t>(chosen)].overflow_in;
     }
   } else {
     double total = 0;
-    for (const Group& g : groups_) total += g.weight;
+    for (int i = 0; i < n; ++i) total += takes_part(i) ? groups_[static_cast<size_t>(i)].weight : 0;
     if (sticky != 0) {
       // The same key, the same group (while the weights stay the same).
       const double point =
           static_cast<double>(sticky % 1000003) / 1000003.0 * total;  // 10^6+3 is prime
       double acc = 0;
-      chosen = n - 1;
       for (int i = 0; i < n; ++i) {
+        if (!takes_part(i)) continue;
+        chosen = i;
         acc += groups_[static_cast<size_t>(i)].weight;
-        if (point < acc) {
-          chosen = i;
-          break;
-        }
+        if (point < acc) break;
       }
     } else {
       // Smooth weighted round robin (as nginx): exact shares, evenly interleaved.
       double best = -1e300;
       for (int i = 0; i < n; ++i) {
+        if (!takes_part(i)) continue;
         Group& g = groups_[static_cast<size_t>(i)];
-        g.swrr_current += g.weight;
-        if (g.weight > 0 && g.swrr_current > best) {
-          best = g.swrr_current;
+        double& current = via == Via::kGateway ? g.swrr_current : g.swrr_direct;
+        current += g.weight;
+        if (g.weight > 0 && current > best) {
+          best = current;
           chosen = i;
         }
       }
-      groups_[static_cast<size_t>(chosen)].swrr_current -= total;
+      Group& g = groups_[static_cast<size_t>(chosen)];
+      (via == Via::kGateway ? g.swrr_current : g.swrr_direct) -= total;
     }
     if (unavailable(chosen)) {
       // Launches keep failing there: send it to the heaviest group that can take it.
       int alternative = -1;
       for (int i = 0; i < n; ++i) {
         const Group& g = groups_[static_cast<size_t>(i)];
-        if (i == chosen || g.weight <= 0 || unavailable(i)) continue;
+        if (i == chosen || !takes_part(i) || g.weight <= 0 || unavailable(i)) continue;
         if (alternative < 0 || g.weight > groups_[static_cast<size_t>(alternative)].weight)
           alternative = i;
       }
@@ -420,10 +447,7 @@ const Replica* Endpoint::route_direct(int group, double work, Time now) {
   for (uint64_t id : g.live) {
     Replica& r = replicas_.at(id);
     if (r.state != ReplicaState::kReady || r.address.empty()) continue;
-    double busy = dispatcher_.outstanding(r.slot);
-    if (fresh_report(r, now))
-      busy = std::max(busy, static_cast<double>(r.report->in_service + r.report->queued));
-    const double score = (busy + r.routed_since_report) / c;
+    const double score = direct_load(r, now) / c;
     if (best == nullptr || score < best_score || (score == best_score && r.routes < best->routes)) {
       best = &r;
       best_score = score;

@@ -11,6 +11,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -87,6 +88,17 @@ struct GroupStatus {
   double load = 0;             // the load signal of the last observation
 };
 
+// The sticky key of a client's key (routing.sticky_header's value at the gateway, "key" of a
+// two-step route): FNV-1a, never 0 (0 means "no key").
+inline uint64_t sticky_key(std::string_view value) {
+  uint64_t h = 14695981039346656037ull;
+  for (char ch : value) {
+    h ^= static_cast<unsigned char>(ch);
+    h *= 1099511628211ull;
+  }
+  return h | 1;
+}
+
 class Endpoint final : public dispatch::DispatchListener, public ReplicaEvents {
  public:
   Endpoint(const config::EndpointSpec& spec, Provisioner& provisioner, RequestSink& requests,
@@ -114,7 +126,11 @@ class Endpoint final : public dispatch::DispatchListener, public ReplicaEvents {
   //    can, the last group that may still grow takes it (and scales on it), else the group
   //    expected to start it soonest. A spilled request counts as demand for the first group,
   //    so that group still grows toward its max.
-  int route(uint64_t sticky, Time now);
+  // Via::kDirect routes a two-step request (POST /v1/route): only groups with agents take part
+  // (weights and order among them), a free slot is judged by the agents' reports plus what was
+  // routed since, and waiting clients count as queued. Returns -1 when no group has agents.
+  enum class Via : uint8_t { kGateway, kDirect };
+  int route(uint64_t sticky, Time now, Via via = Via::kGateway);
 
   // Requests.
   dispatch::Admit submit(dispatch::RequestId request, int group, Time now) {
@@ -196,7 +212,8 @@ class Endpoint final : public dispatch::DispatchListener, public ReplicaEvents {
     int consecutive_failures = 0;
     Time backoff_until = kTimeMin;
     double weight = 1;
-    double swrr_current = 0;  // smooth weighted round robin state
+    double swrr_current = 0;  // smooth weighted round robin state (gateway)
+    double swrr_direct = 0;   // the same for two-step routing
     uint64_t routed = 0;
     uint64_t spilled = 0;
     uint64_t spilled_in_interval = 0;  // demand it could not take since the last observation
@@ -213,7 +230,10 @@ class Endpoint final : public dispatch::DispatchListener, public ReplicaEvents {
   // How long a request given to `group` now is expected to wait before it starts: 0 with a free
   // slot; else the queue ahead over the ready slots, a replica on its way, or a cold start if
   // the group may grow; Duration::max() when it can promise nothing.
-  Duration expected_start_delay(int group, Time now) const;
+  Duration expected_start_delay(int group, Time now, Via via = Via::kGateway) const;
+  // A ready replica's load for two-step routing, in slots: what its agent (or the dispatcher)
+  // says is in service or queued, plus what was routed to it since its last report.
+  double direct_load(const Replica& r, Time now) const;
   // Whether `group` is below its max and not backing off after failed launches.
   bool may_grow(int group, Time now) const;
   // Replicas of the group that count toward its size (requested, starting, ready).

@@ -595,5 +595,94 @@ TEST(EndpointAgents, ADrainedReplicaWaitsForItsDirectRequestsToFinish) {
   EXPECT_EQ(ep.status(0).draining, 0);
 }
 
+// Two groups with agents (a and b), min_replicas 1 each, one slot per replica, max 1.
+config::EndpointSpec two_agent_groups(config::RoutingSpec routing) {
+  config::EndpointSpec ep = two_groups(std::move(routing));
+  for (auto& g : ep.groups) {
+    g.agent.enabled = true;
+    g.min_replicas = 1;
+    g.max_replicas = 1;
+  }
+  return ep;
+}
+
+// Ticks both groups at `t` and makes their replicas ready; returns their ids (a's, b's).
+std::pair<uint64_t, uint64_t> bring_up_both(Endpoint& ep, FakeProvisioner& prov, Time t) {
+  ep.tick(0, t);
+  ep.tick(1, t);
+  EXPECT_EQ(prov.launched.size(), 2u);
+  for (uint64_t id : prov.launched) prov.events->on_replica_ready(id, t, "a" + std::to_string(id));
+  return {prov.launched.at(0), prov.launched.at(1)};
+}
+
+TEST(EndpointDirectRouting, SplitHoldsTheWeightsAmongGroupsWithAgentsAndAKeyStaysOnItsGroup) {
+  FakeProvisioner prov;
+  Sink sink;
+  config::RoutingSpec r;
+  r.weights = {90, 10};
+  Endpoint ep(two_agent_groups(r), prov, sink, nullptr, at(0));
+  int to_b = 0;
+  for (int i = 0; i < 1000; ++i) to_b += ep.route(0, at(0), Endpoint::Via::kDirect);
+  EXPECT_EQ(to_b, 100);
+  // The gateway's own round robin is not disturbed by the direct one.
+  int gateway_to_b = 0;
+  for (int i = 0; i < 10; ++i) gateway_to_b += ep.route(0, at(0));
+  EXPECT_EQ(gateway_to_b, 1);
+  // A key: the same group every time, and the same one the gateway picks for that key.
+  int keyed_to_b = 0;
+  for (int key = 0; key < 2000; ++key) {
+    const uint64_t k = sticky_key("user-" + std::to_string(key));
+    const int g = ep.route(k, at(0), Endpoint::Via::kDirect);
+    ASSERT_EQ(ep.route(k, at(0), Endpoint::Via::kDirect), g);
+    ASSERT_EQ(ep.route(k, at(0)), g);
+    keyed_to_b += g;
+  }
+  // Binomial(2000, 0.1): sd 13.4; 4 sd either way.
+  EXPECT_NEAR(keyed_to_b, 200, 54);
+}
+
+TEST(EndpointDirectRouting, OnlyGroupsWithAgentsAreChosenAndNoneMeansNoRoute) {
+  FakeProvisioner prov;
+  Sink sink;
+  config::RoutingSpec r;
+  r.weights = {50, 50};
+  config::EndpointSpec spec = two_groups(r);
+  spec.groups[1].agent.enabled = true;
+  Endpoint ep(spec, prov, sink, nullptr, at(0));
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(ep.route(0, at(0), Endpoint::Via::kDirect), 1);
+  int gateway_to_b = 0;
+  for (int i = 0; i < 20; ++i) gateway_to_b += ep.route(0, at(0));
+  EXPECT_EQ(gateway_to_b, 10);
+
+  Endpoint none(two_groups(r), prov, sink, nullptr, at(0));
+  EXPECT_EQ(none.route(0, at(0), Endpoint::Via::kDirect), -1);
+}
+
+TEST(EndpointDirectRouting, OverflowSpillsOnlyWhileThePrimaryIsFullByItsReportsAndComesBack) {
+  FakeProvisioner prov;
+  Sink sink;
+  config::RoutingSpec r;
+  r.mode = config::RoutingSpec::Mode::kOverflow;
+  Endpoint ep(two_agent_groups(r), prov, sink, nullptr, at(0));
+  const auto [a, b] = bring_up_both(ep, prov, at(0));
+  ep.on_report(a, report(0, 0.0), at(1));
+  ep.on_report(b, report(0, 0.0), at(1));
+  // a has a free slot: it takes the request.
+  EXPECT_EQ(ep.route(0, at(1), Endpoint::Via::kDirect), 0);
+  ASSERT_NE(ep.route_direct(0, 0, at(1)), nullptr);
+  // Now a's one slot is taken (routed since its report) and it is at its max with no service
+  // time to promise a start by: the next request spills to b.
+  EXPECT_EQ(ep.route(0, at(1), Endpoint::Via::kDirect), 1);
+  EXPECT_EQ(ep.status(0).spilled, 1u);
+  // a reports it is busy; still full.
+  ep.on_report(a, report(1, 1.0), at(2));
+  EXPECT_EQ(ep.route(0, at(2), Endpoint::Via::kDirect), 1);
+  // a reports it is free again: no more spills.
+  ep.on_report(a, report(0, 0.0), at(3));
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(ep.route(0, at(3), Endpoint::Via::kDirect), 0);
+  EXPECT_EQ(ep.status(0).spilled, 2u);
+  EXPECT_EQ(ep.status(1).overflow_in, 2u);
+}
+
 }  // namespace
 }  // namespace tide::control

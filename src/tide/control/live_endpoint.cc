@@ -184,7 +184,7 @@ int LiveEndpoint::retry_after_s(int group) {
   return std::max(1, static_cast<int>(std::ceil(cold)));
 }
 
-DirectRoute LiveEndpoint::route_direct(double work, Duration linger) {
+DirectRoute LiveEndpoint::route_direct(double work, uint64_t sticky, Duration linger) {
   std::lock_guard lock(mu_);
   const Time now = clock_.now();
   DirectRoute out;
@@ -192,19 +192,12 @@ DirectRoute LiveEndpoint::route_direct(double work, Duration linger) {
     out.kind = DirectRoute::Kind::kShutdown;
     return out;
   }
-  int group = -1;
-  for (size_t g = 0; g < spec().groups.size() && group < 0; ++g) {
-    if (spec().groups[g].agent.enabled) group = static_cast<int>(g);
-  }
+  // The endpoint's routing among the groups with agents (the only ones a client can be sent to).
+  const int group = endpoint_.route(sticky, now, Endpoint::Via::kDirect);
   if (group < 0) {
     out.kind = DirectRoute::Kind::kNoAgent;
     return out;
   }
-  // The endpoint's routing decides among groups; a group without agents cannot be reached
-  // directly, so the first group with agents takes its turn.
-  if (const int routed = endpoint_.route(0, now);
-      spec().groups[static_cast<size_t>(routed)].agent.enabled)
-    group = routed;
   out.group = group;
   out.group_name = spec().groups[static_cast<size_t>(group)].name;
   if (const Replica* r = endpoint_.route_direct(group, work, now)) {

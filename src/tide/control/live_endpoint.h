@@ -185,9 +185,12 @@ class LiveEndpoint final : public RequestSink, public ReplicaEvents, public Deci
   void shut_down();
 
   // Two-step routing: a ready replica (of a group with agents) for one request the client sends
-  // straight to it. With none ready, the client counts as a queued request of the group until
-  // it is told to come back (Retry-After) plus `linger`, so that a group at zero scales up.
-  DirectRoute route_direct(double work, Duration linger);
+  // straight to it. The group comes from the endpoint's routing among the groups with agents
+  // (split by weight, or by `sticky`, a sticky_key() of the client's key, when not 0; overflow
+  // by the agents' reported load). With none ready, the client counts as a queued request of the
+  // group until it is told to come back (Retry-After) plus `linger`, so that a group at zero scales
+  // up.
+  DirectRoute route_direct(double work, uint64_t sticky, Duration linger);
 
   // An agent's report (authenticated by the caller). kReady makes a starting replica ready at
   // `address` at once (pushed readiness); kUnhealthy fails a ready one with `detail`.

@@ -194,7 +194,7 @@ class RequestParser final : public http::basic_parser<true> {
         append(r_.endpoint, value);
       }
       for (size_t i = 0; i < sticky_names_.size(); ++i) {
-        if (beast::iequals(name, sticky_names_[i])) r_.sticky[i] = sticky_hash(value);
+        if (beast::iequals(name, sticky_names_[i])) r_.sticky[i] = control::sticky_key(value);
       }
     } else if (f == http::field::authorization) {
       r_.authorization.assign(value.data(), value.size());
@@ -220,16 +220,6 @@ class RequestParser final : public http::basic_parser<true> {
     return body.size();
   }
   void on_finish_impl(error_code&) override {}
-
-  // FNV-1a, never 0 (0 means "no key").
-  static uint64_t sticky_hash(beast::string_view v) {
-    uint64_t h = 14695981039346656037ull;
-    for (char ch : v) {
-      h ^= static_cast<unsigned char>(ch);
-      h *= 1099511628211ull;
-    }
-    return h | 1;
-  }
 
   RequestInfo& r_;
   const std::vector<std::string>& sticky_names_;

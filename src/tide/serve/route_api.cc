@@ -147,9 +147,9 @@ gateway::ApiResponse RouteApi::route(const gateway::ApiRequest& req) {
     return refuse("", 400, "bad_request",
                   R"(body: expected a JSON object like {"endpoint": "chat"})");
   for (const auto& [key, value] : body.items()) {
-    if (key != "endpoint" && key != "work")
+    if (key != "endpoint" && key != "work" && key != "key")
       return refuse("", 400, "bad_request",
-                    fmt::format("{}: unknown field (known: endpoint, work)", key));
+                    fmt::format("{}: unknown field (known: endpoint, work, key)", key));
   }
   auto name = body.find("endpoint");
   if (name == body.end() || !name->is_string())
@@ -163,6 +163,18 @@ gateway::ApiResponse RouteApi::route(const gateway::ApiRequest& req) {
           fmt::format("work: must be a number from 0 to 1e12 (work units), got {}", w->dump()));
     work = w->get<double>();
   }
+  // A client's key (a user, a conversation): with split routing, the same key is routed to the
+  // same group, as the gateway does with routing.sticky_header.
+  uint64_t sticky = 0;
+  if (auto k = body.find("key"); k != body.end()) {
+    if (!k->is_string() || k->get<std::string>().empty() || k->get<std::string>().size() > 1024)
+      return refuse(
+          "", 400, "bad_request",
+          fmt::format("key: must be a string of 1 to 1024 characters, got {}",
+                      k->is_string() ? fmt::format("{} characters", k->get<std::string>().size())
+                                     : k->dump()));
+    sticky = control::sticky_key(k->get<std::string>());
+  }
   const std::string endpoint = name->get<std::string>();
   control::LiveEndpoint* ep = nullptr;
   for (auto* e : endpoints_) {
@@ -170,7 +182,7 @@ gateway::ApiResponse RouteApi::route(const gateway::ApiRequest& req) {
   }
   if (ep == nullptr) return refuse("", 404, "unknown_endpoint", "no endpoint named " + endpoint);
 
-  const control::DirectRoute r = ep->route_direct(work, spec_.token_ttl);
+  const control::DirectRoute r = ep->route_direct(work, sticky, spec_.token_ttl);
   std::lock_guard lock(mu_);
   Counts& counts = routes_[endpoint];
   ++counts.calls;
