@@ -504,8 +504,9 @@ Authorization: Bearer <token>. Exit status 1 when the server cannot be reached o
 bad flags.)";
 
 void add_api_flags(CLI::App* cmd, ApiArgs& a) {
-  cmd->add_option("--api", a.api, "admin API of the running tide (default: TIDE_API, else "
-                                  "http://127.0.0.1:8081)")
+  cmd->add_option("--api", a.api,
+                  "admin API of the running tide (default: TIDE_API, else "
+                  "http://127.0.0.1:8081)")
       ->type_name("URL");
   cmd->add_option("--token", a.token, "API token (default: TIDE_API_TOKEN)")->type_name("TOKEN");
   cmd->add_option("--timeout", a.timeout, "give up on an answer after this long")
@@ -521,7 +522,8 @@ void add_status_command(CLI::App& app, StatusArgs& a) {
 Per endpoint: routing, queued, requests and rejections; per group: desired, ready, starting and
 draining replicas, min/max, queued, in flight, latency p50/p95 since start, the policy's last
 reason and failures; per replica: name (endpoint/group/id), state, address, age, in flight, cold
-start and error.)") + kApiFooter);
+start and error.)") +
+                 kApiFooter);
   status->add_option("endpoint", a.endpoints, "only these endpoints (default: all)")
       ->type_name("ENDPOINT");
   add_api_flags(status, a.api);
@@ -536,7 +538,8 @@ void add_history_command(CLI::App& app, HistoryArgs& a) {
 Reads GET /v1/endpoints/ENDPOINT/history (and .../decisions) from now - --since to now (this
 machine's clock). Chart: # ready, + starting, . desired but neither. Table columns: time,
 desired, ready, starting, draining, queued, in flight, requests and latency p50/p95 of each step
-(counts are the maximum over the step). --step auto gives about 40 rows.)") + kApiFooter);
+(counts are the maximum over the step). --step auto gives about 40 rows.)") +
+                  kApiFooter);
   history->add_option("endpoint", a.endpoint, "the endpoint")->type_name("ENDPOINT")->required();
   history->add_option("--since", a.since, "how far back: 30m, 1h, 2d")
       ->type_name("DURATION")
@@ -590,8 +593,8 @@ int run_history(const HistoryArgs& a) {
   o.json = a.api.json;
   o.format = terminal_format();
   // The span ends now by this machine's wall clock: the API takes Unix seconds.
-  o.now_s = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
-                .count();
+  o.now_s =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
   return cli::run_history(connect_api(a.api), o, std::cout, std::cerr);
 }
 

@@ -84,27 +84,25 @@ json AdminApi::get(const std::string& target, const std::string& endpoint) const
   const HttpResult r = fetch_(target);
   if (r.status == 0) throw CliError(fmt::format("cannot reach tide at {}: {}", url_, r.error));
   if (r.status == 401) {
-    const std::string why = server_message(r.body);
     if (!has_token_) {
       throw CliError(fmt::format(
-          "tide at {} needs an API token (401: {}). Set TIDE_API_TOKEN or pass --token: "
-          "server.api_token of its config, the server's TIDE_API_TOKEN, or the token it printed "
-          "at first start.",
-          url_, why));
+          "tide at {} needs an API token (401). Set TIDE_API_TOKEN or pass --token: the "
+          "server's server.api_token, its TIDE_API_TOKEN, or the token it printed at first start.",
+          url_));
     }
     throw CliError(fmt::format(
         "tide at {} refused the API token (401: {}). Set TIDE_API_TOKEN or --token to the "
         "server's token.",
-        url_, why));
+        url_, server_message(r.body)));
   }
   if (r.status == 404) {
     // Is the endpoint unknown, or is this not the admin API at all?
     const HttpResult list = endpoint.empty() ? r : fetch_("/v1/endpoints");
     if (list.status == 404 || list.status == 0) {
-      throw CliError(fmt::format(
-          "{} answered 404 to GET {} ({}): is it tide's admin API (server.api, default "
-          "127.0.0.1:8081) and not the gateway?",
-          url_, endpoint.empty() ? target : "/v1/endpoints", server_message(r.body)));
+      throw CliError(
+          fmt::format("{} answered 404 to GET {} ({}): is it tide's admin API (server.api, default "
+                      "127.0.0.1:8081) and not the gateway?",
+                      url_, endpoint.empty() ? target : "/v1/endpoints", server_message(r.body)));
     }
     std::string message = fmt::format("no endpoint named \"{}\" at {}", endpoint, url_);
     const json names = json::parse(list.body, nullptr, false);
@@ -122,8 +120,8 @@ json AdminApi::get(const std::string& target, const std::string& endpoint) const
   try {
     j = json::parse(r.body);
   } catch (const json::exception& e) {
-    throw CliError(fmt::format("tide at {} sent malformed JSON for GET {}: {}", url_, target,
-                               json_error(e)));
+    throw CliError(
+        fmt::format("tide at {} sent malformed JSON for GET {}: {}", url_, target, json_error(e)));
   }
   if (!j.is_object()) {
     throw CliError(fmt::format("tide at {} sent an unexpected answer for GET {}: not a JSON object",
@@ -233,9 +231,9 @@ Duration auto_step(Duration since) {
   using std::chrono::minutes;
   using std::chrono::seconds;
   constexpr std::array<Duration, 20> kSteps = {
-      seconds(1),  seconds(2),  seconds(5),  seconds(10), seconds(15), seconds(30), minutes(1),
-      minutes(2),  minutes(5),  minutes(10), minutes(15), minutes(30), hours(1),    hours(2),
-      hours(3),    hours(6),    hours(12),   hours(24),   hours(48),   hours(168)};
+      seconds(1), seconds(2), seconds(5),  seconds(10), seconds(15), seconds(30), minutes(1),
+      minutes(2), minutes(5), minutes(10), minutes(15), minutes(30), hours(1),    hours(2),
+      hours(3),   hours(6),   hours(12),   hours(24),   hours(48),   hours(168)};
   const Duration wanted = since / 40;
   for (const Duration s : kSteps) {
     if (s >= wanted) return s;

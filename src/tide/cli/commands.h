@@ -74,8 +74,7 @@ struct HistoryOptions {
   double now_s = 0;    // Unix seconds: the end of the span (the caller's wall clock)
   FormatOptions format;
 };
-int run_history(const AdminApi& api, const HistoryOptions& o, std::ostream& out,
-                std::ostream& err);
+int run_history(const AdminApi& api, const HistoryOptions& o, std::ostream& out, std::ostream& err);
 
 // Flag checks: CliError naming the flag.
 Duration parse_since(const std::string& text);  // a duration > 0: 30m, 1h, 2d

@@ -103,7 +103,8 @@ struct Outcome {
 
 Outcome status(FakeApi& fake, StatusOptions o = {}, bool has_token = true) {
   std::ostringstream out, err;
-  const int code = run_status(AdminApi("http://127.0.0.1:8081", has_token, fake.fetch()), o, out, err);
+  const int code =
+      run_status(AdminApi("http://127.0.0.1:8081", has_token, fake.fetch()), o, out, err);
   return {code, out.str(), err.str()};
 }
 
@@ -142,9 +143,9 @@ TEST(RunStatus, NobodyListeningSaysSoAndFails) {
 
 TEST(RunStatus, A401SaysHowToGiveTheToken) {
   FakeApi fake;
-  fake.answers["/v1/endpoints"] = HttpResult{
-      401, "application/json", R"({"error": {"type": "unauthorized", "message": "wrong API token"}})",
-      ""};
+  fake.answers["/v1/endpoints"] =
+      HttpResult{401, "application/json",
+                 R"({"error": {"type": "unauthorized", "message": "wrong API token"}})", ""};
   const Outcome wrong = status(fake);
   EXPECT_EQ(wrong.code, 1);
   EXPECT_NE(wrong.err.find("refused the API token (401: wrong API token)"), std::string::npos)
@@ -163,8 +164,7 @@ TEST(RunStatus, AnUnknownEndpointIsNamedWithTheKnownOnes) {
   o.endpoints = {"chta"};
   const Outcome r = status(fake, o);
   EXPECT_EQ(r.code, 1);
-  EXPECT_EQ(r.err,
-            "tide: no endpoint named \"chta\" at http://127.0.0.1:8081 (endpoints: chat)\n");
+  EXPECT_EQ(r.err, "tide: no endpoint named \"chta\" at http://127.0.0.1:8081 (endpoints: chat)\n");
 }
 
 TEST(RunStatus, TheGatewayInsteadOfTheApiIsRecognised) {
@@ -208,13 +208,14 @@ TEST(RunStatus, MalformedOrOddJsonIsAnErrorNotACrash) {
 
 TEST(RunStatus, OtherStatusesShowTheServersMessage) {
   FakeApi fake;
-  fake.answers["/v1/endpoints"] = HttpResult{
-      500, "application/json", R"({"error": {"type": "state_file", "message": "disk I/O error"}})",
-      ""};
+  fake.answers["/v1/endpoints"] =
+      HttpResult{500, "application/json",
+                 R"({"error": {"type": "state_file", "message": "disk I/O error"}})", ""};
   const Outcome r = status(fake);
   EXPECT_EQ(r.code, 1);
-  EXPECT_EQ(r.err, "tide: tide at http://127.0.0.1:8081 answered 500 to GET /v1/endpoints: disk "
-                   "I/O error\n");
+  EXPECT_EQ(r.err,
+            "tide: tide at http://127.0.0.1:8081 answered 500 to GET /v1/endpoints: disk "
+            "I/O error\n");
 }
 
 TEST(RunHistory, AsksForTheSpanAndStepAndPrintsTheDecisions) {

@@ -92,7 +92,8 @@ std::string routing_text(const json& ep) {
   const json& order = field(routing, "order");
   if (mode == "overflow" && order.is_array() && order.size() > 1) {
     std::string list;
-    for (const json& g : order) list += (list.empty() ? "" : " > ") + (g.is_string() ? g.get<std::string>() : "-");
+    for (const json& g : order)
+      list += (list.empty() ? "" : " > ") + (g.is_string() ? g.get<std::string>() : "-");
     mode += " " + list;
   }
   return mode;
@@ -147,22 +148,22 @@ std::string endpoint_block(const json& ep, const FormatOptions& o) {
     const std::string gname = label(g, "name");
     const json& latency = field(field(g, "stats"), "latency_s");
     const bool answered = number(latency, "count") > 0;
-    const std::string ready_color =
-        !has_number(g, "ready") ? ""
-        : number(g, "ready") >= number(g, "desired") ? std::string(kGreen)
-                                                      : std::string(kYellow);
-    gt.add_row({gname, count(g, "desired"), count(g, "ready"), count(g, "starting"),
-                count(g, "draining"), count(g, "min_replicas") + "/" + count(g, "max_replicas"),
-                count(g, "queued"), count(g, "in_flight"),
-                answered ? seconds_field(latency, "p50") : "-",
-                answered ? seconds_field(latency, "p95") : "-"},
-               {"", "", ready_color});
+    const std::string ready_color = !has_number(g, "ready") ? ""
+                                    : number(g, "ready") >= number(g, "desired")
+                                        ? std::string(kGreen)
+                                        : std::string(kYellow);
+    gt.add_row(
+        {gname, count(g, "desired"), count(g, "ready"), count(g, "starting"), count(g, "draining"),
+         count(g, "min_replicas") + "/" + count(g, "max_replicas"), count(g, "queued"),
+         count(g, "in_flight"), answered ? seconds_field(latency, "p50") : "-",
+         answered ? seconds_field(latency, "p95") : "-"},
+        {"", "", ready_color});
     if (const std::string reason = text(g, "last_reason"); !reason.empty())
       notes += fmt::format("  {}: {}\n", gname, reason);
     const std::string error = text(g, "last_error");
     if (number(g, "failures") > 0 || !error.empty()) {
-      std::string line = fmt::format("{} of {} launches failed", count(g, "failures"),
-                                     count(g, "launches"));
+      std::string line =
+          fmt::format("{} of {} launches failed", count(g, "failures"), count(g, "launches"));
       if (!error.empty()) line += "; last: " + error;
       if (has_number(g, "backoff_s") && number(g, "backoff_s") > 0)
         line += "; next launch in " + format_age(std::ceil(number(g, "backoff_s")));
@@ -297,14 +298,14 @@ std::string replica_chart(const json& points, double step_s, int max_columns,
   }
   if (!(t1 > t0)) return "";
   const double step = step_s > 0 ? step_s : (t1 - t0) / static_cast<double>(points.size());
-  const int n = std::clamp(static_cast<int>(std::lround((t1 - t0) / step)), 1,
-                           std::max(1, max_columns));
+  const int n =
+      std::clamp(static_cast<int>(std::lround((t1 - t0) / step)), 1, std::max(1, max_columns));
   std::vector<Column> cols(static_cast<size_t>(n));
   double top = 1;
   for (const json& p : points) {
     if (!has_number(p, "t")) continue;
-    const int at = std::clamp(
-        static_cast<int>(std::floor((number(p, "t") - t0) / (t1 - t0) * n)), 0, n - 1);
+    const int at =
+        std::clamp(static_cast<int>(std::floor((number(p, "t") - t0) / (t1 - t0) * n)), 0, n - 1);
     Column& c = cols[static_cast<size_t>(at)];
     c.data = true;
     c.desired = std::max(c.desired, number(p, "desired"));
@@ -373,18 +374,18 @@ std::string format_history(const json& history, const json& decisions, int decis
                                        format_clock(to, with_date, o.utc));
   const json& groups = field(history, "groups");
   if (!groups.is_array() || groups.empty()) {
-    out += fmt::format("no history for {} from {} (the server writes a sample per group every "
-                       "state.sample_interval)\n",
-                       endpoint, span);
+    out += fmt::format(
+        "no history for {} from {} (the server writes a sample per group every "
+        "state.sample_interval)\n",
+        endpoint, span);
   }
   using A = Table::Align;
   const int chart_columns = std::max(10, o.width - 12);
   for (const json& g : groups.is_array() ? groups : json::array()) {
     if (!out.empty()) out += "\n";
     const json& points = field(g, "points");
-    out += fmt::format("{}  {}, step {}\n",
-                       paint(endpoint + "/" + text(g, "name"), kBold, o.color), span,
-                       format_duration(from_seconds(step)));
+    out += fmt::format("{}  {}, step {}\n", paint(endpoint + "/" + text(g, "name"), kBold, o.color),
+                       span, format_duration(from_seconds(step)));
     if (!points.is_array() || points.empty()) {
       out += "  no samples\n";
       continue;
@@ -405,10 +406,9 @@ std::string format_history(const json& history, const json& decisions, int decis
              {"P95", A::kRight}});
     for (const json& p : points) {
       t.add_row({has_number(p, "t") ? format_clock(number(p, "t"), with_date, o.utc) : "-",
-                 count(p, "desired"), count(p, "ready"), count(p, "starting"),
-                 count(p, "draining"), count(p, "queued"), count(p, "in_flight"),
-                 count(p, "requests"), seconds_field(p, "latency_p50_s"),
-                 seconds_field(p, "latency_p95_s")});
+                 count(p, "desired"), count(p, "ready"), count(p, "starting"), count(p, "draining"),
+                 count(p, "queued"), count(p, "in_flight"), count(p, "requests"),
+                 seconds_field(p, "latency_p50_s"), seconds_field(p, "latency_p95_s")});
     }
     out += t.render("  ", o.color);
   }
@@ -425,7 +425,10 @@ std::string format_history(const json& history, const json& decisions, int decis
     const double a = number(x, "from"), b = number(x, "to");
     d.add_row({has_number(x, "time") ? format_clock(number(x, "time"), with_date, o.utc) : "-",
                text(x, "group"), count(x, "from") + " -> " + count(x, "to"), text(x, "reason")},
-              {"", "", b > a ? std::string(kGreen) : b < a ? std::string(kYellow) : ""});
+              {"", "",
+               b > a   ? std::string(kGreen)
+               : b < a ? std::string(kYellow)
+                       : ""});
   }
   return out + d.render("  ", o.color);
 }

@@ -58,12 +58,15 @@ TEST(FormatStatus, ShowsTheEndpointItsGroupsAndReplicas) {
   EXPECT_EQ(lines_of(out).front(),
             "chat  routing split cloud 1, local 3  queued 2 of 1000  requests 48  rejected 4 "
             "(queue full 3, timed out 1)");
-  EXPECT_EQ(line_starting(out, "GROUP"),
-            "  GROUP  DESIRED  READY  STARTING  DRAINING  MIN/MAX  QUEUED  IN FLIGHT    P50    P95");
-  EXPECT_EQ(line_starting(out, "local "),
-            "  local        3      2         1         0      0/4       2          5  512ms  1.25s");
-  EXPECT_EQ(line_starting(out, "cloud "),
-            "  cloud        1      0         0         0     1/12       0          0      -      -");
+  EXPECT_EQ(
+      line_starting(out, "GROUP"),
+      "  GROUP  DESIRED  READY  STARTING  DRAINING  MIN/MAX  QUEUED  IN FLIGHT    P50    P95");
+  EXPECT_EQ(
+      line_starting(out, "local "),
+      "  local        3      2         1         0      0/4       2          5  512ms  1.25s");
+  EXPECT_EQ(
+      line_starting(out, "cloud "),
+      "  cloud        1      0         0         0     1/12       0          0      -      -");
   EXPECT_EQ(line_starting(out, "local:"), "  local: queued 7 > 2 x 2 ready: 2 -> 3");
   EXPECT_EQ(line_starting(out, "cloud: 4"),
             "  cloud: 4 of 4 launches failed; last: exited with status 1; next launch in 4s");
@@ -112,8 +115,7 @@ TEST(FormatStatus, ReplicaErrorsGetAColumnAndNoReplicasIsSaid) {
 }
 
 TEST(FormatStatus, AnswersOfAnotherShapePrintDashesInsteadOfThrowing) {
-  const std::vector<json> odd = {json::object(),
-                                 json::parse(R"({"name": "x", "groups": [{"name": 5,
+  const std::vector<json> odd = {json::object(), json::parse(R"({"name": "x", "groups": [{"name": 5,
                                    "desired": "three", "replicas": [{"id": "a"}, 7]}]})"),
                                  json::array(), json(3)};
   std::string out;
@@ -126,7 +128,9 @@ TEST(FormatStatus, AnswersOfAnotherShapePrintDashesInsteadOfThrowing) {
 TEST(FormatStatus, OverflowRoutingListsTheOrder) {
   json ep = json::parse(kChat);
   ep["routing"] = {{"mode", "overflow"}, {"order", {"local", "cloud"}}};
-  EXPECT_TRUE(lines_of(format_status({ep}, {})).front().starts_with("chat  routing overflow local > cloud  "));
+  EXPECT_TRUE(lines_of(format_status({ep}, {}))
+                  .front()
+                  .starts_with("chat  routing overflow local > cloud  "));
 }
 
 TEST(FormatNumbers, LatenciesAgesAndClocks) {
@@ -218,16 +222,18 @@ TEST(FormatHistory, AChartAndATablePerGroupThenTheDecisions) {
   FormatOptions o;
   o.utc = true;
   const std::string out = format_history(history, decisions, 10, o);
-  EXPECT_TRUE(out.starts_with("chat/local  22:13:20 to 22:13:27, step 1s\n"
-                              "  replicas (# ready, + starting, . desired but not there)\n"
-                              "  3 |    .#\n"))
+  EXPECT_TRUE(
+      out.starts_with("chat/local  22:13:20 to 22:13:27, step 1s\n"
+                      "  replicas (# ready, + starting, . desired but not there)\n"
+                      "  3 |    .#\n"))
       << out;
   EXPECT_EQ(line_starting(out, "TIME  "),
             "  TIME      DESIRED  READY  STARTING  DRAINING  QUEUED  IN FLIGHT  REQUESTS    P50    "
             "P95");
-  EXPECT_EQ(line_starting(out, "22:13:20 "),
-            "  22:13:20        0      0         0         0       0          0         0      -      "
-            "-");
+  EXPECT_EQ(
+      line_starting(out, "22:13:20 "),
+      "  22:13:20        0      0         0         0       0          0         0      -      "
+      "-");
   EXPECT_EQ(line_starting(out, "22:13:25 "),
             "  22:13:25        3      3         0         0       0          3         6  500ms  "
             "900ms");
@@ -243,8 +249,11 @@ TEST(FormatHistory, AChartAndATablePerGroupThenTheDecisions) {
 }
 
 TEST(FormatHistory, NoSamplesAndNoDecisionsAreSaid) {
-  const json history = {{"endpoint", "chat"}, {"from", kT0}, {"to", kT0 + 3600},
-                        {"step_s", 60.0},    {"groups", json::array()}};
+  const json history = {{"endpoint", "chat"},
+                        {"from", kT0},
+                        {"to", kT0 + 3600},
+                        {"step_s", 60.0},
+                        {"groups", json::array()}};
   FormatOptions o;
   o.utc = true;
   const std::string out = format_history(history, json::parse(R"({"decisions": []})"), 10, o);
@@ -256,8 +265,11 @@ TEST(FormatHistory, NoSamplesAndNoDecisionsAreSaid) {
 TEST(FormatHistory, SpansLongerThanADayShowTheDate) {
   json points = json::array({point(kT0, 1, 1, 0), point(kT0 + 86400, 1, 1, 0)});
   points[1]["step_s"] = 3600.0;
-  const json history = {{"endpoint", "chat"}, {"from", kT0}, {"to", kT0 + 2 * 86400},
-                        {"step_s", 3600.0},  {"groups", {{{"name", "local"}, {"points", points}}}}};
+  const json history = {{"endpoint", "chat"},
+                        {"from", kT0},
+                        {"to", kT0 + 2 * 86400},
+                        {"step_s", 3600.0},
+                        {"groups", {{{"name", "local"}, {"points", points}}}}};
   FormatOptions o;
   o.utc = true;
   const std::string out = format_history(history, json(), 0, o);

@@ -34,7 +34,8 @@ std::string lower(std::string_view s) {
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r'))
+    s.remove_suffix(1);
   return s;
 }
 
@@ -107,8 +108,7 @@ int connect_with_deadline(const ApiUrl& url, SteadyTime::time_point deadline, st
         const auto left =
             std::chrono::duration_cast<std::chrono::milliseconds>(deadline - SteadyTime::now());
         pollfd p{fd, POLLOUT, 0};
-        const int ready =
-            left.count() > 0 ? ::poll(&p, 1, static_cast<int>(left.count())) : 0;
+        const int ready = left.count() > 0 ? ::poll(&p, 1, static_cast<int>(left.count())) : 0;
         socklen_t len = sizeof e;
         if (ready <= 0) {
           e = ETIMEDOUT;
@@ -155,9 +155,10 @@ std::optional<ApiUrl> parse_api_url(std::string_view text, std::string& error) {
     const std::string name = lower(rest.substr(0, scheme));
     if (name != "http") {
       error = name == "https"
-                  ? fmt::format("\"{}\": https is not supported; the admin API speaks plain http "
-                                "(use http://, or an ssh tunnel to reach a remote tide)",
-                                given)
+                  ? fmt::format(
+                        "\"{}\": https is not supported; the admin API speaks plain http "
+                        "(use http://, or an ssh tunnel to reach a remote tide)",
+                        given)
                   : fmt::format("\"{}\": expected http://HOST:PORT", given);
       return std::nullopt;
     }
@@ -217,8 +218,8 @@ std::optional<ApiUrl> parse_api_url(std::string_view text, std::string& error) {
     url.port = static_cast<uint16_t>(port);
   }
   const bool v6 = url.host.find(':') != std::string::npos;
-  url.text = fmt::format("http://{}{}{}:{}{}", v6 ? "[" : "", url.host, v6 ? "]" : "", url.port,
-                         url.base);
+  url.text =
+      fmt::format("http://{}{}{}:{}{}", v6 ? "[" : "", url.host, v6 ? "]" : "", url.port, url.base);
   return url;
 }
 
@@ -256,8 +257,9 @@ ParsedResponse parse_http_response(std::string_view raw, bool at_eof) {
   }
   while (line_end != std::string_view::npos) {
     const size_t next = head.find("\r\n", line_end + 2);
-    const std::string_view line = head.substr(
-        line_end + 2, next == std::string_view::npos ? std::string_view::npos : next - line_end - 2);
+    const std::string_view line =
+        head.substr(line_end + 2,
+                    next == std::string_view::npos ? std::string_view::npos : next - line_end - 2);
     const size_t colon = line.find(':');
     if (colon != std::string_view::npos)
       r.headers[lower(trim(line.substr(0, colon)))] = std::string(trim(line.substr(colon + 1)));
@@ -287,7 +289,8 @@ ParsedResponse parse_http_response(std::string_view raw, bool at_eof) {
       return r;
     }
     if (body.size() < length)
-      return incomplete(fmt::format("the answer was cut short: {} of {} bytes", body.size(), length));
+      return incomplete(
+          fmt::format("the answer was cut short: {} of {} bytes", body.size(), length));
     r.body = std::string(body.substr(0, length));
     r.state = State::kComplete;
     return r;

@@ -56,7 +56,8 @@ TEST(ParseApiUrl, RefusesWhatItCannotSpeakWithAReason) {
 }
 
 TEST(ParseHttpResponse, ContentLengthCompleteOnlyWithTheWholeBody) {
-  const std::string head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 7\r\n\r\n";
+  const std::string head =
+      "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 7\r\n\r\n";
   EXPECT_EQ(parse_http_response(head + "{\"a\"", false).state, State::kIncomplete);
   const ParsedResponse r = parse_http_response(head + "{\"a\":1}", false);
   ASSERT_EQ(r.state, State::kComplete);
@@ -147,7 +148,8 @@ TEST(HttpGet, SendsTheTokenAndReadsAChunkedAnswer) {
       "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
       "5\r\n{\"a\":\r\n2\r\n1}\r\n0\r\n\r\n");
   std::string error;
-  const auto url = parse_api_url("http://127.0.0.1:" + std::to_string(server.port()) + "/base", error);
+  const auto url =
+      parse_api_url("http://127.0.0.1:" + std::to_string(server.port()) + "/base", error);
   ASSERT_TRUE(url) << error;
   const HttpResult r = http_get(*url, "/v1/endpoints?x=1", {{"Authorization", "Bearer t0k"}}, 5s);
   EXPECT_EQ(r.status, 200) << r.error;
