@@ -290,10 +290,11 @@ std::string format_status(const std::vector<json>& endpoints, const FormatOption
 std::string replica_chart(const json& points, double step_s, int max_columns,
                           const FormatOptions& o) {
   if (!points.is_array() || points.empty()) return "";
-  double t0 = INFINITY, t1 = -INFINITY;
+  double t0 = INFINITY, t1 = -INFINITY, last = -INFINITY;
   for (const json& p : points) {
     if (!has_number(p, "t")) continue;
     t0 = std::min(t0, number(p, "t"));
+    last = std::max(last, number(p, "t"));
     t1 = std::max(t1, number(p, "t") + number(p, "step_s", step_s));
   }
   if (!(t1 > t0)) return "";
@@ -353,12 +354,13 @@ std::string replica_chart(const json& points, double step_s, int max_columns,
   out += fmt::format("  {:>{}} +{}\n", "0", label_width, std::string(static_cast<size_t>(n), '-'));
   const bool with_date = t1 - t0 > 20 * 3600;
   const std::string first = format_clock(t0, with_date, o.utc);
-  const std::string last = format_clock(t1, with_date, o.utc);
+  // The times of the first and the last sample, under the first and the last column.
+  const std::string final = format_clock(last, with_date, o.utc);
   std::string axis(label_width + 4, ' ');
   axis += first;
-  if (static_cast<size_t>(n) >= first.size() + last.size() + 2) {
-    axis += std::string(static_cast<size_t>(n) - first.size() - last.size(), ' ');
-    axis += last;
+  if (static_cast<size_t>(n) >= first.size() + final.size() + 2) {
+    axis += std::string(static_cast<size_t>(n) - first.size() - final.size(), ' ');
+    axis += final;
   }
   return out + axis + "\n";
 }

@@ -62,7 +62,7 @@ std::string format_history(const json& history, const json& decisions, int decis
 
 // Replicas over time as rows of characters: '#' ready, '+' starting, '.' desired but neither,
 // one column per `step_s` (at most `max_columns`, several points to a column then taking the
-// maximum), the count on the left and the first and last time below.
+// maximum), the count on the left and the times of the first and the last sample below.
 std::string replica_chart(const json& points, double step_s, int max_columns,
                           const FormatOptions& o);
 

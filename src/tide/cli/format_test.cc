@@ -193,7 +193,7 @@ TEST(ReplicaChart, SeveralPointsToAColumnTakeTheMaximumAndTheAxisNamesBothEnds) 
   EXPECT_EQ(lines[0], "  2 |          #" + std::string(9, ' ') + std::string(20, '#'));
   EXPECT_EQ(lines[1], "  1 |" + std::string(40, '#'));
   EXPECT_EQ(lines[2], "  0 +" + std::string(40, '-'));
-  EXPECT_EQ(lines[3], "     22:13:20" + std::string(40 - 16, ' ') + "22:15:20");
+  EXPECT_EQ(lines[3], "     22:13:20" + std::string(40 - 16, ' ') + "22:15:19");
 }
 
 TEST(ReplicaChart, TallCountsAreScaledToTenRows) {
