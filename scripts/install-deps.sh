@@ -4,8 +4,10 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build pkg-config ccache clang-format
   libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libfmt-dev libzstd-dev zstd
-  libgtest-dev libgmock-dev libbenchmark-dev libboost1.81-dev libsqlite3-dev curl jq
+  libgtest-dev libgmock-dev libbenchmark-dev libboost1.81-dev libsqlite3-dev libsodium-dev libssl-dev
+  curl jq
   chromium fonts-dejavu-core
+  slurmctld slurmd slurm-client munge  # the Slurm tests' single-node cluster (slurm-local.sh)
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -17,11 +17,9 @@ struct Result {
   std::string out;
 };
 
-// Runs `tide args` with the environment variables `env` ("K=V K=V") added to a copy of this
-// process's environment without TIDE_API and TIDE_API_TOKEN.
-Result run(const std::string& args, const std::string& env = "") {
-  const std::string cmd = "env -u TIDE_API -u TIDE_API_TOKEN " + env + " " + std::string(TIDE_BIN) +
-                          " " + args + " 2>&1";
+// Runs a shell command line, with stderr in the output.
+Result run_shell(const std::string& command) {
+  const std::string cmd = command + " 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
   std::string out;
   char buf[4096];
@@ -29,6 +27,13 @@ Result run(const std::string& args, const std::string& env = "") {
   while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
   const int st = pclose(p);
   return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
+}
+
+// Runs `tide args` with the environment variables `env` ("K=V K=V") added to a copy of this
+// process's environment without TIDE_API and TIDE_API_TOKEN.
+Result run(const std::string& args, const std::string& env = "") {
+  return run_shell("env -u TIDE_API -u TIDE_API_TOKEN " + env + " " + std::string(TIDE_BIN) + " " +
+                   args);
 }
 
 fs::path temp_dir(const std::string& name) {
@@ -72,6 +77,29 @@ TEST(Cli, HelpDescribesEveryCommandAndFlag) {
                            "--json", "TIDE_API_TOKEN"}) {
     EXPECT_NE(history.out.find(flag), std::string::npos) << flag;
   }
+}
+
+TEST(Cli, AgentHelpAndItsRefusals) {
+  const Result help = run("agent --help");
+  EXPECT_EQ(help.status, 0);
+  for (const char* flag : {"--listen", "--upstream", "--health", "--control", "--endpoint",
+                           "--replica-id", "--slots", "--work", "--report-interval", "--keys-file",
+                           "--secret-file", "Tide-Route-Token", "TIDE_AGENT_SECRET"}) {
+    EXPECT_NE(help.out.find(flag), std::string::npos) << flag;
+  }
+  const std::string base = "agent --upstream 127.0.0.1:1 --endpoint chat --replica-id 3";
+  const Result no_secret =
+      run_shell("env -u TIDE_AGENT_SECRET " + std::string(TIDE_BIN) + " " + base);
+  EXPECT_EQ(no_secret.status, 2);
+  EXPECT_NE(no_secret.out.find("TIDE_AGENT_SECRET"), std::string::npos) << no_secret.out;
+  const Result bad_work = run(base + " --work bytes");
+  EXPECT_EQ(bad_work.status, 2);
+  EXPECT_NE(bad_work.out.find("--work: expected tokens or requests"), std::string::npos);
+  const Result bad_keys =
+      run_shell("env TIDE_AGENT_SECRET=0123456789abcdef0123 TIDE_ROUTE_KEYS='{\"keys\": [{}]}' " +
+                std::string(TIDE_BIN) + " " + base);
+  EXPECT_EQ(bad_keys.status, 2);
+  EXPECT_NE(bad_keys.out.find("TIDE_ROUTE_KEYS: keys[0]"), std::string::npos) << bad_keys.out;
 }
 
 TEST(Cli, SeveralGroupsGetARowEachWithTheirShareAndThroughputPerReplica) {

@@ -2,6 +2,7 @@
 // processes, real HTTP on 127.0.0.1. Conditions are awaited by polling with a deadline.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -10,11 +11,14 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <iostream>
 #include <map>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <sstream>
@@ -23,6 +27,7 @@
 #include <vector>
 
 #include "http_client.h"
+#include "tide/provision/fake_kube_api.h"
 
 namespace tide::test {
 namespace {
@@ -62,6 +67,7 @@ std::vector<int> processes_with(const std::string& marker) {
 }
 
 struct Options {
+  std::string kind = "local";  // or slurm: replicas as jobs of the test cluster (SLURM_CONF)
   int min_replicas = 0;
   int max_replicas = 4;
   int concurrency = 2;
@@ -72,9 +78,14 @@ struct Options {
   std::string queue_timeout = "30s";
   std::string idle_timeout = "1s";
   int queue_size = 2;
-  std::string server_extra;        // more keys of `server:`
-  std::string state = "state.db";  // state.path, relative to the test's directory, or :memory:
-  std::string routing;             // an endpoint `routing:` value; with it, a second group "b"
+  std::string server_extra;             // more keys of `server:`
+  std::string state = "state.db";       // state.path, relative to the test's directory, or :memory:
+  std::string routing;                  // an endpoint `routing:` value; with it, a second group "b"
+  std::string group_extra;              // more keys of each group, e.g. "agent: {enabled: true}"
+  std::string scaling;                  // a group `scaling:` value instead of the queue policy
+  std::string top_extra;                // more top-level keys; {dir} is the test's directory
+  std::string ready_interval = "50ms";  // of the provisioner's readiness probe
+  std::string provisioner;              // the group's `provisioner:` value (flow YAML); "" = local
 };
 
 // One `tide serve` process with its own config, log and replica marker.
@@ -90,20 +101,37 @@ class Serve {
       g << "      - name: " << group_name << "\n        min_replicas: " << o.min_replicas
         << "\n        max_replicas: " << o.max_replicas
         << "\n        concurrency: " << o.concurrency
-        << "\n        cold_start: 1s\n        provisioner:\n          kind: local\n"
-        << "          command: [\"{tide}\", demo-model, --port, \"{port}\", --load-time, "
-        << o.load_time << ", --concurrency, \"" << o.concurrency << "\", --service, \"" << o.service
-        << "\", --token-rate, \"" << o.token_rate << "\", --model, " << marker_
-        << "]\n          ready: {path: /health, interval: 50ms}\n"
-        << "        scaling: {policy: queue, queue_size: " << o.queue_size
-        << ", idle_timeout: " << o.idle_timeout << ", tick: 100ms}\n";
+        << "\n        cold_start: 1s\n        provisioner:";
+      if (!o.provisioner.empty()) {
+        g << " " << o.provisioner << "\n";
+      } else {
+        g << "\n          kind: " << o.kind << "\n"
+          << (o.kind == "slurm" ? "          poll_interval: 100ms\n          output: " +
+                                      (dir_ / "job-%j.out").string() + "\n"
+                                : "")
+          << "          command: [\"{tide}\", demo-model, --port, \"{port}\", --load-time, "
+          << o.load_time << ", --concurrency, \"" << o.concurrency << "\", --service, \""
+          << o.service << "\", --token-rate, \"" << o.token_rate << "\", --model, " << marker_
+          << "]\n          ready: {path: /health, interval: " << o.ready_interval << "}\n";
+      }
+      if (!o.group_extra.empty()) g << "        " << o.group_extra << "\n";
+      if (o.scaling.empty()) {
+        g << "        scaling: {policy: queue, queue_size: " << o.queue_size
+          << ", idle_timeout: " << o.idle_timeout << ", tick: 100ms}\n";
+      } else {
+        g << "        scaling: " << o.scaling << "\n";
+      }
       return g.str();
     };
     const std::string state = o.state == ":memory:" ? o.state : (dir_ / o.state).string();
+    std::string top = o.top_extra;
+    for (size_t at = top.find("{dir}"); at != std::string::npos; at = top.find("{dir}"))
+      top.replace(at, 5, dir_.string());
     std::ofstream(dir_ / "tide.yaml")
         << "server: {listen: 127.0.0.1:0, api: 127.0.0.1:0, api_token: " << kToken << o.server_extra
         << "}\n"
         << "state: {path: \"" << state << "\", sample_interval: 200ms}\n"
+        << (top.empty() ? "" : top + "\n")
         << "endpoints:\n  - name: chat\n    slo: {max_wait: 2s}\n    queue: {max_length: "
         << o.queue_max << ", timeout: " << o.queue_timeout << "}\n"
         << (o.routing.empty() ? "" : "    routing: " + o.routing + "\n") << "    groups:\n"
@@ -125,6 +153,7 @@ class Serve {
       ::waitpid(pid_, nullptr, 0);
     }
     for (int p : processes_with(marker_)) ::kill(p, SIGKILL);
+    for (const std::string& job : slurm_jobs()) std::system(("scancel " + job).c_str());
     // On failure, show what tide said (its log, and any sanitizer report) before it is deleted.
     if (::testing::Test::HasFailure()) std::cerr << "tide serve log:\n" << log_text();
     fs::remove_all(dir_);
@@ -136,6 +165,8 @@ class Serve {
     const size_t log_start = log_text().size();  // a restart appends to the same log
     pid_ = ::fork();
     if (pid_ == 0) {
+      // Its own working directory: how its Slurm jobs are told apart (squeue %Z).
+      if (::chdir(dir_.c_str()) != 0) ::_exit(127);
       const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
       ::dup2(fd, 1);
       ::dup2(fd, 2);
@@ -207,6 +238,23 @@ class Serve {
     pid_ = -1;
   }
 
+  // Its Slurm jobs still pending, running or ending (none when Slurm is not used).
+  std::vector<std::string> slurm_jobs() const {
+    std::vector<std::string> jobs;
+    if (std::getenv("SLURM_CONF") == nullptr) return jobs;
+    FILE* p = ::popen("squeue -h -o '%i|%Z' 2>/dev/null", "r");
+    if (p == nullptr) return jobs;
+    char line[4096];
+    while (std::fgets(line, sizeof line, p) != nullptr) {
+      std::string l(line);
+      const size_t bar = l.find('|');
+      if (bar != std::string::npos && l.substr(bar + 1).starts_with(dir_.string()))
+        jobs.push_back(l.substr(0, bar));
+    }
+    ::pclose(p);
+    return jobs;
+  }
+
   uint16_t port() const { return port_; }
   uint16_t api_port() const { return api_port_; }
   const std::string& marker() const { return marker_; }
@@ -252,8 +300,32 @@ std::vector<HttpResponse> burst(uint16_t port, int n, const std::string& body = 
   return out;
 }
 
-TEST(Serve, ScalesFromZeroAnswersEveryRequestAndScalesBackToZero) {
-  Serve s("scale", {});
+// The tests that hold for every kind of replica, run with local processes and with Slurm jobs.
+class ServeKind : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    if (GetParam() != "slurm") return;
+    if (const char* skip = std::getenv("TIDE_SKIP_SLURM"); skip && std::string(skip) == "1")
+      GTEST_SKIP() << "TIDE_SKIP_SLURM=1";
+    ASSERT_NE(std::getenv("SLURM_CONF"), nullptr)
+        << "SLURM_CONF is not set: run through ctest (its slurm fixture starts a cluster), or "
+           "start one with scripts/slurm-local.sh start DIR and export SLURM_CONF=DIR/slurm.conf; "
+           "TIDE_SKIP_SLURM=1 skips these tests";
+  }
+  Options options() const {
+    Options o;
+    o.kind = GetParam();
+    return o;
+  }
+};
+
+INSTANTIATE_TEST_SUITE_P(Kinds, ServeKind, ::testing::Values("local", "slurm"),
+                         [](const auto& p) { return p.param; });
+
+TEST_P(ServeKind, ScalesFromZeroAnswersEveryRequestAndScalesBackToZero) {
+  Options o = options();
+  o.service = "fixed:1s";  // work enough for all four: Slurm starts jobs up to a second apart
+  Serve s("scale-" + GetParam(), o);
   EXPECT_EQ(s.count("ready"), 0);
   EXPECT_TRUE(processes_with(s.marker()).empty());
   std::atomic<int> max_ready{0};
@@ -280,6 +352,7 @@ TEST(Serve, ScalesFromZeroAnswersEveryRequestAndScalesBackToZero) {
   EXPECT_TRUE(eventually([&] { return s.count("ready") == 0 && s.count("draining") == 0; }, 10))
       << s.endpoint().dump();
   EXPECT_TRUE(eventually([&] { return processes_with(s.marker()).empty(); }, 5));
+  EXPECT_TRUE(eventually([&] { return s.slurm_jobs().empty(); }, 10));  // no job left behind
   EXPECT_EQ(s.terminate(), 0);
 }
 
@@ -300,13 +373,13 @@ TEST(Serve, StreamingDeliversTokensAsTheyAreGenerated) {
   EXPECT_EQ(s.terminate(), 0);
 }
 
-TEST(Serve, ReplicaKilledMidBurstLosesNoRequest) {
-  Options o;
+TEST_P(ServeKind, ReplicaKilledMidBurstLosesNoRequest) {
+  Options o = options();
   o.min_replicas = 2;
   o.max_replicas = 2;
   o.concurrency = 1;
   o.service = "fixed:400ms";
-  Serve s("kill", o);
+  Serve s("kill-" + GetParam(), o);
   ASSERT_TRUE(eventually([&] { return s.count("ready") == 2; }, 10));
   std::vector<HttpResponse> responses;
   std::thread client([&] { responses = burst(s.port(), 8); });
@@ -500,6 +573,33 @@ TEST(Serve, OverflowSpillsOnlyWhileThePrimaryCannotStartInTime) {
   EXPECT_EQ(s.terminate(), 0);
 }
 
+// Slurm only: what a cluster does to jobs behind tide's back.
+class ServeSlurm : public ServeKind {};
+INSTANTIATE_TEST_SUITE_P(Kinds, ServeSlurm, ::testing::Values("slurm"),
+                         [](const auto& p) { return p.param; });
+
+TEST_P(ServeSlurm, JobCancelledFromOutsideIsReplaced) {
+  Options o = options();
+  o.min_replicas = 2;
+  o.max_replicas = 2;
+  Serve s("scancel", o);
+  ASSERT_TRUE(eventually([&] { return s.count("ready") == 2; }, 20));
+  const std::vector<std::string> jobs = s.slurm_jobs();
+  ASSERT_EQ(jobs.size(), 2u);
+  ASSERT_EQ(std::system(("scancel " + jobs[0]).c_str()), 0);
+  EXPECT_TRUE(eventually([&] { return s.count("failures") == 1; }, 10)) << s.endpoint().dump();
+  EXPECT_TRUE(eventually([&] { return s.count("ready") == 2; }, 20)) << s.endpoint().dump();
+  const std::vector<std::string> now = s.slurm_jobs();
+  EXPECT_EQ(now.size(), 2u);
+  EXPECT_EQ(std::count(now.begin(), now.end(), jobs[0]), 0);  // a new job in its place
+  EXPECT_NE(s.endpoint()["groups"][0]["last_error"].get<std::string>().find("CANCELLED"),
+            std::string::npos)
+      << s.endpoint().dump();
+  for (const auto& r : burst(s.port(), 4)) EXPECT_EQ(r.status, 200) << r.error << r.body;
+  EXPECT_EQ(s.terminate(), 0);
+  EXPECT_TRUE(eventually([&] { return s.slurm_jobs().empty(); }, 10));  // shutdown cancelled them
+}
+
 TEST(Serve, WithoutAStateFileNoReplicaOutlivesTideEvenWhenItIsKilled) {
   Options o;
   o.min_replicas = 2;
@@ -532,11 +632,11 @@ double now_unix() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-TEST(Serve, AfterSigkillUnderLoadARestartAdoptsTheSameReplicasAndHistoryGoesOn) {
-  Options o;
+TEST_P(ServeKind, AfterSigkillUnderLoadARestartAdoptsTheSameReplicasAndHistoryGoesOn) {
+  Options o = options();
   o.min_replicas = 2;
   o.idle_timeout = "30s";
-  Serve s("restart", o);
+  Serve s("restart-" + GetParam(), o);
   ASSERT_TRUE(eventually([&] { return s.count("ready") == 2; }, 10));
   const std::vector<uint64_t> ids = replica_ids(s.endpoint());
   auto pids = processes_with(s.marker());
@@ -559,6 +659,9 @@ TEST(Serve, AfterSigkillUnderLoadARestartAdoptsTheSameReplicasAndHistoryGoesOn) 
   auto after = processes_with(s.marker());
   std::sort(after.begin(), after.end());
   EXPECT_EQ(after, pids) << "no duplicate launched, none orphaned";
+  if (GetParam() == "slurm") {
+    EXPECT_EQ(s.slurm_jobs().size(), 2u) << "the same two jobs";
+  }
   EXPECT_NE(s.log_text().find("adopting replica chat/local/"), std::string::npos);
   for (const auto& r : burst(s.port(), 4)) EXPECT_EQ(r.status, 200) << r.error;
 
@@ -580,6 +683,7 @@ TEST(Serve, AfterSigkillUnderLoadARestartAdoptsTheSameReplicasAndHistoryGoesOn) 
   // A clean stop stops them all, and the next start has nothing to adopt.
   EXPECT_EQ(s.terminate(), 0);
   EXPECT_TRUE(eventually([&] { return processes_with(s.marker()).empty(); }, 5));
+  EXPECT_TRUE(eventually([&] { return s.slurm_jobs().empty(); }, 10));
 }
 
 TEST(Serve, ARestartStopsReplicasOfAGroupNoLongerConfigured) {
@@ -824,7 +928,6 @@ TEST(Serve, ApiListenerServesTheDashboard) {
 #endif
   EXPECT_EQ(http_get(s.api_port(), "/ui/../../etc/passwd").status, 404);
   EXPECT_EQ(http_get(s.api_port(), "/ui/nothing.js").status, 404);
-  EXPECT_EQ(s.terminate(), 0);
 }
 
 TEST(Serve, StatusAndHistoryCommandsShowTheLiveEndpointAndSayWhatIsWrong) {
@@ -934,6 +1037,372 @@ TEST(Serve, StatusAndHistoryCommandsShowTheLiveEndpointAndSayWhatIsWrong) {
   EXPECT_EQ(down.status, 1);
   EXPECT_EQ(down.out, "tide: cannot reach tide at http://127.0.0.1:" +
                           std::to_string(s.api_port()) + ": connection refused\n");
+}
+
+// ---- tide agent and two-step routing ----------------------------------------------------------
+
+Options agent_options() {
+  Options o;
+  o.group_extra = "agent: {enabled: true, report_interval: 200ms}";
+  o.top_extra = "route: {token_ttl: 30s, key_file: {dir}/route.key}";
+  return o;
+}
+
+struct Route {
+  int status = 0;
+  uint16_t port = 0;  // of the replica's agent
+  std::string token;
+  json body;
+  HttpResponse response;
+};
+
+Route route(const Serve& s, const std::string& endpoint = "chat") {
+  Route r;
+  r.response = http_post(s.api_port(), "/v1/route", json{{"endpoint", endpoint}}.dump());
+  r.status = r.response.status;
+  r.body = json::parse(r.response.body, nullptr, false);
+  if (r.status == 200) {
+    const std::string url = r.body["url"];
+    r.port = static_cast<uint16_t>(std::stoi(url.substr(url.rfind(':') + 1)));
+    r.token = r.body["token"];
+  }
+  return r;
+}
+
+HttpResponse direct(uint16_t port, const std::string& token,
+                    const std::string& body = kCompletion) {
+  HttpRequest req = make_request("POST", "/v1/completions", body);
+  if (!token.empty()) req.headers.emplace_back("Tide-Route-Token", token);
+  return http(port, req);
+}
+
+std::string error_type(const HttpResponse& r) {
+  const json j = json::parse(r.body, nullptr, false);
+  return j.is_object() && j.contains("error") ? j["error"].value("type", "") : "";
+}
+
+TEST(TwoStep, RouteGivesAUrlAndATokenTheAgentServesOnceAndRefusesOthers) {
+  Options o = agent_options();
+  o.min_replicas = 1;
+  o.ready_interval = "30s";  // the probe would take 30 s: readiness must come from the agent's push
+  Serve s("route", o);
+  ASSERT_TRUE(eventually([&] { return s.count("ready") == 1; }, 10));
+  EXPECT_NE(s.log_text().find("pushed by its agent"), std::string::npos);
+
+  const Route r = route(s);
+  ASSERT_EQ(r.status, 200) << r.response.body;
+  EXPECT_TRUE(r.body.contains("expires_at"));
+  EXPECT_EQ(r.body["header"], "Tide-Route-Token");
+  const HttpResponse ok = direct(r.port, r.token);
+  EXPECT_EQ(ok.status, 200) << ok.body;
+  EXPECT_NE(ok.body.find("text_completion"), std::string::npos);
+
+  const HttpResponse again = direct(r.port, r.token);
+  EXPECT_EQ(again.status, 403);
+  EXPECT_EQ(error_type(again), "replayed");
+  const HttpResponse none = direct(r.port, "");
+  EXPECT_EQ(none.status, 401);
+  EXPECT_EQ(error_type(none), "missing_token");
+  std::string forged = route(s).token;
+  forged.back() = forged.back() == 'A' ? 'B' : 'A';
+  const HttpResponse bad = direct(r.port, forged);
+  EXPECT_EQ(bad.status, 401);
+  EXPECT_EQ(error_type(bad), "bad_signature");
+
+  // The keys agents trust.
+  const json keys = json::parse(http_get(s.api_port(), "/v1/pubkey").body);
+  EXPECT_EQ(keys["algorithm"], "Ed25519");
+  ASSERT_EQ(keys["keys"].size(), 1u);
+  // The signing key is kept on disk, readable by its owner only.
+  EXPECT_EQ(fs::status(s.dir() / "route.key").permissions(),
+            fs::perms::owner_read | fs::perms::owner_write);
+
+  // The control plane saw route calls only, never the payload.
+  json e = s.endpoint();
+  EXPECT_EQ(e["requests"], 0);
+  EXPECT_EQ(e["two_step"]["route_calls"], 2);
+  EXPECT_EQ(e["two_step"]["routed"], 2);
+  EXPECT_EQ(e["groups"][0]["direct_routes"], 2);
+
+  // The gateway still reaches the replica through its agent (admitted by the replica secret).
+  const HttpResponse via_gateway = http_post(s.port(), "/chat/v1/completions", kCompletion);
+  EXPECT_EQ(via_gateway.status, 200) << via_gateway.body;
+  EXPECT_EQ(s.endpoint()["requests"], 1);
+  const json agent = json::parse(http_get(r.port, "/tide/status").body);
+  EXPECT_EQ(agent["admitted"]["token"], 1);
+  EXPECT_EQ(agent["admitted"]["gateway"], 1);
+  EXPECT_EQ(agent["rejected"]["replayed"], 1);
+  EXPECT_EQ(s.terminate(), 0);
+}
+
+TEST(TwoStep, RouteWithNoReadyReplicaAnswersTheGroupStateAndStartsAScaleFromZero) {
+  Options o = agent_options();
+  o.load_time = "1s";
+  Serve s("route0", o);
+  EXPECT_EQ(s.count("ready"), 0);
+  const Route first = route(s);
+  ASSERT_EQ(first.status, 503) << first.response.body;
+  ASSERT_EQ(first.response.headers.count("retry-after"), 1u);
+  EXPECT_GE(std::stoi(first.response.headers.at("retry-after")), 1);
+  EXPECT_EQ(first.body["error"]["type"], "no_ready_replica");
+  EXPECT_EQ(first.body["state"]["group"], "local");
+  EXPECT_EQ(first.body["state"]["ready"], 0);
+  EXPECT_GE(first.body["state"]["queued"].get<int>(), 1);
+  // The waiting client is demand: a replica starts, and the client gets one once it is ready.
+  EXPECT_TRUE(eventually([&] { return s.count("starting") + s.count("ready") >= 1; }, 5));
+  Route later;
+  EXPECT_TRUE(eventually(
+      [&] {
+        later = route(s);
+        return later.status == 200;
+      },
+      15));
+  EXPECT_EQ(direct(later.port, later.token).status, 200);
+  EXPECT_GE(s.endpoint()["two_step"]["no_replica"].get<int>(), 1);
+  EXPECT_EQ(s.terminate(), 0);
+}
+
+TEST(TwoStep, ScalingFollowsTheLoadTheAgentsReport) {
+  Options o = agent_options();
+  o.min_replicas = 1;
+  o.max_replicas = 3;
+  o.concurrency = 2;
+  o.service = "fixed:1s";
+  o.scaling =
+      "{policy: target, metric: load, target: 0.5, sync_period: 1s, metric_window: 2s, tick: "
+      "200ms}";
+  Serve s("load", o);
+  ASSERT_TRUE(eventually([&] { return s.count("ready") == 1; }, 10));
+  // Four clients keep sending straight to the replicas: twice what 2 slots can take.
+  std::atomic<bool> done{false};
+  std::atomic<int> served{0};
+  std::vector<std::thread> clients;
+  for (int i = 0; i < 4; ++i)
+    clients.emplace_back([&] {
+      while (!done) {
+        const Route r = route(s);
+        if (r.status == 200 && direct(r.port, r.token).status == 200) ++served;
+        if (r.status != 200) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+    });
+  const bool scaled = eventually([&] { return s.count("ready") >= 2; }, 20);
+  done = true;
+  for (auto& t : clients) t.join();
+  ASSERT_TRUE(scaled) << s.endpoint().dump(2);
+  EXPECT_GT(served.load(), 0);
+  const json e = s.endpoint();
+  // Nothing went through the gateway: the decision can only have come from the reports.
+  EXPECT_EQ(e["requests"], 0);
+  bool load_decision = false;
+  for (const json& d : e["decisions"])
+    load_decision = load_decision ||
+                    (d["to"].get<int>() >= 2 && d["reason"].get<std::string>().find("load ") == 0);
+  EXPECT_TRUE(load_decision) << e["decisions"].dump(2);
+  EXPECT_TRUE(e["groups"][0]["replicas"][0].contains("report"));
+  EXPECT_EQ(s.terminate(), 0);
+}
+
+TEST(TwoStep, ReportsThatFailValidationOrAuthenticationAreRefusedWithAReasonAndCounted) {
+  Options o = agent_options();
+  o.min_replicas = 1;
+  Serve s("reports", o);
+  ASSERT_TRUE(eventually([&] { return s.count("ready") == 1; }, 10));
+  HttpRequest bad = make_request("POST", "/v1/agent/report", R"({"endpoint": "chat"})");
+  bad.headers.emplace_back("Authorization", "Bearer 0123456789abcdef0123456789abcdef");
+  const HttpResponse invalid = http(s.api_port(), bad);
+  EXPECT_EQ(invalid.status, 400);
+  EXPECT_EQ(error_type(invalid), "invalid_report");
+  EXPECT_NE(invalid.body.find("replica_id: required"), std::string::npos) << invalid.body;
+  // A well-formed report for replica 1, with a secret that is not replica 1's.
+  const json report = {
+      {"endpoint", "chat"}, {"replica_id", 1},     {"state", "ready"}, {"address", "127.0.0.1:1"},
+      {"seq", 1},           {"slots", 2},          {"interval_s", 1},  {"in_service", 0},
+      {"queued", 0},        {"avg_in_service", 0}, {"avg_queued", 0},  {"busy", 0},
+      {"arrivals", 0},      {"completed", 0},      {"work", 0},        {"throughput", 0},
+      {"capacity", 0},      {"demand", 0},         {"load", 0}};
+  HttpRequest forged = make_request("POST", "/v1/agent/report", report.dump());
+  forged.headers.emplace_back("Authorization", "Bearer 0123456789abcdef0123456789abcdef");
+  const HttpResponse unauthorized = http(s.api_port(), forged);
+  EXPECT_EQ(unauthorized.status, 401);
+  EXPECT_EQ(error_type(unauthorized), "unauthorized");
+  const json agents = json::parse(s.api("GET", "/v1/agents").body);
+  EXPECT_EQ(agents["reports"]["rejected"]["invalid_report"], 1);
+  EXPECT_EQ(agents["reports"]["rejected"]["unauthorized"], 1);
+  EXPECT_GE(agents["reports"]["accepted"].get<int>(), 1);  // the real agent's
+  EXPECT_EQ(s.terminate(), 0);
+}
+
+// ---- kind kubernetes, against the fake API server -------------------------------------------
+
+// The nodes of a fake cluster: each pod created through the fake API server runs as a real
+// `tide demo-model` process on an address of its own (127.0.0.N, all on one port, as pods of a
+// group are), and is stopped when its pod is deleted.
+class FakeKubelet {
+ public:
+  FakeKubelet(provision::testing::FakeKubeApi& api, const std::string& marker) : api_(api) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+    ::close(fd);
+    port_ = ntohs(a.sin_port);
+    api.on_create([this, marker](const std::string& ns, const std::string& name) {
+      const std::string ip = "127.0.0." + std::to_string(next_ip_++);
+      const std::string port = std::to_string(port_);
+      const int pid = ::fork();
+      if (pid == 0) {
+        const int null_fd = ::open("/dev/null", O_WRONLY);
+        ::dup2(null_fd, 1);
+        ::execl(TIDE_BIN, TIDE_BIN, "demo-model", "--host", ip.c_str(), "--port", port.c_str(),
+                "--load-time", "300ms", "--concurrency", "2", "--service", "fixed:500ms", "--model",
+                marker.c_str(), static_cast<char*>(nullptr));
+        ::_exit(127);
+      }
+      {
+        std::lock_guard lock(mu_);
+        pids_[name] = pid;
+      }
+      api_.set_status(ns, name, "pod-running", ip);  // started; tide probes until it answers
+    });
+    api.on_delete([this](const std::string&, const std::string& name) {
+      int pid = -1;
+      {
+        std::lock_guard lock(mu_);
+        if (auto it = pids_.find(name); it != pids_.end()) {
+          pid = it->second;
+          pids_.erase(it);
+        }
+      }
+      if (pid > 0) {
+        ::kill(pid, SIGTERM);
+        ::waitpid(pid, nullptr, 0);
+      }
+    });
+  }
+  ~FakeKubelet() {
+    api_.on_create(nullptr);
+    api_.on_delete(nullptr);
+    std::lock_guard lock(mu_);
+    for (const auto& [name, pid] : pids_) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+    }
+  }
+  uint16_t port() const { return port_; }
+
+ private:
+  provision::testing::FakeKubeApi& api_;
+  uint16_t port_ = 0;
+  std::atomic<int> next_ip_{2};
+  std::mutex mu_;
+  std::map<std::string, int> pids_;
+};
+
+struct KubernetesCluster {
+  explicit KubernetesCluster(const std::string& name)
+      : dir(fs::temp_directory_path() / ("tide_k8s_" + std::to_string(getpid()) + "_" + name)),
+        marker("e2e-k8s-" + std::to_string(getpid()) + "-" + name),
+        kubelet(api, marker) {
+    fs::create_directories(dir);
+    kubeconfig = api.write_kubeconfig(dir.string());
+  }
+  ~KubernetesCluster() { fs::remove_all(dir); }
+  std::string provisioner() const {
+    return "{kind: kubernetes, namespace: ml, kubeconfig: \"" + kubeconfig +
+           "\", port: " + std::to_string(kubelet.port()) +
+           ", pending_timeout: 30s, gpus_per_replica: 1, ready: {path: /health, interval: 50ms}, "
+           "template: {metadata: {labels: {app: chat}}, spec: {containers: [{name: model, image: "
+           "\"vllm/vllm-openai:v0.6.3\"}]}}}";
+  }
+  fs::path dir;
+  std::string marker;
+  provision::testing::FakeKubeApi api;
+  FakeKubelet kubelet;
+  std::string kubeconfig;
+};
+
+TEST(ServeKubernetes, ScalesPodsFromZeroAnswersEveryRequestAndDeletesThemAll) {
+  KubernetesCluster k8s("scale");
+  Options o;
+  o.provisioner = k8s.provisioner();
+  Serve s("k8s-scale", o);
+  EXPECT_EQ(s.count("ready"), 0);
+  EXPECT_TRUE(k8s.api.pod_names("ml").empty());
+  std::atomic<size_t> max_pods{0};
+  std::atomic<bool> done{false};
+  std::thread watcher([&] {
+    while (!done) {
+      max_pods = std::max(max_pods.load(), k8s.api.pod_names("ml").size());
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  });
+  const std::vector<HttpResponse> responses = burst(s.port(), 20);
+  done = true;
+  watcher.join();
+  for (const auto& r : responses) {
+    EXPECT_EQ(r.status, 200) << r.error << r.body;
+    EXPECT_NE(r.body.find("text_completion"), std::string::npos);
+  }
+  EXPECT_EQ(max_pods.load(), 4u);  // max_replicas
+  EXPECT_EQ(s.endpoint()["groups"][0]["launches"].get<int>(), 4);
+  EXPECT_EQ(k8s.api.created().size(), 4u);
+  // Idle: back to zero replicas, every pod deleted, every "container" stopped.
+  EXPECT_TRUE(eventually([&] { return s.count("ready") == 0 && s.count("draining") == 0; }, 10))
+      << s.endpoint().dump();
+  EXPECT_TRUE(eventually([&] { return k8s.api.pod_names("ml").empty(); }, 5));
+  EXPECT_TRUE(eventually([&] { return processes_with(k8s.marker).empty(); }, 5));
+  EXPECT_EQ(s.terminate(), 0);
+}
+
+TEST(ServeKubernetes, PodDeletedFromOutsideIsReplacedAndShutdownDeletesEveryPod) {
+  KubernetesCluster k8s("replace");
+  Options o;
+  o.min_replicas = 2;
+  o.provisioner = k8s.provisioner();
+  Serve s("k8s-replace", o);
+  ASSERT_TRUE(eventually([&] { return s.count("ready") == 2; }, 15)) << s.endpoint().dump();
+  const std::vector<std::string> pods = k8s.api.pod_names("ml");
+  ASSERT_EQ(pods.size(), 2u);
+  k8s.api.remove("ml", pods[0]);  // kubectl delete pod
+  EXPECT_TRUE(eventually([&] { return s.count("failures") == 1; }, 10)) << s.endpoint().dump();
+  EXPECT_TRUE(eventually([&] { return s.count("ready") == 2 && s.count("launches") == 3; }, 15))
+      << s.endpoint().dump();
+  const std::vector<std::string> now = k8s.api.pod_names("ml");
+  EXPECT_EQ(now.size(), 2u);
+  EXPECT_EQ(std::count(now.begin(), now.end(), pods[0]), 0);
+  EXPECT_NE(s.endpoint()["groups"][0].value("last_error", "").find("was deleted (not by tide)"),
+            std::string::npos)
+      << s.endpoint().dump();
+  EXPECT_EQ(s.terminate(), 0);
+  EXPECT_TRUE(k8s.api.pod_names("ml").empty());
+  EXPECT_TRUE(eventually([&] { return processes_with(k8s.marker).empty(); }, 5));
+}
+
+TEST(ServeKubernetes, AfterSigkillARestartAdoptsTheSamePods) {
+  KubernetesCluster k8s("restart");
+  Options o;
+  o.min_replicas = 2;
+  o.idle_timeout = "30s";
+  o.provisioner = k8s.provisioner();
+  Serve s("k8s-restart", o);
+  ASSERT_TRUE(eventually([&] { return s.count("ready") == 2; }, 15)) << s.endpoint().dump();
+  const std::vector<uint64_t> ids = replica_ids(s.endpoint());
+  std::vector<std::string> pods = k8s.api.pod_names("ml");
+  ASSERT_EQ(pods.size(), 2u);
+
+  s.kill_hard();  // the pods stay: they are not tide's children
+  EXPECT_EQ(k8s.api.pod_names("ml"), pods);
+  s.start();
+  ASSERT_TRUE(eventually([&] { return s.count("ready") == 2; }, 15)) << s.endpoint().dump();
+  EXPECT_EQ(replica_ids(s.endpoint()), ids) << "the same replicas, adopted";
+  EXPECT_EQ(k8s.api.pod_names("ml"), pods) << "no pod created, none deleted";
+  EXPECT_EQ(k8s.api.created().size(), 2u);
+  for (const auto& r : burst(s.port(), 4)) EXPECT_EQ(r.status, 200) << r.error;
+  EXPECT_EQ(s.terminate(), 0);
+  EXPECT_TRUE(k8s.api.pod_names("ml").empty());
 }
 
 }  // namespace

@@ -12,9 +12,12 @@
 #include <future>
 #include <iostream>
 #include <limits>
+#include <sstream>
 #include <thread>
 
+#include "tide/agent/agent.h"
 #include "tide/cli/commands.h"
+#include "tide/common/time.h"
 #include "tide/config/config.h"
 #include "tide/demo_model/demo_model.h"
 #include "tide/serve/serve.h"
@@ -77,9 +80,10 @@ void add_sim_command(CLI::App& app, SimArgs& a) {
 Workloads:
   --trace FILE                    a request log (CSV or JSONL, one row per request) or a per-minute
                                   count matrix (Azure Functions format); .zst files are read as is.
-  --synthetic poisson|bursts|diurnal --rate R --duration D [--period P]
+  --synthetic poisson|bursts|diurnal|periodic --rate R --duration D [--period P]
                                   Poisson arrivals at R/s; bursts: R/s for the first quarter of
-                                  every period, idle the rest; diurnal: a sine between 10% and 100%.
+                                  every period, idle the rest; diurnal: a sine between 10% and 100%;
+                                  periodic: exactly one request every 1/R s.
 Request logs: arrivals come from --time-col (unit --time-unit), service times from the group's
   service_time model: fixed, lognormal, tokens (prefill s/input token + decode s/output token,
   token columns auto-detected: ContextTokens/GeneratedTokens, input_tokens/output_tokens) or
@@ -97,7 +101,8 @@ Output: a table (or --json); --out DIR also writes summary.json, timeline.csv, d
 Same --seed, same result, bit for bit.)");
   sim->add_option("--config", a.config_path, "endpoint configuration (YAML)")->required();
   sim->add_option("--trace", a.trace_path, "workload trace file");
-  sim->add_option("--synthetic", a.synthetic, "synthetic workload: poisson, bursts or diurnal");
+  sim->add_option("--synthetic", a.synthetic,
+                  "synthetic workload: poisson, bursts, diurnal or periodic");
   sim->add_option("--rate", a.rate, "synthetic arrival rate, requests per second");
   sim->add_option("--duration", a.duration, "synthetic workload length (e.g. 1h)");
   sim->add_option("--period", a.period, "period of bursts / diurnal shapes")->capture_default_str();
@@ -202,8 +207,9 @@ int run_sim(const SimArgs& a) {
   } else {
     auto shape = sim::SyntheticSource::parse_shape(a.synthetic);
     if (!shape)
-      throw std::runtime_error("--synthetic: expected poisson, bursts or diurnal, got \"" +
-                               a.synthetic + "\"");
+      throw std::runtime_error(
+          "--synthetic: expected poisson, bursts, diurnal or periodic, got \"" + a.synthetic +
+          "\"");
     if (!(a.rate > 0)) throw std::runtime_error("--rate: must be > 0 for a synthetic workload");
     if (a.duration.empty())
       throw std::runtime_error("--duration: required for a synthetic workload (e.g. 1h)");
@@ -412,6 +418,131 @@ int run_demo_model(const DemoModelArgs& a) {
   return 0;
 }
 
+struct AgentArgs {
+  std::string listen = "127.0.0.1:0";
+  std::string advertise;
+  std::string upstream;
+  std::string health = "/health";
+  std::string control;
+  std::string endpoint;
+  std::string replica_id;
+  std::string slots = "1";
+  std::string work = "tokens";
+  std::string report_interval = "1s";
+  std::string keys_file;
+  std::string secret_file;
+  std::vector<std::string> command;
+};
+
+void add_agent_command(CLI::App& app, AgentArgs& a) {
+  CLI::App* agent = app.add_subcommand(
+      "agent",
+      "Run the worker-side agent in front of one model server (one replica): admits requests with "
+      "a route token or the replica's secret, proxies them, and reports readiness and load.");
+  agent->footer(R"(
+`tide serve` starts one per replica of a group with `agent: {enabled: true}`; run it by hand
+beside a model server that runs elsewhere. What it does:
+  - admits a request only with `Tide-Route-Token: <token>` (from POST /v1/route of the control
+    plane: Ed25519 signature, expiry, endpoint, replica and single use are checked) or with
+    `Tide-Replica-Secret: <secret>` (sent by tide's gateway); otherwise 401 or 403 with a JSON
+    reason (missing_token, bad_signature, expired, unknown_key, wrong_replica, replayed, ...);
+  - lets --slots requests through to the model server at once, queues the rest, streams answers
+    (SSE) through, and measures in service, queued, latency, work (tokens from `usage`, or 1 per
+    request), throughput and load against a capacity learned from what it served;
+  - watches the model server's health (--health) and reports readiness at once and a load
+    report every --report-interval to --control (POST /v1/agent/report); GPU readings come from
+    NVML (libnvidia-ml.so.1) when it is present;
+  - GET /tide/health (200 when the model server is ready) and GET /tide/status (counters) need no
+    token.
+Secrets: the replica secret comes from TIDE_AGENT_SECRET (or --secret-file), the trusted public
+keys from TIDE_ROUTE_KEYS (or --keys-file; the JSON of GET /v1/pubkey) and are refreshed from the
+control plane. After `--`, a command to run the model server as the agent's child: the agent
+then exits with its status.)");
+  agent->add_option("--listen", a.listen, "address to serve on (port 0: any)")
+      ->type_name("HOST:PORT")
+      ->capture_default_str();
+  agent->add_option("--advertise", a.advertise, "address reported to the control plane")
+      ->type_name("HOST:PORT");
+  agent->add_option("--upstream", a.upstream, "the model server")
+      ->type_name("HOST:PORT")
+      ->required();
+  agent->add_option("--health", a.health, "the model server's health path")->capture_default_str();
+  agent->add_option("--control", a.control, "the control plane's API, for reports and keys")
+      ->type_name("http://HOST:PORT");
+  agent->add_option("--endpoint", a.endpoint, "the endpoint this replica serves")->required();
+  agent->add_option("--replica-id", a.replica_id, "this replica's id")->type_name("N")->required();
+  agent->add_option("--slots", a.slots, "requests let through to the model server at once")
+      ->type_name("N")
+      ->capture_default_str();
+  agent->add_option("--work", a.work, "work measure: tokens (from usage) or requests")
+      ->capture_default_str();
+  agent->add_option("--report-interval", a.report_interval, "between load reports")
+      ->type_name("DURATION")
+      ->capture_default_str();
+  agent->add_option("--keys-file", a.keys_file, "trusted public keys (JSON of GET /v1/pubkey)");
+  agent->add_option("--secret-file", a.secret_file, "file holding the replica secret");
+  agent->add_option("command", a.command, "after --: the model server to run as a child");
+}
+
+std::string read_text_file(const std::string& flag, const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw std::runtime_error(fmt::format("{}: cannot read {}", flag, path));
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+int run_agent(const AgentArgs& a) {
+  agent::AgentOptions o;
+  o.listen = a.listen;
+  o.advertise = a.advertise;
+  o.upstream = a.upstream;
+  o.health_path = a.health;
+  if (o.health_path.empty() || o.health_path.front() != '/')
+    throw std::runtime_error(
+        "--health: must start with /, got "
+        " + a.health + "
+        "");
+  o.control = a.control;
+  o.endpoint = a.endpoint;
+  o.replica_id = static_cast<uint64_t>(
+      parse_integer_flag("--replica-id", a.replica_id, 1, std::numeric_limits<long long>::max()));
+  o.slots = static_cast<int>(parse_integer_flag("--slots", a.slots, 1, 100000));
+  if (a.work != "tokens" && a.work != "requests")
+    throw std::runtime_error(
+        "--work: expected tokens or requests, got "
+        " + a.work + "
+        "");
+  o.work_tokens = a.work == "tokens";
+  o.report_interval = parse_duration_flag("--report-interval", a.report_interval);
+  if (o.report_interval <= Duration{0}) throw std::runtime_error("--report-interval: must be > 0");
+  if (!a.secret_file.empty()) {
+    o.secret = read_text_file("--secret-file", a.secret_file);
+    while (!o.secret.empty() && (o.secret.back() == '\n' || o.secret.back() == '\r'))
+      o.secret.pop_back();
+  } else if (const char* s = std::getenv("TIDE_AGENT_SECRET")) {
+    o.secret = s;
+  }
+  std::string keys;
+  if (!a.keys_file.empty()) {
+    keys = read_text_file("--keys-file", a.keys_file);
+  } else if (const char* k = std::getenv("TIDE_ROUTE_KEYS")) {
+    keys = k;
+  }
+  if (!keys.empty()) {
+    try {
+      o.keys = agent::parse_public_keys(keys);
+    } catch (const std::exception& e) {
+      throw std::runtime_error(
+          fmt::format("{}: {}", a.keys_file.empty() ? "TIDE_ROUTE_KEYS" : "--keys-file", e.what()));
+    }
+  }
+  o.command = a.command;
+  o.handle_signals = true;
+  agent::Agent agent(o);
+  return agent.run();
+}
+
 struct ServeArgs {
   std::string config_path;
   std::string listen;
@@ -435,6 +566,8 @@ hold queue: 429 when it is full, 503 after queue.timeout. The admin API (GET /v1
 Authorization: Bearer <token> (server.api_token, TIDE_API_TOKEN, or the token printed at first
 start). The state file keeps replicas, decisions, history and configuration changes: after a
 crash, the next start adopts the replicas still running.
+Groups with `agent: {enabled: true}` get two-step routing: POST /v1/route, GET /v1/pubkey (see
+`tide agent --help`).
 In a local provisioner's command, {port} is the port the replica must listen on, {replica_id}
 its id, and {tide} the path of this tide binary (for `{tide} demo-model`).
 SIGINT or SIGTERM: stop accepting, answer held requests 503, finish requests in progress (up to
@@ -593,8 +726,7 @@ int run_history(const HistoryArgs& a) {
   o.json = a.api.json;
   o.format = terminal_format();
   // The span ends now by this machine's wall clock: the API takes Unix seconds.
-  o.now_s =
-      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  o.now_s = to_seconds(SystemClock().now());
   return cli::run_history(connect_api(a.api), o, std::cout, std::cerr);
 }
 
@@ -610,6 +742,8 @@ int main(int argc, char** argv) {
   add_demo_model_command(app, demo_args);
   ServeArgs serve_args;
   add_serve_command(app, serve_args);
+  AgentArgs agent_args;
+  add_agent_command(app, agent_args);
   StatusArgs status_args;
   add_status_command(app, status_args);
   HistoryArgs history_args;
@@ -623,6 +757,7 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("sim")) return run_sim(sim_args);
     if (app.got_subcommand("demo-model")) return run_demo_model(demo_args);
     if (app.got_subcommand("serve")) return run_serve(serve_args);
+    if (app.got_subcommand("agent")) return run_agent(agent_args);
     if (app.got_subcommand("status")) return run_status(status_args);
     if (app.got_subcommand("history")) return run_history(history_args);
   } catch (const config::ConfigError& e) {

@@ -66,4 +66,9 @@ Time SteadyClock::now() const {
       std::chrono::duration_cast<Duration>(std::chrono::steady_clock::now().time_since_epoch())};
 }
 
+Time SystemClock::now() const {
+  return Time{
+      std::chrono::duration_cast<Duration>(std::chrono::system_clock::now().time_since_epoch())};
+}
+
 }  // namespace tide

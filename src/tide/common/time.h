@@ -48,8 +48,15 @@ class Clock {
   virtual Time now() const = 0;
 };
 
-// Reads std::chrono::steady_clock. The only place in tide that reads the system time.
+// Reads std::chrono::steady_clock. With SystemClock, the only places in tide that read the time.
 class SteadyClock final : public Clock {
+ public:
+  Time now() const override;
+};
+
+// Reads std::chrono::system_clock: Time is then nanoseconds since the Unix epoch. For what must
+// agree between machines (the expiry of a route token); everything else uses SteadyClock.
+class SystemClock final : public Clock {
  public:
   Time now() const override;
 };

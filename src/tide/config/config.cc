@@ -15,9 +15,12 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <regex>
+#include <span>
 #include <sstream>
 #include <utility>
 
+#include "tide/config/pod_template.h"
 #include "tide/config/yaml_reader.h"
 
 namespace tide::config {
@@ -31,7 +34,8 @@ constexpr Choice<Metric> kMetrics[] = {{"utilization", Metric::kUtilization},
                                        {"in_flight", Metric::kInFlight},
                                        {"queue", Metric::kQueue},
                                        {"concurrency", Metric::kConcurrency},
-                                       {"rps", Metric::kRps}};
+                                       {"rps", Metric::kRps},
+                                       {"load", Metric::kLoad}};
 constexpr Choice<PolicyKind> kPolicies[] = {{"queue", PolicyKind::kQueue},
                                             {"target", PolicyKind::kTarget},
                                             {"concurrency", PolicyKind::kConcurrency},
@@ -56,13 +60,19 @@ constexpr Choice<ModelKind> kModels[] = {{"fixed", ModelKind::kFixed},
                                          {"lognormal", ModelKind::kLognormal},
                                          {"tokens", ModelKind::kTokens},
                                          {"trace", ModelKind::kTrace}};
-enum class ProvisionerKind { kLocal, kStatic, kSimulated };
+enum class ProvisionerKind { kLocal, kStatic, kSlurm, kKubernetes, kSimulated };
 constexpr Choice<ProvisionerKind> kProvisionerKinds[] = {
     {"local", ProvisionerKind::kLocal},
     {"static", ProvisionerKind::kStatic},
+    {"slurm", ProvisionerKind::kSlurm},
+    {"kubernetes", ProvisionerKind::kKubernetes},
     {"simulated", ProvisionerKind::kSimulated}};
 
-constexpr std::string_view kTopKeys[] = {"server", "state", "endpoints"};
+constexpr std::string_view kTopKeys[] = {"server", "state", "route", "endpoints"};
+constexpr std::string_view kRouteKeys[] = {"token_ttl", "key_file", "rotate_after"};
+constexpr std::string_view kAgentKeys[] = {"enabled", "work", "report_interval"};
+constexpr Choice<AgentSpec::Work> kWorks[] = {{"tokens", AgentSpec::Work::kTokens},
+                                              {"requests", AgentSpec::Work::kRequests}};
 constexpr std::string_view kServerKeys[] = {
     "listen",       "api",          "threads",          "max_header_bytes", "max_body_bytes",
     "read_timeout", "idle_timeout", "upstream_timeout", "api_token",        "public_read"};
@@ -74,11 +84,18 @@ constexpr Choice<RoutingSpec::Mode> kRoutingModes[] = {{"split", RoutingSpec::Mo
                                                        {"overflow", RoutingSpec::Mode::kOverflow}};
 constexpr std::string_view kSloKeys[] = {"max_wait"};
 constexpr std::string_view kQueueSpecKeys[] = {"max_length", "timeout"};
-constexpr std::string_view kGroupKeys[] = {"name",         "provisioner",  "min_replicas",
-                                           "max_replicas", "concurrency",  "cold_start",
-                                           "price",        "service_time", "scaling"};
-constexpr std::string_view kProvisionerKeys[] = {"kind",  "command", "urls",
-                                                 "ready", "gpus",    "gpus_per_replica"};
+constexpr std::string_view kGroupKeys[] = {
+    "name",       "provisioner", "min_replicas", "max_replicas", "concurrency",
+    "cold_start", "price",       "service_time", "scaling",      "agent"};
+constexpr std::string_view kProvisionerKeys[] = {
+    "kind", "command", "urls", "ready", "gpus", "gpus_per_replica", "pending_timeout"};
+// Beside the common keys, for kind slurm only.
+constexpr std::string_view kSlurmKeys[] = {"partition",  "gres",        "cpus",   "mem",
+                                           "time_limit", "sbatch_args", "output", "poll_interval"};
+// Beside the common keys, for kind kubernetes only.
+constexpr std::string_view kKubernetesKeys[] = {
+    "namespace", "kubeconfig", "context", "template", "container", "port", "gpu_resource"};
+constexpr std::string_view kColdStartKeys[] = {"pending", "boot"};
 constexpr std::string_view kReadyKeys[] = {"path", "interval", "timeout"};
 
 constexpr std::string_view kCommonKeys[] = {"preset", "policy", "tick", "admission"};
@@ -511,6 +528,19 @@ DurationDistribution read_distribution(Reader& r, const Node& node, const std::s
   return d;
 }
 
+// `cold_start: <distribution>` (boot only), or `cold_start: {pending: <distribution>, boot:
+// <distribution>}` for a cluster that queues jobs before they run.
+void read_cold_start(Reader& r, const Node& node, const std::string& path, GroupSpec& g) {
+  if (!node.IsMap() || (!node["pending"] && !node["boot"])) {
+    g.cold_start = read_distribution(r, node, path);
+    return;
+  }
+  Map m(r, node, path);
+  m.allow(kColdStartKeys);
+  if (const Node* n = m.get("pending")) g.pending = read_distribution(r, *n, m.at("pending"));
+  if (const Node* n = m.get("boot")) g.cold_start = read_distribution(r, *n, m.at("boot"));
+}
+
 ServiceTimeModel read_service_time(Reader& r, const Node& node, const std::string& path) {
   ServiceTimeModel s;
   if (node.IsScalar()) {  // `service_time: 2s`
@@ -573,16 +603,158 @@ std::optional<std::vector<std::string>> read_strings(Reader& r, const Node& node
   return out;
 }
 
+// A string that goes into an sbatch option: not empty, no whitespace.
+void read_word(Reader& r, const Map& m, std::string_view key, std::string& out) {
+  std::string v;
+  if (!m.read(key, v)) return;
+  if (v.empty() || v.find_first_of(" \t\n\r") != std::string::npos) {
+    r.fail(m.at(key), fmt::format("must be one word without spaces, got {}", quote(v)));
+    return;
+  }
+  out = std::move(v);
+}
+
+// The keys of kind slurm (see SlurmSpec), from the provisioner's map.
+void read_slurm(Reader& r, const Map& m, SlurmSpec& s) {
+  read_word(r, m, "partition", s.partition);
+  read_word(r, m, "gres", s.gres);
+  m.read("cpus", s.cpus, at_least(1));
+  std::string mem;
+  if (m.read("mem", mem)) {
+    const size_t digits = mem.find_first_not_of("0123456789");
+    const bool ok =
+        digits > 0 && (digits == std::string::npos ||
+                       (digits + 1 == mem.size() &&
+                        std::string_view("KMGT").find(mem[digits]) != std::string_view::npos));
+    if (ok) {
+      s.mem = std::move(mem);
+    } else {
+      r.fail(m.at("mem"), fmt::format("must be a number of megabytes with an optional unit "
+                                      "K, M, G or T (as sbatch --mem), got {}",
+                                      quote(mem)));
+    }
+  }
+  m.read("time_limit", s.time_limit, above(0));
+  if (const Node* n = m.get("sbatch_args")) {
+    // Options tide sets itself, from its own keys or for its own use.
+    constexpr std::string_view kOwn[] = {
+        "--job-name", "-J",     "--output",        "-o", "--parsable", "--wrap", "--partition",
+        "-p",         "--gres", "--cpus-per-task", "-c", "--mem",      "--time", "-t"};
+    if (auto args = read_strings(r, *n, m.at("sbatch_args"))) {
+      bool ok = true;
+      for (size_t i = 0; i < args->size(); ++i) {
+        const std::string& a = (*args)[i];
+        const std::string at = index_path(m.at("sbatch_args"), i);
+        if (a.empty() || a.front() != '-') {
+          r.fail(at, fmt::format("must be an sbatch option starting with -, got {}", quote(a)));
+          ok = false;
+          continue;
+        }
+        const std::string_view name = std::string_view(a).substr(0, a.find('='));
+        if (std::find(std::begin(kOwn), std::end(kOwn), name) != std::end(kOwn)) {
+          r.fail(at, fmt::format("{} is set by tide (use the provisioner's own keys)", name));
+          ok = false;
+        }
+      }
+      if (ok) s.sbatch_args = std::move(*args);
+    }
+  }
+  std::string output;
+  if (m.read("output", output)) {
+    if (output.empty()) {
+      r.fail(m.at("output"), "must not be empty (leave it out for /dev/null)");
+    } else {
+      s.output = std::move(output);
+    }
+  }
+  m.read("poll_interval", s.poll_interval, above(0));
+}
+
+// The fields of kind kubernetes (see docs/kubernetes.md).
+void read_kubernetes(Reader& r, const Map& m, ProvisionerSpec& p) {
+  if (m.get("gpus"))
+    r.fail(m.at("gpus"),
+           "only for kind local (a pool of GPU ids); kind kubernetes asks the "
+           "cluster for gpus_per_replica GPUs");
+  std::string ns;
+  if (m.read("namespace", ns)) {
+    if (is_dns_label(ns)) {
+      p.kube_namespace = ns;
+    } else {
+      r.fail(m.at("namespace"), fmt::format("must be a DNS label ([a-z0-9]([-a-z0-9]*[a-z0-9])?, "
+                                            "at most 63 characters), got {}",
+                                            quote(ns)));
+    }
+  }
+  if (m.read("kubeconfig", p.kubeconfig) && p.kubeconfig.empty())
+    r.fail(m.at("kubeconfig"), "must not be empty (a path to a kubeconfig file)");
+  if (m.read("context", p.kube_context) && p.kube_context.empty())
+    r.fail(m.at("context"), "must not be empty (a context of the kubeconfig)");
+  std::vector<std::string> containers;
+  if (const Node* n = m.get("template")) {
+    if (auto t = read_pod_template(r, *n, m.at("template"), containers)) p.pod_template = *t;
+  } else {
+    r.fail(m.at("template"),
+           "required: kind kubernetes needs a pod template like {spec: "
+           "{containers: [{name: model, image: ...}]}}");
+  }
+  if (m.read("container", p.container) && !containers.empty() &&
+      std::find(containers.begin(), containers.end(), p.container) == containers.end()) {
+    std::string names;
+    for (const auto& c : containers) names += (names.empty() ? "" : ", ") + c;
+    r.fail(m.at("container"),
+           fmt::format("no container named {} in template.spec.containers (containers: {})",
+                       quote(p.container), names));
+  }
+  if (m.required("port", "the port the container listens on"))
+    m.read("port", p.port, between(1, false, 65535, false));
+  std::string resource;
+  if (m.read("gpu_resource", resource)) {
+    static const std::regex kResource(
+        R"([a-z0-9]([-a-z0-9.]*[a-z0-9])?/[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)");
+    if (std::regex_match(resource, kResource)) {
+      p.gpu_resource = resource;
+    } else {
+      r.fail(m.at("gpu_resource"),
+             fmt::format("expected an extended resource name like nvidia.com/gpu, got {}",
+                         quote(resource)));
+    }
+  }
+}
+
 ProvisionerSpec read_provisioner(Reader& r, const Node& node, const std::string& path) {
   ProvisionerSpec p;
   if (!r.expect_map(node, path, " like {kind: local, command: [...]}")) return p;
   Map m(r, node, path);
-  m.allow(kProvisionerKeys);
   ProvisionerKind kind = ProvisionerKind::kLocal;
   if (m.read("kind", kind, kProvisionerKinds)) {
     for (const auto& k : kProvisionerKinds) {
       if (k.value == kind) p.kind = std::string(k.name);
     }
+  }
+  // The keys of kind slurm and kubernetes are known to it alone (and told apart from typos for
+  // the others).
+  std::vector<std::string_view> known(std::begin(kProvisionerKeys), std::end(kProvisionerKeys));
+  auto kind_keys = [&](std::span<const std::string_view> keys, ProvisionerKind owner,
+                       std::string_view owner_name) {
+    for (std::string_view key : keys) {
+      if (kind == owner) {
+        known.push_back(key);
+      } else if (m.get(key) != nullptr) {
+        r.fail(m.at(key), fmt::format("only for kind {}", owner_name));
+        known.push_back(key);
+      }
+    }
+  };
+  kind_keys(kSlurmKeys, ProvisionerKind::kSlurm, "slurm");
+  kind_keys(kKubernetesKeys, ProvisionerKind::kKubernetes, "kubernetes");
+  m.allow(known);
+  if (kind == ProvisionerKind::kSlurm) read_slurm(r, m, p.slurm);
+  if (kind == ProvisionerKind::kSlurm || kind == ProvisionerKind::kKubernetes) {
+    m.read("pending_timeout", p.pending_timeout);
+  } else if (m.get("pending_timeout") != nullptr) {
+    r.fail(m.at("pending_timeout"),
+           "only for kind slurm or kubernetes (a replica waiting in the cluster's queue)");
   }
   if (const Node* n = m.get("command")) {
     if (auto cmd = read_strings(r, *n, m.at("command"))) {
@@ -654,6 +826,7 @@ ProvisionerSpec read_provisioner(Reader& r, const Node& node, const std::string&
     r.fail(m.at("gpus_per_replica"), fmt::format("must be <= the number of gpus ({}), got {}",
                                                  p.gpus.size(), p.gpus_per_replica));
   }
+  if (kind == ProvisionerKind::kKubernetes) read_kubernetes(r, m, p);
   return p;
 }
 
@@ -665,6 +838,20 @@ GroupSpec read_group(Reader& r, const Node& node, const std::string& path) {
   if (m.required("name") && m.read("name", g.name)) check_name(r, g.name, m.at("name"));
   if (const Node* n = m.get("provisioner"))
     g.provisioner = read_provisioner(r, *n, m.at("provisioner"));
+  if (const Node* n = m.get("agent")) {
+    if (r.expect_map(*n, m.at("agent"), " like {enabled: true}")) {
+      Map am(r, *n, m.at("agent"));
+      am.allow(kAgentKeys);
+      am.read("enabled", g.agent.enabled);
+      am.read("work", g.agent.work, kWorks);
+      am.read("report_interval", g.agent.report_interval, between(0.1, false, 60, false));
+      if (g.agent.enabled && g.provisioner.kind != "local")
+        r.fail(am.at("enabled"),
+               fmt::format("tide starts the agent with kind local only; with kind {}, put `tide "
+                           "agent` in front of each server yourself and leave this out",
+                           g.provisioner.kind));
+    }
+  }
 
   const bool min_ok =
       m.get("min_replicas") == nullptr || m.read("min_replicas", g.min_replicas, at_least(0));
@@ -677,8 +864,7 @@ GroupSpec read_group(Reader& r, const Node& node, const std::string& path) {
   }
   const bool concurrency_ok =
       m.get("concurrency") == nullptr || m.read("concurrency", g.concurrency, at_least(1));
-  if (const Node* n = m.get("cold_start"))
-    g.cold_start = read_distribution(r, *n, m.at("cold_start"));
+  if (const Node* n = m.get("cold_start")) read_cold_start(r, *n, m.at("cold_start"), g);
   m.read("price", g.price, at_least(0));
   if (const Node* n = m.get("service_time"))
     g.service_time = read_service_time(r, *n, m.at("service_time"));
@@ -853,6 +1039,23 @@ ServerSpec read_server(Reader& r, const Node& node, const std::string& path) {
   return s;
 }
 
+RouteSpec read_route(Reader& r, const Node& node, const std::string& path) {
+  RouteSpec s;
+  if (!r.expect_map(node, path, " like {token_ttl: 30s, key_file: tide-route.key}")) return s;
+  Map m(r, node, path);
+  m.allow(kRouteKeys);
+  // Agents refuse tokens that live longer than 10 minutes (TokenVerifier::Options::max_ttl).
+  m.read("token_ttl", s.token_ttl, between(0, true, 600, false));
+  if (m.read("key_file", s.key_file) && s.key_file.empty())
+    r.fail(m.at("key_file"), "must not be empty (leave it out for the default)");
+  if (m.read("rotate_after", s.rotate_after) && s.rotate_after > Duration{0} &&
+      s.rotate_after <= s.token_ttl)
+    r.fail(m.at("rotate_after"),
+           fmt::format("must be 0 (never) or longer than token_ttl ({}), got {}",
+                       format_duration(s.token_ttl), format_duration(s.rotate_after)));
+  return s;
+}
+
 StateSpec read_state(Reader& r, const Node& node, const std::string& path) {
   StateSpec s;
   if (!r.expect_map(node, path, " like {path: tide-state.db}")) return s;
@@ -882,6 +1085,7 @@ Config read_config(Reader& r, const Node& root) {
   m.allow(kTopKeys);
   if (const Node* n = m.get("server")) c.server = read_server(r, *n, "server");
   if (const Node* n = m.get("state")) c.state = read_state(r, *n, "state");
+  if (const Node* n = m.get("route")) c.route = read_route(r, *n, "route");
   if (!m.required("endpoints", "at least one endpoint")) return c;
   const Node& endpoints = *m.get("endpoints");
   if (!r.expect_list(endpoints, "endpoints")) return c;

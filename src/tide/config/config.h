@@ -57,6 +57,8 @@ enum class Metric {
   kQueue,        // requests waiting in the hold queue per replica
   kConcurrency,  // (in service + waiting) per replica: Knative's "observed concurrency"
   kRps,          // arriving requests per second per replica
+  kLoad,         // work asked / capacity learned from served work (1 = at capacity); reported
+                 // by the replicas' agents, else measured by the gateway (see metrics/load.h)
 };
 std::string_view metric_name(Metric m);
 
@@ -196,26 +198,73 @@ struct ReadyProbe {
   Duration timeout = 1s;
 };
 
-// Where replicas run. The simulator ignores everything but `kind`.
+// kind slurm: each replica is a Slurm batch job (docs/slurm.md). Empty / 0 = the cluster's default.
+struct SlurmSpec {
+  std::string partition;                 // --partition
+  std::string gres;                      // --gres, e.g. "gpu:1" (Slurm sets CUDA_VISIBLE_DEVICES)
+  int cpus = 0;                          // --cpus-per-task
+  std::string mem;                       // --mem, e.g. "32G"
+  Duration time_limit{0};                // --time
+  std::vector<std::string> sbatch_args;  // more sbatch options, e.g. "--account=ml"
+  std::string output;                    // --output (%j: the job id); empty: /dev/null
+  Duration poll_interval = 1s;           // how often squeue is read while the group has jobs
+};
+
+// Where replicas run. The simulator ignores everything but `kind` (and pending_timeout).
 struct ProvisionerSpec {
-  std::string kind = "local";        // local | static | simulated (more backends later)
-  std::vector<std::string> command;  // local: argv with {port} and {replica_id}
+  std::string kind = "local";        // local | static | slurm | kubernetes | simulated
+  std::vector<std::string> command;  // local, slurm: argv with {port} and {replica_id}
   std::vector<std::string> urls;     // static
   ReadyProbe ready;
-  std::vector<int> gpus;  // local: GPU pool handed out as CUDA_VISIBLE_DEVICES
-  int gpus_per_replica = 0;
+  std::vector<int> gpus;     // local: GPU pool handed out as CUDA_VISIBLE_DEVICES
+  int gpus_per_replica = 0;  // local: from the pool; kubernetes: the limit of gpu_resource
+
+  // kubernetes: one pod per replica, created through the API (docs/kubernetes.md).
+  std::string kube_namespace = "default";  // YAML: namespace
+  std::string kubeconfig;                  // "": in-cluster service account, else $KUBECONFIG
+  std::string kube_context;                // YAML: context; "": the kubeconfig's current-context
+  std::string pod_template;                // YAML: template, as JSON text ({metadata, spec})
+  std::string container;                   // gets port, GPUs and TIDE_* env; "": the first
+  int port = 0;                            // where that container listens on the pod IP
+  std::string gpu_resource = "nvidia.com/gpu";
+
+  // slurm, kubernetes: a replica still pending (queued, unschedulable) after this fails as "no
+  // capacity" (replaced after a backoff; overflow routing moves on to another group meanwhile).
+  // 0 = wait forever. The simulator applies it to the `pending` part of cold_start.
+  Duration pending_timeout = std::chrono::minutes(5);
+  SlurmSpec slurm;  // kind slurm (its keys sit beside the others in YAML)
+};
+
+// The worker-side agent (`tide agent`) the local provisioner starts with each replica: it proxies
+// the replica's requests, admits route tokens, and reports readiness and load.
+// YAML: agent: {enabled: true, work: tokens, report_interval: 1s}
+struct AgentSpec {
+  bool enabled = false;
+  // The work measure of a request. tokens: prompt + completion tokens from the answer's `usage`
+  // (1 per request when it has none); requests: 1 per request.
+  enum class Work { kTokens, kRequests };
+  Work work = Work::kTokens;
+  Duration report_interval = 1s;
 };
 
 struct GroupSpec {
   std::string name;
   ProvisionerSpec provisioner;
+  AgentSpec agent;
   int min_replicas = 0;
   int max_replicas = 1;
   int concurrency = 1;
+  // Launch to ready = pending (queued in a cluster before the replica runs; 0 elsewhere) +
+  // cold_start (boot: the process starts, loads the model, answers its probe).
+  // YAML: `cold_start: 60s` or `cold_start: {pending: <distribution>, boot: <distribution>}`.
   DurationDistribution cold_start;
+  DurationDistribution pending;
   std::optional<double> price;  // per replica-hour
   ServiceTimeModel service_time;
   ScalingSpec scaling;
+
+  // The expected launch-to-ready time: mean pending + mean boot.
+  Duration mean_cold_start() const { return pending.mean() + cold_start.mean(); }
 };
 
 struct SloSpec {
@@ -278,9 +327,20 @@ struct StateSpec {
   Duration retention = 720h;  // history and decisions older than this are deleted
 };
 
+// Two-step routing: `POST /v1/route` hands out a replica's URL and a signed token.
+// YAML: route: {token_ttl: 30s, key_file: tide-route.key, rotate_after: 24h}
+struct RouteSpec {
+  Duration token_ttl = 30s;  // how long a token may wait before its request reaches the agent
+  // The signing keys (JSON, mode 0600). Empty: tide-route.key beside state.path; with state
+  // ":memory:", in memory only (new keys at every start).
+  std::string key_file;
+  Duration rotate_after{0};  // a new signing key when the current one is this old; 0 = never
+};
+
 struct Config {
   ServerSpec server;
   StateSpec state;
+  RouteSpec route;
   std::vector<EndpointSpec> endpoints;
 };
 

@@ -325,8 +325,8 @@ TEST(ParseConfigErrors, Server) {
 
 TEST(ParseConfigErrors, Provisioner) {
   EXPECT_THAT(group_problems("provisioner: {kind: statik}"),
-              ElementsAre(g("provisioner.kind: expected one of local|static|simulated, got "
-                            "\"statik\" (did you mean static?)")));
+              ElementsAre(g("provisioner.kind: expected one of local|static|slurm|kubernetes|"
+                            "simulated, got \"statik\" (did you mean static?)")));
   EXPECT_THAT(group_problems("provisioner: {kind: static}"),
               ElementsAre(g("provisioner.urls: required: kind static needs at least one url")));
   EXPECT_THAT(group_problems("provisioner: {kind: static, urls: []}"),
@@ -354,9 +354,80 @@ TEST(ParseConfigErrors, Provisioner) {
               ElementsAre(g("provisioner.gpus[0]: must be >= 0, got -1")));
   EXPECT_THAT(group_problems("provisioner: {kind: local, image: x}"),
               ElementsAre(g("provisioner.image: unknown key (known keys: kind, command, urls, "
-                            "ready, gpus, gpus_per_replica)")));
+                            "ready, gpus, gpus_per_replica, pending_timeout)")));
   // The simulator needs no provisioner details.
   EXPECT_NO_THROW(group("provisioner: {kind: local}"));
+}
+
+TEST(ParseConfig, SlurmProvisioner) {
+  const ProvisionerSpec p = group(R"(provisioner:
+          kind: slurm
+          command: [vllm, serve, --port, "{port}"]
+          partition: gpu
+          gres: "gpu:h100:1"
+          cpus: 8
+          mem: 64G
+          time_limit: 12h
+          sbatch_args: [--account=ml, "--qos=high"]
+          output: /logs/tide-%j.out
+          pending_timeout: 2m
+          poll_interval: 500ms)")
+                                .provisioner;
+  EXPECT_EQ(p.kind, "slurm");
+  EXPECT_THAT(p.command, ElementsAre("vllm", "serve", "--port", "{port}"));
+  EXPECT_EQ(p.slurm.partition, "gpu");
+  EXPECT_EQ(p.slurm.gres, "gpu:h100:1");
+  EXPECT_EQ(p.slurm.cpus, 8);
+  EXPECT_EQ(p.slurm.mem, "64G");
+  EXPECT_EQ(p.slurm.time_limit, 12h);
+  EXPECT_THAT(p.slurm.sbatch_args, ElementsAre("--account=ml", "--qos=high"));
+  EXPECT_EQ(p.slurm.output, "/logs/tide-%j.out");
+  EXPECT_EQ(p.pending_timeout, 2min);
+  EXPECT_EQ(p.slurm.poll_interval, 500ms);
+  // Defaults: the cluster's own, five minutes of pending, squeue every second.
+  const SlurmSpec d = group("provisioner: {kind: slurm, command: [x]}").provisioner.slurm;
+  EXPECT_EQ(d.partition, "");
+  EXPECT_EQ(d.cpus, 0);
+  EXPECT_EQ(d.time_limit, 0s);
+  EXPECT_EQ(group("provisioner: {kind: slurm, command: [x]}").provisioner.pending_timeout, 5min);
+  EXPECT_EQ(d.poll_interval, 1s);
+  EXPECT_EQ(group("provisioner: {kind: slurm, pending_timeout: 0s}").provisioner.pending_timeout,
+            0s);
+}
+
+TEST(ParseConfigErrors, SlurmProvisioner) {
+  EXPECT_THAT(group_problems("provisioner: {kind: local, partition: gpu, gres: \"gpu:1\"}"),
+              ElementsAre(g("provisioner.partition: only for kind slurm"),
+                          g("provisioner.gres: only for kind slurm")));
+  EXPECT_THAT(group_problems("provisioner: {kind: local, pending_timeout: 1m}"),
+              ElementsAre(g("provisioner.pending_timeout: only for kind slurm or kubernetes (a "
+                            "replica waiting in the cluster's queue)")));
+  EXPECT_THAT(group_problems("provisioner: {kind: slurm, partiton: gpu}"),
+              ElementsAre(g("provisioner.partiton: unknown key (did you mean partition?)")));
+  EXPECT_THAT(group_problems("provisioner: {kind: slurm, partition: \"a b\", gres: \"\", cpus: 0}"),
+              ElementsAre(g("provisioner.partition: must be one word without spaces, got \"a b\""),
+                          g("provisioner.gres: must be one word without spaces, got \"\""),
+                          g("provisioner.cpus: must be >= 1, got 0")));
+  EXPECT_THAT(group_problems("provisioner: {kind: slurm, mem: 16GB}"),
+              ElementsAre(g("provisioner.mem: must be a number of megabytes with an optional "
+                            "unit K, M, G or T (as sbatch --mem), got \"16GB\"")));
+  EXPECT_THAT(group_problems("provisioner: {kind: slurm, time_limit: 0s, poll_interval: 0s}"),
+              ElementsAre(g("provisioner.time_limit: must be > 0, got 0s"),
+                          g("provisioner.poll_interval: must be > 0, got 0s")));
+  EXPECT_THAT(group_problems("provisioner: {kind: slurm, sbatch_args: [account=ml, --job-name=x, "
+                             "-J, --time=10]}"),
+              ElementsAre(g("provisioner.sbatch_args[0]: must be an sbatch option starting with "
+                            "-, got \"account=ml\""),
+                          g("provisioner.sbatch_args[1]: --job-name is set by tide (use the "
+                            "provisioner's own keys)"),
+                          g("provisioner.sbatch_args[2]: -J is set by tide (use the "
+                            "provisioner's own keys)"),
+                          g("provisioner.sbatch_args[3]: --time is set by tide (use the "
+                            "provisioner's own keys)")));
+  EXPECT_THAT(group_problems("provisioner: {kind: slurm, pending_timeout: 5, output: \"\"}"),
+              ElementsAre(g("provisioner.output: must not be empty (leave it out for /dev/null)"),
+                          g("provisioner.pending_timeout: a duration needs a unit, e.g. 5s or "
+                            "5ms, got 5")));
 }
 
 TEST(ParseConfigErrors, YamlSyntaxErrorGivesLineAndColumn) {
@@ -405,6 +476,31 @@ TEST(Distributions, Parse) {
   const GroupSpec d = group("cold_start: {dist: fixed, value: 1m}");
   EXPECT_EQ(d.cold_start.kind, DurationDistribution::Kind::kFixed);
   EXPECT_EQ(d.cold_start.value, 60s);
+}
+
+TEST(Distributions, ColdStartOfAClusterIsPendingPlusBoot) {
+  const GroupSpec a = group(
+      "cold_start: {pending: {dist: empirical, values: [0s, 10s, 50s]}, boot: {dist: uniform, "
+      "min: 30s, max: 90s}}");
+  EXPECT_EQ(a.pending.kind, DurationDistribution::Kind::kEmpirical);
+  EXPECT_THAT(a.pending.values, ElementsAre(0s, 10s, 50s));
+  EXPECT_EQ(a.cold_start.kind, DurationDistribution::Kind::kUniform);
+  EXPECT_EQ(a.mean_cold_start(), 20s + 60s);
+  // Either part alone; the other is 0.
+  const GroupSpec b = group("cold_start: {pending: 2m}");
+  EXPECT_EQ(b.pending.value, 2min);
+  EXPECT_EQ(b.cold_start.value, 0s);
+  EXPECT_EQ(group("cold_start: {boot: 45s}").mean_cold_start(), 45s);
+  // The plain form has no pending part.
+  EXPECT_EQ(group("cold_start: 60s").pending.mean(), 0s);
+  EXPECT_THAT(group_problems("cold_start: {pending: {dist: normal}, boot: 1s, queue: 1s}"),
+              ElementsAre(g("cold_start.queue: unknown key (known keys: pending, boot)"),
+                          g("cold_start.pending.dist: expected one of "
+                            "fixed|uniform|lognormal|empirical, got \"normal\" (did you mean "
+                            "lognormal?)")));
+  EXPECT_THAT(group_problems("cold_start: {pending: 5, dist: fixed}"),
+              ElementsAre(g("cold_start.dist: unknown key (known keys: pending, boot)"),
+                          g("cold_start.pending: a duration needs a unit, e.g. 5s or 5ms, got 5")));
 }
 
 TEST(Distributions, Errors) {
@@ -720,7 +816,7 @@ TEST(Scaling, ParamErrors) {
               ElementsAre("scaling.admission.reject_status: must be >= 400 and <= 599, got 200"));
   EXPECT_THAT(scaling_problems("{policy: target, metric: utilisation}"),
               ElementsAre("scaling.metric: expected one of utilization|in_flight|queue|concurrency|"
-                          "rps, got \"utilisation\" (did you mean utilization?)"));
+                          "rps|load, got \"utilisation\" (did you mean utilization?)"));
   EXPECT_THAT(
       scaling_problems("{policy: target, target: 80}"),
       ElementsAre("scaling.target: must be <= 1 for metric utilization (a fraction), got 80"));
@@ -916,6 +1012,7 @@ TEST(Names, MetricAndPolicyNamesMatchTheYaml) {
   EXPECT_EQ(metric_name(Metric::kQueue), "queue");
   EXPECT_EQ(metric_name(Metric::kConcurrency), "concurrency");
   EXPECT_EQ(metric_name(Metric::kRps), "rps");
+  EXPECT_EQ(metric_name(Metric::kLoad), "load");
   EXPECT_EQ(policy_name(PolicyKind::kQueue), "queue");
   EXPECT_EQ(policy_name(PolicyKind::kTarget), "target");
   EXPECT_EQ(policy_name(PolicyKind::kConcurrency), "concurrency");
@@ -1087,4 +1184,220 @@ TEST(ParseEndpoint, GivesBackTheSpecFromItsOwnSourceAndNamesFieldsFromThePath) {
   EXPECT_THROW(parse_endpoint("[1, 2"), ConfigError);
 }
 
+}  // namespace tide::config
+
+namespace tide::config {
+namespace {
+
+TEST(ParseConfig, AgentRouteAndTheLoadSignal) {
+  const GroupSpec plain = group("max_replicas: 2");
+  EXPECT_FALSE(plain.agent.enabled);
+  EXPECT_EQ(plain.agent.work, AgentSpec::Work::kTokens);
+  EXPECT_EQ(plain.agent.report_interval, 1s);
+  const GroupSpec g = group(
+      "agent: {enabled: true, work: requests, report_interval: 500ms}\n"
+      "scaling: {policy: target, metric: load, target: 0.7}");
+  EXPECT_TRUE(g.agent.enabled);
+  EXPECT_EQ(g.agent.work, AgentSpec::Work::kRequests);
+  EXPECT_EQ(g.agent.report_interval, 500ms);
+  EXPECT_EQ(g.scaling.target.metric, Metric::kLoad);
+  EXPECT_DOUBLE_EQ(g.scaling.target.target, 0.7);
+
+  const Config defaults = parse_config("endpoints: [{name: a, groups: [{name: g}]}]");
+  EXPECT_EQ(defaults.route.token_ttl, 30s);
+  EXPECT_TRUE(defaults.route.key_file.empty());
+  EXPECT_EQ(defaults.route.rotate_after, Duration{0});
+  const Config c = parse_config(
+      "route: {token_ttl: 10s, key_file: /etc/tide/route.key, rotate_after: 24h}\n"
+      "endpoints: [{name: a, groups: [{name: g}]}]");
+  EXPECT_EQ(c.route.token_ttl, 10s);
+  EXPECT_EQ(c.route.key_file, "/etc/tide/route.key");
+  EXPECT_EQ(c.route.rotate_after, 24h);
+}
+
+TEST(ParseConfigErrors, AgentRouteAndTheLoadSignal) {
+  EXPECT_THAT(group_problems("agent: {enabled: yes please}"),
+              ElementsAre(StartsWith(std::string(kG) + "agent.enabled: ")));
+  EXPECT_THAT(group_problems("agent: {work: bytes}"),
+              ElementsAre(StartsWith(std::string(kG) + "agent.work: ")));
+  EXPECT_THAT(
+      group_problems("agent: {report_interval: 10ms}"),
+      ElementsAre(std::string(kG) + "agent.report_interval: must be >= 0.1 and <= 60, got 10ms"));
+  EXPECT_THAT(group_problems("agent: {enable: true}"),
+              ElementsAre(HasSubstr("agent.enable: unknown key")));
+  EXPECT_THAT(group_problems("agent: true"), ElementsAre(StartsWith(std::string(kG) + "agent: ")));
+  EXPECT_THAT(
+      group_problems("provisioner: {kind: static, urls: [http://a:1]}\nagent: {enabled: true}"),
+      ElementsAre(HasSubstr(std::string(kG) + "agent.enabled: tide starts the agent with kind "
+                                              "local only; with kind static")));
+  EXPECT_THAT(group_problems("provisioner: {kind: slurm, command: [x]}\nagent: {enabled: true}"),
+              ElementsAre(HasSubstr("with kind slurm, put `tide agent` in front")));
+  EXPECT_THAT(group_problems("scaling: {policy: target, metric: load, target: 0}"),
+              ElementsAre(HasSubstr("scaling.target: must be > 0 for metric load")));
+
+  const std::string eps = "\nendpoints: [{name: a, groups: [{name: g}]}]";
+  EXPECT_THAT(problems("route: {token_ttl: 1h}" + eps),
+              ElementsAre("route.token_ttl: must be > 0 and <= 600, got 1h"));
+  EXPECT_THAT(problems("route: {token_ttl: 30s, rotate_after: 10s}" + eps),
+              ElementsAre("route.rotate_after: must be 0 (never) or longer than token_ttl (30s), "
+                          "got 10s"));
+  EXPECT_THAT(problems("route: {key_file: ''}" + eps),
+              ElementsAre(HasSubstr("route.key_file: must not be empty")));
+  EXPECT_THAT(problems("route: {ttl: 5s}" + eps), ElementsAre(HasSubstr("route.ttl: unknown key")));
+}
+
+TEST(ParseConfig, KubernetesProvisioner) {
+  const GroupSpec gs = group(R"(provisioner:
+  kind: kubernetes
+  namespace: ml-serving
+  kubeconfig: /etc/tide/kubeconfig
+  context: prod
+  port: 8000
+  container: model
+  gpus_per_replica: 2
+  pending_timeout: 90s
+  ready: {path: /v1/models}
+  template:
+    metadata:
+      labels: {app: chat, version: "2"}
+      annotations: {note: "x"}
+    spec:
+      nodeSelector: {gpu: h100}
+      terminationGracePeriodSeconds: 30
+      containers:
+        - name: model
+          image: vllm/vllm-openai:v0.6.3
+          args: [--port, "8000", --max-model-len, "8192"]
+          env: [{name: HF_HOME, value: /cache}, {name: DEBUG, value: "true"}]
+          resources: {limits: {memory: 80Gi, cpu: 8}}
+        - name: sidecar
+          image: busybox
+          command: [sleep, infinity]
+          tty: true
+          workingDir: ~)");
+  const ProvisionerSpec& p = gs.provisioner;
+  EXPECT_EQ(p.kind, "kubernetes");
+  EXPECT_EQ(p.kube_namespace, "ml-serving");
+  EXPECT_EQ(p.kubeconfig, "/etc/tide/kubeconfig");
+  EXPECT_EQ(p.kube_context, "prod");
+  EXPECT_EQ(p.port, 8000);
+  EXPECT_EQ(p.container, "model");
+  EXPECT_EQ(p.gpus_per_replica, 2);
+  EXPECT_EQ(p.gpu_resource, "nvidia.com/gpu");
+  EXPECT_EQ(p.pending_timeout, 90s);
+  EXPECT_EQ(p.ready.path, "/v1/models");
+  // The template is kept as the JSON the API takes: plain numbers and booleans typed, quoted
+  // scalars strings, ~ null.
+  EXPECT_EQ(p.pod_template,
+            R"({"metadata":{"annotations":{"note":"x"},"labels":{"app":"chat","version":"2"}},)"
+            R"("spec":{"containers":[{"args":["--port","8000","--max-model-len","8192"],)"
+            R"("env":[{"name":"HF_HOME","value":"/cache"},{"name":"DEBUG","value":"true"}],)"
+            R"("image":"vllm/vllm-openai:v0.6.3","name":"model","resources":{"limits":)"
+            R"({"cpu":8,"memory":"80Gi"}}},{"command":["sleep","infinity"],"image":"busybox",)"
+            R"("name":"sidecar","tty":true,"workingDir":null}],"nodeSelector":{"gpu":"h100"},)"
+            R"("terminationGracePeriodSeconds":30}})");
+  // Defaults.
+  const ProvisionerSpec d =
+      group(
+          "provisioner: {kind: kubernetes, port: 80, template: {spec: {containers: [{name: a, "
+          "image: b}]}}}")
+          .provisioner;
+  EXPECT_EQ(d.kube_namespace, "default");
+  EXPECT_EQ(d.kubeconfig, "");
+  EXPECT_EQ(d.container, "");
+  EXPECT_EQ(d.pending_timeout, 5min);
+}
+
+TEST(ParseConfigErrors, KubernetesProvisioner) {
+  EXPECT_THAT(group_problems("provisioner: {kind: kubernetes}"),
+              ElementsAre(g("provisioner.template: required: kind kubernetes needs a pod template "
+                            "like {spec: {containers: [{name: model, image: ...}]}}"),
+                          g("provisioner.port: required (the port the container listens on)")));
+  const std::string ok_template = "template: {spec: {containers: [{name: model, image: x}]}}";
+  auto k8s = [&](const std::string& fields) {
+    return group_problems("provisioner: {kind: kubernetes, " + fields + "}");
+  };
+  EXPECT_THAT(k8s("port: 0, namespace: ML_1, " + ok_template),
+              ElementsAre(g("provisioner.namespace: must be a DNS label "
+                            "([a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63 characters), got \"ML_1\""),
+                          g("provisioner.port: must be >= 1 and <= 65535, got 0")));
+  EXPECT_THAT(k8s("port: 80, container: web, gpus: [0], gpu_resource: gpu, " + ok_template),
+              ElementsAre(g("provisioner.gpus: only for kind local (a pool of GPU ids); kind "
+                            "kubernetes asks the cluster for gpus_per_replica GPUs"),
+                          g("provisioner.container: no container named \"web\" in "
+                            "template.spec.containers (containers: model)"),
+                          g("provisioner.gpu_resource: expected an extended resource name like "
+                            "nvidia.com/gpu, got \"gpu\"")));
+  EXPECT_THAT(k8s("port: 80, kubeconfig: \"\", pending_timeout: 5"),
+              ElementsAre(g("provisioner.pending_timeout: a duration needs a unit, e.g. 5s or "
+                            "5ms, got 5"),
+                          g("provisioner.kubeconfig: must not be empty (a path to a kubeconfig "
+                            "file)"),
+                          g("provisioner.template: required: kind kubernetes needs a pod template "
+                            "like {spec: {containers: [{name: model, image: ...}]}}")));
+  // The template: what tide sets itself, what the API would refuse late, and its shape.
+  EXPECT_THAT(k8s("port: 80, template: {metadata: {name: x, labels: {tide.dev/group: a, v: 2}, "
+                  "lables: {}}, spec: {containers: [{name: a, image: b}]}}"),
+              ElementsAre(g("provisioner.template.metadata.name: set by tide (pods are named "
+                            "after their replica, in provisioner.namespace); remove it from the "
+                            "template"),
+                          g("provisioner.template.metadata.lables: unknown key (did you mean "
+                            "labels?)"),
+                          g("provisioner.template.metadata.labels.tide.dev/group: set by tide on "
+                            "each pod; remove it from the template"),
+                          g("provisioner.template.metadata.labels.v: expected a string (quote "
+                            "it), got 2")));
+  EXPECT_THAT(k8s("port: 80, template: {spec: {containers: []}}"),
+              ElementsAre(g("provisioner.template.spec.containers: must have at least one "
+                            "container")));
+  EXPECT_THAT(k8s("port: 80, template: {spec: {containers: [{name: Model, image: \"\"}, {image: "
+                  "b}, x]}}"),
+              ElementsAre(g("provisioner.template.spec.containers[0].name: must be a DNS label "
+                            "([a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63 characters), got "
+                            "\"Model\""),
+                          g("provisioner.template.spec.containers[0].image: must not be empty"),
+                          g("provisioner.template.spec.containers[1].name: required"),
+                          g("provisioner.template.spec.containers[2]: expected a map like {name: "
+                            "model, image: ...}, got \"x\"")));
+  EXPECT_THAT(k8s("port: 80, template: {containers: [{name: a, image: b}]}"),
+              ElementsAre(g("provisioner.template.containers: unknown key (known keys: "
+                            "metadata, spec)"),
+                          g("provisioner.template.spec: required (the pod spec, with at least one "
+                            "container)")));
+  // Kubernetes keys on another kind are a mistake worth naming.
+  EXPECT_THAT(group_problems("provisioner: {kind: local, namespace: a, port: 80}"),
+              ElementsAre(g("provisioner.namespace: only for kind kubernetes"),
+                          g("provisioner.port: only for kind kubernetes")));
+}
+
+}  // namespace
+}  // namespace tide::config
+
+namespace tide::config {
+namespace {
+
+// The configuration shipped in deploy/kubernetes/configmap.yaml (data."tide.yaml") is valid.
+TEST(ParseConfig, TheKubernetesDeployConfigMapParses) {
+  std::ifstream in(std::string(TIDE_SOURCE_DIR) + "/deploy/kubernetes/configmap.yaml");
+  ASSERT_TRUE(in);
+  std::string text;
+  bool inside = false;
+  for (std::string line; std::getline(in, line);) {
+    if (line == "  tide.yaml: |") {
+      inside = true;
+    } else if (inside && (line.empty() || line.rfind("    ", 0) == 0)) {
+      text += (line.empty() ? "" : line.substr(4)) + "\n";
+    } else if (inside) {
+      break;
+    }
+  }
+  ASSERT_FALSE(text.empty());
+  const Config c = parse_config(text, "configmap.yaml");
+  const ProvisionerSpec& p = c.endpoints.at(0).groups.at(0).provisioner;
+  EXPECT_EQ(p.kind, "kubernetes");
+  EXPECT_EQ(p.kubeconfig, "");  // in-cluster
+  EXPECT_EQ(p.gpus_per_replica, 1);
+}
+
+}  // namespace
 }  // namespace tide::config

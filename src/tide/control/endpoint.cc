@@ -162,7 +162,7 @@ int Endpoint::active_count(const Group& g) const {
 
 Duration Endpoint::last_cold_start(int group) const {
   const Group& g = groups_[static_cast<size_t>(group)];
-  return g.cold_starts.empty() ? g.spec->cold_start.mean() : from_seconds(g.cold_starts.back());
+  return g.cold_starts.empty() ? g.spec->mean_cold_start() : from_seconds(g.cold_starts.back());
 }
 
 const Replica* Endpoint::replica(uint64_t id) const {
@@ -287,7 +287,7 @@ policy::Observation Endpoint::observe(int group, Time now) {
         break;
       case ReplicaState::kReady:
         ++o.ready;
-        if (auto idle = dispatcher_.idle_since(r.slot)) g.idle_buffer.push_back(*idle);
+        if (auto idle = idle_since(r, now)) g.idle_buffer.push_back(*idle);
         break;
       default:
         break;
@@ -315,6 +315,29 @@ policy::Observation Endpoint::observe(int group, Time now) {
   o.service_sq_sum_s2 = load.service_sq_sum_s2;
   o.mean_service_s = load.mean_service_s;
   o.last_activity = load.last_activity;
+  // The load signal as the dispatcher measured it (the gateway's traffic, the simulator's):
+  // every completion is one unit of work.
+  const double replicas = std::max(1.0, load.interval > Duration{0} ? load.avg_ready : o.ready);
+  o.load = g.gateway_load
+               .update({.seconds = to_seconds(load.interval),
+                        .slots = spec.concurrency * replicas,
+                        .avg_in_service = load.avg_in_flight,
+                        .avg_queued = load.avg_queued,
+                        .arrivals = load.arrivals,
+                        .completions = load.completions,
+                        .work = static_cast<double>(load.completions),
+                        .service_s = load.service_sum_s})
+               .load;
+  // Two-step routing: clients sent straight to replicas, and those told to come back.
+  std::erase_if(g.route_waits, [now](Time until) { return until <= now; });
+  const int waiting = static_cast<int>(g.route_waits.size());
+  o.queued += waiting;
+  o.peak_demand += waiting;
+  o.arrivals += g.direct_in_interval;
+  g.direct_in_interval = 0;
+  if (g.last_direct && (!o.last_activity || *o.last_activity < *g.last_direct))
+    o.last_activity = g.last_direct;
+  o.reporting = apply_reports(g, o, now);
   if (!g.cold_starts.empty()) {
     // Recent cold starts say more than the configured guess.
     const size_t n = std::min<size_t>(g.cold_starts.size(), 20);
@@ -323,14 +346,116 @@ policy::Observation Endpoint::observe(int group, Time now) {
       sum += g.cold_starts[i];
     o.cold_start = from_seconds(sum / static_cast<double>(n));
   } else {
-    o.cold_start = spec.cold_start.mean();
+    o.cold_start = spec.mean_cold_start();
   }
   return o;
+}
+
+bool Endpoint::fresh_report(const Replica& r, Time now) {
+  return r.report &&
+         now - r.reported_at <= std::max<Duration>(3 * r.report->interval, std::chrono::seconds(3));
+}
+
+std::optional<Time> Endpoint::idle_since(const Replica& r, Time now) const {
+  if (r.slot == dispatch::kNoSlot) return std::nullopt;
+  std::optional<Time> idle = dispatcher_.idle_since(r.slot);
+  if (!idle) return idle;
+  // Requests sent straight to it (two-step routing) are known from its agent only.
+  if (fresh_report(r, now) && r.report->in_service + r.report->queued > 0) return std::nullopt;
+  return std::max(*idle, r.last_busy);
+}
+
+int Endpoint::apply_reports(Group& g, policy::Observation& o, Time now) {
+  int n = 0;
+  double in_service = 0, queued = 0, avg_in_service = 0, avg_queued = 0, busy = 0, load = 0;
+  Time last_busy = kTimeMin;
+  for (uint64_t id : g.live) {
+    const Replica& r = replicas_.at(id);
+    if (r.state != ReplicaState::kReady || !fresh_report(r, now)) continue;
+    const ReplicaReport& rep = *r.report;
+    ++n;
+    in_service += rep.in_service;
+    queued += rep.queued;
+    avg_in_service += rep.avg_in_service;
+    avg_queued += rep.avg_queued;
+    busy += rep.busy;
+    load += rep.load.load;
+    last_busy = std::max(last_busy, r.last_busy);
+  }
+  if (n == 0) return 0;
+  // An agent sees everything its replica serves: what the gateway sent (the dispatcher counts
+  // that too, so take the larger) and what clients sent straight to it; what waits at a replica
+  // never waited in the gateway's queue, so add that.
+  o.in_flight = std::max(o.in_flight, static_cast<int>(in_service));
+  o.queued += static_cast<int>(queued);
+  o.avg_in_flight = std::max(o.avg_in_flight, avg_in_service);
+  o.avg_queued += avg_queued;
+  o.avg_busy_replicas = std::max(o.avg_busy_replicas, busy);
+  o.peak_demand = std::max(o.peak_demand, static_cast<double>(o.in_flight + o.queued));
+  o.load = load / n;
+  if (last_busy > kTimeMin && (!o.last_activity || *o.last_activity < last_busy))
+    o.last_activity = last_busy;
+  return n;
+}
+
+bool Endpoint::on_report(uint64_t replica_id, const ReplicaReport& report, Time now) {
+  Replica* r = find(replica_id);
+  if (r == nullptr) return false;
+  r->report = report;
+  r->reported_at = now;
+  r->routed_since_report = 0;
+  const bool working = report.in_service + report.queued > 0;
+  if (working || report.completions > 0) r->last_busy = now;
+  if (r->awaiting_idle_report && !working) retire(*r, now, ReplicaState::kStopped);
+  return true;
+}
+
+const Replica* Endpoint::route_direct(int group, double work, Time now) {
+  Group& g = groups_[static_cast<size_t>(group)];
+  const double c = g.spec->concurrency;
+  ++g.direct_in_interval;
+  g.last_direct = now;
+  Replica* best = nullptr;
+  double best_score = 0;
+  for (uint64_t id : g.live) {
+    Replica& r = replicas_.at(id);
+    if (r.state != ReplicaState::kReady || r.address.empty()) continue;
+    double busy = dispatcher_.outstanding(r.slot);
+    if (fresh_report(r, now))
+      busy = std::max(busy, static_cast<double>(r.report->in_service + r.report->queued));
+    const double score = (busy + r.routed_since_report) / c;
+    if (best == nullptr || score < best_score || (score == best_score && r.routes < best->routes)) {
+      best = &r;
+      best_score = score;
+    }
+  }
+  if (best == nullptr) return nullptr;
+  const double per_request = best->report ? best->report->work_per_request : 1.0;
+  best->routed_since_report += work > 0 && per_request > 0 ? work / per_request : 1.0;
+  ++best->routes;
+  ++g.direct_routes;
+  if (!g.route_waits.empty()) g.route_waits.pop_front();  // a client that was told to come back
+  return best;
+}
+
+void Endpoint::wait_for_route(int group, Time, Time until) {
+  Group& g = groups_[static_cast<size_t>(group)];
+  ++g.direct_waits;
+  if (static_cast<int>(g.route_waits.size()) < std::max(1, spec_.queue.max_length))
+    g.route_waits.push_back(until);
 }
 
 const policy::Observation& Endpoint::tick(int group, Time now) {
   dispatcher_.expire(now);
   Group& g = groups_[group];
+  // Replicas drained at the gateway but busy with direct requests stop once their agent reports
+  // them idle, or once it stops reporting.
+  std::vector<uint64_t> leaving;
+  for (uint64_t id : g.live) {
+    const Replica& r = replicas_.at(id);
+    if (r.awaiting_idle_report && !fresh_report(r, now)) leaving.push_back(id);
+  }
+  for (uint64_t id : leaving) retire(replicas_.at(id), now, ReplicaState::kStopped);
   g.last_observation = observe(group, now);
   const policy::Observation& o = g.last_observation;
   policy::Decision d = g.decider->decide(o);
@@ -403,7 +528,7 @@ void Endpoint::reconcile(int group, Time now) {
     for (uint64_t id : g.live) {
       if (active >= g.desired) break;
       Replica& r = replicas_.at(id);
-      if (r.state != ReplicaState::kDraining) continue;
+      if (r.state != ReplicaState::kDraining || r.slot == dispatch::kNoSlot) continue;
       r.state = ReplicaState::kReady;
       changed(r);
       dispatcher_.undrain(r.slot, now);
@@ -437,9 +562,9 @@ void Endpoint::reconcile(int group, Time now) {
     Replica& r = replicas_.at(id);
     if (r.state == ReplicaState::kReady) ready.push_back(&r);
   }
-  std::stable_sort(ready.begin(), ready.end(), [this](const Replica* a, const Replica* b) {
-    const auto ia = dispatcher_.idle_since(a->slot);
-    const auto ib = dispatcher_.idle_since(b->slot);
+  std::stable_sort(ready.begin(), ready.end(), [this, now](const Replica* a, const Replica* b) {
+    const auto ia = idle_since(*a, now);
+    const auto ib = idle_since(*b, now);
     if (ia.has_value() != ib.has_value()) return ia.has_value();
     if (ia && ib) return *ia < *ib;
     return dispatcher_.outstanding(a->slot) < dispatcher_.outstanding(b->slot);
@@ -537,6 +662,11 @@ void Endpoint::on_drained(dispatch::ReplicaSlot slot, Time now) {
   Replica* r = find(slot_owner_[slot]);
   if (r == nullptr) return;
   r->slot = dispatch::kNoSlot;
+  if (fresh_report(*r, now) && r->report->in_service + r->report->queued > 0) {
+    // Never stop a replica with a request in flight, including requests sent straight to it.
+    r->awaiting_idle_report = true;
+    return;
+  }
   retire(*r, now, ReplicaState::kStopped);
 }
 
@@ -571,6 +701,11 @@ GroupStatus Endpoint::status(int group) const {
   s.overflow_in = g.overflow_in;
   s.rerouted = g.rerouted;
   s.consecutive_failures = g.consecutive_failures;
+  s.direct_routes = g.direct_routes;
+  s.direct_waits = g.direct_waits;
+  s.waiting_clients = static_cast<int>(g.route_waits.size());
+  s.reporting = g.last_observation.reporting;
+  s.load = g.last_observation.load;
   if (g.backoff_until != kTimeMin) s.backoff_until = g.backoff_until;
   return s;
 }

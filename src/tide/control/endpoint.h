@@ -79,6 +79,12 @@ struct GroupStatus {
   uint64_t overflow_in = 0;           // overflow: requests it took for an earlier group
   uint64_t rerouted = 0;              // split: requests sent elsewhere as it had no capacity coming
   std::optional<Time> backoff_until;  // no launch before this (crash-loop backoff)
+  // Two-step routing and agents.
+  uint64_t direct_routes = 0;  // replicas handed out by route_direct (tokens issued)
+  uint64_t direct_waits = 0;   // route_direct calls that found no ready replica
+  int waiting_clients = 0;     // of those, still expected back (counted as queued)
+  int reporting = 0;           // ready replicas whose agent reported recently
+  double load = 0;             // the load signal of the last observation
 };
 
 class Endpoint final : public dispatch::DispatchListener, public ReplicaEvents {
@@ -118,6 +124,19 @@ class Endpoint final : public dispatch::DispatchListener, public ReplicaEvents {
     dispatcher_.complete(slot, now, service);
   }
   bool cancel(dispatch::RequestId request, Time now) { return dispatcher_.cancel(request, now); }
+
+  // An agent's report for one of this endpoint's replicas (already authenticated). Its load
+  // replaces the dispatcher's figures for the group while reports keep coming (see observe()).
+  // Returns false for a replica that is not live (stopped, failed, unknown).
+  bool on_report(uint64_t replica_id, const ReplicaReport& report, Time now);
+  // Two-step routing: a ready replica of `group` for one request the client sends straight to
+  // it: the least loaded by its reports plus what was routed to it since, or nullptr when none
+  // is ready. `work` is the client's estimate in work units (0: one request's worth).
+  const Replica* route_direct(int group, double work, Time now);
+  // route_direct found no replica: the client was told to come back. Until `until`, or until a
+  // route_direct succeeds, it counts as a queued request of the group (so that a group at zero
+  // starts a replica).
+  void wait_for_route(int group, Time now, Time until);
 
   // One control tick of a group: time out overdue held requests, observe, decide, reconcile.
   // Returns the observation it decided on (for timelines).
@@ -183,6 +202,12 @@ class Endpoint final : public dispatch::DispatchListener, public ReplicaEvents {
     uint64_t spilled_in_interval = 0;  // demand it could not take since the last observation
     uint64_t overflow_in = 0;
     uint64_t rerouted = 0;
+    metrics::LoadEstimator gateway_load;  // the load signal from the dispatcher's figures
+    std::deque<Time> route_waits;         // clients told to come back, until when
+    uint64_t direct_routes = 0;
+    uint64_t direct_waits = 0;
+    uint64_t direct_in_interval = 0;  // route_direct calls since the last observation
+    std::optional<Time> last_direct;
   };
 
   // How long a request given to `group` now is expected to wait before it starts: 0 with a free
@@ -195,6 +220,14 @@ class Endpoint final : public dispatch::DispatchListener, public ReplicaEvents {
   int active_count(const Group& g) const;
   // Whether `group` has no replica and none coming while launches fail.
   bool unavailable(int group) const;
+  // Whether the replica's latest agent report is recent enough to go by.
+  static bool fresh_report(const Replica& r, Time now);
+  // Since when a ready replica has had nothing to do (by the dispatcher and its agent's
+  // reports); nullopt while it has work.
+  std::optional<Time> idle_since(const Replica& r, Time now) const;
+  // Folds the agents' reports of a group's ready replicas into `o` (in flight, queue, busy,
+  // load); returns how many reported.
+  int apply_reports(Group& g, policy::Observation& o, Time now);
 
   // DispatchListener.
   void on_start(dispatch::RequestId request, dispatch::ReplicaSlot slot, Time now) override;

@@ -435,5 +435,165 @@ TEST(EndpointRouting, OverflowSpillsOnlyWhileThePrimaryCannotServeInTimeAndCount
   EXPECT_EQ(ep.status(0).spilled, 2u);
 }
 
+// ---- agent reports and two-step routing ---------------------------------------------------------
+
+config::EndpointSpec load_endpoint(int min, int max, int concurrency) {
+  config::EndpointSpec ep = queue_endpoint(1, max, concurrency);
+  config::GroupSpec& g = ep.groups[0];
+  g.min_replicas = min;
+  g.agent.enabled = true;
+  g.scaling.policy = config::PolicyKind::kTarget;
+  g.scaling.target.metric = config::Metric::kLoad;
+  g.scaling.target.target = 0.5;
+  g.scaling.target.sync_period = 1s;
+  g.scaling.target.metric_window = 1s;
+  g.scaling.target.scale_down.stabilization = 0s;
+  return ep;
+}
+
+ReplicaReport report(int in_service, double load, int queued = 0) {
+  ReplicaReport r;
+  r.interval = 1s;
+  r.in_service = in_service;
+  r.queued = queued;
+  r.avg_in_service = in_service;
+  r.avg_queued = queued;
+  r.busy = in_service > 0 ? 1 : 0;
+  r.load.load = load;
+  r.load.learned = true;
+  return r;
+}
+
+// Ticks group 0 at `t` (its min_replicas, or `demand` clients waiting for a route, launch `n`
+// replicas) and makes them ready with addresses a1, a2, ...
+void bring_up(Endpoint& ep, FakeProvisioner& prov, int n, Time t, int demand = 0) {
+  for (int i = 0; i < demand; ++i) ep.wait_for_route(0, t, t + 10s);
+  ep.tick(0, t);
+  ASSERT_EQ(prov.launched.size(), static_cast<size_t>(n));
+  for (uint64_t id : prov.launched) prov.events->on_replica_ready(id, t, "a" + std::to_string(id));
+}
+
+TEST(EndpointAgents, ReportedLoadIsTheSignalAndDrivesTheTargetPolicy) {
+  FakeProvisioner prov;
+  Sink sink;
+  Decisions decisions;
+  Endpoint ep(load_endpoint(1, 4, 4), prov, sink, &decisions, at(0));
+  bring_up(ep, prov, 1, at(0));
+  const uint64_t id = prov.launched[0];
+  // Nothing went through the dispatcher: without reports the group looks idle.
+  EXPECT_DOUBLE_EQ(ep.tick(0, at(1)).load, 0.0);
+  ASSERT_TRUE(ep.on_report(id, report(4, 1.5, 2), at(1.5)));
+  const policy::Observation& o = ep.tick(0, at(2));
+  EXPECT_EQ(o.reporting, 1);
+  EXPECT_DOUBLE_EQ(o.load, 1.5);
+  EXPECT_EQ(o.in_flight, 4);
+  EXPECT_EQ(o.queued, 2);
+  EXPECT_DOUBLE_EQ(o.utilization(), 1.0);
+  // ceil(1 x 1.5 / 0.5) = 3
+  EXPECT_EQ(ep.status(0).desired, 3);
+  ASSERT_FALSE(decisions.records.empty());
+  EXPECT_NE(decisions.records.back().reason.find("load 1.50"), std::string::npos)
+      << decisions.records.back().reason;
+  // A report older than three intervals no longer counts.
+  EXPECT_EQ(ep.tick(0, at(6)).reporting, 0);
+  EXPECT_FALSE(ep.on_report(999, report(0, 0), at(6)));
+}
+
+TEST(EndpointAgents, RouteDirectPicksTheLeastLoadedReplicaCountingWhatItHandedOut) {
+  FakeProvisioner prov;
+  Sink sink;
+  Endpoint ep(load_endpoint(2, 4, 2), prov, sink, nullptr, at(0));
+  bring_up(ep, prov, 2, at(0));
+  const uint64_t busy = prov.launched[0];
+  const uint64_t idle = prov.launched[1];
+  ep.on_report(busy, report(2, 1.0), at(1));
+  ep.on_report(idle, report(0, 0.0), at(1));
+  // idle: 0 then 0.5 of its 2 slots; busy: 1.0. Then both at 1.0: fewer routes wins.
+  EXPECT_EQ(ep.route_direct(0, 0, at(1))->id, idle);
+  EXPECT_EQ(ep.route_direct(0, 0, at(1))->id, idle);
+  EXPECT_EQ(ep.route_direct(0, 0, at(1))->id, busy);
+  EXPECT_EQ(ep.status(0).direct_routes, 3u);
+  // A new report replaces the guesses.
+  ep.on_report(busy, report(0, 0.0), at(2));
+  EXPECT_EQ(ep.route_direct(0, 0, at(2))->id, busy);
+  // Routed requests are arrivals of the group.
+  EXPECT_EQ(ep.tick(0, at(3)).arrivals, 4u);
+}
+
+TEST(EndpointAgents, ARouteWithNoReplicaCountsAsQueuedDemandUntilTheClientComesBack) {
+  FakeProvisioner prov;
+  Sink sink;
+  Endpoint ep(queue_endpoint(1, 2), prov, sink, nullptr, at(0));
+  EXPECT_EQ(ep.route_direct(0, 0, at(0)), nullptr);
+  ep.wait_for_route(0, at(0), at(20));
+  EXPECT_EQ(ep.status(0).direct_waits, 1u);
+  EXPECT_EQ(ep.status(0).waiting_clients, 1);
+  // The next tick sees a queued request and starts a replica from zero.
+  EXPECT_EQ(ep.tick(0, at(1)).queued, 1);
+  ASSERT_EQ(prov.launched.size(), 1u);
+  prov.events->on_replica_ready(prov.launched[0], at(5), "a1");
+  // The client comes back and is routed: it no longer counts as waiting.
+  ASSERT_NE(ep.route_direct(0, 0, at(6)), nullptr);
+  EXPECT_EQ(ep.status(0).waiting_clients, 0);
+  // One that never comes back stops counting when its time is up.
+  ep.wait_for_route(0, at(7), at(9));
+  EXPECT_EQ(ep.tick(0, at(8)).queued, 1);
+  EXPECT_EQ(ep.tick(0, at(10)).queued, 0);
+}
+
+TEST(EndpointAgents, AReplicaBusyWithDirectRequestsIsNotIdleAndNotStoppedUntilItsAgentSaysSo) {
+  FakeProvisioner prov;
+  Sink sink;
+  Endpoint ep(queue_endpoint(1, 1), prov, sink, nullptr, at(0));  // idle_timeout 30 s
+  bring_up(ep, prov, 1, at(0), 1);
+  const uint64_t id = prov.launched[0];
+  // Requests sent straight to it for 40 s: the dispatcher never saw any.
+  for (int t = 1; t <= 40; ++t) {
+    ep.on_report(id, report(1, 0.5), at(t));
+    ep.tick(0, at(t + 0.5));
+  }
+  EXPECT_TRUE(prov.stopped.empty());
+  EXPECT_EQ(ep.status(0).ready, 1);
+  // Then idle: stopped 30 s after the last report that showed work.
+  for (int t = 41; t <= 69; ++t) {
+    ep.on_report(id, report(0, 0), at(t));
+    ep.tick(0, at(t + 0.5));
+  }
+  EXPECT_TRUE(prov.stopped.empty());
+  ep.on_report(id, report(0, 0), at(71));
+  ep.tick(0, at(71.5));
+  EXPECT_EQ(prov.stopped.size(), 1u);
+}
+
+TEST(EndpointAgents, ADrainedReplicaWaitsForItsDirectRequestsToFinish) {
+  FakeProvisioner prov;
+  Sink sink;
+  Endpoint ep(load_endpoint(1, 2, 4), prov, sink, nullptr, at(0));
+  bring_up(ep, prov, 1, at(0));
+  ep.on_report(prov.launched[0], report(1, 1.0), at(0.9));
+  ep.tick(0, at(1));  // load 1.0 vs 0.5: a second replica
+  ASSERT_EQ(prov.launched.size(), 2u);
+  prov.events->on_replica_ready(prov.launched[1], at(1.2), "a2");
+  // Both serve one direct request; the load is low: the policy goes down to one replica.
+  for (uint64_t id : prov.launched) ep.on_report(id, report(1, 0.1), at(2));
+  ep.tick(0, at(2.5));
+  EXPECT_EQ(ep.status(0).desired, 1);
+  EXPECT_EQ(ep.status(0).draining, 1);
+  EXPECT_TRUE(prov.stopped.empty());  // its request is still in flight
+  // No route goes to it any more.
+  for (int i = 0; i < 3; ++i) {
+    const Replica* r = ep.route_direct(0, 0, at(2.6));
+    ASSERT_NE(r, nullptr);
+    EXPECT_EQ(r->state, ReplicaState::kReady);
+  }
+  // Its agent reports it idle: now it stops.
+  for (uint64_t id : prov.launched) {
+    const Replica* r = ep.replica(id);
+    if (r != nullptr && r->state == ReplicaState::kDraining) ep.on_report(id, report(0, 0), at(3));
+  }
+  EXPECT_EQ(prov.stopped.size(), 1u);
+  EXPECT_EQ(ep.status(0).draining, 0);
+}
+
 }  // namespace
 }  // namespace tide::control

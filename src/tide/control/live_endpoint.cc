@@ -184,6 +184,77 @@ int LiveEndpoint::retry_after_s(int group) {
   return std::max(1, static_cast<int>(std::ceil(cold)));
 }
 
+DirectRoute LiveEndpoint::route_direct(double work, Duration linger) {
+  std::lock_guard lock(mu_);
+  const Time now = clock_.now();
+  DirectRoute out;
+  if (shut_down_) {
+    out.kind = DirectRoute::Kind::kShutdown;
+    return out;
+  }
+  int group = -1;
+  for (size_t g = 0; g < spec().groups.size() && group < 0; ++g) {
+    if (spec().groups[g].agent.enabled) group = static_cast<int>(g);
+  }
+  if (group < 0) {
+    out.kind = DirectRoute::Kind::kNoAgent;
+    return out;
+  }
+  // The endpoint's routing decides among groups; a group without agents cannot be reached
+  // directly, so the first group with agents takes its turn.
+  if (const int routed = endpoint_.route(0, now);
+      spec().groups[static_cast<size_t>(routed)].agent.enabled)
+    group = routed;
+  out.group = group;
+  out.group_name = spec().groups[static_cast<size_t>(group)].name;
+  if (const Replica* r = endpoint_.route_direct(group, work, now)) {
+    out.kind = DirectRoute::Kind::kRouted;
+    out.replica_id = r->id;
+    out.replica_name = r->name;
+    out.address = r->address;
+    return out;
+  }
+  // When the first replica on its way should be ready; a full cold start if none is coming.
+  const Duration cold = endpoint_.last_cold_start(group);
+  Duration wait = cold;
+  for (const Replica* r : endpoint_.replicas(group)) {
+    if (r->state == ReplicaState::kRequested || r->state == ReplicaState::kStarting)
+      wait = std::min(wait, r->requested_at + cold - now);
+  }
+  out.kind = DirectRoute::Kind::kNoReplica;
+  out.retry_after_s = std::max(1, static_cast<int>(std::ceil(to_seconds(wait))));
+  endpoint_.wait_for_route(group, now, now + std::chrono::seconds(out.retry_after_s) + linger);
+  out.status = endpoint_.status(group);
+  return out;
+}
+
+LiveEndpoint::ReportResult LiveEndpoint::agent_report(uint64_t replica_id,
+                                                      const ReplicaReport& report, AgentState state,
+                                                      const std::string& address,
+                                                      const std::string& detail) {
+  std::lock_guard lock(mu_);
+  const Time now = clock_.now();
+  const Replica* r = endpoint_.replica(replica_id);
+  if (r == nullptr) return ReportResult::kUnknownReplica;
+  if (!spec().groups[static_cast<size_t>(r->group)].agent.enabled) return ReportResult::kNoAgent;
+  const bool cold = r->state == ReplicaState::kRequested || r->state == ReplicaState::kStarting;
+  if (state == AgentState::kReady && cold && !address.empty()) {
+    if (log_)
+      log_(fmt::format("replica {} ready at {} after {} (pushed by its agent)", r->name, address,
+                       format_duration(now - r->requested_at)));
+    endpoint_.on_replica_ready(replica_id, now, address);
+    settle(now);
+  } else if (state == AgentState::kUnhealthy && !cold) {
+    const std::string error = "its agent reports the model server unhealthy: " + detail;
+    if (log_) log_(fmt::format("replica {} failed: {}", r->name, error));
+    endpoint_.fail_replica(replica_id, now, error);
+    settle(now);
+    return ReportResult::kAccepted;
+  }
+  endpoint_.on_report(replica_id, report, now);
+  return ReportResult::kAccepted;
+}
+
 EndpointView LiveEndpoint::view(size_t max_decisions) {
   std::lock_guard lock(mu_);
   const Time now = clock_.now();
@@ -206,6 +277,11 @@ EndpointView LiveEndpoint::view(size_t max_decisions) {
       if (r->state == ReplicaState::kReady || r->state == ReplicaState::kDraining)
         rv.ready_after_s = to_seconds(r->ready_at - r->requested_at);
       rv.error = r->error;
+      rv.routes = r->routes;
+      if (r->report) {
+        rv.report = *r->report;
+        rv.report_age_s = to_seconds(now - r->reported_at);
+      }
       gv.replicas.push_back(std::move(rv));
     }
     gv.stats = stats_[static_cast<size_t>(g)];
@@ -258,6 +334,8 @@ void LiveEndpoint::on_start(dispatch::RequestId request, dispatch::ReplicaSlot s
     d.replica_id = r->id;
     d.address = r->address;
     d.group = r->group;
+    if (agent_secret_ && spec().groups[static_cast<size_t>(r->group)].agent.enabled)
+      d.upstream_secret = agent_secret_(r->id);
   }
   if (abandoned_.erase(request) > 0) {
     to_complete_.push_back(slot);

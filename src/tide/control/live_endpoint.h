@@ -13,6 +13,7 @@
 #include <deque>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -41,6 +42,9 @@ struct Dispatch {
   uint64_t replica_id = 0;
   dispatch::ReplicaSlot slot = dispatch::kNoSlot;
   std::string address;  // host:port of the replica
+  // For a replica with an agent: the value of the Tide-Replica-Secret header, by which its
+  // agent admits the gateway's requests without route tokens.
+  std::string upstream_secret;
   Time submitted_at{};
   Time started_at{};
 };
@@ -91,6 +95,9 @@ struct ReplicaView {
   double age_s = 0;           // since launch was requested
   double ready_after_s = -1;  // cold start, once ready
   std::string error;
+  uint64_t routes = 0;                  // requests routed straight to it (two-step)
+  std::optional<ReplicaReport> report;  // its agent's latest report
+  double report_age_s = 0;
 };
 struct GroupView {
   std::string name;
@@ -109,6 +116,24 @@ struct EndpointView {
   uint64_t rejected_queue_full = 0;
   uint64_t rejected_no_replica = 0;
   uint64_t timed_out = 0;
+};
+
+// The outcome of a two-step route (POST /v1/route).
+struct DirectRoute {
+  enum class Kind : uint8_t {
+    kRouted,     // send the request to `address`
+    kNoReplica,  // none ready: come back after retry_after_s (`status` says what is coming)
+    kNoAgent,    // no group of the endpoint runs agents: it can only be used through the gateway
+    kShutdown,   // the server is stopping
+  };
+  Kind kind = Kind::kNoReplica;
+  int group = 0;
+  std::string group_name;
+  uint64_t replica_id = 0;
+  std::string replica_name;
+  std::string address;
+  GroupStatus status;
+  int retry_after_s = 0;
 };
 
 class LiveEndpoint final : public RequestSink, public ReplicaEvents, public DecisionSink {
@@ -158,6 +183,22 @@ class LiveEndpoint final : public RequestSink, public ReplicaEvents, public Deci
   void count(int group, Outcome outcome);
   // Wakes every held request with kShutdown and refuses new ones the same way.
   void shut_down();
+
+  // Two-step routing: a ready replica (of a group with agents) for one request the client sends
+  // straight to it. With none ready, the client counts as a queued request of the group until
+  // it is told to come back (Retry-After) plus `linger`, so that a group at zero scales up.
+  DirectRoute route_direct(double work, Duration linger);
+
+  // An agent's report (authenticated by the caller). kReady makes a starting replica ready at
+  // `address` at once (pushed readiness); kUnhealthy fails a ready one with `detail`.
+  enum class ReportResult : uint8_t { kAccepted, kUnknownReplica, kNoAgent };
+  ReportResult agent_report(uint64_t replica_id, const ReplicaReport& report, AgentState state,
+                            const std::string& address, const std::string& detail);
+
+  // For groups with agents: the secret the gateway sends each replica's agent (by replica id).
+  // Called with the lock held; must be quick and thread-safe. Set before serving.
+  using AgentSecret = std::function<std::string(uint64_t replica_id)>;
+  void set_agent_secret(AgentSecret secret) { agent_secret_ = std::move(secret); }
 
   // One control tick of a group.
   void tick(int group);
@@ -218,6 +259,7 @@ class LiveEndpoint final : public RequestSink, public ReplicaEvents, public Deci
   std::deque<DecisionRecord> decisions_;
   uint64_t decisions_total_ = 0;
   std::vector<GroupStats> stats_;  // per group
+  AgentSecret agent_secret_;
   bool shut_down_ = false;
   uint64_t requests_ = 0;
   uint64_t rejected_queue_full_ = 0;

@@ -4,16 +4,39 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
 #include "tide/common/time.h"
 #include "tide/dispatch/dispatcher.h"
+#include "tide/metrics/load.h"
 
 namespace tide::control {
 
 enum class ReplicaState : uint8_t { kRequested, kStarting, kReady, kDraining, kStopped, kFailed };
 std::string_view state_name(ReplicaState s);
+
+// What a replica's agent says of its model server.
+enum class AgentState : uint8_t {
+  kStarting,   // not healthy yet
+  kReady,      // healthy: the replica may take requests (pushed readiness)
+  kUnhealthy,  // was healthy, no longer is: the replica has failed
+};
+
+// What a replica's agent measured over its last report interval (the wire format and its
+// validation live in src/tide/agent/report.h).
+struct ReplicaReport {
+  Duration interval{0};
+  int in_service = 0;  // now
+  int queued = 0;      // now: waiting at the replica for a slot
+  double avg_in_service = 0;
+  double avg_queued = 0;
+  double busy = 0;  // share of the interval with >= 1 request in service (nvidia-smi style)
+  uint64_t completions = 0;
+  double work_per_request = 1;  // learned work units per request
+  metrics::LoadSample load;
+};
 
 struct Replica {
   uint64_t id = 0;   // unique within the endpoint, never reused
@@ -29,6 +52,14 @@ struct Replica {
   std::string error;                               // why it failed, if it did
   std::string handle;    // where its provisioner runs it, to find it again after a restart
   bool adopted = false;  // launched by a previous run of tide and taken over
+
+  // Agent reports and two-step routing (tide serve only).
+  std::optional<ReplicaReport> report;  // the latest
+  Time reported_at{};
+  Time last_busy{};                   // when a report last showed work in progress or done
+  double routed_since_report = 0;     // requests routed straight to it since that report
+  uint64_t routes = 0;                // requests routed straight to it, in all
+  bool awaiting_idle_report = false;  // drained at the gateway, still busy with direct requests
 
   bool active() const {  // counts toward the group's current size
     return state == ReplicaState::kRequested || state == ReplicaState::kStarting ||

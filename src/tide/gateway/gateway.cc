@@ -202,6 +202,8 @@ class RequestParser final : public http::basic_parser<true> {
     if (hop_by_hop(f) || f == http::field::host || f == http::field::content_length ||
         f == http::field::transfer_encoding)
       return;
+    // Only the gateway speaks for itself to an agent.
+    if (f == http::field::unknown && beast::iequals(name, "Tide-Replica-Secret")) return;
     append_field(r_.fields, name, value);
   }
   void on_header_impl(error_code&) override {}
@@ -644,7 +646,7 @@ struct Gateway::Impl {
         api ? api(a) : ApiResponse{404, "application/json", error_body("not_found", "")};
     if (r.stream && r.stream->next) co_return co_await serve_stream(cp, std::move(r));
     co_return co_await write_simple(cp, c.req.version, keep, static_cast<http::status>(r.status),
-                                    std::move(r.body), r.content_type);
+                                    std::move(r.body), r.content_type, r.retry_after_s);
   }
 
   // `data` as the next piece of a streamed body: a chunk (HTTP/1.1), or as is (HTTP/1.0, whose
@@ -859,7 +861,7 @@ struct Gateway::Impl {
   // The request as the replica sees it: the client's request line with the rewritten target,
   // Host set to the replica, the end-to-end fields, and the body's length (what Beast's
   // prepare_payload() would set for a string body).
-  static void build_upstream_request(Conn& c, const std::string& address) {
+  static void build_upstream_request(Conn& c, const control::Dispatch& d) {
     const RequestInfo& r = c.req;
     std::string& o = c.out;
     o.clear();
@@ -867,8 +869,13 @@ struct Gateway::Impl {
     o += ' ';
     o += c.target;
     o += r.version >= 11 ? " HTTP/1.1\r\nHost: " : " HTTP/1.0\r\nHost: ";
-    o += address;
+    o += d.address;
     o += "\r\n";
+    if (!d.upstream_secret.empty()) {  // admits the gateway at the replica's agent
+      o += "Tide-Replica-Secret: ";
+      o += d.upstream_secret;
+      o += "\r\n";
+    }
     o += r.fields;
     append_keep_alive(o, r.version, true);
     if (!r.body.empty() || r.verb == http::verb::options || r.verb == http::verb::put ||
@@ -989,7 +996,7 @@ struct Gateway::Impl {
         }
         c.up = up.get();
         set_deadline(cp, server.upstream_timeout);
-        build_upstream_request(c, d.address);
+        build_upstream_request(c, d);
         Buffers request{asio::buffer(c.out), asio::buffer(c.req.body)};
         error_code rec;
         if (!write_now(up->socket, request, rec) && !rec) {

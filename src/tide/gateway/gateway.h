@@ -14,6 +14,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "tide/config/config.h"
@@ -41,12 +42,16 @@ struct ApiStream {
   std::function<std::optional<std::string>()> next;
 };
 struct ApiResponse {
-  ApiResponse() = default;
-  ApiResponse(int s, std::string type, std::string b)
-      : status(s), content_type(std::move(type)), body(std::move(b)) {}
-  int status = 200;
-  std::string content_type = "application/json";
+  ApiResponse(int status_code = 200, std::string type = "application/json", std::string text = {},
+              int retry_after = 0)
+      : status(status_code),
+        content_type(std::move(type)),
+        body(std::move(text)),
+        retry_after_s(retry_after) {}
+  int status;
+  std::string content_type;
   std::string body;
+  int retry_after_s;                  // > 0: sent as Retry-After
   std::shared_ptr<ApiStream> stream;  // set: `body` is only the start (see ApiStream)
 };
 // Called on a gateway thread; must not block for long.

@@ -26,6 +26,8 @@ double Observation::per_replica(config::Metric metric) const {
       return (in_service + waiting) / replicas;
     case config::Metric::kRps:
       return arrival_rate() / replicas;
+    case config::Metric::kLoad:
+      return load;
   }
   return 0.0;
 }

@@ -57,6 +57,12 @@ struct Observation {
   Duration max_wait{0};               // the endpoint's SLO: longest acceptable wait before service
   std::optional<Time> last_activity;  // last arrival or completion for this group, if any
 
+  // Work-based load per replica (metrics/load.h): work asked over capacity learned from served
+  // work, 1 = at capacity. From the replicas' agents when they report, else as the dispatcher
+  // measured it (the gateway's traffic; the simulator's).
+  double load = 0;
+  int reporting = 0;  // ready replicas whose agent reported recently (0: the dispatcher's figure)
+
   // For each ready replica with nothing in service: since when it has been idle. Sorted oldest
   // first. Policies with per-replica idle timeouts count how many have expired.
   std::span<const Time> idle_since;

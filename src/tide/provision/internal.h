@@ -14,6 +14,8 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "tide/config/config.h"
 #include "tide/control/provisioner.h"
@@ -34,6 +36,11 @@ struct Core {
   std::atomic<bool> closed{false};
 };
 
+// The last lines of a replica's output, trimmed, for an error message. Any thread.
+std::string last_lines(std::string_view output);
+// `s` with every `from` replaced by `to`.
+std::string replace_all(std::string s, std::string_view from, std::string_view to);
+
 // One launch, as the backends receive it on the strand.
 struct Launch {
   uint64_t id = 0;
@@ -41,6 +48,9 @@ struct Launch {
   std::string name;  // for logs and the environment
   config::ProvisionerSpec spec;
   control::ReplicaEvents* events = nullptr;
+  // A group with agent.enabled: the agent's part of the command line (local only).
+  std::optional<std::vector<std::string>> agent_argv;
+  std::vector<std::string> agent_env;
 };
 
 // Where and how a replica is probed.

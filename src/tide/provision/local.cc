@@ -48,23 +48,6 @@ std::string signal_text(int sig) {
   return std::to_string(sig);
 }
 
-// The last lines of `output`, trimmed, for an error message.
-std::string last_lines(std::string_view output) {
-  while (!output.empty() && (output.back() == '\n' || output.back() == '\r' ||
-                             output.back() == ' ' || output.back() == '\t'))
-    output.remove_suffix(1);
-  size_t start = output.size();
-  for (int lines = 0; start > 0 && lines < kErrorLines;) {
-    --start;
-    if (output[start] == '\n' && ++lines == kErrorLines) {
-      ++start;
-      break;
-    }
-  }
-  if (output.size() - start > kErrorChars) start = output.size() - kErrorChars;
-  return std::string(output.substr(start));
-}
-
 std::string describe_exit(int status, bool ready, std::string_view output) {
   std::string s;
   if (status < 0)
@@ -99,12 +82,6 @@ std::optional<uint16_t> free_port(std::string& error) {
     return std::nullopt;
   }
   return ntohs(addr.sin_port);
-}
-
-std::string replace_all(std::string s, std::string_view from, std::string_view to) {
-  for (size_t at = s.find(from); at != std::string::npos; at = s.find(from, at + to.size()))
-    s.replace(at, from.size(), to);
-  return s;
 }
 
 bool executable_file(const std::string& path) {
@@ -220,6 +197,28 @@ int move_fd(int from, int to) {
 }
 
 }  // namespace
+
+std::string replace_all(std::string s, std::string_view from, std::string_view to) {
+  for (size_t at = s.find(from); at != std::string::npos; at = s.find(from, at + to.size()))
+    s.replace(at, from.size(), to);
+  return s;
+}
+
+std::string last_lines(std::string_view output) {
+  while (!output.empty() && (output.back() == '\n' || output.back() == '\r' ||
+                             output.back() == ' ' || output.back() == '\t'))
+    output.remove_suffix(1);
+  size_t start = output.size();
+  for (int lines = 0; start > 0 && lines < kErrorLines;) {
+    --start;
+    if (output[start] == '\n' && ++lines == kErrorLines) {
+      ++start;
+      break;
+    }
+  }
+  if (output.size() - start > kErrorChars) start = output.size() - kErrorChars;
+  return std::string(output.substr(start));
+}
 
 // ---------------------------------------------------------------------------------------------
 UniqueFd& UniqueFd::operator=(UniqueFd&& o) noexcept {
@@ -412,6 +411,7 @@ struct LocalBackend::Child {
       : launch(std::move(l)), grace_timer(strand), poll_timer(strand), log_timer(strand) {}
   Launch launch;
   uint16_t port = 0;
+  uint16_t agent_port = 0;  // with an agent: where it listens (the replica's address)
   std::vector<int> gpus;
   int pid = -1;  // -1 while the spawner is at it
   std::optional<asio::posix::stream_descriptor> pidfd;
@@ -472,6 +472,8 @@ void LocalBackend::launch(Launch l) {
   const config::ProvisionerSpec& spec = l.spec;
   if (spec.command.empty())
     return fail(l, "provisioner.command is empty: nothing to run (kind local)");
+  if (l.agent_argv && l.agent_argv->empty())
+    return fail(l, "agent.enabled, but this provisioner was given no way to start `tide agent`");
 
   std::vector<int> gpus;
   if (spec.gpus_per_replica > 0) {
@@ -491,18 +493,35 @@ void LocalBackend::launch(Launch l) {
   }
 
   std::string error;
-  std::optional<uint16_t> port;
-  for (int attempt = 0; attempt < 8; ++attempt) {
-    port = free_port(error);
-    if (!port || !ports_in_use_.count(*port)) break;
-  }
+  auto pick_port = [&](std::optional<uint16_t> other) {
+    std::optional<uint16_t> p;
+    for (int attempt = 0; attempt < 8; ++attempt) {
+      p = free_port(error);
+      if (!p || (!ports_in_use_.count(*p) && p != other)) break;
+    }
+    return p;
+  };
+  const std::optional<uint16_t> port = pick_port(std::nullopt);
   if (!port) return fail(l, error);
+  // With an agent: it listens on agent_port and reaches the model server on `port`.
+  std::optional<uint16_t> agent_port;
+  if (l.agent_argv) {
+    agent_port = pick_port(port);
+    if (!agent_port) return fail(l, error);
+  }
 
   const std::string port_text = std::to_string(*port);
   const std::string id_text = std::to_string(l.id);
   SpawnRequest request;
   request.replica_id = l.id;
   request.name = l.name;
+  if (l.agent_argv) {
+    request.argv = *l.agent_argv;
+    for (const std::string& arg :
+         {std::string("--listen"), fmt::format("127.0.0.1:{}", *agent_port),
+          std::string("--upstream"), fmt::format("127.0.0.1:{}", *port), std::string("--")})
+      request.argv.push_back(arg);
+  }
   for (const std::string& arg : spec.command)
     request.argv.push_back(
         replace_all(replace_all(arg, "{port}", port_text), "{replica_id}", id_text));
@@ -521,6 +540,7 @@ void LocalBackend::launch(Launch l) {
   request.env.push_back("TIDE_REPLICA_NAME=" + l.name);
   request.env.push_back("TIDE_PORT=" + port_text);
   if (set_gpus) request.env.push_back("CUDA_VISIBLE_DEVICES=" + join_ints(gpus, ","));
+  request.env.insert(request.env.end(), l.agent_env.begin(), l.agent_env.end());
   auto path = resolve_program(request.argv.front(), path_var);
   if (!path) return fail(l, fmt::format("command not found: {}", request.argv.front()));
   request.path = *path;
@@ -534,9 +554,11 @@ void LocalBackend::launch(Launch l) {
   auto child = std::make_shared<Child>(core_->strand, std::move(l));
   child->log_path = request.log_path;
   child->port = *port;
+  child->agent_port = agent_port.value_or(0);
   child->gpus = gpus;
   gpus_in_use_.insert(gpus.begin(), gpus.end());
   ports_in_use_.insert(*port);
+  if (agent_port) ports_in_use_.insert(*agent_port);
   children_[child->launch.key] = child;
 
   // Called on the spawner thread: hand the result to the strand and keep nothing here.
@@ -573,6 +595,7 @@ void LocalBackend::on_spawned(const std::shared_ptr<Child>& child, SpawnResult r
   std::string handle =
       fmt::format("local pid={} start={} port={} gpus={}", child->pid,
                   process_start(child->pid).value_or(0), child->port, join_ints(child->gpus, ","));
+  if (child->agent_port != 0) handle += fmt::format(" agent={}", child->agent_port);
   if (!child->log_path.empty()) handle += " log=" + child->log_path;
   child->launch.events->on_replica_handle(child->launch.id, std::move(handle));
   child->launch.events->on_replica_starting(child->launch.id, core_->clock.now());
@@ -580,8 +603,12 @@ void LocalBackend::on_spawned(const std::shared_ptr<Child>& child, SpawnResult r
 }
 
 void LocalBackend::watch(const std::shared_ptr<Child>& child) {
-  ProbeTarget target{"127.0.0.1", child->port, child->launch.spec.ready,
+  // The address the gateway uses, and where readiness is asked: the agent, when there is one
+  // (it answers for the model server at /tide/health).
+  const uint16_t serving_port = child->agent_port != 0 ? child->agent_port : child->port;
+  ProbeTarget target{"127.0.0.1", serving_port, child->launch.spec.ready,
                      core_->options.liveness_interval, core_->options.liveness_failures};
+  if (child->agent_port != 0) target.ready.path = "/tide/health";
   child->watch = std::make_shared<Watch>(core_->strand, std::move(target));
   std::weak_ptr<Child> weak_child = child;
   std::weak_ptr<LocalBackend> weak_self = weak_from_this();
@@ -591,8 +618,9 @@ void LocalBackend::watch(const std::shared_ptr<Child>& child) {
         auto self = weak_self.lock();
         if (!c || !self || c->stopping || c->exited || self->core_->closed) return;
         c->ready = true;
-        c->launch.events->on_replica_ready(c->launch.id, self->core_->clock.now(),
-                                           fmt::format("127.0.0.1:{}", c->port));
+        c->launch.events->on_replica_ready(
+            c->launch.id, self->core_->clock.now(),
+            fmt::format("127.0.0.1:{}", c->agent_port != 0 ? c->agent_port : c->port));
       },
       [weak_child, weak_self](std::string error) {
         auto c = weak_child.lock();
@@ -632,6 +660,8 @@ void LocalBackend::adopt(Launch l, const std::string& handle) {
   child->adopted = true;
   child->pid = static_cast<int>(*pid);
   child->port = static_cast<uint16_t>(*port);
+  if (const auto agent = int_field(fields, "agent"); agent && *agent > 0 && *agent <= 65535)
+    child->agent_port = static_cast<uint16_t>(*agent);
   child->gpus = gpus;
   if (auto it = fields.find("log"); it != fields.end()) {
     child->log_path = it->second;
@@ -652,6 +682,7 @@ void LocalBackend::adopt(Launch l, const std::string& handle) {
   }
   gpus_in_use_.insert(gpus.begin(), gpus.end());
   ports_in_use_.insert(child->port);
+  if (child->agent_port != 0) ports_in_use_.insert(child->agent_port);
   children_[child->launch.key] = child;
   registry_.add({child->launch.id, child->launch.name, child->pid});
   child->pidfd.emplace(core_->strand, pidfd.release());
@@ -788,6 +819,7 @@ void LocalBackend::forget(const std::shared_ptr<Child>& child) {
   child->forgotten = true;
   for (int g : child->gpus) gpus_in_use_.erase(g);
   ports_in_use_.erase(child->port);
+  ports_in_use_.erase(child->agent_port);
   if (auto it = children_.find(child->launch.key); it != children_.end() && it->second == child)
     children_.erase(it);
   if (shutting_down_ && children_.empty()) {

@@ -18,7 +18,24 @@
 //           releases the URL and kills nothing. Scaling is advisory: it only chooses how many of
 //           the URLs receive traffic. Only http:// URLs can be probed; a URL's path is ignored.
 //
-// Both probe readiness every `ready.interval` (each probe bounded by `ready.timeout`), then
+//   slurm   Each replica is a Slurm batch job submitted with sbatch (partition, gres, cpus, mem,
+//           time_limit, sbatch_args) running `provisioner.command` on the node Slurm picks; the
+//           job's script picks a free port there and reports it through the job's comment. A
+//           pending job is starting; it fails "no capacity" after pending_timeout. Ready
+//           when running and its probe on NodeAddr:port answers 2xx; failed with Slurm's state
+//           when the job ends (CANCELLED, FAILED, TIMEOUT, NODE_FAIL, PREEMPTED...) or vanishes.
+//           Stop is scancel. Jobs outlive tide: shutdown() cancels them, but the destructor
+//           alone (tide killed) leaves them for adopt() by the next run ("slurm job=42").
+//           CUDA_VISIBLE_DEVICES comes from Slurm's GRES. See docs/slurm.md.
+//
+//   kubernetes  Each replica is a pod created through the API server from `provisioner.template`
+//           in `provisioner.namespace`; ready once it runs and GET <pod IP>:<port><ready.path>
+//           answers 2xx; failed when the pod fails, is evicted, deleted or cannot start, or stays
+//           unscheduled longer than `pending_timeout` ("no capacity: ..."); stop deletes the pod.
+//           Adoptable after a restart of tide from its handle "kubernetes pod=NS/NAME uid=UID".
+//           See docs/kubernetes.md and kubernetes.h.
+//
+// Each probes readiness every `ready.interval` (each probe bounded by `ready.timeout`), then
 // liveness every ProvisionOptions::liveness_interval; `liveness_failures` failed probes in a row
 // fail the replica. A local replica whose process exits, before or after ready, fails with what
 // happened ("exited with status 1 before ready: <last lines of its output>", "killed by signal 9
@@ -60,6 +77,23 @@ using namespace std::chrono_literals;
 // provisioner's strand. `replica` is the replica's name.
 using OutputSink = std::function<void(std::string_view replica, std::string_view line)>;
 
+// How the local provisioner starts `tide agent` in front of each replica of a group with
+// agent.enabled. It runs
+//   <program> agent --listen 127.0.0.1:<A> --upstream 127.0.0.1:<P> --health <ready.path>
+//       --slots <concurrency> --report-interval <agent.report_interval> --work <agent.work>
+//       <args...> -- <the group's command, {port} = P>
+// with `env` added to the environment. The agent runs the model server as its child (one
+// process group: stopping the replica stops both). The replica's address is the agent's
+// (127.0.0.1:<A>) and readiness is probed at the agent (/tide/health), which answers for the
+// model server.
+struct AgentLaunch {
+  std::string program;            // the tide binary
+  std::vector<std::string> args;  // e.g. --control URL --endpoint NAME --replica-id ID
+  std::vector<std::string> env;   // e.g. TIDE_AGENT_SECRET=...
+};
+using AgentLauncher =
+    std::function<AgentLaunch(const control::Replica& replica, const config::GroupSpec& group)>;
+
 struct ProvisionOptions {
   Duration stop_grace = 10s;        // local: SIGTERM, then SIGKILL after this long
   Duration liveness_interval = 1s;  // between health probes once a replica is ready
@@ -71,6 +105,7 @@ struct ProvisionOptions {
   // next run adopts them; each one's output goes to DIR/<name>.log (read back by tide), and
   // its handle ("local pid=.. start=.. port=.. gpus=.. log=..") identifies it after a restart.
   std::string replica_log_dir;
+  AgentLauncher agent;  // local, groups with agent.enabled (called from launch())
 };
 
 // A live child process of the local provisioner.
@@ -80,9 +115,9 @@ struct ChildProcess {
   int pid = 0;          // also its process group id
 };
 
-// Runs each replica with the provisioner its group names (`provisioner.kind`: local or static;
-// anything else, e.g. simulated, fails the launch with a clear error). One instance serves any
-// number of endpoints and groups; replicas are told apart by Replica::name. GPUs of the local
+// Runs each replica with the provisioner its group names (`provisioner.kind`: local, static or
+// slurm; anything else, e.g. simulated, fails the launch with a clear error). One instance serves
+// any number of endpoints and groups; replicas are told apart by Replica::name. GPUs of the local
 // pools are shared by id across groups: a GPU is given to one replica at a time, from the launch
 // until its process has exited.
 class LiveProvisioner final : public control::Provisioner {
@@ -99,19 +134,26 @@ class LiveProvisioner final : public control::Provisioner {
               control::ReplicaEvents& events) override;
   void stop(const control::Replica& replica) override;
   // local: the process of the handle, if it is still the same process (pid and start time),
-  // watched for exit (pidfd) and probed like a new one; static: its URL probed again.
+  // watched for exit (pidfd) and probed like a new one; static: its URL probed again; slurm:
+  // the job of the handle ("slurm job=42"), followed like a new one (failed if it is gone).
+  // kubernetes: the pod of the handle, looked up in its namespace's list.
   bool adopt(const control::Replica& replica, const config::GroupSpec& group,
              const std::string& handle, control::ReplicaEvents& events) override;
 
-  // Stops every replica (SIGTERM, grace, SIGKILL; no events for them) and calls `done` once all
-  // of their processes have exited. Launches after it fail ("provisioner is shutting down").
+  // Stops every replica (SIGTERM, grace, SIGKILL; scancel for Slurm jobs; no events for them) and
+  // calls `done` once all of their processes have exited and every scancel has returned. Launches
+  // after it fail ("provisioner is shutting down").
   void shutdown(std::function<void()> done);
 
   // The local replicas' processes that have not been reaped yet. Thread-safe.
   std::vector<ChildProcess> children() const;
 
-  // Whether `kind` (a ProvisionerSpec::kind) can run live replicas: "local" or "static".
+  // Whether `kind` (a ProvisionerSpec::kind) can run live replicas: local, static, slurm,
+  // kubernetes.
   static bool supports(std::string_view kind);
+  // What keeps `spec` from working that can be seen before serving (kubernetes: no cluster
+  // access, an unreadable kubeconfig or service account file), or "" when nothing does.
+  static std::string check(const config::ProvisionerSpec& spec);
 
  private:
   struct Impl;

@@ -140,7 +140,8 @@ TEST_F(StaticProvisionerTest, UnusableUrlOrKindFailsTheLaunch) {
   EXPECT_EQ(events_.find(1, Kind::kFailed)->text,
             "https://127.0.0.1:9443: only http:// URLs can be probed");
   EXPECT_EQ(events_.find(2, Kind::kFailed)->text,
-            "provisioner kind \"simulated\" cannot run live replicas (use local or static)");
+            "provisioner kind \"simulated\" cannot run live replicas (use local, static, slurm or "
+            "kubernetes)");
   EXPECT_TRUE(LiveProvisioner::supports("local"));
   EXPECT_FALSE(LiveProvisioner::supports("simulated"));
 }

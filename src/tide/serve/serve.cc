@@ -24,6 +24,7 @@
 #include "tide/gateway/gateway.h"
 #include "tide/provision/provision.h"
 #include "tide/serve/observe.h"
+#include "tide/serve/route_api.h"
 #include "tide/store/store.h"
 
 namespace tide::serve {
@@ -47,13 +48,16 @@ std::string validate_for_serving(const config::EndpointSpec& ep, const std::stri
     const std::string at_group = fmt::format("{}.groups[{}]", at_endpoint, g);
     const std::string at = at_group + ".provisioner";
     if (!provision::LiveProvisioner::supports(p.kind)) {
-      problems +=
-          fmt::format("{}.kind: {} cannot run live replicas (use local or static)\n", at, p.kind);
-    } else if (p.kind == "local" && p.command.empty()) {
       problems += fmt::format(
-          "{}.command: required for kind local (the replica's argv, with "
+          "{}.kind: {} cannot run live replicas (use local, static, slurm or kubernetes)\n", at,
+          p.kind);
+    } else if (const std::string problem = provision::LiveProvisioner::check(p); !problem.empty()) {
+      problems += fmt::format("{}: {}\n", at, problem);
+    } else if ((p.kind == "local" || p.kind == "slurm") && p.command.empty()) {
+      problems += fmt::format(
+          "{}.command: required for kind {} (the replica's argv, with "
           "{{port}} where it listens)\n",
-          at);
+          at, p.kind);
     } else if (p.kind == "static" && group.max_replicas > static_cast<int>(p.urls.size())) {
       problems += fmt::format("{}.max_replicas: must be <= the number of urls ({}), got {}\n",
                               at_group, p.urls.size(), group.max_replicas);
@@ -182,6 +186,7 @@ struct Server::Impl {
   std::unique_ptr<provision::LiveProvisioner> provisioner;
   std::vector<std::unique_ptr<control::LiveEndpoint>> endpoints;
   std::unique_ptr<gateway::Gateway> gateway;
+  std::unique_ptr<RouteApi> route_api;  // two-step routing, agents' reports (route_api.h)
   std::vector<std::unique_ptr<asio::steady_timer>> tickers;
   std::unique_ptr<asio::steady_timer> sampler;
   Time last_compact = kTimeMin;
@@ -366,6 +371,7 @@ struct Server::Impl {
                 {"rejected_no_replica", v.rejected_no_replica},
                 {"timed_out", v.timed_out},
                 {"groups", std::move(groups)}};
+    route_api->annotate(out, v);
     if (detail) {
       out["config"] = ep.spec().source;
       json decisions = json::array();
@@ -526,6 +532,10 @@ struct Server::Impl {
   gateway::ApiResponse api(const gateway::ApiRequest& req) {
     std::string_view path = req.target;
     if (const size_t q = path.find('?'); q != path.npos) path = path.substr(0, q);
+    // Two-step routing and agent reports are open like the gateway (reports carry their
+    // replica's secret); the agents' counters are admin data.
+    if (path != "/v1/agents")
+      if (auto r = route_api->handle(req)) return std::move(*r);
     if (path == "/healthz") return {200, "text/plain", "ok\n"};
     if (path == "/" || path == "/ui" || path.starts_with("/ui/")) return web_file(path);
     if (auto denied = refuse_unauthorized(req)) return *denied;
@@ -537,6 +547,7 @@ struct Server::Impl {
       if (req.method != "GET") return error(405, "method_not_allowed", "only GET");
       return events(req.target);
     }
+    if (path == "/v1/agents") return *route_api->handle(req);
     constexpr std::string_view kEndpoints = "/v1/endpoints";
     if (!path.starts_with(kEndpoints)) return error(404, "not_found", "no such path");
     std::string_view rest = path.substr(kEndpoints.size());
@@ -647,6 +658,22 @@ struct Server::Impl {
     r.stream = std::make_shared<gateway::ApiStream>();
     r.stream->next = std::move(next);
     return r;
+  }
+
+  // `tide agent` in front of a replica of a group with agents: it reports to this API.
+  provision::AgentLaunch agent_launch(const control::Replica& r, const config::GroupSpec&) {
+    const std::string endpoint = r.name.substr(0, r.name.find('/'));
+    std::string host = config.server.api.substr(0, config.server.api.rfind(':'));
+    if (host == "0.0.0.0" || host == "::" || host == "[::]") host = "127.0.0.1";
+    std::error_code ec;
+    provision::AgentLaunch a;
+    a.program = std::filesystem::read_symlink("/proc/self/exe", ec).string();
+    a.args = {"--control",    fmt::format("http://{}:{}", host, gateway->api_port()),
+              "--endpoint",   endpoint,
+              "--replica-id", std::to_string(r.id)};
+    a.env = {"TIDE_AGENT_SECRET=" + route_api->replica_secret(endpoint, r.id),
+             "TIDE_ROUTE_KEYS=" + route_api->public_keys_json()};
+    return a;
   }
 
   void schedule_tick(size_t index, control::LiveEndpoint& ep, int group) {
@@ -864,6 +891,9 @@ Server::Server(const config::Config& config, ServeOptions options)
       throw std::runtime_error(
           fmt::format("state: cannot create {}: {}", popts.replica_log_dir, ec.message()));
   }
+  popts.agent = [this](const control::Replica& r, const config::GroupSpec& g) {
+    return impl_->agent_launch(r, g);
+  };
   m.provisioner = std::make_unique<provision::LiveProvisioner>(m.control_ctx, m.clock, popts);
   m.web = load_web(m.options.web_dir);
   std::vector<control::LiveEndpoint*> eps;
@@ -878,6 +908,13 @@ Server::Server(const config::Config& config, ServeOptions options)
   }
   m.routed_at_sample.resize(m.endpoints.size());
   m.latency_at_sample.resize(m.endpoints.size());
+  m.route_api = std::make_unique<RouteApi>(m.config, eps,
+                                           [this](const std::string& line) { impl_->log(line); });
+  for (auto* ep : eps) {
+    ep->set_agent_secret([this, name = ep->spec().name](uint64_t id) {
+      return impl_->route_api->replica_secret(name, id);
+    });
+  }
   m.gateway = std::make_unique<gateway::Gateway>(
       m.config.server, eps, ctxs, [this](const gateway::ApiRequest& r) { return impl_->api(r); });
 }

@@ -43,6 +43,7 @@ SyntheticSource::SyntheticSource(Shape shape, double rate, Duration duration, Du
       thin_(seed ^ 0x5bd1e995ULL) {}
 
 void SyntheticSource::rewind() {
+  periodic_count_ = 0;
   poisson_ = PoissonSource(rate_, duration_, seed_);
   thin_ = Random(seed_ ^ 0x5bd1e995ULL);
 }
@@ -51,6 +52,7 @@ std::optional<SyntheticSource::Shape> SyntheticSource::parse_shape(std::string_v
   if (name == "poisson") return Shape::kPoisson;
   if (name == "bursts") return Shape::kBursts;
   if (name == "diurnal") return Shape::kDiurnal;
+  if (name == "periodic") return Shape::kPeriodic;
   return std::nullopt;
 }
 
@@ -63,11 +65,21 @@ double SyntheticSource::rate_at(Time t) const {
       return phase < 0.25 ? rate_ : 0.0;
     case Shape::kDiurnal:
       return rate_ * (0.55 - 0.45 * std::cos(6.283185307179586 * phase));
+    case Shape::kPeriodic:
+      return rate_;
   }
   return rate_;
 }
 
 bool SyntheticSource::next(TraceRequest& out) {
+  if (shape_ == Shape::kPeriodic) {
+    const Time t = time_at_seconds(static_cast<double>(periodic_count_ + 1) / rate_);
+    if (!(rate_ > 0) || t >= Time{duration_}) return false;
+    ++periodic_count_;
+    out = TraceRequest{};
+    out.arrival = t;
+    return true;
+  }
   while (poisson_.next(out)) {
     if (shape_ == Shape::kPoisson || thin_.uniform() * rate_ < rate_at(out.arrival)) return true;
   }
@@ -79,7 +91,7 @@ namespace {
 // ---------------------------------------------------------------------------------------------
 // The event loop
 
-enum class Kind : uint8_t { kArrival, kComplete, kTick, kReady };
+enum class Kind : uint8_t { kArrival, kComplete, kTick, kReady, kNoCapacity };
 
 struct Event {
   int64_t t;
@@ -147,17 +159,31 @@ class Simulation final : public control::Provisioner, public control::DecisionSi
 
   SimResult run();
 
-  // Provisioner: a replica is ready after a cold start drawn from the group's distribution.
+  // Provisioner: a replica waits for the cluster (pending), then boots, both drawn from the
+  // group's distributions. Billing starts when it leaves the queue (a cluster charges for the
+  // allocation, not the wait). A Slurm job pending past its pending_timeout fails for lack of
+  // capacity, as `tide serve` reports it, and the endpoint backs off and retries or overflows.
   void launch(const control::Replica& replica, const config::GroupSpec& group,
               control::ReplicaEvents& events) override {
     events.on_replica_starting(replica.id, now_);
-    Duration cold = group.cold_start.sample(cold_rng_);
-    if (options_.warm_start && now_ == kTimeZero) cold = Duration{0};
+    Duration pending = group.pending.sample(cold_rng_);
+    Duration boot = group.cold_start.sample(cold_rng_);
+    if (options_.warm_start && now_ == kTimeZero) pending = boot = Duration{0};
     ready_targets_.push_back({&events, replica.id});
     const uint32_t e = endpoint_of(events);
+    const size_t stats = stats_index(e, static_cast<uint32_t>(replica.group));
+    const Duration timeout =
+        group.provisioner.kind == "slurm" || group.provisioner.kind == "kubernetes"
+            ? group.provisioner.pending_timeout
+            : Duration{0};
+    if (timeout > Duration{0} && pending > timeout) {
+      billing_.push_back({stats, kTimeMax, kTimeMax, now_});  // never billed
+      push(now_ + timeout, Kind::kNoCapacity, 0, ready_targets_.size() - 1);
+      return;
+    }
     billing_index_[replica.name] = billing_.size();
-    billing_.push_back({stats_index(e, static_cast<uint32_t>(replica.group)), now_, kTimeMax});
-    push(now_ + cold, Kind::kReady, 0, ready_targets_.size() - 1);
+    billing_.push_back({stats, now_ + pending, kTimeMax, now_});
+    push(now_ + pending + boot, Kind::kReady, 0, ready_targets_.size() - 1);
   }
   // Stopping is instant; a pending ready event finds the replica gone and does nothing.
   void stop(const control::Replica& replica) override {
@@ -263,8 +289,9 @@ class Simulation final : public control::Provisioner, public control::DecisionSi
   // Billing intervals of every replica, clipped to the measured window at the end.
   struct Billing {
     size_t stats;
-    Time requested;
+    Time requested;  // billed from here: out of the cluster's queue
     Time stopped;
+    Time launched;
   };
   std::vector<Billing> billing_;
   std::unordered_map<std::string, size_t> billing_index_;
@@ -425,7 +452,8 @@ void Simulation::on_tick(uint32_t endpoint, uint32_t group) {
          .wait_mean_s = gs.tick_wait_count == 0
                             ? 0.0
                             : gs.tick_wait_sum / static_cast<double>(gs.tick_wait_count),
-         .wait_max_s = gs.tick_wait_max});
+         .wait_max_s = gs.tick_wait_max,
+         .load = o.load});
   }
   gs.tick_wait_sum = gs.tick_wait_max = 0;
   gs.tick_wait_count = 0;
@@ -482,6 +510,11 @@ SimResult Simulation::run() {
         events->on_replica_ready(id, now_, "");
         break;
       }
+      case Kind::kNoCapacity: {
+        auto [events, id] = ready_targets_[ev.b];
+        events->on_replica_failed(id, now_, "no capacity: still pending after pending_timeout");
+        break;
+      }
     }
     if (options_.progress && (++handled & 0xFFFFF) == 0)
       options_.progress(std::min(1.0, to_seconds(now_) / horizon_s));
@@ -508,7 +541,7 @@ SimResult Simulation::run() {
         const Time from = std::max(b.requested, warmup_);
         const Time to = std::min(b.stopped, end);
         if (to > from) gr.replica_seconds += to_seconds(to - from);
-        if (b.requested >= warmup_) ++gr.launches;
+        if (b.launched >= warmup_) ++gr.launches;
       }
       gr.zero_wait_replica_seconds = gs.ideal_integral;
       gr.work_bound_replica_seconds = gs.service_total_s / spec.concurrency;

@@ -52,10 +52,11 @@ class TraceSource final : public RequestSource {
 // Synthetic arrivals: Poisson with a rate that may vary over time (by thinning).
 //  poisson: constant `rate`;
 //  bursts:  `rate` for the first quarter of every `period`, nothing the rest (scale from zero);
-//  diurnal: a sine between 10% and 100% of `rate` with the given `period`.
+//  diurnal: a sine between 10% and 100% of `rate` with the given `period`;
+//  periodic: exactly one request every 1/rate seconds, the first at 1/rate (no randomness).
 class SyntheticSource final : public RequestSource {
  public:
-  enum class Shape { kPoisson, kBursts, kDiurnal };
+  enum class Shape { kPoisson, kBursts, kDiurnal, kPeriodic };
   SyntheticSource(Shape shape, double rate, Duration duration, Duration period, uint64_t seed);
   bool next(TraceRequest& out) override;
   Duration horizon() const override { return duration_; }
@@ -72,6 +73,7 @@ class SyntheticSource final : public RequestSource {
   uint64_t seed_;
   PoissonSource poisson_;
   Random thin_;
+  int64_t periodic_count_ = 0;
   std::vector<std::string> streams_{"synthetic"};
 };
 
@@ -100,6 +102,7 @@ struct TimelineRow {
   double gpu_util;
   double wait_mean_s;  // of requests that started since the previous tick
   double wait_max_s;
+  double load;  // the work-based load signal (metrics/load.h) per replica
 };
 
 struct Outcomes {

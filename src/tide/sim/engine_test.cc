@@ -103,6 +103,53 @@ TEST(Simulator, TideHoldsRequestsThroughAColdStartInsteadOfFailingThem) {
   EXPECT_NEAR(r.outcomes.wait_s.max(), 60.0, 1.01);  // the first request waited the cold start
 }
 
+TEST(Simulator, ClusterPendingTimeDelaysTheReplicaButIsNotBilled) {
+  // 20 s queued in the cluster + 40 s boot: requests wait as for a 60 s cold start, but only the
+  // 40 s of boot and what follows are billed.
+  auto plain = one_group(queue_policy(1), 1, 1, 60s, 10s);
+  auto cluster = one_group(queue_policy(1), 1, 1, 40s, 10s);
+  cluster.endpoints[0].groups[0].pending.value = 20s;
+  const Trace t = arrivals({0});
+  const SimResult a = run(plain, t);
+  const SimResult b = run(cluster, t);
+  EXPECT_EQ(b.outcomes.ok, 1u);
+  EXPECT_DOUBLE_EQ(b.outcomes.wait_s.max(), a.outcomes.wait_s.max());
+  EXPECT_NEAR(b.outcomes.wait_s.max(), 60.0, 1.01);        // + up to one tick before the launch
+  EXPECT_NEAR(b.groups[0].cold_start_mean_s, 60.0, 1e-9);  // launch to ready, as observed
+  EXPECT_NEAR(a.replica_seconds - b.replica_seconds, 20.0, 1e-6);
+}
+
+TEST(Simulator, SlurmJobPendingPastItsTimeoutFailsAndOverflowServesMeanwhile) {
+  // The cluster has no room for an hour; after 2 min a job gives up ("no capacity") and is
+  // retried after a backoff. Overflow sends the requests to the second group meanwhile.
+  auto c = one_group(queue_policy(1), 2, 1, 10s, 5s);
+  config::GroupSpec& slurm = c.endpoints[0].groups[0];
+  slurm.name = "slurm";
+  slurm.provisioner.kind = "slurm";
+  slurm.provisioner.pending_timeout = 2min;
+  slurm.pending.value = 1h;
+  config::GroupSpec cloud = slurm;
+  cloud.name = "cloud";
+  cloud.provisioner.kind = "local";
+  cloud.pending.value = 0s;
+  c.endpoints[0].groups.push_back(cloud);
+  c.endpoints[0].routing.mode = config::RoutingSpec::Mode::kOverflow;
+  std::vector<double> times;
+  for (int i = 0; i < 60; ++i) times.push_back(i * 10.0);  // one every 10 s for 10 min
+  Trace t;
+  t.streams = {"test"};
+  for (double x : times) t.requests.push_back({.arrival = time_at_seconds(x)});
+  t.span = t.requests.back().arrival.time_since_epoch();
+  const SimResult r = run(c, t);
+  ASSERT_EQ(r.groups.size(), 2u);
+  EXPECT_EQ(r.outcomes.ok, 60u);
+  EXPECT_EQ(r.outcomes.timed_out, 0u);
+  EXPECT_GE(r.groups[0].launches, 2u);                 // gave up and tried again
+  EXPECT_DOUBLE_EQ(r.groups[0].replica_seconds, 0.0);  // never got a node, never billed
+  EXPECT_EQ(r.groups[0].outcomes.ok, 0u);
+  EXPECT_GT(r.groups[1].outcomes.ok, 50u);
+}
+
 TEST(Simulator, QueueFullRejectsAndHeldTooLongTimesOut) {
   auto c = one_group(queue_policy(1), 1, 1, 100s, 1s);
   c.endpoints[0].queue.max_length = 2;
@@ -130,6 +177,40 @@ TEST(Simulator, OneLongRequestReadsAsFullUtilizationWithSevenFreeSlots) {
   }
   EXPECT_NEAR(util_sum / n, 0.8, 0.05);
   EXPECT_EQ(in_service_max, 1);
+}
+
+TEST(Simulator, TheSeedsCaseUtilizationAddsReplicasLoadHoldsOne) {
+  // Seed 003: 8 s requests one at a time every 10 s on a 4-slot replica, HPA target 0.7.
+  auto scaling = [](config::Metric metric) {
+    config::ScalingSpec s;
+    s.policy = config::PolicyKind::kTarget;
+    s.target.metric = metric;
+    s.target.target = 0.7;
+    return s;
+  };
+  SyntheticSource every_10s(SyntheticSource::Shape::kPeriodic, 0.1, 1h, 0s, 1);
+  auto simulate_with = [&](config::Metric metric) {
+    auto c = one_group(scaling(metric), 4, 4, 60s, 8s);
+    c.endpoints[0].groups[0].min_replicas = 1;
+    every_10s.rewind();
+    return simulate(c, every_10s, SimOptions{});
+  };
+  const SimResult util = simulate_with(config::Metric::kUtilization);
+  const SimResult load = simulate_with(config::Metric::kLoad);
+  EXPECT_EQ(util.outcomes.total, 359u);
+  EXPECT_GE(util.peak_replicas, 2);  // replicas it does not need
+  EXPECT_GT(util.replica_seconds, 1.5 * 3600);
+  EXPECT_EQ(load.peak_replicas, 1);  // one replica, no wait
+  EXPECT_NEAR(load.replica_seconds, 3600, 20);
+  EXPECT_EQ(load.outcomes.wait_s.max(), 0.0);
+  double load_sum = 0;
+  int n = 0;
+  for (const TimelineRow& row : load.timeline) {
+    if (row.t_s < 600) continue;
+    load_sum += row.load;
+    ++n;
+  }
+  EXPECT_NEAR(load_sum / n, 0.25, 0.05);  // the signal itself: a quarter of the capacity
 }
 
 TEST(Simulator, LowerBoundsOfReplicaSeconds) {
