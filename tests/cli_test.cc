@@ -29,7 +29,12 @@ Result run_shell(const std::string& command) {
   return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
 }
 
-Result run(const std::string& args) { return run_shell(std::string(TIDE_BIN) + " " + args); }
+// Runs `tide args` with the environment variables `env` ("K=V K=V") added to a copy of this
+// process's environment without TIDE_API and TIDE_API_TOKEN.
+Result run(const std::string& args, const std::string& env = "") {
+  return run_shell("env -u TIDE_API -u TIDE_API_TOKEN " + env + " " + std::string(TIDE_BIN) + " " +
+                   args);
+}
 
 fs::path temp_dir(const std::string& name) {
   fs::path d = fs::temp_directory_path() / ("tide_cli_" + name + "_" + std::to_string(getpid()));
@@ -57,6 +62,20 @@ TEST(Cli, HelpDescribesEveryCommandAndFlag) {
   for (const char* flag : {"--config", "--listen", "--api", "--drain-timeout", "--stop-grace",
                            "{port}", "{tide}", "SIGTERM"}) {
     EXPECT_NE(serve.out.find(flag), std::string::npos) << flag;
+  }
+  EXPECT_NE(top.out.find("status"), std::string::npos);
+  EXPECT_NE(top.out.find("history"), std::string::npos);
+  const Result status = run("status --help");
+  EXPECT_EQ(status.status, 0);
+  for (const char* flag : {"ENDPOINT", "--api", "--token", "--timeout", "--json", "TIDE_API",
+                           "TIDE_API_TOKEN", "127.0.0.1:8081"}) {
+    EXPECT_NE(status.out.find(flag), std::string::npos) << flag;
+  }
+  const Result history = run("history --help");
+  EXPECT_EQ(history.status, 0);
+  for (const char* flag : {"ENDPOINT", "--since", "--step", "--decisions", "--api", "--token",
+                           "--json", "TIDE_API_TOKEN"}) {
+    EXPECT_NE(history.out.find(flag), std::string::npos) << flag;
   }
 }
 
@@ -204,6 +223,32 @@ TEST(Cli, BadFlagsAreRefusedWithAReason) {
   const Result p =
       run("sim --config " + demo() + " --synthetic poisson --rate 1 --duration 1m --preset nope");
   EXPECT_NE(p.out.find("unknown preset"), std::string::npos) << p.out;
+}
+
+// Without a server: flags are checked before anything is asked, and nobody listening is said.
+TEST(Cli, StatusAndHistoryRefuseBadFlagsAndSayWhenNoServerListens) {
+  const Result since = run("history chat --since 1x");
+  EXPECT_EQ(since.status, 2);
+  EXPECT_NE(since.out.find("--since: expected a duration > 0 like 30m, 1h, 2d; got \"1x\""),
+            std::string::npos)
+      << since.out;
+  const Result step = run("history chat --since 1m --step 5m");
+  EXPECT_EQ(step.status, 2);
+  EXPECT_NE(step.out.find("--step (5m) must not be longer than --since (1m)"), std::string::npos)
+      << step.out;
+  const Result https = run("status --api https://tide.example.com");
+  EXPECT_EQ(https.status, 2);
+  EXPECT_NE(https.out.find("https is not supported"), std::string::npos) << https.out;
+  EXPECT_NE(run("history").status, 0) << "the endpoint is required";
+  EXPECT_NE(run("history chat --decisions -1").status, 0);
+  // Port 1 on the loopback: nothing listens there.
+  const Result down = run("status --api http://127.0.0.1:1");
+  EXPECT_EQ(down.status, 1);
+  EXPECT_EQ(down.out, "tide: cannot reach tide at http://127.0.0.1:1: connection refused\n");
+  const Result from_env = run("history chat --since 10m", "TIDE_API=127.0.0.1:1 TIDE_API_TOKEN=x");
+  EXPECT_EQ(from_env.status, 1);
+  EXPECT_NE(from_env.out.find("cannot reach tide at http://127.0.0.1:1"), std::string::npos)
+      << from_env.out;
 }
 
 }  // namespace

@@ -275,6 +275,26 @@ class Serve {
   uint16_t api_port_ = 0;
 };
 
+// `tide ARGS` as a process (stdout and stderr together) with `env` ("K=V ...") added to this
+// environment without TIDE_API and TIDE_API_TOKEN: its exit status and output.
+struct CliRun {
+  int status = -1;
+  std::string out;
+};
+CliRun tide_cli(const std::string& args, const std::string& env = "") {
+  const std::string cmd =
+      "env -u TIDE_API -u TIDE_API_TOKEN " + env + " " + TIDE_BIN + " " + args + " 2>&1";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  CliRun r;
+  if (p == nullptr) return r;
+  char buf[4096];
+  size_t n = 0;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+  const int st = ::pclose(p);
+  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return r;
+}
+
 const std::string kCompletion = R"({"prompt": "hello", "max_tokens": 4})";
 
 // Sends `n` requests at once; returns their responses.
@@ -916,6 +936,115 @@ TEST(Serve, ApiListenerServesTheDashboard) {
 #endif
   EXPECT_EQ(http_get(s.api_port(), "/ui/../../etc/passwd").status, 404);
   EXPECT_EQ(http_get(s.api_port(), "/ui/nothing.js").status, 404);
+}
+
+TEST(Serve, StatusAndHistoryCommandsShowTheLiveEndpointAndSayWhatIsWrong) {
+  Options o;
+  o.idle_timeout = "60s";  // the replicas stay while the commands look at them
+  Serve s("cli", o);
+  for (const auto& r : burst(s.port(), 8)) EXPECT_EQ(r.status, 200) << r.error << r.body;
+  // Every replica ready, and samples of them in the history.
+  ASSERT_TRUE(eventually(
+      [&] {
+        if (s.count("starting") != 0 || s.count("ready") != s.count("desired")) return false;
+        const HttpResponse h = s.api("GET", "/v1/endpoints/chat/history?step=0.2");
+        const json j = json::parse(h.body, nullptr, false);
+        if (h.status != 200 || !j.contains("groups") || j["groups"].empty()) return false;
+        const json& last = j["groups"][0]["points"].back();
+        return last["ready"].get<int>() == s.count("ready");
+      },
+      15))
+      << s.endpoint().dump();
+  const json e = s.endpoint();
+  const json& group = e["groups"][0];
+  const int ready = group["ready"].get<int>();
+  ASSERT_GT(ready, 1);
+  const std::string api = "--api http://127.0.0.1:" + std::to_string(s.api_port());
+  const std::string token = std::string(" --token ") + Serve::kToken;
+
+  const CliRun status = tide_cli("status " + api + token);
+  ASSERT_EQ(status.status, 0) << status.out;
+  EXPECT_TRUE(status.out.starts_with("chat  routing split  queued 0 of 1000  requests 8  "))
+      << status.out;
+  // The group's row: desired, ready, starting, draining, min/max.
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(status.out, m,
+                                std::regex(R"(\n  local +(\d+) +(\d+) +(\d+) +(\d+) +0/4 )")))
+      << status.out;
+  EXPECT_EQ(std::stoi(m[1]), group["desired"].get<int>()) << status.out;
+  EXPECT_EQ(std::stoi(m[2]), ready) << status.out;
+  EXPECT_EQ(std::stoi(m[3]), 0) << status.out;
+  // One row per replica, with its name, state and address.
+  int ready_rows = 0;
+  for (const json& r : group["replicas"]) {
+    const std::string row = "\n  " + r["name"].get<std::string>() + "  ";
+    const size_t at = status.out.find(row);
+    ASSERT_NE(at, std::string::npos) << row << status.out;
+    const std::string line = status.out.substr(at + 1, status.out.find('\n', at + 1) - at - 1);
+    EXPECT_NE(line.find(r["address"].get<std::string>()), std::string::npos) << line;
+    ready_rows += line.find("  ready  ") != std::string::npos;
+  }
+  EXPECT_EQ(ready_rows, ready) << status.out;
+
+  // The address and token from the environment; --json is the API's own JSON.
+  const CliRun as_json =
+      tide_cli("status chat --json", "TIDE_API=127.0.0.1:" + std::to_string(s.api_port()) +
+                                         " TIDE_API_TOKEN=" + Serve::kToken);
+  ASSERT_EQ(as_json.status, 0) << as_json.out;
+  const json j = json::parse(as_json.out, nullptr, false);
+  ASSERT_TRUE(j.is_object()) << as_json.out;
+  EXPECT_EQ(j["endpoints"][0]["groups"][0]["ready"].get<int>(), ready);
+
+  const CliRun history =
+      tide_cli("history chat --since 5m --step 1s" + std::string(" ") + api + token);
+  ASSERT_EQ(history.status, 0) << history.out;
+  EXPECT_NE(history.out.find("chat/local  "), std::string::npos) << history.out;
+  EXPECT_NE(
+      history.out.find(", step 1s\n  replicas (# ready, + starting, . desired but not there)\n"),
+      std::string::npos)
+      << history.out;
+  // The chart's top row is the most replicas there were, and some were ready.
+  EXPECT_TRUE(
+      std::regex_search(history.out, std::regex("\n  " + std::to_string(ready) + R"( \|[ #+.]*#)")))
+      << history.out;
+  EXPECT_NE(history.out.find("\n  TIME      DESIRED  READY  STARTING"), std::string::npos)
+      << history.out;
+  EXPECT_NE(history.out.find("scaling decision"), std::string::npos) << history.out;
+  EXPECT_NE(history.out.find("local  0 -> "), std::string::npos)
+      << "the first scale-up" << history.out;
+  const CliRun history_json = tide_cli("history chat --since 5m --json " + api + token);
+  ASSERT_EQ(history_json.status, 0) << history_json.out;
+  const json h = json::parse(history_json.out, nullptr, false);
+  ASSERT_TRUE(h.is_object()) << history_json.out;
+  EXPECT_FALSE(h["groups"][0]["points"].empty());
+  EXPECT_FALSE(h["decisions"].empty());
+
+  // What is wrong is said, with a non-zero exit.
+  const CliRun wrong = tide_cli("status " + api + " --token wrong-token-0123456789");
+  EXPECT_EQ(wrong.status, 1);
+  EXPECT_NE(wrong.out.find("refused the API token (401: wrong API token)"), std::string::npos)
+      << wrong.out;
+  EXPECT_NE(wrong.out.find("TIDE_API_TOKEN"), std::string::npos) << wrong.out;
+  const CliRun none = tide_cli("history chat " + api);
+  EXPECT_EQ(none.status, 1);
+  EXPECT_NE(none.out.find("needs an API token (401). Set TIDE_API_TOKEN or pass --token"),
+            std::string::npos)
+      << none.out;
+  const CliRun unknown = tide_cli("history chta " + api + token);
+  EXPECT_EQ(unknown.status, 1);
+  EXPECT_NE(unknown.out.find("no endpoint named \"chta\" at http://127.0.0.1:" +
+                             std::to_string(s.api_port()) + " (endpoints: chat)"),
+            std::string::npos)
+      << unknown.out;
+  const CliRun gateway = tide_cli("status --api 127.0.0.1:" + std::to_string(s.port()) + token);
+  EXPECT_EQ(gateway.status, 1);
+  EXPECT_NE(gateway.out.find("not the gateway"), std::string::npos) << gateway.out;
+
+  EXPECT_EQ(s.terminate(), 0);
+  const CliRun down = tide_cli("status " + api + token);
+  EXPECT_EQ(down.status, 1);
+  EXPECT_EQ(down.out, "tide: cannot reach tide at http://127.0.0.1:" +
+                          std::to_string(s.api_port()) + ": connection refused\n");
 }
 
 // ---- tide agent and two-step routing ----------------------------------------------------------

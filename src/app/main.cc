@@ -1,6 +1,7 @@
 // tide: autoscaler and request gateway for GPU model-serving endpoints.
 // This file only parses the command line and hands over to the libraries.
 #include <fmt/format.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 #include <CLI/CLI.hpp>
 
@@ -15,6 +16,8 @@
 #include <thread>
 
 #include "tide/agent/agent.h"
+#include "tide/cli/commands.h"
+#include "tide/common/time.h"
 #include "tide/config/config.h"
 #include "tide/demo_model/demo_model.h"
 #include "tide/serve/serve.h"
@@ -606,6 +609,127 @@ int run_serve(const ServeArgs& a) {
   return 0;
 }
 
+// Flags shared by the commands that read a running server's admin API.
+struct ApiArgs {
+  std::string api;
+  std::string token;
+  std::string timeout = "10s";
+  bool json = false;
+};
+
+struct StatusArgs {
+  ApiArgs api;
+  std::vector<std::string> endpoints;
+};
+
+struct HistoryArgs {
+  ApiArgs api;
+  std::string endpoint;
+  std::string since = "1h";
+  std::string step = "auto";
+  int decisions = 10;
+};
+
+constexpr const char* kApiFooter = R"(
+The admin API: --api, else TIDE_API, else http://127.0.0.1:8081 (server.api's default; HOST:PORT
+as given to `tide serve --api` works too). The token: --token, else TIDE_API_TOKEN; it is sent as
+Authorization: Bearer <token>. Exit status 1 when the server cannot be reached or refuses, 2 on
+bad flags.)";
+
+void add_api_flags(CLI::App* cmd, ApiArgs& a) {
+  cmd->add_option("--api", a.api,
+                  "admin API of the running tide (default: TIDE_API, else "
+                  "http://127.0.0.1:8081)")
+      ->type_name("URL");
+  cmd->add_option("--token", a.token, "API token (default: TIDE_API_TOKEN)")->type_name("TOKEN");
+  cmd->add_option("--timeout", a.timeout, "give up on an answer after this long")
+      ->type_name("DURATION")
+      ->capture_default_str();
+  cmd->add_flag("--json", a.json, "print the API's JSON instead of tables");
+}
+
+void add_status_command(CLI::App& app, StatusArgs& a) {
+  CLI::App* status = app.add_subcommand(
+      "status", "Show the endpoints of a running `tide serve`: groups, replica counts, replicas.");
+  status->footer(std::string(R"(
+Per endpoint: routing, queued, requests and rejections; per group: desired, ready, starting and
+draining replicas, min/max, queued, in flight, latency p50/p95 since start, the policy's last
+reason and failures; per replica: name (endpoint/group/id), state, address, age, in flight, cold
+start and error.)") +
+                 kApiFooter);
+  status->add_option("endpoint", a.endpoints, "only these endpoints (default: all)")
+      ->type_name("ENDPOINT");
+  add_api_flags(status, a.api);
+}
+
+void add_history_command(CLI::App& app, HistoryArgs& a) {
+  CLI::App* history = app.add_subcommand(
+      "history",
+      "Show an endpoint's replicas and load over time: a chart and a table per group, and the "
+      "last scaling decisions.");
+  history->footer(std::string(R"(
+Reads GET /v1/endpoints/ENDPOINT/history (and .../decisions) from now - --since to now (this
+machine's clock). Chart: # ready, + starting, . desired but neither. Table columns: time,
+desired, ready, starting, draining, queued, in flight, requests and latency p50/p95 of each step
+(counts are the maximum over the step). --step auto gives about 40 rows.)") +
+                  kApiFooter);
+  history->add_option("endpoint", a.endpoint, "the endpoint")->type_name("ENDPOINT")->required();
+  history->add_option("--since", a.since, "how far back: 30m, 1h, 2d")
+      ->type_name("DURATION")
+      ->capture_default_str();
+  history->add_option("--step", a.step, "one row per step: 10s, 1m, or auto")
+      ->type_name("DURATION")
+      ->capture_default_str();
+  history->add_option("--decisions", a.decisions, "list the last N scaling decisions; 0: none")
+      ->type_name("N")
+      ->check(CLI::Range(0, 100000))
+      ->capture_default_str();
+  add_api_flags(history, a.api);
+}
+
+// How the admin API is reached, from the flags and the environment.
+cli::AdminApi connect_api(const ApiArgs& a) {
+  const cli::Connection c = cli::resolve_connection(a.api, std::getenv("TIDE_API"), a.token,
+                                                    std::getenv("TIDE_API_TOKEN"));
+  const Duration timeout = parse_duration_flag("--timeout", a.timeout);
+  if (timeout.count() <= 0) throw CLI::ValidationError("--timeout", "must be > 0");
+  return cli::AdminApi(c.url.text, !c.token.empty(), cli::http_fetch(c, timeout));
+}
+
+// Colours only on a terminal, and not with NO_COLOR (https://no-color.org) or TERM=dumb.
+cli::FormatOptions terminal_format() {
+  cli::FormatOptions f;
+  const bool tty = isatty(STDOUT_FILENO) != 0;
+  const char* term = std::getenv("TERM");
+  f.color = tty && std::getenv("NO_COLOR") == nullptr &&
+            !(term != nullptr && std::string_view(term) == "dumb");
+  winsize ws{};
+  if (tty && ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) f.width = ws.ws_col;
+  return f;
+}
+
+int run_status(const StatusArgs& a) {
+  cli::StatusOptions o;
+  o.endpoints = a.endpoints;
+  o.json = a.api.json;
+  o.format = terminal_format();
+  return cli::run_status(connect_api(a.api), o, std::cout, std::cerr);
+}
+
+int run_history(const HistoryArgs& a) {
+  cli::HistoryOptions o;
+  o.endpoint = a.endpoint;
+  o.since = cli::parse_since(a.since);
+  o.step = cli::parse_step(a.step);
+  cli::check_span(o.since, o.step.count() > 0 ? o.step : cli::auto_step(o.since));
+  o.decisions = a.decisions;
+  o.json = a.api.json;
+  o.format = terminal_format();
+  // The span ends now by this machine's wall clock: the API takes Unix seconds.
+  o.now_s = to_seconds(SystemClock().now());
+  return cli::run_history(connect_api(a.api), o, std::cout, std::cerr);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -620,6 +744,10 @@ int main(int argc, char** argv) {
   add_serve_command(app, serve_args);
   AgentArgs agent_args;
   add_agent_command(app, agent_args);
+  StatusArgs status_args;
+  add_status_command(app, status_args);
+  HistoryArgs history_args;
+  add_history_command(app, history_args);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -630,6 +758,8 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("demo-model")) return run_demo_model(demo_args);
     if (app.got_subcommand("serve")) return run_serve(serve_args);
     if (app.got_subcommand("agent")) return run_agent(agent_args);
+    if (app.got_subcommand("status")) return run_status(status_args);
+    if (app.got_subcommand("history")) return run_history(history_args);
   } catch (const config::ConfigError& e) {
     std::cerr << "tide: invalid configuration:\n";
     for (const auto& p : e.problems()) std::cerr << "  " << p << "\n";

@@ -1,0 +1,87 @@
+// `tide status` and `tide history`: read the admin API of a running `tide serve` and print what
+// it says. Called from the CLI's main thread. The HTTP exchange sits behind `Fetch`, so tests
+// give canned answers; the flag checks are here too, to be tested without a process.
+#pragma once
+
+#include <functional>
+#include <ostream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "tide/cli/format.h"
+#include "tide/cli/http.h"
+#include "tide/common/time.h"
+
+namespace tide::cli {
+
+// A message for the user (flag, connection, answer); the command exits non-zero.
+class CliError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Where the admin API is and the token to send.
+struct Connection {
+  ApiUrl url;
+  std::string token;  // "" for none
+};
+
+// --api, else TIDE_API, else the admin API's default address (config::ServerSpec::api); --token,
+// else TIDE_API_TOKEN. `api_env` and `token_env` are the variables' values, null when unset.
+// A bad address throws CliError naming where it came from.
+Connection resolve_connection(const std::string& api_flag, const char* api_env,
+                              const std::string& token_flag, const char* token_env);
+
+// One GET of the admin API: a target (path and query) to its answer.
+using Fetch = std::function<HttpResult(const std::string& target)>;
+// GETs over HTTP with the token as `Authorization: Bearer`, each bounded by `timeout`.
+Fetch http_fetch(const Connection& c, Duration timeout);
+
+// The admin API's JSON, or a CliError that says what went wrong in the user's words.
+class AdminApi {
+ public:
+  AdminApi(std::string url_text, bool has_token, Fetch fetch)
+      : url_(std::move(url_text)), has_token_(has_token), fetch_(std::move(fetch)) {}
+  // The JSON object at `target`. `endpoint`: the endpoint the target names (a 404 is then
+  // "no endpoint named ..."), or "".
+  json get(const std::string& target, const std::string& endpoint = {}) const;
+  const std::string& url() const { return url_; }
+
+ private:
+  std::string url_;
+  bool has_token_;
+  Fetch fetch_;
+};
+
+// An endpoint's name as a path segment (percent-encoded where needed).
+std::string path_segment(std::string_view name);
+
+struct StatusOptions {
+  std::vector<std::string> endpoints;  // empty: every endpoint
+  bool json = false;                   // the API's JSON: {"endpoints": [detail, ...]}
+  FormatOptions format;
+};
+// Writes the status to `out`, or "tide: <why>" to `err`; returns the exit code (0, or 1).
+int run_status(const AdminApi& api, const StatusOptions& o, std::ostream& out, std::ostream& err);
+
+struct HistoryOptions {
+  std::string endpoint;
+  Duration since{};
+  Duration step{};     // 0: auto_step(since)
+  int decisions = 10;  // the last N scaling decisions below the tables; 0: none
+  bool json = false;   // the history answer, with the decisions as "decisions"
+  double now_s = 0;    // Unix seconds: the end of the span (the caller's wall clock)
+  FormatOptions format;
+};
+int run_history(const AdminApi& api, const HistoryOptions& o, std::ostream& out, std::ostream& err);
+
+// Flag checks: CliError naming the flag.
+Duration parse_since(const std::string& text);  // a duration > 0: 30m, 1h, 2d
+Duration parse_step(const std::string& text);   // a duration > 0, or "" / "auto" for 0
+// A round step that gives about 40 rows over `since`: 1h -> 2m.
+Duration auto_step(Duration since);
+// The step fits the span and the server's limit of 20000 points per group.
+void check_span(Duration since, Duration step);
+
+}  // namespace tide::cli
