@@ -16,6 +16,7 @@ log=out/demo/serve.log
 TIDE_API_TOKEN=${TIDE_API_TOKEN:-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')}
 export TIDE_API_TOKEN
 auth=(-H "Authorization: Bearer $TIDE_API_TOKEN")
+started=$(date +%s)
 build/bin/tide serve --config examples/quickstart.yaml --listen "$GATEWAY" --api "$API" \
   --state out/demo/tide-state.db 2>"$log" &
 serve=$!
@@ -77,6 +78,8 @@ echo
 echo "Answers: $(sort "$codes" | uniq -c | awk '{printf "%s x %s  ", $1, $2}')"
 echo "Scaling decisions, with their reasons:"
 curl -s "${auth[@]}" "http://$API/v1/endpoints/chat" | jq -r '.decisions[] | "  \(.from) -> \(.to): \(.reason)"'
+echo "The same run from the state file, as \`tide history chat\` shows it:"
+build/bin/tide history chat --since "$(($(date +%s) - started + 5))s" --step 5s --decisions 0 --api "$API"
 kill -TERM "$serve"
 wait "$serve" && echo "tide serve stopped cleanly: every replica it started is gone."
 trap - EXIT
