@@ -418,6 +418,8 @@ struct LocalBackend::Child {
   std::optional<asio::posix::stream_descriptor> output;  // a pipe
   UniqueFd log;  // or its log file (replica_log_dir), read every kLogPoll
   std::string log_path;
+  off_t log_freed = 0;      // the log file's start freed on disk so far
+  bool log_warned = false;  // said once that it could not be freed
   asio::steady_timer grace_timer;
   asio::steady_timer poll_timer;
   asio::steady_timer log_timer;
@@ -731,6 +733,22 @@ void LocalBackend::drain_output(Child& child) {
     ssize_t n;
     while ((n = ::read(child.log.get(), buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR)) {
       if (n > 0) take_output(child, std::string_view(buf, static_cast<size_t>(n)));
+    }
+    // Every byte up to here has been relayed: past the limit, free it on disk. A punched hole
+    // (unlike a truncation) cannot race the replica's appends.
+    const off_t at = ::lseek(child.log.get(), 0, SEEK_CUR);
+    const off_t freed = at / 4096 * 4096;
+    if (freed > child.log_freed &&
+        static_cast<uint64_t>(freed - child.log_freed) > core_->options.replica_log_max_bytes) {
+      UniqueFd w(::open(child.log_path.c_str(), O_WRONLY | O_CLOEXEC));
+      if (w.get() >= 0 &&
+          ::fallocate(w.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, freed) == 0) {
+        child.log_freed = freed;
+      } else if (!child.log_warned) {
+        child.log_warned = true;
+        emit_line(child, fmt::format("tide: cannot free the start of {} as it grows: {}",
+                                     child.log_path, errno_text(errno)));
+      }
     }
     return;
   }

@@ -3,13 +3,16 @@
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "tide/demo_model/demo_model.h"
@@ -402,6 +405,36 @@ TEST_F(LocalProvisionerTest, WithALogDirReplicasOutliveTheProvisionerAndTheNextO
   ASSERT_TRUE(run_until(io_, [&] { return process_dead(pid); }));
   EXPECT_TRUE(run_until(io_, [&] { return provisioner_->children().empty(); }));
   EXPECT_FALSE(second.has(7, Kind::kFailed)) << "a stopped replica reports nothing";
+}
+
+TEST_F(LocalProvisionerTest, ALogFileIsFreedAsItIsReadAndNoLineIsLost) {
+  options_.replica_log_dir = dir_;
+  options_.replica_log_max_bytes = 20000;
+  // 3000 numbered lines of 20 bytes (60 KB), a few at a time, then it idles.
+  group_.provisioner.command = {
+      "/bin/sh", "-c",
+      "i=0; while [ $i -lt 3000 ]; do printf 'line %014d\\n' $i; i=$((i+1)); "
+      "[ $((i % 100)) -eq 0 ] && sleep 0.02; done; echo done; while :; do sleep 1; done"};
+  make();
+  launch(3);
+  ASSERT_TRUE(run_until(
+      io_, [&] { return printed("ep/g/3", "done"); }, 30s));
+  std::set<std::string> lines;
+  {
+    std::lock_guard lock(output_mu_);
+    for (const auto& [r, line] : output_) {
+      if (r == "ep/g/3" && line.starts_with("line ")) lines.insert(line);
+    }
+  }
+  // Every line relayed, none lost, while what was read was freed on disk.
+  EXPECT_EQ(lines.size(), 3000u);
+  const std::string log = dir_ + "/ep.g.3.log";
+  const auto size = static_cast<long long>(std::filesystem::file_size(log));
+  EXPECT_GT(size, 60000);
+  struct stat st {};
+  ASSERT_EQ(::stat(log.c_str(), &st), 0);
+  EXPECT_LE(static_cast<long long>(st.st_blocks) * 512 + 20000, size);
+  stop(3);
 }
 
 TEST_F(LocalProvisionerTest, AdoptingAReplicaThatIsGoneOrABadHandleReportsItFailed) {

@@ -105,6 +105,10 @@ struct ProvisionOptions {
   // next run adopts them; each one's output goes to DIR/<name>.log (read back by tide), and
   // its handle ("local pid=.. start=.. port=.. gpus=.. log=..") identifies it after a restart.
   std::string replica_log_dir;
+  // local, with replica_log_dir: once tide has read this much of a log file past what it freed
+  // last, it frees the part it has read (a hole punched in the file: nothing the replica writes
+  // meanwhile is lost; the file's length grows on, the disk it takes does not).
+  uint64_t replica_log_max_bytes = 16u << 20;
   AgentLauncher agent;  // local, groups with agent.enabled (called from launch())
 };
 
