@@ -533,7 +533,7 @@ void LocalBackend::launch(Launch l) {
     const std::string_view kv(*e);
     const std::string_view key = kv.substr(0, kv.find('='));
     if (key == "TIDE_REPLICA_ID" || key == "TIDE_REPLICA_NAME" || key == "TIDE_PORT" ||
-        (set_gpus && key == "CUDA_VISIBLE_DEVICES"))
+        key == "TIDE_REPLICAS" || (set_gpus && key == "CUDA_VISIBLE_DEVICES"))
       continue;
     if (key == "PATH") path_var = std::string(kv.substr(5));
     request.env.emplace_back(kv);
@@ -541,6 +541,9 @@ void LocalBackend::launch(Launch l) {
   request.env.push_back("TIDE_REPLICA_ID=" + id_text);
   request.env.push_back("TIDE_REPLICA_NAME=" + l.name);
   request.env.push_back("TIDE_PORT=" + port_text);
+  // Marks the replica as this state's, for kill_unrecorded() after a crash.
+  if (!core_->options.replica_log_dir.empty())
+    request.env.push_back("TIDE_REPLICAS=" + core_->options.replica_log_dir);
   if (set_gpus) request.env.push_back("CUDA_VISIBLE_DEVICES=" + join_ints(gpus, ","));
   request.env.insert(request.env.end(), l.agent_env.begin(), l.agent_env.end());
   auto path = resolve_program(request.argv.front(), path_var);

@@ -437,6 +437,26 @@ TEST_F(LocalProvisionerTest, ALogFileIsFreedAsItIsReadAndNoLineIsLost) {
   stop(3);
 }
 
+TEST_F(LocalProvisionerTest, AReplicaWhoseHandleWasNeverRecordedIsFoundAndKilledAfterACrash) {
+  options_.replica_log_dir = dir_;
+  group_.provisioner.command = idle_script("exit 0");
+  make();
+  launch(5);
+  ASSERT_TRUE(run_until(io_, [&] { return printed("ep/g/5", "armed"); }));
+  const int pid = pid_of(5);
+  ASSERT_GT(pid, 0);
+  provisioner_.reset();  // tide "crashed" before the handle was committed
+  ASSERT_FALSE(process_dead(pid));
+  // Recorded replicas are left for adoption; another state's marker matches nothing.
+  EXPECT_TRUE(LiveProvisioner::kill_unrecorded(dir_, {"ep/g/5"}).empty());
+  EXPECT_TRUE(LiveProvisioner::kill_unrecorded(dir_ + "-other", {}).empty());
+  EXPECT_FALSE(process_dead(pid));
+  const std::vector<std::string> killed = LiveProvisioner::kill_unrecorded(dir_, {"ep/g/4"});
+  ASSERT_EQ(killed.size(), 1u);
+  EXPECT_TRUE(killed[0].starts_with("ep/g/5 (process group ")) << killed[0];
+  EXPECT_TRUE(run_until(io_, [&] { return process_dead(pid); }));
+}
+
 TEST_F(LocalProvisionerTest, AdoptingAReplicaThatIsGoneOrABadHandleReportsItFailed) {
   make();
   const std::string other_process =

@@ -152,6 +152,14 @@ class LiveProvisioner final : public control::Provisioner {
   // The local replicas' processes that have not been reaped yet. Thread-safe.
   std::vector<ChildProcess> children() const;
 
+  // After a crash of tide: kills (SIGKILL, whole process group) every process a local replica
+  // launched with this `replica_log_dir` left running whose replica name is not in `recorded`
+  // (replicas forked in the moment before their handle reached the state file). Such processes
+  // are recognised by their environment (TIDE_REPLICAS=<replica_log_dir>, TIDE_REPLICA_NAME).
+  // Returns one line per replica killed ("chat/gpu/7 (process 4242)"). Call before launching.
+  static std::vector<std::string> kill_unrecorded(const std::string& replica_log_dir,
+                                                  const std::vector<std::string>& recorded);
+
   // Whether `kind` (a ProvisionerSpec::kind) can run live replicas: local, static, slurm,
   // kubernetes.
   static bool supports(std::string_view kind);

@@ -184,6 +184,7 @@ struct Server::Impl {
   std::unique_ptr<store::Store> store;
   std::string api_token;
   std::unique_ptr<provision::LiveProvisioner> provisioner;
+  std::string replica_log_dir;  // with a state file: where local replicas' output goes
   std::vector<std::unique_ptr<control::LiveEndpoint>> endpoints;
   std::unique_ptr<gateway::Gateway> gateway;
   std::unique_ptr<RouteApi> route_api;  // two-step routing, agents' reports (route_api.h)
@@ -714,7 +715,17 @@ struct Server::Impl {
   // After a restart: replicas the previous run left running are taken over by their endpoint,
   // or stopped when their endpoint or group is no longer configured.
   void adopt_replicas() {
-    for (store::ReplicaRow row : store->live_replicas()) {
+    const std::vector<store::ReplicaRow> rows = store->live_replicas();
+    // Processes of replicas whose handle never reached the state file (tide died between the
+    // fork and the commit) are found by their environment and killed: nothing is orphaned.
+    std::vector<std::string> recorded;
+    for (const auto& row : rows) {
+      if (!row.handle.empty()) recorded.push_back(row.name);
+    }
+    for (const std::string& line :
+         provision::LiveProvisioner::kill_unrecorded(replica_log_dir, recorded))
+      log("killed " + line + ": launched, but its handle never reached the state file");
+    for (store::ReplicaRow row : rows) {
       control::LiveEndpoint* ep = find_endpoint(row.endpoint);
       const bool has_group =
           ep != nullptr && std::any_of(ep->spec().groups.begin(), ep->spec().groups.end(),
@@ -884,12 +895,15 @@ Server::Server(const config::Config& config, ServeOptions options)
   popts.stop_grace = m.options.stop_grace;
   if (persistent) {
     // Replicas outlive a crash of tide, for the next run to adopt; their output goes here.
-    popts.replica_log_dir = m.config.state.path + ".replicas";
     std::error_code ec;
+    popts.replica_log_dir = std::filesystem::absolute(m.config.state.path + ".replicas", ec)
+                                .lexically_normal()
+                                .string();
     std::filesystem::create_directories(popts.replica_log_dir, ec);
     if (ec)
       throw std::runtime_error(
           fmt::format("state: cannot create {}: {}", popts.replica_log_dir, ec.message()));
+    m.replica_log_dir = popts.replica_log_dir;
   }
   popts.agent = [this](const control::Replica& r, const config::GroupSpec& g) {
     return impl_->agent_launch(r, g);
