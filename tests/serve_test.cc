@@ -1284,6 +1284,27 @@ TEST(TwoStep, OverflowRoutesToTheNextGroupOnlyWhileThePrimaryIsFull) {
   EXPECT_EQ(s.terminate(), 0);
 }
 
+TEST(TwoStep, AgentsEnabledByPutGetKeysAtTheirFirstLaunch) {
+  Options o;
+  o.top_extra = "route: {key_file: {dir}/route.key}";
+  Serve s("route-put", o);
+  ASSERT_FALSE(fs::exists(s.dir() / "route.key"));  // no group runs agents yet
+  EXPECT_EQ(route(s).status, 409);
+  std::string body = endpoint_entry(s.config_text());
+  const std::string min = "    min_replicas: 0\n";
+  ASSERT_NE(body.find(min), std::string::npos) << body;
+  body.replace(body.find(min), min.size(),
+               "    min_replicas: 1\n    agent: {enabled: true, report_interval: 200ms}\n");
+  const HttpResponse put = s.api("PUT", "/v1/endpoints/chat", body);
+  ASSERT_EQ(put.status, 200) << put.body << "\n" << body;
+  ASSERT_TRUE(eventually([&] { return s.count("ready") == 1; }, 15)) << s.log_text();
+  EXPECT_TRUE(fs::exists(s.dir() / "route.key"));
+  const Route r = route(s);
+  ASSERT_EQ(r.status, 200) << r.response.body;
+  EXPECT_EQ(direct(r.port, r.token).status, 200);
+  EXPECT_EQ(s.terminate(), 0);
+}
+
 TEST(TwoStep, ReportsThatFailValidationOrAuthenticationAreRefusedWithAReasonAndCounted) {
   Options o = agent_options();
   o.min_replicas = 1;

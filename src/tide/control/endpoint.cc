@@ -87,6 +87,11 @@ std::string Endpoint::reconfigure(const config::EndpointSpec& next, Time now) {
     if (is.provisioner.kind != was.provisioner.kind)
       return fmt::format("{}.provisioner.kind: is {}, cannot become {} at run time", at,
                          was.provisioner.kind, is.provisioner.kind);
+    if (is.agent.enabled != was.agent.enabled && !groups_[i].live.empty())
+      return fmt::format(
+          "{}.agent.enabled: its {} replicas were started {} an agent; scale the group to 0 "
+          "first",
+          at, groups_[i].live.size(), was.agent.enabled ? "with" : "without");
   }
   const size_t old_groups = spec_.groups.size();
   std::vector<bool> new_decider(next.groups.size(), true);

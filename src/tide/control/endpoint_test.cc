@@ -347,6 +347,18 @@ TEST(Endpoint, ReconfigureRefusesWhatWouldStrandReplicasAndChangesNothing) {
               ::testing::HasSubstr("groups[1].concurrency: its replicas were started for 4"));
   EXPECT_EQ(ep.group_count(), 2);
   EXPECT_EQ(ep.spec().groups[1].concurrency, 4);
+  // An agent cannot be added to replicas already running without one; with none running it can.
+  config::EndpointSpec agents = spec;
+  agents.groups[0].agent.enabled = true;
+  ep.submit(1, 0, at(1));
+  ep.tick(0, at(1));
+  ASSERT_EQ(prov.launched.size(), 1u);
+  EXPECT_THAT(ep.reconfigure(agents, at(2)),
+              ::testing::HasSubstr("groups[0].agent.enabled: its 1 replicas were started "
+                                   "without an agent; scale the group to 0 first"));
+  config::EndpointSpec agents_b = spec;
+  agents_b.groups[1].agent.enabled = true;
+  EXPECT_EQ(ep.reconfigure(agents_b, at(2)), "");
 }
 
 TEST(EndpointRouting, SplitGivesEachGroupItsWeightEvenlyInterleaved) {

@@ -34,29 +34,44 @@ double unix_seconds(Time t) { return to_seconds(t); }
 
 RouteApi::RouteApi(const config::Config& config, std::vector<control::LiveEndpoint*> endpoints,
                    Log log)
-    : spec_(config.route), endpoints_(std::move(endpoints)), log_(std::move(log)) {
+    : spec_(config.route),
+      key_path_(key_path(config)),
+      endpoints_(std::move(endpoints)),
+      log_(std::move(log)) {
   bool agents = false;
   for (const auto& ep : config.endpoints)
     for (const auto& g : ep.groups) agents = agents || g.agent.enabled;
-  if (!agents) return;
-  const std::string path = key_path(config);
-  const Time now = wall_.now();
-  if (path.empty()) {
+  if (!agents) return;  // opened when a group gets agents (PUT) and launches its first replica
+  std::lock_guard lock(mu_);
+  open_ring_locked(wall_.now());
+}
+
+void RouteApi::open_ring_locked(Time now) {
+  if (ring_) return;
+  if (key_path_.empty()) {
     ring_ = auth::KeyRing::ephemeral(now);
     if (log_) log_("route keys: in memory only (state.path is :memory:)");
   } else {
-    const bool existed = std::filesystem::exists(path);
-    ring_ = auth::KeyRing::open(path, now);
+    const bool existed = std::filesystem::exists(key_path_);
+    ring_ = auth::KeyRing::open(key_path_, now);
     if (log_)
-      log_(fmt::format("route keys: {} {} (current key {})", existed ? "loaded" : "created", path,
-                       ring_->current_key_id()));
+      log_(fmt::format("route keys: {} {} (current key {})", existed ? "loaded" : "created",
+                       key_path_, ring_->current_key_id()));
   }
   rotate_if_due_locked(now);
 }
 
-std::string RouteApi::replica_secret(const std::string& endpoint, uint64_t replica_id) const {
+std::string RouteApi::replica_secret(const std::string& endpoint, uint64_t replica_id) {
   std::lock_guard lock(mu_);
-  if (!ring_) return {};
+  if (!ring_) {
+    // A group got agents at run time: its first launch opens the keys.
+    try {
+      open_ring_locked(wall_.now());
+    } catch (const std::exception& e) {
+      if (log_) log_(fmt::format("route keys: {}", e.what()));
+      return {};
+    }
+  }
   return ring_->replica_secret(fmt::format("{}/{}", endpoint, replica_id));
 }
 
@@ -256,7 +271,12 @@ gateway::ApiResponse RouteApi::report(const gateway::ApiRequest& req) {
   if (!parsed.report) return reject_report(400, "invalid_report", parsed.error);
   const agent::AgentReport& rep = *parsed.report;
   // A replica can only report for itself: its secret is derived from its own endpoint and id.
-  const std::string expected = replica_secret(rep.endpoint, rep.replica_id);
+  // Without keys no replica was given a secret (and a report does not create them).
+  std::string expected;
+  {
+    std::lock_guard lock(mu_);
+    if (ring_) expected = ring_->replica_secret(fmt::format("{}/{}", rep.endpoint, rep.replica_id));
+  }
   if (expected.empty() || !auth::secrets_equal(secret, expected))
     return reject_report(
         401, "unauthorized",

@@ -43,8 +43,9 @@ class RouteApi {
   // The answer when `req` is for one of the paths above; nullopt otherwise.
   std::optional<gateway::ApiResponse> handle(const gateway::ApiRequest& req);
 
-  // The secret of replica `replica_id` of `endpoint` ("" without agents).
-  std::string replica_secret(const std::string& endpoint, uint64_t replica_id) const;
+  // The secret of replica `replica_id` of `endpoint`. Opens the keys first when no group had
+  // agents at start ("" when they cannot be opened; the reason is logged).
+  std::string replica_secret(const std::string& endpoint, uint64_t replica_id);
   // The trusted public keys as GET /v1/pubkey serves them (handed to agents at launch).
   std::string public_keys_json();
 
@@ -58,13 +59,17 @@ class RouteApi {
                                      const std::string& message);
   nlohmann::json keys_json_locked(Time now) const;
   void rotate_if_due_locked(Time now);
+  // Opens or creates the key ring (key_path_, or in memory) unless open; throws like the
+  // constructor.
+  void open_ring_locked(Time now);
 
   config::RouteSpec spec_;
+  std::string key_path_;  // "" = keys in memory only
   std::vector<control::LiveEndpoint*> endpoints_;
   Log log_;
   SystemClock wall_;
   mutable std::mutex mu_;
-  std::optional<auth::KeyRing> ring_;  // none when no group runs agents
+  std::optional<auth::KeyRing> ring_;  // none until some group runs agents
   struct Counts {
     uint64_t calls = 0;
     uint64_t routed = 0;
