@@ -20,6 +20,7 @@
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <regex>
 #include <sstream>
 #include <string>
@@ -1064,9 +1065,12 @@ struct Route {
   HttpResponse response;
 };
 
-Route route(const Serve& s, const std::string& endpoint = "chat") {
+// POST /v1/route for endpoint chat, with the client's sticky `key` when given.
+Route route(const Serve& s, const std::optional<std::string>& key = std::nullopt) {
+  json body = {{"endpoint", "chat"}};
+  if (key) body["key"] = *key;
   Route r;
-  r.response = http_post(s.api_port(), "/v1/route", json{{"endpoint", endpoint}}.dump());
+  r.response = http_post(s.api_port(), "/v1/route", body.dump());
   r.status = r.response.status;
   r.body = json::parse(r.response.body, nullptr, false);
   if (r.status == 200) {
@@ -1210,15 +1214,6 @@ TEST(TwoStep, ScalingFollowsTheLoadTheAgentsReport) {
   EXPECT_EQ(s.terminate(), 0);
 }
 
-Route route_keyed(const Serve& s, const std::string& key) {
-  Route r;
-  r.response =
-      http_post(s.api_port(), "/v1/route", json{{"endpoint", "chat"}, {"key", key}}.dump());
-  r.status = r.response.status;
-  r.body = json::parse(r.response.body, nullptr, false);
-  return r;
-}
-
 TEST(TwoStep, RoutesSplitByWeightAcrossGroupsOfAgentsAndAKeyStaysOnItsGroup) {
   Options o = agent_options();
   o.min_replicas = 1;
@@ -1240,15 +1235,15 @@ TEST(TwoStep, RoutesSplitByWeightAcrossGroupsOfAgentsAndAKeyStaysOnItsGroup) {
   int keyed_b = 0;
   for (int k = 0; k < 60; ++k) {
     const std::string key = "user-" + std::to_string(k);
-    const Route first = route_keyed(s, key);
+    const Route first = route(s, key);
     ASSERT_EQ(first.status, 200) << first.response.body;
     for (int again = 0; again < 2; ++again)
-      ASSERT_EQ(route_keyed(s, key).body["group"], first.body["group"]) << key;
+      ASSERT_EQ(route(s, key).body["group"], first.body["group"]) << key;
     keyed_b += first.body["group"] == "b" ? 1 : 0;
   }
   EXPECT_GT(keyed_b, 3);  // Binomial(60, 0.25): mean 15, sd 3.4
   EXPECT_LT(keyed_b, 30);
-  const Route bad = route_keyed(s, "");
+  const Route bad = route(s, "");
   EXPECT_EQ(bad.status, 400);
   EXPECT_NE(bad.response.body.find("key: must be a string of 1 to 1024 characters"),
             std::string::npos);

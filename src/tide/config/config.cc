@@ -750,7 +750,7 @@ ProvisionerSpec read_provisioner(Reader& r, const Node& node, const std::string&
   kind_keys(kKubernetesKeys, ProvisionerKind::kKubernetes, "kubernetes");
   m.allow(known);
   if (kind == ProvisionerKind::kSlurm) read_slurm(r, m, p.slurm);
-  if (kind == ProvisionerKind::kSlurm || kind == ProvisionerKind::kKubernetes) {
+  if (queues_in_cluster(p.kind)) {
     m.read("pending_timeout", p.pending_timeout);
   } else if (m.get("pending_timeout") != nullptr) {
     r.fail(m.at("pending_timeout"),

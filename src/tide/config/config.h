@@ -235,6 +235,12 @@ struct ProvisionerSpec {
   SlurmSpec slurm;  // kind slurm (its keys sit beside the others in YAML)
 };
 
+// Whether replicas of this provisioner kind may first wait in a cluster's queue (slurm,
+// kubernetes): ProvisionerSpec::pending_timeout applies to them, live and simulated.
+inline bool queues_in_cluster(std::string_view kind) {
+  return kind == "slurm" || kind == "kubernetes";
+}
+
 // The worker-side agent (`tide agent`) the local provisioner starts with each replica: it proxies
 // the replica's requests, admits route tokens, and reports readiness and load.
 // YAML: agent: {enabled: true, work: tokens, report_interval: 1s}

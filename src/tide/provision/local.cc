@@ -17,6 +17,7 @@
 #include <charconv>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <optional>
@@ -883,3 +884,42 @@ void LocalBackend::close() {
 }
 
 }  // namespace tide::provision::detail
+
+namespace tide::provision {
+
+// Beside the local backend: it reads /proc as the adoption of a local handle does.
+std::vector<std::string> LiveProvisioner::kill_unrecorded(
+    const std::string& replica_log_dir, const std::vector<std::string>& recorded) {
+  std::vector<std::string> killed;
+  if (replica_log_dir.empty()) return killed;
+  const std::string mark = "TIDE_REPLICAS=" + replica_log_dir;
+  std::vector<pid_t> groups;  // killed already
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
+    const std::string pid_text = entry.path().filename().string();
+    if (pid_text.empty() || pid_text.find_first_not_of("0123456789") != std::string::npos) continue;
+    const int pid = std::stoi(pid_text);
+    if (pid == ::getpid()) continue;
+    std::ifstream in(entry.path() / "environ", std::ios::binary);  // our own processes only
+    if (!in) continue;
+    bool marked = false;
+    std::string name;
+    for (std::string var; std::getline(in, var, '\0');) {
+      if (var == mark) marked = true;
+      if (var.starts_with("TIDE_REPLICA_NAME=")) name = var.substr(18);
+    }
+    if (!marked || std::find(recorded.begin(), recorded.end(), name) != recorded.end()) continue;
+    const pid_t group = ::getpgid(pid);
+    if (group > 1 && group != ::getpgid(0)) {
+      if (std::find(groups.begin(), groups.end(), group) != groups.end()) continue;
+      groups.push_back(group);
+      if (::kill(-group, SIGKILL) == 0)
+        killed.push_back(fmt::format("{} (process group {})", name, group));
+    } else if (::kill(pid, SIGKILL) == 0) {
+      killed.push_back(fmt::format("{} (process {})", name, pid));
+    }
+  }
+  return killed;
+}
+
+}  // namespace tide::provision

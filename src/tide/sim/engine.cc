@@ -172,10 +172,9 @@ class Simulation final : public control::Provisioner, public control::DecisionSi
     ready_targets_.push_back({&events, replica.id});
     const uint32_t e = endpoint_of(events);
     const size_t stats = stats_index(e, static_cast<uint32_t>(replica.group));
-    const Duration timeout =
-        group.provisioner.kind == "slurm" || group.provisioner.kind == "kubernetes"
-            ? group.provisioner.pending_timeout
-            : Duration{0};
+    const Duration timeout = config::queues_in_cluster(group.provisioner.kind)
+                                 ? group.provisioner.pending_timeout
+                                 : Duration{0};
     if (timeout > Duration{0} && pending > timeout) {
       billing_.push_back({stats, kTimeMax, kTimeMax, now_});  // never billed
       push(now_ + timeout, Kind::kNoCapacity, 0, ready_targets_.size() - 1);
