@@ -154,7 +154,7 @@ class Simulation final : public control::Provisioner, public control::DecisionSi
       : config_(config),
         source_(source),
         options_(options),
-        service_rng_(options.seed * 0x9e3779b97f4a7c15ULL + 1),
+        service_rng_(service_random(options.seed)),
         cold_rng_(options.seed * 0x9e3779b97f4a7c15ULL + 3) {}
 
   SimResult run();
@@ -258,7 +258,6 @@ class Simulation final : public control::Provisioner, public control::DecisionSi
   void on_complete(uint32_t endpoint, RequestId id);
   void on_tick(uint32_t endpoint, uint32_t group);
   void ideal_advance(GroupStats& gs, int concurrency, int64_t t);
-  double service_time(const config::GroupSpec& group, const TraceRequest& req);
   uint32_t route(uint32_t endpoint);
 
   const config::Config& config_;
@@ -302,57 +301,7 @@ void EndpointSink::on_start(RequestId request, ReplicaSlot slot, Time now) {
 }
 void EndpointSink::on_timeout(RequestId request, Time) { sim_.timed_out(endpoint_, request); }
 
-void Simulation::validate() {
-  const auto& streams = source_.streams();
-  const auto& eps = config_.endpoints;
-  // Streams go to the endpoint of the same name; with one endpoint, everything goes there.
-  for (size_t s = 0; s < streams.size(); ++s) {
-    auto it = std::find_if(eps.begin(), eps.end(),
-                           [&](const config::EndpointSpec& e) { return e.name == streams[s]; });
-    if (it != eps.end()) {
-      stream_to_endpoint_.push_back(static_cast<uint32_t>(it - eps.begin()));
-    } else if (eps.size() == 1) {
-      stream_to_endpoint_.push_back(0);
-    } else {
-      throw SimError(fmt::format(
-          "trace stream \"{}\" matches no endpoint; name endpoints after the trace's streams or "
-          "use a config with one endpoint",
-          streams[s]));
-    }
-  }
-  for (const auto& ep : eps) {
-    for (const auto& g : ep.groups) {
-      const auto& m = g.service_time;
-      const std::string where = fmt::format("endpoint {} group {}", ep.name, g.name);
-      if (m.kind == config::ServiceTimeModel::Kind::kTrace && !source_.has_duration()) {
-        throw SimError(where +
-                       ": service_time takes durations from the trace, but this workload has "
-                       "none; set service_time (fixed, lognormal or tokens) or --duration-col");
-      }
-      if (m.kind == config::ServiceTimeModel::Kind::kTokens && !source_.has_tokens()) {
-        throw SimError(where +
-                       ": service_time model tokens needs token counts, but this workload has "
-                       "none; pass --input-tokens-col / --output-tokens-col");
-      }
-    }
-  }
-}
-
-double Simulation::service_time(const config::GroupSpec& group, const TraceRequest& req) {
-  const auto& m = group.service_time;
-  switch (m.kind) {
-    case config::ServiceTimeModel::Kind::kFixed:
-      return to_seconds(m.value);
-    case config::ServiceTimeModel::Kind::kLognormal:
-      return service_rng_.lognormal(to_seconds(m.median), m.sigma);
-    case config::ServiceTimeModel::Kind::kTokens:
-      return to_seconds(m.base) + m.prefill_s * std::max(0, req.input_tokens) +
-             m.decode_s * std::max(0, req.output_tokens);
-    case config::ServiceTimeModel::Kind::kTrace:
-      return std::isnan(req.duration_s) ? 0.0 : req.duration_s;
-  }
-  return 0.0;
-}
+void Simulation::validate() { stream_to_endpoint_ = check_workload(config_, source_); }
 
 uint32_t Simulation::route(uint32_t endpoint) {
   // The endpoint's own routing (split / overflow), as in production.
@@ -389,7 +338,7 @@ void Simulation::on_arrival() {
   Request& r = requests_[id];
   r.arrival = now_.time_since_epoch().count();
   r.start = -1;
-  r.service_s = service_time(spec, req);
+  r.service_s = draw_service_time(spec, req, service_rng_);
   r.endpoint = endpoint;
   r.group = group;
   r.slot = dispatch::kNoSlot;
@@ -520,7 +469,8 @@ SimResult Simulation::run() {
   }
   if (options_.progress) options_.progress(1.0);
 
-  // Replica-seconds are counted over the workload's window, or until the last request ended.
+  // Each replica is billed until it stops, also after the last request; one still running when
+  // the loop ends (at its group's minimum) until the end of the workload or of its last request.
   const Time end = std::max(last_completion_, horizon_);
   SimResult& res = result_;
   res.span_s = to_seconds(end);
@@ -538,7 +488,7 @@ SimResult Simulation::run() {
       for (const Billing& b : billing_) {
         if (b.stats != stats_index(e, g)) continue;
         const Time from = std::max(b.requested, warmup_);
-        const Time to = std::min(b.stopped, end);
+        const Time to = b.stopped == kTimeMax ? end : b.stopped;
         if (to > from) gr.replica_seconds += to_seconds(to - from);
         if (b.launched >= warmup_) ++gr.launches;
       }
@@ -553,16 +503,7 @@ SimResult Simulation::run() {
       double sum = 0;
       for (double c : cs) sum += c;
       gr.cold_start_mean_s = cs.empty() ? 0.0 : sum / static_cast<double>(cs.size());
-      res.outcomes.merge(gr.outcomes);
-      res.replica_seconds += gr.replica_seconds;
-      res.zero_wait_replica_seconds += gr.zero_wait_replica_seconds;
-      res.work_bound_replica_seconds += gr.work_bound_replica_seconds;
-      res.cost += gr.cost;
-      res.priced = res.priced || gr.priced;
-      res.launches += gr.launches;
-      res.peak_replicas += gr.peak_replicas;
-      res.scale_reversals += gr.scale_reversals;
-      res.groups.push_back(std::move(gr));
+      res.add_group(std::move(gr));
     }
   }
   res.max_wait_s = to_seconds(config_.endpoints.front().slo.max_wait);
@@ -573,6 +514,62 @@ SimResult Simulation::run() {
 
 }  // namespace
 
+std::vector<uint32_t> check_workload(const config::Config& config, const RequestSource& source) {
+  const auto& streams = source.streams();
+  const auto& eps = config.endpoints;
+  std::vector<uint32_t> stream_to_endpoint;
+  // Streams go to the endpoint of the same name; with one endpoint, everything goes there.
+  for (size_t s = 0; s < streams.size(); ++s) {
+    auto it = std::find_if(eps.begin(), eps.end(),
+                           [&](const config::EndpointSpec& e) { return e.name == streams[s]; });
+    if (it != eps.end()) {
+      stream_to_endpoint.push_back(static_cast<uint32_t>(it - eps.begin()));
+    } else if (eps.size() == 1) {
+      stream_to_endpoint.push_back(0);
+    } else {
+      throw SimError(fmt::format(
+          "trace stream \"{}\" matches no endpoint; name endpoints after the trace's streams or "
+          "use a config with one endpoint",
+          streams[s]));
+    }
+  }
+  for (const auto& ep : eps) {
+    for (const auto& g : ep.groups) {
+      const auto& m = g.service_time;
+      const std::string where = fmt::format("endpoint {} group {}", ep.name, g.name);
+      if (m.kind == config::ServiceTimeModel::Kind::kTrace && !source.has_duration()) {
+        throw SimError(where +
+                       ": service_time takes durations from the trace, but this workload has "
+                       "none; set service_time (fixed, lognormal or tokens) or --duration-col");
+      }
+      if (m.kind == config::ServiceTimeModel::Kind::kTokens && !source.has_tokens()) {
+        throw SimError(where +
+                       ": service_time model tokens needs token counts, but this workload has "
+                       "none; pass --input-tokens-col / --output-tokens-col");
+      }
+    }
+  }
+  return stream_to_endpoint;
+}
+
+Random service_random(uint64_t seed) { return Random(seed * 0x9e3779b97f4a7c15ULL + 1); }
+
+double draw_service_time(const config::GroupSpec& group, const TraceRequest& req, Random& rng) {
+  const auto& m = group.service_time;
+  switch (m.kind) {
+    case config::ServiceTimeModel::Kind::kFixed:
+      return to_seconds(m.value);
+    case config::ServiceTimeModel::Kind::kLognormal:
+      return rng.lognormal(to_seconds(m.median), m.sigma);
+    case config::ServiceTimeModel::Kind::kTokens:
+      return to_seconds(m.base) + m.prefill_s * std::max(0, req.input_tokens) +
+             m.decode_s * std::max(0, req.output_tokens);
+    case config::ServiceTimeModel::Kind::kTrace:
+      return std::isnan(req.duration_s) ? 0.0 : req.duration_s;
+  }
+  return 0.0;
+}
+
 void Outcomes::merge(const Outcomes& o) {
   total += o.total;
   ok += o.ok;
@@ -581,6 +578,19 @@ void Outcomes::merge(const Outcomes& o) {
   slo_met += o.slo_met;
   wait_s.merge(o.wait_s);
   e2e_s.merge(o.e2e_s);
+}
+
+void SimResult::add_group(GroupResult g) {
+  outcomes.merge(g.outcomes);
+  replica_seconds += g.replica_seconds;
+  zero_wait_replica_seconds += g.zero_wait_replica_seconds;
+  work_bound_replica_seconds += g.work_bound_replica_seconds;
+  cost += g.cost;
+  priced = priced || g.priced;
+  launches += g.launches;
+  peak_replicas += g.peak_replicas;
+  scale_reversals += g.scale_reversals;
+  groups.push_back(std::move(g));
 }
 
 SimResult simulate(const config::Config& config, RequestSource& source, const SimOptions& options) {

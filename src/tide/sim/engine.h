@@ -77,6 +77,28 @@ class SyntheticSource final : public RequestSource {
   std::vector<std::string> streams_{"synthetic"};
 };
 
+// Makes a fresh source of the same workload: one per run when runs go in parallel.
+using SourceFactory = std::function<std::unique_ptr<RequestSource>()>;
+
+// The first part of a workload: the requests of `inner` arriving before `end`, with `end` as the
+// horizon (for `tide tune`'s fitted part; the same source with a warm-up of `end` measures the
+// rest).
+class PrefixSource final : public RequestSource {
+ public:
+  PrefixSource(std::unique_ptr<RequestSource> inner, Duration end)
+      : inner_(std::move(inner)), end_(end) {}
+  bool next(TraceRequest& out) override { return inner_->next(out) && out.arrival < Time{end_}; }
+  Duration horizon() const override { return end_; }
+  const std::vector<std::string>& streams() const override { return inner_->streams(); }
+  bool has_duration() const override { return inner_->has_duration(); }
+  bool has_tokens() const override { return inner_->has_tokens(); }
+  void rewind() override { inner_->rewind(); }
+
+ private:
+  std::unique_ptr<RequestSource> inner_;
+  Duration end_;
+};
+
 struct SimOptions {
   uint64_t seed = 1;
   bool warm_start = true;  // min_replicas are ready at time 0
@@ -155,13 +177,26 @@ struct SimResult {
   std::vector<GroupResult> groups;
   std::vector<TimelineRow> timeline;
   std::vector<control::DecisionRecord> decisions;
+  std::string note;  // a line printed under the table (reference rows: what the row means)
   double attainment() const { return outcomes.attainment(); }
+  // Adds one group's figures to the run's totals and keeps it in `groups`.
+  void add_group(GroupResult g);
 };
 
 class SimError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
+
+// The endpoint of each of the workload's streams (by name; everything to a lone endpoint).
+// Throws SimError when a stream matches no endpoint or a service-time model needs columns the
+// workload lacks.
+std::vector<uint32_t> check_workload(const config::Config& config, const RequestSource& source);
+
+// The service-time generator of a run with this seed, and one request's service time drawn from
+// it as the simulator draws it (in arrival order, one draw per request of a random model).
+Random service_random(uint64_t seed);
+double draw_service_time(const config::GroupSpec& group, const TraceRequest& req, Random& rng);
 
 // Runs the workload to its end and every request to its outcome. Throws SimError when the
 // configuration cannot run on this workload (e.g. a service-time model needing columns the trace

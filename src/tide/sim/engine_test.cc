@@ -3,54 +3,12 @@
 #include <gtest/gtest.h>
 
 #include "tide/sim/report.h"
+#include "tide/sim/sim_test_util.h"
 
 namespace tide::sim {
 namespace {
 
 using namespace std::chrono_literals;
-
-config::Config one_group(config::ScalingSpec scaling, int max_replicas, int concurrency,
-                         Duration cold_start, Duration service) {
-  config::Config c;
-  config::EndpointSpec ep;
-  ep.name = "chat";
-  ep.slo.max_wait = 2s;
-  config::GroupSpec g;
-  g.name = "gpu";
-  g.min_replicas = 0;
-  g.max_replicas = max_replicas;
-  g.concurrency = concurrency;
-  g.cold_start.value = cold_start;
-  g.service_time.kind = config::ServiceTimeModel::Kind::kFixed;
-  g.service_time.value = service;
-  g.scaling = std::move(scaling);
-  ep.groups.push_back(g);
-  c.endpoints.push_back(ep);
-  return c;
-}
-
-config::ScalingSpec queue_policy(int queue_size) {
-  config::ScalingSpec s;
-  s.policy = config::PolicyKind::kQueue;
-  s.queue.queue_size = queue_size;
-  s.queue.idle_timeout = 30s;
-  return s;
-}
-
-Trace arrivals(std::initializer_list<double> seconds) {
-  Trace t;
-  t.streams = {"test"};
-  for (double s : seconds) t.requests.push_back({.arrival = time_at_seconds(s)});
-  t.span = t.requests.empty() ? Duration{0} : t.requests.back().arrival.time_since_epoch();
-  return t;
-}
-
-SimResult run(const config::Config& c, const Trace& t, uint64_t seed = 1) {
-  TraceSource source(t);
-  SimOptions o;
-  o.seed = seed;
-  return simulate(c, source, o);
-}
 
 TEST(Simulator, ViewComfyExampleOneStartsFourReplicasAtOnce) {
   // Seed 004, example 1: queue size 1, max 4, 10 requests at once, from zero.
@@ -79,6 +37,42 @@ TEST(Simulator, ViewComfyExampleTwoStartsASecondReplicaOnlyForTheSecondPair) {
   EXPECT_EQ(r.decisions[1].to, 2);
   EXPECT_EQ(r.launches, 2u);
   EXPECT_EQ(r.outcomes.ok, 4u);
+}
+
+TEST(Simulator, ViewComfyExampleOneBillsTheSeedsReplicaSeconds) {
+  // Seed 004, example 1 with 60 s jobs and an instant start: four GPUs take the ten jobs; two
+  // run three (0-180 s), two run two (0-120 s); each turns off after 30 s idle. 210 + 210 + 150
+  // + 150 = 720 replica-seconds (billing stopped at the last completion gave 660).
+  const auto c = one_group(queue_policy(1), 4, 1, 0s, 60s);
+  const SimResult r = run(c, arrivals({0, 0, 0, 0, 0, 0, 0, 0, 0, 0}));
+  EXPECT_EQ(r.outcomes.ok, 10u);
+  EXPECT_EQ(r.launches, 4u);
+  EXPECT_DOUBLE_EQ(r.replica_seconds, 720.0);
+}
+
+TEST(Simulator, ViewComfyExampleTwoBillsTheSeedsReplicaSeconds) {
+  // Seed 004, example 2 (queue size 2) with 60 s jobs: two at 0 start one GPU (busy 0-120 s),
+  // two more at 30 s make the queue 3 and start a second (busy 30-150 s); each turns off after
+  // 30 s idle: 150 + 150 = 300 replica-seconds.
+  auto spec = queue_policy(2);
+  const auto c = one_group(spec, 4, 1, 0s, 60s);
+  const SimResult r = run(c, arrivals({0, 0, 30, 30}));
+  EXPECT_EQ(r.outcomes.ok, 4u);
+  EXPECT_EQ(r.launches, 2u);
+  EXPECT_DOUBLE_EQ(r.replica_seconds, 300.0);
+}
+
+TEST(Simulator, AReplicaIsBilledUntilItStopsAfterTheLastRequest) {
+  // One 10 s request; the replica idles 120 s before it stops, well past the workload's end
+  // (the last arrival rounded up to a minute).
+  auto spec = queue_policy(1);
+  spec.queue.idle_timeout = 120s;
+  const SimResult r = run(one_group(spec, 1, 1, 0s, 10s), arrivals({0}));
+  EXPECT_DOUBLE_EQ(r.replica_seconds, 130.0);
+  // A replica that never stops (the group's minimum) is billed to the end of the workload.
+  auto kept = one_group(spec, 1, 1, 0s, 10s);
+  kept.endpoints[0].groups[0].min_replicas = 1;
+  EXPECT_DOUBLE_EQ(run(kept, arrivals({0})).replica_seconds, 60.0);
 }
 
 TEST(Simulator, HfPresetFailsRequestsWhileScalingFromZero) {

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -74,6 +75,8 @@ std::string csv_escape(const std::string& s) {
   return out + "\"";
 }
 
+}  // namespace
+
 std::string html_escape(const std::string& s) {
   std::string out;
   for (char c : s) {
@@ -97,20 +100,11 @@ std::string html_escape(const std::string& s) {
   return out;
 }
 
-struct Series {
-  std::string name;
-  std::string color;
-  std::vector<std::pair<double, double>> points;
-  bool step = false;
-};
-
-// A line chart as inline SVG. Points are reduced to at most ~width buckets (max per bucket) so
-// a day at one-second ticks stays small.
-std::string svg_chart(const std::string& title, const std::string& unit, std::vector<Series> series,
-                      double t_end) {
+std::string svg_chart(const std::string& title, const std::string& unit,
+                      std::vector<ChartSeries> series, double t_end, const ChartAxes& axes) {
   const double w = 900, h = 200, left = 50, right = 10, top = 24, bottom = 24;
-  double ymax = 0;
-  for (Series& s : series) {
+  double ymax = axes.y_min;
+  for (ChartSeries& s : series) {
     if (s.points.size() > 1200) {
       const double bucket = t_end / 1200.0;
       std::vector<std::pair<double, double>> reduced;
@@ -126,16 +120,17 @@ std::string svg_chart(const std::string& title, const std::string& unit, std::ve
     }
     for (const auto& p : s.points) ymax = std::max(ymax, p.second);
   }
-  if (ymax <= 0) ymax = 1;
-  ymax *= 1.08;
+  const double ymin = axes.y_min;
+  if (ymax <= ymin) ymax = ymin + 1;
+  ymax = ymin + (ymax - ymin) * 1.08;
   auto x = [&](double t) { return left + (w - left - right) * (t_end > 0 ? t / t_end : 0); };
-  auto y = [&](double v) { return top + (h - top - bottom) * (1 - v / ymax); };
+  auto y = [&](double v) { return top + (h - top - bottom) * (1 - (v - ymin) / (ymax - ymin)); };
   std::string svg = fmt::format(
       "<svg viewBox=\"0 0 {} {}\" class=\"chart\"><text x=\"{}\" y=\"15\" "
       "class=\"title\">{}</text>",
       w, h, left, html_escape(title));
   for (int i = 0; i <= 4; ++i) {
-    const double v = ymax / 1.08 * i / 4;
+    const double v = ymin + (ymax - ymin) / 1.08 * i / 4;
     svg += fmt::format(
         "<line x1=\"{}\" x2=\"{}\" y1=\"{:.1f}\" y2=\"{:.1f}\" class=\"grid\"/>"
         "<text x=\"{}\" y=\"{:.1f}\" class=\"axis\" text-anchor=\"end\">{:.3g}{}</text>",
@@ -143,19 +138,25 @@ std::string svg_chart(const std::string& title, const std::string& unit, std::ve
   }
   for (int i = 0; i <= 6; ++i) {
     // Labels on whole minutes (whole seconds for short runs) so they read "1h20m", not "4801s".
-    const double step = t_end >= 600 ? 60.0 : 1.0;
-    const double t = std::round(t_end * i / 6 / step) * step;
+    const double step = axes.x_label ? 0.0 : t_end >= 600 ? 60.0 : 1.0;
+    const double t = step > 0 ? std::round(t_end * i / 6 / step) * step : t_end * i / 6;
     const char* anchor = i == 0 ? "start" : i == 6 ? "end" : "middle";
     svg += fmt::format("<text x=\"{:.1f}\" y=\"{}\" class=\"axis\" text-anchor=\"{}\">{}</text>",
-                       x(t), h - 6, anchor, format_duration(from_seconds(t)));
+                       x(t), h - 6, anchor,
+                       axes.x_label ? axes.x_label(t) : format_duration(from_seconds(t)));
   }
   double legend_x = w - right - 10;
   for (auto it = series.rbegin(); it != series.rend(); ++it) {
-    const Series& s = *it;
+    const ChartSeries& s = *it;
     std::string d;
     double prev_v = 0;
     bool first = true;
     for (const auto& [t, v] : s.points) {
+      if (s.dots) {
+        svg += fmt::format("<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"{}\" fill=\"{}\"/>", x(t), y(v),
+                           s.dot_radius, s.color);
+        continue;
+      }
       if (first) {
         d += fmt::format("M{:.1f},{:.1f}", x(t), y(v));
         first = false;
@@ -166,8 +167,9 @@ std::string svg_chart(const std::string& title, const std::string& unit, std::ve
       }
       prev_v = v;
     }
-    svg += fmt::format("<path d=\"{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"1.4\"/>", d,
-                       s.color);
+    if (!d.empty())
+      svg += fmt::format("<path d=\"{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"1.4\"/>", d,
+                         s.color);
     legend_x -= 8.0 * static_cast<double>(s.name.size()) + 24;
     svg += fmt::format(
         "<rect x=\"{:.0f}\" y=\"6\" width=\"10\" height=\"10\" fill=\"{}\"/><text x=\"{:.0f}\" "
@@ -176,8 +178,6 @@ std::string svg_chart(const std::string& title, const std::string& unit, std::ve
   }
   return svg + "</svg>";
 }
-
-}  // namespace
 
 std::string format_table(const std::vector<SimResult>& runs) {
   const std::vector<std::string> header = {"policy",    "requests",  "ok",        "rejected",
@@ -243,6 +243,24 @@ std::string format_table(const std::vector<SimResult>& runs) {
         seconds(r.max_wait_s), r.zero_wait_replica_seconds / 3600.0,
         r.work_bound_replica_seconds / 3600.0);
   }
+  for (const SimResult& r : runs)
+    if (!r.note.empty()) out += r.note + ".\n";
+  return out;
+}
+
+std::string summary_csv(const std::vector<SimResult>& runs) {
+  std::string out =
+      "policy,requests,ok,rejected,timed_out,wait_p50_s,wait_p99_s,e2e_p99_s,slo_attainment,"
+      "replica_seconds,cost,launches,peak_replicas,scale_reversals\n";
+  for (const SimResult& r : runs) {
+    const Outcomes& o = r.outcomes;
+    out += fmt::format("{},{},{},{},{},{:.6g},{:.6g},{:.6g},{:.6f},{:.3f},{},{},{},{}\n",
+                       csv_escape(r.policy), o.total, o.ok, o.rejected, o.timed_out,
+                       o.wait_s.quantile(0.5), o.wait_s.quantile(0.99), o.e2e_s.quantile(0.99),
+                       o.attainment(), r.replica_seconds,
+                       r.priced ? fmt::format("{:.4f}", r.cost) : "", r.launches, r.peak_replicas,
+                       r.scale_reversals);
+  }
   return out;
 }
 
@@ -252,6 +270,21 @@ std::string summary_json(const std::vector<SimResult>& runs) {
   ordered_json a = ordered_json::array();
   for (const SimResult& r : runs) a.push_back(run_json(r));
   return a.dump(2);
+}
+
+std::string run_dir_name(const std::string& label) {
+  std::string out;
+  for (char c : label) {
+    const bool keep =
+        std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
+    if (keep) {
+      out += c;
+    } else if (!out.empty() && out.back() != '-') {
+      out += '-';
+    }
+  }
+  while (!out.empty() && out.back() == '-') out.pop_back();
+  return out.empty() ? "run" : out;
 }
 
 void write_csvs(const std::string& dir, const SimResult& run, const config::Config& config) {
@@ -275,10 +308,8 @@ void write_csvs(const std::string& dir, const SimResult& run, const config::Conf
   }
 }
 
-void write_report_html(const std::string& dir, const std::vector<SimResult>& runs,
-                       const config::Config& config, const std::string& title) {
-  std::filesystem::create_directories(dir);
-  std::string html = fmt::format(R"(<!doctype html><html><head><meta charset="utf-8">
+std::string html_page_start(const std::string& title) {
+  return fmt::format(R"(<!doctype html><html><head><meta charset="utf-8">
 <title>{0}</title><style>
 body{{font:14px system-ui,sans-serif;margin:24px;color:#222;max-width:960px}}
 table{{border-collapse:collapse;font-variant-numeric:tabular-nums}}
@@ -289,9 +320,12 @@ td:first-child,th:first-child{{text-align:left}}
 .legend{{font-size:11px}} pre{{white-space:pre-wrap;font-size:12px}}
 </style></head><body><h1>{0}</h1>
 )",
-                                 html_escape(title));
-  html +=
-      "<h2>Comparison</h2><table><tr><th>policy</th><th>ok</th><th>rejected</th><th>timed "
+                     html_escape(title));
+}
+
+std::string comparison_table_html(const std::vector<SimResult>& runs) {
+  std::string html =
+      "<table><tr><th>policy</th><th>ok</th><th>rejected</th><th>timed "
       "out</th><th>wait p50</th><th>wait p99</th><th>e2e p99</th><th>SLO met</th><th>"
       "replica-hours</th><th>cost</th><th>launches</th><th>peak</th><th>reversals</th></tr>";
   for (const SimResult& r : runs) {
@@ -306,6 +340,15 @@ td:first-child,th:first-child{{text-align:left}}
         r.peak_replicas, r.scale_reversals);
   }
   html += "</table>";
+  for (const SimResult& r : runs)
+    if (!r.note.empty()) html += "<p>" + html_escape(r.note) + ".</p>";
+  return html;
+}
+
+void write_report_html(const std::string& dir, const std::vector<SimResult>& runs,
+                       const config::Config& config, const std::string& title) {
+  std::filesystem::create_directories(dir);
+  std::string html = html_page_start(title) + "<h2>Comparison</h2>" + comparison_table_html(runs);
   if (!runs.empty()) {
     html += fmt::format(
         "<p>SLO: wait &le; {}. Replica-hours if every request started on arrival with instant "
@@ -314,10 +357,11 @@ td:first-child,th:first-child{{text-align:left}}
         runs.front().work_bound_replica_seconds / 3600.0);
   }
   for (const SimResult& r : runs) {
+    if (r.timeline.empty() && r.decisions.empty()) continue;  // e.g. the clairvoyant reference
     html += fmt::format("<h2 id=\"{0}\">{0}</h2>", html_escape(r.policy));
     for (size_t e = 0; e < config.endpoints.size(); ++e) {
       for (size_t g = 0; g < config.endpoints[e].groups.size(); ++g) {
-        Series desired{"desired", "#999", {}, true}, ready{"ready", "#1f77b4", {}, true},
+        ChartSeries desired{"desired", "#999", {}, true}, ready{"ready", "#1f77b4", {}, true},
             starting{"starting", "#ff7f0e", {}, true}, queued{"queued", "#d62728", {}},
             in_service{"in service", "#2ca02c", {}}, wait_max{"max wait", "#d62728", {}},
             wait_mean{"mean wait", "#1f77b4", {}}, util{"gpu util (nvidia-smi)", "#9467bd", {}};
