@@ -51,11 +51,17 @@ TEST(Cli, HelpDescribesEveryCommandAndFlag) {
   EXPECT_NE(top.out.find("sim"), std::string::npos);
   const Result sim = run("sim --help");
   EXPECT_EQ(sim.status, 0);
-  for (const char* flag :
-       {"--config", "--trace", "--synthetic", "--rate", "--duration", "--preset", "--compare",
-        "--seed", "--json", "--out", "--time-col", "--time-unit", "--duration-col",
-        "--input-tokens-col", "--output-tokens-col", "--per-minute", "--warmup"}) {
+  for (const char* flag : {"--config", "--trace", "--synthetic", "--rate", "--duration", "--preset",
+                           "--compare", "--seed", "--json", "--out", "--time-col", "--time-unit",
+                           "--duration-col", "--input-tokens-col", "--output-tokens-col",
+                           "--per-minute", "--warmup", "--reference", "--slo-target"}) {
     EXPECT_NE(sim.out.find(flag), std::string::npos) << flag;
+  }
+  const Result tune = run("tune --help");
+  EXPECT_EQ(tune.status, 0);
+  for (const char* flag : {"--config", "--trace", "--synthetic", "--check", "--policy", "--group",
+                           "--candidates", "--jobs", "--out", "--slo-target", "--warmup"}) {
+    EXPECT_NE(tune.out.find(flag), std::string::npos) << flag;
   }
   const Result serve = run("serve --help");
   EXPECT_EQ(serve.status, 0);
@@ -188,6 +194,77 @@ TEST(Cli, CompareWritesOneRowPerPolicyAndTheReportFiles) {
   EXPECT_NE(page.find("<svg"), std::string::npos);
   EXPECT_EQ(page.find("<script"), std::string::npos);  // self-contained, no scripts
   fs::remove_all(out);
+}
+
+TEST(Cli, CompareEndsWithTheReferenceRowsInTheTableTheCsvAndTheReport) {
+  const fs::path out = temp_dir("reference");
+  const Result r = run("sim --config " + demo() +
+                       " --synthetic poisson --rate 2 --duration 20m --compare tide,viewcomfy "
+                       "--no-progress --out " +
+                       out.string());
+  ASSERT_EQ(r.status, 0) << r.out;
+  const size_t fixed = r.out.find("\nfixed (hindsight) ");
+  const size_t clairvoyant = r.out.find("\nclairvoyant ");
+  ASSERT_NE(fixed, std::string::npos) << r.out;
+  ASSERT_NE(clairvoyant, std::string::npos) << r.out;
+  EXPECT_LT(r.out.find("\nviewcomfy "), fixed);  // below the policies
+  EXPECT_LT(fixed, clairvoyant);
+  EXPECT_NE(r.out.find("replicas, the smallest fixed fleet with 99% within the SLO"),
+            std::string::npos)
+      << r.out;
+  std::ifstream csv(out / "summary.csv");
+  const std::string text((std::istreambuf_iterator<char>(csv)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("\nfixed (hindsight),"), std::string::npos) << text;
+  EXPECT_NE(text.find("\nclairvoyant,"), std::string::npos) << text;
+  EXPECT_TRUE(fs::exists(out / "fixed-hindsight" / "timeline.csv"));
+  std::ifstream html(out / "report.html");
+  const std::string page((std::istreambuf_iterator<char>(html)), std::istreambuf_iterator<char>());
+  EXPECT_NE(page.find(">clairvoyant</a>"), std::string::npos);
+  // A single run asks for them with --reference.
+  const Result one = run("sim --config " + demo() +
+                         " --synthetic poisson --rate 2 --duration 20m --reference --no-progress");
+  ASSERT_EQ(one.status, 0) << one.out;
+  EXPECT_NE(one.out.find("\nfixed (hindsight) "), std::string::npos) << one.out;
+  fs::remove_all(out);
+}
+
+TEST(Cli, TunePrintsTheBlockToPasteBothPartsAndTheFrontier) {
+  const fs::path out = temp_dir("tune");
+  const Result r = run("tune --config " + demo() +
+                       " --synthetic bursts --rate 2 --duration 40m --period 10m --policy "
+                       "viewcomfy --candidates 12 --no-progress --out " +
+                       out.string());
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("scaling:\n  preset: viewcomfy\n  queue_size: "), std::string::npos)
+      << r.out;
+  for (const char* row : {"\ndefault, fitted part ", "\ndefault, held-out part ",
+                          "\ntuned, fitted part ", "\ntuned, held-out part "})
+    EXPECT_NE(r.out.find(row), std::string::npos) << row << r.out;
+  EXPECT_NE(r.out.find("the last 20% held out (32m to 40m)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("Frontier of the "), std::string::npos) << r.out;
+  std::ifstream html(out / "report.html");
+  const std::string page((std::istreambuf_iterator<char>(html)), std::istreambuf_iterator<char>());
+  EXPECT_NE(page.find("<circle"), std::string::npos);  // the frontier plot
+  fs::remove_all(out);
+}
+
+TEST(Cli, TuneRefusesBadFlagsWithAReason) {
+  const std::string base =
+      "tune --config " + demo() + " --synthetic poisson --rate 1 --duration 10m ";
+  const std::pair<const char*, const char*> cases[] = {
+      {"--check 95%", "--check: expected a percentage from 1% to 90%"},
+      {"--check x", "--check: expected a percentage"},
+      {"--slo-target 0.99", "--slo-target: expected a percentage from 50% to 100% (like 99%)"},
+      {"--group nope", "--group: no group \"nope\" in the config"},
+      {"--policy nope", "--policy: unknown preset \"nope\""},
+      {"--candidates 0", "--candidates: expected an integer from 1 to 100000"},
+      {"--jobs -1", "--jobs: expected an integer from 0 to 1024"},
+  };
+  for (const auto& [flags, words] : cases) {
+    const Result r = run(base + flags);
+    EXPECT_EQ(r.status, 2) << flags;
+    EXPECT_NE(r.out.find(words), std::string::npos) << flags << ": " << r.out;
+  }
 }
 
 TEST(Cli, BadConfigNamesTheFieldAndExitsTwo) {

@@ -9,11 +9,9 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <future>
 #include <iostream>
 #include <limits>
 #include <sstream>
-#include <thread>
 
 #include "tide/agent/agent.h"
 #include "tide/cli/commands.h"
@@ -22,27 +20,39 @@
 #include "tide/demo_model/demo_model.h"
 #include "tide/serve/serve.h"
 #include "tide/sim/engine.h"
+#include "tide/sim/parallel.h"
+#include "tide/sim/reference.h"
 #include "tide/sim/report.h"
 #include "tide/sim/trace.h"
+#include "tide/sim/tune.h"
 
 namespace {
 
 using namespace tide;
 
-struct SimArgs {
-  std::string config_path;
+long long parse_integer_flag(const std::string& flag, const std::string& text, long long lo,
+                             long long hi) {
+  size_t used = 0;
+  long long v = 0;
+  try {
+    v = std::stoll(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || used != text.size() || v < lo || v > hi)
+    throw std::runtime_error(
+        fmt::format("{}: expected an integer from {} to {}, got \"{}\"", flag, lo, hi, text));
+  return v;
+}
+
+// The workload flags `tide sim` and `tide tune` share.
+struct WorkloadArgs {
   std::string trace_path;
   std::string synthetic;
   double rate = 0;
   std::string duration;
   std::string period = "20m";
-  std::string preset;
-  std::string compare;
   uint64_t seed = 1;
-  bool json = false;
-  std::string out_dir;
-  bool no_progress = false;
-  // Trace reading.
   std::string format = "auto";
   bool per_minute = false;
   std::string time_col = "timestamp";
@@ -55,6 +65,18 @@ struct SimArgs {
   std::string durations_path;
   std::string limit;
   std::string warmup = "0";
+  std::string slo_target = "99%";
+};
+
+struct SimArgs {
+  std::string config_path;
+  WorkloadArgs workload;
+  std::string preset;
+  std::string compare;
+  bool reference = false;
+  bool json = false;
+  std::string out_dir;
+  bool no_progress = false;
 };
 
 std::string preset_list() {
@@ -71,12 +93,26 @@ Duration parse_duration_flag(const std::string& flag, const std::string& text) {
   return *d;
 }
 
-void add_sim_command(CLI::App& app, SimArgs& a) {
-  CLI::App* sim = app.add_subcommand(
-      "sim",
-      "Replay a workload against the scaling policies on a virtual clock and report latency, SLO "
-      "attainment and replica-seconds.");
-  sim->footer(R"(
+// "20%" (or "20") as 0.2, within [lo, hi] percent.
+double parse_percent_flag(const std::string& flag, const std::string& text, double lo, double hi) {
+  std::string number = text;
+  if (!number.empty() && number.back() == '%') number.pop_back();
+  size_t used = 0;
+  double v = 0;
+  try {
+    v = std::stod(number, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || used != number.size() || !(v >= lo && v <= hi))
+    throw std::runtime_error(
+        fmt::format("{}: expected a percentage from {}% to {}% (like {}%), "
+                    "got \"{}\"",
+                    flag, lo, hi, hi < 100 ? 20 : 99, text));
+  return v / 100;
+}
+
+constexpr const char* kWorkloadHelp = R"(
 Workloads:
   --trace FILE                    a request log (CSV or JSONL, one row per request) or a per-minute
                                   count matrix (Azure Functions format); .zst files are read as is.
@@ -91,44 +127,64 @@ Request logs: arrivals come from --time-col (unit --time-unit), service times fr
 Per-minute matrices (--per-minute): each row's count for minute m is expanded into arrivals
   uniform at random within that minute, seeded by --seed. --rows sum merges all rows into one
   stream; --rows each makes one stream per row (matched to endpoints by name). --durations FILE
-  (the Azure "_run" file) draws each row's service times from its percentiles.
-Policies: --preset NAME replaces every group's scaling; --compare a,b,c (or "all") runs each
-  preset on the same workload and prints one row each. Presets: )" +
-              preset_list() +
-              R"(.
-Output: a table (or --json); --out DIR also writes summary.json, timeline.csv, decisions.csv and
-  a self-contained report.html (per policy in DIR/<policy>/ when comparing).
-Same --seed, same result, bit for bit.)");
-  sim->add_option("--config", a.config_path, "endpoint configuration (YAML)")->required();
-  sim->add_option("--trace", a.trace_path, "workload trace file");
-  sim->add_option("--synthetic", a.synthetic,
+  (the Azure "_run" file) draws each row's service times from its percentiles.)";
+
+void add_workload_flags(CLI::App* cmd, WorkloadArgs& a) {
+  cmd->add_option("--trace", a.trace_path, "workload trace file");
+  cmd->add_option("--synthetic", a.synthetic,
                   "synthetic workload: poisson, bursts, diurnal or periodic");
-  sim->add_option("--rate", a.rate, "synthetic arrival rate, requests per second");
-  sim->add_option("--duration", a.duration, "synthetic workload length (e.g. 1h)");
-  sim->add_option("--period", a.period, "period of bursts / diurnal shapes")->capture_default_str();
-  sim->add_option("--preset", a.preset, "use this scaling preset for every group");
-  sim->add_option("--compare", a.compare, "comma-separated presets to compare, or \"all\"");
-  sim->add_option("--seed", a.seed, "random seed")->capture_default_str();
-  sim->add_flag("--json", a.json, "print the summary as JSON instead of a table");
-  sim->add_option("--out", a.out_dir,
-                  "write summary.json, timeline.csv, decisions.csv, report.html here");
-  sim->add_flag("--no-progress", a.no_progress, "no progress bar even on a terminal");
-  sim->add_option("--format", a.format, "trace format: auto, csv, jsonl, per-minute")
+  cmd->add_option("--rate", a.rate, "synthetic arrival rate, requests per second");
+  cmd->add_option("--duration", a.duration, "synthetic workload length (e.g. 1h)");
+  cmd->add_option("--period", a.period, "period of bursts / diurnal shapes")->capture_default_str();
+  cmd->add_option("--seed", a.seed, "random seed")->capture_default_str();
+  cmd->add_option("--format", a.format, "trace format: auto, csv, jsonl, per-minute")
       ->capture_default_str();
-  sim->add_flag("--per-minute", a.per_minute, "the trace is a per-minute count matrix");
-  sim->add_option("--time-col", a.time_col, "arrival time column")->capture_default_str();
-  sim->add_option("--time-unit", a.time_unit, "datetime, s, ms or us")->capture_default_str();
-  sim->add_option("--duration-col", a.duration_col, "service time column (seconds)");
-  sim->add_option("--input-tokens-col", a.input_tokens_col, "input token count column");
-  sim->add_option("--output-tokens-col", a.output_tokens_col, "output token count column");
-  sim->add_option("--stream-col", a.stream_col, "column naming the endpoint of each request");
-  sim->add_option("--rows", a.rows, "per-minute rows: sum or each")->capture_default_str();
-  sim->add_option("--durations", a.durations_path, "per-minute: Azure _run file with durations");
-  sim->add_option("--limit", a.limit, "only the first part of the trace (e.g. 2h)");
-  sim->add_option("--warmup", a.warmup,
+  cmd->add_flag("--per-minute", a.per_minute, "the trace is a per-minute count matrix");
+  cmd->add_option("--time-col", a.time_col, "arrival time column")->capture_default_str();
+  cmd->add_option("--time-unit", a.time_unit, "datetime, s, ms or us")->capture_default_str();
+  cmd->add_option("--duration-col", a.duration_col, "service time column (seconds)");
+  cmd->add_option("--input-tokens-col", a.input_tokens_col, "input token count column");
+  cmd->add_option("--output-tokens-col", a.output_tokens_col, "output token count column");
+  cmd->add_option("--stream-col", a.stream_col, "column naming the endpoint of each request");
+  cmd->add_option("--rows", a.rows, "per-minute rows: sum or each")->capture_default_str();
+  cmd->add_option("--durations", a.durations_path, "per-minute: Azure _run file with durations");
+  cmd->add_option("--limit", a.limit, "only the first part of the trace (e.g. 2h)");
+  cmd->add_option("--warmup", a.warmup,
                   "simulate but do not measure the first part (e.g. 10m): steady state for traces "
                   "cut from a running service")
       ->capture_default_str();
+  cmd->add_option("--slo-target", a.slo_target,
+                  "share of requests that must wait <= slo.max_wait (reference rows, tune)")
+      ->capture_default_str();
+}
+
+void add_sim_command(CLI::App& app, SimArgs& a) {
+  CLI::App* sim = app.add_subcommand(
+      "sim",
+      "Replay a workload against the scaling policies on a virtual clock and report latency, SLO "
+      "attainment and replica-seconds.");
+  sim->footer(std::string(kWorkloadHelp) + R"(
+Policies: --preset NAME replaces every group's scaling; --compare a,b,c (or "all") runs each
+  preset on the same workload and prints one row each. Presets: )" +
+              preset_list() +
+              R"help(.
+Reference rows (with --compare, or --reference): "fixed (hindsight)", the smallest fixed fleet
+  (min = max = N) with --slo-target of requests within the SLO and none lost; "clairvoyant", the
+  cheapest schedule that starts every request on arrival, each replica billed from its launch
+  including a cold start.
+Output: a table (or --json); --out DIR also writes summary.json, summary.csv, timeline.csv,
+  decisions.csv and a self-contained report.html (per run in DIR/<policy>/ when comparing).
+Same --seed, same result, bit for bit.)help");
+  sim->add_option("--config", a.config_path, "endpoint configuration (YAML)")->required();
+  add_workload_flags(sim, a.workload);
+  sim->add_option("--preset", a.preset, "use this scaling preset for every group");
+  sim->add_option("--compare", a.compare, "comma-separated presets to compare, or \"all\"");
+  sim->add_flag("--reference", a.reference,
+                "add the fixed (hindsight) and clairvoyant rows to a single run");
+  sim->add_flag("--json", a.json, "print the summary as JSON instead of a table");
+  sim->add_option("--out", a.out_dir,
+                  "write summary.json, summary.csv, timeline.csv, decisions.csv, report.html here");
+  sim->add_flag("--no-progress", a.no_progress, "no progress bar even on a terminal");
 }
 
 std::vector<std::string> split_list(const std::string& s) {
@@ -160,63 +216,84 @@ config::Config with_preset(config::Config c, const std::string& preset) {
   return c;
 }
 
-int run_sim(const SimArgs& a) {
-  const config::Config base = config::load_config(a.config_path);
+sim::TraceOptions trace_options(const WorkloadArgs& a) {
+  sim::TraceOptions t;
+  t.path = a.trace_path;
+  if (a.per_minute || a.format == "per-minute") {
+    t.format = sim::TraceOptions::Format::kPerMinute;
+  } else if (a.format == "csv") {
+    t.format = sim::TraceOptions::Format::kCsv;
+  } else if (a.format == "jsonl") {
+    t.format = sim::TraceOptions::Format::kJsonl;
+  } else if (a.format != "auto") {
+    throw std::runtime_error("--format: expected auto, csv, jsonl or per-minute, got \"" +
+                             a.format + "\"");
+  }
+  t.time_col = a.time_col;
+  if (a.time_unit == "datetime")
+    t.time_unit = sim::TimeUnit::kDatetime;
+  else if (a.time_unit == "s")
+    t.time_unit = sim::TimeUnit::kSeconds;
+  else if (a.time_unit == "ms")
+    t.time_unit = sim::TimeUnit::kMillis;
+  else if (a.time_unit == "us")
+    t.time_unit = sim::TimeUnit::kMicros;
+  else
+    throw std::runtime_error("--time-unit: expected datetime, s, ms or us, got \"" + a.time_unit +
+                             "\"");
+  t.duration_col = a.duration_col;
+  t.input_tokens_col = a.input_tokens_col;
+  t.output_tokens_col = a.output_tokens_col;
+  t.stream_col = a.stream_col;
+  if (a.rows != "sum" && a.rows != "each")
+    throw std::runtime_error("--rows: expected sum or each, got \"" + a.rows + "\"");
+  t.sum_rows = a.rows == "sum";
+  t.durations_path = a.durations_path;
+  t.seed = a.seed;
+  if (!a.limit.empty()) t.limit = parse_duration_flag("--limit", a.limit);
+  return t;
+}
 
-  sim::Trace trace;
-  std::unique_ptr<sim::RequestSource> source;
+// A fresh source of the workload per call (a loaded trace is shared read-only).
+sim::SourceFactory load_workload(const WorkloadArgs& a) {
   if (!a.trace_path.empty() == !a.synthetic.empty())
     throw std::runtime_error("give exactly one workload: --trace FILE or --synthetic SHAPE");
   if (!a.trace_path.empty()) {
-    sim::TraceOptions t;
-    t.path = a.trace_path;
-    if (a.per_minute || a.format == "per-minute") {
-      t.format = sim::TraceOptions::Format::kPerMinute;
-    } else if (a.format == "csv") {
-      t.format = sim::TraceOptions::Format::kCsv;
-    } else if (a.format == "jsonl") {
-      t.format = sim::TraceOptions::Format::kJsonl;
-    } else if (a.format != "auto") {
-      throw std::runtime_error("--format: expected auto, csv, jsonl or per-minute, got \"" +
-                               a.format + "\"");
-    }
-    t.time_col = a.time_col;
-    if (a.time_unit == "datetime")
-      t.time_unit = sim::TimeUnit::kDatetime;
-    else if (a.time_unit == "s")
-      t.time_unit = sim::TimeUnit::kSeconds;
-    else if (a.time_unit == "ms")
-      t.time_unit = sim::TimeUnit::kMillis;
-    else if (a.time_unit == "us")
-      t.time_unit = sim::TimeUnit::kMicros;
-    else
-      throw std::runtime_error("--time-unit: expected datetime, s, ms or us, got \"" + a.time_unit +
-                               "\"");
-    t.duration_col = a.duration_col;
-    t.input_tokens_col = a.input_tokens_col;
-    t.output_tokens_col = a.output_tokens_col;
-    t.stream_col = a.stream_col;
-    if (a.rows != "sum" && a.rows != "each")
-      throw std::runtime_error("--rows: expected sum or each, got \"" + a.rows + "\"");
-    t.sum_rows = a.rows == "sum";
-    t.durations_path = a.durations_path;
-    t.seed = a.seed;
-    if (!a.limit.empty()) t.limit = parse_duration_flag("--limit", a.limit);
-    trace = sim::load_trace(t);
-    source = std::make_unique<sim::TraceSource>(trace);
-  } else {
-    auto shape = sim::SyntheticSource::parse_shape(a.synthetic);
-    if (!shape)
-      throw std::runtime_error(
-          "--synthetic: expected poisson, bursts, diurnal or periodic, got \"" + a.synthetic +
-          "\"");
-    if (!(a.rate > 0)) throw std::runtime_error("--rate: must be > 0 for a synthetic workload");
-    if (a.duration.empty())
-      throw std::runtime_error("--duration: required for a synthetic workload (e.g. 1h)");
-    source = std::make_unique<sim::SyntheticSource>(
-        *shape, a.rate, parse_duration_flag("--duration", a.duration),
-        parse_duration_flag("--period", a.period), a.seed);
+    auto trace = std::make_shared<const sim::Trace>(sim::load_trace(trace_options(a)));
+    return [trace] { return std::make_unique<sim::TraceSource>(*trace); };
   }
+  auto shape = sim::SyntheticSource::parse_shape(a.synthetic);
+  if (!shape)
+    throw std::runtime_error("--synthetic: expected poisson, bursts, diurnal or periodic, got \"" +
+                             a.synthetic + "\"");
+  if (!(a.rate > 0)) throw std::runtime_error("--rate: must be > 0 for a synthetic workload");
+  if (a.duration.empty())
+    throw std::runtime_error("--duration: required for a synthetic workload (e.g. 1h)");
+  const Duration duration = parse_duration_flag("--duration", a.duration);
+  const Duration period = parse_duration_flag("--period", a.period);
+  return [shape = *shape, rate = a.rate, duration, period, seed = a.seed] {
+    return std::make_unique<sim::SyntheticSource>(shape, rate, duration, period, seed);
+  };
+}
+
+std::string workload_title(const WorkloadArgs& a) {
+  return a.trace_path.empty()
+             ? fmt::format("synthetic {} at {}/s for {}", a.synthetic, a.rate, a.duration)
+             : std::filesystem::path(a.trace_path).filename().string();
+}
+
+void draw_progress(double f) {
+  const int width = 40;
+  const int filled = static_cast<int>(f * width);
+  std::fprintf(stderr, "\r[%s%s] %3.0f%%", std::string(static_cast<size_t>(filled), '#').c_str(),
+               std::string(static_cast<size_t>(width - filled), ' ').c_str(), f * 100);
+  if (f >= 1.0) std::fprintf(stderr, "\r%*s\r", width + 8, "");
+}
+
+int run_sim(const SimArgs& a) {
+  const config::Config base = config::load_config(a.config_path);
+  const sim::SourceFactory make_source = load_workload(a.workload);
+  const double target = parse_percent_flag("--slo-target", a.workload.slo_target, 50, 100);
 
   std::vector<std::pair<std::string, config::Config>> configs;
   if (!a.compare.empty()) {
@@ -230,79 +307,107 @@ int run_sim(const SimArgs& a) {
   }
 
   const bool tty = isatty(STDERR_FILENO) != 0 && !a.no_progress;
-  std::vector<sim::SimResult> results(configs.size());
-  if (configs.size() == 1) {
-    sim::SimOptions o;
-    o.seed = a.seed;
-    o.warmup = parse_duration_flag("--warmup", a.warmup);
-    if (tty) {
-      o.progress = [](double f) {
-        const int width = 40;
-        const int filled = static_cast<int>(f * width);
-        std::fprintf(stderr, "\r[%s%s] %3.0f%%",
-                     std::string(static_cast<size_t>(filled), '#').c_str(),
-                     std::string(static_cast<size_t>(width - filled), ' ').c_str(), f * 100);
-        if (f >= 1.0) std::fprintf(stderr, "\r%*s\r", width + 8, "");
-      };
+  sim::SimOptions o;
+  o.seed = a.workload.seed;
+  o.warmup = parse_duration_flag("--warmup", a.workload.warmup);
+  o.record_timeline = configs.size() == 1 || !a.out_dir.empty();
+  if (tty && configs.size() == 1) o.progress = draw_progress;
+  std::vector<sim::SimResult> results =
+      sim::simulate_each(configs, make_source, o, 0, [&](size_t done) {
+        if (tty && configs.size() > 1)
+          std::fprintf(stderr, "\rsimulated %zu/%zu policies", done, configs.size());
+      });
+  if (tty && configs.size() > 1) std::fprintf(stderr, "\r%40s\r", "");
+  if (!a.compare.empty() || a.reference) {
+    o.progress = nullptr;
+    for (sim::SimResult& r : sim::reference_rows(base, make_source, o, target)) {
+      configs.emplace_back(r.policy, base);  // for the names of endpoints and groups
+      results.push_back(std::move(r));
     }
-    results[0] = sim::simulate(configs[0].second, *source, o);
-    results[0].policy = configs[0].first;
-  } else {
-    // Each run gets its own copy of the workload source, so runs can go in parallel.
-    std::vector<std::unique_ptr<sim::RequestSource>> sources;
-    for (size_t i = 0; i < configs.size(); ++i) {
-      if (!a.trace_path.empty()) {
-        sources.push_back(std::make_unique<sim::TraceSource>(trace));
-      } else {
-        sources.push_back(std::make_unique<sim::SyntheticSource>(
-            *sim::SyntheticSource::parse_shape(a.synthetic), a.rate,
-            parse_duration_flag("--duration", a.duration),
-            parse_duration_flag("--period", a.period), a.seed));
-      }
-    }
-    const size_t workers = std::max(1u, std::thread::hardware_concurrency());
-    size_t done = 0;
-    for (size_t start = 0; start < configs.size(); start += workers) {
-      std::vector<std::future<sim::SimResult>> batch;
-      for (size_t i = start; i < std::min(configs.size(), start + workers); ++i) {
-        batch.push_back(std::async(std::launch::async, [&, i] {
-          sim::SimOptions o;
-          o.seed = a.seed;
-          o.warmup = parse_duration_flag("--warmup", a.warmup);
-          o.record_timeline = !a.out_dir.empty();
-          return sim::simulate(configs[i].second, *sources[i], o);
-        }));
-      }
-      for (size_t k = 0; k < batch.size(); ++k) {
-        results[start + k] = batch[k].get();
-        results[start + k].policy = configs[start + k].first;
-        if (tty) std::fprintf(stderr, "\rsimulated %zu/%zu policies", ++done, configs.size());
-      }
-    }
-    if (tty) std::fprintf(stderr, "\r%40s\r", "");
   }
 
-  if (a.json) {
-    std::cout << (results.size() == 1 ? sim::summary_json(results[0]) : sim::summary_json(results))
-              << "\n";
-  } else {
-    std::cout << sim::format_table(results);
-  }
+  const std::string summary =
+      results.size() == 1 ? sim::summary_json(results[0]) : sim::summary_json(results);
+  std::cout << (a.json ? summary + "\n" : sim::format_table(results));
   if (!a.out_dir.empty()) {
     std::filesystem::create_directories(a.out_dir);
-    std::ofstream(a.out_dir + "/summary.json")
-        << (results.size() == 1 ? sim::summary_json(results[0]) : sim::summary_json(results))
-        << "\n";
+    std::ofstream(a.out_dir + "/summary.json") << summary << "\n";
+    std::ofstream(a.out_dir + "/summary.csv") << sim::summary_csv(results);
     for (size_t i = 0; i < results.size(); ++i) {
-      const std::string dir = results.size() == 1 ? a.out_dir : a.out_dir + "/" + results[i].policy;
+      if (results[i].timeline.empty() && results[i].decisions.empty()) continue;
+      const std::string dir =
+          results.size() == 1 ? a.out_dir : a.out_dir + "/" + sim::run_dir_name(results[i].policy);
       sim::write_csvs(dir, results[i], configs[i].second);
     }
-    const std::string what =
-        a.trace_path.empty()
-            ? fmt::format("synthetic {} at {}/s for {}", a.synthetic, a.rate, a.duration)
-            : std::filesystem::path(a.trace_path).filename().string();
-    sim::write_report_html(a.out_dir, results, base, "tide sim: " + what);
+    sim::write_report_html(a.out_dir, results, base, "tide sim: " + workload_title(a.workload));
     if (!a.json) std::cout << "report: " << a.out_dir << "/report.html\n";
+  }
+  return 0;
+}
+
+struct TuneArgs {
+  std::string config_path;
+  WorkloadArgs workload;
+  std::string check = "20%";
+  std::string policy;
+  std::string group;
+  std::string out_dir;
+  std::string jobs = "0";
+  std::string candidates = "200";
+  bool no_progress = false;
+};
+
+void add_tune_command(CLI::App& app, TuneArgs& a) {
+  CLI::App* tune = app.add_subcommand(
+      "tune",
+      "Search a group's scaling parameters for the fewest replica-seconds that keep the SLO "
+      "target with nothing lost, on the first part of a workload; check the winner on the rest.");
+  tune->footer(std::string(kWorkloadHelp) + R"(
+Search: the group's own policy (default tide), or --policy PRESET's parameters; the default, a
+  Latin hypercube over half of --candidates, then local refinement around the best so far. It
+  fits on the first part of the workload and replays the winner and the default on the last
+  --check share (in steady state after the part before), so you see whether the setting holds
+  beyond the data it was fitted to. Candidates run on --jobs threads (0: every core).
+Prints both parts for the default and the winner, the winning `scaling:` block to paste into the
+  group, and the cost/attainment frontier explored; --out DIR writes report.html with the
+  frontier as a chart. Same --seed, same result, whatever --jobs.)");
+  tune->add_option("--config", a.config_path, "endpoint configuration (YAML)")->required();
+  add_workload_flags(tune, a.workload);
+  tune->add_option("--check", a.check, "the last share of the workload held out (1% to 90%)")
+      ->capture_default_str();
+  tune->add_option("--policy", a.policy,
+                   "search this preset's parameters instead of the group's own policy");
+  tune->add_option("--group", a.group, "the group to tune: GROUP or ENDPOINT/GROUP");
+  tune->add_option("--candidates", a.candidates, "how many settings to simulate")
+      ->capture_default_str();
+  tune->add_option("--jobs", a.jobs, "threads (0: one per core)")->capture_default_str();
+  tune->add_option("--out", a.out_dir, "write report.html here");
+  tune->add_flag("--no-progress", a.no_progress, "no progress bar even on a terminal");
+}
+
+int run_tune(const TuneArgs& a) {
+  const config::Config config = config::load_config(a.config_path);
+  const sim::SourceFactory make_source = load_workload(a.workload);
+  sim::TuneOptions o;
+  o.group = a.group;
+  o.policy = a.policy;
+  o.check = parse_percent_flag("--check", a.check, 1, 90);
+  o.target = parse_percent_flag("--slo-target", a.workload.slo_target, 50, 100);
+  o.candidates = static_cast<int>(parse_integer_flag("--candidates", a.candidates, 1, 100000));
+  o.jobs = static_cast<size_t>(parse_integer_flag("--jobs", a.jobs, 0, 1024));
+  o.sim.seed = a.workload.seed;
+  o.sim.warmup = parse_duration_flag("--warmup", a.workload.warmup);
+  if (isatty(STDERR_FILENO) != 0 && !a.no_progress) {
+    o.progress = [](size_t done, size_t total) {
+      draw_progress(static_cast<double>(done) / static_cast<double>(std::max<size_t>(total, 1)));
+    };
+  }
+  const sim::TuneResult r = sim::tune(config, make_source, o);
+  if (o.progress) draw_progress(1.0);
+  std::cout << sim::format_tune(r);
+  if (!a.out_dir.empty()) {
+    sim::write_tune_report(a.out_dir, r, "tide tune: " + workload_title(a.workload));
+    std::cout << "report: " << a.out_dir << "/report.html\n";
   }
   return 0;
 }
@@ -366,21 +471,6 @@ Prints "listening on HOST:PORT" once bound (--port 0 picks a free port); stops c
   dm->add_option("--model", a.model, "model name reported in responses")
       ->type_name("NAME")
       ->capture_default_str();
-}
-
-long long parse_integer_flag(const std::string& flag, const std::string& text, long long lo,
-                             long long hi) {
-  size_t used = 0;
-  long long v = 0;
-  try {
-    v = std::stoll(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used == 0 || used != text.size() || v < lo || v > hi)
-    throw std::runtime_error(
-        fmt::format("{}: expected an integer from {} to {}, got \"{}\"", flag, lo, hi, text));
-  return v;
 }
 
 int run_demo_model(const DemoModelArgs& a) {
@@ -738,6 +828,8 @@ int main(int argc, char** argv) {
   app.footer("Run `tide <command> --help` for the flags of a command.");
   SimArgs sim_args;
   add_sim_command(app, sim_args);
+  TuneArgs tune_args;
+  add_tune_command(app, tune_args);
   DemoModelArgs demo_args;
   add_demo_model_command(app, demo_args);
   ServeArgs serve_args;
@@ -755,6 +847,7 @@ int main(int argc, char** argv) {
   }
   try {
     if (app.got_subcommand("sim")) return run_sim(sim_args);
+    if (app.got_subcommand("tune")) return run_tune(tune_args);
     if (app.got_subcommand("demo-model")) return run_demo_model(demo_args);
     if (app.got_subcommand("serve")) return run_serve(serve_args);
     if (app.got_subcommand("agent")) return run_agent(agent_args);

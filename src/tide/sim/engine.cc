@@ -493,10 +493,8 @@ SimResult Simulation::run() {
         if (b.launched >= warmup_) ++gr.launches;
       }
       gr.zero_wait_replica_seconds = gs.ideal_integral;
-      gr.work_bound_replica_seconds = gs.service_total_s / spec.concurrency;
       gr.service_s = gs.service_total_s;
-      gr.priced = spec.price.has_value();
-      gr.cost = gr.replica_seconds / 3600.0 * spec.price.value_or(0.0);
+      gr.price(spec);
       gr.peak_replicas = gs.peak;
       gr.scale_reversals = gs.reversals;
       const auto& cs = endpoints_[e]->cold_starts(static_cast<int>(g));
@@ -578,6 +576,12 @@ void Outcomes::merge(const Outcomes& o) {
   slo_met += o.slo_met;
   wait_s.merge(o.wait_s);
   e2e_s.merge(o.e2e_s);
+}
+
+void GroupResult::price(const config::GroupSpec& spec) {
+  work_bound_replica_seconds = service_s / spec.concurrency;
+  priced = spec.price.has_value();
+  cost = replica_seconds / 3600.0 * spec.price.value_or(0.0);
 }
 
 void SimResult::add_group(GroupResult g) {

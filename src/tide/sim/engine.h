@@ -156,6 +156,8 @@ struct GroupResult {
   int scale_reversals = 0;
   double cold_start_mean_s = 0;
   double service_s = 0;  // total service time
+  // Sets the figures that follow from service_s and replica_seconds: the work bound and the cost.
+  void price(const config::GroupSpec& spec);
 };
 
 struct SimResult {

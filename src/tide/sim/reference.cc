@@ -196,10 +196,8 @@ SimResult clairvoyant(const config::Config& config, RequestSource& source,
     gr.outcomes = g.outcomes;
     gr.replica_seconds = bill.billed_s;
     gr.zero_wait_replica_seconds = bill.busy_s;
-    gr.work_bound_replica_seconds = g.service_s / spec.concurrency;
     gr.service_s = g.service_s;
-    gr.priced = spec.price.has_value();
-    gr.cost = gr.replica_seconds / 3600.0 * spec.price.value_or(0.0);
+    gr.price(spec);
     gr.launches = bill.launches;
     gr.peak_replicas = bill.peak;
     gr.cold_start_mean_s = to_seconds(spec.mean_cold_start());

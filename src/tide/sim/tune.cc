@@ -436,10 +436,11 @@ TuneResult tune(const config::Config& config, const SourceFactory& make_source,
   out.group = group.name;
   out.target = options.target;
   out.check = options.check;
+  out.warmup = options.sim.warmup;
+  check_workload(config, *make_source());
   out.split = split_point(make_source, options, out.horizon);
   const auto space = search_space(base);
   out.params.assign(space.begin(), space.end());
-  check_workload(config, *make_source());
 
   Search search(config, ref, base, make_source, options, out.split);
   out.explored = search.run();
@@ -542,9 +543,9 @@ std::string headline(const TuneResult& r) {
       r.endpoint, r.group,
       w.scaling.preset.empty() ? fmt::format("policy {}", config::policy_name(w.scaling.policy))
                                : fmt::format("preset {}", w.scaling.preset),
-      r.explored.size(), (1 - r.check) * 100, format_duration(Duration{0}),
-      format_duration(r.split), r.check * 100, format_duration(r.split), format_duration(r.horizon),
-      r.target * 100, w.fit.max_wait_s);
+      r.explored.size(), (1 - r.check) * 100, format_duration(r.warmup), format_duration(r.split),
+      r.check * 100, format_duration(r.split), format_duration(r.horizon), r.target * 100,
+      w.fit.max_wait_s);
 }
 
 std::string verdict(const TuneResult& r) {

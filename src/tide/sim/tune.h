@@ -58,7 +58,8 @@ struct TuneResult {
   std::string group;
   double target = kDefaultSloTarget;
   std::vector<TuneParam> params;
-  Duration split{0};    // the fitted part is [warm-up, split), the check part [split, end)
+  Duration warmup{0};
+  Duration split{0};    // the fitted part is [warmup, split), the check part [split, end)
   Duration horizon{0};  // the workload's end
   double check = 0.2;
   std::vector<TuneCandidate> explored;  // explored[0] is the default
