@@ -222,14 +222,19 @@ double to_unit(const TuneParam& p, int concurrency, double v) {
   return std::clamp(u, 0.0, 1.0);
 }
 
-// Feasible first; then the cheaper; among infeasible ones the higher attainment.
+// Cheaper, then higher attainment, then fewer launches (the frontier's order).
+bool cheaper(const SimResult& a, const SimResult& b) {
+  if (a.replica_seconds != b.replica_seconds) return a.replica_seconds < b.replica_seconds;
+  if (a.attainment() != b.attainment()) return a.attainment() > b.attainment();
+  return a.launches < b.launches;
+}
+
+// Feasible first; among infeasible ones the higher attainment; then the cheaper.
 bool better(const TuneCandidate& a, const TuneCandidate& b) {
   if (a.feasible != b.feasible) return a.feasible;
   if (!a.feasible && a.fit.attainment() != b.fit.attainment())
     return a.fit.attainment() > b.fit.attainment();
-  if (a.fit.replica_seconds != b.fit.replica_seconds)
-    return a.fit.replica_seconds < b.fit.replica_seconds;
-  return a.fit.launches < b.fit.launches;
+  return cheaper(a.fit, b.fit);
 }
 
 // The workload's span and where the check part starts; every part must have requests.
@@ -242,7 +247,10 @@ Duration split_point(const SourceFactory& make_source, const TuneOptions& o, Dur
         fmt::format("--candidates: must be between 1 and 100000, got {}", o.candidates));
   auto source = make_source();
   horizon = source->horizon();
-  const Duration split = from_seconds(std::round(to_seconds(horizon) * (1 - o.check)));
+  // On whole minutes for a workload of ten minutes or more, whole seconds below.
+  const double unit = horizon >= std::chrono::minutes(10) ? 60.0 : 1.0;
+  const Duration split =
+      from_seconds(std::round(to_seconds(horizon) * (1 - o.check) / unit) * unit);
   if (o.sim.warmup >= split)
     throw std::invalid_argument(
         fmt::format("--warmup: {} leaves nothing of the fitted part (the first {:.4g}%, up to {})",
@@ -398,11 +406,9 @@ std::vector<TuneCandidate> Search::run() {
 std::vector<size_t> frontier_of(const std::vector<TuneCandidate>& all) {
   std::vector<size_t> order(all.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
-    const SimResult &x = all[a].fit, &y = all[b].fit;
-    if (x.replica_seconds != y.replica_seconds) return x.replica_seconds < y.replica_seconds;
-    return x.attainment() > y.attainment();
-  });
+  // Stable: among equals the first explored, as better() keeps it.
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return cheaper(all[a].fit, all[b].fit); });
   std::vector<size_t> out;
   double reached = -1;
   for (size_t i : order) {
