@@ -94,22 +94,27 @@ BatchSource::BatchSource(const BatchOptions& options, Duration duration, uint64_
 
 void BatchSource::rewind() {
   rng_ = Random(seed_);
-  batch_t_ = 0;
+  next_batch_t_ = 0;
   pending_.clear();
 }
 
 bool BatchSource::next(TraceRequest& out) {
   const double end = to_seconds(duration_);
-  while (pending_.empty()) {
-    const double period = to_seconds(o_.period);
-    batch_t_ += o_.random_gaps ? rng_.exponential(period) : period;
-    if (batch_t_ >= end || !(period > 0)) return false;
+  const double period = to_seconds(o_.period);
+  if (!(period > 0)) return false;
+  // Batches may overlap (a random gap shorter than the spread): add every batch that starts
+  // before the earliest pending request, then hand that one out.
+  for (;;) {
+    if (next_batch_t_ == 0) next_batch_t_ = o_.random_gaps ? rng_.exponential(period) : period;
+    if (next_batch_t_ >= end || (!pending_.empty() && pending_.back() < next_batch_t_)) break;
     for (int i = 0; i < o_.size; ++i) {
-      const double t = batch_t_ + rng_.uniform() * to_seconds(o_.spread);
+      const double t = next_batch_t_ + rng_.uniform() * to_seconds(o_.spread);
       if (t < end) pending_.push_back(t);
     }
     std::sort(pending_.begin(), pending_.end(), std::greater<>());
+    next_batch_t_ += o_.random_gaps ? rng_.exponential(period) : period;
   }
+  if (pending_.empty()) return false;
   out = TraceRequest{};
   out.arrival = time_at_seconds(pending_.back());
   pending_.pop_back();

@@ -74,8 +74,8 @@ class BatchSource final : public GeneratedSource {
  private:
   BatchOptions o_;
   Random rng_;
-  double batch_t_ = 0;
-  std::vector<double> pending_;  // the current batch, latest first
+  double next_batch_t_ = 0;      // 0: not drawn yet
+  std::vector<double> pending_;  // requests of started batches, latest first
 };
 
 // Poisson at a piecewise-constant rate: rates[i] from starts[i] (the first at 0) until the next

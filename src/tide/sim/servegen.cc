@@ -76,8 +76,8 @@ ClientWindow parse_row(std::string_view line, const std::string& where) {
         fmt::format("{}: unknown distribution \"{}\" (Gamma, Weibull or empty)", where, f[3]));
   }
   // Shapes far below these give gaps of 0 or infinity in double precision.
-  if (w.dist != ClientWindow::Dist::kNone && !(w.shape >= 1e-3 && w.shape <= 1e3 && w.scale > 0))
-    throw TraceError(fmt::format("{}: shape must be in [0.001, 1000] and scale > 0", where));
+  if (w.dist != ClientWindow::Dist::kNone && !(w.shape >= 1e-3 && w.shape <= 1e5 && w.scale > 0))
+    throw TraceError(fmt::format("{}: shape must be in [0.001, 100000] and scale > 0", where));
   return w;
 }
 
