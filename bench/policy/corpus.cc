@@ -201,7 +201,7 @@ Family azure_functions() {
 Family bursty_functions() {
   const config::Config c = make_config({.slo = "1s",
                                         .concurrency = 2,
-                                        .cold_start = "15s",
+                                        .cold_start = "10s",
                                         .max_replicas = 20,
                                         .service = "{model: trace}"});
   Family fam{"function-bursty", {}};

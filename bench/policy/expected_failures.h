@@ -10,7 +10,7 @@ namespace tide::bench {
 
 inline constexpr std::string_view kExpectedFailures[] = {
     // Measured 2026-12-04 with the default of main 01bde1e:
-    "function-burst-1",   // SLO 96.62% (runpod: 99.36%)
+    "function-burst-1",   // SLO 97.26% (runpod: 99.60%)
     "batch-40-every-3m",  // SLO 12.50%: scales to zero between batches (hpa: 99.77%)
     "code-completion",    // SLO 92.33%, no preset reaches 99% either
 };
