@@ -223,32 +223,17 @@ Family servegen_models() {
     Model m;
     std::optional<Tokens> tokens;
   };
+  const std::string tokens = "{model: tokens, prefill: 0.0002, decode: ";
   const std::vector<M> models = {
-      {"deepseek-r1",
-       24h,
-       1.0,
-       {"30s", 32, "5m", 20, "{model: tokens, prefill: 0.0002, decode: 0.02}"},
-       Tokens{800, 1.0, 1500, 0.7}},
-      {"m-large",
-       48h,
-       5.0,
-       {"2s", 16, "2m", 30, "{model: tokens, prefill: 0.0002, decode: 0.03}"},
-       Tokens{1000, 1.0, 250, 0.8}},
-      {"m-mid",
-       24h,
-       8.0,
-       {"1s", 8, "60s", 40, "{model: tokens, prefill: 0.0002, decode: 0.02}"},
-       Tokens{800, 1.0, 200, 0.8}},
-      {"m-small",
-       24h,
-       20.0,
-       {"500ms", 16, "30s", 20, "{model: tokens, prefill: 0.0001, decode: 0.01}"},
-       Tokens{500, 1.0, 100, 0.8}},
+      {"deepseek-r1", 24h, 1.0, {"30s", 32, "5m", 20, tokens + "0.02}"}, Tokens{800, 1, 1500, 0.7}},
+      {"m-large", 48h, 5.0, {"2s", 16, "2m", 30, tokens + "0.03}"}, Tokens{1000, 1, 250, 0.8}},
+      {"m-mid", 24h, 8.0, {"1s", 8, "60s", 40, tokens + "0.02}"}, Tokens{800, 1, 200, 0.8}},
+      {"m-small", 24h, 20.0, {"500ms", 16, "30s", 20, tokens + "0.01}"}, Tokens{500, 1, 100, 0.8}},
       {"mm-image",
        24h,
        0.5,
        {"2m", 4, "90s", 20, "{model: lognormal, median: 8s, sigma: 0.3}"},
-       std::nullopt},
+       {}},
   };
   Family fam{"servegen", {}};
   uint64_t seed = 101;

@@ -56,7 +56,7 @@ Trace collect(RequestSource& source) {
 // ----- MMPP -------------------------------------------------------------------------------------
 
 MmppSource::MmppSource(const MmppOptions& options, Duration duration, uint64_t seed)
-    : GeneratedSource(duration, seed), o_(options), rng_(seed) {
+    : GeneratedSource(duration, seed), o_(options) {
   rewind();
 }
 
@@ -90,7 +90,7 @@ bool MmppSource::next(TraceRequest& out) {
 // ----- batches ----------------------------------------------------------------------------------
 
 BatchSource::BatchSource(const BatchOptions& options, Duration duration, uint64_t seed)
-    : GeneratedSource(duration, seed), o_(options), rng_(seed) {}
+    : GeneratedSource(duration, seed), o_(options) {}
 
 void BatchSource::rewind() {
   rng_ = Random(seed_);
@@ -125,7 +125,7 @@ bool BatchSource::next(TraceRequest& out) {
 
 PiecewisePoissonSource::PiecewisePoissonSource(std::vector<RatePiece> pieces, Duration duration,
                                                uint64_t seed)
-    : GeneratedSource(duration, seed), pieces_(std::move(pieces)), rng_(seed) {}
+    : GeneratedSource(duration, seed), pieces_(std::move(pieces)) {}
 
 void PiecewisePoissonSource::rewind() {
   rng_ = Random(seed_);

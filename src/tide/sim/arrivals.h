@@ -22,13 +22,15 @@ Trace collect(RequestSource& source);
 // Generated sources share these: the end of the workload, the seed, one stream.
 class GeneratedSource : public RequestSource {
  public:
-  GeneratedSource(Duration duration, uint64_t seed) : duration_(duration), seed_(seed) {}
+  GeneratedSource(Duration duration, uint64_t seed)
+      : duration_(duration), seed_(seed), rng_(seed) {}
   Duration horizon() const override { return duration_; }
   const std::vector<std::string>& streams() const override { return streams_; }
 
  protected:
   Duration duration_;
   uint64_t seed_;
+  Random rng_;  // rewind(): Random(seed_)
 
  private:
   std::vector<std::string> streams_{"synthetic"};
@@ -50,7 +52,6 @@ class MmppSource final : public GeneratedSource {
 
  private:
   MmppOptions o_;
-  Random rng_;
   double t_ = 0;
   double state_end_ = 0;
   bool on_ = false;
@@ -73,7 +74,6 @@ class BatchSource final : public GeneratedSource {
 
  private:
   BatchOptions o_;
-  Random rng_;
   double next_batch_t_ = 0;      // 0: not drawn yet
   std::vector<double> pending_;  // requests of started batches, latest first
 };
@@ -92,7 +92,6 @@ class PiecewisePoissonSource final : public GeneratedSource {
 
  private:
   std::vector<RatePiece> pieces_;
-  Random rng_;
   double t_ = 0;
   size_t piece_ = 0;
 };
