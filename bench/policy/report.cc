@@ -105,7 +105,8 @@ void print_tables(std::FILE* out, const std::vector<WorkloadResult>& results) {
                "\n-- {} set: every policy, SLO attainment % / replica-hours "
                "(* meets 99% with nothing lost) --\n{:<24}",
                set_name(set), "workload");
-    for (const auto& p : rows.front()->runs) fmt::print(out, " {:>15}", p.policy);
+    for (const auto& p : rows.front()->runs)
+      fmt::print(out, " {:>15}", p.is_default ? p.policy + " (default)" : p.policy);
     fmt::print(out, "\n");
     for (const WorkloadResult* r : rows) {
       if (!r->error.empty()) continue;
