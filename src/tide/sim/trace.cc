@@ -8,7 +8,9 @@
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <limits>
 #include <memory>
 #include <optional>
@@ -1040,6 +1042,18 @@ Trace load_trace(const TraceOptions& options) {
     // bad_alloc and the like: keep the promise that only TraceError leaves.
     throw TraceError(fmt::format("{}: {}", options.path, e.what()));
   }
+}
+
+std::string find_trace_file(const std::string& name, const std::string& repo_root) {
+  namespace fs = std::filesystem;
+  std::vector<fs::path> dirs{fs::path(repo_root) / "data" / "traces"};
+  if (const char* env = std::getenv("TIDE_TRACES"); env != nullptr && *env != '\0')
+    dirs.emplace_back(env);
+  dirs.push_back(fs::path(repo_root) / ".." / "shared" / "traces");
+  std::error_code ec;
+  for (const auto& d : dirs)
+    if (fs::exists(d / name, ec)) return (d / name).lexically_normal().string();
+  return "";
 }
 
 bool PoissonSource::next(TraceRequest& out) {

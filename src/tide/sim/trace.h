@@ -85,6 +85,11 @@ struct Trace {
 // Loads a whole trace. Throws TraceError.
 Trace load_trace(const TraceOptions& options);
 
+// Where a shared trace file (e.g. "azure_llm_2023_conv.csv") is: data/traces/ under
+// `repo_root` first, then $TIDE_TRACES, then ../shared/traces beside the repository. The first
+// path that exists, or "" when none does.
+std::string find_trace_file(const std::string& name, const std::string& repo_root);
+
 // Synthetic Poisson arrivals at `rate` per second for `duration`, generated lazily so an hour at
 // 2,000/s needs no memory. Deterministic for a seed. The first arrival comes after one
 // exponential gap (not at 0); a rate <= 0 gives no arrivals.

@@ -654,23 +654,31 @@ TEST(PoissonSourceTest, DeterministicForASeed) {
   EXPECT_TRUE(drain(slow).empty());
 }
 
-// ----- the real traces (local only: never committed) -------------------------------------------
+// ----- the real traces (data/traces) -------------------------------------------
 
-fs::path traces_dir() {
-  if (const char* env = std::getenv("TIDE_TRACES"); env != nullptr && *env != '\0') return env;
-  // This file is src/tide/sim/trace_test.cc: the repository root is three levels up.
-  const fs::path root =
-      fs::absolute(fs::path(__FILE__)).parent_path().parent_path().parent_path().parent_path();
-  return root / ".." / "shared" / "traces";
+// This file is src/tide/sim/trace_test.cc: the repository root is three levels up.
+std::string repo_root() {
+  return fs::absolute(fs::path(__FILE__)).parent_path().parent_path().parent_path().parent_path();
+}
+
+TEST(TraceRealTest, FindsTracesInTheRepositoryFirst) {
+  const std::string llm = find_trace_file("azure_llm_2023_conv.csv", repo_root());
+  if (llm.empty()) GTEST_SKIP() << "traces not found (data/traces, $TIDE_TRACES, ../shared/traces)";
+  EXPECT_TRUE(fs::exists(llm));
+  if (fs::exists(fs::path(repo_root()) / "data" / "traces" / "azure_llm_2023_conv.csv")) {
+    EXPECT_NE(llm.find("data/traces"), std::string::npos) << llm;
+  }
+  EXPECT_EQ(find_trace_file("no-such-trace.csv", repo_root()), "");
 }
 
 TEST(TraceRealTest, LoadsTheSharedTraces) {
-  const fs::path dir = traces_dir();
-  const fs::path llm = dir / "azure_llm_2023_conv.csv";
-  const fs::path inv = dir / "azure_functions_2019_invitro_sample1340_inv.csv.zst";
-  const fs::path run = dir / "azure_functions_2019_invitro_sample1340_run.csv.zst";
-  if (!fs::exists(llm) || !fs::exists(inv) || !fs::exists(run)) {
-    GTEST_SKIP() << "real traces not found in " << dir << " (set TIDE_TRACES)";
+  const fs::path llm = find_trace_file("azure_llm_2023_conv.csv", repo_root());
+  const fs::path inv =
+      find_trace_file("azure_functions_2019_invitro_sample1340_inv.csv.zst", repo_root());
+  const fs::path run =
+      find_trace_file("azure_functions_2019_invitro_sample1340_run.csv.zst", repo_root());
+  if (llm.empty() || inv.empty() || run.empty()) {
+    GTEST_SKIP() << "real traces not found (data/traces, $TIDE_TRACES, ../shared/traces)";
   }
   using Clock = std::chrono::steady_clock;
   auto ms_since = [](Clock::time_point start) {

@@ -1,0 +1,197 @@
+#include "runner.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <fstream>
+#include <limits>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include "references.h"
+
+namespace tide::bench {
+namespace {
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+config::Config with_scaling(config::Config c, const config::ScalingSpec& spec) {
+  for (auto& ep : c.endpoints)
+    for (auto& g : ep.groups) g.scaling = spec;
+  return c;
+}
+
+// The policies to run: every preset, and the default (what a group without `scaling:` gets)
+// as its own run only when it is no preset.
+struct PolicySet {
+  std::vector<std::pair<std::string, config::ScalingSpec>> specs;
+  size_t default_index = 0;
+};
+PolicySet policy_set(const config::GroupSpec& group) {
+  PolicySet p;
+  const config::ScalingSpec def = config::parse_scaling("", group);
+  p.default_index = SIZE_MAX;
+  for (const auto& name : config::preset_names()) {
+    const auto spec = config::preset_spec(name);
+    if (*spec == def) p.default_index = p.specs.size();
+    p.specs.emplace_back(name, *spec);
+  }
+  if (p.default_index == SIZE_MAX) {
+    p.default_index = p.specs.size();
+    p.specs.emplace_back("default", def);
+  }
+  return p;
+}
+
+// One workload's requests, built by the first run that needs them and freed after the last.
+struct Shared {
+  std::once_flag built;
+  std::shared_ptr<const sim::Trace> trace;
+  std::string error;
+  std::atomic<size_t> left{0};
+  std::mutex mu;
+};
+
+struct Task {
+  size_t workload;
+  enum class Kind { kPolicy, kReferences } kind;
+  size_t policy;  // kPolicy: index in the policy set
+};
+
+sim::SimOptions options_of(const Workload& w) {
+  sim::SimOptions o;
+  o.seed = 1;
+  o.warmup = w.warmup;
+  o.record_timeline = false;
+  return o;
+}
+
+void run_task(const Task& t, const std::vector<const Workload*>& ws, const TraceFiles& files,
+              const std::vector<PolicySet>& sets, std::vector<Shared>& shared,
+              std::vector<WorkloadResult>& out) {
+  const Workload& w = *ws[t.workload];
+  Shared& s = shared[t.workload];
+  std::call_once(s.built, [&] {
+    try {
+      s.trace = std::make_shared<const sim::Trace>(w.build(files));
+    } catch (const std::exception& e) {
+      s.error = e.what();
+    }
+  });
+  std::shared_ptr<const sim::Trace> trace = s.trace;
+  WorkloadResult& r = out[t.workload];
+  if (trace) {
+    try {
+      if (t.kind == Task::Kind::kPolicy) {
+        const auto& [name, spec] = sets[t.workload].specs[t.policy];
+        sim::TraceSource source(*trace);
+        sim::SimResult res = sim::simulate(with_scaling(w.config, spec), source, options_of(w));
+        res.policy = name;
+        std::lock_guard lock(s.mu);
+        r.runs[t.policy] = {name, t.policy == sets[t.workload].default_index, std::move(res)};
+      } else {
+        References ref = references(w.config, *trace, options_of(w));
+        std::lock_guard lock(s.mu);
+        r.fixed = std::move(ref.fixed);
+        r.fixed_replicas = ref.fixed_replicas;
+        r.fixed_met = ref.fixed_met;
+        r.clairvoyant = std::move(ref.clairvoyant);
+      }
+    } catch (const std::exception& e) {
+      std::lock_guard lock(s.mu);
+      r.error = e.what();
+    }
+  } else {
+    std::lock_guard lock(s.mu);
+    r.error = s.error;
+  }
+  if (--s.left == 0) s.trace.reset();
+}
+
+}  // namespace
+
+uint64_t lost(const sim::SimResult& r) { return r.outcomes.rejected + r.outcomes.timed_out; }
+bool meets_target(const sim::SimResult& r) { return lost(r) == 0 && r.attainment() >= kSloTarget; }
+
+const PolicyRun* WorkloadResult::default_run() const {
+  for (const auto& p : runs)
+    if (p.is_default) return &p;
+  return nullptr;
+}
+
+std::vector<WorkloadResult> run_corpus(const std::vector<const Workload*>& workloads,
+                                       const TraceFiles& files, size_t jobs,
+                                       const std::function<void(size_t, size_t)>& progress) {
+  std::vector<PolicySet> sets;
+  std::vector<Task> tasks;
+  std::vector<Shared> shared(workloads.size());
+  std::vector<WorkloadResult> out(workloads.size());
+  for (size_t i = 0; i < workloads.size(); ++i) {
+    sets.push_back(policy_set(workloads[i]->config.endpoints.front().groups.front()));
+    out[i].workload = workloads[i];
+    out[i].runs.resize(sets[i].specs.size());
+    // The references first: the fixed-fleet search is the longest job of a workload.
+    if (references_available()) tasks.push_back({i, Task::Kind::kReferences, 0});
+    for (size_t p = 0; p < sets[i].specs.size(); ++p) tasks.push_back({i, Task::Kind::kPolicy, p});
+  }
+  for (const Task& t : tasks) ++shared[t.workload].left;
+
+  if (jobs == 0) jobs = std::max(1u, std::thread::hardware_concurrency());
+  std::atomic<size_t> next{0};
+  std::mutex progress_mu;
+  size_t done = 0;
+  auto worker = [&] {
+    for (size_t i; (i = next++) < tasks.size();) {
+      run_task(tasks[i], workloads, files, sets, shared, out);
+      std::lock_guard lock(progress_mu);
+      ++done;
+      if (progress) progress(done, tasks.size());
+    }
+  };
+  std::vector<std::thread> threads;
+  for (size_t j = 0; j < std::min(jobs, tasks.size()); ++j) threads.emplace_back(worker);
+  for (auto& t : threads) t.join();
+  for (auto& r : out)
+    if (r.error.empty()) r.verdict = judge(r);
+  return out;
+}
+
+Verdict judge(const WorkloadResult& w) {
+  Verdict v;
+  const PolicyRun* d = w.default_run();
+  const sim::SimResult& dr = d->result;
+  double best_attainment = 0;
+  const sim::SimResult* cheapest = nullptr;
+  for (const auto& p : w.runs) {
+    if (p.is_default) continue;
+    best_attainment = std::max(best_attainment, p.result.attainment());
+    if (meets_target(p.result) &&
+        (cheapest == nullptr || p.result.replica_seconds < cheapest->replica_seconds)) {
+      cheapest = &p.result;
+      v.cheapest_preset = p.policy;
+    }
+  }
+  // Without the fixed-fleet row, "reachable" falls back to: some preset reaches it.
+  const bool reachable = w.fixed ? w.fixed_met : cheapest != nullptr;
+  v.nothing_lost = lost(dr) == 0;
+  v.slo_ok = dr.attainment() >= kSloTarget || (!reachable && dr.attainment() >= best_attainment);
+  v.cost_vs_presets = cheapest == nullptr || dr.replica_seconds <= cheapest->replica_seconds;
+  v.vs_cheapest_preset = cheapest ? dr.replica_seconds / cheapest->replica_seconds : kNaN;
+  v.vs_fixed = w.fixed ? dr.replica_seconds / w.fixed->replica_seconds : kNaN;
+  v.vs_clairvoyant = w.clairvoyant ? dr.replica_seconds / w.clairvoyant->replica_seconds : kNaN;
+  v.cost_vs_fixed = !w.fixed || !w.fixed_met || v.vs_fixed <= kFixedSlack;
+  std::vector<std::string> failed;
+  if (!v.nothing_lost) failed.push_back(fmt::format("lost {}", lost(dr)));
+  if (!v.slo_ok) failed.push_back(fmt::format("SLO {:.2f}%", 100 * dr.attainment()));
+  if (!v.cost_vs_presets)
+    failed.push_back(fmt::format("{:.2f}x {}", v.vs_cheapest_preset, v.cheapest_preset));
+  if (!v.cost_vs_fixed) failed.push_back(fmt::format("{:.2f}x fixed", v.vs_fixed));
+  for (const auto& f : failed) v.failed += (v.failed.empty() ? "" : "; ") + f;
+  v.pass = failed.empty();
+  return v;
+}
+
+}  // namespace tide::bench
