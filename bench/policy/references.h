@@ -1,21 +1,18 @@
-// The reference rows of a workload: fixed (hindsight) and clairvoyant.
-//
-// TEMPORARY STUB: they come from tide_sim's reference API (src/tide/sim/reference.h, branch
-// `ref`). Until it is on main, references_available() is false and no reference is computed;
-// the table shows "-" and the CSV leaves those columns empty. Replace the body of references()
-// with calls to sim::fixed_hindsight() and sim::clairvoyant() then.
+// The reference rows of a workload: fixed (hindsight) and clairvoyant, from tide_sim's
+// reference API (src/tide/sim/reference.h), the same rows `tide sim --compare` prints.
 #pragma once
 
 #include <optional>
 
 #include "tide/config/config.h"
 #include "tide/sim/engine.h"
+#include "tide/sim/reference.h"
 
 namespace tide::bench {
 
-inline constexpr const char* kFixedRow = "fixed (hindsight)";
-inline constexpr const char* kClairvoyantRow = "clairvoyant";
-inline constexpr const char* kReferencesNote = "stub until sim/reference.h lands on main";
+inline constexpr const char* kFixedRow = sim::kFixedLabel;
+inline constexpr const char* kClairvoyantRow = sim::kClairvoyantLabel;
+inline constexpr const char* kReferencesNote = "";
 
 struct References {
   std::optional<sim::SimResult> fixed;
@@ -24,10 +21,19 @@ struct References {
   std::optional<sim::SimResult> clairvoyant;
 };
 
-inline bool references_available() { return false; }
+inline bool references_available() { return true; }
 
-inline References references(const config::Config&, const sim::Trace&, const sim::SimOptions&) {
-  return {};
+inline References references(const config::Config& config, const sim::Trace& trace,
+                             const sim::SimOptions& options) {
+  References r;
+  sim::TraceSource source(trace);
+  const sim::FixedFleet fixed = sim::fixed_hindsight(config, source, options);
+  r.fixed = fixed.result;
+  r.fixed_replicas = fixed.replicas;
+  r.fixed_met = fixed.met;
+  sim::TraceSource again(trace);
+  r.clairvoyant = sim::clairvoyant(config, again, options);
+  return r;
 }
 
 }  // namespace tide::bench
