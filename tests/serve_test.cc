@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -590,6 +591,65 @@ TEST(Hardening, PooledConnectionsToStoppedReplicasAreClosedSoSocketsStayFlat) {
         << "cycle " << cycle << ": " << socket_count(s.pid()) << " sockets, " << before
         << " before";
   }
+  EXPECT_EQ(s.terminate(), 0);
+}
+
+// CPU seconds (user + system) the process `pid` has used.
+double cpu_seconds(int pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  std::istringstream rest(stat.substr(stat.rfind(')') + 2));
+  std::string field;
+  double ticks = 0;
+  for (int i = 3; i <= 15 && rest >> field; ++i) {
+    if (i == 14 || i == 15) ticks += std::stod(field);  // utime, stime
+  }
+  return ticks / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
+TEST(Hardening, AtTheFileDescriptorLimitTideNeitherSpinsNorBlamesTheReplica) {
+  Options o;
+  o.min_replicas = 1;
+  o.max_replicas = 1;
+  o.service = "fixed:10ms";
+  Serve s("nofile", o);
+  ASSERT_TRUE(eventually([&] { return s.count("ready") == 1; }, 10));
+  // A few descriptors above what it holds now, then more clients than that.
+  const auto fds = [&] {
+    int n = 0;
+    std::error_code ec;
+    for (auto it = fs::directory_iterator("/proc/" + std::to_string(s.pid()) + "/fd", ec);
+         it != fs::directory_iterator(); ++it)
+      ++n;
+    return n;
+  };
+  const int limit = fds() + 6;
+  const rlimit low{static_cast<rlim_t>(limit), static_cast<rlim_t>(limit)};
+  rlimit old{};
+  ASSERT_EQ(::prlimit(s.pid(), RLIMIT_NOFILE, &low, &old), 0);
+  std::vector<int> clients;
+  for (int i = 0; i < 20; ++i) clients.push_back(http_connect(s.port()));
+  ASSERT_TRUE(eventually([&] { return fds() >= limit; }, 5));
+  const double cpu0 = cpu_seconds(s.pid());
+  std::this_thread::sleep_for(std::chrono::seconds(2));  // a measurement window, not a wait
+  const double busy = cpu_seconds(s.pid()) - cpu0;
+  EXPECT_LT(busy, 0.5) << "tide spins at the descriptor limit";
+  for (int fd : clients) ::close(fd);
+  ASSERT_EQ(::prlimit(s.pid(), RLIMIT_NOFILE, &old, nullptr), 0);
+  HttpResponse r;
+  EXPECT_TRUE(eventually(
+      [&] {
+        r = http_post(s.port(), "/chat/v1/completions", kCompletion);
+        return r.status == 200;
+      },
+      5))
+      << r.status << r.error << r.body;
+  const json e = s.endpoint();
+  EXPECT_EQ(e["groups"][0]["failures"].get<int>(), 0) << e.dump();
+  EXPECT_EQ(
+      s.api("GET", "/metrics").body.find(R"(tide_gateway_errors_total{kind="fd_exhausted"} 0)"),
+      std::string::npos)
+      << "the accepts it could not make are counted";
   EXPECT_EQ(s.terminate(), 0);
 }
 

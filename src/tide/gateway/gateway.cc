@@ -1382,7 +1382,14 @@ struct Gateway::Impl {
           up.reset();
           continue;
         }
-        last_error = fmt::format("closed the connection without answering: {}", rec.message());
+        const bool closed = rec == http::error::end_of_stream ||
+                            rec == http::error::partial_message || rec == asio::error::eof ||
+                            rec == asio::error::connection_reset ||
+                            rec == asio::error::broken_pipe;
+        last_error = fmt::format("{}: {}",
+                                 closed ? "closed the connection without answering"
+                                        : "answered with something that is not an HTTP response",
+                                 rec.message());
         result = body_cut ? Relay::kBodyRefused : Relay::kDropped;
         break;
       }
