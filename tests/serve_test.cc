@@ -612,6 +612,7 @@ TEST(Hardening, AtTheFileDescriptorLimitTideNeitherSpinsNorBlamesTheReplica) {
   o.min_replicas = 1;
   o.max_replicas = 1;
   o.service = "fixed:10ms";
+  o.state = ":memory:";  // no state file to write while descriptors are short
   Serve s("nofile", o);
   ASSERT_TRUE(eventually([&] { return s.count("ready") == 1; }, 10));
   // A few descriptors above what it holds now, then more clients than that.
