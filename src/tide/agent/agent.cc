@@ -28,6 +28,7 @@
 #include "tide/agent/nvml.h"
 #include "tide/agent/report.h"
 #include "tide/auth/keys.h"
+#include "tide/common/errors.h"
 #include "tide/metrics/load.h"
 
 namespace tide::agent {
@@ -219,6 +220,7 @@ struct Agent::Impl : std::enable_shared_from_this<Impl> {
   asio::steady_timer report_timer{io};
   asio::steady_timer health_timer{io};
   asio::steady_timer key_timer{io};
+  std::atomic<uint64_t> task_errors{0};  // exceptions that ended a detached task (logged)
   asio::signal_set signals{io};
   Time last_key_refresh = kTimeMin;
   bool refreshing = false;
@@ -259,6 +261,11 @@ struct Agent::Impl : std::enable_shared_from_this<Impl> {
     } else {
       log_to_stderr(line);
     }
+  }
+  // The end of a detached coroutine: an exception is logged and counted.
+  TaskEnd task_end(std::string what) {
+    return TaskEnd("agent: " + std::move(what), &task_errors,
+                   [this](const std::string& line) { log(line); });
   }
 
   // ---- state and measures -----------------------------------------------------------------
@@ -732,10 +739,14 @@ struct Agent::Impl : std::enable_shared_from_this<Impl> {
       auto [ec, sock] = co_await acceptor.async_accept(kNoThrow);
       if (ec) {
         if (stopping || ec == asio::error::operation_aborted) break;
+        if (ec == asio::error::no_descriptors) {  // pause rather than spin until one frees
+          asio::steady_timer pause(io, std::chrono::milliseconds(100));
+          co_await pause.async_wait(kNoThrow);
+        }
         continue;
       }
       sock.set_option(tcp::no_delay(true), ec);
-      asio::co_spawn(io, session(std::move(sock), self), asio::detached);
+      asio::co_spawn(io, session(std::move(sock), self), task_end("a connection"));
     }
   }
 
@@ -746,6 +757,8 @@ struct Agent::Impl : std::enable_shared_from_this<Impl> {
     for (auto& a : o.command) argv.push_back(a.data());
     argv.push_back(nullptr);
     const pid_t parent = ::getpid();
+    // The replica secret admits the gateway at this agent: the model server has no use for it.
+    ::unsetenv("TIDE_AGENT_SECRET");
     // Single-threaded here (no io thread runs yet), so fork then execvp is safe.
     const pid_t pid = ::fork();
     if (pid < 0) throw std::runtime_error(fmt::format("fork: {}", std::strerror(errno)));
@@ -874,10 +887,10 @@ int Agent::run() {
                     m.o.replica_id, m.o.endpoint, m.advertise, m.o.slots, m.upstream.text(),
                     m.control ? m.control->text() : "none"));
   m.watch_signals(self);
-  asio::co_spawn(m.io, m.accept_loop(self), asio::detached);
-  asio::co_spawn(m.io, m.health_loop(self), asio::detached);
-  asio::co_spawn(m.io, m.report_loop(self), asio::detached);
-  asio::co_spawn(m.io, m.key_loop(self), asio::detached);
+  asio::co_spawn(m.io, m.accept_loop(self), m.task_end("the accept loop"));
+  asio::co_spawn(m.io, m.health_loop(self), m.task_end("the health loop"));
+  asio::co_spawn(m.io, m.report_loop(self), m.task_end("the report loop"));
+  asio::co_spawn(m.io, m.key_loop(self), m.task_end("the key loop"));
   m.io.run();
   if (m.child > 0) {  // stopped from outside: the model server goes too
     ::kill(m.child, SIGTERM);

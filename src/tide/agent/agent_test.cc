@@ -3,6 +3,7 @@
 #include "tide/agent/agent.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -10,6 +11,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <fstream>
 #include <functional>
 #include <mutex>
 #include <string>
@@ -316,6 +318,32 @@ TEST_F(AgentTest, RequestsBeyondTheSlotsWaitAtTheAgent) {
   // The slot is given back just after the answer's last byte.
   EXPECT_TRUE(eventually([&] { return agent_->counters().in_service == 0; }, 2));
   EXPECT_EQ(agent_->counters().queued, 0);
+}
+
+TEST(AgentChild, TheModelServerDoesNotInheritTheReplicaSecret) {
+  ::setenv("TIDE_AGENT_SECRET", "replica-secret-0123456789", 1);
+  const std::string out = ::testing::TempDir() + "agent_child_env_" + std::to_string(::getpid());
+  AgentOptions o;
+  o.upstream = "127.0.0.1:1";  // nothing answers there: the agent stays "starting"
+  o.endpoint = "chat";
+  o.replica_id = 1;
+  o.secret = "replica-secret-0123456789";
+  o.command = {"/bin/sh", "-c",
+               "echo \"secret=${TIDE_AGENT_SECRET:-none}\" > " + out + ".tmp && mv " + out +
+                   ".tmp " + out + "; exec sleep 30"};
+  o.log = [](const std::string&) {};
+  Agent agent(o);
+  std::thread t([&] { agent.run(); });
+  std::string text;
+  EXPECT_TRUE(eventually([&] {
+    std::ifstream f(out);
+    text.assign(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+    return !text.empty();
+  }));
+  agent.stop();
+  t.join();
+  std::remove(out.c_str());
+  EXPECT_EQ(text, "secret=none\n");
 }
 
 }  // namespace

@@ -73,9 +73,20 @@ constexpr std::string_view kRouteKeys[] = {"token_ttl", "key_file", "rotate_afte
 constexpr std::string_view kAgentKeys[] = {"enabled", "work", "report_interval"};
 constexpr Choice<AgentSpec::Work> kWorks[] = {{"tokens", AgentSpec::Work::kTokens},
                                               {"requests", AgentSpec::Work::kRequests}};
-constexpr std::string_view kServerKeys[] = {
-    "listen",       "api",          "threads",          "max_header_bytes", "max_body_bytes",
-    "read_timeout", "idle_timeout", "upstream_timeout", "api_token",        "public_read"};
+constexpr std::string_view kServerKeys[] = {"listen",
+                                            "api",
+                                            "threads",
+                                            "max_header_bytes",
+                                            "max_body_bytes",
+                                            "read_timeout",
+                                            "idle_timeout",
+                                            "upstream_timeout",
+                                            "api_token",
+                                            "public_read",
+                                            "max_connections",
+                                            "api_max_connections",
+                                            "max_trailer_bytes",
+                                            "max_body_memory"};
 constexpr std::string_view kStateKeys[] = {"path", "sample_interval", "downsample_after",
                                            "downsample_step", "retention"};
 constexpr std::string_view kEndpointKeys[] = {"name", "slo", "queue", "routing", "groups"};
@@ -1029,6 +1040,15 @@ ServerSpec read_server(Reader& r, const Node& node, const std::string& path) {
   double body = static_cast<double>(s.max_body_bytes);
   if (m.read("max_body_bytes", body, between(0, false, 1e10, false)))
     s.max_body_bytes = static_cast<int64_t>(body);
+  m.read("max_connections", s.max_connections, between(1, false, 1000000, false));
+  m.read("api_max_connections", s.api_max_connections, between(1, false, 100000, false));
+  m.read("max_trailer_bytes", s.max_trailer_bytes, between(256, false, 1024 * 1024, false));
+  double memory = static_cast<double>(s.max_body_memory);
+  if (m.read("max_body_memory", memory, between(1024, false, 1e12, false)))
+    s.max_body_memory = static_cast<int64_t>(memory);
+  if (s.max_body_memory < s.max_body_bytes)
+    r.fail(m.at("max_body_memory"), fmt::format("must be at least max_body_bytes ({}), got {}",
+                                                s.max_body_bytes, s.max_body_memory));
   m.read("read_timeout", s.read_timeout, above(0));
   m.read("idle_timeout", s.idle_timeout, above(0));
   m.read("upstream_timeout", s.upstream_timeout, above(0));

@@ -315,6 +315,11 @@ struct ServerSpec {
   Duration read_timeout = 30s;       // to receive a whole request once it has begun; beyond: 408
   Duration idle_timeout = 60s;       // a keep-alive connection with no request is closed
   Duration upstream_timeout = 600s;  // from sending to a replica until its response is complete
+  // Limits, checked while a request is read, before any authentication (docs/reliability.md).
+  int max_connections = 10000;        // open gateway connections; beyond: 503 and closed
+  int api_max_connections = 256;      // open admin API connections; beyond: 503 and closed
+  int max_trailer_bytes = 16 * 1024;  // a chunk header line or the trailer; beyond: 431
+  int64_t max_body_memory = 1024 * 1024 * 1024;  // request bodies held at once; beyond: 503
   // The admin API's bearer token (`Authorization: Bearer <token>`). Empty: TIDE_API_TOKEN, else
   // the one kept in the state file, else a new one generated and printed once.
   std::string api_token;

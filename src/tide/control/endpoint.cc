@@ -360,9 +360,17 @@ policy::Observation Endpoint::observe(int group, Time now) {
                         .work = static_cast<double>(load.completions),
                         .service_s = load.service_sum_s})
                .load;
-  // Two-step routing: clients sent straight to replicas, and those told to come back.
+  // Two-step routing: clients sent straight to replicas, and those told to come back. Route
+  // calls need no credential: while no replica is ready, those waiting count as one queued
+  // request at most, so that a flood of them starts one replica, not the group's max. Once one
+  // is ready, route calls are routed, and a wait means every ready replica is full by its
+  // agent's report: real load.
   std::erase_if(g.route_waits, [now](Time until) { return until <= now; });
-  const int waiting = static_cast<int>(g.route_waits.size());
+  const bool any_ready = std::any_of(g.live.begin(), g.live.end(), [&](uint64_t id) {
+    return replicas_.at(id).state == ReplicaState::kReady;
+  });
+  const int waiting = any_ready ? static_cast<int>(g.route_waits.size())
+                                : std::min<int>(static_cast<int>(g.route_waits.size()), 1);
   o.queued += waiting;
   o.peak_demand += waiting;
   o.arrivals += g.direct_in_interval;
@@ -532,12 +540,14 @@ Replica Endpoint::new_replica(int group, uint64_t id, ReplicaState state, Time r
   return r;
 }
 
-bool Endpoint::adopt(int group, uint64_t id, const std::string& handle, Time requested_at) {
+bool Endpoint::adopt(int group, uint64_t id, const std::string& handle, Time requested_at,
+                     Time ready_at) {
   Group& g = groups_[group];
   reserve_ids(id + 1);
   Replica r = new_replica(group, id, ReplicaState::kStarting, requested_at);
   r.handle = handle;
   r.adopted = true;
+  r.ready_at = ready_at;  // kept when it is found ready again: its cold start was then
   auto [it, inserted] = replicas_.emplace(id, std::move(r));
   if (!inserted) return false;
   g.live.push_back(id);
@@ -643,7 +653,7 @@ void Endpoint::on_replica_ready(uint64_t replica_id, Time now, std::string addre
     return;  // stopped meanwhile: the provisioner was already told
   Group& g = groups_[r->group];
   r->state = ReplicaState::kReady;
-  r->ready_at = now;
+  if (!r->adopted || r->ready_at == Time{}) r->ready_at = now;
   g.consecutive_failures = 0;
   g.backoff_until = kTimeMin;
   r->address = std::move(address);
@@ -663,12 +673,15 @@ void Endpoint::on_replica_failed(uint64_t replica_id, Time now, std::string erro
   Replica* r = find(replica_id);
   if (r == nullptr) return;
   Group& g = groups_[r->group];
-  // Crash-loop backoff: 1 s after the first failure in a row, doubling up to 1 min.
-  g.consecutive_failures = std::min(g.consecutive_failures + 1, 30);
-  const Duration backoff = std::min<Duration>(
-      std::chrono::seconds(1) * (int64_t{1} << std::min(g.consecutive_failures - 1, 6)),
-      std::chrono::minutes(1));
-  g.backoff_until = now + backoff;
+  // Crash-loop backoff: 1 s after the first failed launch in a row, doubling up to 1 min. Only
+  // launches that never became ready count: a replica that was ready and serving launched fine.
+  if (r->state == ReplicaState::kRequested || r->state == ReplicaState::kStarting) {
+    g.consecutive_failures = std::min(g.consecutive_failures + 1, 30);
+    const Duration backoff = std::min<Duration>(
+        std::chrono::seconds(1) * (int64_t{1} << std::min(g.consecutive_failures - 1, 6)),
+        std::chrono::minutes(1));
+    g.backoff_until = now + backoff;
+  }
   g.last_error = fmt::format("{}: {}", r->name, error);
   r->error = std::move(error);
   if (r->slot != dispatch::kNoSlot) {
@@ -677,6 +690,20 @@ void Endpoint::on_replica_failed(uint64_t replica_id, Time now, std::string erro
     requests_.on_replica_lost(slot, waiting, now);
   }
   retire(*r, now, ReplicaState::kFailed);
+}
+
+bool Endpoint::connect_failed(uint64_t replica_id, Time now, std::string error) {
+  Replica* r = find(replica_id);
+  if (r == nullptr) return false;
+  if (++r->connect_failures < kConnectFailuresToFail) return false;
+  on_replica_failed(
+      replica_id, now,
+      fmt::format("{} connections in a row failed, the last: {}", r->connect_failures, error));
+  return true;
+}
+
+void Endpoint::connected(uint64_t replica_id) {
+  if (Replica* r = find(replica_id)) r->connect_failures = 0;
 }
 
 void Endpoint::on_start(dispatch::RequestId request, dispatch::ReplicaSlot slot, Time now) {

@@ -165,16 +165,24 @@ class Endpoint final : public dispatch::DispatchListener, public ReplicaEvents {
   void on_replica_handle(uint64_t replica_id, std::string handle) override;
   // Takes over a replica a previous run launched (after a restart of tide): it is starting (it
   // counts toward the group's size, so no duplicate is launched) until its provisioner reports
-  // it ready or gone. `requested_at` is when it was first launched (billing goes on from there).
+  // it ready or gone. `requested_at` is when it was first launched (billing goes on from there);
+  // `ready_at`, when it first became ready (its cold start; Time{}: it had not).
   // Returns false, and forgets it, if the provisioner cannot adopt at all.
-  bool adopt(int group, uint64_t id, const std::string& handle, Time requested_at);
+  bool adopt(int group, uint64_t id, const std::string& handle, Time requested_at,
+             Time ready_at = Time{});
   // Replica ids from here on start at `next` (a restarted tide never reuses an old id).
   void reserve_ids(uint64_t next) { next_id_ = std::max(next_id_, next); }
-  // The data plane found a replica unreachable (connection refused or reset before any response
-  // byte): treated as failed, and its provisioner is told to stop whatever is left of it.
+  // Failed by the data plane (an agent reporting its server unhealthy): treated as failed, and
+  // its provisioner is told to stop whatever is left of it.
   void fail_replica(uint64_t replica_id, Time now, std::string error) {
     on_replica_failed(replica_id, now, std::move(error));
   }
+  // The gateway could not open a connection to a ready replica (refused, unreachable, timed out).
+  // One request's fate says little: the replica is failed only after kConnectFailuresToFail in a
+  // row, across requests; returns whether it was. connected() ends the run.
+  static constexpr int kConnectFailuresToFail = 3;
+  bool connect_failed(uint64_t replica_id, Time now, std::string error);
+  void connected(uint64_t replica_id);
 
   // Where provisioners report this endpoint's replicas: the endpoint itself by default; a
   // wrapper that must take its lock first (LiveEndpoint) puts itself in between.

@@ -210,6 +210,54 @@ TEST(Endpoint, CrashLoopBacksOffDoublingAndResetsWhenAReplicaBecomesReady) {
   EXPECT_EQ(sink.started.count(1), 1u);
 }
 
+TEST(Endpoint, AReplicaThatWasReadyAndServingDoesNotCountAsAFailedLaunch) {
+  FakeProvisioner prov;
+  Sink sink;
+  config::EndpointSpec spec = queue_endpoint(1, 1);
+  spec.groups[0].min_replicas = 1;
+  Endpoint ep(spec, prov, sink, nullptr, at(0));
+  ep.tick(0, at(0));
+  ASSERT_EQ(prov.launched.size(), 1u);
+  prov.events->on_replica_ready(prov.launched[0], at(1), "127.0.0.1:1");
+  // Killed while serving: replaced at the next tick, with no crash-loop backoff.
+  prov.events->on_replica_failed(prov.launched[0], at(2), "killed by signal 9");
+  EXPECT_EQ(ep.status(0).failures, 1u);
+  EXPECT_EQ(ep.status(0).consecutive_failures, 0);
+  EXPECT_FALSE(ep.status(0).backoff_until.has_value());
+  ep.tick(0, at(2.1));
+  ASSERT_EQ(prov.launched.size(), 2u);
+  // Killed again and again: still no backoff, whereas a launch that never got ready counts.
+  prov.events->on_replica_ready(prov.launched[1], at(3), "127.0.0.1:2");
+  prov.events->on_replica_failed(prov.launched[1], at(4), "killed by signal 9");
+  ep.tick(0, at(4.1));
+  ASSERT_EQ(prov.launched.size(), 3u);
+  prov.events->on_replica_failed(prov.launched[2], at(5), "exited with status 1");
+  EXPECT_EQ(ep.status(0).consecutive_failures, 1);
+  ep.tick(0, at(5.5));
+  EXPECT_EQ(prov.launched.size(), 3u);
+}
+
+TEST(Endpoint, OnlyRepeatedConnectFailuresAcrossRequestsFailAReplica) {
+  FakeProvisioner prov;
+  Sink sink;
+  Endpoint ep(queue_endpoint(1, 1), prov, sink, nullptr, at(0));
+  ep.submit(1, 0, at(0));
+  ep.tick(0, at(0));
+  prov.events->on_replica_ready(prov.launched[0], at(1), "127.0.0.1:1");
+  const uint64_t id = prov.launched[0];
+  EXPECT_FALSE(ep.connect_failed(id, at(2), "connection refused"));
+  EXPECT_FALSE(ep.connect_failed(id, at(2), "connection refused"));
+  ep.connected(id);  // a connection opened: the run starts over
+  EXPECT_FALSE(ep.connect_failed(id, at(3), "connection refused"));
+  EXPECT_FALSE(ep.connect_failed(id, at(3), "connection refused"));
+  EXPECT_EQ(ep.status(0).ready, 1);
+  EXPECT_TRUE(ep.connect_failed(id, at(3), "connection refused"));
+  EXPECT_EQ(ep.status(0).ready, 0);
+  EXPECT_EQ(prov.stopped, std::vector<uint64_t>{id});
+  EXPECT_EQ(ep.status(0).last_error,
+            "chat/gpu/1: 3 connections in a row failed, the last: connection refused");
+}
+
 TEST(Endpoint, FailedReplicaIsAlsoStoppedSoNothingOfItLingers) {
   FakeProvisioner prov;
   Sink sink;
@@ -483,6 +531,21 @@ void bring_up(Endpoint& ep, FakeProvisioner& prov, int n, Time t, int demand = 0
   ep.tick(0, t);
   ASSERT_EQ(prov.launched.size(), static_cast<size_t>(n));
   for (uint64_t id : prov.launched) prov.events->on_replica_ready(id, t, "a" + std::to_string(id));
+}
+
+TEST(EndpointAgents, AFloodOfRouteCallsAtZeroStartsOneReplicaNotTheGroupsMax) {
+  FakeProvisioner prov;
+  Sink sink;
+  config::EndpointSpec spec = queue_endpoint(1, 4);  // one queued request per replica
+  spec.groups[0].agent.enabled = true;
+  Endpoint ep(spec, prov, sink, nullptr, at(0));
+  for (int i = 0; i < 300; ++i) ep.wait_for_route(0, at(0), at(30));
+  EXPECT_EQ(ep.tick(0, at(0)).queued, 1);
+  EXPECT_EQ(prov.launched.size(), 1u);
+  ep.tick(0, at(1));
+  ep.tick(0, at(2));
+  EXPECT_EQ(prov.launched.size(), 1u);  // still one while it starts
+  EXPECT_EQ(ep.status(0).waiting_clients, 300);
 }
 
 TEST(EndpointAgents, ReportedLoadIsTheSignalAndDrivesTheTargetPolicy) {

@@ -130,17 +130,26 @@ void LiveEndpoint::finish(const Dispatch& started, Outcome outcome) {
   const Replica* r = endpoint_.replica_at(started.slot);
   // The replica may have failed (and its slot been reused) while the request ran.
   if (r == nullptr || r->id != started.replica_id) return;
+  if (outcome == Outcome::kOk) endpoint_.connected(started.replica_id);
   endpoint_.complete(started.slot, now, now - started.started_at);
   settle(now);
 }
 
 void LiveEndpoint::unreachable(const Dispatch& started, std::string error) {
   std::lock_guard lock(mu_);
+  const Time now = clock_.now();
   const Replica* r = endpoint_.replica_at(started.slot);
   if (r == nullptr || r->id != started.replica_id) return;
-  if (log_) log_(fmt::format("replica {} failed: {}", r->name, error));
-  endpoint_.fail_replica(started.replica_id, clock_.now(), std::move(error));
-  settle(clock_.now());
+  const std::string name = r->name;
+  const int in_a_row = r->connect_failures + 1;
+  endpoint_.complete(started.slot, now, Duration{0});  // it never reached the replica
+  const bool failed = endpoint_.connect_failed(started.replica_id, now, error);
+  if (log_)
+    log_(failed ? fmt::format("replica {} failed: {} connections in a row failed, the last: {}",
+                              name, in_a_row, error)
+                : fmt::format("replica {}: connection failed ({} of {} in a row fail it): {}", name,
+                              in_a_row, Endpoint::kConnectFailuresToFail, error));
+  settle(now);
 }
 
 void LiveEndpoint::count(int group, Outcome outcome) {
@@ -373,11 +382,11 @@ void LiveEndpoint::reserve_ids(uint64_t next) {
 }
 
 bool LiveEndpoint::adopt(const std::string& group, uint64_t id, const std::string& handle,
-                         Time requested_at) {
+                         Time requested_at, Time ready_at) {
   std::lock_guard lock(mu_);
   for (int g = 0; g < endpoint_.group_count(); ++g) {
     if (spec().groups[static_cast<size_t>(g)].name != group) continue;
-    const bool ok = endpoint_.adopt(g, id, handle, requested_at);
+    const bool ok = endpoint_.adopt(g, id, handle, requested_at, ready_at);
     if (log_)
       log_(ok ? fmt::format("adopting replica {}/{}/{} ({})", spec().name, group, id, handle)
               : fmt::format("cannot adopt replica {}/{}/{} ({})", spec().name, group, id, handle));

@@ -176,8 +176,11 @@ class LiveEndpoint final : public RequestSink, public ReplicaEvents, public Deci
   // A started request is done (answered, or abandoned by its client, or cut by the deadline).
   // Its latency counts from `started.submitted_at`.
   void finish(const Dispatch& started, Outcome outcome = Outcome::kOk);
-  // A started request found its replica unreachable before any response byte: the replica is
-  // failed (and replaced by the control loop); the caller may submit the request again.
+  // A started request could not open a connection to its replica (nothing was sent): its slot is
+  // freed, and the replica is failed (and replaced by the control loop) after
+  // Endpoint::kConnectFailuresToFail such failures in a row. The caller may submit it again.
+  // A request the replica took and then dropped ends with finish(kBadGateway): a replica is
+  // failed by its health (probes, process, agent), never by one request's fate.
   void unreachable(const Dispatch& started, std::string error);
   // Counts an ending no other call reports: 502 after the replicas given a request failed.
   void count(int group, Outcome outcome);
@@ -215,7 +218,8 @@ class LiveEndpoint final : public RequestSink, public ReplicaEvents, public Deci
   // Restart: replica ids from `next` on; replicas of a previous run taken over (see
   // Endpoint::adopt). `group` by name; false if there is no such group or it cannot be adopted.
   void reserve_ids(uint64_t next);
-  bool adopt(const std::string& group, uint64_t id, const std::string& handle, Time requested_at);
+  bool adopt(const std::string& group, uint64_t id, const std::string& handle, Time requested_at,
+             Time ready_at = Time{});
 
   // ReplicaEvents (provisioner thread).
   void on_replica_starting(uint64_t replica_id, Time now) override;

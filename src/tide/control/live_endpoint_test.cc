@@ -20,6 +20,10 @@ struct FakeProvisioner : Provisioner {
     events = &e;
   }
   void stop(const Replica& r) override { stopped.push_back(r.id); }
+  bool adopt(const Replica&, const config::GroupSpec&, const std::string&,
+             ReplicaEvents&) override {
+    return true;
+  }
 };
 
 struct RecordingWaiter : Waiter {
@@ -113,7 +117,7 @@ TEST(LiveEndpoint, FinishAfterTheReplicaFailedDoesNotTouchItsReusedSlot) {
   f.live.tick(0);
   f.live.on_replica_ready(f.prov.launched[0], f.clock.now(), "127.0.0.1:9001");
   const Dispatch first = *w.outcome;
-  f.live.unreachable(first, "connection refused");
+  f.live.on_replica_failed(first.replica_id, f.clock.now(), "connection refused");
   EXPECT_EQ(f.prov.stopped.size(), 1u);
   f.live.finish(first);  // no effect: the replica is gone
   f.clock.advance(2s);
@@ -127,6 +131,40 @@ TEST(LiveEndpoint, FinishAfterTheReplicaFailedDoesNotTouchItsReusedSlot) {
   f.live.finish(first);                     // stale: must not complete request 2
   EXPECT_EQ(f.live.view().groups[0].replicas[0].in_flight, 1);
   EXPECT_EQ(f.live.view().groups[0].status.last_error, "chat/local/1: connection refused");
+}
+
+TEST(LiveEndpoint, AConnectFailureFreesTheSlotAndFailsTheReplicaOnlyWhenItRepeats) {
+  Fixture f;
+  RecordingWaiter w;
+  f.live.submit(1, 0, &w);
+  f.live.tick(0);
+  f.live.on_replica_ready(f.prov.launched[0], f.clock.now(), "127.0.0.1:9001");
+  ASSERT_TRUE(w.outcome.has_value());
+  f.live.unreachable(*w.outcome, "connection refused");
+  EXPECT_TRUE(f.prov.stopped.empty());
+  EXPECT_EQ(f.live.view().groups[0].status.ready, 1);
+  EXPECT_EQ(f.live.view().groups[0].replicas[0].in_flight, 0);  // its slot is free again
+  for (dispatch::RequestId id = 2; id <= 3; ++id) {
+    const Dispatch d = f.live.submit(id, 0, nullptr);
+    ASSERT_EQ(d.kind, Kind::kStarted);
+    f.live.unreachable(d, "connection refused");
+  }
+  EXPECT_EQ(f.prov.stopped.size(), 1u);  // the third in a row
+  EXPECT_EQ(f.live.view().groups[0].status.ready, 0);
+}
+
+TEST(LiveEndpoint, AnAdoptedReplicaKeepsTheColdStartOfTheRunThatLaunchedIt) {
+  Fixture f;
+  f.clock.advance(100s);
+  const Time launched = f.clock.now() - 60s;
+  ASSERT_TRUE(f.live.adopt("local", 3, "local pid=3", launched, launched + 1100ms));
+  ASSERT_TRUE(f.live.adopt("local", 4, "local pid=4", launched));  // was not ready yet
+  f.live.on_replica_ready(3, f.clock.now(), "127.0.0.1:9003");
+  f.live.on_replica_ready(4, f.clock.now(), "127.0.0.1:9004");
+  const EndpointView v = f.live.view();
+  ASSERT_EQ(v.groups[0].replicas.size(), 2u);
+  EXPECT_NEAR(v.groups[0].replicas[0].ready_after_s, 1.1, 1e-9);
+  EXPECT_NEAR(v.groups[0].replicas[1].ready_after_s, 60, 1e-9);
 }
 
 TEST(LiveEndpoint, ShutdownWakesHeldRequestsAndRefusesNewOnes) {

@@ -50,8 +50,9 @@ struct Replica {
   dispatch::ReplicaSlot slot = dispatch::kNoSlot;  // while ready or draining
   std::string address;                             // where the gateway reaches it (production)
   std::string error;                               // why it failed, if it did
-  std::string handle;    // where its provisioner runs it, to find it again after a restart
-  bool adopted = false;  // launched by a previous run of tide and taken over
+  std::string handle;        // where its provisioner runs it, to find it again after a restart
+  bool adopted = false;      // launched by a previous run of tide and taken over
+  int connect_failures = 0;  // connections the gateway could not open in a row (see Endpoint)
 
   // Agent reports and two-step routing (tide serve only).
   std::optional<ReplicaReport> report;  // the latest

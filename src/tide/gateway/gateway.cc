@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <sys/socket.h>
+
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -15,6 +17,9 @@
 #include <stdexcept>
 #include <string_view>
 #include <unordered_map>
+
+#include "tide/common/errors.h"
+#include "tide/common/text.h"
 
 namespace tide::gateway {
 
@@ -43,8 +48,17 @@ constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable_t<Executor>{});
 // Responses with a known length up to this are read whole and written in one go; longer ones,
 // and every chunked or close-delimited one (SSE token streams), are relayed piece by piece.
 constexpr uint64_t kWholeBodyLimit = 1 << 20;
+// Idle upstream connections kept per replica address and worker thread, and for how long. The
+// pool's sweep (every kPoolSweep) closes those whose replica closed them (a stopped replica) or
+// that stayed idle past kPoolIdleTimeout.
 constexpr size_t kPoolPerAddress = 512;
+constexpr std::chrono::seconds kPoolIdleTimeout{30};
+constexpr std::chrono::seconds kPoolSweep{1};
 constexpr std::chrono::seconds kConnectTimeout{5};
+// With no file descriptor left, accepting pauses this long (instead of spinning on EMFILE).
+constexpr std::chrono::milliseconds kAcceptPause{100};
+// At most one log line per worker this often (the counters count every event).
+constexpr std::chrono::seconds kLogEvery{1};
 // A request in service starts watching its client only after this (a held one at once): most
 // requests are answered sooner, and watching costs a syscall (Asio re-arms epoll for each wait).
 constexpr std::chrono::milliseconds kWatchAfter{50};
@@ -53,7 +67,8 @@ constexpr std::chrono::milliseconds kWatchAfter{50};
 // any thread.
 struct alignas(64) Counters {
   std::atomic<uint64_t> requests{0}, ok{0}, r429{0}, r503{0}, r502{0}, r504{0}, r404{0}, bad{0},
-      retries{0}, client_gone{0}, upstream_errors{0};
+      retries{0}, client_gone{0}, upstream_errors{0}, conn_refused{0}, body_memory{0},
+      fd_exhausted{0}, internal{0};
   std::atomic<int> active{0};
 };
 
@@ -135,10 +150,31 @@ void append_status_line(std::string& out, unsigned version, unsigned status,
   out += "\r\n";
 }
 
+// The JSON error body. Messages may quote what a client sent: bytes that are not UTF-8 are
+// replaced rather than thrown about.
 std::string error_body(std::string_view type, std::string_view message) {
   nlohmann::json j = {{"error", {{"type", type}, {"message", message}}}};
-  return j.dump();
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
+
+// The memory all request bodies buffered at once may take (server.max_body_memory), shared by
+// every connection of a listener. A body reserves its size before it is read (its declared
+// Content-Length, or each chunk as it comes).
+class BodyBudget {
+ public:
+  explicit BodyBudget(int64_t limit) : limit_(limit) {}
+  bool take(int64_t n) {
+    if (used_.fetch_add(n, std::memory_order_relaxed) + n <= limit_) return true;
+    used_.fetch_sub(n, std::memory_order_relaxed);
+    return false;
+  }
+  void give(int64_t n) { used_.fetch_sub(n, std::memory_order_relaxed); }
+  int64_t limit() const { return limit_; }
+
+ private:
+  const int64_t limit_;
+  std::atomic<int64_t> used_{0};
+};
 
 // What the gateway keeps of a client request: the request line, the Tide-Endpoint and
 // Authorization values, the end-to-end fields already formatted for the replica (hop-by-hop,
@@ -155,7 +191,37 @@ struct RequestInfo {
   std::string fields;
   std::string body;
   std::vector<uint64_t> sticky;  // per configured sticky header: a hash of its value, 0 = absent
+  bool expect_continue = false;  // Expect: 100-continue (answered by the gateway, not forwarded)
+  BodyBudget* budget = nullptr;  // where the body's bytes are reserved
+  int64_t charged = 0;           // reserved for this body
+  bool over_memory = false;      // the budget was spent: 503
+  bool in_trailer = false;       // the head is done: fields now are the trailer's
+  int64_t trailer_bytes = 0;
+  bool trailer_over = false;  // the trailer (or a chunk header) passed max_trailer_bytes: 431
+  RequestInfo() = default;
+  RequestInfo(const RequestInfo&) = delete;
+  RequestInfo& operator=(const RequestInfo&) = delete;
+  ~RequestInfo() { release(); }
+  bool charge(int64_t n) {
+    if (budget == nullptr) return true;
+    if (!budget->take(n)) {
+      over_memory = true;
+      return false;
+    }
+    charged += n;
+    return true;
+  }
+  void release() {
+    if (budget != nullptr && charged > 0) budget->give(charged);
+    charged = 0;
+  }
   void clear() {
+    release();
+    over_memory = false;
+    in_trailer = false;
+    trailer_bytes = 0;
+    trailer_over = false;
+    expect_continue = false;
     std::fill(sticky.begin(), sticky.end(), 0);
     method.clear();
     target.clear();
@@ -170,9 +236,10 @@ struct RequestInfo {
 // Parses a client request into a RequestInfo, without Beast's fields container.
 class RequestParser final : public http::basic_parser<true> {
  public:
-  // `sticky_names`: the headers endpoints route by (routing.sticky_header).
-  RequestParser(RequestInfo& r, const std::vector<std::string>& sticky_names)
-      : r_(r), sticky_names_(sticky_names) {
+  // `sticky_names`: the headers endpoints route by (routing.sticky_header); `max_trailer`: the
+  // bytes a trailer may have (server.max_trailer_bytes).
+  RequestParser(RequestInfo& r, const std::vector<std::string>& sticky_names, int64_t max_trailer)
+      : r_(r), sticky_names_(sticky_names), max_trailer_(max_trailer) {
     r_.sticky.resize(sticky_names.size());
     r_.clear();
   }
@@ -187,7 +254,15 @@ class RequestParser final : public http::basic_parser<true> {
   }
   void on_response_impl(int, beast::string_view, int, error_code&) override {}
   void on_field_impl(http::field f, beast::string_view name, beast::string_view value,
-                     error_code&) override {
+                     error_code& ec) override {
+    if (r_.in_trailer) {  // counted, checked, and not forwarded (a proxy may drop trailers)
+      r_.trailer_bytes += static_cast<int64_t>(name.size() + value.size() + 4);
+      if (r_.trailer_bytes > max_trailer_) {
+        r_.trailer_over = true;
+        ec = http::error::header_limit;
+      }
+      return;
+    }
     if (f == http::field::unknown) {
       if (!r_.has_endpoint && beast::iequals(name, "Tide-Endpoint")) {
         r_.has_endpoint = true;
@@ -198,6 +273,10 @@ class RequestParser final : public http::basic_parser<true> {
       }
     } else if (f == http::field::authorization) {
       r_.authorization.assign(value.data(), value.size());
+    } else if (f == http::field::expect) {
+      // The gateway reads the whole body before it picks a replica: it says 100 Continue itself.
+      if (beast::iequals(value, "100-continue")) r_.expect_continue = true;
+      return;
     }
     if (hop_by_hop(f) || f == http::field::host || f == http::field::content_length ||
         f == http::field::transfer_encoding)
@@ -206,16 +285,27 @@ class RequestParser final : public http::basic_parser<true> {
     if (f == http::field::unknown && beast::iequals(name, "Tide-Replica-Secret")) return;
     append_field(r_.fields, name, value);
   }
-  void on_header_impl(error_code&) override {}
-  void on_body_init_impl(const boost::optional<std::uint64_t>& length, error_code&) override {
-    if (length) r_.body.reserve(static_cast<size_t>(*length));
+  void on_header_impl(error_code&) override { r_.in_trailer = true; }
+  // A sized body reserves its length at once (the per-request limit was checked before); a
+  // chunked one each chunk as it comes.
+  void on_body_init_impl(const boost::optional<std::uint64_t>& length, error_code& ec) override {
+    if (!length) return;
+    if (!r_.charge(static_cast<int64_t>(*length))) {
+      ec = http::error::body_limit;
+      return;
+    }
+    r_.body.reserve(static_cast<size_t>(*length));
   }
   std::size_t on_body_impl(beast::string_view body, error_code&) override {
     append(r_.body, body);
     return body.size();
   }
   void on_chunk_header_impl(std::uint64_t, beast::string_view, error_code&) override {}
-  std::size_t on_chunk_body_impl(std::uint64_t, beast::string_view body, error_code&) override {
+  std::size_t on_chunk_body_impl(std::uint64_t, beast::string_view body, error_code& ec) override {
+    if (!r_.charge(static_cast<int64_t>(body.size()))) {
+      ec = http::error::body_limit;
+      return 0;
+    }
     append(r_.body, body);
     return body.size();
   }
@@ -223,6 +313,7 @@ class RequestParser final : public http::basic_parser<true> {
 
   RequestInfo& r_;
   const std::vector<std::string>& sticky_names_;
+  const int64_t max_trailer_;
 };
 
 // What the gateway keeps of a replica's response head: the status line and the end-to-end fields
@@ -275,7 +366,22 @@ struct Upstream {
   explicit Upstream(const Executor& ex) : socket(ex) {}
   Socket socket;
   beast::flat_buffer buffer;
+  Clock::time_point idle_since;  // while pooled
 };
+
+// Whether an idle pooled connection is of no more use: its replica closed it (or reset it, or
+// sent bytes nobody asked for).
+bool idle_connection_dead(Upstream& up) {
+  char byte = 0;
+  const ssize_t n = ::recv(up.socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
+// Errors that say tide, not the replica, ran out of something (file descriptors, buffers).
+bool local_resource_error(const error_code& ec) {
+  return ec == asio::error::no_descriptors || ec == asio::error::no_buffer_space ||
+         ec == asio::error::no_memory || ec == error_code(ENFILE, boost::system::system_category());
+}
 
 // A held request's wake-up: LiveEndpoint calls wake() under its lock from any thread; the
 // outcome is handed to the request's own thread. The coroutine that owns it never leaves before
@@ -417,9 +523,15 @@ bool write_now(Socket& socket, Buffers& b, error_code& ec) {
 }
 
 // How sending a started request to its replica ended.
+// Only a failed connect may be retried on another replica: a request a replica took and then
+// dropped could hurt the next one the same way (docs/reliability.md).
 enum class Relay {
   kDone,             // answered (whatever status the replica chose)
-  kReplicaFailed,    // nothing received: connect refused, reset, closed
+  kConnectFailed,    // no connection (refused, unreachable): nothing was sent; may be retried
+  kDropped,          // it took the request, then closed or cut its answer before any reached the
+                     // client: 502, not retried, the replica not blamed
+  kBodyRefused,      // it closed while the body was being sent: 413, not retried
+  kNoDescriptors,    // tide has no file descriptor left: 503, the replica not blamed
   kClientGone,       // the client went away
   kUpstreamTimeout,  // server.upstream_timeout passed
   kAborted,          // cut midway (client write failed, or replica died after sending bytes)
@@ -442,6 +554,12 @@ struct Gateway::Impl {
     uint64_t sweeps = 0;
     bool sweeping = false;
     std::unique_ptr<Timer> sweep_timer;
+    // The upstream pool's sweep (idle and closed connections), while the pool holds any.
+    std::unique_ptr<Timer> pool_timer;
+    bool pool_sweeping = false;
+    // Rate limit of log lines.
+    Clock::time_point last_log{};
+    uint64_t unlogged = 0;
   };
 
   config::ServerSpec server;
@@ -453,9 +571,30 @@ struct Gateway::Impl {
   uint16_t listen_port = 0;
   uint16_t api_listen_port = 0;
   std::atomic<bool> accepting{true};
+  std::function<void(const std::string&)> log;
+  // Open connections per listener (server.max_connections, server.api_max_connections).
+  std::atomic<int> connections{0};
+  std::atomic<int> api_connections{0};
+  std::unique_ptr<BodyBudget> body_budget;
 
+  // A line for the operator, at most one per kLogEvery per worker (the rest are counted).
+  void note(Worker& w, const std::string& line) {
+    if (!log) return;
+    const auto now = Clock::now();
+    if (w.last_log != Clock::time_point{} && now - w.last_log < kLogEvery) {
+      ++w.unlogged;
+      return;
+    }
+    w.last_log = now;
+    log(w.unlogged == 0 ? line : fmt::format("{} ({} more not logged)", line, w.unlogged));
+    w.unlogged = 0;
+  }
+
+  // Binds `address` (`port_override` when not 0). Without `reuse_port` and `listen`, only checks
+  // that the port is free: a bind without SO_REUSEPORT fails while any other socket listens on it,
+  // so a second tide cannot join the first one's SO_REUSEPORT group.
   std::unique_ptr<Acceptor> bind(asio::io_context& ctx, const std::string& address,
-                                 uint16_t port_override, bool reuse_port) {
+                                 uint16_t port_override, bool reuse_port, bool listen = true) {
     std::string host;
     uint16_t p = 0;
     if (!parse_host_port(address, host, p))
@@ -471,23 +610,67 @@ struct Gateway::Impl {
     if (!ec && reuse_port)
       acc->set_option(asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>(true), ec);
     if (!ec) acc->bind(ep, ec);
-    if (!ec) acc->listen(asio::socket_base::max_listen_connections, ec);
+    if (ec == asio::error::address_in_use)
+      throw std::runtime_error(fmt::format(
+          "cannot listen on {}: {} (is another tide serve running?)", address, ec.message()));
+    if (!ec && listen) acc->listen(asio::socket_base::max_listen_connections, ec);
     if (ec) throw std::runtime_error(fmt::format("cannot listen on {}: {}", address, ec.message()));
     return acc;
   }
 
   awaitable<void> accept_loop(Worker& w, Acceptor& acc, bool is_api) {
+    std::atomic<int>& open = is_api ? api_connections : connections;
+    const int limit = is_api ? server.api_max_connections : server.max_connections;
+    Timer pause(acc.get_executor());
     for (;;) {
       auto [ec, sock] = co_await acc.async_accept(kNoThrow);
       if (ec) {
         if (ec == asio::error::operation_aborted || !acc.is_open()) co_return;
-        continue;  // EMFILE and friends: keep serving the connections we have
+        if (!local_resource_error(ec)) continue;  // the client left before we took it
+        // No file descriptor left: keep serving the connections we have, try again shortly
+        // (accepting at once would spin: the pending connection keeps the listener readable).
+        ++w.counters.fd_exhausted;
+        note(w, fmt::format("cannot accept a connection: {}; pausing accepts {} ms", ec.message(),
+                            kAcceptPause.count()));
+        pause.expires_after(kAcceptPause);
+        co_await pause.async_wait(kNoThrow);
+        continue;
+      }
+      if (open.fetch_add(1, std::memory_order_relaxed) >= limit) {
+        open.fetch_sub(1, std::memory_order_relaxed);
+        ++w.counters.conn_refused;
+        note(w, fmt::format("refused a connection: {} open ({})", limit,
+                            is_api ? "server.api_max_connections" : "server.max_connections"));
+        refuse_connection(sock, limit, is_api);
+        continue;
       }
       sock.set_option(tcp::no_delay(true), ec);
       sock.non_blocking(true, ec);
       asio::co_spawn(*w.ctx, session(w, std::make_shared<Conn>(std::move(sock)), is_api),
-                     asio::detached);
+                     TaskEnd(is_api ? "an API connection" : "a gateway connection",
+                             &w.counters.internal, log));
     }
+  }
+
+  // Answers a connection over the limit with 503 at once and closes it; what the client sent
+  // already is read first, so that the close does not reset the connection before the answer.
+  static void refuse_connection(Socket& sock, int limit, bool is_api) {
+    error_code ec;
+    sock.non_blocking(true, ec);
+    std::array<char, 16384> scratch;
+    sock.read_some(asio::buffer(scratch), ec);
+    const std::string body =
+        error_body("too_many_connections",
+                   fmt::format("tide has {} connections open ({}); try again shortly", limit,
+                               is_api ? "server.api_max_connections" : "server.max_connections"));
+    std::string o =
+        "HTTP/1.1 503 Service Unavailable\r\nServer: tide\r\nContent-Type: "
+        "application/json\r\nRetry-After: 1\r\nConnection: close\r\n";
+    o += fmt::format("Content-Length: {}\r\n\r\n", body.size());
+    o += body;
+    sock.write_some(asio::buffer(o), ec);
+    sock.shutdown(tcp::socket::shutdown_both, ec);
+    sock.close(ec);
   }
 
   // Answers a request the gateway could not get served, counting it: a JSON error body naming
@@ -532,10 +715,26 @@ struct Gateway::Impl {
     co_return !ec && keep_alive;
   }
 
+  // Releases a connection's place under its listener's limit, however its session ends.
+  struct Open {
+    std::atomic<int>& count;
+    ~Open() { count.fetch_sub(1, std::memory_order_relaxed); }
+  };
+  // Requests between their first byte and their last, however the proxying ends.
+  struct Active {
+    std::atomic<int>& count;
+    explicit Active(std::atomic<int>& c) : count(c) {
+      count.fetch_add(1, std::memory_order_relaxed);
+    }
+    ~Active() { count.fetch_sub(1, std::memory_order_relaxed); }
+  };
+
   awaitable<void> session(Worker& w, std::shared_ptr<Conn> cp, bool is_api) {
+    Open open{is_api ? api_connections : connections};
     Conn& c = *cp;
+    c.req.budget = body_budget.get();
     for (;;) {
-      RequestParser parser(c.req, sticky_names);
+      RequestParser parser(c.req, sticky_names, server.max_trailer_bytes);
       parser.header_limit(static_cast<uint32_t>(server.max_header_bytes));
       parser.body_limit(static_cast<uint64_t>(server.max_body_bytes));
       parser.eager(true);
@@ -548,68 +747,31 @@ struct Gateway::Impl {
       }
       // Reading: the rest of the request within read_timeout.
       set_deadline(cp, server.read_timeout);
-      error_code ec;
-      for (;;) {
-        if (c.in.size() > 0) {
-          const size_t n = parser.put(c.in.data(), ec);
-          c.in.consume(n);
-          if (ec && ec != http::error::need_more) break;
-          ec = {};
-          if (parser.is_done()) break;
-          if (n > 0 && c.in.size() > 0) continue;
-        }
-        auto [rec, n] = co_await c.socket.async_read_some(c.in.prepare(read_size(c.in)), kNoThrow);
-        if (rec == asio::error::eof) {
-          if (!parser.got_some()) {
-            ec = http::error::end_of_stream;
-          } else {
-            parser.put_eof(ec);
-            if (!ec && !parser.is_done()) ec = http::error::partial_message;
-          }
-          break;
-        }
-        if (rec) {
-          ec = outcome_of(c, rec);
-          break;
-        }
-        c.in.commit(n);
-      }
+      const error_code ec = co_await read_request(cp, parser);
       if (ec) {
-        http::status status = http::status::bad_request;
-        std::string type = "bad_request";
-        std::string message = ec.message();
-        if (ec == http::error::header_limit) {
-          status = http::status::request_header_fields_too_large;
-          type = "header_too_large";
-          message = fmt::format("request headers exceed {} bytes (server.max_header_bytes)",
-                                server.max_header_bytes);
-        } else if (ec == http::error::body_limit) {
-          status = http::status::payload_too_large;
-          type = "body_too_large";
-          message = fmt::format("request body exceeds {} bytes (server.max_body_bytes)",
-                                server.max_body_bytes);
-        } else if (ec == beast::error::timeout) {
-          status = http::status::request_timeout;
-          type = "request_timeout";
-          message = fmt::format("request not received within {} (server.read_timeout)",
-                                format_duration(server.read_timeout));
-        } else if (ec == http::error::end_of_stream || ec == asio::error::eof ||
-                   ec == asio::error::connection_reset) {
+        if (ec == http::error::end_of_stream || ec == asio::error::eof ||
+            ec == asio::error::connection_reset)
           break;
-        }
+        co_await refuse_request(w, cp, ec);
+        break;
+      }
+      if (const char* bad = invalid_text(c.req, is_api)) {
         ++w.counters.bad;
-        co_await write_simple(cp, 11, false, status, error_body(type, message));
+        note(w,
+             fmt::format("refused {} {}: {}", clip(c.req.method, 16), clip(c.req.target, 80), bad));
+        co_await write_simple(cp, 11, false, http::status::bad_request,
+                              error_body("bad_request", bad));
         break;
       }
       const bool keep = parser.keep_alive() && accepting.load(std::memory_order_relaxed);
       bool go_on = false;
       if (is_api) {
-        go_on = co_await serve_api(cp, keep);
+        go_on = co_await serve_api(w, cp, keep);
       } else {
-        w.counters.active.fetch_add(1, std::memory_order_relaxed);
+        Active active(w.counters.active);
         go_on = co_await proxy(w, cp, keep);
-        w.counters.active.fetch_sub(1, std::memory_order_relaxed);
       }
+      c.req.release();
       // A big body's buffer is not kept for the next request.
       if (c.req.body.capacity() > (1u << 20)) std::string().swap(c.req.body);
       if (!go_on) {
@@ -619,21 +781,118 @@ struct Gateway::Impl {
       }
     }
     // Release the handlers that hold the connection, and the socket.
+    c.req.release();
     clear_deadline(c);
     c.timer.cancel();
     error_code ignored;
     c.socket.close(ignored);
   }
 
-  awaitable<bool> serve_api(const std::shared_ptr<Conn>& cp, bool keep) {
+  // Why a request's text cannot be taken, or null: a target that is not UTF-8 (every listener),
+  // an API body that is not (JSON and YAML are UTF-8). Checked before anything parses them.
+  static const char* invalid_text(const RequestInfo& req, bool is_api) {
+    if (!valid_utf8(req.target)) return "the request target is not valid UTF-8";
+    if (is_api && !valid_utf8(req.body)) return "the request body is not valid UTF-8";
+    return nullptr;
+  }
+
+  // Reads the rest of a request into c.req, within the limits: header (Beast), body (Beast, and
+  // the listener's body memory), chunk headers and trailer (server.max_trailer_bytes: the bytes
+  // the parser holds unconsumed once the header is done). Says 100 Continue when asked.
+  awaitable<error_code> read_request(const std::shared_ptr<Conn>& cp, RequestParser& parser) {
+    Conn& c = *cp;
+    bool continued = false;
+    error_code ec;
+    for (;;) {
+      if (c.in.size() > 0) {
+        const size_t n = parser.put(c.in.data(), ec);
+        c.in.consume(n);
+        if (ec && ec != http::error::need_more) co_return ec;
+        ec = {};
+        if (parser.is_done()) co_return ec;
+        if (parser.is_header_done() &&
+            c.in.size() > static_cast<size_t>(server.max_trailer_bytes)) {
+          c.req.trailer_over = true;  // what the parser holds unconsumed: a chunk header or trailer
+          co_return http::error::header_limit;
+        }
+        if (n > 0 && c.in.size() > 0) continue;
+      }
+      if (!continued && c.req.expect_continue && parser.is_header_done()) {
+        continued = true;
+        static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+        auto [wec, wn] = co_await asio::async_write(c.socket, asio::buffer(kContinue), kNoThrow);
+        if (wec) co_return outcome_of(c, wec);
+      }
+      auto [rec, n] = co_await c.socket.async_read_some(c.in.prepare(read_size(c.in)), kNoThrow);
+      if (rec == asio::error::eof) {
+        if (!parser.got_some()) co_return http::error::end_of_stream;
+        parser.put_eof(ec);
+        if (!ec && !parser.is_done()) ec = http::error::partial_message;
+        co_return ec;
+      }
+      if (rec) co_return outcome_of(c, rec);
+      c.in.commit(n);
+    }
+  }
+
+  // Answers a request that could not be read whole (limits, timeout, malformed), and counts it.
+  awaitable<void> refuse_request(Worker& w, const std::shared_ptr<Conn>& cp, error_code ec) {
+    Conn& c = *cp;
+    http::status status = http::status::bad_request;
+    std::string type = "bad_request";
+    std::string message = ec.message();
+    int retry_after = 0;
+    if (c.req.over_memory) {
+      ++w.counters.body_memory;
+      status = http::status::service_unavailable;
+      type = "body_memory_full";
+      message = fmt::format(
+          "request bodies held in memory reached {} bytes (server.max_body_memory); try again",
+          body_budget->limit());
+      retry_after = 1;
+    } else if (c.req.trailer_over) {
+      status = http::status::request_header_fields_too_large;
+      type = "trailer_too_large";
+      message =
+          fmt::format("a chunk header or the trailer exceeds {} bytes (server.max_trailer_bytes)",
+                      server.max_trailer_bytes);
+    } else if (ec == http::error::header_limit) {
+      status = http::status::request_header_fields_too_large;
+      type = "header_too_large";
+      message = fmt::format("request headers exceed {} bytes (server.max_header_bytes)",
+                            server.max_header_bytes);
+    } else if (ec == http::error::body_limit) {
+      status = http::status::payload_too_large;
+      type = "body_too_large";
+      message = fmt::format("request body exceeds {} bytes (server.max_body_bytes)",
+                            server.max_body_bytes);
+    } else if (ec == beast::error::timeout) {
+      status = http::status::request_timeout;
+      type = "request_timeout";
+      message = fmt::format("request not received within {} (server.read_timeout)",
+                            format_duration(server.read_timeout));
+    }
+    if (!c.req.over_memory) ++w.counters.bad;
+    co_await write_simple(cp, 11, false, status, error_body(type, message), "application/json",
+                          retry_after);
+  }
+
+  awaitable<bool> serve_api(Worker& w, const std::shared_ptr<Conn>& cp, bool keep) {
     Conn& c = *cp;
     ApiRequest a;
     a.method = c.req.method;
     a.target = c.req.target;
     a.body = std::move(c.req.body);
     a.authorization = c.req.authorization;
-    ApiResponse r =
-        api ? api(a) : ApiResponse{404, "application/json", error_body("not_found", "")};
+    ApiResponse r{404, "application/json", error_body("not_found", "")};
+    try {
+      if (api) r = api(a);
+    } catch (const std::exception& e) {  // a bug: answered, logged and counted
+      ++w.counters.internal;
+      note(w,
+           fmt::format("API {} {} failed: {}", clip(a.method, 16), clip(a.target, 80), e.what()));
+      r = ApiResponse{500, "application/json", error_body("internal_error", e.what())};
+    }
     if (r.stream && r.stream->next) co_return co_await serve_stream(cp, std::move(r));
     co_return co_await write_simple(cp, c.req.version, keep, static_cast<http::status>(r.status),
                                     std::move(r.body), r.content_type, r.retry_after_s);
@@ -819,7 +1078,29 @@ struct Gateway::Impl {
 
   void give_back(Worker& w, const std::string& address, std::unique_ptr<Upstream> up) {
     auto& v = w.pool[address];
-    if (v.size() < kPoolPerAddress) v.push_back(std::move(up));
+    if (v.size() >= kPoolPerAddress) return;
+    up->idle_since = Clock::now();
+    v.push_back(std::move(up));
+    if (!w.pool_sweeping) sweep_pool(w);
+  }
+
+  // Every kPoolSweep while the pool holds connections: closes those the replica closed (it
+  // stopped: no CLOSE-WAIT socket is left behind) or that were idle past kPoolIdleTimeout.
+  void sweep_pool(Worker& w) {
+    w.pool_sweeping = true;
+    w.pool_timer->expires_after(kPoolSweep);
+    w.pool_timer->async_wait([this, &w](error_code ec) {
+      w.pool_sweeping = false;
+      if (ec) return;
+      const auto oldest = Clock::now() - kPoolIdleTimeout;
+      for (auto it = w.pool.begin(); it != w.pool.end();) {
+        std::erase_if(it->second, [&](const std::unique_ptr<Upstream>& up) {
+          return up->idle_since < oldest || idle_connection_dead(*up);
+        });
+        it = it->second.empty() ? w.pool.erase(it) : std::next(it);
+      }
+      if (!w.pool.empty()) sweep_pool(w);
+    });
   }
 
   awaitable<error_code> connect(Worker& w, Upstream& up, const std::string& address) {
@@ -892,7 +1173,8 @@ struct Gateway::Impl {
           error_body("unknown_endpoint",
                      fmt::format("no endpoint for {}; endpoints: {} (path /<endpoint>/... or "
                                  "header Tide-Endpoint)",
-                                 c.req.target, known)));
+                                 clip(c.req.has_endpoint ? c.req.endpoint : c.req.target),
+                                 clip(known, 1000))));
     }
 
     const size_t ep_index =
@@ -980,7 +1262,7 @@ struct Gateway::Impl {
           if (ec) {
             ec = outcome_of(c, ec);
             last_error = fmt::format("connect to {}: {}", d.address, ec.message());
-            result = Relay::kReplicaFailed;
+            result = local_resource_error(ec) ? Relay::kNoDescriptors : Relay::kConnectFailed;
             break;
           }
         }
@@ -992,8 +1274,13 @@ struct Gateway::Impl {
         if (!write_now(up->socket, request, rec) && !rec) {
           auto [wec, wn] = co_await asio::async_write(up->socket, request, kNoThrow);
           rec = wec;
+          const size_t of_head = std::min(wn, request[0].size());
+          request[0] += of_head;
+          request[1] += wn - of_head;
         }
         rec = outcome_of(c, rec);
+        // Whether the replica closed while the body was going out (it refused the body).
+        const bool body_cut = rec && request[0].size() == 0 && request[1].size() > 0;
         // The response head, parsed in place: its bytes stay in up->buffer.
         ResponseHeadParser head(c.res);
         head.body_limit(boost::none);
@@ -1048,8 +1335,8 @@ struct Gateway::Impl {
             } else if (rec == beast::error::timeout) {
               result = Relay::kUpstreamTimeout;
             } else {
-              last_error = fmt::format("{} while reading its answer: {}", d.address, rec.message());
-              result = Relay::kReplicaFailed;
+              last_error = fmt::format("cut its answer short: {}", rec.message());
+              result = Relay::kDropped;
             }
             break;
           }
@@ -1095,8 +1382,15 @@ struct Gateway::Impl {
           up.reset();
           continue;
         }
-        last_error = fmt::format("{} before any response byte: {}", d.address, rec.message());
-        result = Relay::kReplicaFailed;
+        const bool closed = rec == http::error::end_of_stream ||
+                            rec == http::error::partial_message || rec == asio::error::eof ||
+                            rec == asio::error::connection_reset ||
+                            rec == asio::error::broken_pipe;
+        last_error = fmt::format("{}: {}",
+                                 closed ? "closed the connection without answering"
+                                        : "answered with something that is not an HTTP response",
+                                 rec.message());
+        result = body_cut ? Relay::kBodyRefused : Relay::kDropped;
         break;
       }
       c.up = nullptr;
@@ -1129,25 +1423,61 @@ struct Gateway::Impl {
                   "upstream_timeout",
                   fmt::format("replica {} did not answer within {} (server.upstream_timeout)",
                               d.address, format_duration(server.upstream_timeout))));
-        case Relay::kReplicaFailed:
+        case Relay::kConnectFailed:
           ++w.counters.upstream_errors;
-          ep->unreachable(d, last_error);
-          if (sent_any) {
-            ep->count(d.group, Outcome::kBadGateway);
-            disarm_watch(c);
-            co_return false;  // part of the answer went out: nothing honest can follow
-          }
+          ep->unreachable(d, last_error);  // nothing was sent: another replica may take it
           if (retries_left-- > 0) {
             ++w.counters.retries;
             continue;
           }
           ep->count(d.group, Outcome::kBadGateway);
           co_return co_await refuse(
-              cp, w.counters.r502, version, keep, http::status::bad_gateway, "replica_failed",
-              fmt::format("the replicas given this request failed before answering: {}",
-                          last_error));
+              cp, w.counters.r502, version, keep, http::status::bad_gateway, "replica_unreachable",
+              fmt::format("no connection to the replicas given this request: {}", last_error));
+        case Relay::kDropped:
+        case Relay::kBodyRefused:
+        case Relay::kNoDescriptors:
+          co_return co_await refuse_dropped(w, cp, *ep, d, result, keep, sent_any, last_error);
       }
     }
+  }
+
+  // A request its replica took and did not answer (kDropped, kBodyRefused), or one tide could not
+  // send (kNoDescriptors): answered with why, never retried, and the replica not blamed (its
+  // probes, process and agent say whether it is healthy).
+  awaitable<bool> refuse_dropped(Worker& w, const std::shared_ptr<Conn>& cp,
+                                 control::LiveEndpoint& ep, const Dispatch& d, Relay result,
+                                 bool keep, bool sent_any, const std::string& why) {
+    Conn& c = *cp;
+    const unsigned version = c.req.version;
+    const std::string replica =
+        fmt::format("{}/{}", ep.spec().groups[static_cast<size_t>(d.group)].name, d.replica_id);
+    if (result == Relay::kNoDescriptors) {
+      ep.finish(d, Outcome::kUnavailable);
+      ++w.counters.fd_exhausted;
+      note(w, fmt::format("cannot reach replica {}: {}", replica, why));
+      co_return co_await refuse(
+          cp, w.counters.r503, version, keep, http::status::service_unavailable, "no_descriptors",
+          fmt::format("tide cannot open a connection ({}); raise its open-files limit", why), 1);
+    }
+    ++w.counters.upstream_errors;
+    ep.finish(d, Outcome::kBadGateway);
+    if (sent_any) {  // part of the answer went out: nothing honest can follow
+      disarm_watch(c);
+      co_return false;
+    }
+    if (result == Relay::kBodyRefused) {
+      co_return co_await refuse(
+          cp, w.counters.bad, version, false, http::status::payload_too_large, "body_refused",
+          fmt::format("replica {} closed the connection while the {}-byte body was being sent: it "
+                      "takes no body this large ({})",
+                      replica, c.req.body.size(), why));
+    }
+    co_return co_await refuse(
+        cp, w.counters.r502, version, false, http::status::bad_gateway, "replica_dropped",
+        fmt::format("replica {} took the request ({} header bytes, {} body bytes) and {}; not "
+                    "retried, as a request a replica cannot take may hurt the next one",
+                    replica, c.req.fields.size() + c.req.target.size(), c.req.body.size(), why));
   }
 
   // The Tide-Replica value: endpoint/group/replica id.
@@ -1174,9 +1504,9 @@ struct Gateway::Impl {
       const size_t n =
           p.put(asio::buffer(static_cast<const char*>(up.buffer.data().data()), head_size), pec);
       if (pec || !p.is_header_done()) {
-        last_error = fmt::format("{} sent a head Beast cannot parse: {}", d.address,
+        last_error = fmt::format("sent a head Beast cannot parse: {}",
                                  pec ? pec.message() : std::string("incomplete"));
-        co_return Relay::kReplicaFailed;
+        co_return Relay::kDropped;
       }
       up.buffer.consume(n);
     }
@@ -1211,8 +1541,8 @@ struct Gateway::Impl {
           ec = outcome_of(c, ec);
           if (c.gone) co_return Relay::kClientGone;
           if (ec == beast::error::timeout) co_return Relay::kUpstreamTimeout;
-          last_error = fmt::format("{} while streaming its answer: {}", d.address, ec.message());
-          if (!sent_any) co_return Relay::kReplicaFailed;
+          last_error = fmt::format("cut its answer short: {}", ec.message());
+          if (!sent_any) co_return Relay::kDropped;
           co_return Relay::kAborted;
         }
         msg.body().size = buf.size() - msg.body().size;
@@ -1258,11 +1588,19 @@ Gateway::Gateway(const config::ServerSpec& server, std::vector<control::LiveEndp
     impl_->sticky_index.push_back(index);
   }
   impl_->api = std::move(api);
+  impl_->body_budget = std::make_unique<BodyBudget>(server.max_body_memory);
+  // The port must be free of other processes' listeners: SO_REUSEPORT would let a second tide
+  // on the same port take half of the traffic.
+  impl_->listen_port =
+      impl_->bind(*contexts.front(), server.listen, 0, /*reuse_port=*/false, /*listen=*/false)
+          ->local_endpoint()
+          .port();
   for (asio::io_context* ctx : contexts) {
     auto w = std::make_unique<Impl::Worker>();
     w->ctx = ctx;
     w->index = impl_->workers.size();
     w->sweep_timer = std::make_unique<Timer>(ctx->get_executor());
+    w->pool_timer = std::make_unique<Timer>(ctx->get_executor());
     w->acceptor = impl_->bind(*ctx, server.listen, impl_->listen_port, /*reuse_port=*/true);
     impl_->listen_port = w->acceptor->local_endpoint().port();
     impl_->workers.push_back(std::move(w));
@@ -1279,11 +1617,15 @@ uint16_t Gateway::api_port() const { return impl_->api_listen_port; }
 
 void Gateway::start() {
   for (auto& w : impl_->workers) {
-    asio::co_spawn(*w->ctx, impl_->accept_loop(*w, *w->acceptor, false), asio::detached);
+    asio::co_spawn(*w->ctx, impl_->accept_loop(*w, *w->acceptor, false),
+                   TaskEnd("the gateway's accept loop", &w->counters.internal, impl_->log));
     if (w->api_acceptor)
-      asio::co_spawn(*w->ctx, impl_->accept_loop(*w, *w->api_acceptor, true), asio::detached);
+      asio::co_spawn(*w->ctx, impl_->accept_loop(*w, *w->api_acceptor, true),
+                     TaskEnd("the API's accept loop", &w->counters.internal, impl_->log));
   }
 }
+
+void Gateway::set_log(std::function<void(const std::string&)> log) { impl_->log = std::move(log); }
 
 void Gateway::stop_accepting() {
   impl_->accepting = false;
@@ -1316,6 +1658,10 @@ GatewayCounters Gateway::counters() const {
     g.retries += c.retries;
     g.client_disconnects += c.client_gone;
     g.upstream_errors += c.upstream_errors;
+    g.connections_refused += c.conn_refused;
+    g.body_memory_refused += c.body_memory;
+    g.fd_exhausted += c.fd_exhausted;
+    g.internal_errors += c.internal;
   }
   return g;
 }
@@ -1324,6 +1670,7 @@ void Gateway::close() {
   for (auto& w : impl_->workers) {
     w->pool.clear();
     w->sweep_timer.reset();
+    w->pool_timer.reset();
     // Connections parked in the contexts are destroyed with them: none may point into the list.
     while (w->in_service != nullptr) unlink_in_service(*w->in_service);
     w->acceptor.reset();

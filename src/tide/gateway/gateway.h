@@ -4,7 +4,8 @@
 // It also serves the admin API on a second listener through a plain handler.
 //
 // Threads: one io_context per thread, given by the caller; each runs an acceptor on the same
-// port (SO_REUSEPORT) and its own upstream connection pool, so a request never changes thread.
+// port (SO_REUSEPORT, after checking that no other process listens there) and its own upstream
+// connection pool, so a request never changes thread.
 // Endpoints are shared; LiveEndpoint takes its own lock. Beast and Asio stay in gateway.cc.
 #pragma once
 
@@ -70,6 +71,11 @@ struct GatewayCounters {
   uint64_t retries = 0;             // requests sent again after their replica failed
   uint64_t client_disconnects = 0;  // clients gone before their answer was complete
   uint64_t upstream_errors = 0;     // connect/read/write errors talking to replicas
+  // Limits (docs/reliability.md) and the gateway's own troubles.
+  uint64_t connections_refused = 0;  // over server.max_connections / api_max_connections: 503
+  uint64_t body_memory_refused = 0;  // bodies in memory at server.max_body_memory: 503
+  uint64_t fd_exhausted = 0;         // accept or connect found no file descriptor left
+  uint64_t internal_errors = 0;      // exceptions that ended a connection (logged)
 };
 
 class Gateway {
@@ -95,6 +101,9 @@ class Gateway {
   GatewayCounters counters() const;
   // Releases every socket. Call after the contexts have stopped and before they are destroyed.
   void close();
+  // Where the gateway tells what an operator should know (bad requests, exceptions, fd
+  // exhaustion; rate-limited). Called on gateway threads. Set before start().
+  void set_log(std::function<void(const std::string&)> log);
 
  private:
   struct Impl;

@@ -134,6 +134,8 @@ class LocalBackend : public std::enable_shared_from_this<LocalBackend> {
   void terminate(const std::shared_ptr<Child>& child);
   void on_exit(const std::shared_ptr<Child>& child, int status);
   void forget(const std::shared_ptr<Child>& child);
+  // Deletes a replica's log file once the replica is gone (only a file in replica_log_dir).
+  void remove_log(const std::string& path) const;
   void report_failed(Child& child, std::string error);
 
   std::shared_ptr<Core> core_;

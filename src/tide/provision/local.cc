@@ -649,8 +649,10 @@ void LocalBackend::adopt(Launch l, const std::string& handle) {
     return fail(l, fmt::format("cannot adopt: not a local replica's handle: {}", handle));
   if (children_.count(l.key) || ports_in_use_.count(static_cast<uint16_t>(*port)))
     return fail(l, fmt::format("cannot adopt: {} or its port {} is taken", l.name, *port));
-  if (process_start(static_cast<int>(*pid)) != static_cast<uint64_t>(*start))
+  if (process_start(static_cast<int>(*pid)) != static_cast<uint64_t>(*start)) {
+    if (auto it = fields.find("log"); it != fields.end()) remove_log(it->second);
     return fail(l, fmt::format("gone while tide was not running (process {} has exited)", *pid));
+  }
   UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, static_cast<pid_t>(*pid), 0)));
   if (pidfd.get() < 0)
     return fail(l, fmt::format("cannot adopt process {}: pidfd_open: {}", *pid, errno_text(errno)));
@@ -821,6 +823,7 @@ void LocalBackend::on_exit(const std::shared_ptr<Child>& child, int status) {
     child->line.clear();
   }
   child->release_io();
+  remove_log(child->log_path);  // relayed, and its tail kept: one file per live replica
   const bool report = !child->stopping;
   child->stopping = true;
   forget(child);
@@ -834,6 +837,15 @@ void LocalBackend::on_exit(const std::shared_ptr<Child>& child, int status) {
   } else if (report) {
     report_failed(*child, describe_exit(status, child->ready, child->tail));
   }
+}
+
+void LocalBackend::remove_log(const std::string& path) const {
+  const std::string& dir = core_->options.replica_log_dir;
+  // Only a file of ours: the path comes from a handle in the state file.
+  if (path.empty() || dir.empty() || !path.starts_with(dir + "/") || !path.ends_with(".log") ||
+      path.find("/..") != std::string::npos)
+    return;
+  ::unlink(path.c_str());
 }
 
 void LocalBackend::forget(const std::shared_ptr<Child>& child) {

@@ -405,6 +405,7 @@ TEST_F(LocalProvisionerTest, WithALogDirReplicasOutliveTheProvisionerAndTheNextO
   ASSERT_TRUE(run_until(io_, [&] { return process_dead(pid); }));
   EXPECT_TRUE(run_until(io_, [&] { return provisioner_->children().empty(); }));
   EXPECT_FALSE(second.has(7, Kind::kFailed)) << "a stopped replica reports nothing";
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/ep.g.7.log")) << "its log file goes with it";
 }
 
 TEST_F(LocalProvisionerTest, ALogFileIsFreedAsItIsReadAndNoLineIsLost) {

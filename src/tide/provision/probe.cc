@@ -73,6 +73,8 @@ awaitable<void> Watch::run(std::shared_ptr<Watch> self) {
     if (self->cancelled_) co_return;
     if (!error) {
       failures = 0;
+    } else if (self->local_error_) {
+      // tide ran out of descriptors or buffers: says nothing of the replica's health.
     } else if (++failures >= self->target_.liveness_failures) {
       if (auto on_dead = std::move(self->on_dead_))
         on_dead(fmt::format("health check failed {} times: {}", failures, *error));
@@ -105,8 +107,13 @@ awaitable<std::optional<std::string>> Watch::probe_once(std::shared_ptr<Watch> s
   } forget{self.get()};
   stream.expires_after(timeout);  // one deadline for connect, request and response
 
-  if (auto [cec, ep] = co_await stream.async_connect(endpoints, kNoThrow); cec)
+  self->local_error_ = false;
+  if (auto [cec, ep] = co_await stream.async_connect(endpoints, kNoThrow); cec) {
+    self->local_error_ = cec == asio::error::no_descriptors ||
+                         cec == asio::error::no_buffer_space || cec == asio::error::no_memory ||
+                         cec == error_code(ENFILE, boost::system::system_category());
     co_return describe(cec, timeout);
+  }
   http::request<http::empty_body> req{http::verb::get, t.ready.path, 11};
   req.set(http::field::host, fmt::format("{}:{}", t.host, t.port));
   req.set(http::field::user_agent, "tide-probe");

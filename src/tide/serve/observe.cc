@@ -157,11 +157,15 @@ std::string metrics_text(const MetricsInput& in) {
   p.family("tide_gateway_errors_total", "counter",
            "Errors the gateway handled, by kind (refusals of requests routed to a group are in "
            "tide_requests_total).");
-  const std::array<std::pair<std::string_view, uint64_t>, 4> errors{{
+  const std::array<std::pair<std::string_view, uint64_t>, 8> errors{{
       {"bad_request", c.bad_requests},
       {"unknown_endpoint", c.not_found_404},
       {"client_disconnect", c.client_disconnects},
       {"upstream", c.upstream_errors},
+      {"connection_limit", c.connections_refused},
+      {"body_memory", c.body_memory_refused},
+      {"fd_exhausted", c.fd_exhausted},
+      {"internal", c.internal_errors},
   }};
   for (const auto& [kind, n] : errors) {
     const std::array<Label, 1> l{{{"kind", kind}}};

@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "tide/agent/report.h"
+#include "tide/common/text.h"
 
 namespace tide::serve {
 
@@ -195,7 +196,8 @@ gateway::ApiResponse RouteApi::route(const gateway::ApiRequest& req) {
   for (auto* e : endpoints_) {
     if (e->spec().name == endpoint) ep = e;
   }
-  if (ep == nullptr) return refuse("", 404, "unknown_endpoint", "no endpoint named " + endpoint);
+  if (ep == nullptr)
+    return refuse("", 404, "unknown_endpoint", "no endpoint named " + clip(endpoint));
 
   const control::DirectRoute r = ep->route_direct(work, sticky, spec_.token_ttl);
   std::lock_guard lock(mu_);

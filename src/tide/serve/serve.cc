@@ -20,6 +20,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "tide/common/text.h"
 #include "tide/control/live_endpoint.h"
 #include "tide/gateway/gateway.h"
 #include "tide/provision/provision.h"
@@ -382,9 +383,10 @@ struct Server::Impl {
     return out;
   }
 
+  // Messages may quote what a client sent: each is bounded (clip) and stays valid JSON.
   static gateway::ApiResponse error(int status, std::string_view type, const std::string& message) {
     return {status, "application/json",
-            json{{"error", {{"type", type}, {"message", message}}}}.dump() + "\n"};
+            json{{"error", {{"type", type}, {"message", clip(message, 2000)}}}}.dump() + "\n"};
   }
 
   // Bearer-token check: nothing when allowed, else the 401 to send.
@@ -498,6 +500,9 @@ struct Server::Impl {
   gateway::ApiResponse put_endpoint(control::LiveEndpoint& ep, const std::string& body) {
     const std::string& name = ep.spec().name;
     auto invalid = [](std::vector<std::string> problems) {
+      // Each problem may quote the body: bounded, as is their number.
+      if (problems.size() > 20) problems.resize(20);
+      for (auto& p : problems) p = clip(p, 500);
       std::string message;
       for (const auto& p : problems) message += (message.empty() ? "" : "; ") + p;
       return gateway::ApiResponse{
@@ -515,7 +520,7 @@ struct Server::Impl {
     }
     if (next.name != name)
       return invalid({fmt::format("body.name: must be {} (the endpoint in the URL), got {}", name,
-                                  next.name)});
+                                  clip(next.name))});
     if (std::string problems = validate_for_serving(next, "body"); !problems.empty()) {
       std::vector<std::string> lines;
       for (size_t at = 0, nl; (nl = problems.find('\n', at)) != std::string::npos; at = nl + 1)
@@ -565,7 +570,7 @@ struct Server::Impl {
     const std::string_view sub = slash == std::string_view::npos ? "" : rest.substr(slash + 1);
     control::LiveEndpoint* ep = find_endpoint(name);
     if (ep == nullptr)
-      return error(404, "unknown_endpoint", fmt::format("no endpoint named {}", name));
+      return error(404, "unknown_endpoint", fmt::format("no endpoint named {}", clip(name)));
     if (sub.empty()) {
       if (req.method == "PUT") return put_endpoint(*ep, req.body);
       if (req.method != "GET") return error(405, "method_not_allowed", "GET or PUT here");
@@ -734,7 +739,9 @@ struct Server::Impl {
         row.state = "failed";
         row.error = "lost: tide stopped before its provisioner said where it runs";
       } else if (has_group) {
-        if (ep->adopt(row.group, row.id, row.handle, from_wall(row.requested_at))) continue;
+        const Time ready_at = row.ready_at > 0 ? from_wall(row.ready_at) : Time{};
+        if (ep->adopt(row.group, row.id, row.handle, from_wall(row.requested_at), ready_at))
+          continue;
         row.state = "failed";
         row.error = "could not be adopted after a restart of tide";
       } else {
@@ -931,6 +938,7 @@ Server::Server(const config::Config& config, ServeOptions options)
   }
   m.gateway = std::make_unique<gateway::Gateway>(
       m.config.server, eps, ctxs, [this](const gateway::ApiRequest& r) { return impl_->api(r); });
+  m.gateway->set_log([this](const std::string& line) { impl_->log("gateway: " + line); });
 }
 
 Server::~Server() {
