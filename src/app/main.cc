@@ -203,6 +203,13 @@ int run_sim(const SimArgs& a) {
     t.seed = a.seed;
     if (!a.limit.empty()) t.limit = parse_duration_flag("--limit", a.limit);
     trace = sim::load_trace(t);
+    if (trace.unordered_rows > 0) {
+      std::fprintf(stderr,
+                   "warning: %s: %llu rows are earlier than a row above them (the first "
+                   "at line %llu); sorted by time\n",
+                   t.path.c_str(), static_cast<unsigned long long>(trace.unordered_rows),
+                   static_cast<unsigned long long>(trace.first_unordered_line));
+    }
     source = std::make_unique<sim::TraceSource>(trace);
   } else {
     auto shape = sim::SyntheticSource::parse_shape(a.synthetic);
@@ -210,9 +217,9 @@ int run_sim(const SimArgs& a) {
       throw std::runtime_error(
           "--synthetic: expected poisson, bursts, diurnal or periodic, got \"" + a.synthetic +
           "\"");
-    if (!(a.rate > 0)) throw std::runtime_error("--rate: must be > 0 for a synthetic workload");
     if (a.duration.empty())
       throw std::runtime_error("--duration: required for a synthetic workload (e.g. 1h)");
+    sim::check_synthetic(a.rate, parse_duration_flag("--duration", a.duration));
     source = std::make_unique<sim::SyntheticSource>(
         *shape, a.rate, parse_duration_flag("--duration", a.duration),
         parse_duration_flag("--period", a.period), a.seed);
