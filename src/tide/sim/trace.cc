@@ -241,7 +241,8 @@ class LineReader {
       if (!dctx_) throw TraceError(fmt::format("{}: cannot create a zstd context", path_));
       in_.resize(ZSTD_DStreamInSize());
     }
-    buf_.resize(size_t{1} << 20);
+    // Grows by doubling for longer lines; small to start, so that opening a file stays cheap.
+    buf_.resize(size_t{1} << 16);
   }
 
   const std::string& path() const { return path_; }
