@@ -3,6 +3,7 @@
 set -euo pipefail
 packages=(
   build-essential cmake ninja-build pkg-config ccache clang-format
+  clang libclang-rt-14-dev  # the fuzz targets (fuzz/, bench/fuzz.sh)
   libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libfmt-dev libzstd-dev zstd
   libgtest-dev libgmock-dev libbenchmark-dev libboost1.81-dev libsqlite3-dev libsodium-dev libssl-dev
   curl jq

@@ -259,17 +259,25 @@ sim::SourceFactory load_workload(const WorkloadArgs& a) {
   if (!a.trace_path.empty() == !a.synthetic.empty())
     throw std::runtime_error("give exactly one workload: --trace FILE or --synthetic SHAPE");
   if (!a.trace_path.empty()) {
-    auto trace = std::make_shared<const sim::Trace>(sim::load_trace(trace_options(a)));
+    const sim::TraceOptions t = trace_options(a);
+    auto trace = std::make_shared<const sim::Trace>(sim::load_trace(t));
+    if (trace->unordered_rows > 0) {
+      std::fprintf(stderr,
+                   "warning: %s: %llu rows are earlier than a row above them (the first "
+                   "at line %llu); sorted by time\n",
+                   t.path.c_str(), static_cast<unsigned long long>(trace->unordered_rows),
+                   static_cast<unsigned long long>(trace->first_unordered_line));
+    }
     return [trace] { return std::make_unique<sim::TraceSource>(*trace); };
   }
   auto shape = sim::SyntheticSource::parse_shape(a.synthetic);
   if (!shape)
     throw std::runtime_error("--synthetic: expected poisson, bursts, diurnal or periodic, got \"" +
                              a.synthetic + "\"");
-  if (!(a.rate > 0)) throw std::runtime_error("--rate: must be > 0 for a synthetic workload");
   if (a.duration.empty())
     throw std::runtime_error("--duration: required for a synthetic workload (e.g. 1h)");
   const Duration duration = parse_duration_flag("--duration", a.duration);
+  sim::check_synthetic(a.rate, duration);
   const Duration period = parse_duration_flag("--period", a.period);
   return [shape = *shape, rate = a.rate, duration, period, seed = a.seed] {
     return std::make_unique<sim::SyntheticSource>(shape, rate, duration, period, seed);

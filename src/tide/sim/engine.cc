@@ -86,6 +86,22 @@ bool SyntheticSource::next(TraceRequest& out) {
   return false;
 }
 
+void check_synthetic(double rate, Duration duration) {
+  if (!(rate > 0) || !std::isfinite(rate)) {
+    throw SimError(fmt::format("--rate: expected requests per second > 0, got {}", rate));
+  }
+  if (duration <= Duration{0} || duration > kMaxSpan) {
+    throw SimError(fmt::format("--duration: expected more than 0 and at most {} days, got {}",
+                               kMaxSpan / std::chrono::hours(24), format_duration(duration)));
+  }
+  const double expected = rate * to_seconds(duration);
+  if (expected > static_cast<double>(kMaxRequests)) {
+    throw SimError(fmt::format(
+        "--rate {:g} for --duration {} is {:.3g} requests, more than the {} a workload may hold",
+        rate, format_duration(duration), expected, kMaxRequests));
+  }
+}
+
 namespace {
 
 // ---------------------------------------------------------------------------------------------
@@ -339,6 +355,13 @@ void Simulation::on_arrival() {
   r.arrival = now_.time_since_epoch().count();
   r.start = -1;
   r.service_s = draw_service_time(spec, req, service_rng_);
+  if (!(r.service_s >= 0 && r.service_s <= kMaxServiceSeconds)) {
+    throw SimError(fmt::format(
+        "endpoint \"{}\" group \"{}\": service_time gave a request arriving at {:.3f} s a "
+        "service time of {:g} s; at most {:g} s is allowed",
+        config_.endpoints[endpoint].name, spec.name, to_seconds(now_), r.service_s,
+        kMaxServiceSeconds));
+  }
   r.endpoint = endpoint;
   r.group = group;
   r.slot = dispatch::kNoSlot;

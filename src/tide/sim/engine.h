@@ -200,9 +200,14 @@ std::vector<uint32_t> check_workload(const config::Config& config, const Request
 Random service_random(uint64_t seed);
 double draw_service_time(const config::GroupSpec& group, const TraceRequest& req, Random& rng);
 
+// Checks tide sim's --rate and --duration for a synthetic workload against the bounds of
+// trace.h: a finite rate > 0, a duration within kMaxSpan, at most kMaxRequests requests expected.
+// Throws SimError naming the flag.
+void check_synthetic(double rate, Duration duration);
+
 // Runs the workload to its end and every request to its outcome. Throws SimError when the
 // configuration cannot run on this workload (e.g. a service-time model needing columns the trace
-// lacks).
+// lacks, or giving a request more than kMaxServiceSeconds).
 SimResult simulate(const config::Config& config, RequestSource& source, const SimOptions& options);
 
 }  // namespace tide::sim

@@ -249,6 +249,50 @@ TEST(Simulator, TokensModelWithoutTokenColumnsIsAClearError) {
   }
 }
 
+TEST(Simulator, SyntheticFlagsBeyondTheBoundsAreRefused) {
+  auto message = [](double rate, Duration duration) -> std::string {
+    try {
+      check_synthetic(rate, duration);
+    } catch (const SimError& e) {
+      return e.what();
+    }
+    return "";
+  };
+  EXPECT_EQ(message(5, 1h), "");
+  EXPECT_EQ(message(0, 1h), "--rate: expected requests per second > 0, got 0");
+  EXPECT_EQ(message(-1, 1h), "--rate: expected requests per second > 0, got -1");
+  EXPECT_EQ(message(std::numeric_limits<double>::infinity(), 1h),
+            "--rate: expected requests per second > 0, got inf");
+  EXPECT_EQ(message(std::numeric_limits<double>::quiet_NaN(), 1h),
+            "--rate: expected requests per second > 0, got nan");
+  EXPECT_EQ(message(5, std::chrono::seconds(1'000'000'000)),
+            "--duration: expected more than 0 and at most 31 days, got 1e+09s");
+  EXPECT_EQ(message(5, 0s), "--duration: expected more than 0 and at most 31 days, got 0s");
+  EXPECT_EQ(message(1e15, 1s),
+            "--rate 1e+15 for --duration 1s is 1e+15 requests, more than the 1000000000 a "
+            "workload may hold");
+  EXPECT_EQ(message(100, 24h * 31), "");
+}
+
+// A service time beyond a day (1e15 s overflowed the nanosecond clock: ok=3, p99 7 s) stops the
+// run with the group named instead of a wrong result.
+TEST(Simulator, AServiceTimeBeyondADayIsAnErrorNotAWrongResult) {
+  auto c = one_group(queue_policy(1), 1, 1, 0s, 1s);
+  auto& model = c.endpoints[0].groups[0].service_time;
+  model.kind = config::ServiceTimeModel::Kind::kTrace;
+  Trace t = arrivals({0, 1, 2});
+  t.has_duration = true;
+  t.requests[1].duration_s = 1e15;
+  try {
+    run(c, t);
+    FAIL() << "expected SimError";
+  } catch (const SimError& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "endpoint \"chat\" group \"gpu\": service_time gave a request arriving at "
+              "1.000 s a service time of 1e+15 s; at most 86400 s is allowed");
+  }
+}
+
 TEST(Simulator, SyntheticShapesHaveTheirRates) {
   SyntheticSource poisson(SyntheticSource::Shape::kPoisson, 10, 1h, 0s, 3);
   SyntheticSource bursts(SyntheticSource::Shape::kBursts, 10, 1h, 20min, 3);

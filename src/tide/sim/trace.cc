@@ -29,12 +29,18 @@ constexpr int64_t kNanosPerMinute = 60 * kNanosPerSecond;
 // A line longer than this is not a trace (probably a binary file): refuse instead of eating RAM.
 constexpr size_t kMaxLineBytes = size_t{64} << 20;
 constexpr uint64_t kMaxPerMinute = 10'000'000;
-constexpr size_t kMaxArrivals = 1'000'000'000;  // 32 GB of requests
 
 // ---------------------------------------------------------------------------------------------
 // Small text helpers
 
+// A message quotes at most this much of what it complains about (names, values, the JSON
+// parser's "last read"): a 50 MB line gives a short message.
+constexpr size_t kMaxProblemBytes = 400;
+
 [[noreturn]] void fail(const std::string& path, uint64_t line, std::string_view problem) {
+  if (problem.size() > kMaxProblemBytes) {
+    throw TraceError(fmt::format("{}:{}: {}...", path, line, problem.substr(0, kMaxProblemBytes)));
+  }
   throw TraceError(fmt::format("{}:{}: {}", path, line, problem));
 }
 
@@ -72,13 +78,13 @@ std::string show(Cell cell) {
   return cell.quoted ? fmt::format("\"{}\"", text) : text;
 }
 
-// "a, b, c", cut short for per-minute files with 1,443 columns.
+// "a, b, c", cut short for per-minute files with 1,443 columns (and each name too).
 std::string list_names(const std::vector<std::string>& names) {
   constexpr size_t kMax = 12;
   std::string out;
   for (size_t i = 0; i < names.size() && i < kMax; ++i) {
     if (i > 0) out += ", ";
-    out += names[i];
+    out += show(Cell{names[i], false});
   }
   if (names.size() > kMax) out += fmt::format(", ... ({} in all)", names.size());
   return out;
@@ -237,7 +243,8 @@ class LineReader {
       if (!dctx_) throw TraceError(fmt::format("{}: cannot create a zstd context", path_));
       in_.resize(ZSTD_DStreamInSize());
     }
-    buf_.resize(size_t{1} << 20);
+    // Grows by doubling for longer lines; small to start, so that opening a file stays cheap.
+    buf_.resize(size_t{1} << 16);
   }
 
   const std::string& path() const { return path_; }
@@ -492,26 +499,24 @@ class LogBuilder {
     r.arrival = Time{Duration{parse_time(line, time)}};
     if (duration) {
       std::optional<double> d = parse_double(duration->text);
-      if (!d || *d < 0) {
-        bad(line, *cols_.duration, "a non-negative number of seconds", *duration);
+      if (!d || *d < 0 || *d > kMaxServiceSeconds) {
+        bad(line, *cols_.duration,
+            fmt::format("a number of seconds from 0 to {:g}", kMaxServiceSeconds), *duration);
       }
       r.duration_s = *d;
     }
     if (input) r.input_tokens = parse_tokens(line, *cols_.input_tokens, *input);
     if (output) r.output_tokens = parse_tokens(line, *cols_.output_tokens, *output);
     if (stream) r.stream = stream_index(stream->text);
-    min_ns_ = std::min(min_ns_, r.arrival.time_since_epoch().count());
+    note_time(line, r.arrival.time_since_epoch().count());
     trace_.requests.push_back(r);
   }
 
   Trace finish(uint64_t last_line) && {
     if (trace_.requests.empty()) fail(path_, last_line, "no requests (only a header)");
+    check_span();
     for (TraceRequest& r : trace_.requests) {
-      int64_t rel = 0;
-      if (__builtin_sub_overflow(r.arrival.time_since_epoch().count(), min_ns_, &rel)) {
-        throw TraceError(fmt::format("{}: timestamps span more than 292 years", path_));
-      }
-      r.arrival = Time{Duration{rel}};
+      r.arrival = Time{Duration{r.arrival.time_since_epoch().count() - min_ns_}};
     }
     std::stable_sort(
         trace_.requests.begin(), trace_.requests.end(),
@@ -537,29 +542,56 @@ class LogBuilder {
          fmt::format("{} \"{}\": expected {}, got {}", what_, col, expected, show(got)));
   }
 
+  // Nanoseconds since the epoch, never negative (a time before 1970 is a corrupt row).
   int64_t parse_time(uint64_t line, Cell cell) const {
     std::optional<int64_t> ns;
     std::string_view expected;
     switch (options_.time_unit) {
       case TimeUnit::kDatetime:
         ns = parse_datetime(cell.text);
-        expected = "a datetime like \"2023-11-16 18:15:46.68\"";
+        expected = "a datetime from 1970 on like \"2023-11-16 18:15:46.68\"";
         break;
       case TimeUnit::kSeconds:
         ns = parse_scaled(cell.text, 9);
-        expected = "a number of seconds";
+        expected = "a non-negative number of seconds";
         break;
       case TimeUnit::kMillis:
         ns = parse_scaled(cell.text, 6);
-        expected = "a number of milliseconds";
+        expected = "a non-negative number of milliseconds";
         break;
       case TimeUnit::kMicros:
         ns = parse_scaled(cell.text, 3);
-        expected = "a number of microseconds";
+        expected = "a non-negative number of microseconds";
         break;
     }
-    if (!ns) bad(line, cols_.time, expected, cell);
+    if (!ns || *ns < 0) bad(line, cols_.time, expected, cell);
     return *ns;
+  }
+
+  // Keeps the earliest and latest times with their lines, and counts rows out of order.
+  void note_time(uint64_t line, int64_t ns) {
+    if (ns < max_ns_) {
+      if (trace_.unordered_rows++ == 0) trace_.first_unordered_line = line;
+    }
+    if (ns < min_ns_) {
+      min_ns_ = ns;
+      min_line_ = line;
+    }
+    if (ns >= max_ns_) {
+      max_ns_ = ns;
+      max_line_ = line;
+    }
+  }
+
+  // Without a limit, the latest row must lie within kMaxSpan of the earliest (times are
+  // non-negative: no overflow). A limit (<= kMaxSpan, checked by load) bounds the span itself.
+  void check_span() const {
+    if (options_.limit > Duration{0} || max_ns_ - min_ns_ <= kMaxSpan.count()) return;
+    fail(path_, max_line_,
+         fmt::format("{} \"{}\": this row comes {:.0f} s after the earliest one (line {}); a "
+                     "workload spans at most {} days (cut the trace with a limit)",
+                     what_, cols_.time, static_cast<double>(max_ns_ - min_ns_) * 1e-9, min_line_,
+                     kMaxSpan / std::chrono::hours(24)));
   }
 
   int32_t parse_tokens(uint64_t line, const std::string& col, Cell cell) const {
@@ -584,6 +616,8 @@ class LogBuilder {
   std::string_view what_;
   Trace trace_;
   int64_t min_ns_ = std::numeric_limits<int64_t>::max();
+  int64_t max_ns_ = 0;
+  uint64_t min_line_ = 0, max_line_ = 0;
   std::unordered_map<std::string, uint32_t> stream_ids_;
   std::string key_;
 };
@@ -771,6 +805,14 @@ struct MinuteColumns {
   std::vector<std::pair<size_t, int64_t>> minutes;  // (column index, minute number >= 1)
 };
 
+// Whether minute m (from 1) starts before the limit (none: <= 0). Exact, without overflowing
+// for minute numbers up to 999,999,999.
+bool minute_kept(int64_t m, Duration limit) {
+  if (limit <= Duration{0}) return true;
+  const int64_t limit_minutes = (limit.count() + kNanosPerMinute - 1) / kNanosPerMinute;
+  return m - 1 < limit_minutes;
+}
+
 std::optional<MinuteColumns> find_minute_columns(const std::vector<std::string>& names) {
   MinuteColumns out;
   for (size_t i = 0; i < names.size(); ++i) {
@@ -826,10 +868,10 @@ DurationRows load_duration_rows(const std::string& path) {
     PercentilePoints points{};
     for (size_t k = 0; k < points.size(); ++k) {
       std::optional<double> v = parse_double(fields[cols[k]]);
-      if (!v || *v < 0) {
+      if (!v || *v < 0 || *v > kMaxServiceSeconds * 1e3) {
         fail(path, n,
-             fmt::format("column \"{}\": expected a non-negative number of milliseconds, got {}",
-                         col_names[k], show(Cell{fields[cols[k]]})));
+             fmt::format("column \"{}\": expected a number of milliseconds from 0 to {:g}, got {}",
+                         col_names[k], kMaxServiceSeconds * 1e3, show(Cell{fields[cols[k]]})));
       }
       points[k] = *v;
       if (k > 0 && points[k] < points[k - 1]) {
@@ -850,10 +892,17 @@ Trace load_per_minute(const TraceOptions& o, CsvReader& reader,
   std::vector<std::pair<size_t, int64_t>> minutes = minute_cols.minutes;
   {
     std::vector<int64_t> sorted;
+    const int64_t max_minute = kMaxSpan / std::chrono::minutes(1);
     for (const auto& [col, m] : minutes) {
       if (m < 1) {
         fail(o.path, reader.line_no(),
              fmt::format("column \"{}\": minutes are numbered from 1", names[col]));
+      }
+      if (m > max_minute && minute_kept(m, o.limit)) {
+        fail(o.path, reader.line_no(),
+             fmt::format("column \"{}\": minute {} is beyond the {} minutes ({} days) a workload "
+                         "may span (cut the trace with a limit)",
+                         names[col], m, max_minute, kMaxSpan / std::chrono::hours(24)));
       }
       sorted.push_back(m);
     }
@@ -938,23 +987,19 @@ Trace load_per_minute(const TraceOptions& o, CsvReader& reader,
 
   // Buckets that start at or after the limit are not stored (their draws still happen, so a
   // limit truncates the very same trace).
-  const int64_t limit_ns = o.limit.count();
   std::vector<size_t> cursor(ncols, 0);
   std::vector<bool> kept(ncols, false);
   size_t total = 0;
-  for (size_t k = 0; k < ncols; ++k) {
-    const size_t b = bucket_of[k];
-    kept[b] = limit_ns <= 0 || (minutes[k].second - 1) * kNanosPerMinute < limit_ns;
-  }
+  for (size_t k = 0; k < ncols; ++k) kept[bucket_of[k]] = minute_kept(minutes[k].second, o.limit);
   std::vector<size_t> bucket_begin(ncols + 1, 0);
   for (size_t b = 0; b < ncols; ++b) {
     bucket_begin[b] = total;
     if (kept[b]) total += bucket_size[b];
   }
   bucket_begin[ncols] = total;
-  if (total > kMaxArrivals) {
+  if (total > kMaxRequests) {
     throw TraceError(fmt::format("{}: {} arrivals is more than the {} allowed (use a limit)",
-                                 o.path, total, kMaxArrivals));
+                                 o.path, total, kMaxRequests));
   }
   for (size_t b = 0; b < ncols; ++b) cursor[b] = bucket_begin[b];
   trace.requests.resize(total);
@@ -969,7 +1014,8 @@ Trace load_per_minute(const TraceOptions& o, CsvReader& reader,
     for (size_t k = 0; k < ncols; ++k) {
       const uint32_t count = counts[size_t{row} * ncols + k];
       const size_t b = bucket_of[k];
-      const int64_t start = (minutes[k].second - 1) * kNanosPerMinute;
+      // Only kept minutes are within kMaxSpan: no overflow.
+      const int64_t start = kept[b] ? (minutes[k].second - 1) * kNanosPerMinute : 0;
       for (uint32_t c = 0; c < count; ++c) {
         // Uniform within the minute; the product can round up to a whole minute: clamp.
         const auto offset = std::min(
@@ -1002,6 +1048,11 @@ std::string_view strip_zst(std::string_view path) {
 
 Trace load(const TraceOptions& o) {
   using Format = TraceOptions::Format;
+  if (o.limit > kMaxSpan) {
+    throw TraceError(fmt::format("{}: a limit of {} is more than the {} days a workload may span",
+                                 o.path, format_duration(o.limit),
+                                 kMaxSpan / std::chrono::hours(24)));
+  }
   Format format = o.format;
   if (format == Format::kAuto) {
     const std::string_view base = strip_zst(o.path);

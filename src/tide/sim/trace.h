@@ -8,9 +8,10 @@
 //
 // Request logs (CSV with a header row and RFC 4180 quoting, or JSONL with one object per line):
 // one request per row. Arrivals are relative to the earliest timestamp (so the first arrival is
-// 0) and rows are sorted stably by time. Streams: the distinct values of stream_col in order of
-// first appearance, else one stream "all". has_tokens: an input or an output token column was
-// found (a missing one leaves -1).
+// 0) and rows are sorted stably by time (rows out of order are common in logs written at
+// completion: they are counted in Trace::unordered_rows, for a warning). Streams: the distinct
+// values of stream_col in order of first appearance, else one stream "all". has_tokens: an input or
+// an output token column was found (a missing one leaves -1).
 //
 // Per-minute matrices: a count c in minute column m becomes c arrivals drawn uniformly within
 // the minute [m-1, m) from one tide::Random seeded with `seed` (rows in file order, minutes in
@@ -22,6 +23,7 @@
 // of rows, and the same HashFunction per row when both have that column.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <limits>
 #include <stdexcept>
@@ -32,6 +34,16 @@
 #include "tide/common/time.h"
 
 namespace tide::sim {
+
+// Bounds on a workload (docs/simulator.md, "Bounds"). A value beyond them is a typo or a corrupt
+// file, and would make a run take unbounded time or memory (one control tick per group and
+// second of the span), so the readers and tide sim's flags refuse it.
+// Arrivals span at most 31 days (cut a longer trace with a limit).
+constexpr Duration kMaxSpan = std::chrono::hours(24 * 31);
+// One request is served in at most a day (a trace's service times and the sampled ones).
+constexpr double kMaxServiceSeconds = 86400;
+// A workload holds at most a billion requests (32 GB loaded; 10 minutes a policy to simulate).
+constexpr uint64_t kMaxRequests = 1'000'000'000;
 
 // One request of a workload. Times are relative to the start of the trace (first row = 0 unless
 // the trace says otherwise).
@@ -60,8 +72,8 @@ struct TraceOptions {
   // Request logs (CSV / JSONL). Column names match exactly, then case-insensitively.
   std::string time_col = "timestamp";
   // kDatetime: "2023-11-16 18:15:46.6805900" (or 'T' separator, up to 9 fractional digits,
-  // optional trailing Z; read as UTC, exact to the nanosecond). Others: decimal numbers, may be
-  // fractional or negative, read exactly (JSONL: numbers or strings).
+  // optional trailing Z; read as UTC, exact to the nanosecond; 1970 or later). Others:
+  // non-negative decimal numbers, may be fractional, read exactly (JSONL: numbers or strings).
   TimeUnit time_unit = TimeUnit::kDatetime;
   std::string duration_col;       // "" = none; values in seconds
   std::string input_tokens_col;   // "" = auto-detect (ContextTokens, input_tokens, ...)
@@ -71,7 +83,7 @@ struct TraceOptions {
   bool sum_rows = true;        // true: all rows are one stream; false: one stream per row
   std::string durations_path;  // optional: Azure "_run" file aligned with rows (ms percentiles)
   uint64_t seed = 1;           // per-minute arrival times and sampled durations
-  Duration limit{0};           // > 0: keep only requests arriving before this
+  Duration limit{0};           // > 0: keep only requests arriving before this (<= kMaxSpan)
 };
 
 struct Trace {
@@ -79,7 +91,11 @@ struct Trace {
   std::vector<std::string> streams;    // stream names (at least one)
   bool has_duration = false;
   bool has_tokens = false;
-  Duration span{0};  // time of the last arrival
+  Duration span{0};  // time of the last arrival (<= kMaxSpan)
+  // Request logs: rows earlier than a row above them (sorted into place), and the first one's
+  // line; 0 when the file is in order.
+  uint64_t unordered_rows = 0;
+  uint64_t first_unordered_line = 0;
 };
 
 // Loads a whole trace. Throws TraceError.

@@ -13,6 +13,7 @@
 #include <fstream>
 #include <map>
 #include <string>
+#include <tuple>
 #include <vector>
 
 namespace tide::sim {
@@ -84,45 +85,39 @@ class TraceTest : public ::testing::Test {
 TEST_F(TraceTest, DatetimeIsExactToTheNanosecond) {
   const std::string path = write("t.csv",
                                  "timestamp\n"
-                                 "1970-01-01 00:00:00\n"
                                  "2023-11-16 18:15:46.6805900\n"
                                  "2023-11-16 18:15:46.680590001\n"
                                  "2023-11-16T18:15:47Z\n"
                                  "2023-11-16 18:15:46.7\n"
-                                 "1969-12-31 23:59:59\n");
+                                 "2023-11-16 18:15:46\n");
   const Trace t = load_trace(csv(path));
-  const int64_t base = 1'000'000'000;  // 1969-12-31 23:59:59 is the earliest: 1 s before 1970
-  const int64_t event = 1'700'158'546'680'590'000;
+  const int64_t frac = 680'590'000;
   EXPECT_EQ(arrivals(t),
-            (std::vector<int64_t>{0, base, base + event, base + event + 1,
-                                  base + event + 19'410'000, base + event + 319'410'000}));
+            (std::vector<int64_t>{0, frac, frac + 1, frac + 19'410'000, frac + 319'410'000}));
+  // The epoch itself is a time; anything before it is refused.
+  const Trace epoch = load_trace(csv(write("e.csv",
+                                           "timestamp\n1970-01-01 00:00:00.000000001\n"
+                                           "1970-01-01 00:00:00\n")));
+  EXPECT_EQ(arrivals(epoch), (std::vector<int64_t>{0, 1}));
 }
 
 TEST_F(TraceTest, DatetimeAcrossMidnightMonthYearAndLeapDays) {
-  const std::string path = write("t.csv",
-                                 "timestamp,ContextTokens\n"
-                                 "2023-12-31 23:59:59.999999999,1\n"
-                                 "2024-01-01 00:00:00,2\n"
-                                 "2024-02-28 12:00:00,3\n"
-                                 "2024-02-29 12:00:00,4\n"
-                                 "2024-03-01 12:00:00,5\n"
-                                 "2023-01-31 12:00:00,6\n"
-                                 "2023-02-01 12:00:00,7\n"
-                                 "2023-02-28 12:00:00,8\n"
-                                 "2023-03-01 12:00:00,9\n"
-                                 "2000-02-29 00:00:00,10\n");
-  const Trace t = load_trace(csv(path));
-  std::map<int32_t, int64_t> at;  // token count identifies the row
-  for (const TraceRequest& r : t.requests) at[r.input_tokens] = ns(r.arrival);
+  // Pairs within a trace's 31 days: (later, earlier, difference).
   const int64_t day = 86'400'000'000'000;
-  EXPECT_EQ(at[2] - at[1], 1);
-  EXPECT_EQ(at[4] - at[3], day);  // 2024 is a leap year
-  EXPECT_EQ(at[5] - at[4], day);
-  EXPECT_EQ(at[7] - at[6], day);
-  EXPECT_EQ(at[9] - at[8], day);  // 2023 is not
-  EXPECT_EQ(at[10], 0);
-  // 2000-02-29 is 951782400 s after the epoch; 2024-01-01 is 1704067200.
-  EXPECT_EQ(at[2] - at[10], (1'704'067'200LL - 951'782'400LL) * 1'000'000'000);
+  const std::tuple<std::string, std::string, int64_t> cases[] = {
+      {"2024-01-01 00:00:00", "2023-12-31 23:59:59.999999999", 1},
+      {"2024-02-29 12:00:00", "2024-02-28 12:00:00", day},  // 2024 is a leap year
+      {"2024-03-01 12:00:00", "2024-02-29 12:00:00", day},
+      {"2023-02-01 12:00:00", "2023-01-31 12:00:00", day},
+      {"2023-03-01 12:00:00", "2023-02-28 12:00:00", day},      // 2023 is not
+      {"2000-03-01 00:00:00", "2000-02-28 00:00:00", 2 * day},  // 2000 is (a 400th year)
+      {"2100-03-01 00:00:00", "2100-02-28 00:00:00", day},      // 2100 is not
+      {"2000-01-31 00:00:00", "2000-01-01 00:00:00", 30 * day},
+  };
+  for (const auto& [later, earlier, diff] : cases) {
+    const Trace t = load_trace(csv(write("t.csv", "timestamp\n" + later + "\n" + earlier + "\n")));
+    EXPECT_EQ(arrivals(t), (std::vector<int64_t>{0, diff})) << later << " " << earlier;
+  }
 }
 
 TEST_F(TraceTest, NumericTimeUnitsAreExact) {
@@ -136,7 +131,7 @@ TEST_F(TraceTest, NumericTimeUnitsAreExact) {
       {TimeUnit::kSeconds, "2.5", "1", 1'500'000'000},
       {TimeUnit::kSeconds, "1.5e3", "1000", 500'000'000'000},
       {TimeUnit::kMillis, "1700000000123.456", "1700000000000", 123'456'000},
-      {TimeUnit::kMillis, "250", "-250", 500'000'000},
+      {TimeUnit::kMillis, "750", "250", 500'000'000},
       {TimeUnit::kMicros, "10.5", "0", 10'500},
       {TimeUnit::kMicros, "1700000000000000", "1699999999000000", 1'000'000'000},
   };
@@ -173,6 +168,9 @@ TEST_F(TraceTest, ArrivalsAreRelativeAndSortedStably) {
   EXPECT_FALSE(t.has_duration);
   EXPECT_TRUE(std::isnan(t.requests[0].duration_s));
   EXPECT_EQ(t.streams, (std::vector<std::string>{"all"}));
+  // 3 (line 3), 3.5 and 3 come after a 5: counted for tide sim's warning.
+  EXPECT_EQ(t.unordered_rows, 3u);
+  EXPECT_EQ(t.first_unordered_line, 3u);
 }
 
 TEST_F(TraceTest, LimitDropsArrivalsAtOrAfterIt) {
@@ -293,7 +291,8 @@ TEST_F(TraceTest, JsonlErrors) {
   EXPECT_EQ(error_of(o),
             o.path + ":1: key \"input_tokens\": expected a non-negative integer, got 1.5");
   o.path = write("f.jsonl", "{\"timestamp\": null}\n");
-  EXPECT_EQ(error_of(o), o.path + ":1: key \"timestamp\": expected a number of seconds, got null");
+  EXPECT_EQ(error_of(o),
+            o.path + ":1: key \"timestamp\": expected a non-negative number of seconds, got null");
   o.path = write("g.jsonl", "\n\n");
   EXPECT_EQ(error_of(o), o.path + ":1: empty file (expected JSON objects)");
   o.path = write("h.jsonl", "7\n");
@@ -367,7 +366,7 @@ TEST_F(TraceTest, ErrorsNameFileLineAndColumn) {
   check("fields.csv", "timestamp,a,b\n1,2,3\n\n1,2,3,4\n", ":4: expected 3 fields, got 4");
   check("fewer.csv", "timestamp,a,b\n1,2\n", ":2: expected 3 fields, got 2");
   check("time.csv", "timestamp\n1\nsoon\n",
-        ":3: column \"timestamp\": expected a number of seconds, got \"soon\"");
+        ":3: column \"timestamp\": expected a non-negative number of seconds, got \"soon\"");
   check("empty.csv", "", ":1: empty file (expected a header row)");
   check("blank.csv", "\r\n\n", ":1: empty file (expected a header row)");
   check("header.csv", "timestamp\n", ":1: no requests (only a header)");
@@ -377,7 +376,7 @@ TEST_F(TraceTest, ErrorsNameFileLineAndColumn) {
 
   o.time_unit = TimeUnit::kDatetime;
   const std::string dt =
-      ":2: column \"timestamp\": expected a datetime like "
+      ":2: column \"timestamp\": expected a datetime from 1970 on like "
       "\"2023-11-16 18:15:46.68\", got ";
   check("dt1.csv", "timestamp\n2023-13-01 00:00:00\n", dt + "\"2023-13-01 00:00:00\"");
   check("dt2.csv", "timestamp\n2023-02-29 00:00:00\n", dt + "\"2023-02-29 00:00:00\"");
@@ -391,9 +390,9 @@ TEST_F(TraceTest, ErrorsNameFileLineAndColumn) {
 
   o.duration_col = "dur";
   check("dur.csv", "timestamp,dur\n2023-11-16 18:15:46,-1\n",
-        ":2: column \"dur\": expected a non-negative number of seconds, got \"-1\"");
+        ":2: column \"dur\": expected a number of seconds from 0 to 86400, got \"-1\"");
   check("dur2.csv", "timestamp,dur\n2023-11-16 18:15:46,nan\n",
-        ":2: column \"dur\": expected a non-negative number of seconds, got \"nan\"");
+        ":2: column \"dur\": expected a number of seconds from 0 to 86400, got \"nan\"");
   check("nodur.csv", "timestamp\n2023-11-16 18:15:46\n",
         ":1: no column \"dur\" (columns: timestamp)");
 
@@ -716,6 +715,114 @@ TEST(TraceRealTest, LoadsTheSharedTraces) {
   EXPECT_EQ(fd.streams.size(), 1'340u);
   EXPECT_TRUE(fd.has_duration);
   EXPECT_EQ(arrivals(fd), arrivals(f));
+}
+
+// ----- bounds (docs/simulator.md "Bounds") -----------------------------------------------------
+
+TEST_F(TraceTest, AbsurdServiceTimesAreRefusedWithFileLineAndColumn) {
+  TraceOptions o;
+  o.time_unit = TimeUnit::kSeconds;
+  o.duration_col = "dur";
+  const std::string expected = ":3: column \"dur\": expected a number of seconds from 0 to 86400, ";
+  for (const std::string bad : {"1e15", "86400.5", "inf", "-inf", "-0.5", "NaN", "1e999"}) {
+    o.path = write("d.csv", "timestamp,dur\n0,1.5\n1," + bad + "\n");
+    EXPECT_EQ(error_of(o), o.path + expected + "got \"" + bad + "\"");
+  }
+  o.path = write("d.jsonl", "{\"timestamp\": 0, \"dur\": 1e15}\n");
+  o.format = TraceOptions::Format::kJsonl;
+  EXPECT_EQ(error_of(o),
+            o.path + ":1: key \"dur\": expected a number of seconds from 0 to 86400, got 1e15");
+  o.path = write("ok.csv", "timestamp,dur\n0,86400\n");
+  o.format = TraceOptions::Format::kCsv;
+  EXPECT_EQ(load_trace(o).requests.at(0).duration_s, 86400);
+}
+
+TEST_F(TraceTest, NegativeTimesAreRefusedWithTheLine) {
+  TraceOptions o;
+  o.time_unit = TimeUnit::kSeconds;
+  o.path = write("n.csv", "timestamp\n5\n-1\n");
+  EXPECT_EQ(error_of(o), o.path +
+                             ":3: column \"timestamp\": expected a non-negative number of "
+                             "seconds, got \"-1\"");
+  o.time_unit = TimeUnit::kMillis;
+  o.path = write("n.jsonl", "{\"timestamp\": 5}\n{\"timestamp\": -1e3}\n");
+  EXPECT_EQ(error_of(o), o.path +
+                             ":2: key \"timestamp\": expected a non-negative number of "
+                             "milliseconds, got -1e3");
+  o.time_unit = TimeUnit::kDatetime;
+  o.path = write("n2.csv", "timestamp\n1969-12-31 23:59:59\n");
+  EXPECT_EQ(error_of(o), o.path +
+                             ":2: column \"timestamp\": expected a datetime from 1970 on like "
+                             "\"2023-11-16 18:15:46.68\", got \"1969-12-31 23:59:59\"");
+}
+
+// A gap of 1e9 s would tick the control loop a billion times: refused at once, naming both rows.
+TEST_F(TraceTest, SpanBeyondThirtyOneDaysIsRefusedUnlessLimited) {
+  TraceOptions o;
+  o.time_unit = TimeUnit::kSeconds;
+  o.path = write("gap.csv", "timestamp\n10\n1000000010\n20\n");
+  EXPECT_EQ(error_of(o), o.path +
+                             ":3: column \"timestamp\": this row comes 1000000000 s after the "
+                             "earliest one (line 2); a workload spans at most 31 days (cut the "
+                             "trace with a limit)");
+  o.path = write("ok.csv", "timestamp\n0\n2678400\n");  // exactly 31 days
+  EXPECT_EQ(load_trace(o).span, kMaxSpan);
+  o.path = write("over.csv", "timestamp\n0\n2678400.000000001\n");
+  EXPECT_NE(error_of(o).find(":3: column \"timestamp\": this row comes"), std::string::npos);
+  // A limit cuts the far row away; a limit beyond the bound is refused itself.
+  o.path = (dir_ / "gap.csv").string();
+  o.limit = std::chrono::hours(1);
+  EXPECT_EQ(arrivals(load_trace(o)), (std::vector<int64_t>{0, 10'000'000'000}));
+  o.limit = kMaxSpan + std::chrono::hours(1);
+  EXPECT_EQ(error_of(o), o.path + ": a limit of 745h is more than the 31 days a workload may span");
+}
+
+TEST_F(TraceTest, PerMinuteBeyondTheSpanOrWithAbsurdDurationsIsRefused) {
+  TraceOptions o;
+  o.format = TraceOptions::Format::kPerMinute;
+  o.path = write("far.csv", "HashFunction,1,999999999\nf,1,1\n");
+  EXPECT_EQ(error_of(o), o.path +
+                             ":1: column \"999999999\": minute 999999999 is beyond the 44640 "
+                             "minutes (31 days) a workload may span (cut the trace with a limit)");
+  o.limit = std::chrono::hours(1);  // the far column is cut away (its draws still happen)
+  const Trace t = load_trace(o);
+  EXPECT_EQ(t.requests.size(), 1u);
+  EXPECT_LT(t.span, std::chrono::minutes(1));
+
+  o.limit = Duration{0};
+  o.path = write("inv.csv", "HashFunction,1\nf,1\n");
+  o.durations_path = write("run.csv",
+                           "HashFunction,percentile_Average_0,percentile_Average_1,"
+                           "percentile_Average_25,percentile_Average_50,percentile_Average_75,"
+                           "percentile_Average_99,percentile_Average_100\n"
+                           "f,1,2,3,4,5,6,1e15\n");
+  EXPECT_EQ(error_of(o), o.durations_path +
+                             ":2: column \"percentile_Average_100\": expected a number of "
+                             "milliseconds from 0 to 8.64e+07, got \"1e15\"");
+}
+
+// Whatever a bad line holds, its error message stays short (the probe's 50 MB line was echoed
+// whole). The other lines are 4 MB, to keep the test short.
+TEST_F(TraceTest, AFiftyMegabyteLineGivesAShortMessage) {
+  const std::string huge(50'000'000, 'x');
+  const std::string big(4'000'000, 'x');
+  TraceOptions o;
+  o.time_unit = TimeUnit::kSeconds;
+  auto expect_short = [&](const std::string& name, const std::string& content) {
+    o.path = write(name, content);
+    const std::string message = error_of(o);
+    EXPECT_LT(message.size(), o.path.size() + 500) << message.substr(0, 1000);
+  };
+  expect_short("c.csv", "timestamp\n" + huge + "\n");
+  expect_short("h.csv", "a," + big + "\n1,2\n");  // no column "timestamp": the names listed
+  o.format = TraceOptions::Format::kPerMinute;
+  expect_short("m.csv", "HashFunction,1\nf," + big + "\n");
+  expect_short("m2.csv", "HashFunction," + big + "\nf,1\n");  // no minute columns: names listed
+  o.format = TraceOptions::Format::kJsonl;
+  expect_short("s.jsonl", "{\"timestamp\": \"" + big + "\n");  // unterminated string
+  expect_short("v.jsonl", "{\"timestamp\": 1}\n{\"timestamp\": tru" + big + "}\n");
+  expect_short("n.jsonl", "{\"timestamp\": 1" + big + "}\n");
+  expect_short("k.jsonl", "{\"" + big + "\": 1}\n");  // no key "timestamp": the keys listed
 }
 
 }  // namespace
