@@ -13,7 +13,9 @@ Every request's outcome is counted. A request that got no complete answer is los
   replica-kill the replica named in its answer's Tide-Replica header was SIGKILLed while it
                streamed (the gateway cuts a stream it cannot finish honestly)
   other        anything else (a defect)
-A connection refused while tide is down is not a request: the client retries it (counted apart).
+A 502 whose message names a replica the soak SIGKILLed before the answer is counted apart, not
+as a failure (a request its replica dropped is answered 502 `replica_dropped`, not retried). A
+connection refused while tide is down is not a request: the client retries it (counted apart).
 
 At a quiet point at the start and at the end (no load, the group at min_replicas) it records
 tide's open fds and RSS; after the final clean stop it looks in /proc for replica processes of
@@ -29,6 +31,7 @@ import http.client
 import json
 import os
 import random
+import re
 import signal
 import socket
 import sqlite3
@@ -269,6 +272,14 @@ class Events:
                 return "replica-kill"
         return "other"
 
+    def answered_for_killed_replica(self, rec):
+        """A 502 naming a replica the soak killed before the answer came (with issue 15's
+        fixes a request its replica dropped is answered 502 `replica_dropped`, not retried)."""
+        with self.lock:
+            return rec.status == 502 and any(
+                t <= rec.t1 and re.search(re.escape(name) + r"(?!\d)", rec.error)
+                for t, name in self.replica_kills)
+
 
 def state_live(db_path):
     """Names of replicas the state file records as live."""
@@ -441,7 +452,11 @@ def report(soak, load, log, code, orphans, args):
     recs = load.records
     statuses, lost = {}, {"tide-kill": 0, "replica-kill": 0, "other": 0}
     other_errors, error_answers = {}, {}
+    killed_502 = 0
     for r in recs:
+        if r.status and r.complete and soak.events.answered_for_killed_replica(r):
+            killed_502 += 1
+            continue
         if r.status and r.complete:
             statuses[r.status] = statuses.get(r.status, 0) + 1
             if r.status != 200:
@@ -462,7 +477,8 @@ def report(soak, load, log, code, orphans, args):
             ("  streamed / plain", f"{sum(r.stream for r in recs)} / "
                                    f"{sum(not r.stream for r in recs)}")]
     rows += [(f"  answered {s}", n) for s, n in sorted(statuses.items())]
-    rows += [("  lost: tide SIGKILL in flight", lost["tide-kill"]),
+    rows += [("  answered 502 naming a SIGKILLed replica", killed_502),
+             ("  lost: tide SIGKILL in flight", lost["tide-kill"]),
              ("  lost: replica SIGKILL mid-stream", lost["replica-kill"]),
              ("  lost: other", lost["other"]),
              ("refused while tide was down (retried)", load.refused_while_down),
