@@ -433,7 +433,6 @@ struct Gateway::Impl {
     uint64_t index = 0;
     uint64_t next_request = 1;  // request ids: (index << 48) | next_request++
     Counters counters;
-    std::atomic<int> connections{0};  // gateway (not API) connections it serves
     std::unique_ptr<Acceptor> acceptor;
     std::unique_ptr<Acceptor> api_acceptor;
     std::unordered_map<std::string, std::vector<std::unique_ptr<Upstream>>> pool;
@@ -486,53 +485,9 @@ struct Gateway::Impl {
       }
       sock.set_option(tcp::no_delay(true), ec);
       sock.non_blocking(true, ec);
-      Worker& to = is_api ? w : least_loaded(w);
-      if (&to == &w) {
-        asio::co_spawn(*w.ctx, session(w, std::make_shared<Conn>(std::move(sock)), is_api),
-                       asio::detached);
-      } else {
-        hand_over(to, std::move(sock));
-      }
-    }
-  }
-
-  // The worker that should serve a new gateway connection: `w`, which accepted it, unless another
-  // serves fewer. SO_REUSEPORT spreads connections over the workers by a hash of their addresses,
-  // blind to load: 64 connections over 2 workers split 36/28 as often as not, and the busier
-  // worker's queueing set the gateway's p99 (docs/benchmarks.md). Counted at once, so that a
-  // burst of accepts spreads too.
-  Worker& least_loaded(Worker& w) {
-    Worker* best = &w;
-    for (auto& o : workers)
-      if (o->connections.load(std::memory_order_relaxed) <
-          best->connections.load(std::memory_order_relaxed))
-        best = o.get();
-    best->connections.fetch_add(1, std::memory_order_relaxed);
-    return *best;
-  }
-
-  // Moves an accepted connection to worker `to`'s thread (one post per connection, none per
-  // request).
-  void hand_over(Worker& to, Socket sock) {
-    error_code ec;
-    const tcp protocol = sock.local_endpoint(ec).protocol();
-    const int fd = ec ? -1 : sock.release(ec);
-    if (ec || fd < 0) {
-      to.connections.fetch_sub(1, std::memory_order_relaxed);
-      return;  // the socket closes with `sock`
-    }
-    asio::post(*to.ctx, [this, &to, protocol, fd] {
-      Socket moved(to.ctx->get_executor());
-      error_code aec;
-      moved.assign(protocol, fd, aec);
-      if (aec) {
-        ::close(fd);
-        to.connections.fetch_sub(1, std::memory_order_relaxed);
-        return;
-      }
-      asio::co_spawn(*to.ctx, session(to, std::make_shared<Conn>(std::move(moved)), false),
+      asio::co_spawn(*w.ctx, session(w, std::make_shared<Conn>(std::move(sock)), is_api),
                      asio::detached);
-    });
+    }
   }
 
   // Answers a request the gateway could not get served, counting it: a JSON error body naming
@@ -579,12 +534,6 @@ struct Gateway::Impl {
 
   awaitable<void> session(Worker& w, std::shared_ptr<Conn> cp, bool is_api) {
     Conn& c = *cp;
-    struct Counted {  // least_loaded() counted it in
-      std::atomic<int>* n;
-      ~Counted() {
-        if (n) n->fetch_sub(1, std::memory_order_relaxed);
-      }
-    } counted{is_api ? nullptr : &w.connections};
     for (;;) {
       RequestParser parser(c.req, sticky_names);
       parser.header_limit(static_cast<uint32_t>(server.max_header_bytes));
