@@ -7,6 +7,7 @@ packages=(
   libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libfmt-dev libzstd-dev zstd
   libgtest-dev libgmock-dev libbenchmark-dev libboost1.81-dev libsqlite3-dev libsodium-dev libssl-dev
   curl jq
+  python3  # bench/chaos.py, the chaos soak (ctest chaos_soak_short); stdlib only
   chromium fonts-dejavu-core
   slurmctld slurmd slurm-client munge  # the Slurm tests' single-node cluster (slurm-local.sh)
 )

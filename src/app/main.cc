@@ -429,6 +429,7 @@ struct DemoModelArgs {
   std::string token_rate = "0";
   std::string seed = "1";
   std::string model = "tide-demo";
+  bool timing = false;
 };
 
 void add_demo_model_command(CLI::App& app, DemoModelArgs& a) {
@@ -479,6 +480,9 @@ Prints "listening on HOST:PORT" once bound (--port 0 picks a free port); stops c
   dm->add_option("--model", a.model, "model name reported in responses")
       ->type_name("NAME")
       ->capture_default_str();
+  dm->add_flag("--timing", a.timing,
+               "completions carry Demo-Health-Lag-Us (end of the cold start to the first 200 of "
+               "/health) and Demo-Ready-To-Request-Us (that 200 to the request's arrival)");
 }
 
 int run_demo_model(const DemoModelArgs& a) {
@@ -509,6 +513,7 @@ int run_demo_model(const DemoModelArgs& a) {
   o.seed = static_cast<uint64_t>(
       parse_integer_flag("--seed", a.seed, 0, std::numeric_limits<long long>::max()));
   o.model_name = a.model;
+  o.timing = a.timing;
   o.handle_signals = true;
   demo_model::DemoModelServer server(o);
   std::cout << "listening on " << o.host << ":" << server.port() << std::endl;

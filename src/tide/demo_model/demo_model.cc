@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <deque>
 #include <exception>
@@ -220,6 +221,7 @@ struct DemoModelServer::Impl {
   std::set<tcp::socket*> sockets;
   bool stopping = false;
   uint64_t next_id = 1;
+  std::optional<Time> first_healthy;  // the first 2xx answer of /health
 
   bool loaded() const { return clock.now() >= loaded_at; }
 
@@ -311,11 +313,23 @@ struct DemoModelServer::Impl {
     co_return !ec;
   }
 
-  static awaitable<bool> write_json(tcp::socket& sock, const http::request<http::string_body>& req,
-                                    http::status status, std::string body) {
+  // With options.timing, the readiness-to-dispatch figures of a request that arrived at `arrival`.
+  void set_timing(http::fields& res, std::optional<Time> arrival) const {
+    if (!options.timing || !arrival || !first_healthy) return;
+    const auto us = [](Duration d) {
+      return std::to_string(std::chrono::duration_cast<std::chrono::microseconds>(d).count());
+    };
+    res.set("Demo-Health-Lag-Us", us(*first_healthy - loaded_at));
+    res.set("Demo-Ready-To-Request-Us", us(*arrival - *first_healthy));
+  }
+
+  awaitable<bool> write_json(tcp::socket& sock, const http::request<http::string_body>& req,
+                             http::status status, std::string body,
+                             std::optional<Time> arrival = std::nullopt) {
     http::response<http::string_body> res{status, req.version()};
     res.set(http::field::server, "tide-demo-model");
     res.set(http::field::content_type, "application/json");
+    set_timing(res, arrival);
     res.keep_alive(req.keep_alive());
     res.body() = std::move(body);
     const bool ok = co_await write(sock, res);
@@ -324,7 +338,7 @@ struct DemoModelServer::Impl {
 
   // Serves one completion. Returns whether the connection may carry another request.
   awaitable<bool> complete(tcp::socket& sock, const http::request<http::string_body>& req,
-                           const Request& r) {
+                           const Request& r, Time arrival) {
     if (!co_await acquire_slot(sock)) co_return false;
     SlotGuard slot(this);
     const std::string id = (r.chat ? "chatcmpl-demo-" : "cmpl-demo-") + std::to_string(next_id++);
@@ -343,7 +357,7 @@ struct DemoModelServer::Impl {
                    {"model", options.model_name},
                    {"choices", json::array({choice})},
                    {"usage", usage(r)}};
-      co_return co_await write_json(sock, req, http::status::ok, body.dump());
+      co_return co_await write_json(sock, req, http::status::ok, body.dump(), arrival);
     }
 
     // Streaming: the first token after the prefill (kTokens) or whatever part of the service time
@@ -358,6 +372,7 @@ struct DemoModelServer::Impl {
     res.set(http::field::server, "tide-demo-model");
     res.set(http::field::content_type, "text/event-stream");
     res.set(http::field::cache_control, "no-cache");
+    set_timing(res, arrival);
     res.keep_alive(req.keep_alive());
     res.chunked(true);
     http::response_serializer<http::empty_body> sr{res};
@@ -393,14 +408,17 @@ struct DemoModelServer::Impl {
   }
 
   awaitable<bool> handle(tcp::socket& sock, const http::request<http::string_body>& req) {
+    const Time arrival = clock.now();
     std::string_view target(req.target().data(), req.target().size());
     target = target.substr(0, target.find('?'));
     if (target == "/health") {
       if (req.method() != http::verb::get && req.method() != http::verb::head)
         co_return co_await write_json(sock, req, http::status::method_not_allowed,
                                       error_json("use GET /health", "invalid_request_error"));
-      if (loaded())
+      if (loaded()) {
+        if (!first_healthy) first_healthy = arrival;
         co_return co_await write_json(sock, req, http::status::ok, R"({"status":"ok"})");
+      }
       co_return co_await write_json(sock, req, http::status::service_unavailable,
                                     R"({"status":"loading"})");
     }
@@ -417,7 +435,7 @@ struct DemoModelServer::Impl {
       if (auto problem = parse_request(req.body(), chat, r))
         co_return co_await write_json(sock, req, http::status::bad_request,
                                       error_json(*problem, "invalid_request_error"));
-      co_return co_await complete(sock, req, r);
+      co_return co_await complete(sock, req, r, arrival);
     }
     co_return co_await write_json(
         sock, req, http::status::not_found,

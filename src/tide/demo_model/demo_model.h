@@ -42,6 +42,10 @@ struct DemoModelOptions {
   uint64_t seed = 1;
   std::string model_name = "tide-demo";
   bool handle_signals = false;  // run() returns on SIGINT/SIGTERM
+  // Completions carry Demo-Health-Lag-Us (from the end of the cold start to the first 2xx of
+  // /health: how long readiness took to be seen) and Demo-Ready-To-Request-Us (from that first
+  // 2xx to this request's arrival: readiness to dispatch, one clock, as the replica sees it).
+  bool timing = false;
 };
 
 class DemoModelServer {

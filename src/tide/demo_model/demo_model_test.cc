@@ -60,6 +60,7 @@ class Running {
 struct Reply {
   unsigned status = 0;
   std::string body;
+  http::fields fields;
 };
 
 Reply request(uint16_t port, http::verb verb, const std::string& target,
@@ -76,7 +77,7 @@ Reply request(uint16_t port, http::verb verb, const std::string& target,
   beast::flat_buffer buf;
   http::response<http::string_body> res;
   http::read(s, buf, res);
-  return {res.result_int(), res.body()};
+  return {res.result_int(), res.body(), static_cast<const http::fields&>(res)};
 }
 
 DemoModelOptions fast_options() {
@@ -127,6 +128,40 @@ TEST(DemoModel, HealthIs503WhileLoadingThen200) {
   EXPECT_EQ(r.status, 200u);
   EXPECT_GE(ms_since(t0), 300.0);
   EXPECT_EQ(json::parse(r.body)["status"], "ok");
+}
+
+TEST(DemoModel, TimingHeadersMeasureFromTheFirstHealthyProbeToTheRequest) {
+  DemoModelOptions o = fast_options();
+  o.timing = true;
+  Running server(o);
+  const std::string body = R"({"prompt":"hi","max_tokens":1})";
+  // Before anyone saw it healthy there is nothing to measure from.
+  Reply early = request(server.port(), http::verb::post, "/v1/completions", body);
+  EXPECT_EQ(early.status, 200u);
+  EXPECT_EQ(early.fields.count("Demo-Ready-To-Request-Us"), 0u);
+  const auto probed = Steady::now();
+  ASSERT_EQ(request(server.port(), http::verb::get, "/health").status, 200u);
+  std::this_thread::sleep_for(std::chrono::milliseconds(40));  // the gap to be measured
+  request(server.port(), http::verb::get, "/health");          // a later probe changes nothing
+  Reply r = request(server.port(), http::verb::post, "/v1/completions", body);
+  const double upper_us = ms_since(probed) * 1000;
+  ASSERT_EQ(r.status, 200u);
+  const double ready_to_request = std::stod(std::string(r.fields["Demo-Ready-To-Request-Us"]));
+  EXPECT_GE(ready_to_request, 40000);
+  EXPECT_LE(ready_to_request, upper_us);
+  EXPECT_GE(std::stod(std::string(r.fields["Demo-Health-Lag-Us"])), 0);
+  // Streams carry them in their head.
+  Reply s = request(server.port(), http::verb::post, "/v1/completions",
+                    R"({"prompt":"hi","max_tokens":1,"stream":true})");
+  EXPECT_GE(std::stod(std::string(s.fields["Demo-Ready-To-Request-Us"])), ready_to_request);
+}
+
+TEST(DemoModel, NoTimingHeadersUnlessAsked) {
+  Running server(fast_options());
+  ASSERT_EQ(request(server.port(), http::verb::get, "/health").status, 200u);
+  Reply r = request(server.port(), http::verb::post, "/v1/completions", R"({"prompt":"hi"})");
+  EXPECT_EQ(r.fields.count("Demo-Ready-To-Request-Us"), 0u);
+  EXPECT_EQ(r.fields.count("Demo-Health-Lag-Us"), 0u);
 }
 
 TEST(DemoModel, CompletionReturnsTextAndUsage) {
