@@ -10,15 +10,15 @@
 
 namespace tide {
 
-std::optional<ProcessStats> parse_proc_stat(std::string_view stat, long ticks_per_second,
+std::optional<ProcessStats> parse_proc_stat(std::string_view text, long ticks_per_second,
                                             long page_bytes) {
   // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so fields are counted
   // from the last ')'. After it, field 3 (state) is the first; utime and stime are fields 14 and
   // 15, rss (pages) field 24.
-  const size_t close = stat.rfind(')');
-  if (close == std::string_view::npos || ticks_per_second <= 0 || page_bytes <= 0)
+  const size_t paren = text.rfind(')');
+  if (paren == std::string_view::npos || ticks_per_second <= 0 || page_bytes <= 0)
     return std::nullopt;
-  std::string_view rest = stat.substr(close + 1);
+  std::string_view rest = text.substr(paren + 1);
   double utime = -1, stime = -1, rss = -1;
   for (int field = 3; field <= 24; ++field) {
     while (!rest.empty() && rest.front() == ' ') rest.remove_prefix(1);

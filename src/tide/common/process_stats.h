@@ -18,7 +18,7 @@ std::optional<ProcessStats> read_process_stats();
 
 // The CPU time and resident size from the text of /proc/<pid>/stat (open_fds left 0), given the
 // clock ticks per second and the page size; nullopt when the text is not of that shape.
-std::optional<ProcessStats> parse_proc_stat(std::string_view stat, long ticks_per_second,
+std::optional<ProcessStats> parse_proc_stat(std::string_view text, long ticks_per_second,
                                             long page_bytes);
 
 }  // namespace tide

@@ -257,6 +257,9 @@ TEST(LiveEndpoint, CrashLoopingGroupAnswersHeldRequestsAtOnceWithTheLastError) {
   // serves it.
   RecordingWaiter w2;
   EXPECT_EQ(f.live.submit(2, 0, &w2).kind, Kind::kQueued);
+  f.clock.advance(5s);  // past the backoff after 3 failures (4 s)
+  f.live.tick(0);
+  ASSERT_EQ(f.prov.launched.size(), 4u);
   f.live.on_replica_ready(f.prov.launched.back(), f.clock.now(), "127.0.0.1:9004");
   ASSERT_TRUE(w2.outcome.has_value());
   EXPECT_EQ(w2.outcome->kind, Kind::kStarted);

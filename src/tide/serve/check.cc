@@ -19,15 +19,14 @@ constexpr std::string_view kPlaceholders[] = {"{port}", "{replica_id}", "{tide}"
 // Unknown {words} in one argument: "{prot}" in "--port={prot}".
 std::vector<std::string> unknown_placeholders(std::string_view arg) {
   std::vector<std::string> out;
-  for (size_t open = arg.find('{'); open != std::string_view::npos;
-       open = arg.find('{', open + 1)) {
-    const size_t close = arg.find('}', open);
-    if (close == std::string_view::npos) break;
-    const std::string_view word = arg.substr(open, close - open + 1);
+  for (size_t lb = arg.find('{'); lb != std::string_view::npos; lb = arg.find('{', lb + 1)) {
+    const size_t rb = arg.find('}', lb);
+    if (rb == std::string_view::npos) break;
+    const std::string_view word = arg.substr(lb, rb - lb + 1);
     // Only identifier-like words: shell text such as ${HOME} or JSON in an argument is left alone.
     const bool identifier = word.size() > 2 && word.find_first_not_of("abcdefghijklmnopqrstuvwxyz_",
                                                                       1) == word.size() - 1;
-    const bool shell = open > 0 && arg[open - 1] == '$';
+    const bool shell = lb > 0 && arg[lb - 1] == '$';
     if (!identifier || shell) continue;
     if (std::find(std::begin(kPlaceholders), std::end(kPlaceholders), word) ==
         std::end(kPlaceholders))

@@ -171,9 +171,11 @@ struct Server::Impl {
       api_token = new_api_token();
       store->set_meta(kApiTokenKey, api_token);
       store->flush();
-      log(fmt::format("API token (kept in {}; `tide token show --state {}` prints it): {}",
-                      store->path().empty() ? "memory only" : store->path(),
-                      store->path().empty() ? "FILE" : store->path(), api_token));
+      const std::string& file = store->path();
+      log(file.empty() ? fmt::format("API token (in memory only): {}", api_token)
+                       : fmt::format("API token (kept in {}; `tide token show --state {}` prints "
+                                     "it again): {}",
+                                     file, file, api_token));
     }
   }
 
