@@ -12,13 +12,11 @@ GATEWAY=${GATEWAY:-127.0.0.1:8080}
 API=${API:-127.0.0.1:8081}
 mkdir -p out/demo
 log=out/demo/serve.log
-# The admin API needs a bearer token; this run makes its own.
-TIDE_API_TOKEN=${TIDE_API_TOKEN:-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')}
-export TIDE_API_TOKEN
-auth=(-H "Authorization: Bearer $TIDE_API_TOKEN")
 started=$(date +%s)
-build/bin/tide serve --config examples/quickstart.yaml --listen "$GATEWAY" --api "$API" \
-  --state out/demo/tide-state.db 2>"$log" &
+# The admin API's token: the one tide serve keeps in its state file (made at its first start),
+# as a user gets it, rather than one from this shell's TIDE_API_TOKEN.
+env -u TIDE_API_TOKEN build/bin/tide serve --config examples/quickstart.yaml --listen "$GATEWAY" \
+  --api "$API" --state out/demo/tide-state.db 2>"$log" &
 serve=$!
 cleanup() { kill "$serve" 2>/dev/null || true; }
 trap cleanup EXIT
@@ -27,10 +25,16 @@ for _ in $(seq 100); do
   kill -0 "$serve" 2>/dev/null || { cat "$log"; exit 1; }
   sleep 0.1
 done
+TIDE_API_TOKEN=$(build/bin/tide token show --state out/demo/tide-state.db 2>/dev/null)
+export TIDE_API_TOKEN
+auth=(-H "Authorization: Bearer $TIDE_API_TOKEN")
 
 echo
 echo "tide serve is up: gateway http://$GATEWAY/chat/ , API http://$API/v1/endpoints (log: $log)."
 echo "Dashboard: http://$API/ (live charts, decisions, groups compared); metrics: http://$API/metrics"
+echo "The API's token, for the dashboard's token box and for tide status / curl in another shell:"
+echo "  export TIDE_API_TOKEN=$TIDE_API_TOKEN"
+echo "  (any time later: export TIDE_API_TOKEN=\$(build/bin/tide token show --state out/demo/tide-state.db))"
 echo "The endpoint starts with 0 replicas. Sending 48 requests over 6 s (1 s of work each,"
 echo "4 slots per replica, 2 s cold start): tide holds them while replicas start, none fails."
 echo

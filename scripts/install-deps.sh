@@ -1,16 +1,29 @@
 #!/usr/bin/env bash
-# Installs the Debian packages tide builds and tests with (idempotent; quiet when all present).
+# Installs the Debian packages tide needs (idempotent; quiet when all present).
+#   scripts/install-deps.sh          what building and running tide needs (scripts/demo.sh)
+#   scripts/install-deps.sh --test   that, plus what the tests add: GoogleTest, Google Benchmark,
+#                                    clang-format, chromium for the dashboard's browser test, and
+#                                    a single-node Slurm cluster (scripts/test.sh)
 set -euo pipefail
 packages=(
-  build-essential cmake ninja-build pkg-config ccache clang-format
-  clang libclang-rt-14-dev  # the fuzz targets (fuzz/, bench/fuzz.sh)
-  libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libfmt-dev libzstd-dev zstd
-  libgtest-dev libgmock-dev libbenchmark-dev libboost1.81-dev libsqlite3-dev libsodium-dev libssl-dev
-  curl jq
-  python3  # bench/chaos.py, the chaos soak (ctest chaos_soak_short); stdlib only
-  chromium fonts-dejavu-core
-  slurmctld slurmd slurm-client munge  # the Slurm tests' single-node cluster (slurm-local.sh)
+  build-essential cmake ninja-build pkg-config ccache
+  libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libfmt-dev libzstd-dev
+  libboost1.81-dev libsqlite3-dev libsodium-dev libssl-dev
+  curl jq  # the demo talks to the API with them
 )
+test_packages=(
+  clang-format zstd file                      # file: cpack -G DEB (the .deb test)
+  clang libclang-rt-14-dev                    # the fuzz targets (fuzz/, bench/fuzz.sh)
+  python3                                     # bench/chaos.py, the chaos soak; stdlib only
+  libgtest-dev libgmock-dev libbenchmark-dev
+  chromium fonts-dejavu-core                  # the dashboard's browser test
+  slurmctld slurmd slurm-client munge         # the Slurm tests' single-node cluster (slurm-local.sh)
+)
+case "${1:-}" in
+  --test) packages+=("${test_packages[@]}") ;;
+  "") ;;
+  *) echo "usage: $0 [--test]" >&2; exit 2 ;;
+esac
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Runs every test: formatting check, the full suite in a release build, and the suite again under
-# AddressSanitizer + UndefinedBehaviorSanitizer.
+# Runs every test: formatting check, the full suite in a release build (the .deb package and the
+# README's commands included), and the suite again under AddressSanitizer +
+# UndefinedBehaviorSanitizer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install-deps.sh
+scripts/install-deps.sh --test
 jobs=$(nproc)
 
 echo "== clang-format"
@@ -18,12 +19,17 @@ launcher=()
 command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
 
 echo "== release build and tests"
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo "${launcher[@]}" >/dev/null
+# Tests and benchmarks on explicitly: a build first configured by scripts/demo.sh has them off.
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTIDE_BUILD_TESTS=ON \
+  -DTIDE_BUILD_BENCH=ON "${launcher[@]}" >/dev/null
 cmake --build build -j "$jobs"
 ctest --test-dir build --output-on-failure -j "$jobs"
 
+echo "== the README's commands"
+scripts/check-readme.sh build
+
 echo "== ASan + UBSan build and tests"
-cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DTIDE_SANITIZE=ON -DTIDE_BUILD_BENCH=OFF "${launcher[@]}" >/dev/null
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DTIDE_SANITIZE=ON -DTIDE_BUILD_TESTS=ON -DTIDE_BUILD_BENCH=OFF "${launcher[@]}" >/dev/null
 cmake --build build-asan -j "$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build-asan --output-on-failure -j "$jobs"

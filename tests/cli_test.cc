@@ -328,4 +328,97 @@ TEST(Cli, StatusAndHistoryRefuseBadFlagsAndSayWhenNoServerListens) {
       << from_env.out;
 }
 
+TEST(Cli, VersionNamesTheReleaseAndTheCommit) {
+  const Result r = run("--version");
+  EXPECT_EQ(r.status, 0) << r.out;
+  EXPECT_TRUE(r.out.starts_with("tide 0.")) << r.out;
+  EXPECT_NE(r.out.find("(commit "), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("(commit unknown)"), std::string::npos) << "built from a git checkout";
+}
+
+// A config whose one local group has `command` (a YAML flow list) and `ready` as given.
+std::string local_config(const std::string& command, const std::string& ready = "/health") {
+  return "server: {listen: 127.0.0.1:0, api: 127.0.0.1:0}\nendpoints:\n  - name: chat\n"
+         "    groups:\n      - name: main\n        max_replicas: 2\n        provisioner:\n"
+         "          kind: local\n          command: " +
+         command + "\n          ready: {path: \"" + ready + "\"}\n";
+}
+
+TEST(Cli, ValidatePrintsTheEffectiveConfigWithDefaults) {
+  const Result r = run("validate " + std::string(TIDE_SOURCE_DIR) + "/examples/quickstart.yaml");
+  ASSERT_EQ(r.status, 0) << r.out;
+  for (const char* text : {"quickstart.yaml: valid for tide serve: 1 endpoint(s), 1 group(s)",
+                           "listen: 127.0.0.1:8080", "metrics_auth: auto", "timeout: 30s",
+                           "policy: queue", "path: /health", "tick: 1s", "state:"})
+    EXPECT_NE(r.out.find(text), std::string::npos) << text << "\n" << r.out;
+  // The simulator's configs have no provisioner to check.
+  EXPECT_EQ(run("validate --sim " + demo()).status, 0);
+  EXPECT_EQ(run("validate " + demo()).status, 2);
+}
+
+TEST(Cli, ValidateCatchesTemplateTyposProgramsThatCannotRunAndProbePaths) {
+  const fs::path dir = temp_dir("validate");
+  const std::string file = (dir / "c.yaml").string();
+  std::ofstream(file) << local_config("[\"{tide}\", demo-model, --port, \"{prot}\"]");
+  Result r = run("validate " + file);
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.out.find(file + ": endpoints[0].groups[0].provisioner.command[3]: unknown "
+                              "placeholder {prot}"),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find(file + ": endpoints[0].groups[0].provisioner.command: no {port}"),
+            std::string::npos)
+      << r.out;
+  // The same from `tide serve`, before anything starts; and from --dry-run.
+  EXPECT_EQ(run("serve --dry-run --config " + file).out, r.out);
+  r = run("serve --state :memory: --config " + file);
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.out.find(file + ": endpoints[0].groups[0].provisioner.command[3]"), std::string::npos)
+      << r.out;
+
+  std::ofstream(dir / "server.py") << "print('hi')\n";
+  std::ofstream(file) << local_config("[\"" + (dir / "server.py").string() + "\", \"{port}\"]");
+  r = run("validate " + file);
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.out.find(file + ": endpoints[0].groups[0].provisioner.command[0]: cannot run " +
+                       (dir / "server.py").string() + ": not executable"),
+            std::string::npos)
+      << r.out;
+
+  std::ofstream(file) << local_config("[\"{tide}\", demo-model, --port, \"{port}\"]", "");
+  r = run("validate " + file);
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.out.find(file + ": endpoints[0].groups[0].provisioner.ready.path: must start with /"),
+            std::string::npos)
+      << r.out;
+  fs::remove_all(dir);
+}
+
+TEST(Cli, TokenShowsAndRotatesTheStateFilesToken) {
+  const fs::path dir = temp_dir("token");
+  const std::string state = (dir / "tide-state.db").string();
+  Result r = run("token show --state " + state);
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.out.find(state + ": no such state file"), std::string::npos) << r.out;
+  // The token alone on stdout (for `export TIDE_API_TOKEN=$(tide token show)`).
+  auto token_of = [&](const std::string& args) {
+    const std::string out = (dir / "out").string();
+    EXPECT_EQ(run(args + " --state " + state + " > " + out).status, 0) << args;
+    std::ifstream in(out);
+    std::string token;
+    std::getline(in, token);
+    return token;
+  };
+  const std::string first = token_of("token rotate");
+  EXPECT_EQ(first.size(), 64u) << first;
+  EXPECT_EQ(first.find_first_not_of("0123456789abcdef"), std::string::npos) << first;
+  EXPECT_EQ(token_of("token show"), first);
+  EXPECT_EQ(token_of("token"), first);
+  const std::string second = token_of("token rotate");
+  EXPECT_NE(second, first);
+  EXPECT_EQ(token_of("token show"), second);
+  EXPECT_NE(run("token turn --state " + state).status, 0);
+  fs::remove_all(dir);
+}
+
 }  // namespace

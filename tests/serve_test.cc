@@ -1105,7 +1105,16 @@ TEST(Serve, TheAdminApiNeedsTheTokenAndValidatesQueries) {
   EXPECT_EQ(s.api("GET", "/v1/endpoints/chat/history?step=0").status, 400);
   EXPECT_EQ(s.api("GET", "/v1/endpoints/chat/decisions?limit=-1").status, 400);
   EXPECT_EQ(s.api("GET", "/v1/endpoints/nope/history").status, 404);
+  // On a loopback API, Prometheus scrapes /metrics without the token (metrics_auth: auto).
+  EXPECT_EQ(s.api("GET", "/metrics", "", nullptr).status, 200);
   EXPECT_EQ(s.terminate(), 0);
+
+  Options closed;
+  closed.server_extra = ", metrics_auth: token";
+  Serve c("metrics_token", closed);
+  EXPECT_EQ(c.api("GET", "/metrics", "", nullptr).status, 401);
+  EXPECT_EQ(c.api("GET", "/metrics").status, 200);
+  EXPECT_EQ(c.terminate(), 0);
 
   Options open;
   open.server_extra = ", public_read: true";
@@ -1114,6 +1123,27 @@ TEST(Serve, TheAdminApiNeedsTheTokenAndValidatesQueries) {
   EXPECT_EQ(p.api("PUT", "/v1/endpoints/chat", "{}", nullptr).status, 401)
       << "changes always need the token";
   EXPECT_EQ(p.terminate(), 0);
+}
+
+TEST(Serve, ACrashLoopingReplicaFailsHeldRequestsFastSayingWhy) {
+  Options o;
+  o.queue_timeout = "60s";
+  // demo-model refuses the flag and exits at once: every replica fails before it gets ready.
+  o.provisioner =
+      "{kind: local, command: [\"{tide}\", demo-model, --port, \"{port}\", --no-such-flag]}";
+  Serve s("crash_loop", o);
+  const auto sent = SteadyTime::now();
+  const HttpResponse r = http_post(s.port(), "/chat/v1/completions", kCompletion);
+  const double waited = std::chrono::duration<double>(SteadyTime::now() - sent).count();
+  EXPECT_EQ(r.status, 503);
+  EXPECT_NE(r.body.find("replica_failing"), std::string::npos) << r.body;
+  EXPECT_NE(r.body.find("3 replicas in a row failed before getting ready"), std::string::npos)
+      << r.body;
+  EXPECT_NE(r.body.find("exited with status"), std::string::npos) << r.body;
+  EXPECT_NE(r.body.find("--no-such-flag"), std::string::npos) << "the replica's own words";
+  // Three launches with 1 s and 2 s of backoff between them: well before queue.timeout.
+  EXPECT_LT(waited, 30) << r.body;
+  EXPECT_EQ(s.terminate(), 0);
 }
 
 // The value of the first sample of /metrics text whose line starts with `series`, or -1.
@@ -1142,6 +1172,11 @@ TEST(Serve, MetricsShowLiveNumbersOfARealRun) {
   EXPECT_GE(metric(t, "tide_scaling_decisions_total{" + g + R"(,direction="up"})"), 1);
   EXPECT_GT(metric(t, "tide_replica_seconds_total{" + g + "}"), 0);
   EXPECT_EQ(metric(t, "tide_gateway_requests_total"), 6);
+  // The process's own figures, and what it was built from.
+  EXPECT_GT(metric(t, "process_cpu_seconds_total"), 0);
+  EXPECT_GT(metric(t, "process_resident_memory_bytes"), 1e6);
+  EXPECT_GT(metric(t, "process_open_fds"), 3);
+  EXPECT_NE(t.find("\ntide_build_info{version=\"0."), std::string::npos);
   // The same figures per group in the API, for comparing groups.
   const json stats = s.endpoint()["groups"][0]["stats"];
   EXPECT_EQ(stats["outcomes"]["ok"], 6);

@@ -13,8 +13,10 @@
 #include <limits>
 #include <sstream>
 
+#include "operator_commands.h"
 #include "tide/agent/agent.h"
 #include "tide/cli/commands.h"
+#include "tide/common/build_info.h"
 #include "tide/common/time.h"
 #include "tide/config/config.h"
 #include "tide/demo_model/demo_model.h"
@@ -654,6 +656,7 @@ struct ServeArgs {
   std::string drain_timeout = "30s";
   std::string stop_grace = "10s";
   std::string web;
+  bool dry_run = false;
 };
 
 void add_serve_command(CLI::App& app, ServeArgs& a) {
@@ -688,6 +691,8 @@ SIGINT or SIGTERM: stop accepting, answer held requests 503, finish requests in 
       ->add_option("--stop-grace", a.stop_grace,
                    "replicas get SIGTERM, then SIGKILL after this long")
       ->capture_default_str();
+  serve->add_flag("--dry-run", a.dry_run,
+                  "check the configuration as `tide validate` does, print it, and exit");
   serve->add_option("--web", a.web,
                     "the dashboard's built files (default: share/tide/web beside this binary's "
                     "bin/)");
@@ -698,6 +703,7 @@ int run_serve(const ServeArgs& a) {
   if (!a.listen.empty()) c.server.listen = a.listen;
   if (!a.api.empty()) c.server.api = a.api;
   if (!a.state.empty()) c.state.path = a.state;
+  if (a.dry_run) return app::check_and_print(c, a.config_path, /*for_serving=*/true);
   std::error_code ec;
   const std::string self = std::filesystem::read_symlink("/proc/self/exe", ec).string();
   serve::ServeOptions o;
@@ -838,6 +844,9 @@ int run_history(const HistoryArgs& a) {
 int main(int argc, char** argv) {
   CLI::App app{"tide: autoscaler and request gateway for GPU model-serving endpoints"};
   app.require_subcommand(1);
+  app.set_version_flag("--version",
+                       fmt::format("tide {} (commit {})", build_version(), build_commit()),
+                       "print the version and the git commit this tide was built from");
   app.footer("Run `tide <command> --help` for the flags of a command.");
   SimArgs sim_args;
   add_sim_command(app, sim_args);
@@ -853,6 +862,10 @@ int main(int argc, char** argv) {
   add_status_command(app, status_args);
   HistoryArgs history_args;
   add_history_command(app, history_args);
+  app::ValidateArgs validate_args;
+  app::add_validate_command(app, validate_args);
+  app::TokenArgs token_args;
+  app::add_token_command(app, token_args);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -866,9 +879,16 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("agent")) return run_agent(agent_args);
     if (app.got_subcommand("status")) return run_status(status_args);
     if (app.got_subcommand("history")) return run_history(history_args);
+    if (app.got_subcommand("validate")) return app::run_validate(validate_args);
+    if (app.got_subcommand("token")) return app::run_token(token_args);
   } catch (const config::ConfigError& e) {
+    // Each problem as FILE: FIELD: REASON (checks after parsing know no file: the command's).
+    const std::string file = !e.source().empty()              ? e.source()
+                             : app.got_subcommand("serve")    ? serve_args.config_path
+                             : app.got_subcommand("validate") ? validate_args.config_path
+                                                              : sim_args.config_path;
     std::cerr << "tide: invalid configuration:\n";
-    for (const auto& p : e.problems()) std::cerr << "  " << p << "\n";
+    for (const auto& p : e.problems()) std::cerr << "  " << file << ": " << p << "\n";
     return 2;
   } catch (const std::exception& e) {
     std::cerr << "tide: " << e.what() << "\n";

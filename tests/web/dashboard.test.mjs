@@ -132,6 +132,8 @@ test('a token entered once is kept and sent as a bearer header, the event stream
   });
   await page.goto(`${tide.api}/`);
   await page.waitForSelector('#token-form:not([hidden])');
+  // The form says where the token comes from.
+  assert.match(await page.textContent('#token-help'), /tide token show/);
   await page.fill('#token', 's3cret');
   await page.click('#token-form button[type="submit"]');
   await page.waitForSelector('#endpoints button.active');

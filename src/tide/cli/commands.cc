@@ -87,7 +87,8 @@ json AdminApi::get(const std::string& target, const std::string& endpoint) const
     if (!has_token_) {
       throw CliError(fmt::format(
           "tide at {} needs an API token (401). Set TIDE_API_TOKEN or pass --token: the "
-          "server's server.api_token, its TIDE_API_TOKEN, or the token it printed at first start.",
+          "server's server.api_token, its TIDE_API_TOKEN, or the one in its state file: "
+          "export TIDE_API_TOKEN=$(tide token show --state tide-state.db)",
           url_));
     }
     throw CliError(fmt::format(

@@ -86,7 +86,8 @@ constexpr std::string_view kServerKeys[] = {"listen",
                                             "max_connections",
                                             "api_max_connections",
                                             "max_trailer_bytes",
-                                            "max_body_memory"};
+                                            "max_body_memory",
+                                            "metrics_auth"};
 constexpr std::string_view kStateKeys[] = {"path", "sample_interval", "downsample_after",
                                            "downsample_step", "retention"};
 constexpr std::string_view kEndpointKeys[] = {"name", "slo", "queue", "routing", "groups"};
@@ -1056,6 +1057,10 @@ ServerSpec read_server(Reader& r, const Node& node, const std::string& path) {
     r.fail(m.at("api_token"),
            fmt::format("must be at least 16 characters, got {}", s.api_token.size()));
   m.read("public_read", s.public_read);
+  using MetricsAuth = ServerSpec::MetricsAuth;
+  static constexpr Choice<MetricsAuth> kMetricsAuth[] = {
+      {"auto", MetricsAuth::kAuto}, {"token", MetricsAuth::kToken}, {"none", MetricsAuth::kNone}};
+  m.read("metrics_auth", s.metrics_auth, kMetricsAuth);
   return s;
 }
 
@@ -1155,6 +1160,27 @@ std::string_view metric_name(Metric m) {
     if (c.value == m) return c.name;
   }
   return "?";
+}
+
+std::string_view metrics_auth_name(const ServerSpec& server) {
+  switch (server.metrics_auth) {
+    case ServerSpec::MetricsAuth::kAuto:
+      return "auto";
+    case ServerSpec::MetricsAuth::kToken:
+      return "token";
+    case ServerSpec::MetricsAuth::kNone:
+      return "none";
+  }
+  return "?";
+}
+
+bool metrics_need_token(const ServerSpec& server) {
+  if (server.metrics_auth != ServerSpec::MetricsAuth::kAuto)
+    return server.metrics_auth == ServerSpec::MetricsAuth::kToken;
+  const std::string_view host = std::string_view(server.api).substr(0, server.api.rfind(':'));
+  const bool loopback =
+      host.starts_with("127.") || host == "localhost" || host == "[::1]" || host == "::1";
+  return !loopback;
 }
 
 std::string_view policy_name(PolicyKind p) {

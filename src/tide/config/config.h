@@ -325,7 +325,17 @@ struct ServerSpec {
   std::string api_token;
   // Reading (GET of the API, /metrics, the dashboard) without the token; changes always need it.
   bool public_read = false;
+  // Whether GET /metrics needs the token. YAML metrics_auth: auto (the default: only when `api`
+  // listens beyond loopback, so that a local Prometheus scrapes without one), token (always),
+  // none (never).
+  enum class MetricsAuth { kAuto, kToken, kNone };
+  MetricsAuth metrics_auth = MetricsAuth::kAuto;
 };
+
+// "auto", "token" or "none".
+std::string_view metrics_auth_name(const ServerSpec& server);
+// Whether GET /metrics needs the API token with this configuration (see metrics_auth).
+bool metrics_need_token(const ServerSpec& server);
 
 // What `tide serve` keeps across restarts (see src/tide/store/store.h).
 // YAML: state: {path: tide-state.db, sample_interval: 5s, downsample_after: 6h,
@@ -377,6 +387,10 @@ class ConfigError : public std::runtime_error {
 Config parse_config(std::string_view yaml_text, std::string_view source = "config");
 // Reads a file and parses it; a missing file is a ConfigError too.
 Config load_config(const std::string& path);
+
+// The configuration with every default filled in, as YAML for people (`tide validate`): the
+// fields that shape serving and scaling, not every knob of every policy; tokens are not shown.
+std::string effective_yaml(const Config& config);
 
 // Parses one endpoint on its own, as written in the `endpoints:` list (YAML or JSON text), for
 // `PUT /v1/endpoints/{name}`. Paths in messages start at `path`. Throws ConfigError.

@@ -323,7 +323,31 @@ void LiveEndpoint::on_replica_ready(uint64_t replica_id, Time now, std::string a
 void LiveEndpoint::on_replica_failed(uint64_t replica_id, Time now, std::string error) {
   std::lock_guard lock(mu_);
   if (log_) log_(fmt::format("replica {}/{} failed: {}", spec().name, replica_id, error));
+  const Replica* r = endpoint_.replica(replica_id);
+  const int group = r != nullptr ? r->group : -1;
   endpoint_.on_replica_failed(replica_id, now, std::move(error));
+  if (group >= 0) fail_held_if_crash_looping(group, now);
+}
+
+// Held requests would otherwise wait out queue.timeout for replicas that never get ready; they
+// learn why at once instead. New requests are still held: each gives the next launch (after the
+// crash-loop backoff) its chance, and the control loop keeps the demand that launches it.
+void LiveEndpoint::fail_held_if_crash_looping(int group, Time now) {
+  const GroupStatus s = endpoint_.status(group);
+  if (s.consecutive_failures < kCrashLoopFailures) return;
+  for (int g = 0; g < endpoint_.group_count(); ++g)
+    if (endpoint_.status(g).ready > 0) return;
+  std::vector<dispatch::RequestId> ids;
+  for (const auto& [id, h] : held_)
+    if (h.group == group) ids.push_back(id);
+  for (dispatch::RequestId id : ids) {
+    if (!endpoint_.cancel(id, now)) abandoned_.insert(id);
+    Dispatch d;
+    d.kind = Dispatch::Kind::kFailing;
+    d.error = fmt::format("{} replicas in a row failed before getting ready; the last: {}",
+                          s.consecutive_failures, s.last_error);
+    wake(id, std::move(d));
+  }
 }
 
 void LiveEndpoint::on_start(dispatch::RequestId request, dispatch::ReplicaSlot slot, Time now) {
@@ -426,7 +450,8 @@ void LiveEndpoint::wake(dispatch::RequestId request, Dispatch outcome) {
   if (outcome.kind == Dispatch::Kind::kStarted) {
     stats.queue_wait.record(to_seconds(outcome.started_at - outcome.submitted_at));
   } else if (outcome.kind == Dispatch::Kind::kTimedOut ||
-             outcome.kind == Dispatch::Kind::kShutdown) {
+             outcome.kind == Dispatch::Kind::kShutdown ||
+             outcome.kind == Dispatch::Kind::kFailing) {
     ++stats.outcomes[static_cast<size_t>(Outcome::kUnavailable)];
   }
   Waiter* waiter = it->second.waiter;

@@ -36,6 +36,7 @@ struct Dispatch {
     kTimedOut,   // held past queue.timeout: 503
     kLost,       // it waited at a replica that failed before starting it: submit again
     kShutdown,   // the server is stopping: 503
+    kFailing,    // held while the group's replicas keep failing to start: 503 with `error`
   };
   Kind kind = Kind::kQueued;
   int group = 0;
@@ -47,7 +48,12 @@ struct Dispatch {
   std::string upstream_secret;
   Time submitted_at{};
   Time started_at{};
+  std::string error;  // kFailing: the group's last replica error
 };
+
+// A group whose replicas failed this many times in a row, with no replica of the endpoint ready,
+// is crash-looping: each further failure answers its held requests (kFailing) at once.
+inline constexpr int kCrashLoopFailures = 3;
 
 class Waiter {
  public:
@@ -242,6 +248,8 @@ class LiveEndpoint final : public RequestSink, public ReplicaEvents, public Deci
     Time submitted_at;
   };
   void wake(dispatch::RequestId request, Dispatch outcome);
+  // After a failure of a replica of `group`: its held requests fail at once if it crash-loops.
+  void fail_held_if_crash_looping(int group, Time now);
   // Completes requests that started after their client had gone (see cancel()).
   void settle(Time now);
   Dispatch submit_locked(dispatch::RequestId request, int group, Waiter* waiter, Time now);

@@ -1,5 +1,6 @@
 #include "tide/control/live_endpoint.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <optional>
@@ -267,6 +268,55 @@ TEST(LiveEndpoint, ProvisionerReportsReplicasThroughTheLockedWrapper) {
   f.prov.events->on_replica_ready(f.prov.launched[0], f.clock.now(), "127.0.0.1:9001");
   ASSERT_TRUE(w.outcome.has_value());
   EXPECT_EQ(f.live.view().groups[0].stats.cold_start.count(), 1u);
+}
+
+TEST(LiveEndpoint, CrashLoopingGroupAnswersHeldRequestsAtOnceWithTheLastError) {
+  Fixture f;
+  RecordingWaiter w;
+  EXPECT_EQ(f.live.submit(1, 0, &w).kind, Kind::kQueued);
+  f.live.tick(0);
+  for (int failure = 1; failure <= kCrashLoopFailures; ++failure) {
+    ASSERT_EQ(f.prov.launched.size(), static_cast<size_t>(failure));
+    EXPECT_FALSE(w.outcome.has_value()) << "woken after " << failure - 1 << " failures";
+    f.clock.advance(100ms);
+    f.live.on_replica_failed(f.prov.launched.back(), f.clock.now(),
+                             fmt::format("exited with status 2: bad port {{prot}} #{}", failure));
+    f.clock.advance(5s);  // past the crash-loop backoff (1 s, 2 s): the next tick launches
+    f.live.tick(0);
+  }
+  // Well before queue.timeout (30 s after submission): the request learns why.
+  ASSERT_TRUE(w.outcome.has_value());
+  EXPECT_EQ(w.outcome->kind, Kind::kFailing);
+  EXPECT_EQ(w.outcome->error,
+            "3 replicas in a row failed before getting ready; the last: chat/local/3: exited "
+            "with status 2: bad port {prot} #3");
+  EXPECT_EQ(f.live.view().groups[0].stats.count(Outcome::kUnavailable), 1u);
+  // A new request is still held, for the next launch's chance; a replica that gets ready
+  // serves it.
+  RecordingWaiter w2;
+  EXPECT_EQ(f.live.submit(2, 0, &w2).kind, Kind::kQueued);
+  f.clock.advance(5s);  // past the backoff after 3 failures (4 s)
+  f.live.tick(0);
+  ASSERT_EQ(f.prov.launched.size(), 4u);
+  f.live.on_replica_ready(f.prov.launched.back(), f.clock.now(), "127.0.0.1:9004");
+  ASSERT_TRUE(w2.outcome.has_value());
+  EXPECT_EQ(w2.outcome->kind, Kind::kStarted);
+}
+
+TEST(LiveEndpoint, FewerFailuresThanACrashLoopKeepRequestsHeld) {
+  Fixture f;
+  RecordingWaiter w;
+  f.live.submit(1, 0, &w);
+  f.live.tick(0);
+  for (int failure = 1; failure < kCrashLoopFailures; ++failure) {
+    f.live.on_replica_failed(f.prov.launched.back(), f.clock.now(), "killed by OOM");
+    f.clock.advance(5s);
+    f.live.tick(0);
+  }
+  EXPECT_FALSE(w.outcome.has_value());
+  f.live.on_replica_ready(f.prov.launched.back(), f.clock.now(), "127.0.0.1:9003");
+  ASSERT_TRUE(w.outcome.has_value());
+  EXPECT_EQ(w.outcome->kind, Kind::kStarted);
 }
 
 }  // namespace

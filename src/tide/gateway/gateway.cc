@@ -1009,6 +1009,11 @@ struct Gateway::Impl {
                           "(queue.timeout)",
                           ep->spec().name, format_duration(ep->spec().queue.timeout)),
               ep->retry_after_s(group));
+        case Dispatch::Kind::kFailing:
+          co_return co_await refuse(cp, w.counters.r503, version, keep,
+                                    http::status::service_unavailable, "replica_failing",
+                                    fmt::format("endpoint {}: {}", ep->spec().name, d.error),
+                                    ep->retry_after_s(group));
         case Dispatch::Kind::kShutdown:
         case Dispatch::Kind::kQueued:
           co_return co_await refuse(cp, w.counters.r503, version, false,

@@ -121,13 +121,13 @@ std::string metrics_text(const MetricsInput& in) {
   per_group_value(p, in, "tide_replica_seconds_total", "counter",
                   "Billed replica time: launch to stop, cold starts included.",
                   [](const G& g, const S&) { return g.replica_seconds; });
-  p.family("tide_cost_total", "counter",
-           "Replica-hours times the group's price (groups with a price only).");
+  p.family("tide_cost_dollars_total", "counter",
+           "Replica-hours times the group's price per replica-hour (groups with a price only).");
   for (const auto& e : in.endpoints) {
     for (size_t g = 0; g < e.view.groups.size(); ++g) {
       if (!e.spec->groups[g].price) continue;
       const L l{{{"endpoint", e.view.name}, {"group", e.view.groups[g].name}}};
-      p.sample("tide_cost_total", l,
+      p.sample("tide_cost_dollars_total", l,
                e.view.groups[g].replica_seconds / 3600.0 * *e.spec->groups[g].price);
     }
   }
@@ -173,6 +173,17 @@ std::string metrics_text(const MetricsInput& in) {
   }
   p.family("tide_start_time_seconds", "gauge", "When tide serve started, in Unix seconds.");
   p.sample("tide_start_time_seconds", {}, in.start_time_s);
+  p.family("tide_build_info", "gauge", "Always 1; the labels say what this tide was built from.");
+  const std::array<Label, 2> build{{{"version", in.version}, {"commit", in.commit}}};
+  p.sample("tide_build_info", build, 1.0);
+  if (in.process) {
+    p.family("process_cpu_seconds_total", "counter", "User and system CPU time, in seconds.");
+    p.sample("process_cpu_seconds_total", {}, in.process->cpu_seconds);
+    p.family("process_resident_memory_bytes", "gauge", "Resident memory size, in bytes.");
+    p.sample("process_resident_memory_bytes", {}, in.process->resident_bytes);
+    p.family("process_open_fds", "gauge", "Open file descriptors.");
+    p.sample("process_open_fds", {}, static_cast<double>(in.process->open_fds));
+  }
   return p.text();
 }
 

@@ -5,6 +5,7 @@
 
 #include <deque>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -13,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tide/common/histogram.h"
+#include "tide/common/process_stats.h"
 #include "tide/common/time.h"
 #include "tide/config/config.h"
 #include "tide/control/live_endpoint.h"
@@ -28,7 +30,10 @@ struct MetricsInput {
   std::vector<Endpoint> endpoints;
   gateway::GatewayCounters gateway;
   int active_requests = 0;
-  double start_time_s = 0;  // Unix seconds
+  double start_time_s = 0;              // Unix seconds
+  std::optional<ProcessStats> process;  // process_* metrics; none where /proc is not there
+  std::string version;                  // tide_build_info's labels
+  std::string commit;
 };
 
 // Every metric of docs/metrics.md, in the Prometheus text format.

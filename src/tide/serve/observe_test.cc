@@ -66,6 +66,9 @@ TEST(Metrics, TextMatchesTheGoldenFile) {
   in.gateway.retries = 2;
   in.active_requests = 11;
   in.start_time_s = 1700000000.5;
+  in.process = ProcessStats{12.5, 3.5e7, 17};
+  in.version = "1.2.3";
+  in.commit = "0123456789ab";
   const std::string text = metrics_text(in);
 
   const std::string golden = std::string(TIDE_GOLDEN_DIR) + "/metrics.txt";

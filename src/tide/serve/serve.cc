@@ -21,9 +21,12 @@
 #include <thread>
 
 #include "tide/common/text.h"
+#include "tide/common/build_info.h"
 #include "tide/control/live_endpoint.h"
 #include "tide/gateway/gateway.h"
 #include "tide/provision/provision.h"
+#include "tide/serve/api_token.h"
+#include "tide/serve/check.h"
 #include "tide/serve/observe.h"
 #include "tide/serve/route_api.h"
 #include "tide/store/store.h"
@@ -40,40 +43,6 @@ void log_to_stderr(const std::string& line) {
   std::fputs(fmt::format("{:%H:%M:%S} {}\n", now, line).c_str(), stderr);
 }
 
-// What keeps an endpoint from running live, one "path: problem" line each ("" if nothing).
-std::string validate_for_serving(const config::EndpointSpec& ep, const std::string& at_endpoint) {
-  std::string problems;
-  for (size_t g = 0; g < ep.groups.size(); ++g) {
-    const auto& group = ep.groups[g];
-    const auto& p = group.provisioner;
-    const std::string at_group = fmt::format("{}.groups[{}]", at_endpoint, g);
-    const std::string at = at_group + ".provisioner";
-    if (!provision::LiveProvisioner::supports(p.kind)) {
-      problems += fmt::format(
-          "{}.kind: {} cannot run live replicas (use local, static, slurm or kubernetes)\n", at,
-          p.kind);
-    } else if (const std::string problem = provision::LiveProvisioner::check(p); !problem.empty()) {
-      problems += fmt::format("{}: {}\n", at, problem);
-    } else if ((p.kind == "local" || p.kind == "slurm") && p.command.empty()) {
-      problems += fmt::format(
-          "{}.command: required for kind {} (the replica's argv, with "
-          "{{port}} where it listens)\n",
-          at, p.kind);
-    } else if (p.kind == "static" && group.max_replicas > static_cast<int>(p.urls.size())) {
-      problems += fmt::format("{}.max_replicas: must be <= the number of urls ({}), got {}\n",
-                              at_group, p.urls.size(), group.max_replicas);
-    }
-  }
-  return problems;
-}
-
-std::string validate_for_serving(const config::Config& config) {
-  std::string problems;
-  for (size_t e = 0; e < config.endpoints.size(); ++e)
-    problems += validate_for_serving(config.endpoints[e], fmt::format("endpoints[{}]", e));
-  return problems;
-}
-
 // `{tide}` in a local command is the path of this tide binary (for `{tide} demo-model`). Specs
 // keep the placeholder (so stored configurations stay portable); replicas get the path.
 void expand_tide_path(config::EndpointSpec& spec) {
@@ -87,17 +56,6 @@ void expand_tide_path(config::EndpointSpec& spec) {
         arg.replace(at, 6, self);
     }
   }
-}
-
-// 32 random bytes as hex, from the kernel's generator.
-std::string new_token() {
-  std::ifstream in("/dev/urandom", std::ios::binary);
-  unsigned char bytes[32] = {};
-  in.read(reinterpret_cast<char*>(bytes), sizeof bytes);
-  if (!in) throw std::runtime_error("cannot read /dev/urandom to make an API token");
-  std::string hex;
-  for (unsigned char b : bytes) hex += fmt::format("{:02x}", b);
-  return hex;
 }
 
 // Constant-time comparison, so the token cannot be guessed a byte at a time by timing.
@@ -209,13 +167,16 @@ struct Server::Impl {
       if (const char* env = std::getenv("TIDE_API_TOKEN"); env != nullptr && *env != '\0')
         api_token = env;
     }
-    if (api_token.empty()) api_token = store->meta("api_token").value_or("");
+    if (api_token.empty()) api_token = store->meta(kApiTokenKey).value_or("");
     if (api_token.empty()) {
-      api_token = new_token();
-      store->set_meta("api_token", api_token);
+      api_token = new_api_token();
+      store->set_meta(kApiTokenKey, api_token);
       store->flush();
-      log(fmt::format("API token (printed once; kept in {}): {}",
-                      store->path().empty() ? "memory only" : store->path(), api_token));
+      const std::string& file = store->path();
+      log(file.empty() ? fmt::format("API token (in memory only): {}", api_token)
+                       : fmt::format("API token (kept in {}; `tide token show --state {}` prints "
+                                     "it again): {}",
+                                     file, file, api_token));
     }
   }
 
@@ -400,7 +361,7 @@ struct Server::Impl {
     return error(401, "unauthorized",
                  req.authorization.empty()
                      ? "this API needs Authorization: Bearer <token> (server.api_token, "
-                       "TIDE_API_TOKEN, or the token printed at first start)"
+                       "else TIDE_API_TOKEN, else the state file's: `tide token show`)"
                      : "wrong API token");
   }
 
@@ -521,12 +482,8 @@ struct Server::Impl {
     if (next.name != name)
       return invalid({fmt::format("body.name: must be {} (the endpoint in the URL), got {}", name,
                                   clip(next.name))});
-    if (std::string problems = validate_for_serving(next, "body"); !problems.empty()) {
-      std::vector<std::string> lines;
-      for (size_t at = 0, nl; (nl = problems.find('\n', at)) != std::string::npos; at = nl + 1)
-        lines.push_back(problems.substr(at, nl - at));
-      return invalid(lines);
-    }
+    if (auto problems = check_for_serving(next, "body"); !problems.empty())
+      return invalid(std::move(problems));
     config::EndpointSpec runnable = next;
     expand_tide_path(runnable);
     if (std::string why = ep.reconfigure(runnable); !why.empty())
@@ -544,11 +501,14 @@ struct Server::Impl {
       if (auto r = route_api->handle(req)) return std::move(*r);
     if (path == "/healthz") return {200, "text/plain", "ok\n"};
     if (path == "/" || path == "/ui" || path.starts_with("/ui/")) return web_file(path);
-    if (auto denied = refuse_unauthorized(req)) return *denied;
+    // Prometheus scrapes without a token where server.metrics_auth allows it (loopback).
+    if (path == "/metrics" && config::metrics_need_token(config.server))
+      if (auto denied = refuse_unauthorized(req)) return *denied;
     if (path == "/metrics") {
       if (req.method != "GET") return error(405, "method_not_allowed", "only GET");
       return {200, "text/plain; version=0.0.4; charset=utf-8", metrics()};
     }
+    if (auto denied = refuse_unauthorized(req)) return *denied;
     if (path == "/v1/events") {
       if (req.method != "GET") return error(405, "method_not_allowed", "only GET");
       return events(req.target);
@@ -592,6 +552,9 @@ struct Server::Impl {
     in.gateway = gateway->counters();
     in.active_requests = gateway->active_requests();
     in.start_time_s = wall_seconds(started);
+    in.process = read_process_stats();
+    in.version = build_version();
+    in.commit = build_commit();
     return metrics_text(in);
   }
 
@@ -874,10 +837,8 @@ Server::Server(const config::Config& config, ServeOptions options)
   Impl& m = *impl_;
   m.config = config;
   m.options = std::move(options);
-  if (std::string problems = validate_for_serving(config); !problems.empty()) {
-    problems.pop_back();
-    throw std::runtime_error(problems);
-  }
+  if (auto problems = check_for_serving(config); !problems.empty())
+    throw config::ConfigError(std::move(problems));
   m.wall_zero = std::chrono::system_clock::now() -
                 std::chrono::duration_cast<std::chrono::system_clock::duration>(
                     m.clock.now().time_since_epoch());
