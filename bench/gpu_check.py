@@ -16,6 +16,7 @@ Stdlib only; loopback only; every wait bounded.
 import argparse
 import csv
 import json
+import random
 import statistics
 import subprocess
 import sys
@@ -160,21 +161,27 @@ class Sampler(threading.Thread):
         self.file.close()
 
 
-def load_phase(tide, clients, busy_ms, pause_s, seconds):
-    """`clients` loops of: a request of busy_ms of GPU work, then pause_s, for `seconds`."""
+def load_phase(tide, t0, clients, busy_ms, pause_s, seconds):
+    """`clients` loops of: a request of busy_ms of GPU work, then a pause drawn uniformly from
+    0 to 2 x pause_s (so that the load has no period for the samples to beat with), for
+    `seconds`. Counts the requests, and when the replica worked ([start, end] from t0)."""
     end = time.monotonic() + seconds
-    counts = {"ok": 0, "failed": 0}
+    counts = {"ok": 0, "failed": 0, "work": []}
     lock = threading.Lock()
 
-    def loop():
+    def loop(seed):
+        rng = random.Random(seed)
         while time.monotonic() < end:
-            status, _ = tide.complete(busy_ms, timeout=30)
+            status, replica = tide.complete(busy_ms, timeout=30)
+            done = time.monotonic() - t0
             with lock:
                 counts["ok" if status == 200 else "failed"] += 1
+                if status == 200 and isinstance(replica, dict):
+                    counts["work"].append((done - replica["elapsed_ms"] / 1000.0, done))
             if pause_s > 0:
-                time.sleep(min(pause_s, max(0.0, end - time.monotonic())))
+                time.sleep(min(rng.uniform(0, 2 * pause_s), max(0.0, end - time.monotonic())))
 
-    threads = [threading.Thread(target=loop) for _ in range(clients)]
+    threads = [threading.Thread(target=loop, args=(i,)) for i in range(clients)]
     for th in threads:
         th.start()
     if not threads:
@@ -199,16 +206,18 @@ def crossing(rows, start, key, level, rising):
     return None
 
 
-def summarize(rows, phases, settle_s):
-    """Per phase (its first settle_s left out): means both ways; per change of load: the lag."""
+def summarize(rows, phases, counts, settle_s):
+    """Per phase (its first settle_s left out): means both ways, and the share of time the
+    replica was at work by its answers; per change of load: the lag."""
     out = []
     for name, start, end in phases:
         rs = [r for r in rows if start + settle_s <= r["t_s"] < end]
+        work = busy_share(counts[name]["work"], start + settle_s, end)
         au, su = mean(r.get("agent_util") for r in rs), mean(r.get("smi_util") for r in rs)
         am, sm = (mean(r.get("agent_mem_used_mib") for r in rs),
                   mean(r.get("smi_mem_used_mib") for r in rs))
         out.append({"phase": name, "start_s": round(start, 1), "seconds": round(end - start, 1),
-                    "samples": len(rs), "agent_util": au, "smi_util": su,
+                    "samples": len(rs), "work_share": work, "agent_util": au, "smi_util": su,
                     "agent_mem_used_mib": am, "smi_mem_used_mib": sm,
                     "mem_diff_mib": None if am is None or sm is None else am - sm,
                     "report_age_s_mean": mean(r.get("report_age_s") for r in rs),
@@ -235,10 +244,10 @@ def fmt(v, spec=".2f"):
 
 def print_tables(result):
     print("\n== GPU readings: tide agent (via GET /v1/endpoints) vs nvidia-smi, GPU 0 ==")
-    print(f"{'phase':<8} {'s':>5} {'n':>4} {'agent util':>10} {'smi util':>9} "
+    print(f"{'phase':<8} {'s':>5} {'n':>4} {'at work':>7} {'agent util':>10} {'smi util':>9} "
           f"{'agent MiB':>10} {'smi MiB':>9} {'diff MiB':>9} {'age mean':>9} {'age max':>8}")
     for p in result["phases"]:
-        print(f"{p['phase']:<8} {p['seconds']:>5.0f} {p['samples']:>4} "
+        print(f"{p['phase']:<8} {p['seconds']:>5.0f} {p['samples']:>4} {fmt(p['work_share']):>7} "
               f"{fmt(p['agent_util']):>10} {fmt(p['smi_util']):>9} "
               f"{fmt(p['agent_mem_used_mib'], '.0f'):>10} {fmt(p['smi_mem_used_mib'], '.0f'):>9} "
               f"{fmt(p['mem_diff_mib'], '.0f'):>9} {fmt(p['report_age_s_mean']):>9} "
@@ -263,9 +272,20 @@ def run_phases(tide, sampler, t0, args):
         sampler.phase = name
         log(f"phase {name}: {clients} client(s), {busy_ms} ms of GPU work, {pause_s} s pause, "
             f"{args.phase_s} s")
-        counts[name] = load_phase(tide, clients, busy_ms, pause_s, args.phase_s)
+        counts[name] = load_phase(tide, t0, clients, busy_ms, pause_s, args.phase_s)
         phases.append((name, start, time.monotonic() - t0))
     return phases, counts
+
+
+def busy_share(work, start, end):
+    """The share of [start, end) covered by the union of the work intervals."""
+    covered, reach = 0.0, start
+    for a, b in sorted(work):
+        a, b = max(a, reach), min(b, end)
+        if b > a:
+            covered += b - a
+            reach = b
+    return covered / (end - start) if end > start else None
 
 
 def replica_states(view):
@@ -350,7 +370,9 @@ def main():
             status, text = tide.call("GET", f"http://{r['address']}/tide/status", auth=False)
             agent_status = json.loads(text) if status == 200 else text
             break
-    summary, lags = summarize(sampler.rows, phases, args.settle_s)
+    summary, lags = summarize(sampler.rows, phases, counts, args.settle_s)
+    for c in counts.values():
+        c["work"] = len(c["work"])
     log("GPU pool check")
     pool = {"steps": []}
     error = None

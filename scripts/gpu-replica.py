@@ -58,15 +58,15 @@ class Gpu:
     def busy(self, ms):
         """Multiplies until `ms` milliseconds have passed; returns the number of products."""
         torch = self.torch
-        stream = torch.cuda.Stream(device=self.device)
         n = 0
         end = time.monotonic() + ms / 1000.0
-        with torch.cuda.stream(stream):
-            while time.monotonic() < end:
-                for _ in range(4):
-                    torch.matmul(self.a, self.b)
-                n += 4
-                stream.synchronize()
+        # On the default stream: the caching allocator reuses the products' memory (a stream per
+        # request would keep blocks per stream and grow).
+        while time.monotonic() < end:
+            for _ in range(4):
+                torch.matmul(self.a, self.b)
+            n += 4
+            torch.cuda.synchronize(self.device)
         return n
 
     def describe(self):
