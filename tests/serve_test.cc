@@ -88,6 +88,7 @@ struct Options {
   std::string top_extra;                // more top-level keys; {dir} is the test's directory
   std::string ready_interval = "50ms";  // of the provisioner's readiness probe
   std::string provisioner;              // the group's `provisioner:` value (flow YAML); "" = local
+  std::string local_extra;              // more keys of the local provisioner, e.g. "gpus: [1]"
 };
 
 // One `tide serve` process with its own config, log and replica marker.
@@ -115,6 +116,7 @@ class Serve {
           << o.load_time << ", --concurrency, \"" << o.concurrency << "\", --service, \""
           << o.service << "\", --token-rate, \"" << o.token_rate << "\", --model, " << marker_
           << "]\n          ready: {path: /health, interval: " << o.ready_interval << "}\n";
+        if (!o.local_extra.empty()) g << "          " << o.local_extra << "\n";
       }
       if (!o.group_extra.empty()) g << "        " << o.group_extra << "\n";
       if (o.scaling.empty()) {
@@ -1629,6 +1631,45 @@ TEST(TwoStep, AgentsEnabledByPutGetKeysAtTheirFirstLaunch) {
   const Route r = route(s);
   ASSERT_EQ(r.status, 200) << r.response.body;
   EXPECT_EQ(direct(r.port, r.token).status, 200);
+  EXPECT_EQ(s.terminate(), 0);
+}
+
+TEST(TwoStep, TheGpuReadingsOfTheAgentsShowInTheApiAndInMetrics) {
+  // A stand-in libnvidia-ml.so.1 (two GPUs: 93% and 40% busy, 60 and 20 GiB of 80 used) where
+  // the agents' dlopen finds it. The pool hands the replica GPU 1 (CUDA_VISIBLE_DEVICES=1): its
+  // agent reads that GPU only.
+  struct Dir {
+    fs::path path = fs::temp_directory_path() / ("tide_nvml_" + std::to_string(getpid()));
+    Dir() { fs::create_directories(path); }
+    ~Dir() { fs::remove_all(path); }
+  } lib;
+  fs::create_symlink(FAKE_NVML, lib.path / "libnvidia-ml.so.1");
+  const char* old_path = std::getenv("LD_LIBRARY_PATH");
+  const std::string saved = old_path != nullptr ? old_path : "";
+  ::setenv("LD_LIBRARY_PATH", lib.path.c_str(), 1);
+  Options o = agent_options();
+  o.min_replicas = 1;
+  o.local_extra = "gpus: [1]\n          gpus_per_replica: 1";
+  Serve s("gpus", o);
+  if (old_path != nullptr) {
+    ::setenv("LD_LIBRARY_PATH", saved.c_str(), 1);
+  } else {
+    ::unsetenv("LD_LIBRARY_PATH");
+  }
+  ASSERT_TRUE(eventually(
+      [&] { return s.endpoint()["groups"][0]["replicas"][0]["report"].contains("gpus"); }, 10))
+      << s.endpoint().dump(2);
+  const json gpus = s.endpoint()["groups"][0]["replicas"][0]["report"]["gpus"];
+  ASSERT_EQ(gpus.size(), 1u) << gpus.dump();
+  EXPECT_EQ(gpus[0]["index"], 1);
+  EXPECT_DOUBLE_EQ(gpus[0]["utilization"].get<double>(), 0.40);
+  EXPECT_EQ(gpus[0]["memory_used_bytes"].get<uint64_t>(), 20ull << 30);
+  EXPECT_EQ(gpus[0]["memory_total_bytes"].get<uint64_t>(), 80ull << 30);
+  const std::string t = s.api("GET", "/metrics").body;
+  const std::string l = R"({endpoint="chat",group="local",replica="1",gpu="1"})";
+  EXPECT_DOUBLE_EQ(metric(t, "tide_replica_gpu_utilization_ratio" + l), 0.40) << t;
+  EXPECT_EQ(metric(t, "tide_replica_gpu_memory_used_bytes" + l), 20.0 * (1ull << 30));
+  EXPECT_EQ(metric(t, "tide_replica_gpu_memory_total_bytes" + l), 80.0 * (1ull << 30));
   EXPECT_EQ(s.terminate(), 0);
 }
 

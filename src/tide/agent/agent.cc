@@ -371,7 +371,10 @@ struct Agent::Impl : std::enable_shared_from_this<Impl> {
       std::lock_guard lock(stats_mu);
       r.reports_failed = stats.reports_failed;
     }
-    if (nvml) r.gpus = nvml->read(gpu_devices);
+    if (nvml) {
+      r.gpus = nvml->read(gpu_devices);
+      stat([&](AgentCounters& c) { c.gpus = r.gpus; });
+    }
     arrivals = completions = tokens_in = tokens_out = 0;
     work = service_sum = latency_sum = latency_max = 0;
     interval_start = now;
@@ -725,7 +728,8 @@ struct Agent::Impl : std::enable_shared_from_this<Impl> {
                 {"upstream_errors", c.upstream_errors},
                 {"reports", {{"sent", c.reports_sent}, {"failed", c.reports_failed}}},
                 {"keys", c.keys},
-                {"gpu", c.gpu}}
+                {"gpu", c.gpu},
+                {"gpus", gpus_json(c.gpus)}}
         .dump();
   }
 

@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "tide/agent/report.h"
 #include "tide/auth/token.h"
 #include "tide/common/time.h"
 
@@ -73,6 +74,7 @@ struct AgentCounters {
   int queued = 0;
   size_t keys = 0;
   bool gpu = false;
+  std::vector<GpuReading> gpus;  // NVML's readings at the last report (none without NVML)
 };
 
 class Agent {

@@ -11,9 +11,11 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <fstream>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -180,6 +182,7 @@ class AgentTest : public ::testing::Test {
     o.report_interval = 200ms;
     o.health_interval = 20ms;
     if (with_keys) o.keys = ring_.public_keys(SystemClock().now());
+    o.nvml_library = nvml_library_;
     o.log = [](const std::string&) {};
     agent_ = std::make_unique<Agent>(o);
     agent_thread_ = std::thread([this] { agent_->run(); });
@@ -199,6 +202,7 @@ class AgentTest : public ::testing::Test {
     return request(agent_->port(), "/v1/completions", body, headers);
   }
 
+  std::string nvml_library_ = "libnvidia-ml-that-is-not-here.so.1";
   auth::KeyRing ring_;
   FakeControl control_;
   std::unique_ptr<demo_model::DemoModelServer> model_;
@@ -280,6 +284,37 @@ TEST_F(AgentTest, PushesReadinessAtOnceThenReportsLoadAndTokensEveryInterval) {
     EXPECT_TRUE(rep.latency_mean_s.has_value());
     EXPECT_TRUE(rep.gpus.empty());  // no NVML here
   }
+}
+
+TEST_F(AgentTest, ReportsTheGpusOfItsCudaVisibleDevicesAndShowsTheLastReadingsInItsStatus) {
+  // The stand-in NVML has two GPUs; the replica was given the second.
+  const char* before = std::getenv("CUDA_VISIBLE_DEVICES");
+  const std::optional<std::string> saved =
+      before ? std::optional<std::string>(before) : std::nullopt;
+  ::setenv("CUDA_VISIBLE_DEVICES", "1", 1);
+  nvml_library_ = FAKE_NVML;
+  start();
+  if (saved) {
+    ::setenv("CUDA_VISIBLE_DEVICES", saved->c_str(), 1);
+  } else {
+    ::unsetenv("CUDA_VISIBLE_DEVICES");
+  }
+  ASSERT_TRUE(eventually([&] { return !control_.reports().empty(); }, 2));
+  const std::vector<GpuReading> gpus = control_.reports().back().gpus;
+  ASSERT_EQ(gpus.size(), 1u);
+  EXPECT_EQ(gpus[0].index, 1);
+  EXPECT_DOUBLE_EQ(gpus[0].utilization, 0.40);
+  EXPECT_EQ(gpus[0].memory_used_bytes, 20ull << 30);
+  EXPECT_EQ(gpus[0].memory_total_bytes, 80ull << 30);
+
+  const Reply status = request(agent_->port(), "/tide/status", "", {});
+  ASSERT_EQ(status.status, 200u);
+  const json j = json::parse(status.body);
+  EXPECT_EQ(j["gpu"], true);
+  ASSERT_EQ(j["gpus"].size(), 1u) << status.body;
+  EXPECT_EQ(j["gpus"][0]["index"], 1);
+  EXPECT_DOUBLE_EQ(j["gpus"][0]["utilization"].get<double>(), 0.40);
+  EXPECT_EQ(j["gpus"][0]["memory_used_bytes"].get<uint64_t>(), 20ull << 30);
 }
 
 TEST_F(AgentTest, KeepsServingWhileTheControlPlaneIsAwayAndCatchesUp) {

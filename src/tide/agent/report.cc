@@ -155,16 +155,18 @@ std::string encode_report(const AgentReport& r) {
     if (r.latency_max_s) lat["max"] = *r.latency_max_s;
     j["latency_s"] = std::move(lat);
   }
-  if (!r.gpus.empty()) {
-    json gpus = json::array();
-    for (const GpuReading& g : r.gpus)
-      gpus.push_back({{"index", g.index},
-                      {"utilization", g.utilization},
-                      {"memory_used_bytes", g.memory_used_bytes},
-                      {"memory_total_bytes", g.memory_total_bytes}});
-    j["gpus"] = std::move(gpus);
-  }
+  if (!r.gpus.empty()) j["gpus"] = gpus_json(r.gpus);
   return j.dump();
+}
+
+json gpus_json(const std::vector<GpuReading>& gpus) {
+  json out = json::array();
+  for (const GpuReading& g : gpus)
+    out.push_back({{"index", g.index},
+                   {"utilization", g.utilization},
+                   {"memory_used_bytes", g.memory_used_bytes},
+                   {"memory_total_bytes", g.memory_total_bytes}});
+  return out;
 }
 
 ParsedReport parse_report(std::string_view text) {
@@ -290,6 +292,7 @@ control::ReplicaReport to_replica_report(const AgentReport& r) {
   out.completions = r.completed;
   out.work_per_request = r.work_per_request;
   out.load = r.load;
+  out.gpus = r.gpus;
   return out;
 }
 

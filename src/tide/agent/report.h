@@ -13,16 +13,13 @@
 #include <string_view>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include "tide/control/replica.h"
 
 namespace tide::agent {
 
-struct GpuReading {
-  int index = 0;
-  double utilization = 0;  // 0..1, as nvidia-smi shows it
-  uint64_t memory_used_bytes = 0;
-  uint64_t memory_total_bytes = 0;
-};
+using control::GpuReading;
 
 struct AgentReport {
   std::string endpoint;
@@ -64,6 +61,10 @@ struct AgentReport {
 std::string_view state_name(control::AgentState s);
 
 std::string encode_report(const AgentReport& report);
+
+// GPU readings as the report, the agent's /tide/status and the API show them:
+// [{"index", "utilization", "memory_used_bytes", "memory_total_bytes"}, ...].
+nlohmann::json gpus_json(const std::vector<GpuReading>& gpus);
 
 // A report as parsed, or the first problem found ("field: problem").
 struct ParsedReport {

@@ -70,6 +70,11 @@ TEST(Report, RoundTrips) {
   EXPECT_EQ(rr.interval, std::chrono::seconds(1));
   EXPECT_EQ(rr.queued, 1);
   EXPECT_DOUBLE_EQ(rr.work_per_request, 60);
+  // The control plane keeps the GPU readings (the API and /metrics show them).
+  ASSERT_EQ(rr.gpus.size(), 1u);
+  EXPECT_DOUBLE_EQ(rr.gpus[0].utilization, 0.93);
+  EXPECT_EQ(rr.gpus[0].memory_used_bytes, 1000u);
+  EXPECT_EQ(rr.gpus[0].memory_total_bytes, 2000u);
 }
 
 TEST(Report, NoGpuMeansNoGpuField) {

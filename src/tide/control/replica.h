@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "tide/common/time.h"
 #include "tide/dispatch/dispatcher.h"
@@ -24,6 +25,14 @@ enum class AgentState : uint8_t {
   kUnhealthy,  // was healthy, no longer is: the replica has failed
 };
 
+// One GPU as the replica's agent read it from NVML at its last report.
+struct GpuReading {
+  int index = 0;           // NVML's device index
+  double utilization = 0;  // 0..1, as nvidia-smi shows it
+  uint64_t memory_used_bytes = 0;
+  uint64_t memory_total_bytes = 0;
+};
+
 // What a replica's agent measured over its last report interval (the wire format and its
 // validation live in src/tide/agent/report.h).
 struct ReplicaReport {
@@ -36,6 +45,7 @@ struct ReplicaReport {
   uint64_t completions = 0;
   double work_per_request = 1;  // learned work units per request
   metrics::LoadSample load;
+  std::vector<GpuReading> gpus;  // the GPUs it runs on, where its agent reads NVML
 };
 
 struct Replica {

@@ -56,6 +56,43 @@ void per_group_histogram(PrometheusText& p, const MetricsInput& in, std::string_
                 const config::GroupSpec&) { p.histogram(name, labels, get(g), bounds); });
 }
 
+// A family of one sample per GPU that a replica's agent last reported: get(reading) -> double
+// or uint64_t.
+template <class Get>
+void per_replica_gpu(PrometheusText& p, const MetricsInput& in, std::string_view name,
+                     std::string_view help, Get get) {
+  p.family(name, "gauge", help);
+  for (const auto& e : in.endpoints) {
+    for (const control::GroupView& g : e.view.groups) {
+      for (const control::ReplicaView& r : g.replicas) {
+        if (!r.report) continue;
+        const std::string id = std::to_string(r.id);
+        for (const control::GpuReading& gpu : r.report->gpus) {
+          const std::string index = std::to_string(gpu.index);
+          const std::array<Label, 4> labels{
+              {{"endpoint", e.view.name}, {"group", g.name}, {"replica", id}, {"gpu", index}}};
+          p.sample(name, labels, get(gpu));
+        }
+      }
+    }
+  }
+}
+
+// The GPUs each replica's agent last reported (groups with agents, where NVML is present).
+void replica_gpu_metrics(PrometheusText& p, const MetricsInput& in) {
+  using Gpu = control::GpuReading;
+  per_replica_gpu(p, in, "tide_replica_gpu_utilization_ratio",
+                  "GPU utilization (0..1, as nvidia-smi shows it) at the replica agent's last "
+                  "report.",
+                  [](const Gpu& g) { return g.utilization; });
+  per_replica_gpu(p, in, "tide_replica_gpu_memory_used_bytes",
+                  "GPU memory in use at the replica agent's last report.",
+                  [](const Gpu& g) { return g.memory_used_bytes; });
+  per_replica_gpu(p, in, "tide_replica_gpu_memory_total_bytes",
+                  "GPU memory in all, as the replica's agent reported it.",
+                  [](const Gpu& g) { return g.memory_total_bytes; });
+}
+
 template <size_t N>
 std::array<Label, N + 1> with(const std::array<Label, N>& labels, Label extra) {
   std::array<Label, N + 1> out;
@@ -144,6 +181,7 @@ std::string metrics_text(const MetricsInput& in) {
   per_group_value(p, in, "tide_rerouted_requests_total", "counter",
                   "Split: requests sent elsewhere as the group had no capacity coming.",
                   [](const G& g, const S&) { return g.status.rerouted; });
+  replica_gpu_metrics(p, in);
 
   const gateway::GatewayCounters& c = in.gateway;
   p.family("tide_gateway_requests_total", "counter", "Requests the gateway received.");

@@ -47,6 +47,17 @@ control::EndpointView fixed_view() {
   a.stats.cold_start.record(47.0);
   a.stats.scale_ups = 2;
   a.stats.scale_downs = 1;
+  // Replica 4's agent reads two GPUs; replica 5 reports without NVML; replica 6 has not reported.
+  control::ReplicaView r4;
+  r4.id = 4;
+  r4.report = control::ReplicaReport{};
+  r4.report->gpus = {{0, 0.93, 60ull << 30, 80ull << 30}, {1, 0.4, 20ull << 30, 80ull << 30}};
+  control::ReplicaView r5;
+  r5.id = 5;
+  r5.report = control::ReplicaReport{};
+  control::ReplicaView r6;
+  r6.id = 6;
+  a.replicas = {r4, r5, r6};
   control::GroupView b;
   b.name = "l4 \"small\"";
   b.status.overflow_in = 5;

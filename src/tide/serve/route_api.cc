@@ -338,6 +338,7 @@ void RouteApi::annotate(json& out, const control::EndpointView& view) const {
                            {"load", r.load.load},      {"capacity", r.load.capacity},
                            {"demand", r.load.demand},  {"throughput", r.load.throughput},
                            {"learned", r.load.learned}};
+      if (!r.gpus.empty()) replica["report"]["gpus"] = agent::gpus_json(r.gpus);
     }
   }
 }
