@@ -5,7 +5,6 @@
 #include <fstream>
 #include <limits>
 
-#include "references.h"
 #include "runner.h"
 
 namespace tide::bench {
@@ -97,9 +96,6 @@ void print_tables(std::FILE* out, const std::vector<WorkloadResult>& results) {
                set_name(set), passed, judged, ratio(median(vs_fixed)), ratio(worst(vs_fixed)),
                ratio(median(vs_preset)), ratio(worst(vs_preset)), ratio(median(vs_clair)),
                ratio(worst(vs_clair)));
-    if (!references_available())
-      fmt::print(out, "(fixed (hindsight) and clairvoyant: not yet available, {})\n",
-                 kReferencesNote);
 
     fmt::print(out,
                "\n-- {} set: every policy, SLO attainment % / replica-hours "
@@ -159,8 +155,8 @@ void write_csv(const std::string& path, const std::vector<WorkloadResult>& resul
         << v.cost_vs_fixed << "," << v.pass << "," << csv_field(v.failed) << "\n";
     };
     for (const auto& p : r.runs) row(p.policy, p.is_default, p.result);
-    if (r.fixed) row(kFixedRow, false, *r.fixed);
-    if (r.clairvoyant) row(kClairvoyantRow, false, *r.clairvoyant);
+    if (r.fixed) row(sim::kFixedLabel, false, *r.fixed);
+    if (r.clairvoyant) row(sim::kClairvoyantLabel, false, *r.clairvoyant);
   }
 }
 

@@ -9,9 +9,9 @@
 #include <limits>
 #include <memory>
 #include <mutex>
-#include <thread>
 
-#include "references.h"
+#include "tide/sim/parallel.h"
+#include "tide/sim/reference.h"
 
 namespace tide::bench {
 namespace {
@@ -57,7 +57,7 @@ struct Shared {
 
 struct Task {
   size_t workload;
-  enum class Kind { kPolicy, kReferences } kind;
+  enum class Kind { kPolicy, kFixed, kClairvoyant } kind;
   size_t policy;  // kPolicy: index in the policy set
 };
 
@@ -92,13 +92,18 @@ void run_task(const Task& t, const std::vector<const Workload*>& ws, const Trace
         res.policy = name;
         std::lock_guard lock(s.mu);
         r.runs[t.policy] = {name, t.policy == sets[t.workload].default_index, std::move(res)};
-      } else {
-        References ref = references(w.config, *trace, options_of(w));
+      } else if (t.kind == Task::Kind::kFixed) {
+        sim::TraceSource source(*trace);
+        sim::FixedFleet f = sim::fixed_hindsight(w.config, source, options_of(w), kSloTarget);
         std::lock_guard lock(s.mu);
-        r.fixed = std::move(ref.fixed);
-        r.fixed_replicas = ref.fixed_replicas;
-        r.fixed_met = ref.fixed_met;
-        r.clairvoyant = std::move(ref.clairvoyant);
+        r.fixed = std::move(f.result);
+        r.fixed_replicas = f.replicas;
+        r.fixed_met = f.met;
+      } else {
+        sim::TraceSource source(*trace);
+        sim::SimResult c = sim::clairvoyant(w.config, source, options_of(w));
+        std::lock_guard lock(s.mu);
+        r.clairvoyant = std::move(c);
       }
     } catch (const std::exception& e) {
       std::lock_guard lock(s.mu);
@@ -114,7 +119,7 @@ void run_task(const Task& t, const std::vector<const Workload*>& ws, const Trace
 }  // namespace
 
 uint64_t lost(const sim::SimResult& r) { return r.outcomes.rejected + r.outcomes.timed_out; }
-bool meets_target(const sim::SimResult& r) { return lost(r) == 0 && r.attainment() >= kSloTarget; }
+bool meets_target(const sim::SimResult& r) { return sim::meets_slo(r, kSloTarget); }
 
 const PolicyRun* WorkloadResult::default_run() const {
   for (const auto& p : runs)
@@ -134,26 +139,18 @@ std::vector<WorkloadResult> run_corpus(const std::vector<const Workload*>& workl
     out[i].workload = workloads[i];
     out[i].runs.resize(sets[i].specs.size());
     // The references first: the fixed-fleet search is the longest job of a workload.
-    if (references_available()) tasks.push_back({i, Task::Kind::kReferences, 0});
+    tasks.push_back({i, Task::Kind::kFixed, 0});
+    tasks.push_back({i, Task::Kind::kClairvoyant, 0});
     for (size_t p = 0; p < sets[i].specs.size(); ++p) tasks.push_back({i, Task::Kind::kPolicy, p});
   }
   for (const Task& t : tasks) ++shared[t.workload].left;
 
-  if (jobs == 0) jobs = std::max(1u, std::thread::hardware_concurrency());
-  std::atomic<size_t> next{0};
-  std::mutex progress_mu;
-  size_t done = 0;
-  auto worker = [&] {
-    for (size_t i; (i = next++) < tasks.size();) {
-      run_task(tasks[i], workloads, files, sets, shared, out);
-      std::lock_guard lock(progress_mu);
-      ++done;
-      if (progress) progress(done, tasks.size());
-    }
-  };
-  std::vector<std::thread> threads;
-  for (size_t j = 0; j < std::min(jobs, tasks.size()); ++j) threads.emplace_back(worker);
-  for (auto& t : threads) t.join();
+  sim::parallel_for(
+      tasks.size(), jobs,
+      [&](size_t i) { run_task(tasks[i], workloads, files, sets, shared, out); },
+      [&](size_t done) {
+        if (progress) progress(done, tasks.size());
+      });
   for (auto& r : out)
     if (r.error.empty()) r.verdict = judge(r);
   return out;

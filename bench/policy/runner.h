@@ -10,10 +10,11 @@
 
 #include "corpus.h"
 #include "tide/sim/engine.h"
+#include "tide/sim/reference.h"
 
 namespace tide::bench {
 
-inline constexpr double kSloTarget = 0.99;
+inline constexpr double kSloTarget = sim::kDefaultSloTarget;
 inline constexpr double kFixedSlack = 1.05;  // the default may cost this much over fixed
 
 struct PolicyRun {
@@ -27,7 +28,7 @@ struct Verdict {
   bool nothing_lost = false;
   bool slo_ok = false;  // >= target, or as close as the best preset where none can reach it
   bool cost_vs_presets = false;  // <= every preset that reaches the target
-  bool cost_vs_fixed = true;     // <= 1.05 x fixed (hindsight); true while that row is missing
+  bool cost_vs_fixed = true;     // <= 1.05 x fixed (hindsight) where a fixed fleet meets it
   bool pass = false;
   std::string failed;             // the criteria that failed, in words
   std::string cheapest_preset;    // the cheapest preset reaching the target ("" if none)
@@ -39,7 +40,7 @@ struct Verdict {
 struct WorkloadResult {
   const Workload* workload = nullptr;
   std::vector<PolicyRun> runs;  // presets in preset_names() order (and "default" if separate)
-  std::optional<sim::SimResult> fixed;  // fixed (hindsight), when available
+  std::optional<sim::SimResult> fixed;  // fixed (hindsight)
   int fixed_replicas = 0;
   bool fixed_met = false;
   std::optional<sim::SimResult> clairvoyant;
