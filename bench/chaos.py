@@ -352,7 +352,9 @@ class Soak:
 
     def quiet_point(self, label):
         quiet = self.wait_quiet()
-        time.sleep(0.5)  # let connections closed just now leave the fd table
+        # Let connections closed just now leave the fd table (tide closes pooled connections a
+        # replica closed within 1 s).
+        time.sleep(2)
         pid = self.tide.proc.pid
         live = replica_processes(self.marker)
         close_wait, pooled = sockets(pid, replica_ports(live))
