@@ -36,6 +36,7 @@ script="$scratch/readme-commands.sh"
   echo 'curl() { command curl --fail-with-body --max-time 60 "$@"; }'
   echo 'wait_api() { for _ in $(seq 300); do command curl -sf localhost:8081/healthz >/dev/null && return; sleep 0.1; done; echo "tide serve did not come up" >&2; return 1; }'
   echo 'servers=()'
+  echo 'trap '"'"'for pid in "${servers[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done'"'"' EXIT'
   awk '
     /^$/ { blank = 1; next }
     /^    [^ -]/ && (blank || inblock) { inblock = 1; sub(/^    /, ""); print; next }
@@ -56,7 +57,7 @@ script="$scratch/readme-commands.sh"
       echo "$command"
     fi
   done
-  echo 'for pid in "${servers[@]}"; do kill -TERM "$pid"; wait "$pid"; done'
+  echo 'for pid in "${servers[@]}"; do kill -TERM "$pid"; wait "$pid"; done; servers=()'
   echo 'echo "README commands: all ran"'
 } >"$script"
 cd "$scratch"

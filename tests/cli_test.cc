@@ -417,6 +417,15 @@ TEST(Cli, TokenShowsAndRotatesTheStateFilesToken) {
   const std::string second = token_of("token rotate");
   EXPECT_NE(second, first);
   EXPECT_EQ(token_of("token show"), second);
+  // While a tide serve holds the state file (its flock): show reads beside it, rotate refuses.
+  const std::string held = "flock " + state + " " + std::string(TIDE_BIN);
+  const Result shown = run_shell("env -u TIDE_API_TOKEN " + held + " token show --state " + state);
+  EXPECT_EQ(shown.status, 0) << shown.out;
+  EXPECT_EQ(shown.out, second + "\n");
+  const Result refused = run_shell(held + " token rotate --state " + state);
+  EXPECT_NE(refused.status, 0);
+  EXPECT_NE(refused.out.find("a running tide serve holds it: stop it"), std::string::npos)
+      << refused.out;
   EXPECT_NE(run("token turn --state " + state).status, 0);
   fs::remove_all(dir);
 }

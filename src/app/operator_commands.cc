@@ -38,8 +38,9 @@ where it generates one at its first start. `tide token show` prints the state fi
 stdout, so that
   export TIDE_API_TOKEN=$(tide token show --state tide-state.db)
 lets `tide status`, `tide history` and curl -H "Authorization: Bearer $TIDE_API_TOKEN" in.
-`tide token rotate` writes a new one and prints it; a running `tide serve` reads the token when
-it starts: restart it for the new one to apply (and the old one to stop working). With --config,
+`show` works beside a running `tide serve`. `tide token rotate` writes a new one and prints it;
+`tide serve` reads the token when it starts and holds the state file while it runs, so rotate
+refuses then: stop it, rotate, start it again (the old token stops working). With --config,
 the state file is that config's state.path, and a server.api_token set there is shown instead.)");
   cmd->add_option("action", a.action, "show (default) or rotate")
       ->type_name("show|rotate")
@@ -86,10 +87,8 @@ int run_token(const TokenArgs& a) {
   }
   if (rotate) {
     std::cout << serve::rotate_api_token(state) << "\n";
-    std::cerr << fmt::format(
-        "a new API token is in {}; restart tide serve for it to apply (it reads the token at "
-        "start)\n",
-        state);
+    std::cerr << fmt::format("a new API token is in {}; tide serve uses it from its next start\n",
+                             state);
     return 0;
   }
   const auto token = serve::stored_api_token(state);

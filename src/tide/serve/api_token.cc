@@ -24,6 +24,11 @@ std::unique_ptr<store::Store> open_state(const std::string& state_path, bool cre
   try {
     return store::Store::open(state_path);
   } catch (const store::StoreError& e) {
+    if (std::string(e.what()).find("in use by another tide") != std::string::npos)
+      throw std::runtime_error(fmt::format(
+          "{}: a running tide serve holds it: stop it, rotate, and start it again (it reads the "
+          "token at start)",
+          state_path));
     throw std::runtime_error(e.what());
   }
 }
@@ -41,7 +46,13 @@ std::string new_api_token() {
 }
 
 std::optional<std::string> stored_api_token(const std::string& state_path) {
-  return open_state(state_path, false)->meta(kApiTokenKey);
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(state_path, ec)) open_state(state_path, false);  // why
+  try {
+    return store::read_meta(state_path, kApiTokenKey);
+  } catch (const store::StoreError& e) {
+    throw std::runtime_error(fmt::format("{}: {}", state_path, e.what()));
+  }
 }
 
 std::string rotate_api_token(const std::string& state_path) {

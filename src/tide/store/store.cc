@@ -521,4 +521,22 @@ std::vector<SampleRow> Store::history(const std::string& endpoint, double from, 
   return out;
 }
 
+std::optional<std::string> read_meta(const std::string& path, const std::string& key) {
+  sqlite3* db = nullptr;
+  const int opened = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr);
+  std::unique_ptr<sqlite3, int (*)(sqlite3*)> owner(db, sqlite3_close);
+  sqlite3_stmt* stmt = nullptr;
+  if (opened != SQLITE_OK || sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key = ?", -1,
+                                                &stmt, nullptr) != SQLITE_OK)
+    throw StoreError(db != nullptr ? sqlite3_errmsg(db) : "out of memory");
+  std::unique_ptr<sqlite3_stmt, int (*)(sqlite3_stmt*)> finalize(stmt, sqlite3_finalize);
+  sqlite3_busy_timeout(db, 5000);
+  sqlite3_bind_text(stmt, 1, key.c_str(), -1, SQLITE_TRANSIENT);
+  const int step = sqlite3_step(stmt);
+  if (step == SQLITE_DONE) return std::nullopt;
+  if (step != SQLITE_ROW) throw StoreError(sqlite3_errmsg(db));
+  const auto* text = reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0));
+  return std::string(text != nullptr ? text : "");
+}
+
 }  // namespace tide::store

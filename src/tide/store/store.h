@@ -135,4 +135,9 @@ class Store {
   std::unique_ptr<Impl> impl_;
 };
 
+// One value of the meta table of the state file at `path`, read without the lock a running tide
+// holds (SQLite's WAL lets a reader in beside the writer): `tide token show` while tide serves.
+// nullopt when the key is absent. Throws StoreError when the file cannot be read as a state file.
+std::optional<std::string> read_meta(const std::string& path, const std::string& key);
+
 }  // namespace tide::store
