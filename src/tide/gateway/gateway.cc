@@ -1161,8 +1161,7 @@ struct Gateway::Impl {
         }
         const bool closed = rec == http::error::end_of_stream ||
                             rec == http::error::partial_message || rec == asio::error::eof ||
-                            rec == asio::error::connection_reset ||
-                            rec == asio::error::broken_pipe;
+                            rec == asio::error::connection_reset || rec == asio::error::broken_pipe;
         last_error = fmt::format("{}: {}",
                                  closed ? "closed the connection without answering"
                                         : "answered with something that is not an HTTP response",

@@ -259,5 +259,4 @@ class ResponseHeadParser final : public http::basic_parser<false> {
   ResponseInfo& r_;
 };
 
-
 }  // namespace tide::gateway

@@ -20,8 +20,8 @@
 #include <stdexcept>
 #include <thread>
 
-#include "tide/common/text.h"
 #include "tide/common/build_info.h"
+#include "tide/common/text.h"
 #include "tide/control/live_endpoint.h"
 #include "tide/gateway/gateway.h"
 #include "tide/provision/provision.h"
