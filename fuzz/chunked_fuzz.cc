@@ -17,7 +17,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   static const std::vector<std::string> kNoSticky;
   tide::gateway::RequestInfo info;
-  tide::gateway::RequestParser parser(info, kNoSticky);
+  tide::gateway::RequestParser parser(info, kNoSticky, 16 * 1024);
   parser.header_limit(16 * 1024);
   parser.body_limit(1 << 20);
   parser.eager(true);

@@ -16,7 +16,7 @@ using tide::gateway::RequestParser;
 const std::vector<std::string> kSticky = {"X-Session", "Tide-Endpoint"};
 
 tide::fuzz::Fed parse(RequestInfo& info, std::string_view raw, size_t step, bool& keep_alive) {
-  RequestParser parser(info, kSticky);
+  RequestParser parser(info, kSticky, 16 * 1024);  // the default max_trailer_bytes
   parser.header_limit(16 * 1024);
   parser.body_limit(1 << 20);
   parser.eager(true);

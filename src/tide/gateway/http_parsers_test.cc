@@ -27,7 +27,7 @@ TEST(RequestParser, KeepsTheRequestLineEndpointAuthorizationAndEndToEndFields) {
   for (size_t step : {raw.size(), size_t{1}, size_t{7}}) {
     RequestInfo info;
     const std::vector<std::string> sticky = {"X-User"};
-    RequestParser parser(info, sticky);
+    RequestParser parser(info, sticky, 16 * 1024);
     parser.eager(true);
     EXPECT_FALSE(feed(parser, raw, step)) << step;
     ASSERT_TRUE(parser.is_done());
@@ -49,7 +49,7 @@ TEST(RequestParser, DecodesAChunkedBody) {
       "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
       "5;ext=1\r\nhello\r\n1\r\n!\r\n0\r\nTrailer-Field: x\r\n\r\n";
   RequestInfo info;
-  RequestParser parser(info, kNoSticky);
+  RequestParser parser(info, kNoSticky, 16 * 1024);
   parser.eager(true);
   EXPECT_FALSE(feed(parser, raw, 3));
   EXPECT_TRUE(parser.is_done());
@@ -59,19 +59,19 @@ TEST(RequestParser, DecodesAChunkedBody) {
 TEST(RequestParser, LimitsAndMalformedInputAreErrors) {
   RequestInfo info;
   {
-    RequestParser parser(info, kNoSticky);
+    RequestParser parser(info, kNoSticky, 16 * 1024);
     parser.header_limit(64);
     EXPECT_EQ(feed(parser, "GET / HTTP/1.1\r\nX: " + std::string(100, 'a') + "\r\n\r\n", 1000),
               http::error::header_limit);
   }
   {
-    RequestParser parser(info, kNoSticky);
+    RequestParser parser(info, kNoSticky, 16 * 1024);
     parser.body_limit(4);
     EXPECT_EQ(feed(parser, "POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello", 1000),
               http::error::body_limit);
   }
   {
-    RequestParser parser(info, kNoSticky);
+    RequestParser parser(info, kNoSticky, 16 * 1024);
     EXPECT_EQ(feed(parser, "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 1000),
               http::error::bad_chunk);
   }
