@@ -413,7 +413,9 @@ TEST_P(ServeKind, ReplicaKilledMidBurstFailsOnlyTheRequestItHadTaken) {
       EXPECT_NE(r.body.find("replica_dropped"), std::string::npos) << r.body;
     }
   }
-  EXPECT_GE(ok, 7);
+  // The killed replica may also have taken a second request in the instant before it died (a
+  // connection its listen backlog had accepted): at most two answers are 502.
+  EXPECT_GE(ok, 6);
   // The control loop replaces it.
   EXPECT_TRUE(eventually([&] { return s.count("ready") == 2; }, 10));
   EXPECT_GE(s.endpoint()["groups"][0]["failures"].get<int>(), 1);
