@@ -128,8 +128,8 @@ constexpr std::string_view kConcurrencyKeys[] = {"target",
 constexpr std::string_view kStepKeys[] = {"metric", "adjustment",  "steps",
                                           "window", "cooldown_up", "cooldown_down"};
 constexpr std::string_view kTideKeys[] = {
-    "target_wait_probability", "idle_timeout",   "demand_window", "keep_window",
-    "service_window",          "prewarm_period", "prewarm_cycles"};
+    "target_wait_probability", "idle_timeout",   "demand_window",  "keep_window",
+    "service_window",          "prewarm_period", "prewarm_cycles", "history_window"};
 constexpr std::string_view kRulesKeys[] = {"stabilization", "select", "policies"};
 constexpr std::string_view kRateLimitKeys[] = {"type", "value", "period"};
 constexpr std::string_view kStepItemKeys[] = {"lower", "upper", "change"};
@@ -377,6 +377,17 @@ void read_scaling_fields(Reader& r, const Map& m, ScalingSpec& spec, int group_c
         }
       }
       m.read("prewarm_cycles", t.prewarm_cycles, between(2, false, 10, false));
+      Duration history{0};
+      if (m.read("history_window", history)) {
+        // The replay's work grows with the window (its arrivals are capped, its intervals not).
+        if (history > std::chrono::hours(24)) {
+          r.fail(m.at("history_window"),
+                 fmt::format("must be at most 24h (0 turns warm headroom off), got {}",
+                             format_duration(history)));
+        } else {
+          t.history_window = history;
+        }
+      }
       break;
     }
   }

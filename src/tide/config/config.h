@@ -148,6 +148,7 @@ struct TidePolicy {
   Duration service_window = 5min;  // mean service time over the completions this recent
   Duration prewarm_period = 1h;    // longest period searched for recurring rises (0 = no pre-warm)
   int prewarm_cycles = 3;          // a rise pre-warms once seen in each of this many past periods
+  Duration history_window = 1h;    // arrivals replayed for the warm fleet (0 = no warm headroom)
 };
 
 // Modifiers every policy shares. They run after the policy, in this order: bounds, idle scale to

@@ -780,20 +780,18 @@ steps:
   EXPECT_DOUBLE_EQ(s.step.steps[2].change, 100);
 
   const ScalingSpec d = scaling(R"({policy: tide, target_wait_probability: 0.05, demand_window: 30s,
-    keep_window: 3m, service_window: 10m, prewarm_period: 2h, prewarm_cycles: 4, up_delay: 1s,
+    keep_window: 3m, service_window: 10m, history_window: 2h, up_delay: 1s,
     down_delay: 2s, up_interval: 3s, down_interval: 4s,
     admission: {hold: false, reject_status: 429}})");
   EXPECT_DOUBLE_EQ(d.tide.target_wait_probability, 0.05);
   EXPECT_EQ(d.tide.demand_window, 30s);
   EXPECT_EQ(d.tide.keep_window, 180s);
   EXPECT_EQ(d.tide.service_window, 10min);
-  EXPECT_EQ(d.tide.prewarm_period, 2h);
-  EXPECT_EQ(d.tide.prewarm_cycles, 4);
-  EXPECT_EQ(scaling("{preset: tide, prewarm_period: 0}").tide.prewarm_period, 0s);
+  EXPECT_EQ(d.tide.history_window, 2h);
+  EXPECT_EQ(scaling("{preset: tide, history_window: 0}").tide.history_window, 0s);
   const ScalingSpec defaults = scaling("{preset: tide}");
   EXPECT_EQ(defaults.tide.service_window, 5min);
-  EXPECT_EQ(defaults.tide.prewarm_period, 1h);
-  EXPECT_EQ(defaults.tide.prewarm_cycles, 3);
+  EXPECT_EQ(defaults.tide.history_window, 1h);
   EXPECT_EQ(d.modifiers.up_delay, 1s);
   EXPECT_EQ(d.modifiers.down_delay, 2s);
   EXPECT_EQ(d.modifiers.up_interval, 3s);
@@ -808,11 +806,10 @@ TEST(Scaling, ParamErrors) {
   EXPECT_THAT(scaling_problems("{policy: tide, target_wait_probability: 1}"),
               ElementsAre("scaling.target_wait_probability: must be > 0 and < 1, got 1"));
   EXPECT_THAT(
-      scaling_problems("{policy: tide, service_window: 0s, prewarm_period: 25h, "
-                       "prewarm_cycles: 1}"),
-      ElementsAre("scaling.service_window: must be > 0, got 0s",
-                  "scaling.prewarm_period: must be at most 24h (0 turns pre-warming off), got 25h",
-                  "scaling.prewarm_cycles: must be >= 2 and <= 10, got 1"));
+      scaling_problems("{policy: tide, service_window: 0s, history_window: 25h}"),
+      ElementsAre(
+          "scaling.service_window: must be > 0, got 0s",
+          "scaling.history_window: must be at most 24h (0 turns warm headroom off), got 25h"));
   EXPECT_THAT(scaling_problems("{hysteresis: 1.5, tick: 0s}"),
               ElementsAre("scaling.tick: must be > 0, got 0s",
                           "scaling.hysteresis: must be >= 0 and < 1, got 1.5"));

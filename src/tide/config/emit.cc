@@ -55,7 +55,11 @@ void emit_policy(YAML::Emitter& y, const ScalingSpec& s) {
         << (s.tide.idle_timeout.count() == 0 ? std::string("0 (the mean cold start)")
                                              : dur(s.tide.idle_timeout));
       y << YAML::Key << "demand_window" << YAML::Value << dur(s.tide.demand_window);
-      y << YAML::Key << "prewarm_period" << YAML::Value << dur(s.tide.prewarm_period);
+      y << YAML::Key << "keep_window" << YAML::Value
+        << (s.tide.keep_window.count() == 0 ? std::string("0 (the mean cold start)")
+                                            : dur(s.tide.keep_window));
+      y << YAML::Key << "service_window" << YAML::Value << dur(s.tide.service_window);
+      y << YAML::Key << "history_window" << YAML::Value << dur(s.tide.history_window);
       break;
   }
 }

@@ -1,29 +1,27 @@
-// The tide policy: size each group for its SLO on a forecast of its load, with a margin learned
-// from that forecast's own errors; pre-warm for rises that recur; react to queued work at once;
-// hold spare capacity only as long as a cold start would cost.
+// The tide policy: size each group for its SLO on its measured load, keep warm headroom sized
+// by replaying its own recent bursts when the SLO is shorter than a cold start, react to queued
+// work at once, and hold spare capacity only as long as the traffic's own quiet spells say.
 //
 //  1. Offered load R (requests in service if nobody waited): arrival rate x mean service time
 //     (Little's law). The rate is averaged over keep_window (or demand_window in a surge); the
 //     service time over the completions of the last service_window, since the request mix drifts.
-//  2. Recurring rises: occupancy (in flight + queued) kept in 10 s bins. When, for some period P
-//     of whole minutes up to prewarm_period, occupancy rose from this point of the period to a
-//     point within the next cold start in each of the last prewarm_cycles periods, each time by
-//     more than Poisson noise explains, the forecast is the current level plus the smallest rise:
-//     replicas are launched one cold start before the rise is due.
-//  3. Peakedness z: the errors of that forecast, made one cold start before, against the
-//     occupancy that followed, each squared over the Poisson variance expected then (the mean of
-//     forecast and outcome), averaged over the last hour. Poisson traffic forecast well gives 1;
-//     bursts that the forecast misses give more.
-//  4. Slots N: the fewest with P(wait > slo.max_wait) <= target_wait_probability in an M/M/N queue
-//     (Erlang C, exponential tail) for traffic of peakedness z: N = z x slots(R / z) (Hayward).
-//  5. Backlog: queued requests that the ready slots cannot start within max_wait get replicas at
+//  2. Slots N: the fewest with P(wait > slo.max_wait) <= target_wait_probability in an M/M/N
+//     queue (Erlang C, exponential tail): a square-root margin for Poisson-like traffic.
+//  3. Warm headroom (only when slo.max_wait < the cold start: a longer wait lets a launch on
+//     demand answer in time): the smallest fixed fleet that would have kept the share of late
+//     arrivals under target_wait_probability over the last history_window, found by replaying
+//     the group's arrivals (hindsight.h). It reads bursts at every time scale, and arrivals only:
+//     the group's own start-up backlog is not demand.
+//  4. Backlog: queued requests that the ready slots cannot start within max_wait get replicas at
 //     once, enough to clear it within one cold start.
-//  6. Hold: needs from a surge or a backlog are kept for keep_window (default: the mean cold
+//  5. Hold: needs from a surge or a backlog are kept for keep_window (default: the mean cold
 //     start; releasing sooner risks paying a cold start again within the time the idle replica's
 //     cost would have covered: ski rental); the steady need, already an average over keep_window,
 //     only for demand_window against the noise of the estimate.
-//  7. Scale to zero after idle_timeout without any request (default: the mean cold start), unless
-//     a recurring rise is due.
+//  6. Scale to zero after idle_timeout without any request (default: the mean cold start); with
+//     warm headroom, only once the quiet spell is longer than any the group had between its
+//     arrivals in the last day (at most history_window): bursts a few minutes apart find their
+//     replicas warm, and a group that went quiet for longer than it ever did stops paying.
 #include "tide/policy/tide_policy.h"
 
 #include <fmt/format.h>
@@ -33,6 +31,7 @@
 #include <limits>
 
 #include "tide/metrics/window.h"
+#include "tide/policy/hindsight.h"
 
 namespace tide::policy {
 namespace {
@@ -139,6 +138,61 @@ RecurringRise::Rise RecurringRise::search(int64_t n, int64_t h_bins) const {
 
 namespace {
 
+// The largest value added within the last `window` (a monotonic deque of decreasing values).
+class MaxHold {
+ public:
+  int add(Time now, int value, Duration window) {
+    while (!values_.empty() && values_.back().second <= value) values_.pop_back();
+    values_.emplace_back(now, value);
+    return peek(now, window);
+  }
+  int peek(Time now, Duration window) {
+    while (!values_.empty() && values_.front().first <= now - window) values_.pop_front();
+    return values_.empty() ? 0 : values_.front().second;
+  }
+
+ private:
+  std::deque<std::pair<Time, int>> values_;
+};
+
+// Quiet spells (gaps between arrivals longer than the idle timeout) that ended within the last
+// day: how long the next one is likely to last. The hold covers the longest seen and, beyond
+// it, the gap an exponential tail of the spells' mean exceeds with probability p: with no
+// arrival for that long, the chance that the next comes at all soon is under the SLO's share.
+class QuietSpells {
+ public:
+  static constexpr Duration kMemory = std::chrono::hours(24);
+  void add(Time now, Duration gap) {
+    const double s = to_seconds(gap);
+    spells_.emplace_back(now, s);
+    sum_ += s;
+    longest_.add(now, static_cast<int>(std::min(s, 86400.0)), kMemory);
+  }
+  Duration hold(Time now, double p) {
+    while (!spells_.empty() && spells_.front().first <= now - kMemory) {
+      sum_ -= spells_.front().second;
+      spells_.pop_front();
+    }
+    if (spells_.empty()) return Duration{0};
+    const double mean = sum_ / static_cast<double>(spells_.size());
+    const double tail = mean * std::log(1 / std::clamp(p, 1e-6, 0.5));
+    return from_seconds(std::max(tail, static_cast<double>(longest_.peek(now, kMemory))));
+  }
+
+ private:
+  std::deque<std::pair<Time, double>> spells_;
+  double sum_ = 0;
+  MaxHold longest_;
+};
+
+// What one tick's decision is made of, for the reason it gives.
+struct Sizing {
+  bool surge = false, prewarm = false;
+  RecurringRise::Rise rise;
+  double lambda = 0, s = 0, load = 0, level = 0, forecast = 0, slots = 0, excess = 0;
+  int for_slo = 0, backlog = 0, warm = 0, needed = 0;
+};
+
 class TideDecider final : public Decider {
  public:
   explicit TideDecider(const config::GroupSpec& group)
@@ -147,114 +201,26 @@ class TideDecider final : public Decider {
         long_rate_(params_.demand_window),
         load_(params_.demand_window),
         level_(params_.demand_window),
-        recurring_(params_.prewarm_period, params_.prewarm_cycles) {}
+        recurring_(params_.prewarm_period, params_.prewarm_cycles),
+        hindsight_(params_.history_window) {}
 
   Decision decide(const Observation& o) override {
-    const Duration cold = o.cold_start;
-    keep_window_ = params_.keep_window.count() > 0 ? params_.keep_window : cold;
-    if (keep_window_ < params_.demand_window) keep_window_ = params_.demand_window;
-    idle_timeout_ = params_.idle_timeout.count() > 0
-                        ? params_.idle_timeout
-                        : std::max<Duration>(cold, std::chrono::seconds(1));
-    long_rate_.set_window(keep_window_);
-    level_.set_window(keep_window_);
-    if (!first_.has_value()) first_ = o.now;
-    const double occupancy = o.avg_in_flight + o.avg_queued;
-    if (o.interval.count() > 0) {
-      const double rate = o.arrival_rate();
-      short_rate_.add(o.now, o.interval, rate);
-      long_rate_.add(o.now, o.interval, rate);
-      load_.add(o.now, o.interval, occupancy);
-      level_.add(o.now, o.interval, occupancy);
-      if (params_.prewarm_period.count() > 0) recurring_.add(o.now, o.interval, occupancy);
-    }
-    const double c = std::max(1, o.concurrency);
-    // The arrival rate over the keep window is steady; the short window catches a surge: more
-    // arrivals than the steady rate explains at three standard deviations of a Poisson count.
-    const double steady = long_rate_.average(o.now);
-    const double recent = short_rate_.average(o.now);
-    const double w = std::min(to_seconds(params_.demand_window), to_seconds(o.now - *first_));
-    const bool surge = recent * w > steady * w + 3 * std::sqrt(steady * w) + 1;
-    const double lambda = surge ? recent : steady;
-    // Mean service time of recent completions; before the first completion, at least as long as
-    // replicas have been ready without finishing anything.
-    if (o.ready > 0 && !first_ready_) first_ready_ = o.now;
-    note_service(o);
-    double s = service_n_ > 0 ? service_sum_ / service_n_ : o.mean_service_s;
-    if (s <= 0 && first_ready_)
-      s = std::max(to_seconds(o.interval), to_seconds(o.now - *first_ready_));
-    // Offered load by Little's law once service times are known; until then what is in flight.
-    const double load = s > 0 ? lambda * s : load_.average(o.now);
-    const double t_over_s = s > 0 ? to_seconds(o.max_wait) / s : 0.0;
-    // Queued work that the ready slots cannot start within max_wait is a backlog.
-    const double ready_slots = o.ready * c;
-    const double startable =
-        s > 0 ? ready_slots * to_seconds(o.max_wait) / s : (o.ready > 0 ? ready_slots : 0.0);
-    const double excess = o.queued - startable;
-    // Capacity launched now serves from one cold start on: the horizon of the forecast.
-    const Duration lead = std::max<Duration>(o.cold_start, std::chrono::seconds(1));
-    // A rise that recurred in each of the last cycles of some period is due again.
-    const double level = level_.average(o.now);
-    const RecurringRise::Rise rise =
-        params_.prewarm_period.count() > 0 ? recurring_.expected(lead) : RecurringRise::Rise{};
-    const bool prewarm = rise.rise > 0 && level + rise.rise > load;
-    const double forecast = prewarm ? level + rise.rise : load;
-    // Bursty traffic (peakedness z > 1) behaves like Poisson traffic of load R/z on N/z slots
-    // (Hayward's approximation), so the margin grows with the forecast errors actually seen.
-    const double z = peakedness(o, lead, s > 0 && excess <= 0, occupancy, forecast);
-    const double slots = z * slots_for(forecast / z, t_over_s, params_.target_wait_probability);
-    const int for_slo = static_cast<int>(std::ceil(slots / c));
-    // A backlog needs replicas now, beyond those already starting (they will take it when
-    // ready). Replicas launched now are ready after a cold start; from then on each clears c / s
-    // requests a second, so the backlog needs enough of them to clear it within one more cold
-    // start, not one slot per queued request.
-    const double per_replica =
-        s > 0 ? c * std::max(1.0, to_seconds(std::max(o.cold_start, o.max_wait)) / s) : c;
-    const int backlog =
-        excess > 0
-            ? o.ready + std::max(o.starting, static_cast<int>(std::ceil(excess / per_replica)))
-            : 0;
-    int needed = std::max(for_slo, backlog);
-    // Until a request has completed, service time is unknown and a queue growing through the
-    // first cold start says nothing new: launch for it once, then wait for the first replicas.
-    const bool blind = s <= 0 && o.ready == 0 && o.starting > 0;
-    if (blind) needed = std::min(needed, o.current);
-
-    // A surge or a backlog is held for the keep window: it may come back before an idle
-    // replica's cost would have paid for a new cold start. The steady need already averages the
-    // keep window; holding it again would keep a peak twice as long, so it is held only for the
-    // demand window, against the noise of the estimate near a replica boundary.
-    const bool hold_long = surge || backlog > for_slo;
-    const int held_long = surge_holds_.add(o.now, hold_long ? needed : 0, keep_window_);
-    const int held_short = steady_holds_.add(o.now, needed, params_.demand_window);
+    observe(o);
+    const Sizing z = size(o);
+    const bool hold_long = z.surge || z.backlog > z.for_slo;
+    const int held_long = surge_holds_.add(o.now, hold_long ? z.needed : 0, keep_window_);
+    const int held_short = steady_holds_.add(o.now, z.needed, params_.demand_window);
     const int held = std::max(held_long, held_short);
 
-    const Time last = o.last_activity.value_or(*first_);
-    const bool idle = o.in_flight == 0 && o.queued == 0 && o.now - last >= idle_timeout_;
-
     Decision d;
-    if (idle && !prewarm) {
+    if (idle(o) && !z.prewarm) {
       d.desired = 0;
-      d.reason =
-          fmt::format("no request for {} (idle timeout {}): {} -> 0", format_duration(o.now - last),
-                      format_duration(idle_timeout_), o.current);
+      d.reason = idle_reason(o);
       return d;
     }
-    d.desired = std::max(needed, held);
-    std::string why = fmt::format("load {:.1f} ({} rate {:.2f}/s x service {:.2f}s)", load,
-                                  surge ? "surge" : "steady", lambda, s);
-    if (prewarm) {
-      why += fmt::format(
-          "; recurring rise: occupancy rose by {:.1f} within a cold start at this point of each of "
-          "the last {} periods of {}: pre-warm for load {:.1f}",
-          rise.rise, params_.prewarm_cycles, format_duration(rise.period), forecast);
-    }
-    why += fmt::format(
-        ", peakedness {:.2f}: {:.0f} slots for P(wait > {}) <= {:g}: {} replicas; {} queued "
-        "beyond what ready replicas start within {}: {}",
-        z, std::ceil(slots), format_duration(o.max_wait), params_.target_wait_probability, for_slo,
-        std::max(0.0, std::ceil(excess)), format_duration(o.max_wait), backlog);
-    if (d.desired > needed) {
+    d.desired = std::max({z.needed, held, z.warm});
+    std::string why = explain(o, z);
+    if (d.desired > z.needed && held >= z.warm) {
       d.reason = fmt::format(
           "{}; holding {} ({} within {}): {} -> {}", why, held,
           held_long > held_short ? "surge or backlog" : "steady need",
@@ -267,79 +233,201 @@ class TideDecider final : public Decider {
   }
 
  private:
-  // The largest value added within the last `window` (a monotonic deque of decreasing values).
-  class MaxHold {
-   public:
-    int add(Time now, int value, Duration window) {
-      while (!values_.empty() && values_.back().second <= value) values_.pop_back();
-      values_.emplace_back(now, value);
-      while (values_.front().first <= now - window) values_.pop_front();
-      return values_.front().second;
-    }
-
-   private:
-    std::deque<std::pair<Time, int>> values_;
-  };
-
-  // Completed service times over the last service_window: count and sum, kept as per-tick
-  // samples with running totals.
-  void note_service(const Observation& o) {
-    if (o.completions > 0) {
-      service_.push_back({o.now, static_cast<double>(o.completions), o.service_sum_s});
-      service_n_ += static_cast<double>(o.completions);
-      service_sum_ += o.service_sum_s;
-    }
-    while (!service_.empty() && service_.front().t <= o.now - params_.service_window) {
-      service_n_ -= service_.front().n;
-      service_sum_ -= service_.front().sum;
-      service_.pop_front();
-    }
-    if (service_.empty()) service_n_ = service_sum_ = 0;  // no rounding drift
+  bool warm_headroom(const Observation& o) const {
+    return params_.history_window.count() > 0 && o.max_wait < o.cold_start;
   }
 
-  // Dispersion of the forecast errors: the occupancy now against the forecast made one cold
-  // start (`lead`) ago, when capacity for now had to be launched. Each squared error is taken
-  // against the spread Poisson traffic would have had (its occupancy varies by its mean: the
-  // mean of forecast and outcome, so that a rise from zero and a fall to zero count alike) and
-  // averaged over the last hour: 1 for Poisson traffic forecast well, more for bursts the
-  // forecast missed, whatever the load's level did meanwhile. Errors count from one cold start
-  // after the group first caught up with its demand (service times known, no backlog): before
-  // that, occupancy measures the start-up backlog, not the traffic.
-  double peakedness(const Observation& o, Duration lead, bool caught_up, double occupancy,
-                    double forecast) {
-    if (!errors_from_ && caught_up) errors_from_ = o.now + lead;
-    forecasts_.emplace_back(o.now, forecast);
-    while (forecasts_.size() > 1 && forecasts_[1].first <= o.now - lead) forecasts_.pop_front();
-    if (!errors_from_ || o.now < *errors_from_ || o.interval.count() <= 0) return z_;
-    if (forecasts_.front().first > o.now - lead) return z_;
-    const double then = forecasts_.front().second;
-    const double e = occupancy - then;
-    dispersion_.add(o.now, o.interval, e * e / std::max(1.0, (then + occupancy) / 2));
-    // Until an hour of errors has been seen, the rest of the hour counts as Poisson (1).
-    const double hour = to_seconds(dispersion_.window());
-    const double seen = std::min(hour, to_seconds(o.now - *errors_from_));
-    z_ = std::max(1.0, (dispersion_.average(o.now) * seen + (hour - seen)) / hour);
-    return z_;
+  // Windows, service times and quiet spells: everything learned from the observation.
+  void observe(const Observation& o) {
+    keep_window_ = params_.keep_window.count() > 0 ? params_.keep_window : o.cold_start;
+    if (keep_window_ < params_.demand_window) keep_window_ = params_.demand_window;
+    idle_timeout_ = params_.idle_timeout.count() > 0
+                        ? params_.idle_timeout
+                        : std::max<Duration>(o.cold_start, std::chrono::seconds(1));
+    long_rate_.set_window(keep_window_);
+    level_.set_window(keep_window_);
+    if (!first_.has_value()) first_ = o.now;
+    if (o.interval.count() > 0) {
+      const double rate = o.arrival_rate();
+      short_rate_.add(o.now, o.interval, rate);
+      long_rate_.add(o.now, o.interval, rate);
+      load_.add(o.now, o.interval, o.avg_in_flight + o.avg_queued);
+      // Requests in service only: a queue the group built itself while its replicas started is
+      // not a rise of demand (and what is in service is bounded by what was running).
+      level_.add(o.now, o.interval, o.avg_in_flight);
+      if (params_.prewarm_period.count() > 0) recurring_.add(o.now, o.interval, o.avg_in_flight);
+      if (params_.history_window.count() > 0) hindsight_.add(o.now, o.interval, o.arrivals);
+    }
+    if (o.arrivals > 0) {
+      // A quiet spell ends: the time since the previous arrival, learned for a day.
+      if (last_arrival_ && o.now - o.interval - *last_arrival_ >= idle_timeout_)
+        quiet_.add(o.now, o.now - o.interval - *last_arrival_);
+      last_arrival_ = o.now;
+    }
+    if (o.ready > 0 && !first_ready_) first_ready_ = o.now;
+    note_service(o);
+  }
+
+  Sizing size(const Observation& o) {
+    Sizing z;
+    const double c = std::max(1, o.concurrency);
+    // The arrival rate over the keep window is steady; the short window catches a surge: more
+    // arrivals than the steady rate explains at three standard deviations of a Poisson count.
+    const double steady = long_rate_.average(o.now);
+    const double recent = short_rate_.average(o.now);
+    const double w = std::min(to_seconds(params_.demand_window), to_seconds(o.now - *first_));
+    z.surge = recent * w > steady * w + 3 * std::sqrt(steady * w) + 1;
+    z.lambda = z.surge ? recent : steady;
+    // Mean service time of recent completions; before the first completion, at least as long as
+    // replicas have been ready without finishing anything.
+    z.s = service_n_ > 0 ? service_.mean_s : o.mean_service_s;
+    if (z.s <= 0 && first_ready_)
+      z.s = std::max(to_seconds(o.interval), to_seconds(o.now - *first_ready_));
+    // Offered load by Little's law once service times are known; until then what is in flight.
+    z.load = z.s > 0 ? z.lambda * z.s : load_.average(o.now);
+    const double t_over_s = z.s > 0 ? to_seconds(o.max_wait) / z.s : 0.0;
+    // A rise of requests in service that recurred in each of the last cycles of some period is
+    // due again within a cold start: size for it now.
+    const Duration lead = std::max<Duration>(o.cold_start, std::chrono::seconds(1));
+    z.rise = params_.prewarm_period.count() > 0 ? recurring_.expected(lead) : RecurringRise::Rise{};
+    z.level = level_.average(o.now);
+    z.prewarm = z.rise.rise > 0 && z.level + z.rise.rise > z.load;
+    z.forecast = z.prewarm ? z.level + z.rise.rise : z.load;
+    z.slots = slots_for(z.forecast, t_over_s, params_.target_wait_probability);
+    z.for_slo = static_cast<int>(std::ceil(z.slots / c));
+    size_backlog(o, z);
+    if (warm_headroom(o) && service_.mean_s > 0) {
+      z.warm = hindsight_.fleet(o.now, o.concurrency, service_,
+                                {o.max_wait, params_.target_wait_probability}, o.max_replicas);
+    }
+    z.needed = std::max(z.for_slo, z.backlog);
+    // Until a request has completed, service time is unknown and a queue growing through the
+    // first cold start says nothing new: launch for it once, then wait for the first replicas.
+    const bool blind = z.s <= 0 && o.ready == 0 && o.starting > 0;
+    if (blind) z.needed = std::min(z.needed, o.current);
+    return z;
+  }
+
+  // Queued work that the ready slots cannot start within max_wait needs replicas now, beyond
+  // those already starting (they will take it when ready). Replicas launched now are ready
+  // after a cold start; from then on each clears c / s requests a second, so the backlog needs
+  // enough of them to clear it within one more cold start, not one slot per queued request.
+  static void size_backlog(const Observation& o, Sizing& z) {
+    const double c = std::max(1, o.concurrency);
+    const double ready_slots = o.ready * c;
+    const double startable =
+        z.s > 0 ? ready_slots * to_seconds(o.max_wait) / z.s : (o.ready > 0 ? ready_slots : 0.0);
+    z.excess = o.queued - startable;
+    const double per_replica =
+        z.s > 0 ? c * std::max(1.0, to_seconds(std::max(o.cold_start, o.max_wait)) / z.s) : c;
+    z.backlog =
+        z.excess > 0
+            ? o.ready + std::max(o.starting, static_cast<int>(std::ceil(z.excess / per_replica)))
+            : 0;
+  }
+
+  // How long a quiet spell is held through (QuietSpells), at most the history window, and only
+  // with warm headroom (otherwise a launch on demand is in time).
+  Duration quiet_hold(const Observation& o) {
+    if (!warm_headroom(o)) return Duration{0};
+    return std::min(quiet_.hold(o.now, params_.target_wait_probability), params_.history_window);
+  }
+
+  bool idle(const Observation& o) {
+    const Time last = o.last_activity.value_or(*first_);
+    if (o.in_flight > 0 || o.queued > 0 || o.now - last < idle_timeout_) return false;
+    return o.now - last_arrival_.value_or(*first_) > quiet_hold(o);
+  }
+
+  std::string idle_reason(const Observation& o) {
+    const Time last = o.last_activity.value_or(*first_);
+    const Duration hold = quiet_hold(o);
+    if (hold <= idle_timeout_)
+      return fmt::format("no request for {} (idle timeout {}): {} -> 0",
+                         format_duration(o.now - last), format_duration(idle_timeout_), o.current);
+    return fmt::format(
+        "no request for {}, longer than quiet spells of the last day last (longest, or their "
+        "mean's exponential tail at {:g}: {}): {} -> 0",
+        format_duration(o.now - last), params_.target_wait_probability, format_duration(hold),
+        o.current);
+  }
+
+  std::string explain(const Observation& o, const Sizing& z) {
+    std::string why = fmt::format(
+        "load {:.1f} ({} rate {:.2f}/s x service {:.2f}s): {:.0f} slots for P(wait > {}) <= {:g}: "
+        "{} replicas; {} queued beyond what ready replicas start within {}: {}",
+        z.load, z.surge ? "surge" : "steady", z.lambda, z.s, std::ceil(z.slots),
+        format_duration(o.max_wait), params_.target_wait_probability, z.for_slo,
+        std::max(0.0, std::ceil(z.excess)), format_duration(o.max_wait), z.backlog);
+    if (z.prewarm) {
+      why += fmt::format(
+          "; recurring rise: requests in service rose by {:.1f} within a cold start at this point "
+          "of each of the last {} periods of {}: pre-warm for load {:.1f}",
+          z.rise.rise, params_.prewarm_cycles, format_duration(z.rise.period), z.forecast);
+    }
+    if (z.warm > 0) {
+      why += fmt::format(
+          "; warm headroom: the {} arrivals of the last {} replayed through fixed fleets: {} "
+          "replicas would have kept P(wait > {}) <= {:g}",
+          hindsight_.arrivals(), format_duration(params_.history_window), z.warm,
+          format_duration(o.max_wait), params_.target_wait_probability);
+      const Time last = last_arrival_.value_or(*first_);
+      if (o.now - last >= idle_timeout_)
+        why += fmt::format(" (quiet for {}, held as long as quiet spells of the last day last: {})",
+                           format_duration(o.now - last), format_duration(quiet_hold(o)));
+    }
+    return why;
+  }
+
+  // Service over the last service_window: completions (count, sum and sum of squares of their
+  // service times) and busy time (requests in service x seconds), per-tick samples with running
+  // totals. The mean service time is the larger of the completions' mean and busy time over
+  // completions (Little's law): the first completions after a start are the short requests, and
+  // only the second counts the time the long ones still in service have taken so far.
+  void note_service(const Observation& o) {
+    const double busy = o.avg_in_flight * to_seconds(o.interval);
+    if (o.completions > 0 || busy > 0) {
+      samples_.push_back(
+          {o.now, static_cast<double>(o.completions), o.service_sum_s, o.service_sq_sum_s2, busy});
+      service_n_ += static_cast<double>(o.completions);
+      service_sum_ += o.service_sum_s;
+      service_sq_sum_ += o.service_sq_sum_s2;
+      busy_ += busy;
+    }
+    while (!samples_.empty() && samples_.front().t <= o.now - params_.service_window) {
+      service_n_ -= samples_.front().n;
+      service_sum_ -= samples_.front().sum;
+      service_sq_sum_ -= samples_.front().sq_sum;
+      busy_ -= samples_.front().busy;
+      samples_.pop_front();
+    }
+    if (samples_.empty()) service_n_ = service_sum_ = service_sq_sum_ = busy_ = 0;  // no drift
+    // The last service times known are kept through quiet spells longer than the window.
+    if (service_n_ > 0) {
+      const double completed = service_sum_ / service_n_;
+      service_.mean_s = std::max(completed, busy_ / service_n_);
+      service_.scv = std::max(0.0, service_sq_sum_ / service_n_ / (completed * completed) - 1);
+    }
   }
 
   struct ServiceSample {
     Time t;
-    double n, sum;
+    double n, sum, sq_sum, busy;
   };
 
   config::TidePolicy params_;
-  std::deque<ServiceSample> service_;
-  double service_n_ = 0, service_sum_ = 0;
+  std::deque<ServiceSample> samples_;
+  HindsightFleet::Service service_;  // mean and spread of the last known service times
+  double service_n_ = 0, service_sum_ = 0, service_sq_sum_ = 0, busy_ = 0;
   std::optional<Time> first_ready_;
   metrics::AverageWindow short_rate_;
   metrics::AverageWindow long_rate_;
   metrics::AverageWindow load_;
-  metrics::AverageWindow level_;
+  metrics::AverageWindow level_;  // requests in service, over the keep window
   RecurringRise recurring_;
-  std::deque<std::pair<Time, double>> forecasts_;
-  std::optional<Time> errors_from_;
-  metrics::AverageWindow dispersion_{std::chrono::hours(1)};
-  double z_ = 1.0;
+  HindsightFleet hindsight_;
+  QuietSpells quiet_;
+  std::optional<Time> last_arrival_;
   MaxHold surge_holds_;
   MaxHold steady_holds_;
   Duration keep_window_{60'000'000'000};

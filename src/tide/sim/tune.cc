@@ -46,9 +46,9 @@ constexpr TuneParam kTideSpace[] = {
     {"keep_window", Unit::kSeconds, 5, 1800, true, false, 1,
      [](const ScalingSpec& s) { return seconds_of(s.tide.keep_window); },
      [](ScalingSpec& s, double v) { s.tide.keep_window = from_seconds(v); }},
-    {"prewarm_period", Unit::kSeconds, 0, 3600, false, false, 600,
-     [](const ScalingSpec& s) { return seconds_of(s.tide.prewarm_period); },
-     [](ScalingSpec& s, double v) { s.tide.prewarm_period = from_seconds(v); }},
+    {"history_window", Unit::kSeconds, 0, 7200, false, false, 600,
+     [](const ScalingSpec& s) { return seconds_of(s.tide.history_window); },
+     [](ScalingSpec& s, double v) { s.tide.history_window = from_seconds(v); }},
 };
 
 // The shared modifiers a target / concurrency / step policy is tuned with.

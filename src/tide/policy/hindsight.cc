@@ -1,0 +1,112 @@
+#include "tide/policy/hindsight.h"
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <queue>
+#include <vector>
+
+#include "tide/common/random.h"
+
+namespace tide::policy {
+namespace {
+
+struct Replay {
+  std::vector<double> arrive;   // seconds, ascending
+  std::vector<double> service;  // seconds, one per arrival
+};
+
+// The most recent arrivals (up to kMaxReplayed), spread evenly over their intervals, each with a
+// service time drawn from a fixed seed: the same draws for every fleet tried.
+template <typename Intervals>
+Replay draw(const Intervals& intervals, HindsightFleet::Service s) {
+  Replay r;
+  uint64_t n = 0;
+  auto first = intervals.end();
+  while (first != intervals.begin() && n < HindsightFleet::kMaxReplayed) {
+    --first;
+    n += first->arrivals;
+  }
+  r.arrive.reserve(n);
+  for (auto it = first; it != intervals.end(); ++it) {
+    const double end = to_seconds(it->end.time_since_epoch());
+    const double length = to_seconds(it->length);
+    for (uint64_t k = 0; k < it->arrivals; ++k)
+      r.arrive.push_back(end - length +
+                         length * (static_cast<double>(k) + 0.5) /
+                             static_cast<double>(it->arrivals));
+  }
+  const double scv = std::clamp(s.scv, 0.0, HindsightFleet::kMaxScv);
+  const double sigma = std::sqrt(std::log1p(scv));
+  const double median = s.mean_s / std::sqrt(1 + scv);
+  Random rng(0x68696e64);
+  r.service.reserve(r.arrive.size());
+  for (size_t k = 0; k < r.arrive.size(); ++k) r.service.push_back(rng.lognormal(median, sigma));
+  return r;
+}
+
+// The share of the replay's arrivals that `slots` servers, first come first served, start
+// later than max_wait after they arrived.
+double late_in(const Replay& r, int64_t slots, double max_wait) {
+  if (r.arrive.empty()) return 0;
+  std::priority_queue<double, std::vector<double>, std::greater<>> free_at(
+      std::greater<>{}, std::vector<double>(static_cast<size_t>(slots), r.arrive.front()));
+  uint64_t late = 0;
+  for (size_t k = 0; k < r.arrive.size(); ++k) {
+    const double start = std::max(r.arrive[k], free_at.top());
+    late += start - r.arrive[k] > max_wait;
+    free_at.pop();
+    free_at.push(start + r.service[k]);
+  }
+  return static_cast<double>(late) / static_cast<double>(r.arrive.size());
+}
+
+}  // namespace
+
+void HindsightFleet::add(Time now, Duration interval, uint64_t arrivals) {
+  if (arrivals > 0) {
+    intervals_.push_back({now, interval, arrivals});
+    total_ += arrivals;
+  }
+  expire(now);
+}
+
+void HindsightFleet::expire(Time now) {
+  while (!intervals_.empty() && intervals_.front().end <= now - window_) {
+    total_ -= intervals_.front().arrivals;
+    intervals_.pop_front();
+  }
+}
+
+double HindsightFleet::late_share(int replicas, int concurrency, Service service,
+                                  Duration max_wait) const {
+  const Replay r = draw(intervals_, service);
+  return late_in(r, int64_t{replicas} * concurrency, to_seconds(max_wait));
+}
+
+int HindsightFleet::fleet(Time now, int concurrency, Service service, Target target,
+                          int max_replicas) {
+  expire(now);
+  if (total_ == 0 || service.mean_s <= 0 || max_replicas <= 0) return computed_ = 0;
+  if (now - computed_at_ < kRecompute && total_ <= 2 * computed_total_ && computed_ > 0)
+    return computed_;
+  computed_at_ = now;
+  computed_total_ = total_;
+  const Replay r = draw(intervals_, service);
+  const double wait = to_seconds(target.max_wait);
+  const int64_t c = std::max(1, concurrency);
+  // The late share only falls as replicas are added: the smallest fleet meeting the target by
+  // bisection.
+  int lo = 1, hi = max_replicas;
+  if (late_in(r, hi * c, wait) > target.late_share) return computed_ = hi;
+  while (lo < hi) {
+    const int mid = lo + (hi - lo) / 2;
+    if (late_in(r, mid * c, wait) <= target.late_share)
+      hi = mid;
+    else
+      lo = mid + 1;
+  }
+  return computed_ = lo;
+}
+
+}  // namespace tide::policy

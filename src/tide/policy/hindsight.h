@@ -1,0 +1,65 @@
+// The fleet that would have met the SLO over a recent window, found by replaying the group's own
+// arrivals through fixed fleets. Used by the tide policy (tide_policy.cc) as warm headroom when
+// the SLO is shorter than a cold start. Time is passed in; owned by one decider.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+
+#include "tide/common/time.h"
+
+namespace tide::policy {
+
+// Arrivals kept per observation interval over `window`; `fleet` replays them (spread evenly
+// within each interval) through N replicas of `concurrency` slots, first come first served, with
+// service times drawn lognormal of the measured mean and squared coefficient of variation, the
+// same draws for every N. The answer is the smallest N whose share of arrivals waiting longer
+// than max_wait is at most the target. It reads bursts at every time scale the window holds, and
+// counts arrivals only: a backlog the group built itself while its replicas were starting is
+// not demand.
+class HindsightFleet {
+ public:
+  static constexpr uint64_t kMaxReplayed = 50'000;  // the most recent arrivals replayed
+  static constexpr double kMaxScv = 25;             // service spread taken at most this
+
+  struct Service {
+    double mean_s = 0;
+    double scv = 0;  // variance / mean^2
+  };
+  struct Target {
+    Duration max_wait{0};
+    double late_share = 0.01;  // of arrivals allowed to wait longer than max_wait
+  };
+
+  explicit HindsightFleet(Duration window) : window_(window) {}
+
+  // `arrivals` arrived during (now - interval, now].
+  void add(Time now, Duration interval, uint64_t arrivals);
+  // The smallest fleet, up to max_replicas, that would have met the target over the window;
+  // 0 when the window holds no arrival or the service time is unknown. The replay runs again
+  // once kRecompute has passed or the window's arrivals have doubled since the last one.
+  int fleet(Time now, int concurrency, Service service, Target target, int max_replicas);
+  // The share of the window's arrivals (up to kMaxReplayed) that `replicas` would have kept
+  // waiting longer than max_wait.
+  double late_share(int replicas, int concurrency, Service service, Duration max_wait) const;
+  uint64_t arrivals() const { return total_; }
+  Duration window() const { return window_; }
+
+ private:
+  static constexpr Duration kRecompute = std::chrono::seconds(30);
+  struct Interval {
+    Time end;
+    Duration length;
+    uint64_t arrivals;
+  };
+  void expire(Time now);
+
+  Duration window_;
+  std::deque<Interval> intervals_;
+  uint64_t total_ = 0;
+  Time computed_at_{};
+  uint64_t computed_total_ = 0;
+  int computed_ = 0;
+};
+
+}  // namespace tide::policy
