@@ -195,6 +195,8 @@ struct Sizing {
 
 class TideDecider final : public Decider {
  public:
+  static constexpr double kResolved = 10;
+
   explicit TideDecider(const config::GroupSpec& group)
       : params_(group.scaling.tide),
         short_rate_(params_.demand_window),
@@ -300,7 +302,14 @@ class TideDecider final : public Decider {
       z.warm = hindsight_.fleet(o.now, o.concurrency, service_,
                                 {o.max_wait, params_.target_wait_probability}, o.max_replicas);
     }
-    z.needed = std::max(z.for_slo, z.backlog);
+    // The replayed fleet sizes for the SLO on the traffic actually seen, once the window holds
+    // enough arrivals to resolve the share allowed to wait (kResolved late ones at the target);
+    // Erlang's Poisson sizing stands in before that, and for a surge or a recurring rise newer
+    // than the replay.
+    const bool resolved =
+        static_cast<double>(hindsight_.arrivals()) * params_.target_wait_probability >= kResolved;
+    const bool replay_sizes = z.warm > 0 && resolved && !z.surge && !z.prewarm;
+    z.needed = std::max(replay_sizes ? z.warm : std::max(z.for_slo, z.warm), z.backlog);
     // Until a request has completed, service time is unknown and a queue growing through the
     // first cold start says nothing new: launch for it once, then wait for the first replicas.
     const bool blind = z.s <= 0 && o.ready == 0 && o.starting > 0;

@@ -266,5 +266,106 @@ TEST(TidePolicy, AnSloLongerThanAColdStartReactsWithoutWarmHeadroom) {
   EXPECT_GT(zero, 9 * 60) << "idle replicas stop after the idle timeout between batches";
 }
 
+TEST(TidePolicy, TheReplaySizesSteadyTrafficWithoutFlappingAtAReplicaBoundary) {
+  // Poisson arrivals where Erlang's bound crosses between 3 and 4 replicas again and again: the
+  // replayed fleet, once an hour's arrivals resolve the 1% allowed to wait, holds one count.
+  Loop l;
+  Random rng(3);
+  InFlight flight(3);
+  int changes_before = 0;
+  Decision d;
+  for (int i = 0; i < 3600; ++i) {
+    const uint64_t n = poisson(rng, 6.0);
+    d = l.step(n, flight.add(n), 0, 3.0);
+    if (i == 1800) changes_before = l.changes;
+  }
+  EXPECT_LE(l.changes - changes_before, 2) << d.reason;
+  EXPECT_TRUE(has(d, "warm headroom")) << d.reason;
+}
+
+// The mean service time in a decision's reason ("x service 12.34s").
+double service_in(const Decision& d) {
+  const size_t at = d.reason.find("x service ");
+  return at == std::string::npos ? -1 : std::stod(d.reason.substr(at + 10));
+}
+
+TEST(TidePolicy, ServiceTimeCountsTheRequestsStillInServiceNotOnlyTheFirstToFinish) {
+  // 32 requests start at once on 4 replicas; after 6 s one has finished, in 5 s. The mean of
+  // completions says 5 s; the 31 still running have taken 6 s each so far. Total time in
+  // service over completions (the estimate of a mean with unfinished ones censored) says more.
+  auto d = make_tide_policy(group());
+  Observation o;
+  o.interval = 1s;
+  o.concurrency = 8;
+  o.max_replicas = 100;
+  o.cold_start = 60s;
+  o.max_wait = 2s;
+  o.current = o.ready = 4;
+  Decision dec;
+  for (int i = 1; i <= 6; ++i) {
+    o.now = Time{} + std::chrono::seconds(i);
+    o.arrivals = i == 1 ? 32 : 0;
+    o.in_flight = i == 6 ? 31 : 32;
+    o.avg_in_flight = 32;
+    o.completions = i == 6 ? 1 : 0;
+    o.service_sum_s = i == 6 ? 5.0 : 0;
+    o.service_sq_sum_s2 = i == 6 ? 25.0 : 0;
+    o.last_activity = o.now;
+    dec = d->decide(o);
+  }
+  EXPECT_GE(service_in(dec), 6 * 31.0) << dec.reason;
+}
+
+TEST(RecurringRise, FindsTheShortestPeriodOfARiseAndItsSize) {
+  RecurringRise r(1h, 3);
+  Time now{};
+  for (int i = 0; i < 4 * 420; ++i) {
+    now += 1s;
+    r.add(now, 1s, 10 + (i % 420 >= 400 ? 30 : 0));  // +30 for 20 s every 7 minutes
+  }
+  // 20 s before the next rise: due within a cold start.
+  for (int i = 0; i < 400 - 20; ++i) {
+    now += 1s;
+    r.add(now, 1s, 10);
+  }
+  const RecurringRise::Rise rise = r.expected(60s);
+  EXPECT_EQ(rise.period, 7min);
+  EXPECT_NEAR(rise.rise, 30, 1e-9);
+  // Farther ahead than the horizon: not yet.
+  EXPECT_EQ(r.expected(10s).rise, 0);
+}
+
+TEST(RecurringRise, IgnoresNoiseAndRisesThatStoppedRecurring) {
+  RecurringRise noise(1h, 3), stopped(1h, 3);
+  Random rng(7);
+  Time now{};
+  for (int i = 0; i < 4 * 3600; ++i) {
+    now += 1s;
+    noise.add(now, 1s, static_cast<double>(poisson(rng, 25)));  // Poisson occupancy: no pattern
+    // A rise every 5 minutes for two hours, then no more.
+    stopped.add(now, 1s, 10 + (i < 7200 && i % 300 >= 280 ? 30 : 0));
+    if (i % 10 == 0) {
+      EXPECT_EQ(noise.expected(60s).rise, 0) << "at " << i << " s";
+      // Once the longest period no longer fits in the two hours it recurred (a rise every
+      // 5 minutes also recurs every 55), it is forgotten.
+      if (i > 7200 + 3600) {
+        EXPECT_EQ(stopped.expected(60s).rise, 0) << "at " << i << " s";
+      }
+    }
+  }
+}
+
+TEST(RecurringRise, SpreadsLongTicksOverTheBinsTheyCover) {
+  // A 25 s control tick covers parts of three 10 s bins: a steady load must not read as a
+  // rise at every tick.
+  RecurringRise r(1h, 3);
+  Time now{};
+  for (int i = 0; i < 4 * 3600 / 25; ++i) {
+    now += 25s;
+    r.add(now, 25s, 20);
+    EXPECT_EQ(r.expected(60s).rise, 0) << "at " << to_seconds(now) << " s";
+  }
+}
+
 }  // namespace
 }  // namespace tide::policy
