@@ -14,12 +14,13 @@ namespace {
 struct Replay {
   std::vector<double> arrive;   // seconds, ascending
   std::vector<double> service;  // seconds, one per arrival
+  double span = 0;              // from the first replayed interval's start to the last's end
 };
 
 // The most recent arrivals (up to kMaxReplayed), spread evenly over their intervals, each with a
 // service time drawn from a fixed seed: the same draws for every fleet tried.
 template <typename Intervals>
-Replay draw(const Intervals& intervals, HindsightFleet::Service s) {
+Replay draw(const Intervals& intervals, Time now, HindsightFleet::Service s) {
   Replay r;
   uint64_t n = 0;
   auto first = intervals.end();
@@ -28,6 +29,7 @@ Replay draw(const Intervals& intervals, HindsightFleet::Service s) {
     n += first->arrivals;
   }
   r.arrive.reserve(n);
+  if (first != intervals.end()) r.span = to_seconds(now - (first->end - first->length));
   for (auto it = first; it != intervals.end(); ++it) {
     const double end = to_seconds(it->end.time_since_epoch());
     const double length = to_seconds(it->length);
@@ -46,17 +48,24 @@ Replay draw(const Intervals& intervals, HindsightFleet::Service s) {
 }
 
 // The share of the replay's arrivals that `slots` servers, first come first served, start
-// later than max_wait after they arrived.
+// later than max_wait after they arrived. The window is replayed twice and only the second pass
+// counts: the first leaves the servers as busy and the queue as long as the traffic keeps them
+// (a burn-in), so a fleet that the traffic keeps near full does not look better than it is
+// because the replay started empty.
 double late_in(const Replay& r, int64_t slots, double max_wait) {
   if (r.arrive.empty()) return 0;
   std::priority_queue<double, std::vector<double>, std::greater<>> free_at(
       std::greater<>{}, std::vector<double>(static_cast<size_t>(slots), r.arrive.front()));
+  const double span = r.span;
   uint64_t late = 0;
-  for (size_t k = 0; k < r.arrive.size(); ++k) {
-    const double start = std::max(r.arrive[k], free_at.top());
-    late += start - r.arrive[k] > max_wait;
-    free_at.pop();
-    free_at.push(start + r.service[k]);
+  for (int pass = 0; pass < 2; ++pass) {
+    for (size_t k = 0; k < r.arrive.size(); ++k) {
+      const double arrive = r.arrive[k] + pass * span;
+      const double start = std::max(arrive, free_at.top());
+      late += pass == 1 && start - arrive > max_wait;
+      free_at.pop();
+      free_at.push(start + r.service[k]);
+    }
   }
   return static_cast<double>(late) / static_cast<double>(r.arrive.size());
 }
@@ -64,6 +73,7 @@ double late_in(const Replay& r, int64_t slots, double max_wait) {
 }  // namespace
 
 void HindsightFleet::add(Time now, Duration interval, uint64_t arrivals) {
+  last_ = std::max(last_, now);
   if (arrivals > 0) {
     intervals_.push_back({now, interval, arrivals});
     total_ += arrivals;
@@ -80,7 +90,7 @@ void HindsightFleet::expire(Time now) {
 
 double HindsightFleet::late_share(int replicas, int concurrency, Service service,
                                   Duration max_wait) const {
-  const Replay r = draw(intervals_, service);
+  const Replay r = draw(intervals_, last_, service);
   return late_in(r, int64_t{replicas} * concurrency, to_seconds(max_wait));
 }
 
@@ -92,7 +102,7 @@ int HindsightFleet::fleet(Time now, int concurrency, Service service, Target tar
     return computed_;
   computed_at_ = now;
   computed_total_ = total_;
-  const Replay r = draw(intervals_, service);
+  const Replay r = draw(intervals_, now, service);
   const double wait = to_seconds(target.max_wait);
   const int64_t c = std::max(1, concurrency);
   // The late share only falls as replicas are added: the smallest fleet meeting the target by

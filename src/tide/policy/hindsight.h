@@ -11,12 +11,12 @@
 namespace tide::policy {
 
 // Arrivals kept per observation interval over `window`; `fleet` replays them (spread evenly
-// within each interval) through N replicas of `concurrency` slots, first come first served, with
-// service times drawn lognormal of the measured mean and squared coefficient of variation, the
-// same draws for every N. The answer is the smallest N whose share of arrivals waiting longer
-// than max_wait is at most the target. It reads bursts at every time scale the window holds, and
-// counts arrivals only: a backlog the group built itself while its replicas were starting is
-// not demand.
+// within each interval, twice: the first pass a burn-in) through N replicas of `concurrency` slots,
+// first come first served, with service times drawn lognormal of the measured mean and squared
+// coefficient of variation, the same draws for every N. The answer is the smallest N whose share of
+// arrivals waiting longer than max_wait is at most the target. It reads bursts at every time scale
+// the window holds, and counts arrivals only: a backlog the group built itself while its replicas
+// were starting is not demand.
 class HindsightFleet {
  public:
   static constexpr uint64_t kMaxReplayed = 50'000;  // the most recent arrivals replayed
@@ -55,6 +55,7 @@ class HindsightFleet {
   void expire(Time now);
 
   Duration window_;
+  Time last_{};  // the end of the last interval added
   std::deque<Interval> intervals_;
   uint64_t total_ = 0;
   Time computed_at_{};

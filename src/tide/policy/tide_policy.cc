@@ -187,7 +187,7 @@ class QuietSpells {
 
 // What one tick's decision is made of, for the reason it gives.
 struct Sizing {
-  bool surge = false, prewarm = false;
+  bool surge = false, prewarm = false, replay_sizes = false;
   RecurringRise::Rise rise;
   double lambda = 0, s = 0, load = 0, level = 0, forecast = 0, slots = 0, excess = 0;
   int for_slo = 0, backlog = 0, warm = 0, needed = 0;
@@ -209,6 +209,8 @@ class TideDecider final : public Decider {
   Decision decide(const Observation& o) override {
     observe(o);
     const Sizing z = size(o);
+    // The replayed fleet moves by a replica with the noise of its sample; like a surge, what it
+    // asked for is kept for the keep window (a replica released sooner costs a cold start).
     const bool hold_long = z.surge || z.backlog > z.for_slo;
     const int held_long = surge_holds_.add(o.now, hold_long ? z.needed : 0, keep_window_);
     const int held_short = steady_holds_.add(o.now, z.needed, params_.demand_window);
@@ -308,13 +310,28 @@ class TideDecider final : public Decider {
     // than the replay.
     const bool resolved =
         static_cast<double>(hindsight_.arrivals()) * params_.target_wait_probability >= kResolved;
-    const bool replay_sizes = z.warm > 0 && resolved && !z.surge && !z.prewarm;
-    z.needed = std::max(replay_sizes ? z.warm : std::max(z.for_slo, z.warm), z.backlog);
+    z.replay_sizes = z.warm > 0 && resolved && replay_covers(o, z) && !z.surge && !z.prewarm;
+    z.needed = std::max(z.replay_sizes ? z.warm : std::max(z.for_slo, z.warm), z.backlog);
     // Until a request has completed, service time is unknown and a queue growing through the
     // first cold start says nothing new: launch for it once, then wait for the first replicas.
     const bool blind = z.s <= 0 && o.ready == 0 && o.starting > 0;
     if (blind) z.needed = std::min(z.needed, o.current);
     return z;
+  }
+
+  // Whether the replayed window speaks for the traffic now: all of it was replayed (at most
+  // kMaxReplayed arrivals: a short replay cannot show a fleet running near full drifting into a
+  // queue), and the steady rate is not above the window's mean by more than Poisson noise
+  // (three standard deviations over the keep window): on a rise, the last hour's fleet is too
+  // small for the traffic of the next cold start.
+  bool replay_covers(const Observation& o, const Sizing& z) const {
+    const uint64_t n = hindsight_.arrivals();
+    if (n > HindsightFleet::kMaxReplayed) return false;
+    const double seen = std::min(to_seconds(params_.history_window), to_seconds(o.now - *first_));
+    if (seen <= 0) return false;
+    const double w = to_seconds(keep_window_);
+    const double expected = static_cast<double>(n) / seen * w;
+    return z.lambda * w <= expected + 3 * std::sqrt(expected);
   }
 
   // Queued work that the ready slots cannot start within max_wait needs replicas now, beyond
@@ -414,8 +431,9 @@ class TideDecider final : public Decider {
     // The last service times known are kept through quiet spells longer than the window.
     if (service_n_ > 0) {
       const double completed = service_sum_ / service_n_;
+      const double variance = std::max(0.0, service_sq_sum_ / service_n_ - completed * completed);
       service_.mean_s = std::max(completed, busy_ / service_n_);
-      service_.scv = std::max(0.0, service_sq_sum_ / service_n_ / (completed * completed) - 1);
+      service_.scv = variance / (completed * completed);
     }
   }
 

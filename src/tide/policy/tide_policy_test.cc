@@ -283,6 +283,22 @@ TEST(TidePolicy, TheReplaySizesSteadyTrafficWithoutFlappingAtAReplicaBoundary) {
   EXPECT_TRUE(has(d, "warm headroom")) << d.reason;
 }
 
+TEST(TidePolicy, ARisingLoadIsSizedOnItsRateNowNotOnTheLastHoursReplay) {
+  // An hour of Poisson 5/s, then a rise to 12/s over 20 minutes, too slow for a surge; 4 s
+  // each. At the top, 48 in service need at least 7 replicas of 8 (Erlang: 8); the hour's
+  // replay, mostly the lower traffic, says fewer.
+  Loop l;
+  Random rng(9);
+  InFlight flight(4);
+  Decision d;
+  for (int i = 0; i < 4800; ++i) {
+    const double rate = i < 3600 ? 5 : 5 + 7.0 * (i - 3600) / 1200;
+    const uint64_t n = poisson(rng, rate);
+    d = l.step(n, flight.add(n), 0, 4.0);
+  }
+  EXPECT_GE(l.current, 8) << d.reason;
+}
+
 // The mean service time in a decision's reason ("x service 12.34s").
 double service_in(const Decision& d) {
   const size_t at = d.reason.find("x service ");
