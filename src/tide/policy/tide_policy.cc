@@ -407,9 +407,9 @@ class TideDecider final : public Decider {
 
   // Service over the last service_window: completions (count, sum and sum of squares of their
   // service times) and busy time (requests in service x seconds), per-tick samples with running
-  // totals. The mean service time is the larger of the completions' mean and busy time over
-  // completions (Little's law): the first completions after a start are the short requests, and
-  // only the second counts the time the long ones still in service have taken so far.
+  // totals. The mean service time is the completions' mean, and at a start the larger of it and
+  // busy time over completions (total time in service over completions: the estimate of a mean
+  // with unfinished ones censored).
   void note_service(const Observation& o) {
     const double busy = o.avg_in_flight * to_seconds(o.interval);
     if (o.completions > 0 || busy > 0) {
@@ -420,7 +420,12 @@ class TideDecider final : public Decider {
       service_sq_sum_ += o.service_sq_sum_s2;
       busy_ += busy;
     }
-    while (!samples_.empty() && samples_.front().t <= o.now - params_.service_window) {
+    // Older samples go once out of the window, but the window keeps at least as many
+    // completions as resolve the share allowed to wait (kResolved / target): in the tail of a
+    // burst, the last completions are the long requests, not the mix.
+    const double keep = kResolved / params_.target_wait_probability;
+    while (!samples_.empty() && samples_.front().t <= o.now - params_.service_window &&
+           service_n_ - samples_.front().n >= keep) {
       service_n_ -= samples_.front().n;
       service_sum_ -= samples_.front().sum;
       service_sq_sum_ -= samples_.front().sq_sum;
@@ -428,11 +433,14 @@ class TideDecider final : public Decider {
       samples_.pop_front();
     }
     if (samples_.empty()) service_n_ = service_sum_ = service_sq_sum_ = busy_ = 0;  // no drift
-    // The last service times known are kept through quiet spells longer than the window.
     if (service_n_ > 0) {
       const double completed = service_sum_ / service_n_;
       const double variance = std::max(0.0, service_sq_sum_ / service_n_ - completed * completed);
-      service_.mean_s = std::max(completed, busy_ / service_n_);
+      // While fewer have completed than are in service (a start), the completions are the
+      // short ones: the time the others have taken so far counts too. Not later: in the tail of
+      // a burst the few still running are the long ones, and the estimate would run away.
+      const bool starting = service_n_ < o.in_flight;
+      service_.mean_s = starting ? std::max(completed, busy_ / service_n_) : completed;
       service_.scv = variance / (completed * completed);
     }
   }
