@@ -61,6 +61,13 @@ class SystemClock final : public Clock {
   Time now() const override;
 };
 
+// Wall-clock instants (SystemClock's, or the steady clock moved onto the wall clock) as the
+// state file and the API give them: seconds since the Unix epoch, nanoseconds / 1e9 (which
+// to_seconds may round one bit apart). time_at_unix_seconds is its inverse: for every double
+// that unix_seconds returns, it returns an instant that unix_seconds maps to the same double.
+double unix_seconds(Time t);
+Time time_at_unix_seconds(double s);
+
 // A clock tests and the simulator move by hand.
 class ManualClock final : public Clock {
  public:

@@ -226,36 +226,33 @@ struct Server::Impl {
     return time_at_seconds(wall_s - zero);
   }
 
-  double wall_seconds(Time t) const {
+  // `t` (the steady clock) on the wall clock: nanoseconds since the Unix epoch.
+  Time wall_time(Time t) const {
     const auto wall = wall_zero + std::chrono::duration_cast<std::chrono::system_clock::duration>(
                                       t.time_since_epoch());
-    return std::chrono::duration<double>(wall.time_since_epoch()).count();
+    return Time{std::chrono::duration_cast<Duration>(wall.time_since_epoch())};
   }
 
-  // A decision as the state file keeps it (wall-clock time).
-  store::DecisionRow decision_row(const std::string& endpoint,
-                                  const control::DecisionRecord& d) const {
-    store::DecisionRow row;
-    row.time = wall_seconds(d.time);
-    row.endpoint = endpoint;
-    row.group = d.group;
-    row.from = d.from;
-    row.to = d.to;
-    row.reason = d.reason;
-    row.queued = d.queued;
-    row.in_flight = d.in_flight;
-    row.ready = d.ready;
-    row.starting = d.starting;
-    return row;
+  double wall_seconds(Time t) const { return unix_seconds(wall_time(t)); }
+
+  // A decision on the wall clock, as the state file keeps it and the API shows it.
+  DecisionRecord on_wall_clock(DecisionRecord d) const {
+    d.time = wall_time(d.time);
+    return d;
   }
 
-  // A decision as the API shows it, live or from the state file.
-  static json decision_json(const store::DecisionRow& d) {
-    return {{"time", d.time},           {"group", d.group},
-            {"from", d.from},           {"to", d.to},
-            {"reason", d.reason},       {"queued", d.queued},
-            {"in_flight", d.in_flight}, {"ready", d.ready},
-            {"starting", d.starting}};
+  // A decision (on the wall clock) as the API shows it, live or from the state file.
+  static json decision_json(const DecisionRecord& d) {
+    return {{"time", unix_seconds(d.time)},
+            {"group", d.group},
+            {"from", d.from},
+            {"to", d.to},
+            {"reason", d.reason},
+            {"queued", d.queued},
+            {"in_flight", d.in_flight},
+            {"ready", d.ready},
+            {"starting", d.starting},
+            {"utilization", d.utilization}};
   }
 
   json endpoint_json(control::LiveEndpoint& ep, bool detail) {
@@ -338,7 +335,7 @@ struct Server::Impl {
     if (detail) {
       out["config"] = ep.spec().source;
       json decisions = json::array();
-      for (const auto& d : v.decisions) decisions.push_back(decision_json(decision_row(v.name, d)));
+      for (const auto& d : v.decisions) decisions.push_back(decision_json(on_wall_clock(d)));
       out["decisions"] = std::move(decisions);
     }
     return out;
@@ -616,7 +613,7 @@ struct Server::Impl {
         snapshot["replicas"] = std::move(replicas);
         out += sse_event("endpoint", snapshot.dump());
         for (const auto& d : state->new_decisions(v)) {
-          json dj = decision_json(decision_row(v.name, d));
+          json dj = decision_json(on_wall_clock(d));
           dj["endpoint"] = v.name;
           out += sse_event("decision", dj.dump());
         }
@@ -659,9 +656,7 @@ struct Server::Impl {
   void attach_journal(control::LiveEndpoint& ep) {
     const std::string name = ep.spec().name;
     control::LiveEndpoint::Journal journal;
-    journal.decision = [this, name](const control::DecisionRecord& d) {
-      store->add_decision(decision_row(name, d));
-    };
+    journal.decision = [this](const DecisionRecord& d) { store->add_decision(on_wall_clock(d)); };
     journal.replica = [this, name, &ep](const control::Replica& r) {
       store::ReplicaRow row;
       row.endpoint = name;
