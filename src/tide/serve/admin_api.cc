@@ -102,7 +102,7 @@ struct AdminApi::Impl {
         api_token(p.api_token),
         endpoints(p.endpoints),
         route_api(&p.route_api),
-        wall_time(std::move(p.wall_time)),
+        wall(p.wall),
         find_endpoint(std::move(p.find_endpoint)),
         metrics(std::move(p.metrics)),
         web(load_web(options.web_dir)) {}
@@ -114,18 +114,10 @@ struct AdminApi::Impl {
   const std::string& api_token;
   const std::vector<std::unique_ptr<control::LiveEndpoint>>& endpoints;
   RouteApi* route_api;
-  std::function<Time(Time)> wall_time;
+  const WallClock& wall;
   std::function<control::LiveEndpoint*(std::string_view)> find_endpoint;
   std::function<std::string()> metrics;
   std::map<std::string, WebFile> web;
-
-  double wall_seconds(Time t) const { return unix_seconds(wall_time(t)); }
-
-  // A decision on the wall clock, as the state file keeps it and the API shows it.
-  DecisionRecord on_wall_clock(DecisionRecord d) const {
-    d.time = wall_time(d.time);
-    return d;
-  }
 
   // A decision (on the wall clock) as the API shows it, live or from the state file.
   static json decision_json(const DecisionRecord& d) {
@@ -221,7 +213,7 @@ struct AdminApi::Impl {
     if (detail) {
       out["config"] = ep.spec().source;
       json decisions = json::array();
-      for (const auto& d : v.decisions) decisions.push_back(decision_json(on_wall_clock(d)));
+      for (const auto& d : v.decisions) decisions.push_back(decision_json(wall.decision(d)));
       out["decisions"] = std::move(decisions);
     }
     return out;
@@ -251,7 +243,7 @@ struct AdminApi::Impl {
   // from/to (Unix seconds, default: the last hour up to now) and their validation.
   std::optional<gateway::ApiResponse> read_range(const gateway::ApiRequest& req, double& from,
                                                  double& to) {
-    const double now = wall_seconds(clock.now());
+    const double now = wall.seconds(clock.now());
     to = now + 1;
     from = now - 3600;
     for (auto [key, out] : {std::pair{"from", &from}, std::pair{"to", &to}}) {
@@ -364,7 +356,7 @@ struct AdminApi::Impl {
     expand_tide_path(runnable);
     if (std::string why = ep.reconfigure(runnable); !why.empty())
       return error(409, "conflict", "body." + why);
-    store->add_config({wall_seconds(clock.now()), name, "api", body});
+    store->add_config({wall.seconds(clock.now()), name, "api", body});
     return {200, "application/json", endpoint_json(ep, true).dump(2) + "\n"};
   }
 
@@ -463,7 +455,7 @@ struct AdminApi::Impl {
       for (control::LiveEndpoint* ep : chosen) {
         const control::EndpointView v = ep->view();
         json snapshot = endpoint_json(*ep, v, /*detail=*/false);
-        snapshot["time"] = wall_seconds(now);
+        snapshot["time"] = wall.seconds(now);
         snapshot["recent"] = state->recent(now, v);
         json replicas = json::array();
         for (size_t g = 0; g < v.groups.size(); ++g) {
@@ -480,7 +472,7 @@ struct AdminApi::Impl {
         snapshot["replicas"] = std::move(replicas);
         out += sse_event("endpoint", snapshot.dump());
         for (const auto& d : state->new_decisions(v)) {
-          json dj = decision_json(on_wall_clock(d));
+          json dj = decision_json(wall.decision(d));
           dj["endpoint"] = v.name;
           out += sse_event("decision", dj.dump());
         }

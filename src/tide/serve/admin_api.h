@@ -23,6 +23,7 @@
 #include "tide/gateway/gateway.h"
 #include "tide/serve/route_api.h"
 #include "tide/serve/serve.h"
+#include "tide/serve/wall_clock.h"
 #include "tide/store/store.h"
 
 namespace tide::serve {
@@ -38,7 +39,7 @@ class AdminApi {
     const std::string& api_token;
     const std::vector<std::unique_ptr<control::LiveEndpoint>>& endpoints;
     RouteApi& route_api;
-    std::function<Time(Time)> wall_time;  // the steady clock's instant on the wall clock
+    const WallClock& wall;
     std::function<control::LiveEndpoint*(std::string_view)> find_endpoint;
     std::function<std::string()> metrics;  // the /metrics text
   };

@@ -34,12 +34,13 @@ config::Config one_endpoint() {
   return c;
 }
 
-// The API over one endpoint and an in-memory state file; the wall clock is the steady one
-// moved by 1.7e9 s.
+// The API over one endpoint and an in-memory state file; the steady clock's zero is 1.7e9 s on
+// the wall clock.
 struct Fixture {
   config::Config config = one_endpoint();
   ServeOptions options;
   ManualClock clock;
+  WallClock wall{std::chrono::system_clock::time_point(1'700'000'000s)};
   NoProvisioner provisioner;
   std::unique_ptr<store::Store> store = store::Store::open("");
   std::string token = "test-token";
@@ -60,7 +61,7 @@ struct Fixture {
                         .api_token = token,
                         .endpoints = endpoints,
                         .route_api = *route_api,
-                        .wall_time = [](Time t) { return t + 1'700'000'000s; },
+                        .wall = wall,
                         .find_endpoint = [this](std::string_view name) -> control::LiveEndpoint* {
                           return name == "chat" ? endpoints[0].get() : nullptr;
                         },

@@ -25,6 +25,7 @@
 #include "tide/serve/check.h"
 #include "tide/serve/observe.h"
 #include "tide/serve/route_api.h"
+#include "tide/serve/wall_clock.h"
 #include "tide/store/store.h"
 
 namespace tide::serve {
@@ -44,8 +45,7 @@ struct Server::Impl {
   config::Config config;
   ServeOptions options;
   SteadyClock clock;
-  // Wall time of the steady clock's zero, to show instants to people.
-  std::chrono::system_clock::time_point wall_zero;
+  WallClock wall;  // to show instants to people
 
   asio::io_context control_ctx{1};
   std::vector<std::unique_ptr<asio::io_context>> gateway_ctxs;
@@ -92,7 +92,7 @@ struct Server::Impl {
   // Each endpoint runs the configuration last set through the API when the file's own version
   // of it has not changed since; a changed file wins (and is recorded).
   void resolve_endpoint_configs() {
-    const double now = wall_seconds(clock.now());
+    const double now = wall.seconds(clock.now());
     for (auto& spec : config.endpoints) {
       const auto rows = store->configs(spec.name);
       const store::ConfigRow* last_file = nullptr;
@@ -130,32 +130,12 @@ struct Server::Impl {
     }
   }
 
-  Time from_wall(double wall_s) const {
-    const double zero = std::chrono::duration<double>(wall_zero.time_since_epoch()).count();
-    return time_at_seconds(wall_s - zero);
-  }
-
-  // `t` (the steady clock) on the wall clock: nanoseconds since the Unix epoch.
-  Time wall_time(Time t) const {
-    const auto wall = wall_zero + std::chrono::duration_cast<std::chrono::system_clock::duration>(
-                                      t.time_since_epoch());
-    return Time{std::chrono::duration_cast<Duration>(wall.time_since_epoch())};
-  }
-
-  double wall_seconds(Time t) const { return unix_seconds(wall_time(t)); }
-
-  // A decision on the wall clock, as the state file keeps it and the API shows it.
-  DecisionRecord on_wall_clock(DecisionRecord d) const {
-    d.time = wall_time(d.time);
-    return d;
-  }
-
   std::string metrics() {
     MetricsInput in;
     for (auto& ep : endpoints) in.endpoints.push_back({&ep->spec(), ep->view(0)});
     in.gateway = gateway->counters();
     in.active_requests = gateway->active_requests();
-    in.start_time_s = wall_seconds(started);
+    in.start_time_s = wall.seconds(started);
     in.process = read_process_stats();
     in.version = build_version();
     in.commit = build_commit();
@@ -199,7 +179,7 @@ struct Server::Impl {
   void attach_journal(control::LiveEndpoint& ep) {
     const std::string name = ep.spec().name;
     control::LiveEndpoint::Journal journal;
-    journal.decision = [this](const DecisionRecord& d) { store->add_decision(on_wall_clock(d)); };
+    journal.decision = [this](const DecisionRecord& d) { store->add_decision(wall.decision(d)); };
     journal.replica = [this, name, &ep](const control::Replica& r) {
       store::ReplicaRow row;
       row.endpoint = name;
@@ -210,9 +190,9 @@ struct Server::Impl {
       row.handle = r.handle;
       row.address = r.address;
       row.error = r.error;
-      row.requested_at = wall_seconds(r.requested_at);
-      if (r.ready_at != Time{}) row.ready_at = wall_seconds(r.ready_at);
-      if (r.stopped_at != Time{}) row.stopped_at = wall_seconds(r.stopped_at);
+      row.requested_at = wall.seconds(r.requested_at);
+      if (r.ready_at != Time{}) row.ready_at = wall.seconds(r.ready_at);
+      if (r.stopped_at != Time{}) row.stopped_at = wall.seconds(r.stopped_at);
       store->put_replica(std::move(row));
     };
     ep.set_journal(std::move(journal));
@@ -240,8 +220,8 @@ struct Server::Impl {
         row.state = "failed";
         row.error = "lost: tide stopped before its provisioner said where it runs";
       } else if (has_group) {
-        const Time ready_at = row.ready_at > 0 ? from_wall(row.ready_at) : Time{};
-        if (ep->adopt(row.group, row.id, row.handle, from_wall(row.requested_at), ready_at))
+        const Time ready_at = row.ready_at > 0 ? wall.from_seconds(row.ready_at) : Time{};
+        if (ep->adopt(row.group, row.id, row.handle, wall.from_seconds(row.requested_at), ready_at))
           continue;
         row.state = "failed";
         row.error = "could not be adopted after a restart of tide";
@@ -250,7 +230,7 @@ struct Server::Impl {
         row.state = "stopped";
         row.error = "no longer in the configuration: stopped after a restart of tide";
       }
-      row.stopped_at = wall_seconds(clock.now());
+      row.stopped_at = wall.seconds(clock.now());
       log(fmt::format("replica {}: {}", row.name, row.error));
       store->put_replica(std::move(row));
     }
@@ -276,7 +256,7 @@ struct Server::Impl {
   // A clean stop: no replica is left for the next run to adopt.
   void mark_all_stopped() {
     store->flush();
-    const double now = wall_seconds(clock.now());
+    const double now = wall.seconds(clock.now());
     for (store::ReplicaRow row : store->live_replicas()) {
       row.state = "stopped";
       row.stopped_at = now;
@@ -297,7 +277,7 @@ struct Server::Impl {
   // One history row per group, and now and then the downsampling.
   void sample() {
     const Time now = clock.now();
-    const double t = wall_seconds(now);
+    const double t = wall.seconds(now);
     std::vector<store::SampleRow> rows;
     for (size_t e = 0; e < endpoints.size(); ++e) {
       const control::EndpointView v = endpoints[e]->view(0);
@@ -377,9 +357,9 @@ Server::Server(const config::Config& config, ServeOptions options)
   m.options = std::move(options);
   if (auto problems = check_for_serving(config); !problems.empty())
     throw config::ConfigError(std::move(problems));
-  m.wall_zero = std::chrono::system_clock::now() -
-                std::chrono::duration_cast<std::chrono::system_clock::duration>(
-                    m.clock.now().time_since_epoch());
+  m.wall = WallClock(std::chrono::system_clock::now() -
+                     std::chrono::duration_cast<std::chrono::system_clock::duration>(
+                         m.clock.now().time_since_epoch()));
   int threads = m.config.server.threads;
   if (threads <= 0) threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
   std::vector<asio::io_context*> ctxs;
@@ -442,7 +422,7 @@ Server::Server(const config::Config& config, ServeOptions options)
       .api_token = m.api_token,
       .endpoints = m.endpoints,
       .route_api = *m.route_api,
-      .wall_time = [this](Time t) { return impl_->wall_time(t); },
+      .wall = m.wall,
       .find_endpoint = [this](std::string_view name) { return impl_->find_endpoint(name); },
       .metrics = [this] { return impl_->metrics(); }});
   m.gateway = std::make_unique<gateway::Gateway>(
