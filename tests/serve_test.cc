@@ -361,6 +361,19 @@ TEST_P(ServeKind, ScalesFromZeroAnswersEveryRequestAndScalesBackToZero) {
   const json e = s.endpoint();
   EXPECT_EQ(e["groups"][0]["launches"].get<int>(), 4);
   EXPECT_FALSE(e["decisions"].empty());
+  // Each decision reaches the state file with every input: the stored copy is the live one.
+  json stored;
+  EXPECT_TRUE(eventually(
+      [&] {
+        stored = json::parse(s.api("GET", "/v1/endpoints/chat/decisions?from=0").body)["decisions"];
+        return stored.size() >= e["decisions"].size();
+      },
+      5));
+  for (const json& d : e["decisions"]) {
+    EXPECT_TRUE(d["utilization"].is_number()) << d.dump();
+    EXPECT_NE(std::find(stored.begin(), stored.end(), d), stored.end())
+        << d.dump() << " not in " << stored.dump();
+  }
   // Idle 1 s: back to zero, and the processes are gone.
   EXPECT_TRUE(eventually([&] { return s.count("ready") == 0 && s.count("draining") == 0; }, 10))
       << s.endpoint().dump();

@@ -22,9 +22,7 @@
 #include "tide/demo_model/demo_model.h"
 #include "tide/serve/serve.h"
 #include "tide/sim/engine.h"
-#include "tide/sim/parallel.h"
-#include "tide/sim/reference.h"
-#include "tide/sim/report.h"
+#include "tide/sim/sim_command.h"
 #include "tide/sim/trace.h"
 #include "tide/sim/tune.h"
 
@@ -80,12 +78,6 @@ struct SimArgs {
   std::string out_dir;
   bool no_progress = false;
 };
-
-std::string preset_list() {
-  std::string names;
-  for (const auto& n : config::preset_names()) names += (names.empty() ? "" : ", ") + n;
-  return names;
-}
 
 Duration parse_duration_flag(const std::string& flag, const std::string& text) {
   auto d = parse_duration(text);
@@ -168,7 +160,7 @@ void add_sim_command(CLI::App& app, SimArgs& a) {
   sim->footer(std::string(kWorkloadHelp) + R"(
 Policies: --preset NAME replaces every group's scaling; --compare a,b,c (or "all") runs each
   preset on the same workload and prints one row each. Presets: )" +
-              preset_list() +
+              sim::preset_list() +
               R"help(.
 Reference rows (with --compare, or --reference): "fixed (hindsight)", the smallest fixed fleet
   (min = max = N) with --slo-target of requests within the SLO and none lost; "clairvoyant", the
@@ -200,22 +192,6 @@ std::vector<std::string> split_list(const std::string& s) {
     start = comma + 1;
   }
   return out;
-}
-
-std::string label_of(const config::Config& c) {
-  const auto& s = c.endpoints.front().groups.front().scaling;
-  return s.preset.empty() ? std::string(config::policy_name(s.policy)) : s.preset;
-}
-
-config::Config with_preset(config::Config c, const std::string& preset) {
-  auto spec = config::preset_spec(preset);
-  if (!spec) {
-    throw std::runtime_error(
-        fmt::format("unknown preset \"{}\" (presets: {})", preset, preset_list()));
-  }
-  for (auto& ep : c.endpoints)
-    for (auto& g : ep.groups) g.scaling = *spec;
-  return c;
 }
 
 sim::TraceOptions trace_options(const WorkloadArgs& a) {
@@ -256,21 +232,15 @@ sim::TraceOptions trace_options(const WorkloadArgs& a) {
   return t;
 }
 
-// A fresh source of the workload per call (a loaded trace is shared read-only).
-sim::SourceFactory load_workload(const WorkloadArgs& a) {
+// The workload flags as a workload (checked in the order load_workload used to).
+sim::WorkloadSpec workload_spec(const WorkloadArgs& a) {
   if (!a.trace_path.empty() == !a.synthetic.empty())
     throw std::runtime_error("give exactly one workload: --trace FILE or --synthetic SHAPE");
+  sim::WorkloadSpec w;
+  w.seed = a.seed;
   if (!a.trace_path.empty()) {
-    const sim::TraceOptions t = trace_options(a);
-    auto trace = std::make_shared<const sim::Trace>(sim::load_trace(t));
-    if (trace->unordered_rows > 0) {
-      std::fprintf(stderr,
-                   "warning: %s: %llu rows are earlier than a row above them (the first "
-                   "at line %llu); sorted by time\n",
-                   t.path.c_str(), static_cast<unsigned long long>(trace->unordered_rows),
-                   static_cast<unsigned long long>(trace->first_unordered_line));
-    }
-    return [trace] { return std::make_unique<sim::TraceSource>(*trace); };
+    w.trace = trace_options(a);
+    return w;
   }
   auto shape = sim::SyntheticSource::parse_shape(a.synthetic);
   if (!shape)
@@ -278,12 +248,16 @@ sim::SourceFactory load_workload(const WorkloadArgs& a) {
                              a.synthetic + "\"");
   if (a.duration.empty())
     throw std::runtime_error("--duration: required for a synthetic workload (e.g. 1h)");
-  const Duration duration = parse_duration_flag("--duration", a.duration);
-  sim::check_synthetic(a.rate, duration);
-  const Duration period = parse_duration_flag("--period", a.period);
-  return [shape = *shape, rate = a.rate, duration, period, seed = a.seed] {
-    return std::make_unique<sim::SyntheticSource>(shape, rate, duration, period, seed);
-  };
+  w.shape = *shape;
+  w.rate = a.rate;
+  w.duration = parse_duration_flag("--duration", a.duration);
+  sim::check_synthetic(w.rate, w.duration);
+  w.period = parse_duration_flag("--period", a.period);
+  return w;
+}
+
+sim::SourceFactory load_workload(const WorkloadArgs& a) {
+  return sim::load_workload(workload_spec(a));
 }
 
 std::string workload_title(const WorkloadArgs& a) {
@@ -292,67 +266,23 @@ std::string workload_title(const WorkloadArgs& a) {
              : std::filesystem::path(a.trace_path).filename().string();
 }
 
-void draw_progress(double f) {
-  const int width = 40;
-  const int filled = static_cast<int>(f * width);
-  std::fprintf(stderr, "\r[%s%s] %3.0f%%", std::string(static_cast<size_t>(filled), '#').c_str(),
-               std::string(static_cast<size_t>(width - filled), ' ').c_str(), f * 100);
-  if (f >= 1.0) std::fprintf(stderr, "\r%*s\r", width + 8, "");
-}
-
 int run_sim(const SimArgs& a) {
-  const config::Config base = config::load_config(a.config_path);
+  sim::SimCommand c;
+  c.base = config::load_config(a.config_path);
   const sim::SourceFactory make_source = load_workload(a.workload);
-  const double target = parse_percent_flag("--slo-target", a.workload.slo_target, 50, 100);
-
-  std::vector<std::pair<std::string, config::Config>> configs;
-  if (!a.compare.empty()) {
-    std::vector<std::string> names =
-        a.compare == "all" ? config::preset_names() : split_list(a.compare);
-    for (const auto& n : names) configs.emplace_back(n, with_preset(base, n));
-  } else if (!a.preset.empty()) {
-    configs.emplace_back(a.preset, with_preset(base, a.preset));
-  } else {
-    configs.emplace_back(label_of(base), base);
-  }
-
-  const bool tty = isatty(STDERR_FILENO) != 0 && !a.no_progress;
-  sim::SimOptions o;
-  o.seed = a.workload.seed;
-  o.warmup = parse_duration_flag("--warmup", a.workload.warmup);
-  o.record_timeline = configs.size() == 1 || !a.out_dir.empty();
-  if (tty && configs.size() == 1) o.progress = draw_progress;
-  std::vector<sim::SimResult> results =
-      sim::simulate_each(configs, make_source, o, 0, [&](size_t done) {
-        if (tty && configs.size() > 1)
-          std::fprintf(stderr, "\rsimulated %zu/%zu policies", done, configs.size());
-      });
-  if (tty && configs.size() > 1) std::fprintf(stderr, "\r%40s\r", "");
-  if (!a.compare.empty() || a.reference) {
-    o.progress = nullptr;
-    for (sim::SimResult& r : sim::reference_rows(base, make_source, o, target)) {
-      configs.emplace_back(r.policy, base);  // for the names of endpoints and groups
-      results.push_back(std::move(r));
-    }
-  }
-
-  const std::string summary =
-      results.size() == 1 ? sim::summary_json(results[0]) : sim::summary_json(results);
-  std::cout << (a.json ? summary + "\n" : sim::format_table(results));
-  if (!a.out_dir.empty()) {
-    std::filesystem::create_directories(a.out_dir);
-    std::ofstream(a.out_dir + "/summary.json") << summary << "\n";
-    std::ofstream(a.out_dir + "/summary.csv") << sim::summary_csv(results);
-    for (size_t i = 0; i < results.size(); ++i) {
-      if (results[i].timeline.empty() && results[i].decisions.empty()) continue;
-      const std::string dir =
-          results.size() == 1 ? a.out_dir : a.out_dir + "/" + sim::run_dir_name(results[i].policy);
-      sim::write_csvs(dir, results[i], configs[i].second);
-    }
-    sim::write_report_html(a.out_dir, results, base, "tide sim: " + workload_title(a.workload));
-    if (!a.json) std::cout << "report: " << a.out_dir << "/report.html\n";
-  }
-  return 0;
+  c.slo_target = parse_percent_flag("--slo-target", a.workload.slo_target, 50, 100);
+  std::optional<std::vector<std::string>> compare;
+  if (!a.compare.empty())
+    compare = a.compare == "all" ? config::preset_names() : split_list(a.compare);
+  c.configs = sim::policy_configs(c.base, compare, a.preset);
+  c.reference = compare.has_value() || a.reference;
+  c.seed = a.workload.seed;
+  c.warmup = parse_duration_flag("--warmup", a.workload.warmup);
+  c.json = a.json;
+  c.out_dir = a.out_dir;
+  c.progress = isatty(STDERR_FILENO) != 0 && !a.no_progress;
+  c.title = workload_title(a.workload);
+  return sim::run_sim_command(std::move(c), make_source, std::cout);
 }
 
 struct TuneArgs {
@@ -409,11 +339,12 @@ int run_tune(const TuneArgs& a) {
   o.sim.warmup = parse_duration_flag("--warmup", a.workload.warmup);
   if (isatty(STDERR_FILENO) != 0 && !a.no_progress) {
     o.progress = [](size_t done, size_t total) {
-      draw_progress(static_cast<double>(done) / static_cast<double>(std::max<size_t>(total, 1)));
+      sim::draw_progress(static_cast<double>(done) /
+                         static_cast<double>(std::max<size_t>(total, 1)));
     };
   }
   const sim::TuneResult r = sim::tune(config, make_source, o);
-  if (o.progress) draw_progress(1.0);
+  if (o.progress) sim::draw_progress(1.0);
   std::cout << sim::format_tune(r);
   if (!a.out_dir.empty()) {
     sim::write_tune_report(a.out_dir, r, "tide tune: " + workload_title(a.workload));

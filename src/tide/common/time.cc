@@ -61,6 +61,21 @@ std::string format_duration(Duration d) {
   return fmt::format("{}{}ns", sign, a);
 }
 
+double unix_seconds(Time t) { return std::chrono::duration<double>(t.time_since_epoch()).count(); }
+
+Time time_at_unix_seconds(double s) {
+  // A double holds every nanosecond only below 2^53 ns: the instant that gave `s` is the
+  // nearest nanosecond to s * 1e9 or one of the doubles beside it.
+  const auto nearest = static_cast<double>(std::llround(static_cast<long double>(s) * 1e9L));
+  const double candidates[] = {nearest, std::floor(std::nextafter(nearest, -HUGE_VAL)),
+                               std::ceil(std::nextafter(nearest, HUGE_VAL))};
+  for (double ns : candidates) {
+    const Time t{Duration{static_cast<Duration::rep>(ns)}};
+    if (unix_seconds(t) == s) return t;
+  }
+  return Time{Duration{static_cast<Duration::rep>(nearest)}};
+}
+
 Time SteadyClock::now() const {
   return Time{
       std::chrono::duration_cast<Duration>(std::chrono::steady_clock::now().time_since_epoch())};

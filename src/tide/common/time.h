@@ -1,8 +1,9 @@
 // Time as tide sees it: a monotonic instant and a duration, both int64 nanoseconds.
 //
-// Only implementations of Clock read the system time; everything else (policies, metric
-// windows, the dispatcher) receives `now` as an argument, so the simulator and tests can drive
-// the same code on a virtual clock. Plain values: safe to copy across threads.
+// What decides reads the time only through a Clock; everything else (policies, metric windows,
+// the dispatcher) receives `now` as an argument, so the simulator and tests can drive the same
+// code on a virtual clock. (The few direct reads, for I/O deadlines and log lines, are listed in
+// docs/architecture.md.) Plain values: safe to copy across threads.
 #pragma once
 
 #include <chrono>
@@ -48,7 +49,7 @@ class Clock {
   virtual Time now() const = 0;
 };
 
-// Reads std::chrono::steady_clock. With SystemClock, the only places in tide that read the time.
+// Reads std::chrono::steady_clock: the clock of the control loop in production.
 class SteadyClock final : public Clock {
  public:
   Time now() const override;
@@ -60,6 +61,13 @@ class SystemClock final : public Clock {
  public:
   Time now() const override;
 };
+
+// Wall-clock instants (SystemClock's, or the steady clock moved onto the wall clock) as the
+// state file and the API give them: seconds since the Unix epoch, nanoseconds / 1e9 (which
+// to_seconds may round one bit apart). time_at_unix_seconds is its inverse: for every double
+// that unix_seconds returns, it returns an instant that unix_seconds maps to the same double.
+double unix_seconds(Time t);
+Time time_at_unix_seconds(double s);
 
 // A clock tests and the simulator move by hand.
 class ManualClock final : public Clock {

@@ -33,6 +33,21 @@ TEST(FormatDuration, RoundTripsThroughParse) {
   EXPECT_EQ(format_duration(45s), "45s");
 }
 
+TEST(UnixSeconds, EverySecondsValueComesBackFromItsInstant) {
+  uint64_t x = 88172645463325252ull;  // xorshift: instants from 1 ns to centuries
+  for (int i = 0; i < 200000; ++i) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    const Time t{Duration{static_cast<Duration::rep>(x >> (1 + i % 40))}};
+    const double s = unix_seconds(t);
+    ASSERT_EQ(unix_seconds(time_at_unix_seconds(s)), s) << t.time_since_epoch().count();
+  }
+  const int64_t ns = 1'733'390'000'123'456'789;
+  EXPECT_EQ(unix_seconds(Time{Duration{ns}}), static_cast<double>(ns) / 1e9);
+  EXPECT_EQ(time_at_unix_seconds(1.5), Time{Duration{1'500'000'000}});
+}
+
 TEST(ManualClock, MovesOnlyWhenTold) {
   ManualClock clock(time_at_seconds(10));
   EXPECT_EQ(clock.now(), time_at_seconds(10));

@@ -15,6 +15,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "tide/common/decision.h"
 #include "tide/config/config.h"
 #include "tide/control/provisioner.h"
 #include "tide/control/replica.h"
@@ -22,22 +23,6 @@
 #include "tide/policy/decider.h"
 
 namespace tide::control {
-
-// One scaling decision (only changes of the desired count are decisions).
-struct DecisionRecord {
-  Time time;
-  std::string endpoint;
-  std::string group;
-  int from = 0;
-  int to = 0;
-  std::string reason;
-  // The inputs it saw.
-  int queued = 0;
-  int in_flight = 0;
-  int ready = 0;
-  int starting = 0;
-  double utilization = 0;
-};
 
 // What an endpoint tells the outside about its decisions and replicas (the simulator's report,
 // the live system's log and state file).

@@ -117,7 +117,6 @@ class Dispatcher {
   // Snapshot of a group's load; averages cover the time since the previous take_interval.
   GroupLoad take_interval(int group, Time now);
 
-  int group_of(ReplicaSlot slot) const { return replicas_[slot].group; }
   int outstanding(ReplicaSlot slot) const { return replicas_[slot].outstanding; }
   int in_service(ReplicaSlot slot) const { return replicas_[slot].in_service; }
   bool draining(ReplicaSlot slot) const { return replicas_[slot].draining; }

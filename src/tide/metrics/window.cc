@@ -1,7 +1,5 @@
 #include "tide/metrics/window.h"
 
-#include <cmath>
-
 namespace tide::metrics {
 
 void AverageWindow::add(Time end, Duration dt, double value) {
@@ -39,17 +37,6 @@ void MaxWindow::add(Time t, double value) {
 double MaxWindow::max(Time now, double fallback) {
   while (!samples_.empty() && samples_.front().t <= now - window_) samples_.pop_front();
   return samples_.empty() ? fallback : samples_.front().value;
-}
-
-void Ewma::add(Duration dt, double value) {
-  if (!has_data_) {
-    value_ = value;
-    has_data_ = true;
-    return;
-  }
-  const double s = to_seconds(dt);
-  const double alpha = tau_s_ <= 0 ? 1.0 : 1.0 - std::exp(-s / tau_s_);
-  value_ += alpha * (value - value_);
 }
 
 }  // namespace tide::metrics

@@ -57,30 +57,4 @@ class MaxWindow {
   std::deque<Sample> samples_;
 };
 
-// Minimum of samples over the last `window`.
-class MinWindow {
- public:
-  explicit MinWindow(Duration window) : inner_(window) {}
-  void add(Time t, double value) { inner_.add(t, -value); }
-  double min(Time now, double fallback = 0) { return -inner_.max(now, -fallback); }
-  void clear() { inner_.clear(); }
-
- private:
-  MaxWindow inner_;
-};
-
-// Exponentially weighted moving average with a time constant (irregular sample spacing is fine).
-class Ewma {
- public:
-  explicit Ewma(Duration time_constant) : tau_s_(to_seconds(time_constant)) {}
-  void add(Duration dt, double value);
-  double value() const { return value_; }
-  bool has_data() const { return has_data_; }
-
- private:
-  double tau_s_;
-  double value_ = 0;
-  bool has_data_ = false;
-};
-
 }  // namespace tide::metrics

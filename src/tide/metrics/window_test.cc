@@ -2,8 +2,6 @@
 
 #include <gtest/gtest.h>
 
-#include <cmath>
-
 namespace tide::metrics {
 namespace {
 
@@ -59,39 +57,6 @@ TEST(MaxWindow, EqualValuesKeepTheLatest) {
   w.add(at(1), 4);
   w.add(at(5), 4);
   EXPECT_EQ(w.max(at(12)), 4);  // the t=5 sample still counts
-}
-
-TEST(MinWindow, MinOverWindow) {
-  MinWindow w(10s);
-  w.add(at(1), 2);
-  w.add(at(2), 6);
-  w.add(at(3), 4);
-  EXPECT_EQ(w.min(at(3)), 2);
-  EXPECT_EQ(w.min(at(11)), 4);
-  EXPECT_EQ(w.min(at(20), 9), 9);
-}
-
-TEST(Ewma, FirstSampleSetsValue) {
-  Ewma e(10s);
-  EXPECT_FALSE(e.has_data());
-  e.add(1s, 8.0);
-  EXPECT_TRUE(e.has_data());
-  EXPECT_DOUBLE_EQ(e.value(), 8.0);
-}
-
-TEST(Ewma, ConvergesWithTimeConstant) {
-  Ewma e(10s);
-  e.add(0s, 0.0);
-  e.add(10s, 1.0);  // one time constant: 1 - 1/e of the way
-  EXPECT_NEAR(e.value(), 1.0 - std::exp(-1.0), 1e-12);
-  // Irregular spacing: two 5 s steps equal one 10 s step.
-  Ewma a(10s), b(10s);
-  a.add(0s, 0.0);
-  b.add(0s, 0.0);
-  a.add(5s, 1.0);
-  a.add(5s, 1.0);
-  b.add(10s, 1.0);
-  EXPECT_NEAR(a.value(), b.value(), 1e-12);
 }
 
 }  // namespace

@@ -289,7 +289,7 @@ json LiveWindow::recent(Time now, const control::EndpointView& view) {
   return groups;
 }
 
-std::vector<control::DecisionRecord> LiveWindow::new_decisions(const control::EndpointView& view) {
+std::vector<DecisionRecord> LiveWindow::new_decisions(const control::EndpointView& view) {
   uint64_t& seen = decisions_seen_[view.name];
   const uint64_t fresh = view.decisions_total > seen ? view.decisions_total - seen : 0;
   seen = view.decisions_total;

@@ -62,7 +62,7 @@ class LiveWindow {
   // the percentiles null when no request was answered.
   nlohmann::json recent(Time now, const control::EndpointView& view);
   // The decisions of `view` not returned before (on the first call, all that it holds).
-  std::vector<control::DecisionRecord> new_decisions(const control::EndpointView& view);
+  std::vector<DecisionRecord> new_decisions(const control::EndpointView& view);
 
  private:
   struct Sample {

@@ -29,8 +29,6 @@ std::string key_path(const config::Config& c) {
   return (dir / "tide-route.key").string();
 }
 
-double unix_seconds(Time t) { return to_seconds(t); }
-
 }  // namespace
 
 RouteApi::RouteApi(const config::Config& config, std::vector<control::LiveEndpoint*> endpoints,
@@ -247,7 +245,7 @@ gateway::ApiResponse RouteApi::route(const gateway::ApiRequest& req) {
       200, "application/json",
       json{{"url", "http://" + r.address},
            {"token", ring_->issue(claims)},
-           {"expires_at", std::round(unix_seconds(claims.expires_at) * 1000) / 1000},
+           {"expires_at", std::round(to_seconds(claims.expires_at) * 1000) / 1000},
            {"replica", r.replica_name},
            {"group", r.group_name},
            {"header", "Tide-Route-Token"}}

@@ -206,7 +206,7 @@ class Simulation final : public control::Provisioner, public control::DecisionSi
     if (it != billing_index_.end()) billing_[it->second].stopped = now_;
   }
 
-  void record(const control::DecisionRecord& d) override {
+  void record(const DecisionRecord& d) override {
     GroupStats& gs = stats_[current_stats_];
     const int direction = d.to > d.from ? 1 : -1;
     if (d.time >= warmup_ && gs.last_direction != 0 && direction != gs.last_direction &&

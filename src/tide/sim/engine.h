@@ -178,7 +178,7 @@ struct SimResult {
   double requests_per_s = 0;  // simulated requests per wall second
   std::vector<GroupResult> groups;
   std::vector<TimelineRow> timeline;
-  std::vector<control::DecisionRecord> decisions;
+  std::vector<DecisionRecord> decisions;
   std::string note;  // a line printed under the table (reference rows: what the row means)
   double attainment() const { return outcomes.attainment(); }
   // Adds one group's figures to the run's totals and keeps it in `groups`.

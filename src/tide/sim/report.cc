@@ -302,7 +302,7 @@ void write_csvs(const std::string& dir, const SimResult& run, const config::Conf
   }
   std::ofstream f(dir + "/decisions.csv");
   f << "time_s,endpoint,group,from,to,reason\n";
-  for (const control::DecisionRecord& d : run.decisions) {
+  for (const DecisionRecord& d : run.decisions) {
     f << fmt::format("{:.3f},{},{},{},{},{}\n", to_seconds(d.time), d.endpoint, d.group, d.from,
                      d.to, csv_escape(d.reason));
   }
@@ -387,7 +387,7 @@ void write_report_html(const std::string& dir, const std::vector<SimResult>& run
     }
     size_t shown = 0;
     std::string decisions;
-    for (const control::DecisionRecord& d : r.decisions) {
+    for (const DecisionRecord& d : r.decisions) {
       if (++shown > 200) break;
       decisions += fmt::format("{:>9.1f}s {}/{} {} -> {}: {}\n", to_seconds(d.time), d.endpoint,
                                d.group, d.from, d.to, d.reason);

@@ -7,10 +7,12 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <charconv>
 #include <cmath>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
+#include <iterator>
 #include <mutex>
 #include <thread>
 #include <utility>
@@ -19,7 +21,8 @@ namespace tide::store {
 
 namespace {
 
-constexpr int kSchemaVersion = 1;
+// 2: decisions.utilization. Older files are migrated when opened (kMigrations).
+constexpr int kSchemaVersion = 2;
 
 constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -34,7 +37,8 @@ CREATE TABLE IF NOT EXISTS replicas(
 CREATE TABLE IF NOT EXISTS decisions(
   time REAL NOT NULL, endpoint TEXT NOT NULL, grp TEXT NOT NULL, from_n INTEGER NOT NULL,
   to_n INTEGER NOT NULL, reason TEXT NOT NULL, queued INTEGER NOT NULL,
-  in_flight INTEGER NOT NULL, ready INTEGER NOT NULL, starting INTEGER NOT NULL);
+  in_flight INTEGER NOT NULL, ready INTEGER NOT NULL, starting INTEGER NOT NULL,
+  utilization REAL NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS decisions_by_time ON decisions(endpoint, time);
 CREATE TABLE IF NOT EXISTS samples(
   time REAL NOT NULL, endpoint TEXT NOT NULL, grp TEXT NOT NULL, step_s REAL NOT NULL,
@@ -43,6 +47,13 @@ CREATE TABLE IF NOT EXISTS samples(
   requests INTEGER NOT NULL, p50 REAL NOT NULL, p95 REAL NOT NULL, p99 REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS samples_by_time ON samples(endpoint, time);
 )sql";
+
+// kMigrations[v - 1] takes a file of schema version v to v + 1 (the tables exist: kSchema made
+// those missing, at the newest version).
+constexpr const char* kMigrations[] = {
+    "ALTER TABLE decisions ADD COLUMN utilization REAL NOT NULL DEFAULT 0",
+};
+static_assert(std::size(kMigrations) == kSchemaVersion - 1);
 
 // The columns of a merged span of samples, for history() and compact().
 constexpr const char* kMergedColumns =
@@ -146,6 +157,57 @@ ReplicaRow read_replica(const Stmt& s) {
   r.ready_at = s.real(9);
   r.stopped_at = s.real(10);
   return r;
+}
+
+// The file's schema version; nullopt for a file just made.
+std::optional<std::string> schema_version(const Db& db) {
+  Stmt s(db, "SELECT value FROM meta WHERE key = 'schema_version'");
+  if (!s.step()) return std::nullopt;
+  return s.text(0);
+}
+
+// Brings the file to kSchemaVersion: a new one is marked so, an older one migrated in one
+// transaction; a newer one (or a version unknown) is refused.
+void use_current_schema(Db& db) {
+  const std::optional<std::string> v = schema_version(db);
+  if (!v) {
+    Stmt ins(db, "INSERT INTO meta(key, value) VALUES('schema_version', ?)");
+    ins.bind(std::to_string(kSchemaVersion)).run();
+    return;
+  }
+  int version = 0;
+  const auto [end, ec] = std::from_chars(v->data(), v->data() + v->size(), version);
+  if (ec != std::errc() || end != v->data() + v->size() || version < 1 || version > kSchemaVersion)
+    throw StoreError(
+        fmt::format("schema version {} is not the {} this tide reads (written by another version)",
+                    *v, kSchemaVersion));
+  if (version == kSchemaVersion) return;
+  db.exec("BEGIN");
+  try {
+    for (; version < kSchemaVersion; ++version) db.exec(kMigrations[version - 1]);
+    Stmt set(db, "UPDATE meta SET value = ? WHERE key = 'schema_version'");
+    set.bind(std::to_string(kSchemaVersion)).run();
+    db.exec("COMMIT");
+  } catch (const StoreError&) {
+    db.exec("ROLLBACK");
+    throw;
+  }
+}
+
+DecisionRecord read_decision(const Stmt& s) {
+  DecisionRecord d;
+  d.time = time_at_unix_seconds(s.real(0));
+  d.endpoint = s.text(1);
+  d.group = s.text(2);
+  d.from = static_cast<int>(s.integer(3));
+  d.to = static_cast<int>(s.integer(4));
+  d.reason = s.text(5);
+  d.queued = static_cast<int>(s.integer(6));
+  d.in_flight = static_cast<int>(s.integer(7));
+  d.ready = static_cast<int>(s.integer(8));
+  d.starting = static_cast<int>(s.integer(9));
+  d.utilization = s.real(10);
+  return d;
 }
 
 constexpr const char* kReplicaColumns =
@@ -259,19 +321,7 @@ std::unique_ptr<Store> Store::open(const std::string& path) {
       db.exec("PRAGMA synchronous=NORMAL");
     }
     db.exec(kSchema);
-    {
-      Stmt s(db, "SELECT value FROM meta WHERE key = 'schema_version'");
-      if (s.step()) {
-        const std::string v = s.text(0);
-        if (v != std::to_string(kSchemaVersion))
-          throw StoreError(fmt::format(
-              "schema version {} is not the {} this tide reads (written by another version)", v,
-              kSchemaVersion));
-      } else {
-        Stmt ins(db, "INSERT INTO meta(key, value) VALUES('schema_version', ?)");
-        ins.bind(std::to_string(kSchemaVersion)).run();
-      }
-    }
+    use_current_schema(db);
     impl->reader_db = std::make_unique<Db>(impl->uri, impl->memory);
   } catch (const StoreError& e) {
     throw StoreError(fmt::format("state file {}: {}", path.empty() ? "(memory)" : path, e.what()));
@@ -316,12 +366,12 @@ void Store::put_replica(ReplicaRow row) {
   });
 }
 
-void Store::add_decision(DecisionRow row) {
-  impl_->push([row = std::move(row)](Db& db) {
+void Store::add_decision(DecisionRecord decision) {
+  impl_->push([row = std::move(decision)](Db& db) {
     Stmt s(db,
            "INSERT INTO decisions(time, endpoint, grp, from_n, to_n, reason, queued, in_flight, "
-           "ready, starting) VALUES(?,?,?,?,?,?,?,?,?,?)");
-    s.bind(row.time)
+           "ready, starting, utilization) VALUES(?,?,?,?,?,?,?,?,?,?,?)");
+    s.bind(unix_seconds(row.time))
         .bind(row.endpoint)
         .bind(row.group)
         .bind(row.from)
@@ -331,6 +381,7 @@ void Store::add_decision(DecisionRow row) {
         .bind(row.in_flight)
         .bind(row.ready)
         .bind(row.starting)
+        .bind(row.utilization)
         .run();
   });
 }
@@ -463,29 +514,16 @@ std::vector<ConfigRow> Store::configs(const std::string& endpoint) {
   return out;
 }
 
-std::vector<DecisionRow> Store::decisions(const std::string& endpoint, double from, double to,
-                                          int limit) {
+std::vector<DecisionRecord> Store::decisions(const std::string& endpoint, double from, double to,
+                                             int limit) {
   std::lock_guard lock(impl_->read_mu);
   Stmt s(*impl_->reader_db,
-         "SELECT time, endpoint, grp, from_n, to_n, reason, queued, in_flight, ready, starting "
-         "FROM decisions WHERE endpoint = ? AND time >= ? AND time < ? "
+         "SELECT time, endpoint, grp, from_n, to_n, reason, queued, in_flight, ready, starting, "
+         "utilization FROM decisions WHERE endpoint = ? AND time >= ? AND time < ? "
          "ORDER BY time DESC, rowid DESC LIMIT ?");
   s.bind(endpoint).bind(from).bind(to).bind(limit);
-  std::vector<DecisionRow> out;
-  while (s.step()) {
-    DecisionRow d;
-    d.time = s.real(0);
-    d.endpoint = s.text(1);
-    d.group = s.text(2);
-    d.from = static_cast<int>(s.integer(3));
-    d.to = static_cast<int>(s.integer(4));
-    d.reason = s.text(5);
-    d.queued = static_cast<int>(s.integer(6));
-    d.in_flight = static_cast<int>(s.integer(7));
-    d.ready = static_cast<int>(s.integer(8));
-    d.starting = static_cast<int>(s.integer(9));
-    out.push_back(std::move(d));
-  }
+  std::vector<DecisionRecord> out;
+  while (s.step()) out.push_back(read_decision(s));
   return {out.rbegin(), out.rend()};
 }
 

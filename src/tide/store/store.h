@@ -9,7 +9,8 @@
 // Writes never block the caller on the disk: they are queued to a writer thread that commits
 // them in batches (one transaction per batch). Reads use their own connection and may run on
 // any thread while writes go on (WAL). Times are wall-clock seconds since the Unix epoch, as
-// users read them; the store itself never reads a clock. No SQLite types leak out of store.cc.
+// users read them (a decision's Time: nanoseconds since the epoch, stored as those seconds by
+// unix_seconds); the store itself never reads a clock. No SQLite types leak out of store.cc.
 #pragma once
 
 #include <cstdint>
@@ -19,6 +20,8 @@
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include "tide/common/decision.h"
 
 namespace tide::store {
 
@@ -38,19 +41,6 @@ struct ReplicaRow {
   double requested_at = 0;
   double ready_at = 0;    // 0: not (yet) ready
   double stopped_at = 0;  // 0: still running
-};
-
-struct DecisionRow {
-  double time = 0;
-  std::string endpoint;
-  std::string group;
-  int from = 0;
-  int to = 0;
-  std::string reason;
-  int queued = 0;
-  int in_flight = 0;
-  int ready = 0;
-  int starting = 0;
 };
 
 // One group's state at an instant (or, once downsampled, over `step_s` seconds from `time`:
@@ -99,8 +89,8 @@ class Store {
   const std::string& path() const;
 
   // Writes (queued; thread-safe). Failures are counted and passed to the error sink.
-  void put_replica(ReplicaRow row);  // inserts or replaces by (endpoint, id)
-  void add_decision(DecisionRow row);
+  void put_replica(ReplicaRow row);            // inserts or replaces by (endpoint, id)
+  void add_decision(DecisionRecord decision);  // its time on the wall clock
   void add_samples(std::vector<SampleRow> rows);
   void add_config(ConfigRow row);
   void set_meta(std::string key, std::string value);
@@ -122,8 +112,8 @@ class Store {
   // The endpoint's configuration changes, oldest first.
   std::vector<ConfigRow> configs(const std::string& endpoint);
   // Decisions with from <= time < to, newest last; at most `limit` (the newest ones).
-  std::vector<DecisionRow> decisions(const std::string& endpoint, double from, double to,
-                                     int limit);
+  std::vector<DecisionRecord> decisions(const std::string& endpoint, double from, double to,
+                                        int limit);
   // Samples with from <= time < to, merged into spans of `step_s` (aligned to multiples of
   // step_s since the epoch) per group, as SampleRow describes; ordered by group, then time.
   std::vector<SampleRow> history(const std::string& endpoint, double from, double to,

@@ -1,6 +1,7 @@
 #include "tide/store/store.h"
 
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -90,8 +91,8 @@ TEST_F(StoreTest, TheFileIsOwnerOnly) {
 TEST_F(StoreTest, DecisionsInARangeNewestKeptByTheLimitAndReturnedInOrder) {
   auto store = Store::open(file());
   for (int i = 0; i < 10; ++i) {
-    DecisionRow d;
-    d.time = 1000 + i;
+    DecisionRecord d;
+    d.time = time_at_unix_seconds(1000 + i);
     d.endpoint = i % 2 == 0 ? "chat" : "other";
     d.group = "h100";
     d.from = i;
@@ -106,12 +107,105 @@ TEST_F(StoreTest, DecisionsInARangeNewestKeptByTheLimitAndReturnedInOrder) {
   EXPECT_EQ(all.back().reason, "reason 8");
   auto limited = store->decisions("chat", 0, 1e12, 2);
   ASSERT_EQ(limited.size(), 2u);
-  EXPECT_EQ(limited[0].time, 1006);
-  EXPECT_EQ(limited[1].time, 1008);
+  EXPECT_EQ(unix_seconds(limited[0].time), 1006);
+  EXPECT_EQ(unix_seconds(limited[1].time), 1008);
   auto range = store->decisions("chat", 1002, 1006, 100);  // to is exclusive
   ASSERT_EQ(range.size(), 2u);
   EXPECT_EQ(range[0].from, 2);
   EXPECT_EQ(range[1].from, 4);
+}
+
+TEST_F(StoreTest, EveryInputOfADecisionComesBack) {
+  DecisionRecord d{.time = Time{Duration{1'733'390'000'123'456'789}},
+                   .endpoint = "chat",
+                   .group = "h100",
+                   .from = 2,
+                   .to = 5,
+                   .reason = "queue 12 > 2 x 4",
+                   .queued = 12,
+                   .in_flight = 8,
+                   .ready = 2,
+                   .starting = 1,
+                   .utilization = 0.8125};
+  {
+    auto store = Store::open(file());
+    store->add_decision(d);
+  }
+  auto store = Store::open(file());
+  const auto back = store->decisions("chat", 0, 1e12, 10);
+  ASSERT_EQ(back.size(), 1u);
+  const DecisionRecord& b = back[0];
+  EXPECT_EQ(unix_seconds(b.time), unix_seconds(d.time));
+  EXPECT_EQ(b.endpoint, d.endpoint);
+  EXPECT_EQ(b.group, d.group);
+  EXPECT_EQ(b.from, d.from);
+  EXPECT_EQ(b.to, d.to);
+  EXPECT_EQ(b.reason, d.reason);
+  EXPECT_EQ(b.queued, d.queued);
+  EXPECT_EQ(b.in_flight, d.in_flight);
+  EXPECT_EQ(b.ready, d.ready);
+  EXPECT_EQ(b.starting, d.starting);
+  EXPECT_EQ(b.utilization, d.utilization);
+}
+
+// A state file as tide wrote it before decisions kept their utilization (schema version 1).
+void write_version_one_file(const std::string& path) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  const char* sql = R"sql(
+CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT INTO meta VALUES('schema_version', '1');
+INSERT INTO meta VALUES('api_token', 'kept');
+CREATE TABLE decisions(
+  time REAL NOT NULL, endpoint TEXT NOT NULL, grp TEXT NOT NULL, from_n INTEGER NOT NULL,
+  to_n INTEGER NOT NULL, reason TEXT NOT NULL, queued INTEGER NOT NULL,
+  in_flight INTEGER NOT NULL, ready INTEGER NOT NULL, starting INTEGER NOT NULL);
+CREATE INDEX decisions_by_time ON decisions(endpoint, time);
+INSERT INTO decisions VALUES(1000.5, 'chat', 'h100', 0, 2, 'min_replicas', 3, 1, 0, 0);
+)sql";
+  char* err = nullptr;
+  const int rc = sqlite3_exec(db, sql, nullptr, nullptr, &err);
+  const std::string why = err != nullptr ? err : "";
+  sqlite3_free(err);
+  sqlite3_close(db);
+  ASSERT_EQ(rc, SQLITE_OK) << why;
+}
+
+TEST_F(StoreTest, AFileOfSchemaVersionOneOpensWithItsDecisionsAndTakesNewOnes) {
+  write_version_one_file(file());
+  {
+    auto store = Store::open(file());
+    EXPECT_EQ(store->meta("schema_version"), "2");
+    EXPECT_EQ(store->meta("api_token"), "kept");
+    const auto old = store->decisions("chat", 0, 1e12, 10);
+    ASSERT_EQ(old.size(), 1u);
+    EXPECT_EQ(unix_seconds(old[0].time), 1000.5);
+    EXPECT_EQ(old[0].to, 2);
+    EXPECT_EQ(old[0].queued, 3);
+    EXPECT_EQ(old[0].utilization, 0);
+    DecisionRecord fresh;
+    fresh.time = time_at_unix_seconds(1001);
+    fresh.endpoint = "chat";
+    fresh.utilization = 0.5;
+    store->add_decision(fresh);
+  }
+  auto store = Store::open(file());  // opens again, now at version 2
+  const auto both = store->decisions("chat", 0, 1e12, 10);
+  ASSERT_EQ(both.size(), 2u);
+  EXPECT_EQ(both[1].utilization, 0.5);
+}
+
+TEST_F(StoreTest, AFileOfANewerSchemaIsRefused) {
+  {
+    auto store = Store::open(file());
+    store->set_meta("schema_version", "3");
+  }
+  try {
+    Store::open(file());
+    FAIL() << "expected StoreError";
+  } catch (const StoreError& e) {
+    EXPECT_NE(std::string(e.what()).find("schema version 3"), std::string::npos) << e.what();
+  }
 }
 
 TEST_F(StoreTest, HistoryMergesSpansTakingTheMaximumOfCountsAndTheSumOfRequests) {
@@ -141,8 +235,8 @@ TEST_F(StoreTest, CompactDownsamplesOldSamplesAndDeletesWhatIsPastRetention) {
   for (int i = 0; i < 36; ++i) rows.push_back(sample(1200 + 5 * i, i % 4, 1, 0.1 * i));
   rows.push_back(sample(100, 9, 1, 0));  // past retention
   store->add_samples(rows);
-  DecisionRow old;
-  old.time = 50;
+  DecisionRecord old;
+  old.time = time_at_unix_seconds(50);
   old.endpoint = "chat";
   store->add_decision(old);
   Retention retention;
