@@ -32,6 +32,7 @@
 
 #include "tide/metrics/window.h"
 #include "tide/policy/hindsight.h"
+#include "tide/policy/quiet_spells.h"
 
 namespace tide::policy {
 namespace {
@@ -155,36 +156,6 @@ class MaxHold {
   std::deque<std::pair<Time, int>> values_;
 };
 
-// Quiet spells (gaps between arrivals longer than the idle timeout) that ended within the last
-// day: how long the next one is likely to last. The hold covers the longest seen and, beyond
-// it, the gap an exponential tail of the spells' mean exceeds with probability p: with no
-// arrival for that long, the chance that the next comes at all soon is under the SLO's share.
-class QuietSpells {
- public:
-  static constexpr Duration kMemory = std::chrono::hours(24);
-  void add(Time now, Duration gap) {
-    const double s = to_seconds(gap);
-    spells_.emplace_back(now, s);
-    sum_ += s;
-    longest_.add(now, static_cast<int>(std::min(s, 86400.0)), kMemory);
-  }
-  Duration hold(Time now, double p) {
-    while (!spells_.empty() && spells_.front().first <= now - kMemory) {
-      sum_ -= spells_.front().second;
-      spells_.pop_front();
-    }
-    if (spells_.empty()) return Duration{0};
-    const double mean = sum_ / static_cast<double>(spells_.size());
-    const double tail = mean * std::log(1 / std::clamp(p, 1e-6, 0.5));
-    return from_seconds(std::max(tail, static_cast<double>(longest_.peek(now, kMemory))));
-  }
-
- private:
-  std::deque<std::pair<Time, double>> spells_;
-  double sum_ = 0;
-  MaxHold longest_;
-};
-
 // What one tick's decision is made of, for the reason it gives.
 struct Sizing {
   bool surge = false, prewarm = false, replay_sizes = false;
@@ -219,7 +190,10 @@ class TideDecider final : public Decider {
     Decision d;
     if (idle(o) && !z.prewarm) {
       d.desired = 0;
-      d.reason = idle_reason(o);
+      d.reason = released_ == last_arrival_.value_or(*first_)
+                     ? fmt::format("quiet since the release: {} -> 0", o.current)
+                     : idle_reason(o);
+      released_ = last_arrival_.value_or(*first_);
       return d;
     }
     d.desired = std::max({z.needed, held, z.warm});
@@ -263,11 +237,14 @@ class TideDecider final : public Decider {
       if (params_.history_window.count() > 0) hindsight_.add(o.now, o.interval, o.arrivals);
     }
     if (o.arrivals > 0) {
-      // A quiet spell ends: the time since the previous arrival, learned for a day.
-      if (last_arrival_ && o.now - o.interval - *last_arrival_ >= idle_timeout_)
-        quiet_.add(o.now, o.now - o.interval - *last_arrival_);
+      // A quiet spell ends: the time since the previous arrival (or since the group began: its
+      // first requests wait for a cold start as well), learned for a day.
+      const Time since = last_arrival_.value_or(*first_);
+      if (o.now - o.interval - since >= idle_timeout_)
+        quiet_.end_spell(o.now - o.interval, o.now - o.interval - since);
       last_arrival_ = o.now;
     }
+    quiet_.count(o.now, o.interval, o.arrivals, o.cold_start - o.max_wait);
     if (o.ready > 0 && !first_ready_) first_ready_ = o.now;
     note_service(o);
   }
@@ -303,6 +280,10 @@ class TideDecider final : public Decider {
     if (warm_headroom(o) && service_.mean_s > 0) {
       z.warm = hindsight_.fleet(o.now, o.concurrency, service_,
                                 {o.max_wait, params_.target_wait_probability}, o.max_replicas);
+      // Held through a quiet spell longer than the history window: the fleet found at the last
+      // arrival, when the window held all of the latest traffic.
+      if (o.arrivals > 0) last_warm_ = z.warm;
+      if (hindsight_.arrivals() == 0) z.warm = last_warm_;
     }
     // The replayed fleet sizes for the SLO on the traffic actually seen, once the window holds
     // enough arrivals to resolve the share allowed to wait (kResolved late ones at the target);
@@ -352,16 +333,29 @@ class TideDecider final : public Decider {
             : 0;
   }
 
-  // How long a quiet spell is held through (QuietSpells), at most the history window, and only
-  // with warm headroom (otherwise a launch on demand is in time).
+  // How long a quiet spell is held through (QuietSpells: as long as the SLO's share of late
+  // arrivals needs), and only with warm headroom (otherwise a launch on demand is in time).
   Duration quiet_hold(const Observation& o) {
     if (!warm_headroom(o)) return Duration{0};
-    return std::min(quiet_.hold(o.now, params_.target_wait_probability), params_.history_window);
+    return quiet_.hold(o.now, params_.target_wait_probability);
+  }
+
+  // What scaling to zero after every quiet spell of the last day would have made late.
+  std::string spells_said() const {
+    const QuietSpells::Budget b = quiet_.budget();
+    return fmt::format(
+        "scaling to zero after each of the last day's {} quiet spells makes the {:.0f} arrivals "
+        "within a cold start after them wait: {:.2g}% of its {:.0f} against {:g}%",
+        b.spells, b.heads, b.arrivals > 0 ? 100 * b.heads / b.arrivals : 0.0, b.arrivals,
+        100 * params_.target_wait_probability);
   }
 
   bool idle(const Observation& o) {
     const Time last = o.last_activity.value_or(*first_);
     if (o.in_flight > 0 || o.queued > 0 || o.now - last < idle_timeout_) return false;
+    // Released in this spell already: the hold, reckoned from a day that keeps moving, does not
+    // bring the replicas back without a request.
+    if (released_ == last_arrival_.value_or(*first_)) return true;
     return o.now - last_arrival_.value_or(*first_) > quiet_hold(o);
   }
 
@@ -369,13 +363,15 @@ class TideDecider final : public Decider {
     const Time last = o.last_activity.value_or(*first_);
     const Duration hold = quiet_hold(o);
     if (hold <= idle_timeout_)
-      return fmt::format("no request for {} (idle timeout {}): {} -> 0",
-                         format_duration(o.now - last), format_duration(idle_timeout_), o.current);
+      return fmt::format("no request for {} (idle timeout {}{}): {} -> 0",
+                         format_duration(o.now - last), format_duration(idle_timeout_),
+                         warm_headroom(o) ? "; " + spells_said() : "", o.current);
     return fmt::format(
-        "no request for {}, longer than quiet spells of the last day last (longest, or their "
-        "mean's exponential tail at {:g}: {}): {} -> 0",
-        format_duration(o.now - last), params_.target_wait_probability, format_duration(hold),
-        o.current);
+        "no request for {}, longer than the hold through quiet spells ({}: the longest whose "
+        "arrivals after it do not fit in the SLO's share, or the spells' mean's exponential tail "
+        "at {:g}; {}): {} -> 0",
+        format_duration(o.now - last), format_duration(hold), params_.target_wait_probability,
+        spells_said(), o.current);
   }
 
   std::string explain(const Observation& o, const Sizing& z) {
@@ -399,8 +395,9 @@ class TideDecider final : public Decider {
           format_duration(o.max_wait), params_.target_wait_probability);
       const Time last = last_arrival_.value_or(*first_);
       if (o.now - last >= idle_timeout_)
-        why += fmt::format(" (quiet for {}, held as long as quiet spells of the last day last: {})",
-                           format_duration(o.now - last), format_duration(quiet_hold(o)));
+        why += fmt::format(" (quiet for {}, held through quiet spells for {}: {})",
+                           format_duration(o.now - last), format_duration(quiet_hold(o)),
+                           spells_said());
     }
     return why;
   }
@@ -462,7 +459,9 @@ class TideDecider final : public Decider {
   RecurringRise recurring_;
   HindsightFleet hindsight_;
   QuietSpells quiet_;
+  int last_warm_ = 0;  // the fleet the replay found at the last arrival
   std::optional<Time> last_arrival_;
+  std::optional<Time> released_;  // the last arrival before the group was last released to zero
   MaxHold surge_holds_;
   MaxHold steady_holds_;
   Duration keep_window_{60'000'000'000};

@@ -235,21 +235,21 @@ TEST(TidePolicy, KeepsBatchesAFewMinutesApartWarmInsteadOfScalingToZero) {
   }
   EXPECT_EQ(below, 0) << "every batch finds its 5 replicas warm; last: " << d.reason;
   EXPECT_TRUE(has(d, "warm headroom")) << d.reason;
-  EXPECT_TRUE(has(d, "held as long as quiet spells of the last day last")) << d.reason;
+  EXPECT_TRUE(has(d, "held through quiet spells for")) << d.reason;
 }
 
 TEST(TidePolicy, ScalesToZeroOnceQuietForLongerThanAnyQuietSpellBetweenArrivals) {
   Loop l;
   for (int i = 0; i <= 4 * 180; ++i) l.step(batch(i), batch_in_flight(i), 0, 4.0);
-  // The batches stop: replicas are kept through a spell as long as a quiet spell of mean 3 min
-  // exceeds with probability 0.01 (an exponential tail: 3 min x ln 100 = 13.8 min), and no
-  // longer.
+  // The batches stop: every arrival came right after a quiet spell, so replicas are kept through
+  // a spell as long as one of the 4 spells' mean (179 s, taken at its upper bound: x 2) exceeds
+  // with probability 0.01 / 0.8 (the share of arrivals after a spell), and no longer.
   Decision d;
   int held = 0;
   for (int i = 0; i < 3600 && l.current > 0; ++i, ++held) d = l.step(0, 0, 0, 4.0);
   EXPECT_EQ(l.current, 0) << d.reason;
-  EXPECT_NEAR(held, 179 * std::log(100.0), 3);  // the spells: 179 s without an arrival
-  EXPECT_TRUE(has(d, "longer than quiet spells of the last day last")) << d.reason;
+  EXPECT_NEAR(held, 179 * 2 * std::log(0.8 / 0.01), 3);  // the spells: 179 s without an arrival
+  EXPECT_TRUE(has(d, "longer than the hold through quiet spells")) << d.reason;
 }
 
 TEST(TidePolicy, AnSloLongerThanAColdStartReactsWithoutWarmHeadroom) {
