@@ -5,6 +5,8 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
+#include "tide/net/address.h"
+
 namespace tide::agent {
 
 using json = nlohmann::json;
@@ -86,21 +88,17 @@ class Fields {
   std::string error_;
 };
 
+// host:port with a port above 0 and a host of printable characters that cannot start a path,
+// query, fragment or user.
 bool valid_host_port(std::string_view s) {
-  const size_t colon = s.rfind(':');
-  if (colon == std::string_view::npos || colon == 0 || colon + 1 == s.size()) return false;
-  unsigned port = 0;
-  for (char c : s.substr(colon + 1)) {
-    if (c < '0' || c > '9') return false;
-    port = port * 10 + static_cast<unsigned>(c - '0');
-    if (port > 65535) return false;
-  }
-  for (char c : s.substr(0, colon)) {
+  const auto hp = net::split_host_port(s);
+  if (!hp) return false;
+  for (char c : hp->host) {
     if (c <= ' ' || c == '/' || c == '?' || c == '#' || c == '@' ||
         static_cast<unsigned char>(c) > 126)
       return false;
   }
-  return port > 0;
+  return hp->port > 0;
 }
 
 }  // namespace

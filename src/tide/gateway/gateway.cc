@@ -21,6 +21,9 @@
 #include "tide/common/errors.h"
 #include "tide/common/text.h"
 #include "tide/gateway/http_parsers.h"
+#include "tide/net/address.h"
+#include "tide/net/error_body.h"
+#include "tide/net/relay.h"
 
 namespace tide::gateway {
 
@@ -73,33 +76,6 @@ struct alignas(64) Counters {
   std::atomic<int> active{0};
 };
 
-bool parse_host_port(const std::string& hp, std::string& host, uint16_t& port) {
-  const size_t colon = hp.rfind(':');
-  if (colon == std::string::npos || colon == 0) return false;
-  host = hp.substr(0, colon);
-  if (host.size() > 2 && host.front() == '[' && host.back() == ']')
-    host = host.substr(1, host.size() - 2);
-  unsigned long p = 0;
-  try {
-    size_t used = 0;
-    p = std::stoul(hp.substr(colon + 1), &used);
-    if (used != hp.size() - colon - 1) return false;
-  } catch (const std::exception&) {
-    return false;
-  }
-  if (p > 65535) return false;
-  port = static_cast<uint16_t>(p);
-  return true;
-}
-
-void strip_hop_by_hop(http::fields& f) {
-  for (auto field : {http::field::connection, http::field::keep_alive,
-                     http::field::proxy_connection, http::field::te, http::field::trailer,
-                     http::field::upgrade, http::field::proxy_authorization}) {
-    f.erase(field);
-  }
-}
-
 void append_number(std::string& out, uint64_t n) {
   char buf[24];
   const auto r = std::to_chars(buf, buf + sizeof buf, n);
@@ -126,12 +102,7 @@ void append_status_line(std::string& out, unsigned version, unsigned status,
   out += "\r\n";
 }
 
-// The JSON error body. Messages may quote what a client sent: bytes that are not UTF-8 are
-// replaced rather than thrown about.
-std::string error_body(std::string_view type, std::string_view message) {
-  nlohmann::json j = {{"error", {{"type", type}, {"message", message}}}};
-  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-}
+using net::error_body;
 
 // A connection to a replica, with the bytes read past the last response.
 struct Upstream {
@@ -367,11 +338,11 @@ struct Gateway::Impl {
   // so a second tide cannot join the first one's SO_REUSEPORT group.
   std::unique_ptr<Acceptor> bind(asio::io_context& ctx, const std::string& address,
                                  uint16_t port_override, bool reuse_port, bool listen = true) {
-    std::string host;
-    uint16_t p = 0;
-    if (!parse_host_port(address, host, p))
+    const auto hp = net::split_host_port(address);
+    if (!hp)
       throw std::runtime_error(fmt::format("cannot listen on {}: expected host:port", address));
-    if (port_override != 0) p = port_override;
+    const std::string host(net::unbracket(hp->host));
+    const uint16_t p = port_override != 0 ? port_override : hp->port;
     error_code ec;
     const auto ip = asio::ip::make_address(host == "localhost" ? "127.0.0.1" : host, ec);
     if (ec) throw std::runtime_error(fmt::format("cannot listen on {}: {}", address, ec.message()));
@@ -880,9 +851,10 @@ struct Gateway::Impl {
     if (auto it = w.resolved.find(address); it != w.resolved.end()) {
       target = it->second;
     } else {
-      std::string host;
-      uint16_t port = 0;
-      if (!parse_host_port(address, host, port)) co_return asio::error::invalid_argument;
+      const auto hp = net::split_host_port(address);
+      if (!hp) co_return asio::error::invalid_argument;
+      const std::string host(net::unbracket(hp->host));
+      const uint16_t port = hp->port;
       error_code ec;
       auto ip = asio::ip::make_address(host, ec);
       if (ec) {
@@ -1287,61 +1259,30 @@ struct Gateway::Impl {
       up.buffer.consume(n);
     }
     const bool upstream_keep = p.keep_alive();
-    const auto length = p.content_length();
+    const net::RelayHead head = net::prepare_relay_head(p, version, keep);
     auto& msg = p.get();
-    strip_hop_by_hop(msg.base());
-    const bool delimited_by_close = !length && !msg.chunked();
-    msg.version(version);
-    if (delimited_by_close) {
-      if (version >= 11) {
-        msg.chunked(true);
-      } else {
-        keep = false;
-      }
-    }
     std::string replica;
     append_replica(replica, ep, d);
     msg.set("Tide-Replica", replica);
     msg.set("Tide-Group", ep.spec().groups[static_cast<size_t>(d.group)].name);
-    msg.keep_alive(keep);
-    http::response_serializer<http::buffer_body> sr(msg);
-    std::array<char, 16 * 1024> buf;  // the deadline set before sending still runs
-    for (;;) {
-      if (!p.is_done()) {
-        msg.body().data = buf.data();
-        msg.body().size = buf.size();
-        auto [ec, n] = co_await http::async_read_some(up.socket, up.buffer, p, kNoThrow);
-        if (ec == http::error::need_buffer) ec = {};
-        if (ec == http::error::end_of_stream && delimited_by_close) ec = {};
-        if (ec) {
-          ec = outcome_of(c, ec);
-          if (c.gone) co_return Relay::kClientGone;
-          if (ec == beast::error::timeout) co_return Relay::kUpstreamTimeout;
-          last_error = fmt::format("cut its answer short: {}", ec.message());
-          if (!sent_any) co_return Relay::kDropped;
-          co_return Relay::kAborted;
-        }
-        msg.body().size = buf.size() - msg.body().size;
-        // No body bytes yet (only framing was read): a zero-sized buffer would go out as the
-        // last chunk, so hand none; the serializer then sends just the header, if due.
-        msg.body().data = msg.body().size == 0 ? nullptr : buf.data();
-        msg.body().more = !p.is_done();
-        if (msg.body().size == 0 && !p.is_done() && sr.is_header_done()) continue;
-      } else {
-        msg.body().data = nullptr;
-        msg.body().size = 0;
-        msg.body().more = false;
-      }
-      sent_any = true;
-      auto [wec, wn] = co_await http::async_write(c.socket, sr, kNoThrow);
-      if (wec == http::error::need_buffer) wec = {};
-      if (wec) {
-        client_ok = false;
-        co_return Relay::kAborted;
-      }
-      if (p.is_done() && sr.is_done()) break;
+    msg.keep_alive(head.keep);
+    // The deadline set before sending still runs.
+    const net::RelayEnd end = co_await net::relay_body(
+        up.socket, up.buffer, p, c.socket, head.delimited_by_close, sent_any,
+        [](const char*, size_t) {}, [] {});
+    if (end.side == net::RelayEnd::kUpstream) {
+      const error_code ec = outcome_of(c, end.ec);
+      if (c.gone) co_return Relay::kClientGone;
+      if (ec == beast::error::timeout) co_return Relay::kUpstreamTimeout;
+      last_error = fmt::format("cut its answer short: {}", ec.message());
+      if (!sent_any) co_return Relay::kDropped;
+      co_return Relay::kAborted;
     }
-    reusable = upstream_keep && !delimited_by_close;
+    if (end.side == net::RelayEnd::kClient) {
+      client_ok = false;
+      co_return Relay::kAborted;
+    }
+    reusable = upstream_keep && !head.delimited_by_close;
     co_return Relay::kDone;
   }
 };

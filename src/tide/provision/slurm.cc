@@ -15,6 +15,7 @@
 #include <cstring>
 #include <fstream>
 
+#include "tide/net/address.h"
 #include "tide/provision/slurm_backend.h"
 
 extern char** environ;
@@ -418,7 +419,7 @@ void SlurmBackend::lookup_node(const std::string& node) {
 
 void SlurmBackend::start_probe(const std::shared_ptr<Job>& job) {
   const std::string& host = node_addr_.at(job->node);
-  const std::string address = host_port(host, *job->port);
+  const std::string address = net::join_host_port(host, *job->port);
   job->watch =
       std::make_shared<Watch>(core_->strand, ProbeTarget{host, *job->port, job->launch.spec.ready,
                                                          core_->options.liveness_interval,
