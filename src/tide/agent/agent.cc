@@ -3,10 +3,7 @@
 #include <fcntl.h>
 #include <fmt/chrono.h>
 #include <fmt/format.h>
-#include <linux/close_range.h>
 #include <signal.h>
-#include <sys/prctl.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -33,6 +30,7 @@
 #include "tide/net/address.h"
 #include "tide/net/error_body.h"
 #include "tide/net/relay.h"
+#include "tide/os/child_process.h"
 
 namespace tide::agent {
 
@@ -719,25 +717,19 @@ struct Agent::Impl : std::enable_shared_from_this<Impl> {
   // ---- the model server as a child ----------------------------------------------------------
 
   void spawn_child() {
-    std::vector<char*> argv;
-    for (auto& a : o.command) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    const pid_t parent = ::getpid();
     // The replica secret admits the gateway at this agent: the model server has no use for it.
     ::unsetenv("TIDE_AGENT_SECRET");
-    // Single-threaded here (no io thread runs yet), so fork then execvp is safe.
-    const pid_t pid = ::fork();
-    if (pid < 0) throw std::runtime_error(fmt::format("fork: {}", std::strerror(errno)));
-    if (pid == 0) {
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (::getppid() != parent) ::_exit(127);
-      ::syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
-      ::execvp(argv[0], argv.data());
-      std::fprintf(stderr, "agent: cannot run %s: %s\n", argv[0], std::strerror(errno));
-      ::_exit(127);
-    }
-    child = pid;
-    log(fmt::format("started the model server (pid {}): {}", pid, fmt::join(o.command, " ")));
+    os::ChildSpec spec(o.command.front(), o.command);
+    spec.die_with_parent = true;
+    spec.close_other_fds = true;
+    const os::StartedChild c = os::start_child(spec);
+    if (c.pid < 0) throw std::runtime_error(fmt::format("{}: {}", c.step, std::strerror(c.error)));
+    // A program that could not start has exited (127): SIGCHLD stops the agent, as for any exit.
+    if (c.error != 0)
+      std::fprintf(stderr, "agent: cannot run %s: %s\n", o.command.front().c_str(),
+                   std::strerror(c.error));
+    child = c.pid;
+    log(fmt::format("started the model server (pid {}): {}", c.pid, fmt::join(o.command, " ")));
   }
 
   void watch_signals(std::shared_ptr<Impl> self) {

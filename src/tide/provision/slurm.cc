@@ -4,7 +4,6 @@
 #include <fmt/format.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <boost/asio/post.hpp>
@@ -16,9 +15,8 @@
 #include <fstream>
 
 #include "tide/net/address.h"
+#include "tide/os/child_process.h"
 #include "tide/provision/slurm_backend.h"
-
-extern char** environ;
 
 namespace tide::provision::detail {
 
@@ -122,34 +120,24 @@ CommandResult CommandRunner::run(const Command& c) {
     for (int fd : {in[0], in[1], out[0], out[1]}) ::close(fd);
     return r;
   }
-  posix_spawn_file_actions_t actions;
-  ::posix_spawn_file_actions_init(&actions);
-  ::posix_spawn_file_actions_adddup2(&actions, in[0], 0);
-  ::posix_spawn_file_actions_adddup2(&actions, out[1], 1);
-  ::posix_spawn_file_actions_adddup2(&actions, err[1], 2);
-  posix_spawnattr_t attr;
-  ::posix_spawnattr_init(&attr);
-  sigset_t none, all;
-  ::sigemptyset(&none);
-  ::sigfillset(&all);
-  ::posix_spawnattr_setsigmask(&attr, &none);
-  ::posix_spawnattr_setsigdefault(&attr, &all);
-  ::posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  std::vector<char*> argv;
-  for (const auto& a : c.argv) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  pid_t pid = -1;
-  const int rc = ::posix_spawnp(&pid, argv[0], &actions, &attr, argv.data(), environ);
-  ::posix_spawn_file_actions_destroy(&actions);
-  ::posix_spawnattr_destroy(&attr);
+  os::ChildSpec spec(c.argv.front(), c.argv);
+  spec.stdin_fd = in[0];
+  spec.stdout_fd = out[1];
+  spec.stderr_fd = err[1];
+  spec.reset_signals = true;
+  const os::StartedChild child = os::start_child(spec);
   ::close(in[0]);
   ::close(out[1]);
   ::close(err[1]);
-  if (rc != 0) {
-    r.error = fmt::format("cannot run: {}", std::strerror(rc));
+  if (child.error != 0) {
+    int ignored = 0;
+    while (child.pid > 0 && ::waitpid(child.pid, &ignored, 0) < 0 && errno == EINTR) {
+    }
+    r.error = fmt::format("cannot run: {}", std::strerror(child.error));
     for (int fd : {in[1], out[0], err[0]}) ::close(fd);
     return r;
   }
+  const pid_t pid = child.pid;
   set_running(pid);
 
   // Feed its input, collect both outputs, until they close or the time is up.
