@@ -533,7 +533,10 @@ struct Agent::Impl : std::enable_shared_from_this<Impl> {
     ~SlotGuard() { impl->release_slot(); }
   };
 
-  awaitable<bool> proxy(beast::tcp_stream& client, http::request<http::string_body> req) {
+  // Admits the request (replica secret or route token, and a ready model server): nullopt, with
+  // the admission counted, or the refusal's result. Takes the admission headers out of `req`.
+  awaitable<std::optional<bool>> admit(beast::tcp_stream& client,
+                                       http::request<http::string_body>& req) {
     const unsigned version = req.version();
     const bool keep = req.keep_alive();
     const std::string token(req["Tide-Route-Token"]);
@@ -559,6 +562,15 @@ struct Agent::Impl : std::enable_shared_from_this<Impl> {
           client, version, keep, 503, "not_ready",
           fmt::format("the model server is {}: {}", state_name(state), detail), 1);
     stat([&](AgentCounters& c) { ++(via_gateway ? c.admitted_gateway : c.admitted_token); });
+    co_return std::nullopt;
+  }
+
+  // Proxies one request to the model server: admission, a slot, then the exchange relayed to
+  // the client and measured. Returns whether the client connection may carry another.
+  awaitable<bool> proxy(beast::tcp_stream& client, http::request<http::string_body> req) {
+    const unsigned version = req.version();
+    const bool keep = req.keep_alive();
+    if (const std::optional<bool> refused = co_await admit(client, req)) co_return *refused;
     const Time arrived = steady.now();
     ++arrivals;
     ++total_requests;
@@ -610,10 +622,16 @@ struct Agent::Impl : std::enable_shared_from_this<Impl> {
     }
     // The client went away; dropping `up` tells the model server.
     if (end.side == net::RelayEnd::kClient) co_return false;
-    // Done: measure it.
+    measure(arrived, started, msg.result_int(), tail);
+    co_return head.keep;
+  }
+
+  // Counts a completed request: its latency (from `arrived`), service time (from `started`)
+  // and work (its tokens, from the `usage` in the answer's `tail`, with work_tokens).
+  void measure(Time arrived, Time started, unsigned status, const std::string& tail) {
     const double latency = to_seconds(steady.now() - arrived);
     double w = 1;
-    if (o.work_tokens && msg.result_int() < 300) {
+    if (o.work_tokens && status < 300) {
       if (const auto usage = find_usage(tail)) {
         tokens_in += usage->prompt;
         tokens_out += usage->completion;
@@ -628,7 +646,6 @@ struct Agent::Impl : std::enable_shared_from_this<Impl> {
     latency_sum += latency;
     latency_max = std::max(latency_max, latency);
     stat([](AgentCounters& c) { ++c.completed; });
-    co_return head.keep;
   }
 
   awaitable<void> session(tcp::socket sock, std::shared_ptr<Impl> self) {
