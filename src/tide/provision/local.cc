@@ -146,6 +146,77 @@ std::string replace_all(std::string s, std::string_view from, std::string_view t
   return s;
 }
 
+namespace {
+
+// The GPUs for a replica of `spec` (its gpus_per_replica of spec.gpus, none of `in_use`):
+// nullopt with `error` set when too few are free; none when it needs none.
+std::optional<std::vector<int>> free_gpus(const config::ProvisionerSpec& spec,
+                                          const std::set<int>& in_use, std::string& error) {
+  std::vector<int> gpus;
+  if (spec.gpus_per_replica <= 0) return gpus;
+  const auto wanted = static_cast<size_t>(spec.gpus_per_replica);
+  for (int g : spec.gpus) {
+    if (gpus.size() < wanted && !in_use.count(g)) gpus.push_back(g);
+  }
+  if (gpus.size() < wanted) {
+    std::vector<int> busy;
+    for (int g : spec.gpus) {
+      if (in_use.count(g)) busy.push_back(g);
+    }
+    error = fmt::format("no free GPU: needs {} of gpus [{}], [{}] in use", spec.gpus_per_replica,
+                        join_ints(spec.gpus, ","), join_ints(busy, ","));
+    return std::nullopt;
+  }
+  return gpus;
+}
+
+// The replica's command line: `tide agent` in front of it where it has one, then the configured
+// command with {port} and {replica_id} filled in.
+std::vector<std::string> replica_argv(const Launch& l, const std::string& port_text,
+                                      const std::string& id_text, uint16_t port,
+                                      std::optional<uint16_t> agent_port) {
+  std::vector<std::string> argv;
+  if (l.agent_argv) {
+    argv = *l.agent_argv;
+    for (const std::string& arg :
+         {std::string("--listen"), fmt::format("127.0.0.1:{}", *agent_port),
+          std::string("--upstream"), fmt::format("127.0.0.1:{}", port), std::string("--")})
+      argv.push_back(arg);
+  }
+  for (const std::string& arg : l.spec.command)
+    argv.push_back(replace_all(replace_all(arg, "{port}", port_text), "{replica_id}", id_text));
+  return argv;
+}
+
+// The replica's environment into `env`: this process's, less tide's own variables (and
+// CUDA_VISIBLE_DEVICES where tide assigns GPUs), then the replica's. Returns the PATH its program
+// is looked up in.
+std::string replica_environment(const Launch& l, const std::string& port_text,
+                                const std::string& id_text, const std::vector<int>& gpus,
+                                const std::string& replica_log_dir, std::vector<std::string>& env) {
+  const bool set_gpus = l.spec.gpus_per_replica > 0;
+  std::string path_var = "/usr/local/bin:/usr/bin:/bin";
+  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
+    const std::string_view kv(*e);
+    const std::string_view key = kv.substr(0, kv.find('='));
+    if (key == "TIDE_REPLICA_ID" || key == "TIDE_REPLICA_NAME" || key == "TIDE_PORT" ||
+        key == "TIDE_REPLICAS" || (set_gpus && key == "CUDA_VISIBLE_DEVICES"))
+      continue;
+    if (key == "PATH") path_var = std::string(kv.substr(5));
+    env.emplace_back(kv);
+  }
+  env.push_back("TIDE_REPLICA_ID=" + id_text);
+  env.push_back("TIDE_REPLICA_NAME=" + l.name);
+  env.push_back("TIDE_PORT=" + port_text);
+  // Marks the replica as this state's, for kill_unrecorded() after a crash.
+  if (!replica_log_dir.empty()) env.push_back("TIDE_REPLICAS=" + replica_log_dir);
+  if (set_gpus) env.push_back("CUDA_VISIBLE_DEVICES=" + join_ints(gpus, ","));
+  env.insert(env.end(), l.agent_env.begin(), l.agent_env.end());
+  return path_var;
+}
+
+}  // namespace
+
 std::string last_lines(std::string_view output) {
   while (!output.empty() && (output.back() == '\n' || output.back() == '\r' ||
                              output.back() == ' ' || output.back() == '\t'))
@@ -401,24 +472,9 @@ void LocalBackend::launch(Launch l) {
   if (l.agent_argv && l.agent_argv->empty())
     return fail(l, "agent.enabled, but this provisioner was given no way to start `tide agent`");
 
-  std::vector<int> gpus;
-  if (spec.gpus_per_replica > 0) {
-    const auto wanted = static_cast<size_t>(spec.gpus_per_replica);
-    for (int g : spec.gpus) {
-      if (gpus.size() < wanted && !gpus_in_use_.count(g)) gpus.push_back(g);
-    }
-    if (gpus.size() < wanted) {
-      std::vector<int> busy;
-      for (int g : spec.gpus) {
-        if (gpus_in_use_.count(g)) busy.push_back(g);
-      }
-      return fail(
-          l, fmt::format("no free GPU: needs {} of gpus [{}], [{}] in use", spec.gpus_per_replica,
-                         join_ints(spec.gpus, ","), join_ints(busy, ",")));
-    }
-  }
-
   std::string error;
+  const std::optional<std::vector<int>> gpus = free_gpus(spec, gpus_in_use_, error);
+  if (!gpus) return fail(l, error);
   auto pick_port = [&](std::optional<uint16_t> other) {
     std::optional<uint16_t> p;
     for (int attempt = 0; attempt < 8; ++attempt) {
@@ -441,35 +497,9 @@ void LocalBackend::launch(Launch l) {
   SpawnRequest request;
   request.replica_id = l.id;
   request.name = l.name;
-  if (l.agent_argv) {
-    request.argv = *l.agent_argv;
-    for (const std::string& arg :
-         {std::string("--listen"), fmt::format("127.0.0.1:{}", *agent_port),
-          std::string("--upstream"), fmt::format("127.0.0.1:{}", *port), std::string("--")})
-      request.argv.push_back(arg);
-  }
-  for (const std::string& arg : spec.command)
-    request.argv.push_back(
-        replace_all(replace_all(arg, "{port}", port_text), "{replica_id}", id_text));
-  const bool set_gpus = spec.gpus_per_replica > 0;
-  std::string path_var = "/usr/local/bin:/usr/bin:/bin";
-  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
-    const std::string_view kv(*e);
-    const std::string_view key = kv.substr(0, kv.find('='));
-    if (key == "TIDE_REPLICA_ID" || key == "TIDE_REPLICA_NAME" || key == "TIDE_PORT" ||
-        key == "TIDE_REPLICAS" || (set_gpus && key == "CUDA_VISIBLE_DEVICES"))
-      continue;
-    if (key == "PATH") path_var = std::string(kv.substr(5));
-    request.env.emplace_back(kv);
-  }
-  request.env.push_back("TIDE_REPLICA_ID=" + id_text);
-  request.env.push_back("TIDE_REPLICA_NAME=" + l.name);
-  request.env.push_back("TIDE_PORT=" + port_text);
-  // Marks the replica as this state's, for kill_unrecorded() after a crash.
-  if (!core_->options.replica_log_dir.empty())
-    request.env.push_back("TIDE_REPLICAS=" + core_->options.replica_log_dir);
-  if (set_gpus) request.env.push_back("CUDA_VISIBLE_DEVICES=" + join_ints(gpus, ","));
-  request.env.insert(request.env.end(), l.agent_env.begin(), l.agent_env.end());
+  request.argv = replica_argv(l, port_text, id_text, *port, agent_port);
+  const std::string path_var = replica_environment(l, port_text, id_text, *gpus,
+                                                   core_->options.replica_log_dir, request.env);
   auto path = os::resolve_program(request.argv.front(), path_var);
   if (!path) return fail(l, fmt::format("command not found: {}", request.argv.front()));
   request.path = *path;
@@ -484,8 +514,8 @@ void LocalBackend::launch(Launch l) {
   child->log_path = request.log_path;
   child->port = *port;
   child->agent_port = agent_port.value_or(0);
-  child->gpus = gpus;
-  gpus_in_use_.insert(gpus.begin(), gpus.end());
+  child->gpus = *gpus;
+  gpus_in_use_.insert(gpus->begin(), gpus->end());
   ports_in_use_.insert(*port);
   if (agent_port) ports_in_use_.insert(*agent_port);
   children_[child->launch.key] = child;
