@@ -3,10 +3,7 @@
 #include <fcntl.h>
 #include <fmt/chrono.h>
 #include <fmt/format.h>
-#include <linux/close_range.h>
 #include <signal.h>
-#include <sys/prctl.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -30,6 +27,10 @@
 #include "tide/auth/keys.h"
 #include "tide/common/errors.h"
 #include "tide/metrics/load.h"
+#include "tide/net/address.h"
+#include "tide/net/error_body.h"
+#include "tide/net/relay.h"
+#include "tide/os/child_process.h"
 
 namespace tide::agent {
 
@@ -47,25 +48,12 @@ constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
 constexpr size_t kTailBytes = 16 * 1024;  // of each answer, searched for `usage`
 constexpr Duration kCallTimeout = std::chrono::seconds(2);
 
-struct HostPort {
-  std::string host;
-  uint16_t port = 0;
-  std::string text() const { return fmt::format("{}:{}", host, port); }
-};
+using net::HostPort;
 
+// "host:port" (localhost as 127.0.0.1: the agent connects to addresses, it resolves no names).
 std::optional<HostPort> parse_host_port(std::string_view s) {
-  const size_t colon = s.rfind(':');
-  if (colon == std::string_view::npos || colon == 0 || colon + 1 == s.size()) return std::nullopt;
-  unsigned port = 0;
-  for (char c : s.substr(colon + 1)) {
-    if (c < '0' || c > '9') return std::nullopt;
-    port = port * 10 + static_cast<unsigned>(c - '0');
-    if (port > 65535) return std::nullopt;
-  }
-  HostPort hp;
-  hp.host = std::string(s.substr(0, colon));
-  if (hp.host == "localhost") hp.host = "127.0.0.1";
-  hp.port = static_cast<uint16_t>(port);
+  auto hp = net::split_host_port(s);
+  if (hp && hp->host == "localhost") hp->host = "127.0.0.1";
   return hp;
 }
 
@@ -79,9 +67,7 @@ std::optional<HostPort> parse_http_url(std::string_view url) {
   return parse_host_port(url);
 }
 
-std::string error_body(std::string_view type, std::string_view message) {
-  return json{{"error", {{"type", type}, {"message", message}}}}.dump();
-}
+using net::error_body;
 
 // A quantity integrated over time.
 struct Integral {
@@ -547,7 +533,10 @@ struct Agent::Impl : std::enable_shared_from_this<Impl> {
     ~SlotGuard() { impl->release_slot(); }
   };
 
-  awaitable<bool> proxy(beast::tcp_stream& client, http::request<http::string_body> req) {
+  // Admits the request (replica secret or route token, and a ready model server): nullopt, with
+  // the admission counted, or the refusal's result. Takes the admission headers out of `req`.
+  awaitable<std::optional<bool>> admit(beast::tcp_stream& client,
+                                       http::request<http::string_body>& req) {
     const unsigned version = req.version();
     const bool keep = req.keep_alive();
     const std::string token(req["Tide-Route-Token"]);
@@ -573,6 +562,15 @@ struct Agent::Impl : std::enable_shared_from_this<Impl> {
           client, version, keep, 503, "not_ready",
           fmt::format("the model server is {}: {}", state_name(state), detail), 1);
     stat([&](AgentCounters& c) { ++(via_gateway ? c.admitted_gateway : c.admitted_token); });
+    co_return std::nullopt;
+  }
+
+  // Proxies one request to the model server: admission, a slot, then the exchange relayed to
+  // the client and measured. Returns whether the client connection may carry another.
+  awaitable<bool> proxy(beast::tcp_stream& client, http::request<http::string_body> req) {
+    const unsigned version = req.version();
+    const bool keep = req.keep_alive();
+    if (const std::optional<bool> refused = co_await admit(client, req)) co_return *refused;
     const Time arrived = steady.now();
     ++arrivals;
     ++total_requests;
@@ -605,55 +603,35 @@ struct Agent::Impl : std::enable_shared_from_this<Impl> {
       co_return co_await reply(client, version, keep, 502,
                                error_body(cec ? "upstream_unreachable" : "upstream_failed", why));
     }
+    const net::RelayHead head = net::prepare_relay_head(p, version, keep);
     auto& msg = p.get();
-    const bool delimited_by_close = !p.content_length() && !msg.chunked();
-    bool client_keep = keep;
-    msg.version(version);
-    if (delimited_by_close) {
-      if (version >= 11) {
-        msg.chunked(true);
-      } else {
-        client_keep = false;
-      }
-    }
-    msg.keep_alive(client_keep);
-    http::response_serializer<http::buffer_body> sr(msg);
-    std::array<char, 16 * 1024> buf;
+    msg.keep_alive(head.keep);
     std::string tail;
     client.expires_never();
-    for (;;) {
-      if (!p.is_done()) {
-        msg.body().data = buf.data();
-        msg.body().size = buf.size();
-        auto [ec, n] = co_await http::async_read_some(up, upbuf, p, kNoThrow);
-        if (ec == http::error::need_buffer) ec = {};
-        if (ec == http::error::end_of_stream && delimited_by_close) ec = {};
-        if (ec) {
-          stat([](AgentCounters& c) { ++c.upstream_errors; });
-          co_return false;  // the client sees its answer cut short
-        }
-        const size_t got = buf.size() - msg.body().size;
-        tail.append(buf.data(), got);
-        if (tail.size() > 2 * kTailBytes) tail.erase(0, tail.size() - kTailBytes);
-        msg.body().size = got;
-        msg.body().data = got == 0 ? nullptr : buf.data();
-        msg.body().more = !p.is_done();
-        if (got == 0 && !p.is_done() && sr.is_header_done()) continue;
-      } else {
-        msg.body().data = nullptr;
-        msg.body().size = 0;
-        msg.body().more = false;
-      }
-      client.expires_after(o.upstream_timeout);
-      auto [cwec, cwn] = co_await http::async_write(client, sr, kNoThrow);
-      if (cwec == http::error::need_buffer) cwec = {};
-      if (cwec) co_return false;  // the client went away; dropping `up` tells the model server
-      if (p.is_done() && sr.is_done()) break;
+    bool sent_any = false;
+    const net::RelayEnd end = co_await net::relay_body(
+        up, upbuf, p, client, head.delimited_by_close, sent_any,
+        [&](const char* data, size_t size) {
+          tail.append(data, size);
+          if (tail.size() > 2 * kTailBytes) tail.erase(0, tail.size() - kTailBytes);
+        },
+        [&] { client.expires_after(o.upstream_timeout); });
+    if (end.side == net::RelayEnd::kUpstream) {
+      stat([](AgentCounters& c) { ++c.upstream_errors; });
+      co_return false;  // the client sees its answer cut short
     }
-    // Done: measure it.
+    // The client went away; dropping `up` tells the model server.
+    if (end.side == net::RelayEnd::kClient) co_return false;
+    measure(arrived, started, msg.result_int(), tail);
+    co_return head.keep;
+  }
+
+  // Counts a completed request: its latency (from `arrived`), service time (from `started`)
+  // and work (its tokens, from the `usage` in the answer's `tail`, with work_tokens).
+  void measure(Time arrived, Time started, unsigned status, const std::string& tail) {
     const double latency = to_seconds(steady.now() - arrived);
     double w = 1;
-    if (o.work_tokens && msg.result_int() < 300) {
+    if (o.work_tokens && status < 300) {
       if (const auto usage = find_usage(tail)) {
         tokens_in += usage->prompt;
         tokens_out += usage->completion;
@@ -668,7 +646,6 @@ struct Agent::Impl : std::enable_shared_from_this<Impl> {
     latency_sum += latency;
     latency_max = std::max(latency_max, latency);
     stat([](AgentCounters& c) { ++c.completed; });
-    co_return client_keep;
   }
 
   awaitable<void> session(tcp::socket sock, std::shared_ptr<Impl> self) {
@@ -757,25 +734,19 @@ struct Agent::Impl : std::enable_shared_from_this<Impl> {
   // ---- the model server as a child ----------------------------------------------------------
 
   void spawn_child() {
-    std::vector<char*> argv;
-    for (auto& a : o.command) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    const pid_t parent = ::getpid();
     // The replica secret admits the gateway at this agent: the model server has no use for it.
     ::unsetenv("TIDE_AGENT_SECRET");
-    // Single-threaded here (no io thread runs yet), so fork then execvp is safe.
-    const pid_t pid = ::fork();
-    if (pid < 0) throw std::runtime_error(fmt::format("fork: {}", std::strerror(errno)));
-    if (pid == 0) {
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (::getppid() != parent) ::_exit(127);
-      ::syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
-      ::execvp(argv[0], argv.data());
-      std::fprintf(stderr, "agent: cannot run %s: %s\n", argv[0], std::strerror(errno));
-      ::_exit(127);
-    }
-    child = pid;
-    log(fmt::format("started the model server (pid {}): {}", pid, fmt::join(o.command, " ")));
+    os::ChildSpec spec(o.command.front(), o.command);
+    spec.die_with_parent = true;
+    spec.close_other_fds = true;
+    const os::StartedChild c = os::start_child(spec);
+    if (c.pid < 0) throw std::runtime_error(fmt::format("{}: {}", c.step, std::strerror(c.error)));
+    // A program that could not start has exited (127): SIGCHLD stops the agent, as for any exit.
+    if (c.error != 0)
+      std::fprintf(stderr, "agent: cannot run %s: %s\n", o.command.front().c_str(),
+                   std::strerror(c.error));
+    child = c.pid;
+    log(fmt::format("started the model server (pid {}): {}", c.pid, fmt::join(o.command, " ")));
   }
 
   void watch_signals(std::shared_ptr<Impl> self) {

@@ -23,6 +23,7 @@
 #include "tide/agent/report.h"
 #include "tide/auth/keys.h"
 #include "tide/demo_model/demo_model.h"
+#include "tide/testing/http_request.h"
 
 namespace tide::agent {
 namespace {
@@ -45,33 +46,7 @@ bool eventually(const std::function<bool()>& cond, double seconds = 5) {
   return cond();
 }
 
-struct Reply {
-  unsigned status = 0;
-  std::string body;
-  json error() const {
-    const json j = json::parse(body, nullptr, false);
-    return j.is_object() && j.contains("error") ? j["error"] : json::object();
-  }
-};
-
-Reply request(uint16_t port, const std::string& target, const std::string& body,
-              const std::vector<std::pair<std::string, std::string>>& headers) {
-  asio::io_context io;
-  tcp::socket s(io);
-  s.connect({asio::ip::make_address("127.0.0.1"), port});
-  http::request<http::string_body> req{body.empty() ? http::verb::get : http::verb::post, target,
-                                       11};
-  req.set(http::field::host, "127.0.0.1");
-  req.set(http::field::content_type, "application/json");
-  for (const auto& [k, v] : headers) req.set(k, v);
-  req.body() = body;
-  req.prepare_payload();
-  http::write(s, req);
-  beast::flat_buffer buf;
-  http::response<http::string_body> res;
-  http::read(s, buf, res);
-  return {res.result_int(), res.body()};
-}
+using Reply = test::HttpReply;
 
 // A control plane that records the reports it gets and serves the ring's public keys.
 class FakeControl {
@@ -199,7 +174,7 @@ class AgentTest : public ::testing::Test {
   }
   Reply completion(const std::vector<std::pair<std::string, std::string>>& headers,
                    const std::string& body = R"({"prompt": "hello there", "max_tokens": 5})") {
-    return request(agent_->port(), "/v1/completions", body, headers);
+    return test::http_request(agent_->port(), http::verb::post, "/v1/completions", body, headers);
   }
 
   std::string nvml_library_ = "libnvidia-ml-that-is-not-here.so.1";
@@ -307,7 +282,7 @@ TEST_F(AgentTest, ReportsTheGpusOfItsCudaVisibleDevicesAndShowsTheLastReadingsIn
   EXPECT_EQ(gpus[0].memory_used_bytes, 20ull << 30);
   EXPECT_EQ(gpus[0].memory_total_bytes, 80ull << 30);
 
-  const Reply status = request(agent_->port(), "/tide/status", "", {});
+  const Reply status = test::http_request(agent_->port(), http::verb::get, "/tide/status");
   ASSERT_EQ(status.status, 200u);
   const json j = json::parse(status.body);
   EXPECT_EQ(j["gpu"], true);

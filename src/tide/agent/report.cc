@@ -5,6 +5,8 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
+#include "tide/net/address.h"
+
 namespace tide::agent {
 
 using json = nlohmann::json;
@@ -86,21 +88,17 @@ class Fields {
   std::string error_;
 };
 
+// host:port with a port above 0 and a host of printable characters that cannot start a path,
+// query, fragment or user.
 bool valid_host_port(std::string_view s) {
-  const size_t colon = s.rfind(':');
-  if (colon == std::string_view::npos || colon == 0 || colon + 1 == s.size()) return false;
-  unsigned port = 0;
-  for (char c : s.substr(colon + 1)) {
-    if (c < '0' || c > '9') return false;
-    port = port * 10 + static_cast<unsigned>(c - '0');
-    if (port > 65535) return false;
-  }
-  for (char c : s.substr(0, colon)) {
+  const auto hp = net::split_host_port(s);
+  if (!hp) return false;
+  for (char c : hp->host) {
     if (c <= ' ' || c == '/' || c == '?' || c == '#' || c == '@' ||
         static_cast<unsigned char>(c) > 126)
       return false;
   }
-  return port > 0;
+  return hp->port > 0;
 }
 
 }  // namespace
@@ -169,19 +167,10 @@ json gpus_json(const std::vector<GpuReading>& gpus) {
   return out;
 }
 
-ParsedReport parse_report(std::string_view text) {
-  ParsedReport out;
-  const json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) {
-    out.error = "body: not valid JSON";
-    return out;
-  }
-  if (!j.is_object()) {
-    out.error = "body: must be a JSON object";
-    return out;
-  }
-  AgentReport r;
-  Fields f(j, "");
+namespace {
+
+// Who sends the report: endpoint, replica, state, detail and address.
+void read_identity(Fields& f, AgentReport& r) {
   f.string("endpoint", r.endpoint, true, 64);
   if (f.ok() && r.endpoint.empty()) f.fail("endpoint", "must not be empty");
   f.integer("replica_id", r.replica_id, true, 1, 9e15);
@@ -202,6 +191,10 @@ ParsedReport parse_report(std::string_view text) {
   f.string("address", r.address, r.state == control::AgentState::kReady, 300);
   if (f.ok() && !r.address.empty() && !valid_host_port(r.address))
     f.fail("address", fmt::format("must be host:port, got \"{}\"", r.address));
+}
+
+// The interval's measures: sequence, slots, counts, averages, work and load.
+void read_measures(Fields& f, AgentReport& r) {
   f.integer("seq", r.seq, true, 1, 9e15);
   f.integer("slots", r.slots, true, 1, 100000);
   f.number("interval_s", r.interval_s, true, 0, 3600);
@@ -226,6 +219,10 @@ ParsedReport parse_report(std::string_view text) {
   f.boolean("learned", r.load.learned);
   f.number("work_per_request", r.work_per_request, false, 0, 1e12);
   if (f.ok() && !(r.work_per_request > 0)) f.fail("work_per_request", "must be > 0");
+}
+
+// The optional latency_s and totals objects.
+void read_latency_and_totals(Fields& f, AgentReport& r) {
   if (const json* lat = f.get("latency_s", false); lat != nullptr && f.ok()) {
     if (!lat->is_object()) {
       f.fail("latency_s", "must be an object like {\"mean\": 1.2, \"max\": 3}");
@@ -249,6 +246,10 @@ ParsedReport parse_report(std::string_view text) {
       f.adopt(tf);
     }
   }
+}
+
+// The optional list of GPU readings.
+void read_gpus(Fields& f, AgentReport& r) {
   if (const json* gpus = f.get("gpus", false); gpus != nullptr && f.ok()) {
     if (!gpus->is_array() || gpus->size() > 64) {
       f.fail("gpus", "must be a list of at most 64 GPUs");
@@ -271,6 +272,27 @@ ParsedReport parse_report(std::string_view text) {
       }
     }
   }
+}
+
+}  // namespace
+
+ParsedReport parse_report(std::string_view text) {
+  ParsedReport out;
+  const json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) {
+    out.error = "body: not valid JSON";
+    return out;
+  }
+  if (!j.is_object()) {
+    out.error = "body: must be a JSON object";
+    return out;
+  }
+  AgentReport r;
+  Fields f(j, "");
+  read_identity(f, r);
+  read_measures(f, r);
+  read_latency_and_totals(f, r);
+  read_gpus(f, r);
   if (f.ok() && r.in_service > r.slots)
     f.fail("in_service", fmt::format("must be <= slots ({}), got {}", r.slots, r.in_service));
   if (!f.ok()) {

@@ -16,6 +16,8 @@
 #include <chrono>
 #include <cstring>
 
+#include "tide/net/address.h"
+
 namespace tide::cli {
 namespace {
 
@@ -180,46 +182,18 @@ std::optional<ApiUrl> parse_api_url(std::string_view text, std::string& error) {
     error = fmt::format("\"{}\": no user in the address, please; the token goes in --token", given);
     return std::nullopt;
   }
-  std::string_view port_text;
-  if (authority.starts_with('[')) {  // [IPv6]:port
-    const size_t close = authority.find(']');
-    if (close == std::string_view::npos) {
-      error = fmt::format("\"{}\": unclosed [ in the address", given);
-      return std::nullopt;
-    }
-    url.host = std::string(authority.substr(1, close - 1));
-    const std::string_view after = authority.substr(close + 1);
-    if (!after.empty()) {
-      if (after.front() != ':') {
-        error = fmt::format("\"{}\": expected :PORT after ]", given);
-        return std::nullopt;
-      }
-      port_text = after.substr(1);
-    }
-  } else if (const size_t colon = authority.rfind(':'); colon != std::string_view::npos) {
-    url.host = std::string(authority.substr(0, colon));
-    port_text = authority.substr(colon + 1);
-  } else {
-    url.host = std::string(authority);
-  }
-  if (url.host.empty()) {
-    error = fmt::format("\"{}\": expected http://HOST:PORT", given);
+  net::AuthorityError why{};
+  auto parsed = net::parse_authority(authority, why);
+  if (!parsed) {
+    constexpr std::string_view kWhy[] = {"unclosed [ in the address", "expected :PORT after ]",
+                                         "expected http://HOST:PORT",
+                                         "the port must be a number from 1 to 65535"};
+    error = fmt::format("\"{}\": {}", given, kWhy[static_cast<int>(why)]);
     return std::nullopt;
   }
-  if (!port_text.empty()) {
-    unsigned port = 0;
-    const auto [end, ec] =
-        std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
-    if (ec != std::errc() || end != port_text.data() + port_text.size() || port == 0 ||
-        port > 65535) {
-      error = fmt::format("\"{}\": the port must be a number from 1 to 65535", given);
-      return std::nullopt;
-    }
-    url.port = static_cast<uint16_t>(port);
-  }
-  const bool v6 = url.host.find(':') != std::string::npos;
-  url.text =
-      fmt::format("http://{}{}{}:{}{}", v6 ? "[" : "", url.host, v6 ? "]" : "", url.port, url.base);
+  url.host = std::move(parsed->host);
+  if (parsed->port) url.port = *parsed->port;
+  url.text = fmt::format("http://{}{}", net::join_host_port(url.host, url.port), url.base);
   return url;
 }
 

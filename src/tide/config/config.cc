@@ -22,6 +22,7 @@
 
 #include "tide/config/pod_template.h"
 #include "tide/config/yaml_reader.h"
+#include "tide/net/address.h"
 
 namespace tide::config {
 namespace {
@@ -1019,17 +1020,6 @@ EndpointSpec read_endpoint(Reader& r, const Node& node, const std::string& path)
   return e;
 }
 
-bool valid_host_port(std::string_view s) {
-  const size_t colon = s.rfind(':');
-  if (colon == std::string_view::npos || colon == 0) return false;
-  const std::string_view port = s.substr(colon + 1);
-  if (port.empty() ||
-      !std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; }))
-    return false;
-  const auto v = parse_int(port);
-  return v && *v <= 65535;
-}
-
 ServerSpec read_server(Reader& r, const Node& node, const std::string& path) {
   ServerSpec s;
   if (!r.expect_map(node, path, " like {listen: 127.0.0.1:8080, api: 127.0.0.1:8081}")) return s;
@@ -1038,7 +1028,7 @@ ServerSpec read_server(Reader& r, const Node& node, const std::string& path) {
   for (auto [key, out] : {std::pair{"listen", &s.listen}, std::pair{"api", &s.api}}) {
     std::string v;
     if (!m.read(key, v)) continue;
-    if (valid_host_port(v)) {
+    if (net::split_host_port(v)) {
       *out = v;
     } else {
       r.fail(m.at(key), fmt::format("expected host:port like 127.0.0.1:8080, got {}", quote(v)));
@@ -1188,7 +1178,7 @@ std::string_view metrics_auth_name(const ServerSpec& server) {
 bool metrics_need_token(const ServerSpec& server) {
   if (server.metrics_auth != ServerSpec::MetricsAuth::kAuto)
     return server.metrics_auth == ServerSpec::MetricsAuth::kToken;
-  const std::string_view host = std::string_view(server.api).substr(0, server.api.rfind(':'));
+  const std::string_view host = net::host_of(server.api);
   const bool loopback =
       host.starts_with("127.") || host == "localhost" || host == "[::1]" || host == "::1";
   return !loopback;

@@ -9,6 +9,8 @@
 #include <map>
 #include <vector>
 
+#include "tide/testing/fake_provisioner.h"
+
 namespace tide::control {
 namespace {
 
@@ -21,26 +23,7 @@ using ::testing::Pair;
 
 Time at(double s) { return time_at_seconds(s); }
 
-// Launches nothing by itself: the test says when each replica is ready.
-struct FakeProvisioner : Provisioner {
-  std::vector<uint64_t> launched;
-  std::vector<uint64_t> stopped;
-  ReplicaEvents* events = nullptr;
-  void launch(const Replica& r, const config::GroupSpec&, ReplicaEvents& e) override {
-    launched.push_back(r.id);
-    events = &e;
-  }
-  void stop(const Replica& r) override { stopped.push_back(r.id); }
-  bool adoptable = true;
-  std::vector<std::pair<uint64_t, std::string>> adopted;
-  bool adopt(const Replica& r, const config::GroupSpec&, const std::string& handle,
-             ReplicaEvents& e) override {
-    if (!adoptable) return false;
-    adopted.emplace_back(r.id, handle);
-    events = &e;
-    return true;
-  }
-};
+using test::FakeProvisioner;
 
 struct Sink : RequestSink {
   std::map<RequestId, ReplicaSlot> started;

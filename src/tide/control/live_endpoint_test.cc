@@ -6,26 +6,15 @@
 #include <optional>
 #include <vector>
 
+#include "tide/testing/fake_provisioner.h"
+
 namespace tide::control {
 namespace {
 
 using namespace std::chrono_literals;
 using Kind = Dispatch::Kind;
 
-struct FakeProvisioner : Provisioner {
-  std::vector<uint64_t> launched;
-  std::vector<uint64_t> stopped;
-  ReplicaEvents* events = nullptr;
-  void launch(const Replica& r, const config::GroupSpec&, ReplicaEvents& e) override {
-    launched.push_back(r.id);
-    events = &e;
-  }
-  void stop(const Replica& r) override { stopped.push_back(r.id); }
-  bool adopt(const Replica&, const config::GroupSpec&, const std::string&,
-             ReplicaEvents&) override {
-    return true;
-  }
-};
+using test::FakeProvisioner;
 
 struct RecordingWaiter : Waiter {
   std::optional<Dispatch> outcome;

@@ -1,4 +1,5 @@
 #include "tide/demo_model/demo_model.h"
+#include "tide/testing/http_request.h"
 
 #include <gtest/gtest.h>
 #include <boost/asio.hpp>
@@ -57,28 +58,8 @@ class Running {
   std::thread thread_;
 };
 
-struct Reply {
-  unsigned status = 0;
-  std::string body;
-  http::fields fields;
-};
-
-Reply request(uint16_t port, http::verb verb, const std::string& target,
-              const std::string& body = "") {
-  asio::io_context io;
-  tcp::socket s(io);
-  s.connect({asio::ip::make_address("127.0.0.1"), port});
-  http::request<http::string_body> req{verb, target, 11};
-  req.set(http::field::host, "127.0.0.1");
-  req.set(http::field::content_type, "application/json");
-  req.body() = body;
-  req.prepare_payload();
-  http::write(s, req);
-  beast::flat_buffer buf;
-  http::response<http::string_body> res;
-  http::read(s, buf, res);
-  return {res.result_int(), res.body(), static_cast<const http::fields&>(res)};
-}
+using Reply = test::HttpReply;
+using test::http_request;
 
 DemoModelOptions fast_options() {
   DemoModelOptions o;
@@ -116,14 +97,14 @@ TEST(DemoModel, HealthIs503WhileLoadingThen200) {
   DemoModelOptions o = fast_options();
   o.load_time = std::chrono::milliseconds(300);
   Running server(o);
-  Reply r = request(server.port(), http::verb::get, "/health");
+  Reply r = http_request(server.port(), http::verb::get, "/health");
   EXPECT_EQ(r.status, 503u);
   EXPECT_EQ(json::parse(r.body)["status"], "loading");
   // Completions are refused during the cold start too.
-  EXPECT_EQ(request(server.port(), http::verb::post, "/v1/completions", "{}").status, 503u);
+  EXPECT_EQ(http_request(server.port(), http::verb::post, "/v1/completions", "{}").status, 503u);
   while (r.status == 503 && ms_since(t0) < 5000) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    r = request(server.port(), http::verb::get, "/health");
+    r = http_request(server.port(), http::verb::get, "/health");
   }
   EXPECT_EQ(r.status, 200u);
   EXPECT_GE(ms_since(t0), 300.0);
@@ -136,14 +117,14 @@ TEST(DemoModel, TimingHeadersMeasureFromTheFirstHealthyProbeToTheRequest) {
   Running server(o);
   const std::string body = R"({"prompt":"hi","max_tokens":1})";
   // Before anyone saw it healthy there is nothing to measure from.
-  Reply early = request(server.port(), http::verb::post, "/v1/completions", body);
+  Reply early = http_request(server.port(), http::verb::post, "/v1/completions", body);
   EXPECT_EQ(early.status, 200u);
   EXPECT_EQ(early.fields.count("Demo-Ready-To-Request-Us"), 0u);
   const auto probed = Steady::now();
-  ASSERT_EQ(request(server.port(), http::verb::get, "/health").status, 200u);
+  ASSERT_EQ(http_request(server.port(), http::verb::get, "/health").status, 200u);
   std::this_thread::sleep_for(std::chrono::milliseconds(40));  // the gap to be measured
-  request(server.port(), http::verb::get, "/health");          // a later probe changes nothing
-  Reply r = request(server.port(), http::verb::post, "/v1/completions", body);
+  http_request(server.port(), http::verb::get, "/health");     // a later probe changes nothing
+  Reply r = http_request(server.port(), http::verb::post, "/v1/completions", body);
   const double upper_us = ms_since(probed) * 1000;
   ASSERT_EQ(r.status, 200u);
   const double ready_to_request = std::stod(std::string(r.fields["Demo-Ready-To-Request-Us"]));
@@ -151,23 +132,23 @@ TEST(DemoModel, TimingHeadersMeasureFromTheFirstHealthyProbeToTheRequest) {
   EXPECT_LE(ready_to_request, upper_us);
   EXPECT_GE(std::stod(std::string(r.fields["Demo-Health-Lag-Us"])), 0);
   // Streams carry them in their head.
-  Reply s = request(server.port(), http::verb::post, "/v1/completions",
-                    R"({"prompt":"hi","max_tokens":1,"stream":true})");
+  Reply s = http_request(server.port(), http::verb::post, "/v1/completions",
+                         R"({"prompt":"hi","max_tokens":1,"stream":true})");
   EXPECT_GE(std::stod(std::string(s.fields["Demo-Ready-To-Request-Us"])), ready_to_request);
 }
 
 TEST(DemoModel, NoTimingHeadersUnlessAsked) {
   Running server(fast_options());
-  ASSERT_EQ(request(server.port(), http::verb::get, "/health").status, 200u);
-  Reply r = request(server.port(), http::verb::post, "/v1/completions", R"({"prompt":"hi"})");
+  ASSERT_EQ(http_request(server.port(), http::verb::get, "/health").status, 200u);
+  Reply r = http_request(server.port(), http::verb::post, "/v1/completions", R"({"prompt":"hi"})");
   EXPECT_EQ(r.fields.count("Demo-Ready-To-Request-Us"), 0u);
   EXPECT_EQ(r.fields.count("Demo-Health-Lag-Us"), 0u);
 }
 
 TEST(DemoModel, CompletionReturnsTextAndUsage) {
   Running server(fast_options());
-  Reply r = request(server.port(), http::verb::post, "/v1/completions",
-                    R"({"model":"m","prompt":"one two three  four","max_tokens":5})");
+  Reply r = http_request(server.port(), http::verb::post, "/v1/completions",
+                         R"({"model":"m","prompt":"one two three  four","max_tokens":5})");
   ASSERT_EQ(r.status, 200u) << r.body;
   json j = json::parse(r.body);
   EXPECT_EQ(j["object"], "text_completion");
@@ -177,8 +158,8 @@ TEST(DemoModel, CompletionReturnsTextAndUsage) {
   const std::string text = j["choices"][0]["text"];
   EXPECT_EQ(std::count(text.begin(), text.end(), ' '), 4);
 
-  Reply c = request(server.port(), http::verb::post, "/v1/chat/completions",
-                    R"({"messages":[{"role":"user","content":"hi there"}]})");
+  Reply c = http_request(server.port(), http::verb::post, "/v1/chat/completions",
+                         R"({"messages":[{"role":"user","content":"hi there"}]})");
   ASSERT_EQ(c.status, 200u) << c.body;
   json cj = json::parse(c.body);
   EXPECT_EQ(cj["object"], "chat.completion");
@@ -213,7 +194,7 @@ TEST(DemoModel, ConcurrencyIsEnforced) {
   Running server(o);
   const auto t0 = Steady::now();
   auto one = [&] {
-    Reply r = request(server.port(), http::verb::post, "/v1/completions", R"({"prompt":"x"})");
+    Reply r = http_request(server.port(), http::verb::post, "/v1/completions", R"({"prompt":"x"})");
     EXPECT_EQ(r.status, 200u);
     return ms_since(t0);
   };
@@ -289,7 +270,7 @@ TEST(DemoModel, DisconnectedStreamFreesItsSlot) {
     http::read_header(s, buf, parser);
   }  // closed
   const auto t0 = Steady::now();
-  Reply r = request(server.port(), http::verb::post, "/v1/completions", R"({"max_tokens":1})");
+  Reply r = http_request(server.port(), http::verb::post, "/v1/completions", R"({"max_tokens":1})");
   EXPECT_EQ(r.status, 200u);
   EXPECT_LT(ms_since(t0), 2000.0);
 }
@@ -309,7 +290,7 @@ TEST(DemoModel, StopEndsInFlightRequestsPromptly) {
   http::write(s, req);
   auto queued = std::async(std::launch::async, [port = running->port()] {
     try {
-      return request(port, http::verb::post, "/v1/completions", "{}").status;
+      return http_request(port, http::verb::post, "/v1/completions", "{}").status;
     } catch (const std::exception&) {
       return 0u;  // the server closed the connection
     }
@@ -328,17 +309,18 @@ TEST(DemoModel, StopEndsInFlightRequestsPromptly) {
 
 TEST(DemoModel, BadJsonIs400AndUnknownPathIs404) {
   Running server(fast_options());
-  Reply bad = request(server.port(), http::verb::post, "/v1/completions", "{not json");
+  Reply bad = http_request(server.port(), http::verb::post, "/v1/completions", "{not json");
   EXPECT_EQ(bad.status, 400u);
   EXPECT_NE(json::parse(bad.body)["error"]["message"].get<std::string>().find("invalid JSON"),
             std::string::npos);
-  Reply neg = request(server.port(), http::verb::post, "/v1/completions", R"({"max_tokens":-1})");
+  Reply neg =
+      http_request(server.port(), http::verb::post, "/v1/completions", R"({"max_tokens":-1})");
   EXPECT_EQ(neg.status, 400u);
   EXPECT_NE(neg.body.find("max_tokens"), std::string::npos);
-  Reply chat = request(server.port(), http::verb::post, "/v1/chat/completions", R"({})");
+  Reply chat = http_request(server.port(), http::verb::post, "/v1/chat/completions", R"({})");
   EXPECT_EQ(chat.status, 400u);
   EXPECT_NE(chat.body.find("messages"), std::string::npos);
-  Reply missing = request(server.port(), http::verb::get, "/nope");
+  Reply missing = http_request(server.port(), http::verb::get, "/nope");
   EXPECT_EQ(missing.status, 404u);
   EXPECT_TRUE(json::parse(missing.body).contains("error"));
 }

@@ -21,6 +21,10 @@
 #include "tide/common/errors.h"
 #include "tide/common/text.h"
 #include "tide/gateway/http_parsers.h"
+#include "tide/gateway/refusal.h"
+#include "tide/net/address.h"
+#include "tide/net/error_body.h"
+#include "tide/net/relay.h"
 
 namespace tide::gateway {
 
@@ -73,33 +77,6 @@ struct alignas(64) Counters {
   std::atomic<int> active{0};
 };
 
-bool parse_host_port(const std::string& hp, std::string& host, uint16_t& port) {
-  const size_t colon = hp.rfind(':');
-  if (colon == std::string::npos || colon == 0) return false;
-  host = hp.substr(0, colon);
-  if (host.size() > 2 && host.front() == '[' && host.back() == ']')
-    host = host.substr(1, host.size() - 2);
-  unsigned long p = 0;
-  try {
-    size_t used = 0;
-    p = std::stoul(hp.substr(colon + 1), &used);
-    if (used != hp.size() - colon - 1) return false;
-  } catch (const std::exception&) {
-    return false;
-  }
-  if (p > 65535) return false;
-  port = static_cast<uint16_t>(p);
-  return true;
-}
-
-void strip_hop_by_hop(http::fields& f) {
-  for (auto field : {http::field::connection, http::field::keep_alive,
-                     http::field::proxy_connection, http::field::te, http::field::trailer,
-                     http::field::upgrade, http::field::proxy_authorization}) {
-    f.erase(field);
-  }
-}
-
 void append_number(std::string& out, uint64_t n) {
   char buf[24];
   const auto r = std::to_chars(buf, buf + sizeof buf, n);
@@ -126,12 +103,7 @@ void append_status_line(std::string& out, unsigned version, unsigned status,
   out += "\r\n";
 }
 
-// The JSON error body. Messages may quote what a client sent: bytes that are not UTF-8 are
-// replaced rather than thrown about.
-std::string error_body(std::string_view type, std::string_view message) {
-  nlohmann::json j = {{"error", {{"type", type}, {"message", message}}}};
-  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-}
+using net::error_body;
 
 // A connection to a replica, with the bytes read past the last response.
 struct Upstream {
@@ -367,11 +339,11 @@ struct Gateway::Impl {
   // so a second tide cannot join the first one's SO_REUSEPORT group.
   std::unique_ptr<Acceptor> bind(asio::io_context& ctx, const std::string& address,
                                  uint16_t port_override, bool reuse_port, bool listen = true) {
-    std::string host;
-    uint16_t p = 0;
-    if (!parse_host_port(address, host, p))
+    const auto hp = net::split_host_port(address);
+    if (!hp)
       throw std::runtime_error(fmt::format("cannot listen on {}: expected host:port", address));
-    if (port_override != 0) p = port_override;
+    const std::string host(net::unbracket(hp->host));
+    const uint16_t p = port_override != 0 ? port_override : hp->port;
     error_code ec;
     const auto ip = asio::ip::make_address(host == "localhost" ? "127.0.0.1" : host, ec);
     if (ec) throw std::runtime_error(fmt::format("cannot listen on {}: {}", address, ec.message()));
@@ -880,9 +852,10 @@ struct Gateway::Impl {
     if (auto it = w.resolved.find(address); it != w.resolved.end()) {
       target = it->second;
     } else {
-      std::string host;
-      uint16_t port = 0;
-      if (!parse_host_port(address, host, port)) co_return asio::error::invalid_argument;
+      const auto hp = net::split_host_port(address);
+      if (!hp) co_return asio::error::invalid_argument;
+      const std::string host(net::unbracket(hp->host));
+      const uint16_t port = hp->port;
       error_code ec;
       auto ip = asio::ip::make_address(host, ec);
       if (ec) {
@@ -930,29 +903,16 @@ struct Gateway::Impl {
     o += "\r\n";
   }
 
-  // Proxies one request; returns whether the client connection may carry another.
+  // Proxies one request; returns whether the client connection may carry another. The steps:
+  // find its endpoint, submit it (held while no replica can take it), refuse it or forward it to
+  // the replica it started on, and answer the client from how that ended (a failed connect is
+  // submitted once more, to another replica).
   awaitable<bool> proxy(Worker& w, const std::shared_ptr<Conn>& cp, bool keep) {
     Conn& c = *cp;
     ++w.counters.requests;
-    const unsigned version = c.req.version;
     control::LiveEndpoint* ep = route(c.req, c.target);
-    if (ep == nullptr) {
-      ++w.counters.r404;
-      std::string known;
-      for (auto* e : endpoints) known += (known.empty() ? "" : ", ") + e->spec().name;
-      co_return co_await write_simple(
-          cp, version, keep, http::status::not_found,
-          error_body("unknown_endpoint",
-                     fmt::format("no endpoint for {}; endpoints: {} (path /<endpoint>/... or "
-                                 "header Tide-Endpoint)",
-                                 clip(c.req.has_endpoint ? c.req.endpoint : c.req.target),
-                                 clip(known, 1000))));
-    }
-
-    const size_t ep_index =
-        static_cast<size_t>(std::find(endpoints.begin(), endpoints.end(), ep) - endpoints.begin());
-    const int sticky_at = sticky_index[ep_index];
-    const uint64_t sticky = sticky_at < 0 ? 0 : c.req.sticky[static_cast<size_t>(sticky_at)];
+    if (ep == nullptr) co_return co_await answer_unknown_endpoint(w, cp, keep);
+    const uint64_t sticky = sticky_key(c.req, *ep);
     clear_deadline(c);  // no deadline while held; upstream_timeout once sent
     c.gone = false;
     c.held_timer = nullptr;
@@ -961,261 +921,316 @@ struct Gateway::Impl {
     std::string last_error;
     std::optional<Time> first_submitted;  // latency counts from the first submission
     for (;;) {
-      const dispatch::RequestId id = (w.index << 48) | w.next_request++;
-      Dispatch d = ep->submit_routed(id, sticky, &c.held);
-      const int group = d.group;
-      if (d.kind == Dispatch::Kind::kQueued) {
-        arm_watch(cp);
-        c.held.outcome.reset();
-        c.held_timer = &c.held.timer;
-        d = co_await wait_held(*ep, id, c);
-        c.held_timer = nullptr;
-      }
-      if (!first_submitted) first_submitted = d.submitted_at;
-      d.submitted_at = *first_submitted;
+      const Dispatch d = co_await submit(w, cp, *ep, sticky, first_submitted);
       if (c.gone) {
         if (d.kind == Dispatch::Kind::kStarted) ep->finish(d, Outcome::kClientGone);
         ++w.counters.client_gone;
         disarm_watch(c);
         co_return false;
       }
-      switch (d.kind) {
-        case Dispatch::Kind::kStarted:
-          watch_later(w, c);
-          break;
-        case Dispatch::Kind::kLost:
-          continue;  // it waited at a replica that failed: submit again
-        case Dispatch::Kind::kQueueFull:
-          co_return co_await refuse(
-              cp, w.counters.r429, version, keep, http::status::too_many_requests, "queue_full",
-              fmt::format("endpoint {} holds {} requests already (queue.max_length)",
-                          ep->spec().name, ep->spec().queue.max_length),
-              1);
-        case Dispatch::Kind::kNoReplica: {
-          const int status =
-              ep->spec().groups[static_cast<size_t>(group)].scaling.admission.reject_status;
-          co_return co_await refuse(
-              cp, status == 502 ? w.counters.r502 : w.counters.r503, version, keep,
-              static_cast<http::status>(status), "no_replica",
-              fmt::format("endpoint {} has no ready replica and this group does not hold requests",
-                          ep->spec().name),
-              ep->retry_after_s(group));
-        }
-        case Dispatch::Kind::kTimedOut:
-          co_return co_await refuse(
-              cp, w.counters.r503, version, keep, http::status::service_unavailable,
-              "queue_timeout",
-              fmt::format("no replica of endpoint {} could take the request within {} "
-                          "(queue.timeout)",
-                          ep->spec().name, format_duration(ep->spec().queue.timeout)),
-              ep->retry_after_s(group));
-        case Dispatch::Kind::kFailing:
-          co_return co_await refuse(cp, w.counters.r503, version, keep,
-                                    http::status::service_unavailable, "replica_failing",
-                                    fmt::format("endpoint {}: {}", ep->spec().name, d.error),
-                                    ep->retry_after_s(group));
-        case Dispatch::Kind::kShutdown:
-        case Dispatch::Kind::kQueued:
-          co_return co_await refuse(cp, w.counters.r503, version, false,
-                                    http::status::service_unavailable, "shutting_down",
-                                    "tide is shutting down", 1);
-      }
-
-      // Started on a replica: send it.
-      Relay result = Relay::kDone;
-      bool sent_any = false;
-      bool client_ok = true;
-      bool reusable = false;
-      std::unique_ptr<Upstream> up = take_pooled(w, d.address);
-      bool fresh = up == nullptr;
-      for (int attempt = 0;; ++attempt) {
-        if (up == nullptr) {
-          up = std::make_unique<Upstream>(c.socket.get_executor());
-          fresh = true;
-          c.connecting = up.get();
-          set_deadline(cp, kConnectTimeout);
-          error_code ec = co_await connect(w, *up, d.address);
-          c.connecting = nullptr;
-          if (ec) {
-            ec = outcome_of(c, ec);
-            last_error = fmt::format("connect to {}: {}", d.address, ec.message());
-            result = local_resource_error(ec) ? Relay::kNoDescriptors : Relay::kConnectFailed;
-            break;
-          }
-        }
-        c.up = up.get();
-        set_deadline(cp, server.upstream_timeout);
-        build_upstream_request(c, d);
-        Buffers request{asio::buffer(c.out), asio::buffer(c.req.body)};
-        error_code rec;
-        if (!write_now(up->socket, request, rec) && !rec) {
-          auto [wec, wn] = co_await asio::async_write(up->socket, request, kNoThrow);
-          rec = wec;
-          const size_t of_head = std::min(wn, request[0].size());
-          request[0] += of_head;
-          request[1] += wn - of_head;
-        }
-        rec = outcome_of(c, rec);
-        // Whether the replica closed while the body was going out (it refused the body).
-        const bool body_cut = rec && request[0].size() == 0 && request[1].size() > 0;
-        // The response head, parsed in place: its bytes stay in up->buffer.
-        ResponseHeadParser head(c.res);
-        head.body_limit(boost::none);
-        if (c.req.verb == http::verb::head) head.skip(true);
-        size_t head_size = 0;
-        while (!rec) {
-          if (up->buffer.size() > 0) {
-            const size_t n = head.put(up->buffer.data(), rec);
-            if (!rec) {  // the whole head (put stops after it)
-              head_size = n;
-              break;
-            }
-            if (rec != http::error::need_more) break;
-            rec = {};
-          }
-          auto [ec, n] = co_await up->socket.async_read_some(
-              up->buffer.prepare(read_size(up->buffer)), kNoThrow);
-          if (ec == asio::error::eof) {
-            rec = head.got_some() ? http::error::partial_message : http::error::end_of_stream;
-          } else if (ec) {
-            rec = outcome_of(c, ec);
-          } else {
-            up->buffer.commit(n);
-          }
-        }
-        if (!rec) {
-          const bool upstream_keep = head.keep_alive();
-          const auto length = head.content_length();
-          if (!head.is_done() && !(length && *length <= kWholeBodyLimit)) {
-            result = co_await relay_stream(cp, *up, head_size, version, keep, d, *ep, sent_any,
-                                           client_ok, reusable, last_error);
-            break;
-          }
-          // Short and sized: read it whole, then head and body go out in one write.
-          const size_t body = head.is_done() ? 0 : static_cast<size_t>(*length);
-          const size_t total = head_size + body;
-          while (up->buffer.size() < total) {
-            auto [ec, n] = co_await up->socket.async_read_some(
-                up->buffer.prepare(
-                    std::max<size_t>(total - up->buffer.size(), read_size(up->buffer))),
-                kNoThrow);
-            if (ec == asio::error::eof) ec = http::error::partial_message;
-            if (ec) {
-              rec = outcome_of(c, ec);
-              break;
-            }
-            up->buffer.commit(n);
-          }
-          if (rec) {
-            if (c.gone) {
-              result = Relay::kClientGone;
-            } else if (rec == beast::error::timeout) {
-              result = Relay::kUpstreamTimeout;
-            } else {
-              last_error = fmt::format("cut its answer short: {}", rec.message());
-              result = Relay::kDropped;
-            }
-            break;
-          }
-          std::string& o = c.out;
-          o.clear();
-          append_status_line(o, version, c.res.status, c.res.reason);
-          o += c.res.fields;
-          o += "Tide-Replica: ";
-          append_replica(o, *ep, d);
-          o += "\r\nTide-Group: ";
-          o += ep->spec().groups[static_cast<size_t>(d.group)].name;
-          o += "\r\n";
-          append_keep_alive(o, version, keep);
-          o += "\r\n";
-          set_deadline(cp, server.upstream_timeout);
-          sent_any = true;
-          const auto* data = static_cast<const char*>(up->buffer.data().data());
-          Buffers response{asio::buffer(o), asio::buffer(data + head_size, body)};
-          error_code wec;
-          if (!write_now(c.socket, response, wec) && !wec) {
-            auto [ec, n] = co_await asio::async_write(c.socket, response, kNoThrow);
-            wec = ec;
-          }
-          up->buffer.consume(total);
-          reusable = upstream_keep;
-          if (wec) {
-            client_ok = false;
-            result = Relay::kAborted;
-          }
-          break;
-        }
-        if (c.gone) {
-          result = Relay::kClientGone;
-          break;
-        }
-        if (rec == beast::error::timeout) {
-          result = Relay::kUpstreamTimeout;
-          break;
-        }
-        // A pooled connection may have been closed by the replica while idle: try a new one.
-        if (!fresh && attempt == 0) {
-          c.up = nullptr;
-          up.reset();
-          continue;
-        }
-        const bool closed = rec == http::error::end_of_stream ||
-                            rec == http::error::partial_message || rec == asio::error::eof ||
-                            rec == asio::error::connection_reset || rec == asio::error::broken_pipe;
-        last_error = fmt::format("{}: {}",
-                                 closed ? "closed the connection without answering"
-                                        : "answered with something that is not an HTTP response",
-                                 rec.message());
-        result = body_cut ? Relay::kBodyRefused : Relay::kDropped;
-        break;
-      }
+      if (d.kind == Dispatch::Kind::kLost) continue;  // it waited at a replica that failed
+      if (d.kind != Dispatch::Kind::kStarted)
+        co_return co_await refuse_dispatch(w, cp, *ep, d, keep);
+      watch_later(w, c);
+      Forwarded f = co_await forward(w, cp, *ep, d, keep, last_error);
       c.up = nullptr;
       clear_deadline(c);
-      if (result == Relay::kDone && reusable) give_back(w, d.address, std::move(up));
-
-      switch (result) {
-        case Relay::kDone: {
-          ep->finish(d);
-          ++w.counters.ok;
-          disarm_watch(c);
-          co_return client_ok&& keep;
-        }
-        case Relay::kClientGone:
-        case Relay::kAborted:
-          // Aborted with the client still there: the replica cut its answer midway.
-          ep->finish(d, result == Relay::kAborted && client_ok ? Outcome::kBadGateway
-                                                               : Outcome::kClientGone);
-          ++w.counters.client_gone;
-          disarm_watch(c);
-          co_return false;
-        case Relay::kUpstreamTimeout:
-          ep->finish(d, Outcome::kTimeout);
-          ++w.counters.r504;
-          disarm_watch(c);
-          if (sent_any) co_return false;
-          co_return co_await write_simple(
-              cp, version, false, http::status::gateway_timeout,
-              error_body(
-                  "upstream_timeout",
-                  fmt::format("replica {} did not answer within {} (server.upstream_timeout)",
-                              d.address, format_duration(server.upstream_timeout))));
-        case Relay::kConnectFailed:
-          ++w.counters.upstream_errors;
-          ep->unreachable(d, last_error);  // nothing was sent: another replica may take it
-          if (retries_left-- > 0) {
-            ++w.counters.retries;
-            continue;
-          }
-          ep->count(d.group, Outcome::kBadGateway);
-          co_return co_await refuse(
-              cp, w.counters.r502, version, keep, http::status::bad_gateway, "replica_unreachable",
-              fmt::format("no connection to the replicas given this request: {}", last_error));
-        case Relay::kDropped:
-        case Relay::kBodyRefused:
-        case Relay::kNoDescriptors:
-          co_return co_await refuse_dropped(w, cp, *ep, d, result, keep, sent_any, last_error);
-      }
+      if (f.result == Relay::kDone && f.reusable) give_back(w, d.address, std::move(f.up));
+      const std::optional<bool> answered =
+          co_await conclude(w, cp, *ep, d, f, keep, retries_left, last_error);
+      if (answered) co_return *answered;
     }
+  }
+
+  awaitable<bool> answer_unknown_endpoint(Worker& w, const std::shared_ptr<Conn>& cp, bool keep) {
+    const Conn& c = *cp;
+    ++w.counters.r404;
+    std::string known;
+    for (auto* e : endpoints) known += (known.empty() ? "" : ", ") + e->spec().name;
+    co_return co_await write_simple(
+        cp, c.req.version, keep, http::status::not_found,
+        error_body("unknown_endpoint",
+                   fmt::format("no endpoint for {}; endpoints: {} (path /<endpoint>/... or "
+                               "header Tide-Endpoint)",
+                               clip(c.req.has_endpoint ? c.req.endpoint : c.req.target),
+                               clip(known, 1000))));
+  }
+
+  // The value of the endpoint's sticky header in `req` (0 without one).
+  uint64_t sticky_key(const RequestInfo& req, const control::LiveEndpoint& ep) const {
+    const size_t ep_index =
+        static_cast<size_t>(std::find(endpoints.begin(), endpoints.end(), &ep) - endpoints.begin());
+    const int sticky_at = sticky_index[ep_index];
+    return sticky_at < 0 ? 0 : req.sticky[static_cast<size_t>(sticky_at)];
+  }
+
+  // Submits the request to its endpoint and, where it is held, waits for the outcome (watching
+  // the client meanwhile). The dispatch carries the time of the first submission.
+  awaitable<Dispatch> submit(Worker& w, const std::shared_ptr<Conn>& cp, control::LiveEndpoint& ep,
+                             uint64_t sticky, std::optional<Time>& first_submitted) {
+    Conn& c = *cp;
+    const dispatch::RequestId id = (w.index << 48) | w.next_request++;
+    Dispatch d = ep.submit_routed(id, sticky, &c.held);
+    if (d.kind == Dispatch::Kind::kQueued) {
+      arm_watch(cp);
+      c.held.outcome.reset();
+      c.held_timer = &c.held.timer;
+      d = co_await wait_held(ep, id, c);
+      c.held_timer = nullptr;
+    }
+    if (!first_submitted) first_submitted = d.submitted_at;
+    d.submitted_at = *first_submitted;
+    co_return d;
+  }
+
+  // Answers a request its dispatch refused (refusal.h says with what).
+  awaitable<bool> refuse_dispatch(Worker& w, const std::shared_ptr<Conn>& cp,
+                                  control::LiveEndpoint& ep, const Dispatch& d, bool keep) {
+    const Refusal r = *refusal_for(d, ep.spec(), [&] { return ep.retry_after_s(d.group); });
+    std::atomic<uint64_t>& counter = r.counted_as == 429   ? w.counters.r429
+                                     : r.counted_as == 502 ? w.counters.r502
+                                                           : w.counters.r503;
+    co_return co_await refuse(cp, counter, cp->req.version, keep && r.keep,
+                              static_cast<http::status>(r.status), r.type, r.message,
+                              r.retry_after_s);
+  }
+
+  // How sending a request to its replica ended, and the connection it went over.
+  struct Forwarded {
+    Relay result = Relay::kDone;
+    bool sent_any = false;  // bytes of the answer reached the client
+    bool client_ok = true;  // false: writing to the client failed
+    bool reusable = false;  // the connection may carry another request
+    std::unique_ptr<Upstream> up;
+  };
+
+  // Sends a started request to its replica and relays the answer, over a pooled connection
+  // (tried again on a new one where the replica had closed it while idle) or a new one.
+  awaitable<Forwarded> forward(Worker& w, const std::shared_ptr<Conn>& cp,
+                               control::LiveEndpoint& ep, const Dispatch& d, bool keep,
+                               std::string& last_error) {
+    Conn& c = *cp;
+    Forwarded f;
+    f.up = take_pooled(w, d.address);
+    bool fresh = f.up == nullptr;
+    for (int attempt = 0;; ++attempt) {
+      if (f.up == nullptr) {
+        fresh = true;
+        f.result = co_await open_upstream(w, cp, d, f, last_error);
+        if (f.result != Relay::kDone) co_return f;
+      }
+      c.up = f.up.get();
+      set_deadline(cp, server.upstream_timeout);
+      bool body_cut = false;
+      error_code rec = co_await send_request(c, *f.up, d, body_cut);
+      // The response head, parsed in place: its bytes stay in up->buffer.
+      ResponseHeadParser head(c.res);
+      head.body_limit(boost::none);
+      if (c.req.verb == http::verb::head) head.skip(true);
+      size_t head_size = 0;
+      if (!rec) rec = co_await read_head(c, *f.up, head, head_size);
+      if (!rec) {
+        const auto length = head.content_length();
+        if (!head.is_done() && !(length && *length <= kWholeBodyLimit)) {
+          f.result = co_await relay_stream(cp, *f.up, head_size, c.req.version, keep, d, ep,
+                                           f.sent_any, f.client_ok, f.reusable, last_error);
+        } else {
+          f.result = co_await answer_whole(cp, head, head_size, keep, d, ep, f, last_error);
+        }
+        co_return f;
+      }
+      if (c.gone) {
+        f.result = Relay::kClientGone;
+      } else if (rec == beast::error::timeout) {
+        f.result = Relay::kUpstreamTimeout;
+      } else if (!fresh && attempt == 0) {
+        // A pooled connection may have been closed by the replica while idle: try a new one.
+        c.up = nullptr;
+        f.up.reset();
+        continue;
+      } else {
+        last_error = no_answer(rec);
+        f.result = body_cut ? Relay::kBodyRefused : Relay::kDropped;
+      }
+      co_return f;
+    }
+  }
+
+  // A new connection to the replica of `d` into f.up: kDone, kConnectFailed or kNoDescriptors.
+  awaitable<Relay> open_upstream(Worker& w, const std::shared_ptr<Conn>& cp, const Dispatch& d,
+                                 Forwarded& f, std::string& last_error) {
+    Conn& c = *cp;
+    f.up = std::make_unique<Upstream>(c.socket.get_executor());
+    c.connecting = f.up.get();
+    set_deadline(cp, kConnectTimeout);
+    error_code ec = co_await connect(w, *f.up, d.address);
+    c.connecting = nullptr;
+    if (!ec) co_return Relay::kDone;
+    ec = outcome_of(c, ec);
+    last_error = fmt::format("connect to {}: {}", d.address, ec.message());
+    co_return local_resource_error(ec) ? Relay::kNoDescriptors : Relay::kConnectFailed;
+  }
+
+  // Writes the request (head and body) to the replica. `body_cut`: the replica closed while the
+  // body was going out (it refused the body).
+  awaitable<error_code> send_request(Conn& c, Upstream& up, const Dispatch& d, bool& body_cut) {
+    build_upstream_request(c, d);
+    Buffers request{asio::buffer(c.out), asio::buffer(c.req.body)};
+    error_code rec;
+    if (!write_now(up.socket, request, rec) && !rec) {
+      auto [wec, wn] = co_await asio::async_write(up.socket, request, kNoThrow);
+      rec = wec;
+      const size_t of_head = std::min(wn, request[0].size());
+      request[0] += of_head;
+      request[1] += wn - of_head;
+    }
+    rec = outcome_of(c, rec);
+    body_cut = rec && request[0].size() == 0 && request[1].size() > 0;
+    co_return rec;
+  }
+
+  // Reads until `head` has the whole response head (`head_size` bytes at the front of
+  // up.buffer).
+  awaitable<error_code> read_head(Conn& c, Upstream& up, ResponseHeadParser& head,
+                                  size_t& head_size) {
+    error_code rec;
+    for (;;) {
+      if (up.buffer.size() > 0) {
+        const size_t n = head.put(up.buffer.data(), rec);
+        if (!rec) {  // the whole head (put stops after it)
+          head_size = n;
+          co_return rec;
+        }
+        if (rec != http::error::need_more) co_return rec;
+        rec = {};
+      }
+      auto [ec, n] =
+          co_await up.socket.async_read_some(up.buffer.prepare(read_size(up.buffer)), kNoThrow);
+      if (ec == asio::error::eof)
+        co_return head.got_some() ? http::error::partial_message : http::error::end_of_stream;
+      if (ec) co_return outcome_of(c, ec);
+      up.buffer.commit(n);
+    }
+  }
+
+  // Why a replica gave no answer, for messages.
+  static std::string no_answer(const error_code& rec) {
+    const bool closed = rec == http::error::end_of_stream || rec == http::error::partial_message ||
+                        rec == asio::error::eof || rec == asio::error::connection_reset ||
+                        rec == asio::error::broken_pipe;
+    return fmt::format("{}: {}",
+                       closed ? "closed the connection without answering"
+                              : "answered with something that is not an HTTP response",
+                       rec.message());
+  }
+
+  // Short and sized: read it whole, then head and body go out in one write.
+  awaitable<Relay> answer_whole(const std::shared_ptr<Conn>& cp, ResponseHeadParser& head,
+                                size_t head_size, bool keep, const Dispatch& d,
+                                control::LiveEndpoint& ep, Forwarded& f, std::string& last_error) {
+    Conn& c = *cp;
+    Upstream& up = *f.up;
+    const bool upstream_keep = head.keep_alive();
+    const size_t body = head.is_done() ? 0 : static_cast<size_t>(*head.content_length());
+    const size_t total = head_size + body;
+    while (up.buffer.size() < total) {
+      auto [ec, n] = co_await up.socket.async_read_some(
+          up.buffer.prepare(std::max<size_t>(total - up.buffer.size(), read_size(up.buffer))),
+          kNoThrow);
+      if (ec == asio::error::eof) ec = http::error::partial_message;
+      if (ec) {
+        ec = outcome_of(c, ec);
+        if (c.gone) co_return Relay::kClientGone;
+        if (ec == beast::error::timeout) co_return Relay::kUpstreamTimeout;
+        last_error = fmt::format("cut its answer short: {}", ec.message());
+        co_return Relay::kDropped;
+      }
+      up.buffer.commit(n);
+    }
+    build_client_head(c, keep, d, ep);
+    set_deadline(cp, server.upstream_timeout);
+    f.sent_any = true;
+    const auto* data = static_cast<const char*>(up.buffer.data().data());
+    Buffers response{asio::buffer(c.out), asio::buffer(data + head_size, body)};
+    error_code wec;
+    if (!write_now(c.socket, response, wec) && !wec) {
+      auto [ec, n] = co_await asio::async_write(c.socket, response, kNoThrow);
+      wec = ec;
+    }
+    up.buffer.consume(total);
+    f.reusable = upstream_keep;
+    if (!wec) co_return Relay::kDone;
+    f.client_ok = false;
+    co_return Relay::kAborted;
+  }
+
+  // The head of a whole answer for the client into c.out: the replica's status and end-to-end
+  // fields, Tide-Replica, Tide-Group and the client's Connection.
+  void build_client_head(Conn& c, bool keep, const Dispatch& d, control::LiveEndpoint& ep) {
+    const unsigned version = c.req.version;
+    std::string& o = c.out;
+    o.clear();
+    append_status_line(o, version, c.res.status, c.res.reason);
+    o += c.res.fields;
+    o += "Tide-Replica: ";
+    append_replica(o, ep, d);
+    o += "\r\nTide-Group: ";
+    o += ep.spec().groups[static_cast<size_t>(d.group)].name;
+    o += "\r\n";
+    append_keep_alive(o, version, keep);
+    o += "\r\n";
+  }
+
+  // Tells the endpoint how the request ended and answers the client where it still waits;
+  // returns whether the connection may carry another request, or nullopt to submit it again
+  // (a failed connect, once).
+  awaitable<std::optional<bool>> conclude(Worker& w, const std::shared_ptr<Conn>& cp,
+                                          control::LiveEndpoint& ep, const Dispatch& d,
+                                          const Forwarded& f, bool keep, int& retries_left,
+                                          const std::string& last_error) {
+    Conn& c = *cp;
+    switch (f.result) {
+      case Relay::kDone:
+        ep.finish(d);
+        ++w.counters.ok;
+        disarm_watch(c);
+        co_return f.client_ok&& keep;
+      case Relay::kClientGone:
+      case Relay::kAborted:
+        // Aborted with the client still there: the replica cut its answer midway.
+        ep.finish(d, f.result == Relay::kAborted && f.client_ok ? Outcome::kBadGateway
+                                                                : Outcome::kClientGone);
+        ++w.counters.client_gone;
+        disarm_watch(c);
+        co_return false;
+      case Relay::kUpstreamTimeout:
+        ep.finish(d, Outcome::kTimeout);
+        ++w.counters.r504;
+        disarm_watch(c);
+        if (f.sent_any) co_return false;
+        co_return co_await write_simple(
+            cp, c.req.version, false, http::status::gateway_timeout,
+            error_body("upstream_timeout",
+                       fmt::format("replica {} did not answer within {} (server.upstream_timeout)",
+                                   d.address, format_duration(server.upstream_timeout))));
+      case Relay::kConnectFailed:
+        ++w.counters.upstream_errors;
+        ep.unreachable(d, last_error);  // nothing was sent: another replica may take it
+        if (retries_left-- > 0) {
+          ++w.counters.retries;
+          co_return std::nullopt;
+        }
+        ep.count(d.group, Outcome::kBadGateway);
+        co_return co_await refuse(
+            cp, w.counters.r502, c.req.version, keep, http::status::bad_gateway,
+            "replica_unreachable",
+            fmt::format("no connection to the replicas given this request: {}", last_error));
+      case Relay::kDropped:
+      case Relay::kBodyRefused:
+      case Relay::kNoDescriptors:
+        co_return co_await refuse_dropped(w, cp, ep, d, f.result, keep, f.sent_any, last_error);
+    }
+    co_return false;
   }
 
   // A request its replica took and did not answer (kDropped, kBodyRefused), or one tide could not
@@ -1287,61 +1302,30 @@ struct Gateway::Impl {
       up.buffer.consume(n);
     }
     const bool upstream_keep = p.keep_alive();
-    const auto length = p.content_length();
+    const net::RelayHead head = net::prepare_relay_head(p, version, keep);
     auto& msg = p.get();
-    strip_hop_by_hop(msg.base());
-    const bool delimited_by_close = !length && !msg.chunked();
-    msg.version(version);
-    if (delimited_by_close) {
-      if (version >= 11) {
-        msg.chunked(true);
-      } else {
-        keep = false;
-      }
-    }
     std::string replica;
     append_replica(replica, ep, d);
     msg.set("Tide-Replica", replica);
     msg.set("Tide-Group", ep.spec().groups[static_cast<size_t>(d.group)].name);
-    msg.keep_alive(keep);
-    http::response_serializer<http::buffer_body> sr(msg);
-    std::array<char, 16 * 1024> buf;  // the deadline set before sending still runs
-    for (;;) {
-      if (!p.is_done()) {
-        msg.body().data = buf.data();
-        msg.body().size = buf.size();
-        auto [ec, n] = co_await http::async_read_some(up.socket, up.buffer, p, kNoThrow);
-        if (ec == http::error::need_buffer) ec = {};
-        if (ec == http::error::end_of_stream && delimited_by_close) ec = {};
-        if (ec) {
-          ec = outcome_of(c, ec);
-          if (c.gone) co_return Relay::kClientGone;
-          if (ec == beast::error::timeout) co_return Relay::kUpstreamTimeout;
-          last_error = fmt::format("cut its answer short: {}", ec.message());
-          if (!sent_any) co_return Relay::kDropped;
-          co_return Relay::kAborted;
-        }
-        msg.body().size = buf.size() - msg.body().size;
-        // No body bytes yet (only framing was read): a zero-sized buffer would go out as the
-        // last chunk, so hand none; the serializer then sends just the header, if due.
-        msg.body().data = msg.body().size == 0 ? nullptr : buf.data();
-        msg.body().more = !p.is_done();
-        if (msg.body().size == 0 && !p.is_done() && sr.is_header_done()) continue;
-      } else {
-        msg.body().data = nullptr;
-        msg.body().size = 0;
-        msg.body().more = false;
-      }
-      sent_any = true;
-      auto [wec, wn] = co_await http::async_write(c.socket, sr, kNoThrow);
-      if (wec == http::error::need_buffer) wec = {};
-      if (wec) {
-        client_ok = false;
-        co_return Relay::kAborted;
-      }
-      if (p.is_done() && sr.is_done()) break;
+    msg.keep_alive(head.keep);
+    // The deadline set before sending still runs.
+    const net::RelayEnd end = co_await net::relay_body(
+        up.socket, up.buffer, p, c.socket, head.delimited_by_close, sent_any,
+        [](const char*, size_t) {}, [] {});
+    if (end.side == net::RelayEnd::kUpstream) {
+      const error_code ec = outcome_of(c, end.ec);
+      if (c.gone) co_return Relay::kClientGone;
+      if (ec == beast::error::timeout) co_return Relay::kUpstreamTimeout;
+      last_error = fmt::format("cut its answer short: {}", ec.message());
+      if (!sent_any) co_return Relay::kDropped;
+      co_return Relay::kAborted;
     }
-    reusable = upstream_keep && !delimited_by_close;
+    if (end.side == net::RelayEnd::kClient) {
+      client_ok = false;
+      co_return Relay::kAborted;
+    }
+    reusable = upstream_keep && !head.delimited_by_close;
     co_return Relay::kDone;
   }
 };

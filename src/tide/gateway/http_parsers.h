@@ -19,6 +19,7 @@
 #include "tide/common/errors.h"
 #include "tide/common/text.h"
 #include "tide/control/endpoint.h"
+#include "tide/net/hop_by_hop.h"
 
 namespace tide::gateway {
 
@@ -26,21 +27,7 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using boost::system::error_code;
 
-// Fields that describe one hop, not the message (RFC 9110 7.6.1).
-inline bool hop_by_hop(http::field f) {
-  switch (f) {
-    case http::field::connection:
-    case http::field::keep_alive:
-    case http::field::proxy_connection:
-    case http::field::te:
-    case http::field::trailer:
-    case http::field::upgrade:
-    case http::field::proxy_authorization:
-      return true;
-    default:
-      return false;
-  }
-}
+using net::hop_by_hop;
 
 inline void append(std::string& out, beast::string_view s) { out.append(s.data(), s.size()); }
 

@@ -15,6 +15,7 @@
 #include <random>
 #include <set>
 
+#include "tide/net/address.h"
 #include "tide/provision/kubernetes_client.h"
 
 namespace tide::provision::detail {
@@ -512,7 +513,7 @@ void KubernetesBackend::start_probe(const std::shared_ptr<Pod>& pod, const std::
                   core_->options.liveness_interval, core_->options.liveness_failures});
   std::weak_ptr<KubernetesBackend> weak = weak_from_this();
   std::weak_ptr<Pod> pod_weak = pod;
-  const std::string address = kube::host_port(ip, static_cast<uint16_t>(spec.port));
+  const std::string address = net::join_host_port(ip, static_cast<uint16_t>(spec.port));
   pod->watch->start(
       [weak, pod_weak, address] {
         auto self = weak.lock();

@@ -10,6 +10,8 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "tide/net/address.h"
+
 namespace tide::provision::kube {
 namespace {
 
@@ -58,36 +60,15 @@ void parse_server(const std::string& url, const std::string& what, ClusterAccess
     while (path.ends_with('/')) path.remove_suffix(1);
     a.base_path = std::string(path);
   }
-  std::string_view port;
-  if (authority.starts_with('[')) {
-    const size_t close = authority.find(']');
-    if (close == std::string_view::npos)
-      throw KubeError(fmt::format("{}: unterminated [ in \"{}\"", what, url));
-    a.host = std::string(authority.substr(1, close - 1));
-    if (close + 1 < authority.size()) {
-      if (authority[close + 1] != ':')
-        throw KubeError(fmt::format("{}: expected :port after ] in \"{}\"", what, url));
-      port = authority.substr(close + 2);
-    }
-  } else if (const size_t colon = authority.rfind(':'); colon != std::string_view::npos) {
-    a.host = std::string(authority.substr(0, colon));
-    port = authority.substr(colon + 1);
-  } else {
-    a.host = std::string(authority);
+  net::AuthorityError why{};
+  auto parsed = net::parse_authority(authority, why);
+  if (!parsed) {
+    constexpr std::string_view kWhy[] = {"unterminated [", "expected :port after ]", "no host",
+                                         "bad port"};
+    throw KubeError(fmt::format("{}: {} in \"{}\"", what, kWhy[static_cast<int>(why)], url));
   }
-  if (a.host.empty()) throw KubeError(fmt::format("{}: no host in \"{}\"", what, url));
-  if (!port.empty()) {
-    unsigned v = 0;
-    for (char c : port) {
-      if (c < '0' || c > '9' || v > 65535) {
-        v = 0;
-        break;
-      }
-      v = v * 10 + static_cast<unsigned>(c - '0');
-    }
-    if (v == 0 || v > 65535) throw KubeError(fmt::format("{}: bad port in \"{}\"", what, url));
-    a.port = static_cast<uint16_t>(v);
-  }
+  a.host = std::move(parsed->host);
+  if (parsed->port) a.port = *parsed->port;
 }
 
 // `map[key]`, or an undefined node when `map` is not a map or lacks the key (yaml-cpp throws
@@ -202,11 +183,6 @@ std::optional<std::string> base64_decode(std::string_view text) {
   }
   if (bits >= 6 || padding > 2) return std::nullopt;
   return out;
-}
-
-std::string host_port(std::string_view host, uint16_t port) {
-  if (host.find(':') != std::string_view::npos) return fmt::format("[{}]:{}", host, port);
-  return fmt::format("{}:{}", host, port);
 }
 
 ClusterAccess parse_kubeconfig(const std::string& text, const std::string& path,

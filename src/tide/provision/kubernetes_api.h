@@ -124,9 +124,6 @@ std::optional<PodHandle> parse_handle(std::string_view handle);
 // Forbidden: pods is forbidden: ..."), else the start of the body.
 std::string describe_error(unsigned status, std::string_view body);
 
-// "host:port", brackets around an IPv6 address.
-std::string host_port(std::string_view host, uint16_t port);
-
 // base64 (standard alphabet, padding optional, whitespace ignored); nullopt if malformed.
 std::optional<std::string> base64_decode(std::string_view text);
 

@@ -12,7 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "tide/provision/fake_kube_api.h"
+#include "tide/testing/fake_kube_api.h"
 
 namespace tide::provision::kube {
 namespace {

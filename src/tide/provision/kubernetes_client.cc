@@ -13,6 +13,8 @@
 #include <optional>
 #include <vector>
 
+#include "tide/net/address.h"
+
 namespace tide::provision::detail {
 
 namespace beast = boost::beast;
@@ -46,7 +48,7 @@ std::string describe(const error_code& ec, Duration timeout) {
 // The headers every request carries, the bearer token among them; the token file's problem.
 template <class Body>
 std::string set_headers(http::request<Body>& req, const kube::ClusterAccess& access) {
-  req.set(http::field::host, kube::host_port(access.host, access.port));
+  req.set(http::field::host, net::join_host_port(access.host, access.port));
   req.set(http::field::user_agent, "tide");
   req.set(http::field::accept, "application/json");
   try {
@@ -152,7 +154,7 @@ void KubeClient::cancel_all() {
 }
 
 awaitable<std::string> KubeClient::connect(Connection& c, Duration timeout) {
-  const std::string where = kube::host_port(access_.host, access_.port);
+  const std::string where = net::join_host_port(access_.host, access_.port);
   std::vector<tcp::endpoint> endpoints;
   error_code ec;
   const auto address = asio::ip::make_address(access_.host, ec);

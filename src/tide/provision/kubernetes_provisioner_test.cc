@@ -8,9 +8,9 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
-#include "tide/provision/fake_kube_api.h"
 #include "tide/provision/provision.h"
 #include "tide/provision/test_util.h"
+#include "tide/testing/fake_kube_api.h"
 
 namespace tide::provision::testing {
 namespace {

@@ -1,12 +1,9 @@
 // The local provisioner: replicas as child processes of tide.
 #include <fcntl.h>
 #include <fmt/format.h>
-#include <linux/close_range.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -23,6 +20,7 @@
 #include <optional>
 #include <sstream>
 
+#include "tide/os/child_process.h"
 #include "tide/provision/backends.h"
 
 extern char** environ;
@@ -85,28 +83,6 @@ std::optional<uint16_t> free_port(std::string& error) {
   return ntohs(addr.sin_port);
 }
 
-bool executable_file(const std::string& path) {
-  struct stat st {};
-  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(path.c_str(), X_OK) == 0;
-}
-
-// Resolves a program name like execvp would, before fork (execvp is not async-signal-safe).
-std::optional<std::string> resolve_program(const std::string& program,
-                                           const std::string& path_var) {
-  if (program.find('/') != std::string::npos) return program;
-  std::string_view dirs = path_var;
-  while (true) {
-    const size_t colon = dirs.find(':');
-    std::string dir(dirs.substr(0, colon));
-    if (dir.empty()) dir = ".";
-    std::string candidate = dir + "/" + program;
-    if (executable_file(candidate)) return candidate;
-    if (colon == std::string_view::npos) break;
-    dirs.remove_prefix(colon + 1);
-  }
-  return std::nullopt;
-}
-
 std::string join_ints(const std::vector<int>& v, std::string_view sep) {
   std::string s;
   for (size_t i = 0; i < v.size(); ++i) s += (i ? std::string(sep) : "") + std::to_string(v[i]);
@@ -162,41 +138,6 @@ std::optional<int64_t> int_field(const std::map<std::string, std::string>& field
   return it == fields.end() ? std::nullopt : parse_int64(it->second);
 }
 
-// Between fork and exec: async-signal-safe calls only.
-int move_fd(int from, int to) {
-  if (from == to) return ::fcntl(to, F_SETFD, 0);  // keep it open across exec
-  return ::dup2(from, to);
-}
-
-[[noreturn]] void report_and_exit(int status_fd, int err) {
-  ssize_t ignored = ::write(status_fd, &err, sizeof err);
-  (void)ignored;
-  ::_exit(127);
-}
-
-[[noreturn]] void exec_child(const char* path, char* const* argv, char* const* envp, int out_fd,
-                             int null_fd, int status_fd, pid_t parent, bool die_with_parent) {
-  sigset_t none;
-  ::sigemptyset(&none);
-  ::sigprocmask(SIG_SETMASK, &none, nullptr);
-  struct sigaction dfl {};
-  dfl.sa_handler = SIG_DFL;
-  for (int s = 1; s < NSIG; ++s) {
-    if (s != SIGKILL && s != SIGSTOP) ::sigaction(s, &dfl, nullptr);  // undo inherited SIG_IGN
-  }
-  if (::setpgid(0, 0) != 0) report_and_exit(status_fd, errno);
-  if (die_with_parent) {
-    if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) report_and_exit(status_fd, errno);
-    if (::getppid() != parent) ::_exit(127);  // tide died before PDEATHSIG was armed
-  }
-  if (move_fd(null_fd, 0) < 0 || move_fd(out_fd, 1) < 0 || move_fd(out_fd, 2) < 0)
-    report_and_exit(status_fd, errno);
-  // Nothing else of tide's (sockets, files) reaches the replica.
-  ::syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
-  ::execve(path, argv, envp);
-  report_and_exit(status_fd, errno);
-}
-
 }  // namespace
 
 std::string replace_all(std::string s, std::string_view from, std::string_view to) {
@@ -204,6 +145,77 @@ std::string replace_all(std::string s, std::string_view from, std::string_view t
     s.replace(at, from.size(), to);
   return s;
 }
+
+namespace {
+
+// The GPUs for a replica of `spec` (its gpus_per_replica of spec.gpus, none of `in_use`):
+// nullopt with `error` set when too few are free; none when it needs none.
+std::optional<std::vector<int>> free_gpus(const config::ProvisionerSpec& spec,
+                                          const std::set<int>& in_use, std::string& error) {
+  std::vector<int> gpus;
+  if (spec.gpus_per_replica <= 0) return gpus;
+  const auto wanted = static_cast<size_t>(spec.gpus_per_replica);
+  for (int g : spec.gpus) {
+    if (gpus.size() < wanted && !in_use.count(g)) gpus.push_back(g);
+  }
+  if (gpus.size() < wanted) {
+    std::vector<int> busy;
+    for (int g : spec.gpus) {
+      if (in_use.count(g)) busy.push_back(g);
+    }
+    error = fmt::format("no free GPU: needs {} of gpus [{}], [{}] in use", spec.gpus_per_replica,
+                        join_ints(spec.gpus, ","), join_ints(busy, ","));
+    return std::nullopt;
+  }
+  return gpus;
+}
+
+// The replica's command line: `tide agent` in front of it where it has one, then the configured
+// command with {port} and {replica_id} filled in.
+std::vector<std::string> replica_argv(const Launch& l, const std::string& port_text,
+                                      const std::string& id_text, uint16_t port,
+                                      std::optional<uint16_t> agent_port) {
+  std::vector<std::string> argv;
+  if (l.agent_argv) {
+    argv = *l.agent_argv;
+    for (const std::string& arg :
+         {std::string("--listen"), fmt::format("127.0.0.1:{}", *agent_port),
+          std::string("--upstream"), fmt::format("127.0.0.1:{}", port), std::string("--")})
+      argv.push_back(arg);
+  }
+  for (const std::string& arg : l.spec.command)
+    argv.push_back(replace_all(replace_all(arg, "{port}", port_text), "{replica_id}", id_text));
+  return argv;
+}
+
+// The replica's environment into `env`: this process's, less tide's own variables (and
+// CUDA_VISIBLE_DEVICES where tide assigns GPUs), then the replica's. Returns the PATH its program
+// is looked up in.
+std::string replica_environment(const Launch& l, const std::string& port_text,
+                                const std::string& id_text, const std::vector<int>& gpus,
+                                const std::string& replica_log_dir, std::vector<std::string>& env) {
+  const bool set_gpus = l.spec.gpus_per_replica > 0;
+  std::string path_var = "/usr/local/bin:/usr/bin:/bin";
+  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
+    const std::string_view kv(*e);
+    const std::string_view key = kv.substr(0, kv.find('='));
+    if (key == "TIDE_REPLICA_ID" || key == "TIDE_REPLICA_NAME" || key == "TIDE_PORT" ||
+        key == "TIDE_REPLICAS" || (set_gpus && key == "CUDA_VISIBLE_DEVICES"))
+      continue;
+    if (key == "PATH") path_var = std::string(kv.substr(5));
+    env.emplace_back(kv);
+  }
+  env.push_back("TIDE_REPLICA_ID=" + id_text);
+  env.push_back("TIDE_REPLICA_NAME=" + l.name);
+  env.push_back("TIDE_PORT=" + port_text);
+  // Marks the replica as this state's, for kill_unrecorded() after a crash.
+  if (!replica_log_dir.empty()) env.push_back("TIDE_REPLICAS=" + replica_log_dir);
+  if (set_gpus) env.push_back("CUDA_VISIBLE_DEVICES=" + join_ints(gpus, ","));
+  env.insert(env.end(), l.agent_env.begin(), l.agent_env.end());
+  return path_var;
+}
+
+}  // namespace
 
 std::string last_lines(std::string_view output) {
   while (!output.empty() && (output.back() == '\n' || output.back() == '\r' ||
@@ -338,15 +350,7 @@ void Spawner::loop() {
 
 SpawnResult Spawner::spawn(const SpawnRequest& request) {
   SpawnResult result;
-  std::vector<char*> argv;
-  for (const auto& a : request.argv) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  std::vector<char*> envp;
-  for (const auto& e : request.env) envp.push_back(const_cast<char*>(e.c_str()));
-  envp.push_back(nullptr);
-
   int out[2];
-  int status[2];
   if (!request.log_path.empty()) {
     out[1] = ::open(request.log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     out[0] = out[1] < 0 ? -1 : ::open(request.log_path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -361,42 +365,32 @@ SpawnResult Spawner::spawn(const SpawnRequest& request) {
     return result;
   }
   UniqueFd out_r(out[0]), out_w(out[1]);
-  if (::pipe2(status, O_CLOEXEC) != 0) {
-    result.error = "pipe: " + errno_text(errno);
-    return result;
-  }
-  UniqueFd status_r(status[0]), status_w(status[1]);
   UniqueFd null_fd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
   if (null_fd.get() < 0) {
     result.error = "/dev/null: " + errno_text(errno);
     return result;
   }
-
-  const pid_t parent = ::getpid();
-  const pid_t pid = ::fork();
-  if (pid == 0)
-    exec_child(request.path.c_str(), argv.data(), envp.data(), out_w.get(), null_fd.get(),
-               status_w.get(), parent, request.die_with_parent);
-  if (pid < 0) {
-    result.error = "fork: " + errno_text(errno);
+  os::ChildSpec spec(request.path, request.argv);
+  spec.env = request.env;
+  spec.stdin_fd = null_fd.get();
+  spec.stdout_fd = spec.stderr_fd = out_w.get();
+  spec.reset_signals = true;
+  spec.own_process_group = true;
+  spec.die_with_parent = request.die_with_parent;
+  spec.close_other_fds = true;  // nothing else of tide's (sockets, files) reaches the replica
+  const os::StartedChild child = os::start_child(spec);
+  if (child.pid < 0) {
+    result.error = fmt::format("{}: {}", child.step, errno_text(child.error));
     return result;
   }
+  const pid_t pid = child.pid;
   registry_.add({request.replica_id, request.name, pid});
-  ::setpgid(pid, pid);  // the child does it too; whichever comes first
   out_w.reset();
-  status_w.reset();
   null_fd.reset();
-
-  // EOF: exec succeeded. An int: the errno of the step that failed.
-  int child_errno = 0;
-  ssize_t n;
-  do {
-    n = ::read(status_r.get(), &child_errno, sizeof child_errno);
-  } while (n < 0 && errno == EINTR);
-  if (n == static_cast<ssize_t>(sizeof child_errno)) {
+  if (child.error != 0) {
     int ignored = 0;
     registry_.reap(pid, ignored, /*block=*/true);
-    result.error = fmt::format("cannot run {}: {}", request.path, errno_text(child_errno));
+    result.error = fmt::format("cannot run {}: {}", request.path, errno_text(child.error));
     return result;
   }
   ::fcntl(out_r.get(), F_SETFL, ::fcntl(out_r.get(), F_GETFL) | O_NONBLOCK);
@@ -478,24 +472,9 @@ void LocalBackend::launch(Launch l) {
   if (l.agent_argv && l.agent_argv->empty())
     return fail(l, "agent.enabled, but this provisioner was given no way to start `tide agent`");
 
-  std::vector<int> gpus;
-  if (spec.gpus_per_replica > 0) {
-    const auto wanted = static_cast<size_t>(spec.gpus_per_replica);
-    for (int g : spec.gpus) {
-      if (gpus.size() < wanted && !gpus_in_use_.count(g)) gpus.push_back(g);
-    }
-    if (gpus.size() < wanted) {
-      std::vector<int> busy;
-      for (int g : spec.gpus) {
-        if (gpus_in_use_.count(g)) busy.push_back(g);
-      }
-      return fail(
-          l, fmt::format("no free GPU: needs {} of gpus [{}], [{}] in use", spec.gpus_per_replica,
-                         join_ints(spec.gpus, ","), join_ints(busy, ",")));
-    }
-  }
-
   std::string error;
+  const std::optional<std::vector<int>> gpus = free_gpus(spec, gpus_in_use_, error);
+  if (!gpus) return fail(l, error);
   auto pick_port = [&](std::optional<uint16_t> other) {
     std::optional<uint16_t> p;
     for (int attempt = 0; attempt < 8; ++attempt) {
@@ -518,36 +497,10 @@ void LocalBackend::launch(Launch l) {
   SpawnRequest request;
   request.replica_id = l.id;
   request.name = l.name;
-  if (l.agent_argv) {
-    request.argv = *l.agent_argv;
-    for (const std::string& arg :
-         {std::string("--listen"), fmt::format("127.0.0.1:{}", *agent_port),
-          std::string("--upstream"), fmt::format("127.0.0.1:{}", *port), std::string("--")})
-      request.argv.push_back(arg);
-  }
-  for (const std::string& arg : spec.command)
-    request.argv.push_back(
-        replace_all(replace_all(arg, "{port}", port_text), "{replica_id}", id_text));
-  const bool set_gpus = spec.gpus_per_replica > 0;
-  std::string path_var = "/usr/local/bin:/usr/bin:/bin";
-  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
-    const std::string_view kv(*e);
-    const std::string_view key = kv.substr(0, kv.find('='));
-    if (key == "TIDE_REPLICA_ID" || key == "TIDE_REPLICA_NAME" || key == "TIDE_PORT" ||
-        key == "TIDE_REPLICAS" || (set_gpus && key == "CUDA_VISIBLE_DEVICES"))
-      continue;
-    if (key == "PATH") path_var = std::string(kv.substr(5));
-    request.env.emplace_back(kv);
-  }
-  request.env.push_back("TIDE_REPLICA_ID=" + id_text);
-  request.env.push_back("TIDE_REPLICA_NAME=" + l.name);
-  request.env.push_back("TIDE_PORT=" + port_text);
-  // Marks the replica as this state's, for kill_unrecorded() after a crash.
-  if (!core_->options.replica_log_dir.empty())
-    request.env.push_back("TIDE_REPLICAS=" + core_->options.replica_log_dir);
-  if (set_gpus) request.env.push_back("CUDA_VISIBLE_DEVICES=" + join_ints(gpus, ","));
-  request.env.insert(request.env.end(), l.agent_env.begin(), l.agent_env.end());
-  auto path = resolve_program(request.argv.front(), path_var);
+  request.argv = replica_argv(l, port_text, id_text, *port, agent_port);
+  const std::string path_var = replica_environment(l, port_text, id_text, *gpus,
+                                                   core_->options.replica_log_dir, request.env);
+  auto path = os::resolve_program(request.argv.front(), path_var);
   if (!path) return fail(l, fmt::format("command not found: {}", request.argv.front()));
   request.path = *path;
 
@@ -561,8 +514,8 @@ void LocalBackend::launch(Launch l) {
   child->log_path = request.log_path;
   child->port = *port;
   child->agent_port = agent_port.value_or(0);
-  child->gpus = gpus;
-  gpus_in_use_.insert(gpus.begin(), gpus.end());
+  child->gpus = *gpus;
+  gpus_in_use_.insert(gpus->begin(), gpus->end());
   ports_in_use_.insert(*port);
   if (agent_port) ports_in_use_.insert(*agent_port);
   children_[child->launch.key] = child;

@@ -4,7 +4,6 @@
 #include <fmt/format.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <boost/asio/post.hpp>
@@ -15,9 +14,9 @@
 #include <cstring>
 #include <fstream>
 
+#include "tide/net/address.h"
+#include "tide/os/child_process.h"
 #include "tide/provision/slurm_backend.h"
-
-extern char** environ;
 
 namespace tide::provision::detail {
 
@@ -103,64 +102,75 @@ void CommandRunner::loop() {
   }
 }
 
-CommandResult CommandRunner::run(const Command& c) {
-  CommandResult r;
+namespace {
+
+// Starts `argv` with pipes for its stdin, stdout and stderr; returns its pid and the parent's
+// ends of the pipes (`fds`: stdin write, stdout read, stderr read), or -1 with r.error set.
+pid_t start_command(const std::vector<std::string>& argv, int (&fds)[3], CommandResult& r) {
   int in[2], out[2], err[2];
   if (::pipe2(in, O_CLOEXEC) != 0) {
     r.error = fmt::format("pipe: {}", std::strerror(errno));
-    return r;
+    return -1;
   }
   if (::pipe2(out, O_CLOEXEC) != 0) {
     r.error = fmt::format("pipe: {}", std::strerror(errno));
     ::close(in[0]);
     ::close(in[1]);
-    return r;
+    return -1;
   }
   if (::pipe2(err, O_CLOEXEC) != 0) {
     r.error = fmt::format("pipe: {}", std::strerror(errno));
     for (int fd : {in[0], in[1], out[0], out[1]}) ::close(fd);
-    return r;
+    return -1;
   }
-  posix_spawn_file_actions_t actions;
-  ::posix_spawn_file_actions_init(&actions);
-  ::posix_spawn_file_actions_adddup2(&actions, in[0], 0);
-  ::posix_spawn_file_actions_adddup2(&actions, out[1], 1);
-  ::posix_spawn_file_actions_adddup2(&actions, err[1], 2);
-  posix_spawnattr_t attr;
-  ::posix_spawnattr_init(&attr);
-  sigset_t none, all;
-  ::sigemptyset(&none);
-  ::sigfillset(&all);
-  ::posix_spawnattr_setsigmask(&attr, &none);
-  ::posix_spawnattr_setsigdefault(&attr, &all);
-  ::posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  std::vector<char*> argv;
-  for (const auto& a : c.argv) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  pid_t pid = -1;
-  const int rc = ::posix_spawnp(&pid, argv[0], &actions, &attr, argv.data(), environ);
-  ::posix_spawn_file_actions_destroy(&actions);
-  ::posix_spawnattr_destroy(&attr);
+  os::ChildSpec spec(argv.front(), argv);
+  spec.stdin_fd = in[0];
+  spec.stdout_fd = out[1];
+  spec.stderr_fd = err[1];
+  spec.reset_signals = true;
+  const os::StartedChild child = os::start_child(spec);
   ::close(in[0]);
   ::close(out[1]);
   ::close(err[1]);
-  if (rc != 0) {
-    r.error = fmt::format("cannot run: {}", std::strerror(rc));
+  if (child.error != 0) {
+    int ignored = 0;
+    while (child.pid > 0 && ::waitpid(child.pid, &ignored, 0) < 0 && errno == EINTR) {
+    }
+    r.error = fmt::format("cannot run: {}", std::strerror(child.error));
     for (int fd : {in[1], out[0], err[0]}) ::close(fd);
-    return r;
+    return -1;
   }
-  set_running(pid);
+  fds[0] = in[1];
+  fds[1] = out[0];
+  fds[2] = err[0];
+  return child.pid;
+}
 
+}  // namespace
+
+CommandResult CommandRunner::run(const Command& c) {
+  CommandResult r;
+  int fds[3];
+  const pid_t pid = start_command(c.argv, fds, r);
+  if (pid < 0) return r;
+  set_running(pid);
+  exchange(pid, fds, c.input, r);
+  reap(pid, r);
+  return r;
+}
+
+void CommandRunner::exchange(int pid, const int (&pipes)[3], const std::string& input,
+                             CommandResult& r) {
   // Feed its input, collect both outputs, until they close or the time is up.
-  for (int fd : {in[1], out[0], err[0]}) ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
-  int in_fd = in[1];
+  for (int fd : pipes) ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+  int in_fd = pipes[0];
   size_t written = 0;
-  if (c.input.empty()) {
+  if (input.empty()) {
     ::close(in_fd);
     in_fd = -1;
   }
   int open_outputs = 2;
-  pollfd fds[3] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}, {in_fd, POLLOUT, 0}};
+  pollfd fds[3] = {{pipes[1], POLLIN, 0}, {pipes[2], POLLIN, 0}, {in_fd, POLLOUT, 0}};
   std::string* sinks[2] = {&r.out, &r.err};
   const Time deadline = clock_.now() + timeout_;
   while (open_outputs > 0) {
@@ -180,9 +190,9 @@ CommandResult CommandRunner::run(const Command& c) {
       break;
     }
     if (in_fd >= 0 && fds[2].revents != 0) {
-      const ssize_t n = ::write(in_fd, c.input.data() + written, c.input.size() - written);
+      const ssize_t n = ::write(in_fd, input.data() + written, input.size() - written);
       if (n > 0) written += static_cast<size_t>(n);
-      if (written == c.input.size() || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+      if (written == input.size() || (n < 0 && errno != EAGAIN && errno != EINTR)) {
         ::close(in_fd);
         in_fd = -1;
       }
@@ -204,6 +214,9 @@ CommandResult CommandRunner::run(const Command& c) {
   for (int i = 0; i < 2; ++i) {
     if (fds[i].fd >= 0) ::close(fds[i].fd);
   }
+}
+
+void CommandRunner::reap(int pid, CommandResult& r) {
   // Wait for the exit without reaping, so that close() never signals a recycled pid.
   siginfo_t info{};
   while (::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOWAIT) != 0 && errno == EINTR) {
@@ -220,7 +233,6 @@ CommandResult CommandRunner::run(const Command& c) {
   } else if (r.error.empty() && WIFSIGNALED(status)) {
     r.error = fmt::format("killed by signal {}", WTERMSIG(status));
   }
-  return r;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -418,7 +430,7 @@ void SlurmBackend::lookup_node(const std::string& node) {
 
 void SlurmBackend::start_probe(const std::shared_ptr<Job>& job) {
   const std::string& host = node_addr_.at(job->node);
-  const std::string address = host_port(host, *job->port);
+  const std::string address = net::join_host_port(host, *job->port);
   job->watch =
       std::make_shared<Watch>(core_->strand, ProbeTarget{host, *job->port, job->launch.spec.ready,
                                                          core_->options.liveness_interval,

@@ -59,7 +59,14 @@ class CommandRunner {
     uint64_t seq = 0;
   };
   void loop();
+  // Starts it, then exchange() then reap().
   CommandResult run(const Command& c);
+  // Writes `input` to the command's stdin and collects its stdout and stderr into `r` until
+  // both close or the timeout passes (then SIGKILL). `pipes`: stdin write, stdout and stderr
+  // read ends, all closed on return.
+  void exchange(int pid, const int (&pipes)[3], const std::string& input, CommandResult& r);
+  // Waits for its exit and reaps it (under the lock close() signals under); its status into `r`.
+  void reap(int pid, CommandResult& r);
   void set_running(int pid);
 
   const Clock& clock_;

@@ -181,11 +181,6 @@ std::vector<std::pair<std::string, std::string>> parse_sinfo_nodes(std::string_v
   return nodes;
 }
 
-std::string host_port(std::string_view host, uint16_t port) {
-  if (host.find(':') != std::string_view::npos) return fmt::format("[{}]:{}", host, port);
-  return fmt::format("{}:{}", host, port);
-}
-
 bool scancel_found_nothing(std::string_view err) {
   return err.find("Invalid job id") != std::string_view::npos ||
          err.find("already completing or completed") != std::string_view::npos;

@@ -67,9 +67,6 @@ JobPhase job_phase(std::string_view state);
 inline constexpr std::string_view kSinfoFormat = "%N|%o";
 std::vector<std::pair<std::string, std::string>> parse_sinfo_nodes(std::string_view out);
 
-// "host:port", brackets around an IPv6 host.
-std::string host_port(std::string_view host, uint16_t port);
-
 // Whether scancel's error says the job is gone already (nothing left to cancel).
 bool scancel_found_nothing(std::string_view err);
 

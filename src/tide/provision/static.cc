@@ -3,6 +3,7 @@
 
 #include <optional>
 
+#include "tide/net/address.h"
 #include "tide/provision/backends.h"
 
 namespace tide::provision::detail {
@@ -24,49 +25,18 @@ std::optional<Url> parse_url(std::string_view url, std::string& error) {
   }
   std::string_view rest = url.substr(kHttp.size());
   rest = rest.substr(0, rest.find_first_of("/?#"));
-  Url u;
-  std::string_view host = rest;
-  std::string_view port;
-  if (!rest.empty() && rest.front() == '[') {
-    const size_t close = rest.find(']');
-    if (close == std::string_view::npos) {
-      error = fmt::format("{}: unterminated [ in host", url);
-      return std::nullopt;
-    }
-    host = rest.substr(1, close - 1);
-    if (close + 1 < rest.size()) {
-      if (rest[close + 1] != ':') {
-        error = fmt::format("{}: expected :port after ]", url);
-        return std::nullopt;
-      }
-      port = rest.substr(close + 2);
-    }
-  } else if (const size_t colon = rest.rfind(':'); colon != std::string_view::npos) {
-    host = rest.substr(0, colon);
-    port = rest.substr(colon + 1);
-  }
-  if (host.empty()) {
-    error = fmt::format("{}: no host", url);
+  net::AuthorityError why{};
+  auto parsed = net::parse_authority(rest, why);
+  if (!parsed) {
+    constexpr std::string_view kWhy[] = {"unterminated [ in host", "expected :port after ]",
+                                         "no host", "bad port"};
+    error = fmt::format("{}: {}", url, kWhy[static_cast<int>(why)]);
     return std::nullopt;
   }
-  if (!port.empty()) {
-    unsigned value = 0;
-    for (char c : port) {
-      if (c < '0' || c > '9' || value > 65535) {
-        error = fmt::format("{}: bad port", url);
-        return std::nullopt;
-      }
-      value = value * 10 + static_cast<unsigned>(c - '0');
-    }
-    if (value == 0 || value > 65535) {
-      error = fmt::format("{}: bad port", url);
-      return std::nullopt;
-    }
-    u.port = static_cast<uint16_t>(value);
-  }
-  u.host = std::string(host);
-  const bool v6 = u.host.find(':') != std::string::npos;
-  u.address = v6 ? fmt::format("[{}]:{}", u.host, u.port) : fmt::format("{}:{}", u.host, u.port);
+  Url u;
+  u.host = std::move(parsed->host);
+  if (parsed->port) u.port = *parsed->port;
+  u.address = net::join_host_port(u.host, u.port);
   return u;
 }
 

@@ -137,6 +137,27 @@ struct AdminApi::Impl {
     return endpoint_json(ep, ep.view(), detail);
   }
 
+  // An endpoint's routing: split weights (and sticky header) or the overflow order.
+  static json routing_json(const config::EndpointSpec& spec) {
+    const auto& routing = spec.routing;
+    json out = {{"mode", routing.mode == config::RoutingSpec::Mode::kSplit ? "split" : "overflow"}};
+    if (routing.mode == config::RoutingSpec::Mode::kSplit) {
+      json weights = json::object();
+      for (size_t g = 0; g < spec.groups.size(); ++g)
+        weights[spec.groups[g].name] = routing.weights.empty() ? 1.0 : routing.weights[g];
+      out["weights"] = std::move(weights);
+      if (!routing.sticky_header.empty()) out["sticky_header"] = routing.sticky_header;
+    } else {
+      json order = json::array();
+      for (size_t i = 0; i < spec.groups.size(); ++i) {
+        const size_t g = routing.order.empty() ? i : static_cast<size_t>(routing.order[i]);
+        order.push_back(spec.groups[g].name);
+      }
+      out["order"] = std::move(order);
+    }
+    return out;
+  }
+
   json endpoint_json(control::LiveEndpoint& ep, const control::EndpointView& v, bool detail) {
     json groups = json::array();
     for (size_t g = 0; g < v.groups.size(); ++g) {
@@ -179,25 +200,8 @@ struct AdminApi::Impl {
       }
       groups.push_back(std::move(group));
     }
-    const auto& routing = ep.spec().routing;
-    json routing_json = {
-        {"mode", routing.mode == config::RoutingSpec::Mode::kSplit ? "split" : "overflow"}};
-    if (routing.mode == config::RoutingSpec::Mode::kSplit) {
-      json weights = json::object();
-      for (size_t g = 0; g < ep.spec().groups.size(); ++g)
-        weights[ep.spec().groups[g].name] = routing.weights.empty() ? 1.0 : routing.weights[g];
-      routing_json["weights"] = std::move(weights);
-      if (!routing.sticky_header.empty()) routing_json["sticky_header"] = routing.sticky_header;
-    } else {
-      json order = json::array();
-      for (size_t i = 0; i < ep.spec().groups.size(); ++i) {
-        const size_t g = routing.order.empty() ? i : static_cast<size_t>(routing.order[i]);
-        order.push_back(ep.spec().groups[g].name);
-      }
-      routing_json["order"] = std::move(order);
-    }
     json out = {{"name", v.name},
-                {"routing", std::move(routing_json)},
+                {"routing", routing_json(ep.spec())},
                 {"url_prefix", "/" + v.name + "/"},
                 {"queued", v.queued},
                 {"queue",

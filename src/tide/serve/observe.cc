@@ -101,10 +101,8 @@ std::array<Label, N + 1> with(const std::array<Label, N>& labels, Label extra) {
   return out;
 }
 
-}  // namespace
-
-std::string metrics_text(const MetricsInput& in) {
-  PrometheusText p;
+// Per group: replicas by state, requests queued, in flight and ended, and their latencies.
+void request_metrics(PrometheusText& p, const MetricsInput& in) {
   using L = std::array<Label, 2>;
   using G = control::GroupView;
   using S = config::GroupSpec;
@@ -143,6 +141,13 @@ std::string metrics_text(const MetricsInput& in) {
   per_group_histogram(p, in, "tide_cold_start_seconds",
                       "Replica cold starts, from launch requested to ready.", kColdStartBounds,
                       [](const G& g) -> const LogLinearHistogram& { return g.stats.cold_start; });
+}
+
+// Per group: scaling decisions, launches, failures, billed time and cost, routing counters.
+void replica_metrics(PrometheusText& p, const MetricsInput& in) {
+  using L = std::array<Label, 2>;
+  using G = control::GroupView;
+  using S = config::GroupSpec;
   per_group(
       p, in, "tide_scaling_decisions_total", "counter",
       "Changes of the desired replica count, by direction.", [&](const L& l, const G& g, const S&) {
@@ -181,8 +186,10 @@ std::string metrics_text(const MetricsInput& in) {
   per_group_value(p, in, "tide_rerouted_requests_total", "counter",
                   "Split: requests sent elsewhere as the group had no capacity coming.",
                   [](const G& g, const S&) { return g.status.rerouted; });
-  replica_gpu_metrics(p, in);
+}
 
+// The gateway's own counters, start time, build and the process's figures.
+void gateway_and_process_metrics(PrometheusText& p, const MetricsInput& in) {
   const gateway::GatewayCounters& c = in.gateway;
   p.family("tide_gateway_requests_total", "counter", "Requests the gateway received.");
   p.sample("tide_gateway_requests_total", {}, c.requests);
@@ -222,6 +229,16 @@ std::string metrics_text(const MetricsInput& in) {
     p.family("process_open_fds", "gauge", "Open file descriptors.");
     p.sample("process_open_fds", {}, static_cast<double>(in.process->open_fds));
   }
+}
+
+}  // namespace
+
+std::string metrics_text(const MetricsInput& in) {
+  PrometheusText p;
+  request_metrics(p, in);
+  replica_metrics(p, in);
+  replica_gpu_metrics(p, in);
+  gateway_and_process_metrics(p, in);
   return p.text();
 }
 

@@ -29,6 +29,60 @@ std::string key_path(const config::Config& c) {
   return (dir / "tide-route.key").string();
 }
 
+// What POST /v1/route asks: {"endpoint": ..., "work": ..., "key": ...}.
+struct RouteQuery {
+  std::string endpoint;
+  double work = 0;      // 0: not given
+  uint64_t sticky = 0;  // the key's hash; 0: no key
+};
+
+// Reads `body` into `q`; the problem with it ("" if none).
+std::string read_route_query(const json& body, RouteQuery& q) {
+  if (!body.is_object()) return R"(body: expected a JSON object like {"endpoint": "chat"})";
+  for (const auto& [key, value] : body.items()) {
+    if (key != "endpoint" && key != "work" && key != "key")
+      return fmt::format("{}: unknown field (known: endpoint, work, key)", key);
+  }
+  auto name = body.find("endpoint");
+  if (name == body.end() || !name->is_string())
+    return "endpoint: required, the name of an endpoint";
+  if (auto w = body.find("work"); w != body.end()) {
+    if (!w->is_number() || !std::isfinite(w->get<double>()) || w->get<double>() < 0 ||
+        w->get<double>() > 1e12)
+      return fmt::format("work: must be a number from 0 to 1e12 (work units), got {}", w->dump());
+    q.work = w->get<double>();
+  }
+  // A client's key (a user, a conversation): with split routing, the same key is routed to the
+  // same group, as the gateway does with routing.sticky_header.
+  if (auto k = body.find("key"); k != body.end()) {
+    if (!k->is_string() || k->get<std::string>().empty() || k->get<std::string>().size() > 1024)
+      return fmt::format(
+          "key: must be a string of 1 to 1024 characters, got {}",
+          k->is_string() ? fmt::format("{} characters", k->get<std::string>().size()) : k->dump());
+    q.sticky = control::sticky_key(k->get<std::string>());
+  }
+  q.endpoint = name->get<std::string>();
+  return "";
+}
+
+// 503 for a route with no replica ready, with the group's state and when to retry.
+gateway::ApiResponse no_ready_replica(const std::string& endpoint, const control::DirectRoute& r) {
+  gateway::ApiResponse out = error(503, "no_ready_replica",
+                                   fmt::format("no replica of {}/{} is ready yet; retry in {} s",
+                                               endpoint, r.group_name, r.retry_after_s),
+                                   r.retry_after_s);
+  json j = json::parse(out.body);
+  j["state"] = {{"group", r.group_name},
+                {"desired", r.status.desired},
+                {"starting", r.status.starting},
+                {"ready", r.status.ready},
+                {"queued", r.status.queued + r.status.waiting_clients},
+                {"retry_after_s", r.retry_after_s}};
+  if (!r.status.last_error.empty()) j["state"]["last_error"] = r.status.last_error;
+  out.body = j.dump() + "\n";
+  return out;
+}
+
 }  // namespace
 
 RouteApi::RouteApi(const config::Config& config, std::vector<control::LiveEndpoint*> endpoints,
@@ -157,39 +211,11 @@ gateway::ApiResponse RouteApi::route(const gateway::ApiRequest& req) {
     ++routes_[endpoint].refused;
     return error(status, type, message);
   };
-  if (!body.is_object())
-    return refuse("", 400, "bad_request",
-                  R"(body: expected a JSON object like {"endpoint": "chat"})");
-  for (const auto& [key, value] : body.items()) {
-    if (key != "endpoint" && key != "work" && key != "key")
-      return refuse("", 400, "bad_request",
-                    fmt::format("{}: unknown field (known: endpoint, work, key)", key));
-  }
-  auto name = body.find("endpoint");
-  if (name == body.end() || !name->is_string())
-    return refuse("", 400, "bad_request", "endpoint: required, the name of an endpoint");
-  double work = 0;
-  if (auto w = body.find("work"); w != body.end()) {
-    if (!w->is_number() || !std::isfinite(w->get<double>()) || w->get<double>() < 0 ||
-        w->get<double>() > 1e12)
-      return refuse(
-          "", 400, "bad_request",
-          fmt::format("work: must be a number from 0 to 1e12 (work units), got {}", w->dump()));
-    work = w->get<double>();
-  }
-  // A client's key (a user, a conversation): with split routing, the same key is routed to the
-  // same group, as the gateway does with routing.sticky_header.
-  uint64_t sticky = 0;
-  if (auto k = body.find("key"); k != body.end()) {
-    if (!k->is_string() || k->get<std::string>().empty() || k->get<std::string>().size() > 1024)
-      return refuse(
-          "", 400, "bad_request",
-          fmt::format("key: must be a string of 1 to 1024 characters, got {}",
-                      k->is_string() ? fmt::format("{} characters", k->get<std::string>().size())
-                                     : k->dump()));
-    sticky = control::sticky_key(k->get<std::string>());
-  }
-  const std::string endpoint = name->get<std::string>();
+  RouteQuery q;
+  if (std::string problem = read_route_query(body, q); !problem.empty())
+    return refuse("", 400, "bad_request", problem);
+  const std::string& endpoint = q.endpoint;
+  const double work = q.work;
   control::LiveEndpoint* ep = nullptr;
   for (auto* e : endpoints_) {
     if (e->spec().name == endpoint) ep = e;
@@ -197,7 +223,7 @@ gateway::ApiResponse RouteApi::route(const gateway::ApiRequest& req) {
   if (ep == nullptr)
     return refuse("", 404, "unknown_endpoint", "no endpoint named " + clip(endpoint));
 
-  const control::DirectRoute r = ep->route_direct(work, sticky, spec_.token_ttl);
+  const control::DirectRoute r = ep->route_direct(work, q.sticky, spec_.token_ttl);
   std::lock_guard lock(mu_);
   Counts& counts = routes_[endpoint];
   ++counts.calls;
@@ -211,24 +237,9 @@ gateway::ApiResponse RouteApi::route(const gateway::ApiRequest& req) {
     case control::DirectRoute::Kind::kShutdown:
       ++counts.refused;
       return error(503, "shutting_down", "the server is stopping");
-    case control::DirectRoute::Kind::kNoReplica: {
+    case control::DirectRoute::Kind::kNoReplica:
       ++counts.no_replica;
-      gateway::ApiResponse out =
-          error(503, "no_ready_replica",
-                fmt::format("no replica of {}/{} is ready yet; retry in {} s", endpoint,
-                            r.group_name, r.retry_after_s),
-                r.retry_after_s);
-      json j = json::parse(out.body);
-      j["state"] = {{"group", r.group_name},
-                    {"desired", r.status.desired},
-                    {"starting", r.status.starting},
-                    {"ready", r.status.ready},
-                    {"queued", r.status.queued + r.status.waiting_clients},
-                    {"retry_after_s", r.retry_after_s}};
-      if (!r.status.last_error.empty()) j["state"]["last_error"] = r.status.last_error;
-      out.body = j.dump() + "\n";
-      return out;
-    }
+      return no_ready_replica(endpoint, r);
     case control::DirectRoute::Kind::kRouted:
       break;
   }

@@ -19,6 +19,7 @@
 #include "tide/common/build_info.h"
 #include "tide/control/live_endpoint.h"
 #include "tide/gateway/gateway.h"
+#include "tide/net/address.h"
 #include "tide/provision/provision.h"
 #include "tide/serve/admin_api.h"
 #include "tide/serve/api_token.h"
@@ -152,7 +153,7 @@ struct Server::Impl {
   // `tide agent` in front of a replica of a group with agents: it reports to this API.
   provision::AgentLaunch agent_launch(const control::Replica& r, const config::GroupSpec&) {
     const std::string endpoint = r.name.substr(0, r.name.find('/'));
-    std::string host = config.server.api.substr(0, config.server.api.rfind(':'));
+    std::string host(net::host_of(config.server.api));
     if (host == "0.0.0.0" || host == "::" || host == "[::]") host = "127.0.0.1";
     std::error_code ec;
     provision::AgentLaunch a;
@@ -449,14 +450,12 @@ void Server::run() {
   Impl& m = *impl_;
   m.started = m.clock.now();
   m.log(fmt::format("gateway on http://{}:{} , API on http://{}:{} , {} gateway threads",
-                    m.config.server.listen.substr(0, m.config.server.listen.rfind(':')), port(),
-                    m.config.server.api.substr(0, m.config.server.api.rfind(':')), api_port(),
-                    m.gateway_ctxs.size()));
+                    net::host_of(m.config.server.listen), port(), net::host_of(m.config.server.api),
+                    api_port(), m.gateway_ctxs.size()));
   m.log(!m.admin->has_dashboard()
             ? fmt::format("no dashboard: no built files in {}",
                           m.options.web_dir.empty() ? "(none given)" : m.options.web_dir)
-            : fmt::format("dashboard at http://{}:{}/",
-                          m.config.server.api.substr(0, m.config.server.api.rfind(':')),
+            : fmt::format("dashboard at http://{}:{}/", net::host_of(m.config.server.api),
                           api_port()));
   for (const auto& ep : m.endpoints) {
     for (const auto& g : ep->spec().groups) {

@@ -887,77 +887,84 @@ DurationRows load_duration_rows(const std::string& path) {
   return out;
 }
 
-Trace load_per_minute(const TraceOptions& o, CsvReader& reader,
-                      const std::vector<std::string>& names, const MinuteColumns& minute_cols) {
-  std::vector<std::pair<size_t, int64_t>> minutes = minute_cols.minutes;
-  {
-    std::vector<int64_t> sorted;
-    const int64_t max_minute = kMaxSpan / std::chrono::minutes(1);
-    for (const auto& [col, m] : minutes) {
-      if (m < 1) {
-        fail(o.path, reader.line_no(),
-             fmt::format("column \"{}\": minutes are numbered from 1", names[col]));
-      }
-      if (m > max_minute && minute_kept(m, o.limit)) {
-        fail(o.path, reader.line_no(),
-             fmt::format("column \"{}\": minute {} is beyond the {} minutes ({} days) a workload "
-                         "may span (cut the trace with a limit)",
-                         names[col], m, max_minute, kMaxSpan / std::chrono::hours(24)));
-      }
-      sorted.push_back(m);
+// The minute columns of a per-minute trace: numbered from 1, within kMaxSpan where kept, each
+// minute once.
+void check_minute_columns(const TraceOptions& o, const CsvReader& reader,
+                          const std::vector<std::string>& names,
+                          const std::vector<std::pair<size_t, int64_t>>& minutes) {
+  std::vector<int64_t> sorted;
+  const int64_t max_minute = kMaxSpan / std::chrono::minutes(1);
+  for (const auto& [col, m] : minutes) {
+    if (m < 1) {
+      fail(o.path, reader.line_no(),
+           fmt::format("column \"{}\": minutes are numbered from 1", names[col]));
     }
-    std::sort(sorted.begin(), sorted.end());
-    if (auto dup = std::adjacent_find(sorted.begin(), sorted.end()); dup != sorted.end()) {
-      fail(o.path, reader.line_no(), fmt::format("minute {} appears in two columns", *dup));
+    if (m > max_minute && minute_kept(m, o.limit)) {
+      fail(o.path, reader.line_no(),
+           fmt::format("column \"{}\": minute {} is beyond the {} minutes ({} days) a workload "
+                       "may span (cut the trace with a limit)",
+                       names[col], m, max_minute, kMaxSpan / std::chrono::hours(24)));
     }
+    sorted.push_back(m);
   }
-  const bool first_is_label = minutes.front().first != 0;
-  const std::optional<size_t> function_col = find_name(names, "HashFunction");
+  std::sort(sorted.begin(), sorted.end());
+  if (auto dup = std::adjacent_find(sorted.begin(), sorted.end()); dup != sorted.end()) {
+    fail(o.path, reader.line_no(), fmt::format("minute {} appears in two columns", *dup));
+  }
+}
 
-  std::optional<DurationRows> durations;
-  if (!o.durations_path.empty()) durations = load_duration_rows(o.durations_path);
-
-  Trace trace;
-  trace.has_duration = durations.has_value();
-  if (o.sum_rows) trace.streams.emplace_back("all");
-
-  // Pass 1: read and check every count. Arrivals are then placed straight into per-minute
-  // buckets (counting sort), so only a minute's worth of them needs sorting.
+// The bucket of each minute column: its rank by minute number.
+std::vector<size_t> minute_buckets(const std::vector<std::pair<size_t, int64_t>>& minutes) {
   const size_t ncols = minutes.size();
   std::vector<size_t> bucket_of(ncols);
-  {
-    std::vector<size_t> order(ncols);
-    for (size_t k = 0; k < ncols; ++k) order[k] = k;
-    std::sort(order.begin(), order.end(),
-              [&](size_t a, size_t b) { return minutes[a].second < minutes[b].second; });
-    for (size_t b = 0; b < ncols; ++b) bucket_of[order[b]] = b;
-  }
-  std::vector<uint32_t> counts;
-  std::vector<uint64_t> bucket_size(ncols, 0);
+  std::vector<size_t> order(ncols);
+  for (size_t k = 0; k < ncols; ++k) order[k] = k;
+  std::sort(order.begin(), order.end(),
+            [&](size_t a, size_t b) { return minutes[a].second < minutes[b].second; });
+  for (size_t b = 0; b < ncols; ++b) bucket_of[order[b]] = b;
+  return bucket_of;
+}
+
+// Pass 1 of a per-minute trace: every count read and checked, row by row (with the row's line
+// in the durations file), and the arrivals each bucket will hold.
+struct MinuteCounts {
+  std::vector<uint32_t> counts;  // row-major: rows x minute columns
+  std::vector<uint64_t> bucket_size;
+  uint32_t rows = 0;
+};
+MinuteCounts read_minute_counts(const TraceOptions& o, CsvReader& reader,
+                                const std::vector<std::string>& names,
+                                const std::vector<std::pair<size_t, int64_t>>& minutes,
+                                const std::vector<size_t>& bucket_of,
+                                const std::optional<DurationRows>& durations, Trace& trace) {
+  const size_t ncols = minutes.size();
+  const bool first_is_label = minutes.front().first != 0;
+  const std::optional<size_t> function_col = find_name(names, "HashFunction");
+  MinuteCounts mc;
+  mc.bucket_size.assign(ncols, 0);
   std::vector<std::string_view> fields;
   fields.reserve(names.size());
-  uint32_t rows = 0;
   while (reader.next(fields)) {
     const uint64_t n = reader.line_no();
     if (fields.size() != names.size()) {
       fail(o.path, n, fmt::format("expected {} fields, got {}", names.size(), fields.size()));
     }
     if (durations) {
-      if (rows >= durations->rows.size()) {
+      if (mc.rows >= durations->rows.size()) {
         fail(o.path, n,
-             fmt::format("row {} has no line in the durations file {} ({} rows)", rows + 1,
+             fmt::format("row {} has no line in the durations file {} ({} rows)", mc.rows + 1,
                          o.durations_path, durations->rows.size()));
       }
       if (function_col && !durations->functions.empty() &&
-          trim(fields[*function_col]) != durations->functions[rows]) {
+          trim(fields[*function_col]) != durations->functions[mc.rows]) {
         fail(o.path, n,
-             fmt::format("HashFunction differs from row {} of the durations file {}", rows + 1,
+             fmt::format("HashFunction differs from row {} of the durations file {}", mc.rows + 1,
                          o.durations_path));
       }
     }
     if (!o.sum_rows) {
       trace.streams.push_back(first_is_label ? std::string(trim(fields[0]))
-                                             : fmt::format("row {}", rows + 1));
+                                             : fmt::format("row {}", mc.rows + 1));
     }
     for (size_t k = 0; k < ncols; ++k) {
       const size_t col = minutes[k].first;
@@ -973,46 +980,54 @@ Trace load_per_minute(const TraceOptions& o, CsvReader& reader,
              fmt::format("column \"{}\": {} arrivals in one minute is more than the {} allowed",
                          names[col], *count, kMaxPerMinute));
       }
-      counts.push_back(static_cast<uint32_t>(*count));
-      bucket_size[bucket_of[k]] += *count;
+      mc.counts.push_back(static_cast<uint32_t>(*count));
+      mc.bucket_size[bucket_of[k]] += *count;
     }
-    ++rows;
+    ++mc.rows;
   }
-  if (rows == 0) fail(o.path, reader.last_line_no(), "no rows (only a header)");
-  if (durations && durations->rows.size() != rows) {
-    fail(o.durations_path, durations->last_line,
-         fmt::format("{} rows, but {} has {} (rows must align)", durations->rows.size(), o.path,
-                     rows));
-  }
+  return mc;
+}
 
-  // Buckets that start at or after the limit are not stored (their draws still happen, so a
-  // limit truncates the very same trace).
-  std::vector<size_t> cursor(ncols, 0);
-  std::vector<bool> kept(ncols, false);
+// Where each bucket's arrivals start in trace.requests (one past the last at [ncols]); buckets
+// that start at or after the limit hold none (`kept` false).
+std::vector<size_t> bucket_starts(const TraceOptions& o, const MinuteCounts& mc,
+                                  const std::vector<std::pair<size_t, int64_t>>& minutes,
+                                  const std::vector<size_t>& bucket_of, std::vector<bool>& kept) {
+  const size_t ncols = minutes.size();
   size_t total = 0;
+  kept.assign(ncols, false);
   for (size_t k = 0; k < ncols; ++k) kept[bucket_of[k]] = minute_kept(minutes[k].second, o.limit);
   std::vector<size_t> bucket_begin(ncols + 1, 0);
   for (size_t b = 0; b < ncols; ++b) {
     bucket_begin[b] = total;
-    if (kept[b]) total += bucket_size[b];
+    if (kept[b]) total += mc.bucket_size[b];
   }
   bucket_begin[ncols] = total;
   if (total > kMaxRequests) {
     throw TraceError(fmt::format("{}: {} arrivals is more than the {} allowed (use a limit)",
                                  o.path, total, kMaxRequests));
   }
-  for (size_t b = 0; b < ncols; ++b) cursor[b] = bucket_begin[b];
-  trace.requests.resize(total);
+  return bucket_begin;
+}
 
-  // Pass 2: draw in file order (rows, then minute columns as they appear). Arrivals and service
-  // times use separate generators, so adding a durations file leaves the arrivals unchanged.
+// Pass 2: draw in file order (rows, then minute columns as they appear). Arrivals and service
+// times use separate generators, so adding a durations file leaves the arrivals unchanged. The
+// draws of buckets not kept still happen, so a limit truncates the very same trace.
+void draw_arrivals(const TraceOptions& o, const MinuteCounts& mc,
+                   const std::vector<std::pair<size_t, int64_t>>& minutes,
+                   const std::vector<size_t>& bucket_of, const std::vector<bool>& kept,
+                   const std::vector<size_t>& bucket_begin,
+                   const std::optional<DurationRows>& durations, Trace& trace) {
+  const size_t ncols = minutes.size();
+  std::vector<size_t> cursor(ncols, 0);
+  for (size_t b = 0; b < ncols; ++b) cursor[b] = bucket_begin[b];
   Random arrival_rng(o.seed);
   Random duration_rng(o.seed ^ 0x5eed'd0a7'1043'0001ULL);
-  for (uint32_t row = 0; row < rows; ++row) {
+  for (uint32_t row = 0; row < mc.rows; ++row) {
     const PercentilePoints* points = durations ? &durations->rows[row] : nullptr;
     const uint32_t stream = o.sum_rows ? 0 : row;
     for (size_t k = 0; k < ncols; ++k) {
-      const uint32_t count = counts[size_t{row} * ncols + k];
+      const uint32_t count = mc.counts[size_t{row} * ncols + k];
       const size_t b = bucket_of[k];
       // Only kept minutes are within kMaxSpan: no overflow.
       const int64_t start = kept[b] ? (minutes[k].second - 1) * kNanosPerMinute : 0;
@@ -1031,6 +1046,34 @@ Trace load_per_minute(const TraceOptions& o, CsvReader& reader,
       }
     }
   }
+}
+
+// A per-minute count matrix (Azure Functions format): arrivals spread uniformly within each
+// minute, placed straight into per-minute buckets (counting sort), so only a minute's worth of
+// them needs sorting.
+Trace load_per_minute(const TraceOptions& o, CsvReader& reader,
+                      const std::vector<std::string>& names, const MinuteColumns& minute_cols) {
+  const std::vector<std::pair<size_t, int64_t>>& minutes = minute_cols.minutes;
+  check_minute_columns(o, reader, names, minutes);
+  std::optional<DurationRows> durations;
+  if (!o.durations_path.empty()) durations = load_duration_rows(o.durations_path);
+  Trace trace;
+  trace.has_duration = durations.has_value();
+  if (o.sum_rows) trace.streams.emplace_back("all");
+  const std::vector<size_t> bucket_of = minute_buckets(minutes);
+  const MinuteCounts mc =
+      read_minute_counts(o, reader, names, minutes, bucket_of, durations, trace);
+  if (mc.rows == 0) fail(o.path, reader.last_line_no(), "no rows (only a header)");
+  if (durations && durations->rows.size() != mc.rows) {
+    fail(o.durations_path, durations->last_line,
+         fmt::format("{} rows, but {} has {} (rows must align)", durations->rows.size(), o.path,
+                     mc.rows));
+  }
+  std::vector<bool> kept;
+  const std::vector<size_t> bucket_begin = bucket_starts(o, mc, minutes, bucket_of, kept);
+  trace.requests.resize(bucket_begin.back());
+  draw_arrivals(o, mc, minutes, bucket_of, kept, bucket_begin, durations, trace);
+  const size_t ncols = minutes.size();
   for (size_t b = 0; b < ncols; ++b) {
     std::stable_sort(
         trace.requests.begin() + static_cast<std::ptrdiff_t>(bucket_begin[b]),

@@ -1,4 +1,4 @@
-#include "tide/provision/fake_kube_api.h"
+#include "tide/testing/fake_kube_api.h"
 
 #include <fmt/format.h>
 #include <openssl/evp.h>
