@@ -6,8 +6,14 @@
 
 namespace tide::policy {
 
-void QuietSpells::end_spell(Time end, Duration gap) {
-  spells_.push_back({end, to_seconds(gap), 0});
+void QuietSpells::end_spell(Time end, Duration gap, int fleet) {
+  spells_.push_back({end, to_seconds(gap), 0, fleet});
+}
+
+int QuietSpells::fleet() const {
+  int most = 0;
+  for (const Spell& s : spells_) most = std::max(most, s.fleet);
+  return most;
 }
 
 void QuietSpells::count(Time now, Duration interval, uint64_t arrivals, Duration head_window) {

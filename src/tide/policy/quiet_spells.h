@@ -24,8 +24,8 @@ class QuietSpells {
   static constexpr Duration kMaxMemory = std::chrono::hours(24 * 7);
   static constexpr size_t kMinSpells = 10;
 
-  // An arrival at `end` ended a spell of `gap`.
-  void end_spell(Time end, Duration gap);
+  // An arrival at `end` ended a spell of `gap`; `fleet` replicas served the traffic before it.
+  void end_spell(Time end, Duration gap, int fleet);
   // `arrivals` arrived during (now - interval, now]; those within head_window of the last
   // spell's end count in its head.
   void count(Time now, Duration interval, uint64_t arrivals, Duration head_window);
@@ -39,6 +39,9 @@ class QuietSpells {
     size_t spells = 0;
   };
   Budget budget() const;
+  // The largest fleet that served the traffic before a kept spell: the bursts a long spell may
+  // end in.
+  int fleet() const;
 
  private:
   void expire(Time now);
@@ -47,6 +50,7 @@ class QuietSpells {
     Time end;
     double length_s = 0;
     double head = 0;
+    int fleet = 0;
   };
   std::deque<Spell> spells_;
   std::deque<std::pair<Time, double>> minutes_;  // arrivals per minute

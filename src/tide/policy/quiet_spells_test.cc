@@ -29,7 +29,7 @@ TEST(QuietSpells, ScalesToZeroWhenTheRequestsAfterEverySpellFitInTheShareAllowed
   QuietSpells q;
   Time now = steady(q, Time{}, 600, 2);
   now += 10min;
-  q.end_spell(now - 1s, 10min);
+  q.end_spell(now - 1s, 10min, 1);
   now = steady(q, now - 1s, 5, 1);
   EXPECT_EQ(q.budget().heads, 5);
   EXPECT_EQ(q.budget().arrivals, 1205);
@@ -41,7 +41,7 @@ TEST(QuietSpells, HoldsThroughSpellsWhoseHeadsBreakTheBudget) {
   QuietSpells q;
   Time now{};
   for (int i = 0; i < 5; ++i) {
-    if (i > 0) q.end_spell(now, 3min);
+    if (i > 0) q.end_spell(now, 3min, 1);
     q.count(now + 1s, 1s, 40, 58s);
     now += 3min + 1s;
   }
@@ -59,12 +59,12 @@ TEST(QuietSpells, HoldsOnlyAsLongAsTheSpellsWhoseHeadsMatter) {
   Time now = steady(q, Time{}, 3000, 10);  // 30,000 arrivals
   for (int i = 0; i < 20; ++i) {
     now += 2min;
-    q.end_spell(now, 2min);
+    q.end_spell(now, 2min, 1);
     now = steady(q, now, 1, 10);  // heads of 10: 200 in all, under 1%
   }
   EXPECT_EQ(q.hold(now, 0.01), Duration{0});
   now += 2h;
-  q.end_spell(now, 2h);
+  q.end_spell(now, 2h, 1);
   now = steady(q, now, 58, 10);  // a head of 580: over the budget
   const double hold = to_seconds(q.hold(now, 0.01));
   EXPECT_GE(hold, 7200);
@@ -74,7 +74,7 @@ TEST(QuietSpells, HoldsOnlyAsLongAsTheSpellsWhoseHeadsMatter) {
 TEST(QuietSpells, ArrivalsAfterTheHeadWindowAreNotLate) {
   QuietSpells q;
   Time now{};
-  q.end_spell(now, 1h);
+  q.end_spell(now, 1h, 1);
   now = steady(q, now, 120, 1);  // 58 within the head window, 62 after it
   EXPECT_EQ(q.budget().heads, 58);
   EXPECT_EQ(q.budget().arrivals, 120);
@@ -83,7 +83,7 @@ TEST(QuietSpells, ArrivalsAfterTheHeadWindowAreNotLate) {
 TEST(QuietSpells, KeepsTenSpellsBeyondADayAndNoneBeyondAWeek) {
   QuietSpells q;
   Time now{};
-  q.end_spell(now, 1h);
+  q.end_spell(now, 1h, 1);
   now = steady(q, now, 10, 10);
   EXPECT_GT(q.hold(now, 0.01), Duration{0});
   // A day later the spell is one of fewer than ten: kept, with the arrivals since it began.
@@ -94,7 +94,7 @@ TEST(QuietSpells, KeepsTenSpellsBeyondADayAndNoneBeyondAWeek) {
   // Eleven more spells, half a day apart with 100 arrivals and no head: the two oldest go.
   for (int i = 0; i < 11; ++i) {
     now += 1h;
-    q.end_spell(now, 1h);
+    q.end_spell(now, 1h, 1);
     now = steady(q, now + 2min, 10, 10);
     now += 10h;
   }
@@ -108,12 +108,27 @@ TEST(QuietSpells, KeepsTenSpellsBeyondADayAndNoneBeyondAWeek) {
   EXPECT_EQ(q.budget().arrivals, 0);
 }
 
+TEST(QuietSpells, TheFleetHeldIsTheLargestBeforeAKeptSpell) {
+  QuietSpells q;
+  Time now{};
+  EXPECT_EQ(q.fleet(), 0);
+  for (int fleet : {2, 5, 1}) {
+    now += 10h;
+    q.end_spell(now, 10h, fleet);
+    now = steady(q, now, 10, 10);
+  }
+  EXPECT_EQ(q.fleet(), 5);
+  now += QuietSpells::kMaxMemory;
+  q.hold(now, 0.01);
+  EXPECT_EQ(q.fleet(), 0);
+}
+
 TEST(QuietSpells, HoldIsAtMostADay) {
   QuietSpells q;
   Time now{};
   for (int i = 0; i < 3; ++i) {
     now += 20h;
-    q.end_spell(now, 20h);
+    q.end_spell(now, 20h, 1);
     now = steady(q, now, 10, 10);
   }
   EXPECT_EQ(q.hold(now, 0.01), QuietSpells::kMemory);

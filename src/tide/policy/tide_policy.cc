@@ -241,7 +241,7 @@ class TideDecider final : public Decider {
       // first requests wait for a cold start as well), learned for a day.
       const Time since = last_arrival_.value_or(*first_);
       if (o.now - o.interval - since >= idle_timeout_)
-        quiet_.end_spell(o.now - o.interval, o.now - o.interval - since);
+        quiet_.end_spell(o.now - o.interval, o.now - o.interval - since, last_warm_);
       last_arrival_ = o.now;
     }
     quiet_.count(o.now, o.interval, o.arrivals, o.cold_start - o.max_wait);
@@ -281,9 +281,10 @@ class TideDecider final : public Decider {
       z.warm = hindsight_.fleet(o.now, o.concurrency, service_,
                                 {o.max_wait, params_.target_wait_probability}, o.max_replicas);
       // Held through a quiet spell longer than the history window: the fleet found at the last
-      // arrival, when the window held all of the latest traffic.
+      // arrival (when the window held all of the latest traffic), and the largest found before
+      // the spells of the last day (the bursts a spell may end in).
       if (o.arrivals > 0) last_warm_ = z.warm;
-      if (hindsight_.arrivals() == 0) z.warm = last_warm_;
+      if (hindsight_.arrivals() == 0) z.warm = std::max(last_warm_, quiet_.fleet());
     }
     // The replayed fleet sizes for the SLO on the traffic actually seen, once the window holds
     // enough arrivals to resolve the share allowed to wait (kResolved late ones at the target);
