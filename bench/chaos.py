@@ -8,21 +8,26 @@ A bounded load of streamed (SSE) and plain completions goes through the gateway 
   - SIGKILLs `tide serve` itself and starts it again on the same state file (it adopts replicas),
 and the offered load swings between few and many clients, so the group scales up and down.
 
-Every request's outcome is counted. A request that got no complete answer is lost; its cause is
-  tide-kill    tide was SIGKILLed while it was in flight (expected: held requests are not kept)
-  replica-kill the replica named in its answer's Tide-Replica header was SIGKILLed while it
-               streamed (the gateway cuts a stream it cannot finish honestly)
-  other        anything else (a defect)
-A 502 whose message names a replica the soak SIGKILLed before the answer is counted apart, not
-as a failure (a request its replica dropped is answered 502 `replica_dropped`, not retried). A
-connection refused while tide is down is not a request: the client retries it (counted apart).
+Every request's outcome is counted, and every one that did not end in a complete 200 is
+attributed to its cause:
+  tide-kill    tide was SIGKILLed while it was in flight, or it connected in the moment
+               between the kill and the kernel closing tide's sockets: no answer (expected:
+               held requests are not kept across a crash)
+  replica-kill a replica the soak SIGKILLed had it: a stream cut midway (the replica named in
+               the answer's Tide-Replica header), or a 502 `replica_dropped` naming the replica
+               (it took the request and died), or a 502 `replica_unreachable` naming its
+               address (the request was given to it after it died, before tide saw it die);
+               the kill fell while the request was in flight (or at most --kill-grace seconds
+               before it began, for a replica still in dispatch)
+  lost         anything else: no answer or an error answer that no kill explains (a defect)
+A connection refused while tide is down is not a request: the client retries it (counted apart).
 
 At a quiet point at the start and at the end (no load, the group at min_replicas) it records
 tide's open fds and RSS; after the final clean stop it looks in /proc for replica processes of
 this run (the TIDE_REPLICAS marker of its state file) left behind (orphans), and at each quiet
 point for live replica processes the state file does not record as live (duplicates).
 
-Exits 1 when a request was lost to `other`, a replica was orphaned or duplicated, or tide's fds
+Exits 1 when a request was lost, a replica was orphaned or duplicated, or tide's fds
 grew by more than --max-fd-growth; 2 when the run itself could not be set up.
 """
 
@@ -184,7 +189,7 @@ class Tide:
 
 
 class Record:
-    __slots__ = ("t0", "t1", "stream", "status", "error", "replica", "complete")
+    __slots__ = ("t0", "t1", "stream", "status", "kind", "error", "replica", "complete")
 
 
 class Load:
@@ -217,8 +222,8 @@ class Load:
 
     def one(self, stream):
         rec = Record()
-        rec.t0, rec.stream, rec.status, rec.error, rec.replica, rec.complete = (
-            time.monotonic(), stream, 0, "", "", False)
+        rec.t0, rec.stream, rec.status, rec.kind, rec.error, rec.replica, rec.complete = (
+            time.monotonic(), stream, 0, "", "", "", False)
         body = json.dumps({"prompt": "chaos soak", "max_tokens": 8, "stream": stream})
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
         try:
@@ -236,7 +241,7 @@ class Load:
             rec.status, rec.replica = r.status, r.getheader("Tide-Replica", "")
             data = r.read()
             if r.status != 200:
-                rec.error = data[:160].decode(errors="replace")
+                rec.kind, rec.error = error_of(data)
             rec.complete = (b"data: [DONE]" in data) if (stream and r.status == 200) else True
             if not rec.complete:
                 rec.error = "stream ended without [DONE]"
@@ -248,37 +253,65 @@ class Load:
         return rec
 
 
+class Kill:
+    """A replica the soak SIGKILLed: when, its name (endpoint/group/id) and its port."""
+    __slots__ = ("t", "name", "port")
+
+    def __init__(self, t, name, port):
+        self.t, self.name, self.port = t, name, port
+
+    def named_in(self, kind, error):
+        """Whether a 502's message names this replica: `replica_dropped` by group/id,
+        `replica_unreachable` by the address it could not connect to."""
+        if kind == "replica_dropped":
+            group_id = self.name.split("/", 1)[-1]
+            return re.search(r"replica " + re.escape(group_id) + r"(?!\d)", error) is not None
+        if kind == "replica_unreachable":
+            return re.search(r"127\.0\.0\.1:" + str(self.port) + r"(?!\d)", error) is not None
+        return False
+
+
+def error_of(body):
+    """(type, message) of tide's JSON error body, or ("", the start of the body)."""
+    try:
+        e = json.loads(body)["error"]
+        return str(e["type"]), str(e["message"])
+    except (ValueError, KeyError, TypeError):
+        return "", body[:300].decode(errors="replace")
+
+
 class Events:
     """What the chaos thread did and when (monotonic seconds), for the loss attribution."""
 
-    def __init__(self):
+    def __init__(self, kill_grace):
         self.lock = threading.Lock()
+        self.kill_grace = kill_grace
         self.tide_down = []  # [killed_at, up_again_at or None]
-        self.replica_kills = []  # (time, replica name)
+        self.replica_kills = []  # Kill
         self.puts = []  # (time, min, max, status)
+        # The most seconds by which a kill that explains a 502 came before the request began.
+        self.max_kill_lead = 0.0
 
     def tide_down_at(self, t):
         with self.lock:
             return any(a <= t and (b is None or t <= b) for a, b in self.tide_down)
 
     def cause(self, rec):
+        """Why `rec` did not end in a complete 200: tide-kill, the kind of replica kill, or lost."""
         with self.lock:
             # In flight at the kill, or connected in the moment between the kill and the kernel
             # closing tide's listening sockets.
             if any(rec.t0 <= (b or rec.t0) and a <= rec.t1 for a, b in self.tide_down):
                 return "tide-kill"
-            if rec.replica and any(rec.t0 <= t <= rec.t1 and name == rec.replica
-                                   for t, name in self.replica_kills):
-                return "replica-kill"
-        return "other"
-
-    def answered_for_killed_replica(self, rec):
-        """A 502 naming a replica the soak killed before the answer came (with issue 15's
-        fixes a request its replica dropped is answered 502 `replica_dropped`, not retried)."""
-        with self.lock:
-            return rec.status == 502 and any(
-                t <= rec.t1 and re.search(re.escape(name) + r"(?!\d)", rec.error)
-                for t, name in self.replica_kills)
+            if rec.status == 200 and rec.replica and any(
+                    rec.t0 <= k.t <= rec.t1 and k.name == rec.replica for k in self.replica_kills):
+                return "replica-kill-stream"
+            if rec.status == 502:
+                for k in self.replica_kills:
+                    if rec.t0 - self.kill_grace <= k.t <= rec.t1 and k.named_in(rec.kind, rec.error):
+                        self.max_kill_lead = max(self.max_kill_lead, rec.t0 - k.t)
+                        return "replica-kill-" + rec.kind.split("_")[1]
+        return "lost"
 
 
 def state_live(db_path):
@@ -321,7 +354,7 @@ class Soak:
             json.dump(config, f)  # JSON is YAML
         self.tide = Tide(args.tide, self.config, os.path.join(workdir, "tide.log"),
                          self.gw, self.api)
-        self.events = Events()
+        self.events = Events(args.kill_grace)
         self.pids = []
         self.quiet = []  # (label, pid, fds, rss, replicas, duplicates)
         self.duplicates = 0
@@ -352,12 +385,15 @@ class Soak:
 
     def quiet_point(self, label):
         quiet = self.wait_quiet()
-        # Let connections closed just now leave the fd table (tide closes pooled connections a
-        # replica closed within 1 s).
-        time.sleep(2)
         pid = self.tide.proc.pid
         live = replica_processes(self.marker)
+        # Connections closed just now leave the fd table: tide closes pooled connections a
+        # replica closed within 1 s (what is still in CLOSE-WAIT after 5 s is counted).
+        deadline = time.monotonic() + 5
         close_wait, pooled = sockets(pid, replica_ports(live))
+        while close_wait > 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+            close_wait, pooled = sockets(pid, replica_ports(live))
         procs = sorted(live.values())
         recorded = state_live(self.state)
         dup = 0 if recorded is None else len(procs) - len([p for p in procs if p in recorded]) + max(
@@ -371,8 +407,9 @@ class Soak:
         if not procs:
             return "kill replica: none running"
         pid = self.rng.choice(sorted(procs))
+        port = next(iter(replica_ports([pid])), 0)
         with self.events.lock:
-            self.events.replica_kills.append((time.monotonic(), procs[pid]))
+            self.events.replica_kills.append(Kill(time.monotonic(), procs[pid], port))
         try:
             os.kill(pid, signal.SIGKILL)
         except OSError:
@@ -435,8 +472,12 @@ class Soak:
         for t in load.threads:
             t.join(a.request_timeout + 5)
         code = self.tide.stop()
-        time.sleep(1)  # replicas stopped by tide are gone; give the kernel a moment to reap
+        # Replicas tide stopped are gone once the kernel has reaped them (within 5 s).
+        deadline = time.monotonic() + 5
         orphans = replica_processes(self.marker)
+        while orphans and time.monotonic() < deadline:
+            time.sleep(0.1)
+            orphans = replica_processes(self.marker)
         for pid in orphans:
             os.kill(pid, signal.SIGKILL)
         return load, log, code, orphans
@@ -450,62 +491,60 @@ class Soak:
             time.sleep(min(self.rng.uniform(6, 10), max(0, until - time.monotonic())))
 
 
-def report(soak, load, log, code, orphans, args):
-    recs = load.records
-    statuses, lost = {}, {"tide-kill": 0, "replica-kill": 0, "other": 0}
-    other_errors, error_answers = {}, {}
-    killed_502 = 0
-    for r in recs:
-        if r.status and r.complete and soak.events.answered_for_killed_replica(r):
-            killed_502 += 1
-            continue
-        if r.status and r.complete:
+CAUSES = (("replica-kill-dropped", "502 replica_dropped: its replica SIGKILLed in flight"),
+          ("replica-kill-unreachable", "502 replica_unreachable: its replica SIGKILLed"),
+          ("replica-kill-stream", "stream cut: its replica SIGKILLed mid-stream"),
+          ("tide-kill", "no answer: tide SIGKILLed in flight"),
+          ("lost", "lost: not explained by a kill"))
+
+
+def tally(soak, load):
+    """Requests by outcome: {cause: n}, answers by status, and the lost ones by what they got."""
+    by_cause = {cause: 0 for cause, _ in CAUSES}
+    statuses, lost = {}, {}
+    for r in load.records:
+        if r.status:
             statuses[r.status] = statuses.get(r.status, 0) + 1
-            if r.status != 200:
-                answers = f"{r.status} {r.error}"
-                error_answers[answers] = error_answers.get(answers, 0) + 1
+        if r.status == 200 and r.complete:
             continue
         cause = soak.events.cause(r)
-        lost[cause] += 1
-        if cause == "other":
-            key = f"{'stream' if r.stream else 'plain'} {r.status or '-'} {r.error[:80]}"
-            other_errors.setdefault(key, []).append(
+        by_cause[cause] += 1
+        if cause == "lost":
+            key = f"{'stream' if r.stream else 'plain'} {r.status or '-'} {r.kind} {r.error[:100]}"
+            lost.setdefault(key, []).append(
                 f"{r.t0 - soak.t_start:.1f}-{r.t1 - soak.t_start:.1f}s {r.replica}".strip())
-    ok = statuses.get(200, 0)
+    return by_cause, statuses, lost
+
+
+def print_table(soak, load, by_cause, statuses, code, orphans, args):
+    recs, ev = load.records, soak.events
     print(f"\nchaos soak: {args.duration:.0f} s, up to {args.clients} clients, seed {args.seed}; "
-          f"{len(soak.events.replica_kills)} replica SIGKILLs, "
-          f"{len(soak.events.tide_down)} tide SIGKILLs, {len(soak.events.puts)} PUTs of min/max")
+          f"{len(ev.replica_kills)} replica SIGKILLs, {len(ev.tide_down)} tide SIGKILLs, "
+          f"{len(ev.puts)} PUTs of min/max")
     rows = [("requests", len(recs)),
             ("  streamed / plain", f"{sum(r.stream for r in recs)} / "
-                                   f"{sum(not r.stream for r in recs)}")]
-    rows += [(f"  answered {s}", n) for s, n in sorted(statuses.items())]
-    rows += [("  answered 502 naming a SIGKILLed replica", killed_502),
-             ("  lost: tide SIGKILL in flight", lost["tide-kill"]),
-             ("  lost: replica SIGKILL mid-stream", lost["replica-kill"]),
-             ("  lost: other", lost["other"]),
-             ("refused while tide was down (retried)", load.refused_while_down),
+                                   f"{sum(not r.stream for r in recs)}"),
+            ("  complete 200", sum(r.status == 200 and r.complete for r in recs))]
+    rows += [(f"  answered {s}", n) for s, n in sorted(statuses.items()) if s != 200]
+    rows += [(f"  {label}", by_cause[cause]) for cause, label in CAUSES]
+    rows += [("refused while tide was down (retried)", load.refused_while_down),
+             ("most s from a kill to a 502 it explains", f"{ev.max_kill_lead:.2f}"),
              ("replicas orphaned after the clean stop", len(orphans)),
              ("replicas duplicated (quiet points)", soak.duplicates),
              ("tide exit status of the clean stop", code)]
     for label, value in rows:
-        print(f"{label:<42} {value:>10}")
+        print(f"{label:<56} {value:>10}")
     print(f"\n{'quiet point':<12} {'tide pid':>9} {'fds':>5} {'pooled':>7} {'CLOSE-WAIT':>11} "
           f"{'RSS MB':>7} {'replicas':>9} {'dup':>4}")
     for label, pid, fds, cw, pooled, rss, n, dup, quiet in soak.quiet:
         print(f"{label:<12} {pid:>9} {fds:>5} {pooled:>7} {cw:>11} {rss:>7.1f} {n:>9} {dup:>4}"
               f"{'' if quiet else '  (not quiet within 40 s)'}")
-    for answer, n in sorted(error_answers.items(), key=lambda kv: -kv[1]):
-        print(f"  answered: {n} x {answer}")
-    for key, when in sorted(other_errors.items(), key=lambda kv: -len(kv[1])):
-        print(f"  other: {len(when)} x {key} (at {', '.join(when[:5])})")
-    if args.verbose:
-        print("\n".join(["", "chaos actions:"] + log))
+
+
+def failures_of(soak, by_cause, orphans, args):
     failures = []
-    if lost["other"]:
-        failures.append(f"{lost['other']} requests lost outside a tide-kill window")
-    non_ok = sum(n for s, n in statuses.items() if s != 200)
-    if non_ok and not args.allow_errors:
-        failures.append(f"{non_ok} requests answered with an error status")
+    if by_cause["lost"]:
+        failures.append(f"{by_cause['lost']} requests lost (no kill explains them)")
     if orphans:
         failures.append(f"orphaned replicas: {sorted(orphans.values())}")
     if soak.duplicates:
@@ -518,7 +557,18 @@ def report(soak, load, log, code, orphans, args):
                         f"(> {args.max_fd_growth})")
     if not all(q[-1] for q in soak.quiet):
         failures.append("the group did not settle at a quiet point")
-    if ok == 0:
+    return failures
+
+
+def report(soak, load, log, code, orphans, args):
+    by_cause, statuses, lost = tally(soak, load)
+    print_table(soak, load, by_cause, statuses, code, orphans, args)
+    for key, when in sorted(lost.items(), key=lambda kv: -len(kv[1])):
+        print(f"  lost: {len(when)} x {key} (at {', '.join(when[:5])})")
+    if args.verbose:
+        print("\n".join(["", "chaos actions:"] + log))
+    failures = failures_of(soak, by_cause, orphans, args)
+    if not any(r.status == 200 and r.complete for r in load.records):
         failures.append("no request succeeded")
     for f in failures:
         print("chaos: FAIL: " + f)
@@ -535,8 +585,9 @@ def main():
     p.add_argument("--request-timeout", type=float, default=45)
     p.add_argument("--max-fd-growth", type=int, default=4,
                    help="fds tide may gain, not counting its pooled upstream connections")
-    p.add_argument("--allow-errors", action="store_true",
-                   help="do not fail on requests answered with an error status")
+    p.add_argument("--kill-grace", type=float, default=2.0,
+                   help="seconds a killed replica may stay in dispatch: a 502 naming it for a "
+                        "request begun this long after the kill is still explained by it")
     p.add_argument("--keep", action="store_true", help="keep the work directory")
     p.add_argument("-v", "--verbose", action="store_true", help="print each chaos action")
     args = p.parse_args()

@@ -65,7 +65,9 @@ bool send_all(int fd, const std::string& data) {
 
 int http_connect(uint16_t port) { return connect_to(port); }
 
-std::string read_until_close(int fd, double timeout_s) {
+std::string read_until_close(int fd, double timeout_s) { return read_until(fd, {}, timeout_s); }
+
+std::string read_until(int fd, const std::string& end, double timeout_s) {
   const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
                                            std::chrono::duration<double>(timeout_s));
   std::string out;
@@ -79,6 +81,7 @@ std::string read_until_close(int fd, double timeout_s) {
     const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
     if (n <= 0) break;
     out.append(buf, static_cast<size_t>(n));
+    if (!end.empty() && out.find(end) != std::string::npos) break;
   }
   return out;
 }

@@ -46,6 +46,8 @@ inline HttpResponse http_post(uint16_t port, const std::string& target, const st
 int http_connect(uint16_t port);
 // Reads until the peer closes or `timeout_s` passes.
 std::string read_until_close(int fd, double timeout_s);
+// Reads until what came contains `end`, the peer closes or `timeout_s` passes.
+std::string read_until(int fd, const std::string& end, double timeout_s);
 
 // Opens a connection, sends `request` and returns the socket without reading (the caller closes
 // it to play a client that goes away). -1 on failure.

@@ -132,6 +132,13 @@ TEST(Serve, RejectsOversizedAndUnknownRequestsWithReasons) {
 
 // ---- hardening: no request can hurt the fleet, nothing grows without bound --------------------
 
+// The value of the first sample of /metrics text whose line starts with `series`, or -1.
+double metric(const std::string& text, const std::string& series) {
+  const size_t at = text.find("\n" + series + " ");
+  if (at == std::string::npos) return -1;
+  return std::stod(text.substr(at + series.size() + 2));
+}
+
 // Sockets of the process `pid` (its /proc/PID/fd entries that are sockets).
 int socket_count(int pid) {
   int n = 0;
@@ -302,48 +309,43 @@ TEST(Hardening, LimitsOnTrailersConnectionsAndBodyMemoryAnswerBeforeAnyAuthentic
       "POST /chat/v1/completions HTTP/1.1\r\nHost: x\r\n"
       "Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\nX-T: " +
       std::string(5000, 't') + "\r\n\r\n";
-  const std::string at_gateway = exchange(s.port(), trailer);
+  const std::string at_gateway = exchange(s.port(), trailer, 10);
   EXPECT_NE(at_gateway.find("HTTP/1.1 431"), std::string::npos) << at_gateway;
   EXPECT_NE(at_gateway.find("max_trailer_bytes"), std::string::npos) << at_gateway;
   std::string api_trailer = trailer;
   api_trailer.replace(api_trailer.find("/chat/v1/completions"), 20, "/v1/endpoints/chat");
-  const std::string at_api = exchange(s.api_port(), api_trailer);  // no token: 431, not 401
+  const std::string at_api = exchange(s.api_port(), api_trailer, 10);  // no token: 431, not 401
   EXPECT_NE(at_api.find("HTTP/1.1 431"), std::string::npos) << at_api;
 
-  // Body memory: one body of 2000 bytes being received holds 2000 of the 3000.
+  // Body memory: one body of 2000 bytes being received holds 2000 of the 3000. The second is
+  // sent once the first holds its share: the gateway's threads may read the two heads in either
+  // order, and the one read second is refused.
+  const auto body_memory = [&] {
+    return metric(s.api("GET", "/metrics").body, "tide_gateway_body_memory_bytes");
+  };
   const int holding = http_connect(s.port());
   const std::string head =
       "POST /nope/x HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\n" + std::string(10, 'a');
   ASSERT_EQ(::send(holding, head.data(), head.size(), MSG_NOSIGNAL),
             static_cast<ssize_t>(head.size()));
-  HttpResponse over;
-  EXPECT_TRUE(eventually(
-      [&] {
-        over = http_post(s.port(), "/nope/x", std::string(2000, 'b'));
-        return over.status == 503;
-      },
-      3))
-      << over.status << over.body;
+  ASSERT_TRUE(eventually([&] { return body_memory() == 2000; }, 10)) << body_memory();
+  const HttpResponse over = http_post(s.port(), "/nope/x", std::string(2000, 'b'));
+  EXPECT_EQ(over.status, 503) << over.error << over.body;
   EXPECT_NE(over.body.find("max_body_memory"), std::string::npos) << over.body;
   EXPECT_EQ(over.headers.count("retry-after"), 1u);
   ::close(holding);
-  HttpResponse after;
-  EXPECT_TRUE(eventually(
-      [&] {
-        after = http_post(s.port(), "/nope/x", std::string(2000, 'b'));
-        return after.status == 404;  // read whole, then routed
-      },
-      3))
-      << after.status << after.body;
+  ASSERT_TRUE(eventually([&] { return body_memory() == 0; }, 10)) << body_memory();
+  const HttpResponse after = http_post(s.port(), "/nope/x", std::string(2000, 'b'));
+  EXPECT_EQ(after.status, 404) << after.error << after.body;  // read whole, then routed
 
   // Connections: 2 at the API; a third is answered 503 at once and closed.
   std::vector<int> open;
   for (int i = 0; i < 2; ++i) open.push_back(http_connect(s.api_port()));
-  const std::string third = exchange(s.api_port(), "", 3);
+  const std::string third = exchange(s.api_port(), "", 10);
   EXPECT_NE(third.find("HTTP/1.1 503"), std::string::npos) << third;
   EXPECT_NE(third.find("api_max_connections"), std::string::npos) << third;
   for (int fd : open) ::close(fd);
-  EXPECT_TRUE(eventually([&] { return s.api("GET", "/v1/endpoints/chat").status == 200; }, 3));
+  EXPECT_TRUE(eventually([&] { return s.api("GET", "/v1/endpoints/chat").status == 200; }, 10));
   const std::string metrics = s.api("GET", "/metrics").body;
   // At least the third connection (a retry of the GET above may have been refused too).
   EXPECT_EQ(metrics.find(R"(tide_gateway_errors_total{kind="connection_limit"} 0)"),
@@ -379,8 +381,12 @@ TEST(Hardening, InvalidUtf8GetsA400AtOnceAndLeavesNothingInProgress) {
 TEST(Hardening, EchoedValuesAreBoundedAndExpectContinueIsAnswered) {
   Options o;
   Serve s("echo", o);
-  const HttpResponse put =
-      s.api("PUT", "/v1/endpoints/chat", "name: " + std::string(10'000'000, 'x'));
+  // Reading 10 MB of YAML takes seconds (4.4 s on an idle core, over 30 s once under ctest -j2
+  // on a shared 2-core machine): the answer is awaited up to 2 minutes.
+  HttpRequest big = Serve::authorized("PUT", "/v1/endpoints/chat");
+  big.body = "name: " + std::string(10'000'000, 'x');
+  big.timeout_s = 120;
+  const HttpResponse put = http(s.api_port(), big);
   EXPECT_EQ(put.status, 400) << put.error;
   EXPECT_LT(put.body.size(), 4000u);
   // (without groups the body fails on them first: what matters is the answer's size)
@@ -389,9 +395,9 @@ TEST(Hardening, EchoedValuesAreBoundedAndExpectContinueIsAnswered) {
   const std::string head =
       "POST /nope/x HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n";
   ::send(fd, head.data(), head.size(), MSG_NOSIGNAL);
-  EXPECT_EQ(read_until_close(fd, 1), "HTTP/1.1 100 Continue\r\n\r\n");
+  EXPECT_EQ(read_until(fd, "\r\n\r\n", 10), "HTTP/1.1 100 Continue\r\n\r\n");
   ::send(fd, "hello", 5, MSG_NOSIGNAL);
-  const std::string answer = read_until_close(fd, 1);
+  const std::string answer = read_until(fd, "\r\n\r\n", 10);
   EXPECT_TRUE(answer.starts_with("HTTP/1.1 404")) << answer;
   ::close(fd);
   EXPECT_EQ(s.terminate(), 0);
@@ -681,13 +687,6 @@ TEST(Serve, ACrashLoopingReplicaFailsHeldRequestsFastSayingWhy) {
   // Three launches with 1 s and 2 s of backoff between them: well before queue.timeout.
   EXPECT_LT(waited, 30) << r.body;
   EXPECT_EQ(s.terminate(), 0);
-}
-
-// The value of the first sample of /metrics text whose line starts with `series`, or -1.
-double metric(const std::string& text, const std::string& series) {
-  const size_t at = text.find("\n" + series + " ");
-  if (at == std::string::npos) return -1;
-  return std::stod(text.substr(at + series.size() + 2));
 }
 
 TEST(Serve, MetricsShowLiveNumbersOfARealRun) {

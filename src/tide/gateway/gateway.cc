@@ -1423,6 +1423,9 @@ GatewayCounters Gateway::counters() const {
     g.fd_exhausted += c.fd_exhausted;
     g.internal_errors += c.internal;
   }
+  g.body_memory_bytes = impl_->body_budget->used();
+  g.open_connections = impl_->connections.load(std::memory_order_relaxed);
+  g.open_api_connections = impl_->api_connections.load(std::memory_order_relaxed);
   return g;
 }
 

@@ -76,6 +76,10 @@ struct GatewayCounters {
   uint64_t body_memory_refused = 0;  // bodies in memory at server.max_body_memory: 503
   uint64_t fd_exhausted = 0;         // accept or connect found no file descriptor left
   uint64_t internal_errors = 0;      // exceptions that ended a connection (logged)
+  // Gauges: what the limits hold now.
+  int64_t body_memory_bytes = 0;  // request bodies reserved in memory (server.max_body_memory)
+  int open_connections = 0;       // client connections to the gateway (server.max_connections)
+  int open_api_connections = 0;   // and to the admin API (server.api_max_connections)
 };
 
 class Gateway {

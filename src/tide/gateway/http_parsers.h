@@ -55,6 +55,7 @@ class BodyBudget {
   }
   void give(int64_t n) { used_.fetch_sub(n, std::memory_order_relaxed); }
   int64_t limit() const { return limit_; }
+  int64_t used() const { return used_.load(std::memory_order_relaxed); }
 
  private:
   const int64_t limit_;

@@ -196,6 +196,15 @@ void gateway_and_process_metrics(PrometheusText& p, const MetricsInput& in) {
   p.family("tide_gateway_active_requests", "gauge",
            "Requests between their first byte and their last, held ones included.");
   p.sample("tide_gateway_active_requests", {}, static_cast<double>(in.active_requests));
+  p.family("tide_gateway_open_connections", "gauge",
+           "Open client connections, by listener (server.max_connections, "
+           "server.api_max_connections).");
+  const std::array<Label, 1> gateway{{{"listener", "gateway"}}}, api{{{"listener", "api"}}};
+  p.sample("tide_gateway_open_connections", gateway, static_cast<double>(c.open_connections));
+  p.sample("tide_gateway_open_connections", api, static_cast<double>(c.open_api_connections));
+  p.family("tide_gateway_body_memory_bytes", "gauge",
+           "Bytes of request bodies held in memory now (server.max_body_memory).");
+  p.sample("tide_gateway_body_memory_bytes", {}, static_cast<double>(c.body_memory_bytes));
   p.family("tide_gateway_retries_total", "counter",
            "Requests sent again after the replica given them failed before answering.");
   p.sample("tide_gateway_retries_total", {}, c.retries);
