@@ -280,6 +280,11 @@ def error_of(body):
         return "", body[:300].decode(errors="replace")
 
 
+# The 502s of a request whose replica died, and the cause each is counted under.
+REPLICA_502 = {"replica_dropped": "replica-kill-dropped",
+               "replica_unreachable": "replica-kill-unreachable"}
+
+
 class Events:
     """What the chaos thread did and when (monotonic seconds), for the loss attribution."""
 
@@ -297,20 +302,23 @@ class Events:
             return any(a <= t and (b is None or t <= b) for a, b in self.tide_down)
 
     def cause(self, rec):
-        """Why `rec` did not end in a complete 200: tide-kill, the kind of replica kill, or lost."""
+        """Why `rec` did not end in a complete 200: tide-kill, the replica kill that explains
+        it, or lost. Only a request that got no complete answer can be tide's kill's."""
         with self.lock:
-            # In flight at the kill, or connected in the moment between the kill and the kernel
-            # closing tide's listening sockets.
-            if any(rec.t0 <= (b or rec.t0) and a <= rec.t1 for a, b in self.tide_down):
-                return "tide-kill"
-            if rec.status == 200 and rec.replica and any(
-                    rec.t0 <= k.t <= rec.t1 and k.name == rec.replica for k in self.replica_kills):
-                return "replica-kill-stream"
-            if rec.status == 502:
+            if not (rec.status and rec.complete):
+                # In flight at the kill, or connected in the moment between the kill and the
+                # kernel closing tide's listening sockets.
+                if any(rec.t0 <= (b or rec.t0) and a <= rec.t1 for a, b in self.tide_down):
+                    return "tide-kill"
+                if rec.status == 200 and any(rec.t0 <= k.t <= rec.t1 and k.name == rec.replica
+                                             for k in self.replica_kills):
+                    return "replica-kill-stream"
+            elif rec.status == 502 and rec.kind in REPLICA_502:
                 for k in self.replica_kills:
-                    if rec.t0 - self.kill_grace <= k.t <= rec.t1 and k.named_in(rec.kind, rec.error):
+                    at_that_moment = rec.t0 - self.kill_grace <= k.t <= rec.t1
+                    if at_that_moment and k.named_in(rec.kind, rec.error):
                         self.max_kill_lead = max(self.max_kill_lead, rec.t0 - k.t)
-                        return "replica-kill-" + rec.kind.split("_")[1]
+                        return REPLICA_502[rec.kind]
         return "lost"
 
 
