@@ -112,6 +112,7 @@ void emit_group(YAML::Emitter& y, const GroupSpec& g) {
 void emit_endpoint(YAML::Emitter& y, const EndpointSpec& e) {
   y << YAML::BeginMap;
   y << YAML::Key << "name" << YAML::Value << e.name;
+  y << YAML::Key << "models" << YAML::Value << YAML::Flow << e.models;
   y << YAML::Key << "slo" << YAML::Value << YAML::Flow << YAML::BeginMap;
   y << YAML::Key << "max_wait" << YAML::Value << dur(e.slo.max_wait) << YAML::EndMap;
   y << YAML::Key << "queue" << YAML::Value << YAML::Flow << YAML::BeginMap;

@@ -21,6 +21,7 @@
 #include "tide/common/errors.h"
 #include "tide/common/text.h"
 #include "tide/gateway/http_parsers.h"
+#include "tide/gateway/model_route.h"
 #include "tide/gateway/refusal.h"
 #include "tide/net/address.h"
 #include "tide/net/error_body.h"
@@ -320,6 +321,8 @@ struct Gateway::Impl {
   std::atomic<int> connections{0};
   std::atomic<int> api_connections{0};
   std::unique_ptr<BodyBudget> body_budget;
+  // GET /v1/models's "created": when the gateway started (Unix seconds).
+  int64_t created_unix = 0;
 
   // A line for the operator, at most one per kLogEvery per worker (the rest are counted).
   void note(Worker& w, const std::string& line) {
@@ -705,8 +708,18 @@ struct Gateway::Impl {
     co_return false;
   }
 
-  // Which endpoint a request is for, and the target to send upstream.
-  control::LiveEndpoint* route(const RequestInfo& req, std::string& target) {
+  // Which endpoint a request is for, and the target to send upstream: by the Tide-Endpoint
+  // header or the path's prefix, else (no header) by the body's model on OpenAI's paths. Null
+  // when none: `answer` then holds the gateway's own answer (status 0: unknown endpoint).
+  control::LiveEndpoint* route(const RequestInfo& req, std::string& target, ModelRoute& answer) {
+    if (control::LiveEndpoint* ep = route_by_name(req, target)) return ep;
+    if (req.has_endpoint) return nullptr;
+    answer = route_by_model(req.method, req.target, req.body, endpoints, created_unix);
+    target = req.target;
+    return answer.endpoint;
+  }
+
+  control::LiveEndpoint* route_by_name(const RequestInfo& req, std::string& target) {
     const std::string_view t = req.target;
     if (req.has_endpoint) {
       for (auto* ep : endpoints) {
@@ -904,14 +917,16 @@ struct Gateway::Impl {
   }
 
   // Proxies one request; returns whether the client connection may carry another. The steps:
-  // find its endpoint, submit it (held while no replica can take it), refuse it or forward it to
-  // the replica it started on, and answer the client from how that ended (a failed connect is
-  // submitted once more, to another replica).
+  // find its endpoint (by header or path prefix, else by the body's model), submit it (held
+  // while no replica can take it), refuse it or forward it to the replica it started on, and
+  // answer the client from how that ended (a failed connect is submitted once more, to another
+  // replica).
   awaitable<bool> proxy(Worker& w, const std::shared_ptr<Conn>& cp, bool keep) {
     Conn& c = *cp;
     ++w.counters.requests;
-    control::LiveEndpoint* ep = route(c.req, c.target);
-    if (ep == nullptr) co_return co_await answer_unknown_endpoint(w, cp, keep);
+    ModelRoute answer;
+    control::LiveEndpoint* ep = route(c.req, c.target, answer);
+    if (ep == nullptr) co_return co_await answer_unrouted(w, cp, keep, answer);
     const uint64_t sticky = sticky_key(c.req, *ep);
     clear_deadline(c);  // no deadline while held; upstream_timeout once sent
     c.gone = false;
@@ -940,6 +955,17 @@ struct Gateway::Impl {
           co_await conclude(w, cp, *ep, d, f, keep, retries_left, last_error);
       if (answered) co_return *answered;
     }
+  }
+
+  // A request no endpoint takes: the gateway's own answer on an OpenAI path (model_route.h: the
+  // model list, or a model missing (400) or served by no endpoint (404)), else unknown endpoint.
+  awaitable<bool> answer_unrouted(Worker& w, const std::shared_ptr<Conn>& cp, bool keep,
+                                  const ModelRoute& m) {
+    if (m.status == 0) co_return co_await answer_unknown_endpoint(w, cp, keep);
+    if (m.status == 404) ++w.counters.r404;
+    if (m.status == 400) ++w.counters.bad;
+    co_return co_await write_simple(cp, cp->req.version, keep, static_cast<http::status>(m.status),
+                                    m.body);
   }
 
   awaitable<bool> answer_unknown_endpoint(Worker& w, const std::shared_ptr<Conn>& cp, bool keep) {
@@ -1349,6 +1375,9 @@ Gateway::Gateway(const config::ServerSpec& server, std::vector<control::LiveEndp
   }
   impl_->api = std::move(api);
   impl_->body_budget = std::make_unique<BodyBudget>(server.max_body_memory);
+  impl_->created_unix = std::chrono::duration_cast<std::chrono::seconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count();
   // The port must be free of other processes' listeners: SO_REUSEPORT would let a second tide
   // on the same port take half of the traffic.
   impl_->listen_port =

@@ -356,6 +356,11 @@ struct AdminApi::Impl {
                                   clip(next.name))});
     if (auto problems = check_for_serving(next, "body"); !problems.empty())
       return invalid(std::move(problems));
+    std::vector<const config::EndpointSpec*> others;
+    for (const auto& other : endpoints) others.push_back(&other->spec());
+    if (auto clash = config::model_clash(next, others))
+      return invalid(
+          {fmt::format("body.models: {}; a model may be listed by one endpoint only", *clash)});
     config::EndpointSpec runnable = next;
     expand_tide_path(runnable);
     if (std::string why = ep.reconfigure(runnable); !why.empty())

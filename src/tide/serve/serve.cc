@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <thread>
 
@@ -107,6 +108,13 @@ struct Server::Impl {
       if (rows.back().source != "api") continue;
       try {
         config::EndpointSpec changed = config::parse_endpoint(rows.back().text, "stored");
+        if (auto clash = model_clash_with_others(changed)) {
+          log(
+              fmt::format("endpoint {}: the configuration set through the API lists a model the "
+                          "file gives another endpoint now ({}); using the file's",
+                          spec.name, *clash));
+          continue;
+        }
         log(
             fmt::format("endpoint {}: running the configuration set through the API at {:.0f} "
                         "(the file's is unchanged since)",
@@ -120,6 +128,12 @@ struct Server::Impl {
       }
     }
     store->flush();
+  }
+
+  std::optional<std::string> model_clash_with_others(const config::EndpointSpec& e) const {
+    std::vector<const config::EndpointSpec*> others;
+    for (const auto& spec : config.endpoints) others.push_back(&spec);
+    return config::model_clash(e, others);
   }
 
   void log(const std::string& line) {
