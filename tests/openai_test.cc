@@ -3,7 +3,11 @@
 // (serve_harness.h).
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -120,6 +124,104 @@ TEST(OpenAiRoutes, HeaderAndPrefixRoutesKeepWorkingAndComeFirst) {
   const HttpResponse nope = http(s.port(), wrong);
   EXPECT_EQ(nope.status, 404);
   EXPECT_NE(nope.body.find("unknown_endpoint"), std::string::npos);
+  EXPECT_EQ(s.terminate(), 0);
+}
+
+// ---- client keys (server.client_auth: keys) -------------------------------------------------
+
+HttpResponse with_key(uint16_t port, const std::string& key, const std::string& body,
+                      const std::string& target = "/v1/completions") {
+  HttpRequest req = make_request("POST", target, body);
+  if (!key.empty()) req.headers.emplace_back("Authorization", "Bearer " + key);
+  return http(port, req);
+}
+
+std::string completion(const std::string& model) {
+  return R"({"prompt": "hi", "max_tokens": 2, "model": ")" + model + "\"}";
+}
+
+// `tide keys ARGS` against `s`: its exit status and output.
+CliRun keys_cli(const Serve& s, const std::string& args) {
+  return tide_cli("keys " + args + " --api http://127.0.0.1:" + std::to_string(s.api_port()) +
+                  " --token " + Serve::kToken);
+}
+
+// The key `tide keys add` printed (its line starting with sk-tide-).
+std::string printed_key(const CliRun& r) {
+  std::istringstream lines(r.out);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.starts_with("sk-tide-")) return line;
+  }
+  return {};
+}
+
+std::string file_text(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  return {(std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>()};
+}
+
+TEST(ClientKeys, RequestsNeedAKeyOfTheirScopeAndARevokedOneStopsAtOnce) {
+  Options o = two_models();
+  o.server_extra = ", client_auth: keys";
+  Serve s("keys", o);
+  const HttpResponse none = with_key(s.port(), "", completion("llama"));
+  ASSERT_EQ(none.status, 401) << none.body;
+  EXPECT_EQ(json::parse(none.body)["error"]["code"], "invalid_api_key");
+  EXPECT_EQ(json::parse(none.body)["error"]["type"], "invalid_request_error");
+  EXPECT_EQ(http_get(s.port(), "/v1/models").status, 401);
+  EXPECT_EQ(http_post(s.port(), "/chat/v1/completions", kCompletion).status, 401);
+
+  const CliRun added_alice = keys_cli(s, "add alice");
+  ASSERT_EQ(added_alice.status, 0) << added_alice.out;
+  const std::string alice = printed_key(added_alice);
+  ASSERT_FALSE(alice.empty()) << added_alice.out;
+  const CliRun added_bob = keys_cli(s, "add bob --endpoint code");
+  ASSERT_EQ(added_bob.status, 0) << added_bob.out;
+  const std::string bob = printed_key(added_bob);
+  EXPECT_EQ(with_key(s.port(), alice, completion("llama")).status, 200);
+  EXPECT_EQ(with_key(s.port(), alice, completion("qwen/coder:7b")).status, 200);
+  EXPECT_EQ(with_key(s.port(), alice + "x", completion("llama")).status, 401);
+  // bob may use endpoint code only.
+  EXPECT_EQ(with_key(s.port(), bob, completion("qwen/coder:7b")).status, 200);
+  const HttpResponse out_of_scope = with_key(s.port(), bob, completion("llama"));
+  EXPECT_EQ(out_of_scope.status, 403);
+  EXPECT_EQ(json::parse(out_of_scope.body)["error"]["code"], "endpoint_not_allowed");
+
+  // Counted per key name.
+  const std::string metrics = s.api("GET", "/metrics").body;
+  EXPECT_NE(metrics.find(R"(tide_client_key_requests_total{key="alice"} 2)"), std::string::npos)
+      << metrics;
+  EXPECT_NE(metrics.find(R"(tide_client_key_requests_total{key="bob"} 2)"), std::string::npos);
+  EXPECT_NE(metrics.find(R"(tide_gateway_errors_total{kind="unauthorized"} 5)"), std::string::npos);
+  const CliRun listed = keys_cli(s, "list");
+  EXPECT_EQ(listed.status, 0) << listed.out;
+  EXPECT_NE(listed.out.find("bob"), std::string::npos) << listed.out;
+  EXPECT_NE(listed.out.find("code"), std::string::npos) << listed.out;
+
+  // Revoked: refused from the DELETE's answer on, without a restart.
+  const auto before = SteadyTime::now();
+  ASSERT_EQ(s.api("DELETE", "/v1/keys/alice").status, 200);
+  const HttpResponse revoked = with_key(s.port(), alice, completion("llama"));
+  const double after_s = std::chrono::duration<double>(SteadyTime::now() - before).count();
+  EXPECT_EQ(revoked.status, 401);
+  EXPECT_LT(after_s, 1.0);
+  EXPECT_EQ(keys_cli(s, "revoke alice").status, 1);  // gone already
+
+  // Never in clear: not in the state file (nor its WAL), the log, or any API answer.
+  std::string seen = listed.out + metrics + s.api("GET", "/v1/keys").body +
+                     s.api("GET", "/v1/endpoints").body + s.log_text();
+  for (const char* suffix : {"", "-wal", "-shm"})
+    seen += file_text(s.dir() / (std::string("state.db") + suffix));
+  EXPECT_EQ(seen.find(alice), std::string::npos);
+  EXPECT_EQ(seen.find(bob), std::string::npos);
+  EXPECT_EQ(seen.find(alice.substr(8, 16)), std::string::npos);
+  EXPECT_EQ(seen.find(bob.substr(8, 16)), std::string::npos);
+
+  // The keys survive a restart (their digests are in the state file).
+  EXPECT_EQ(s.terminate(), 0);
+  s.start();
+  EXPECT_EQ(with_key(s.port(), bob, completion("qwen/coder:7b")).status, 200);
+  EXPECT_EQ(with_key(s.port(), alice, completion("qwen/coder:7b")).status, 401);
   EXPECT_EQ(s.terminate(), 0);
 }
 

@@ -89,7 +89,8 @@ constexpr std::string_view kServerKeys[] = {"listen",
                                             "api_max_connections",
                                             "max_trailer_bytes",
                                             "max_body_memory",
-                                            "metrics_auth"};
+                                            "metrics_auth",
+                                            "client_auth"};
 constexpr std::string_view kStateKeys[] = {"path", "sample_interval", "downsample_after",
                                            "downsample_step", "retention"};
 constexpr std::string_view kEndpointKeys[] = {"name",  "models",  "slo",
@@ -1104,6 +1105,10 @@ ServerSpec read_server(Reader& r, const Node& node, const std::string& path) {
   static constexpr Choice<MetricsAuth> kMetricsAuth[] = {
       {"auto", MetricsAuth::kAuto}, {"token", MetricsAuth::kToken}, {"none", MetricsAuth::kNone}};
   m.read("metrics_auth", s.metrics_auth, kMetricsAuth);
+  using ClientAuth = ServerSpec::ClientAuth;
+  static constexpr Choice<ClientAuth> kClientAuth[] = {{"none", ClientAuth::kNone},
+                                                       {"keys", ClientAuth::kKeys}};
+  m.read("client_auth", s.client_auth, kClientAuth);
   return s;
 }
 

@@ -342,6 +342,11 @@ struct ServerSpec {
   // none (never).
   enum class MetricsAuth { kAuto, kToken, kNone };
   MetricsAuth metrics_auth = MetricsAuth::kAuto;
+  // Whether the gateway wants a client API key (`Authorization: Bearer <key>`, keys added
+  // through the admin API or `tide keys add`, kept hashed in the state file). YAML client_auth:
+  // none (the default) or keys.
+  enum class ClientAuth { kNone, kKeys };
+  ClientAuth client_auth = ClientAuth::kNone;
 };
 
 // "auto", "token" or "none".

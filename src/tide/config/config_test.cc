@@ -313,6 +313,17 @@ TEST(ParseConfig, ModelsDefaultToTheEndpointsNameAndAreListedAsWritten) {
   EXPECT_THAT(parse_endpoint("{name: x, groups: [{name: g}]}").models, ElementsAre("x"));
 }
 
+TEST(ParseConfig, ClientAuthIsNoneByDefaultOrKeys) {
+  const std::string eps = "\nendpoints: [{name: a, groups: [{name: g}]}]";
+  EXPECT_EQ(parse_config(eps).server.client_auth, ServerSpec::ClientAuth::kNone);
+  const Config keys = parse_config("server: {client_auth: keys}" + eps);
+  EXPECT_EQ(keys.server.client_auth, ServerSpec::ClientAuth::kKeys);
+  EXPECT_NE(effective_yaml(keys).find("client_auth: keys"), std::string::npos);
+  EXPECT_THAT(
+      problems("server: {client_auth: key}" + eps),
+      ElementsAre(StartsWith("server.client_auth: expected one of none|keys, got \"key\"")));
+}
+
 TEST(ParseConfigErrors, ModelsAreNonEmptyStringsUniqueAcrossEndpoints) {
   EXPECT_THAT(problems("endpoints: [{name: a, models: [], groups: [{name: g}]}]"),
               ElementsAre("endpoints[0].models: must list at least one model (leave it out for "

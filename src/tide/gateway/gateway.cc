@@ -18,6 +18,7 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "tide/auth/client_keys.h"
 #include "tide/common/errors.h"
 #include "tide/common/text.h"
 #include "tide/gateway/http_parsers.h"
@@ -74,7 +75,7 @@ constexpr std::chrono::milliseconds kWatchAfter{50};
 struct alignas(64) Counters {
   std::atomic<uint64_t> requests{0}, ok{0}, r429{0}, r503{0}, r502{0}, r504{0}, r404{0}, bad{0},
       retries{0}, client_gone{0}, upstream_errors{0}, conn_refused{0}, body_memory{0},
-      fd_exhausted{0}, internal{0};
+      fd_exhausted{0}, internal{0}, unauthorized{0};
   std::atomic<int> active{0};
 };
 
@@ -323,6 +324,8 @@ struct Gateway::Impl {
   std::unique_ptr<BodyBudget> body_budget;
   // GET /v1/models's "created": when the gateway started (Unix seconds).
   int64_t created_unix = 0;
+  // server.client_auth: keys: the keys requests must carry (else null).
+  const auth::ClientKeyRing* client_keys = nullptr;
 
   // A line for the operator, at most one per kLogEvery per worker (the rest are counted).
   void note(Worker& w, const std::string& line) {
@@ -480,6 +483,7 @@ struct Gateway::Impl {
     Open open{is_api ? api_connections : connections};
     Conn& c = *cp;
     c.req.budget = body_budget.get();
+    c.req.own_authorization = !is_api && client_keys != nullptr;
     for (;;) {
       RequestParser parser(c.req, sticky_names, server.max_trailer_bytes);
       parser.header_limit(static_cast<uint32_t>(server.max_header_bytes));
@@ -924,9 +928,17 @@ struct Gateway::Impl {
   awaitable<bool> proxy(Worker& w, const std::shared_ptr<Conn>& cp, bool keep) {
     Conn& c = *cp;
     ++w.counters.requests;
+    std::shared_ptr<const auth::ClientKeyRing::Entry> key;
+    if (client_keys != nullptr) {
+      key = client_keys->find(c.req.authorization);
+      if (key == nullptr) co_return co_await refuse_client(w, cp, keep, nullptr);
+      key->requests->fetch_add(1, std::memory_order_relaxed);
+    }
     ModelRoute answer;
     control::LiveEndpoint* ep = route(c.req, c.target, answer);
     if (ep == nullptr) co_return co_await answer_unrouted(w, cp, keep, answer);
+    if (key != nullptr && !key->allows(ep->spec().name))
+      co_return co_await refuse_client(w, cp, keep, key.get(), ep);
     const uint64_t sticky = sticky_key(c.req, *ep);
     clear_deadline(c);  // no deadline while held; upstream_timeout once sent
     c.gone = false;
@@ -955,6 +967,30 @@ struct Gateway::Impl {
           co_await conclude(w, cp, *ep, d, f, keep, retries_left, last_error);
       if (answered) co_return *answered;
     }
+  }
+
+  // A request without a client key the ring holds (`key` null): 401; one whose key may not use
+  // endpoint `ep`: 403. In OpenAI's error shape, which its clients show.
+  awaitable<bool> refuse_client(Worker& w, const std::shared_ptr<Conn>& cp, bool keep,
+                                const auth::ClientKeyRing::Entry* key,
+                                const control::LiveEndpoint* ep = nullptr) {
+    ++w.counters.unauthorized;
+    const bool bearer = cp->req.authorization.starts_with("Bearer ");
+    std::string body =
+        key == nullptr
+            ? net::openai_error_body(
+                  "invalid_request_error",
+                  bearer ? "Incorrect API key provided (unknown or revoked)"
+                         : "You didn't provide an API key: send Authorization: Bearer <key> (keys "
+                           "are added with `tide keys add`)",
+                  "", "invalid_api_key")
+            : net::openai_error_body(
+                  "invalid_request_error",
+                  fmt::format("API key {} may not use endpoint {}", key->name, ep->spec().name), "",
+                  "endpoint_not_allowed");
+    co_return co_await write_simple(
+        cp, cp->req.version, keep,
+        key == nullptr ? http::status::unauthorized : http::status::forbidden, std::move(body));
   }
 
   // A request no endpoint takes: the gateway's own answer on an OpenAI path (model_route.h: the
@@ -1416,6 +1452,8 @@ void Gateway::start() {
 
 void Gateway::set_log(std::function<void(const std::string&)> log) { impl_->log = std::move(log); }
 
+void Gateway::set_client_keys(const auth::ClientKeyRing* keys) { impl_->client_keys = keys; }
+
 void Gateway::stop_accepting() {
   impl_->accepting = false;
   for (auto& w : impl_->workers) {
@@ -1451,6 +1489,7 @@ GatewayCounters Gateway::counters() const {
     g.body_memory_refused += c.body_memory;
     g.fd_exhausted += c.fd_exhausted;
     g.internal_errors += c.internal;
+    g.unauthorized += c.unauthorized;
   }
   return g;
 }

@@ -24,6 +24,9 @@
 namespace boost::asio {
 class io_context;
 }
+namespace tide::auth {
+class ClientKeyRing;
+}
 
 namespace tide::gateway {
 
@@ -76,6 +79,7 @@ struct GatewayCounters {
   uint64_t body_memory_refused = 0;  // bodies in memory at server.max_body_memory: 503
   uint64_t fd_exhausted = 0;         // accept or connect found no file descriptor left
   uint64_t internal_errors = 0;      // exceptions that ended a connection (logged)
+  uint64_t unauthorized = 0;         // 401: no client key or an unknown one; 403: out of its scope
 };
 
 class Gateway {
@@ -104,6 +108,9 @@ class Gateway {
   // Where the gateway tells what an operator should know (bad requests, exceptions, fd
   // exhaustion; rate-limited). Called on gateway threads. Set before start().
   void set_log(std::function<void(const std::string&)> log);
+  // With server.client_auth: keys, the keys every gateway request must carry (`keys` must
+  // outlive the Gateway; its changes take effect at once). Set before start().
+  void set_client_keys(const auth::ClientKeyRing* keys);
 
  private:
   struct Impl;

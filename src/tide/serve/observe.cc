@@ -202,7 +202,7 @@ void gateway_and_process_metrics(PrometheusText& p, const MetricsInput& in) {
   p.family("tide_gateway_errors_total", "counter",
            "Errors the gateway handled, by kind (refusals of requests routed to a group are in "
            "tide_requests_total).");
-  const std::array<std::pair<std::string_view, uint64_t>, 8> errors{{
+  const std::array<std::pair<std::string_view, uint64_t>, 9> errors{{
       {"bad_request", c.bad_requests},
       {"unknown_endpoint", c.not_found_404},
       {"client_disconnect", c.client_disconnects},
@@ -211,10 +211,18 @@ void gateway_and_process_metrics(PrometheusText& p, const MetricsInput& in) {
       {"body_memory", c.body_memory_refused},
       {"fd_exhausted", c.fd_exhausted},
       {"internal", c.internal_errors},
+      {"unauthorized", c.unauthorized},
   }};
   for (const auto& [kind, n] : errors) {
     const std::array<Label, 1> l{{{"kind", kind}}};
     p.sample("tide_gateway_errors_total", l, n);
+  }
+  if (!in.client_keys.empty())
+    p.family("tide_client_key_requests_total", "counter",
+             "Gateway requests that carried a valid client API key, by the key's name.");
+  for (const auto& [name, n] : in.client_keys) {
+    const std::array<Label, 1> l{{{"key", name}}};
+    p.sample("tide_client_key_requests_total", l, n);
   }
   p.family("tide_start_time_seconds", "gauge", "When tide serve started, in Unix seconds.");
   p.sample("tide_start_time_seconds", {}, in.start_time_s);
