@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "http_client.h"
@@ -222,6 +223,51 @@ TEST(ClientKeys, RequestsNeedAKeyOfTheirScopeAndARevokedOneStopsAtOnce) {
   s.start();
   EXPECT_EQ(with_key(s.port(), bob, completion("qwen/coder:7b")).status, 200);
   EXPECT_EQ(with_key(s.port(), alice, completion("qwen/coder:7b")).status, 401);
+  EXPECT_EQ(s.terminate(), 0);
+}
+
+TEST(ClientKeys, LimitsAnswer429WithRetryAfterAndGiveTheirPlacesBack) {
+  Options o = two_models();
+  o.server_extra = ", client_auth: keys";
+  o.min_replicas = 1;
+  o.service = "fixed:1s";
+  Serve s("limits", o);
+  ASSERT_TRUE(eventually([&] { return ready(s, "chat") == 1; }, 10));
+  const std::string one = printed_key(keys_cli(s, "add one --concurrency 1"));
+  const std::string slow = printed_key(keys_cli(s, "add slow --rate 0.5"));
+  ASSERT_FALSE(one.empty());
+  ASSERT_FALSE(slow.empty());
+
+  // Concurrency 1: a second request while the first is in service is refused at once.
+  HttpResponse first;
+  std::thread busy([&] { first = with_key(s.port(), one, completion("llama")); });
+  ASSERT_TRUE(eventually([&] { return s.count("in_flight") == 1; }, 5));
+  const HttpResponse second = with_key(s.port(), one, completion("llama"));
+  busy.join();
+  EXPECT_EQ(first.status, 200);
+  ASSERT_EQ(second.status, 429) << second.body;
+  EXPECT_EQ(second.headers.at("retry-after"), "1");
+  EXPECT_EQ(json::parse(second.body)["error"]["code"], "concurrency_limit_exceeded");
+  // Its place is back once the first is answered.
+  EXPECT_EQ(with_key(s.port(), one, completion("llama")).status, 200);
+
+  // 0.5 requests per second: one, then 429 saying when to come back (within 2 s).
+  EXPECT_EQ(with_key(s.port(), slow, completion("llama")).status, 200);
+  const HttpResponse fast = with_key(s.port(), slow, completion("llama"));
+  ASSERT_EQ(fast.status, 429) << fast.body;
+  EXPECT_EQ(json::parse(fast.body)["error"]["code"], "rate_limit_exceeded");
+  const int retry = std::stoi(fast.headers.at("retry-after"));
+  EXPECT_GE(retry, 1);
+  EXPECT_LE(retry, 2);
+
+  const std::string metrics = s.api("GET", "/metrics").body;
+  EXPECT_NE(metrics.find(R"(tide_client_key_limited_total{key="one"} 1)"), std::string::npos)
+      << metrics;
+  EXPECT_NE(metrics.find(R"(tide_client_key_limited_total{key="slow"} 1)"), std::string::npos);
+  EXPECT_NE(metrics.find(R"(tide_gateway_errors_total{kind="key_limit"} 2)"), std::string::npos);
+  const CliRun listed = keys_cli(s, "list");
+  EXPECT_NE(listed.out.find("1 at once"), std::string::npos) << listed.out;
+  EXPECT_NE(listed.out.find("0.5/s"), std::string::npos) << listed.out;
   EXPECT_EQ(s.terminate(), 0);
 }
 

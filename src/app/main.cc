@@ -675,6 +675,8 @@ struct KeysArgs {
   ApiArgs api;
   std::string name;
   std::vector<std::string> endpoints;
+  double rate = 0;
+  int concurrency = 0;
 };
 
 constexpr const char* kApiFooter = R"(
@@ -747,6 +749,13 @@ restart.)") + kApiFooter);
       ->required();
   add->add_option("--endpoint", a.endpoints, "an endpoint it may use (repeat; default: all)")
       ->type_name("ENDPOINT");
+  add->add_option("--rate", a.rate, "requests per second it may send (default: no limit)")
+      ->type_name("R")
+      ->check(CLI::Range(0.001, 1e6));
+  add->add_option("--concurrency", a.concurrency,
+                  "requests it may have in flight (default: no limit)")
+      ->type_name("N")
+      ->check(CLI::Range(1, 1000000));
   add_api_flags(add, a.api);
   CLI::App* list = keys->add_subcommand("list", "The keys' names, endpoints and request counts.");
   add_api_flags(list, a.api);
@@ -803,6 +812,8 @@ int run_keys(CLI::App& keys, const KeysArgs& a) {
   cli::KeysOptions o;
   o.name = a.name;
   o.endpoints = a.endpoints;
+  o.rate = a.rate;
+  o.concurrency = a.concurrency;
   o.json = a.api.json;
   if (keys.got_subcommand("add")) o.action = cli::KeysOptions::Action::kAdd;
   if (keys.got_subcommand("revoke")) o.action = cli::KeysOptions::Action::kRevoke;

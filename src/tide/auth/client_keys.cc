@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 
 #include "tide/auth/sodium.h"
 
@@ -57,17 +58,61 @@ bool ClientKeyRing::Entry::allows(std::string_view endpoint) const {
          std::find(endpoints.begin(), endpoints.end(), endpoint) != endpoints.end();
 }
 
+namespace {
+
+// The rate limit as GCRA: each request moves the key's theoretical arrival time one interval on;
+// a request may come up to a burst (one second's worth of requests, at least 1) before it.
+Admission admit_rate(ClientKeyUsage& u, double rate, int64_t now_ns) {
+  const auto interval = static_cast<int64_t>(1e9 / rate);
+  const int64_t burst = std::max<int64_t>(1, static_cast<int64_t>(std::ceil(rate)));
+  const int64_t tolerance = (burst - 1) * interval;
+  int64_t next = u.next_ns.load(std::memory_order_relaxed);
+  for (;;) {
+    const int64_t start = std::max(next, now_ns);
+    if (start - now_ns > tolerance) {
+      const int64_t wait_ns = start - tolerance - now_ns;
+      return {false,
+              static_cast<int>(std::max<int64_t>(1, (wait_ns + 999'999'999) / 1'000'000'000)),
+              "rate"};
+    }
+    if (u.next_ns.compare_exchange_weak(next, start + interval, std::memory_order_relaxed))
+      return {};
+  }
+}
+
+}  // namespace
+
+Admission ClientKeyRing::Entry::admit(int64_t now_ns) const {
+  usage->requests.fetch_add(1, std::memory_order_relaxed);
+  Admission a;
+  if (rate > 0) a = admit_rate(*usage, rate, now_ns);
+  if (a.ok) {
+    const int before = usage->in_flight.fetch_add(1, std::memory_order_relaxed);
+    if (concurrency > 0 && before >= concurrency) {
+      usage->in_flight.fetch_sub(1, std::memory_order_relaxed);
+      a = {false, 1, "concurrency"};
+    }
+  }
+  if (!a.ok) usage->limited.fetch_add(1, std::memory_order_relaxed);
+  return a;
+}
+
+void ClientKeyRing::Entry::release() const {
+  usage->in_flight.fetch_sub(1, std::memory_order_relaxed);
+}
+
 ClientKeyRing::ClientKeyRing() : table_(std::make_shared<const Table>()) {}
 
 void ClientKeyRing::set(const std::vector<ClientKey>& keys) {
   auto table = std::make_shared<Table>();
-  std::lock_guard lock(counts_mu_);
+  std::lock_guard lock(usage_mu_);
   for (const ClientKey& k : keys) {
     std::string bytes = digest_bytes(k.digest);
     if (bytes.empty()) continue;  // not a digest: matches nothing
-    auto& count = counts_[k.name];
-    if (!count) count = std::make_unique<std::atomic<uint64_t>>(0);
-    table->push_back(Entry{k.name, std::move(bytes), k.endpoints, count.get()});
+    auto& usage = usage_[k.name];
+    if (!usage) usage = std::make_unique<ClientKeyUsage>();
+    table->push_back(
+        Entry{k.name, std::move(bytes), k.endpoints, k.rate, k.concurrency, usage.get()});
   }
   table_.store(std::move(table));
 }
@@ -87,10 +132,10 @@ std::shared_ptr<const ClientKeyRing::Entry> ClientKeyRing::find(
   return std::shared_ptr<const Entry>(std::move(table), match);
 }
 
-std::vector<std::pair<std::string, uint64_t>> ClientKeyRing::request_counts() const {
-  std::lock_guard lock(counts_mu_);
-  std::vector<std::pair<std::string, uint64_t>> out;
-  for (const auto& [name, count] : counts_) out.emplace_back(name, count->load());
+std::vector<ClientKeyRing::Counts> ClientKeyRing::request_counts() const {
+  std::lock_guard lock(usage_mu_);
+  std::vector<Counts> out;
+  for (const auto& [name, u] : usage_) out.push_back({name, u->requests.load(), u->limited.load()});
   return out;
 }
 

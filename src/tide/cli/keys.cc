@@ -18,9 +18,21 @@ std::string endpoints_text(const json& list) {
   return out;
 }
 
+// "10/s, 4 at once", "none".
+std::string limits_text(const json& key) {
+  std::string out;
+  if (key.contains("rate") && key["rate"].is_number())
+    out = fmt::format("{}/s", key["rate"].get<double>());
+  if (key.contains("concurrency") && key["concurrency"].is_number())
+    out += fmt::format("{}{} at once", out.empty() ? "" : ", ", key["concurrency"].get<int>());
+  return out.empty() ? "none" : out;
+}
+
 void add(const AdminApi& api, const KeysOptions& o, std::ostream& out, std::ostream& err) {
   json body = {{"name", o.name}};
   if (!o.endpoints.empty()) body["endpoints"] = o.endpoints;
+  if (o.rate > 0) body["rate"] = o.rate;
+  if (o.concurrency > 0) body["concurrency"] = o.concurrency;
   const json r = api.send("POST", "/v1/keys", body.dump());
   if (o.json) {
     out << r.dump(2) << "\n";
@@ -45,11 +57,12 @@ void list(const AdminApi& api, const KeysOptions& o, std::ostream& out) {
   const json keys = r.contains("keys") && r["keys"].is_array() ? r["keys"] : json::array();
   size_t width = 4;
   for (const json& k : keys) width = std::max(width, k.value("name", std::string()).size());
-  out << fmt::format("{:<{}}  {:>9}  {}\n", "NAME", width, "REQUESTS", "ENDPOINTS");
+  out << fmt::format("{:<{}}  {:>9}  {:>9}  {:<22}  {}\n", "NAME", width, "REQUESTS", "LIMITED",
+                     "LIMITS", "ENDPOINTS");
   for (const json& k : keys) {
-    out << fmt::format("{:<{}}  {:>9}  {}\n", k.value("name", std::string()), width,
-                       k.value("requests", uint64_t{0}),
-                       endpoints_text(k.value("endpoints", json())));
+    out << fmt::format("{:<{}}  {:>9}  {:>9}  {:<22}  {}\n", k.value("name", std::string()), width,
+                       k.value("requests", uint64_t{0}), k.value("limited", uint64_t{0}),
+                       limits_text(k), endpoints_text(k.value("endpoints", json())));
   }
   if (keys.empty()) out << "(no keys: `tide keys add NAME` adds one)\n";
 }

@@ -16,6 +16,8 @@ struct KeysOptions {
   Action action = Action::kList;
   std::string name;                    // add, revoke
   std::vector<std::string> endpoints;  // add: the endpoints it may use; empty: every one
+  double rate = 0;                     // add: requests per second; 0: no limit
+  int concurrency = 0;                 // add: requests in flight; 0: no limit
   bool json = false;                   // the API's JSON instead of lines and tables
 };
 

@@ -75,7 +75,7 @@ constexpr std::chrono::milliseconds kWatchAfter{50};
 struct alignas(64) Counters {
   std::atomic<uint64_t> requests{0}, ok{0}, r429{0}, r503{0}, r502{0}, r504{0}, r404{0}, bad{0},
       retries{0}, client_gone{0}, upstream_errors{0}, conn_refused{0}, body_memory{0},
-      fd_exhausted{0}, internal{0}, unauthorized{0};
+      fd_exhausted{0}, internal{0}, unauthorized{0}, key_limited{0};
   std::atomic<int> active{0};
 };
 
@@ -128,6 +128,15 @@ bool local_resource_error(const error_code& ec) {
   return ec == asio::error::no_descriptors || ec == asio::error::no_buffer_space ||
          ec == asio::error::no_memory || ec == error_code(ENFILE, boost::system::system_category());
 }
+
+// An admitted request's place under its client key's concurrency limit, given back however the
+// request ends.
+struct KeyPlace {
+  const auth::ClientKeyRing::Entry* key;
+  ~KeyPlace() {
+    if (key != nullptr) key->release();
+  }
+};
 
 // A held request's wake-up: LiveEndpoint calls wake() under its lock from any thread; the
 // outcome is handed to the request's own thread. The coroutine that owns it never leaves before
@@ -932,8 +941,10 @@ struct Gateway::Impl {
     if (client_keys != nullptr) {
       key = client_keys->find(c.req.authorization);
       if (key == nullptr) co_return co_await refuse_client(w, cp, keep, nullptr);
-      key->requests->fetch_add(1, std::memory_order_relaxed);
+      const auth::Admission a = key->admit(Clock::now().time_since_epoch().count());
+      if (!a.ok) co_return co_await refuse_over_limit(w, cp, keep, *key, a);
     }
+    const KeyPlace place{key.get()};
     ModelRoute answer;
     control::LiveEndpoint* ep = route(c.req, c.target, answer);
     if (ep == nullptr) co_return co_await answer_unrouted(w, cp, keep, answer);
@@ -991,6 +1002,24 @@ struct Gateway::Impl {
     co_return co_await write_simple(
         cp, cp->req.version, keep,
         key == nullptr ? http::status::unauthorized : http::status::forbidden, std::move(body));
+  }
+
+  // A request over its key's rate or concurrency limit: 429 with Retry-After, OpenAI's shape.
+  awaitable<bool> refuse_over_limit(Worker& w, const std::shared_ptr<Conn>& cp, bool keep,
+                                    const auth::ClientKeyRing::Entry& key,
+                                    const auth::Admission& a) {
+    ++w.counters.key_limited;
+    const bool rate = std::string_view(a.limit) == "rate";
+    const std::string message =
+        rate ? fmt::format("Rate limit reached for API key {}: {} requests per second", key.name,
+                           key.rate)
+             : fmt::format("API key {} has {} requests in flight, its concurrency limit", key.name,
+                           key.concurrency);
+    co_return co_await write_simple(
+        cp, cp->req.version, keep, http::status::too_many_requests,
+        net::openai_error_body("requests", message, "",
+                               rate ? "rate_limit_exceeded" : "concurrency_limit_exceeded"),
+        "application/json", a.retry_after_s);
   }
 
   // A request no endpoint takes: the gateway's own answer on an OpenAI path (model_route.h: the
@@ -1490,6 +1519,7 @@ GatewayCounters Gateway::counters() const {
     g.fd_exhausted += c.fd_exhausted;
     g.internal_errors += c.internal;
     g.unauthorized += c.unauthorized;
+    g.key_limited += c.key_limited;
   }
   return g;
 }

@@ -80,6 +80,7 @@ struct GatewayCounters {
   uint64_t fd_exhausted = 0;         // accept or connect found no file descriptor left
   uint64_t internal_errors = 0;      // exceptions that ended a connection (logged)
   uint64_t unauthorized = 0;         // 401: no client key or an unknown one; 403: out of its scope
+  uint64_t key_limited = 0;          // 429: over its client key's rate or concurrency limit
 };
 
 class Gateway {

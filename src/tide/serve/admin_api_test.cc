@@ -148,6 +148,19 @@ TEST(AdminApi, KeysAreAddedShownOnceListedWithoutThemAndRevokedAtOnce) {
   EXPECT_EQ(f.call("POST", "/v1/keys", R"({"name": "a b"})").status, 400);
   EXPECT_EQ(f.call("POST", "/v1/keys", R"({"name": "bob", "endpoints": ["nope"]})").status, 400);
   EXPECT_EQ(f.call("POST", "/v1/keys", "not json").status, 400);
+  // Limits: a rate > 0, a whole concurrency >= 1; shown in the list.
+  for (const char* bad :
+       {R"({"name": "c", "rate": 0})", R"({"name": "c", "rate": "fast"})",
+        R"({"name": "c", "concurrency": 1.5})", R"({"name": "c", "concurrency": 0})"})
+    EXPECT_EQ(f.call("POST", "/v1/keys", bad).status, 400) << bad;
+  const auto limited =
+      f.call("POST", "/v1/keys", R"({"name": "c", "rate": 2.5, "concurrency": 3})");
+  ASSERT_EQ(limited.status, 201) << limited.body;
+  EXPECT_EQ(json::parse(limited.body)["rate"], 2.5);
+  const json keys = json::parse(f.get("/v1/keys").body)["keys"];
+  EXPECT_EQ(keys[1]["name"], "c");
+  EXPECT_EQ(keys[1]["concurrency"], 3);
+  EXPECT_TRUE(keys[0]["rate"].is_null());
   // Revoked: gone from the ring before the answer.
   EXPECT_EQ(f.call("DELETE", "/v1/keys/alice").status, 200);
   EXPECT_FALSE(f.ring.find("Bearer " + key));

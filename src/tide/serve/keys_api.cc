@@ -47,6 +47,31 @@ std::vector<std::string> read_endpoints(const json& body, const std::vector<std:
   return out;
 }
 
+// An optional limit of a POST: a number in [lo, hi] (whole for `whole`); `problem` says why not.
+double read_limit(const json& body, const char* field, double lo, double hi, bool whole,
+                  std::string& problem) {
+  if (!body.contains(field) || !problem.empty()) return 0;
+  const json& v = body[field];
+  if (!v.is_number() || v.get<double>() < lo || v.get<double>() > hi ||
+      (whole && !v.is_number_integer()))
+    problem = fmt::format("{}: expected {} from {} to {} (leave it out for no limit)", field,
+                          whole ? "a whole number" : "a number", lo, hi);
+  return problem.empty() ? v.get<double>() : 0;
+}
+
+// A key as the API shows it (never the key itself): its limits null where there are none.
+json key_json(const store::ClientKeyRow& row) {
+  return {{"name", row.name},
+          {"endpoints", row.endpoints},
+          {"created", row.created},
+          {"rate", row.rate > 0 ? json(row.rate) : json(nullptr)},
+          {"concurrency", row.concurrency > 0 ? json(row.concurrency) : json(nullptr)}};
+}
+
+constexpr std::string_view kAddShape =
+    R"(expected a JSON object like {"name": "alice", "endpoints": ["chat"], "rate": 10, )"
+    R"("concurrency": 4} (all but name optional))";
+
 }  // namespace
 
 std::optional<std::string> key_name_problem(std::string_view name) {
@@ -69,8 +94,10 @@ KeysApi::KeysApi(store::Store& store, auth::ClientKeyRing& ring, std::function<d
 
 void KeysApi::load() {
   std::vector<auth::ClientKey> keys;
-  for (auto& row : store_.client_keys())
-    keys.push_back({std::move(row.name), std::move(row.digest), std::move(row.endpoints)});
+  for (auto& row : store_.client_keys()) {
+    keys.push_back({std::move(row.name), std::move(row.digest), std::move(row.endpoints), row.rate,
+                    row.concurrency});
+  }
   ring_.set(keys);
 }
 
@@ -88,43 +115,56 @@ std::optional<gateway::ApiResponse> KeysApi::handle(const gateway::ApiRequest& r
   return revoke(std::string(path.substr(kKeys.size() + 1)));
 }
 
-gateway::ApiResponse KeysApi::add(const std::string& text) {
+std::optional<store::ClientKeyRow> KeysApi::read_add(const std::string& text,
+                                                     std::string& problem) {
   const json body = json::parse(text, nullptr, false);
-  if (!body.is_object() || !body.contains("name") || !body["name"].is_string())
-    return refuse(400, "bad_request",
-                  R"(expected a JSON object like {"name": "alice", "endpoints": ["chat"]})");
-  const std::string name = body["name"].get<std::string>();
-  if (auto problem = key_name_problem(name)) return refuse(400, "bad_request", "name: " + *problem);
+  if (!body.is_object() || !body.contains("name") || !body["name"].is_string()) {
+    problem = kAddShape;
+    return std::nullopt;
+  }
+  store::ClientKeyRow row;
+  row.name = body["name"].get<std::string>();
+  if (auto why = key_name_problem(row.name)) problem = "name: " + *why;
+  if (problem.empty()) row.endpoints = read_endpoints(body, endpoint_names_(), problem);
+  row.rate = read_limit(body, "rate", 0.001, 1e6, false, problem);
+  row.concurrency = static_cast<int>(read_limit(body, "concurrency", 1, 1e6, true, problem));
+  if (!problem.empty()) return std::nullopt;
+  return row;
+}
+
+gateway::ApiResponse KeysApi::add(const std::string& text) {
   std::string problem;
-  const std::vector<std::string> endpoints = read_endpoints(body, endpoint_names_(), problem);
-  if (!problem.empty()) return refuse(400, "bad_request", problem);
-  for (const auto& row : store_.client_keys()) {
-    if (row.name == name)
-      return refuse(
-          409, "conflict",
-          fmt::format("a key named {} exists: revoke it first (DELETE /v1/keys/{})", name, name));
+  std::optional<store::ClientKeyRow> row = read_add(text, problem);
+  if (!row) return refuse(400, "bad_request", problem);
+  for (const auto& other : store_.client_keys()) {
+    if (other.name == row->name)
+      return refuse(409, "conflict",
+                    fmt::format("a key named {} exists: revoke it first (DELETE /v1/keys/{})",
+                                row->name, row->name));
   }
   const std::string key = auth::new_client_key();
-  const double created = now_s_();
+  row->digest = auth::client_key_digest(key);
+  row->created = now_s_();
   try {
-    store_.put_client_key({name, auth::client_key_digest(key), endpoints, created});
+    store_.put_client_key(*row);
   } catch (const store::StoreError& e) {
     return refuse(500, "state_file", e.what());
   }
   load();
-  return answer(201,
-                {{"name", name}, {"key", key}, {"endpoints", endpoints}, {"created", created}});
+  json answered = key_json(*row);
+  answered["key"] = key;
+  return answer(201, answered);
 }
 
 gateway::ApiResponse KeysApi::list() {
-  std::map<std::string, uint64_t> counts;
-  for (const auto& [name, n] : ring_.request_counts()) counts[name] = n;
+  std::map<std::string, auth::ClientKeyRing::Counts> counts;
+  for (auto& c : ring_.request_counts()) counts[c.name] = c;
   json keys = json::array();
   for (const auto& row : store_.client_keys()) {
-    keys.push_back({{"name", row.name},
-                    {"endpoints", row.endpoints},
-                    {"created", row.created},
-                    {"requests", counts[row.name]}});
+    json k = key_json(row);
+    k["requests"] = counts[row.name].requests;
+    k["limited"] = counts[row.name].limited;
+    keys.push_back(std::move(k));
   }
   return answer(200, {{"keys", std::move(keys)}});
 }

@@ -1,9 +1,12 @@
 // The gateway's client API keys through the admin API (server.client_auth: keys; keys may be
 // managed whatever client_auth says, and are checked only with keys):
 //
-//   POST   /v1/keys         {"name": "alice", "endpoints": ["chat"]}  (endpoints optional: all)
-//                           -> 201 {"name", "key", "endpoints", "created"}: the key, shown once
-//   GET    /v1/keys         -> {"keys": [{"name", "endpoints", "created", "requests"}]}
+//   POST   /v1/keys         {"name": "alice", "endpoints": ["chat"], "rate": 10, "concurrency": 4}
+//                           (all but name optional: every endpoint, no limits)
+//                           -> 201 {"name", "key", "endpoints", "created", "rate", "concurrency"}:
+//                           the key, shown once
+//   GET    /v1/keys         -> {"keys": [{"name", "endpoints", "created", "rate", "concurrency",
+//                                         "requests", "limited"}]}
 //   DELETE /v1/keys/{name}  -> 200; the key stops working before the answer is sent
 //
 // The state file keeps each key's SHA-256 only; no answer, log line or file holds a key but the
@@ -33,6 +36,8 @@ class KeysApi {
   std::optional<gateway::ApiResponse> handle(const gateway::ApiRequest& req);
 
  private:
+  // The key a POST asks for (name, endpoints, limits), or nullopt and `problem`.
+  std::optional<store::ClientKeyRow> read_add(const std::string& body, std::string& problem);
   gateway::ApiResponse add(const std::string& body);
   gateway::ApiResponse list();
   gateway::ApiResponse revoke(const std::string& name);

@@ -48,6 +48,8 @@ CREATE TABLE IF NOT EXISTS samples(
 CREATE INDEX IF NOT EXISTS samples_by_time ON samples(endpoint, time);
 CREATE TABLE IF NOT EXISTS client_keys(
   name TEXT PRIMARY KEY, digest TEXT NOT NULL, endpoints TEXT NOT NULL, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS client_key_limits(
+  name TEXT PRIMARY KEY, rate REAL NOT NULL, concurrency INTEGER NOT NULL);
 )sql";
 
 // kMigrations[v - 1] takes a file of schema version v to v + 1 (the tables exist: kSchema made
@@ -464,6 +466,10 @@ void Store::put_client_key(ClientKeyRow row) {
              "INSERT OR REPLACE INTO client_keys(name, digest, endpoints, created) "
              "VALUES(?,?,?,?)");
       s.bind(row.name).bind(row.digest).bind(join_endpoints(row.endpoints)).bind(row.created).run();
+      Stmt limits(db,
+                  "INSERT OR REPLACE INTO client_key_limits(name, rate, concurrency) "
+                  "VALUES(?,?,?)");
+      limits.bind(row.name).bind(row.rate).bind(row.concurrency).run();
     });
   });
 }
@@ -479,6 +485,8 @@ bool Store::delete_client_key(const std::string& name) {
     impl_->push([name](Db& db) {
       Stmt s(db, "DELETE FROM client_keys WHERE name = ?");
       s.bind(name).run();
+      Stmt limits(db, "DELETE FROM client_key_limits WHERE name = ?");
+      limits.bind(name).run();
     });
   });
   return true;
@@ -487,9 +495,14 @@ bool Store::delete_client_key(const std::string& name) {
 std::vector<ClientKeyRow> Store::client_keys() {
   std::lock_guard lock(impl_->read_mu);
   Stmt s(*impl_->reader_db,
-         "SELECT name, digest, endpoints, created FROM client_keys ORDER BY name");
+         "SELECT k.name, k.digest, k.endpoints, k.created, IFNULL(l.rate, 0), "
+         "IFNULL(l.concurrency, 0) FROM client_keys k LEFT JOIN client_key_limits l "
+         "ON l.name = k.name ORDER BY k.name");
   std::vector<ClientKeyRow> out;
-  while (s.step()) out.push_back({s.text(0), s.text(1), split_endpoints(s.text(2)), s.real(3)});
+  while (s.step()) {
+    out.push_back({s.text(0), s.text(1), split_endpoints(s.text(2)), s.real(3), s.real(4),
+                   static_cast<int>(s.integer(5))});
+  }
   return out;
 }
 

@@ -76,6 +76,8 @@ struct ClientKeyRow {
   std::string digest;                  // lower-case hex SHA-256 of the key
   std::vector<std::string> endpoints;  // empty: every endpoint
   double created = 0;
+  double rate = 0;      // requests per second; 0: no limit
+  int concurrency = 0;  // requests in flight; 0: no limit
 };
 
 struct Retention {

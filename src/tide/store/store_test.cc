@@ -301,7 +301,7 @@ TEST_F(StoreTest, ClientKeysAreCommittedAtOnceAndSurviveAReopen) {
   {
     auto store = Store::open(file());
     store->put_client_key({"alice", std::string(64, 'a'), {}, 10});
-    store->put_client_key({"bob", std::string(64, 'b'), {"chat", "code"}, 11});
+    store->put_client_key({"bob", std::string(64, 'b'), {"chat", "code"}, 11, 2.5, 3});
     const auto keys = store->client_keys();
     ASSERT_EQ(keys.size(), 2u);
     EXPECT_EQ(keys[1].name, "bob");
@@ -316,6 +316,8 @@ TEST_F(StoreTest, ClientKeysAreCommittedAtOnceAndSurviveAReopen) {
   EXPECT_EQ(keys[0].name, "bob");
   EXPECT_EQ(keys[0].digest, std::string(64, 'b'));
   EXPECT_EQ(keys[0].created, 11);
+  EXPECT_EQ(keys[0].rate, 2.5);
+  EXPECT_EQ(keys[0].concurrency, 3);
 }
 
 }  // namespace
