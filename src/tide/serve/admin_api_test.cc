@@ -168,5 +168,29 @@ TEST(AdminApi, KeysAreAddedShownOnceListedWithoutThemAndRevokedAtOnce) {
   EXPECT_EQ(f.call("PUT", "/v1/keys/alice").status, 405);
 }
 
+TEST(AdminApi, PutRefusesAModelAnotherEndpointServes) {
+  Fixture f;
+  config::EndpointSpec other = f.config.endpoints[0];
+  other.name = "code";
+  other.models = {"qwen"};
+  f.endpoints.push_back(std::make_unique<control::LiveEndpoint>(other, f.provisioner, f.clock,
+                                                                [](const std::string&) {}));
+  const std::string body =
+      "{name: chat, models: [chat, qwen], groups: [{name: local, max_replicas: 1, provisioner: "
+      "{kind: local, command: [/bin/sleep, \"{port}\"]}}]}";
+  const auto r = f.call("PUT", "/v1/endpoints/chat", body);
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(r.body.find(R"(body.models: model \"qwen\" is served by endpoint \"code\" already)"),
+            std::string::npos)
+      << r.body;
+  // Without the clash the same change is applied.
+  const auto ok = f.call(
+      "PUT", "/v1/endpoints/chat",
+      "{name: chat, models: [chat, llama], groups: [{name: local, max_replicas: 1, provisioner: "
+      "{kind: local, command: [/bin/sleep, \"{port}\"]}}]}");
+  EXPECT_EQ(ok.status, 200) << ok.body;
+  EXPECT_TRUE(config::serves_model(f.endpoints[0]->spec(), "llama"));
+}
+
 }  // namespace
 }  // namespace tide::serve
