@@ -12,25 +12,9 @@
 #include <vector>
 
 #include "tide/control/live_endpoint.h"
+#include "tide/gateway/model_field.h"
 
 namespace tide::gateway {
-
-// The top-level "model" of a JSON request body. The whole body is parsed (nlohmann's SAX
-// parser: no tree is built, nesting costs no stack), so that a "model" inside "messages" never
-// matches, escapes are decoded, and a body the replica could not read either is refused here.
-struct ModelField {
-  enum class Kind {
-    kFound,        // `value` is the model
-    kMissing,      // a JSON object without "model"
-    kNotString,    // "model" is not a string, or is empty
-    kDuplicate,    // "model" twice: which one would the replica take?
-    kNotObject,    // valid JSON, but not an object
-    kInvalidJson,  // `value` says why
-  };
-  Kind kind = Kind::kMissing;
-  std::string value;
-};
-ModelField find_model(std::string_view body);
 
 // How to go on with a request no header or prefix routed.
 struct ModelRoute {
