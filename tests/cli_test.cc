@@ -394,6 +394,22 @@ TEST(Cli, ValidateCatchesTemplateTyposProgramsThatCannotRunAndProbePaths) {
   fs::remove_all(dir);
 }
 
+TEST(Cli, ValidateRefusesAModelTwoEndpointsListNamingFileAndField) {
+  const fs::path dir = temp_dir("models");
+  const std::string file = (dir / "c.yaml").string();
+  std::ofstream(file) << local_config("[\"{tide}\", demo-model, --port, \"{port}\"]")
+                      << "    models: [llama, qwen]\n  - name: code\n    models: [coder, qwen]\n"
+                         "    groups: [{name: g, provisioner: {kind: static, urls: "
+                         "[\"http://127.0.0.1:9\"]}, max_replicas: 1}]\n";
+  const Result r = run("validate " + file);
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.out.find(file + ": endpoints[1].models[1]: model \"qwen\" is served by endpoint "
+                              "\"chat\" already"),
+            std::string::npos)
+      << r.out;
+  fs::remove_all(dir);
+}
+
 TEST(Cli, TokenShowsAndRotatesTheStateFilesToken) {
   const fs::path dir = temp_dir("token");
   const std::string state = (dir / "tide-state.db").string();

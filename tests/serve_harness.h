@@ -85,6 +85,10 @@ struct Options {
   std::string ready_interval = "50ms";  // of the provisioner's readiness probe
   std::string provisioner;              // the group's `provisioner:` value (flow YAML); "" = local
   std::string local_extra;              // more keys of the local provisioner, e.g. "gpus: [1]"
+  std::string endpoint_extra;           // more keys of endpoint chat, e.g. "models: [llama]"
+  // A second endpoint with this name and the same groups, and more keys of it.
+  std::string second_endpoint;
+  std::string second_extra;
 };
 
 // One `tide serve` process with its own config, log and replica marker.
@@ -127,15 +131,21 @@ class Serve {
     std::string top = o.top_extra;
     for (size_t at = top.find("{dir}"); at != std::string::npos; at = top.find("{dir}"))
       top.replace(at, 5, dir_.string());
+    auto endpoint = [&](const std::string& endpoint_name, const std::string& extra) {
+      return "  - name: " + endpoint_name +
+             "\n    slo: {max_wait: 2s}\n    queue: {max_length: " + std::to_string(o.queue_max) +
+             ", timeout: " + o.queue_timeout + "}\n" +
+             (extra.empty() ? "" : "    " + extra + "\n") +
+             (o.routing.empty() ? "" : "    routing: " + o.routing + "\n") + "    groups:\n" +
+             group("local") + (o.routing.empty() ? "" : group("b"));
+    };
     std::ofstream(dir_ / "tide.yaml")
         << "server: {listen: 127.0.0.1:0, api: 127.0.0.1:0, api_token: " << kToken << o.server_extra
         << "}\n"
         << "state: {path: \"" << state << "\", sample_interval: 200ms}\n"
-        << (top.empty() ? "" : top + "\n")
-        << "endpoints:\n  - name: chat\n    slo: {max_wait: 2s}\n    queue: {max_length: "
-        << o.queue_max << ", timeout: " << o.queue_timeout << "}\n"
-        << (o.routing.empty() ? "" : "    routing: " + o.routing + "\n") << "    groups:\n"
-        << group("local") << (o.routing.empty() ? "" : group("b"));
+        << (top.empty() ? "" : top + "\n") << "endpoints:\n"
+        << endpoint("chat", o.endpoint_extra)
+        << (o.second_endpoint.empty() ? "" : endpoint(o.second_endpoint, o.second_extra));
     start();
   }
 
@@ -211,8 +221,8 @@ class Serve {
     return http(api_port_, req);
   }
 
-  json endpoint() const {
-    const HttpResponse r = api("GET", "/v1/endpoints/chat");
+  json endpoint(const std::string& name = "chat") const {
+    const HttpResponse r = api("GET", "/v1/endpoints/" + name);
     if (r.status != 200) return json::object();
     return json::parse(r.body, nullptr, false);
   }

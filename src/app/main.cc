@@ -16,6 +16,7 @@
 #include "operator_commands.h"
 #include "tide/agent/agent.h"
 #include "tide/cli/commands.h"
+#include "tide/cli/keys.h"
 #include "tide/common/build_info.h"
 #include "tide/common/time.h"
 #include "tide/config/config.h"
@@ -670,6 +671,14 @@ struct HistoryArgs {
   int decisions = 10;
 };
 
+struct KeysArgs {
+  ApiArgs api;
+  std::string name;
+  std::vector<std::string> endpoints;
+  double rate = 0;
+  int concurrency = 0;
+};
+
 constexpr const char* kApiFooter = R"(
 The admin API: --api, else TIDE_API, else http://127.0.0.1:8081 (server.api's default; HOST:PORT
 as given to `tide serve --api` works too). The token: --token, else TIDE_API_TOKEN; it is sent as
@@ -727,13 +736,42 @@ desired, ready, starting, draining, queued, in flight, requests and latency p50/
   add_api_flags(history, a.api);
 }
 
+void add_keys_command(CLI::App& app, KeysArgs& a) {
+  CLI::App* keys = app.add_subcommand(
+      "keys", "Add, list and revoke the gateway's client API keys (server.client_auth: keys).");
+  keys->require_subcommand(1);
+  keys->footer(std::string(R"(
+Clients send a key as Authorization: Bearer <key>. tide keeps only each key's SHA-256 in its state
+file: `add` prints the key once, on stdout; a revoked key stops working at once, without a
+restart.)") + kApiFooter);
+  CLI::App* add = keys->add_subcommand("add", "Make a key; prints it (the only time it is shown).");
+  add->add_option("name", a.name, "the key's name (letters, digits, . _ -; shown in /metrics)")
+      ->required();
+  add->add_option("--endpoint", a.endpoints, "an endpoint it may use (repeat; default: all)")
+      ->type_name("ENDPOINT");
+  add->add_option("--rate", a.rate, "requests per second it may send (default: no limit)")
+      ->type_name("R")
+      ->check(CLI::Range(0.001, 1e6));
+  add->add_option("--concurrency", a.concurrency,
+                  "requests it may have in flight (default: no limit)")
+      ->type_name("N")
+      ->check(CLI::Range(1, 1000000));
+  add_api_flags(add, a.api);
+  CLI::App* list = keys->add_subcommand("list", "The keys' names, endpoints and request counts.");
+  add_api_flags(list, a.api);
+  CLI::App* revoke = keys->add_subcommand("revoke", "Revoke a key: it stops working at once.");
+  revoke->add_option("name", a.name, "the key's name")->required();
+  add_api_flags(revoke, a.api);
+}
+
 // How the admin API is reached, from the flags and the environment.
 cli::AdminApi connect_api(const ApiArgs& a) {
   const cli::Connection c = cli::resolve_connection(a.api, std::getenv("TIDE_API"), a.token,
                                                     std::getenv("TIDE_API_TOKEN"));
   const Duration timeout = parse_duration_flag("--timeout", a.timeout);
   if (timeout.count() <= 0) throw CLI::ValidationError("--timeout", "must be > 0");
-  return cli::AdminApi(c.url.text, !c.token.empty(), cli::http_fetch(c, timeout));
+  return cli::AdminApi(c.url.text, !c.token.empty(), cli::http_fetch(c, timeout),
+                       cli::http_send(c, timeout));
 }
 
 // Colours only on a terminal, and not with NO_COLOR (https://no-color.org) or TERM=dumb.
@@ -770,6 +808,18 @@ int run_history(const HistoryArgs& a) {
   return cli::run_history(connect_api(a.api), o, std::cout, std::cerr);
 }
 
+int run_keys(CLI::App& keys, const KeysArgs& a) {
+  cli::KeysOptions o;
+  o.name = a.name;
+  o.endpoints = a.endpoints;
+  o.rate = a.rate;
+  o.concurrency = a.concurrency;
+  o.json = a.api.json;
+  if (keys.got_subcommand("add")) o.action = cli::KeysOptions::Action::kAdd;
+  if (keys.got_subcommand("revoke")) o.action = cli::KeysOptions::Action::kRevoke;
+  return cli::run_keys(connect_api(a.api), o, std::cout, std::cerr);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -793,6 +843,8 @@ int main(int argc, char** argv) {
   add_status_command(app, status_args);
   HistoryArgs history_args;
   add_history_command(app, history_args);
+  KeysArgs keys_args;
+  add_keys_command(app, keys_args);
   app::ValidateArgs validate_args;
   app::add_validate_command(app, validate_args);
   app::TokenArgs token_args;
@@ -810,6 +862,7 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("agent")) return run_agent(agent_args);
     if (app.got_subcommand("status")) return run_status(status_args);
     if (app.got_subcommand("history")) return run_history(history_args);
+    if (app.got_subcommand("keys")) return run_keys(*app.get_subcommand("keys"), keys_args);
     if (app.got_subcommand("validate")) return app::run_validate(validate_args);
     if (app.got_subcommand("token")) return app::run_token(token_args);
   } catch (const config::ConfigError& e) {

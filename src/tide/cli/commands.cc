@@ -80,8 +80,16 @@ Fetch http_fetch(const Connection& c, Duration timeout) {
   };
 }
 
-json AdminApi::get(const std::string& target, const std::string& endpoint) const {
-  const HttpResult r = fetch_(target);
+Send http_send(const Connection& c, Duration timeout) {
+  std::vector<std::pair<std::string, std::string>> headers;
+  if (!c.token.empty()) headers.emplace_back("Authorization", "Bearer " + c.token);
+  return [url = c.url, headers, timeout](const std::string& method, const std::string& target,
+                                         const std::string& body) {
+    return http_request(url, method, target, body, headers, timeout);
+  };
+}
+
+void AdminApi::check_reached(const HttpResult& r) const {
   if (r.status == 0) throw CliError(fmt::format("cannot reach tide at {}: {}", url_, r.error));
   if (r.status == 401) {
     if (!has_token_) {
@@ -96,6 +104,22 @@ json AdminApi::get(const std::string& target, const std::string& endpoint) const
         "server's token.",
         url_, server_message(r.body)));
   }
+}
+
+json AdminApi::send(const std::string& method, const std::string& target,
+                    const std::string& body) const {
+  const HttpResult r = send_(method, target, body);
+  check_reached(r);
+  if (r.status < 200 || r.status > 299) {
+    throw CliError(fmt::format("tide at {} answered {} to {} {}: {}", url_, r.status, method,
+                               target, server_message(r.body)));
+  }
+  return parse_object(r, method + " " + target);
+}
+
+json AdminApi::get(const std::string& target, const std::string& endpoint) const {
+  const HttpResult r = fetch_(target);
+  check_reached(r);
   if (r.status == 404) {
     // Is the endpoint unknown, or is this not the admin API at all?
     const HttpResult list = endpoint.empty() ? r : fetch_("/v1/endpoints");
@@ -117,16 +141,20 @@ json AdminApi::get(const std::string& target, const std::string& endpoint) const
     throw CliError(fmt::format("tide at {} answered {} to GET {}: {}", url_, r.status, target,
                                server_message(r.body)));
   }
+  return parse_object(r, "GET " + target);
+}
+
+json AdminApi::parse_object(const HttpResult& r, const std::string& what) const {
   json j;
   try {
     j = json::parse(r.body);
   } catch (const json::exception& e) {
     throw CliError(
-        fmt::format("tide at {} sent malformed JSON for GET {}: {}", url_, target, json_error(e)));
+        fmt::format("tide at {} sent malformed JSON for {}: {}", url_, what, json_error(e)));
   }
   if (!j.is_object()) {
-    throw CliError(fmt::format("tide at {} sent an unexpected answer for GET {}: not a JSON object",
-                               url_, target));
+    throw CliError(
+        fmt::format("tide at {} sent an unexpected answer for {}: not a JSON object", url_, what));
   }
   return j;
 }

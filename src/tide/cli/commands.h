@@ -38,20 +38,36 @@ using Fetch = std::function<HttpResult(const std::string& target)>;
 // GETs over HTTP with the token as `Authorization: Bearer`, each bounded by `timeout`.
 Fetch http_fetch(const Connection& c, Duration timeout);
 
+// A call of the admin API that changes something (`tide keys`): method, target, JSON body.
+using Send = std::function<HttpResult(const std::string& method, const std::string& target,
+                                      const std::string& body)>;
+Send http_send(const Connection& c, Duration timeout);
+
 // The admin API's JSON, or a CliError that says what went wrong in the user's words.
 class AdminApi {
  public:
-  AdminApi(std::string url_text, bool has_token, Fetch fetch)
-      : url_(std::move(url_text)), has_token_(has_token), fetch_(std::move(fetch)) {}
+  AdminApi(std::string url_text, bool has_token, Fetch fetch, Send send = {})
+      : url_(std::move(url_text)),
+        has_token_(has_token),
+        fetch_(std::move(fetch)),
+        send_(std::move(send)) {}
   // The JSON object at `target`. `endpoint`: the endpoint the target names (a 404 is then
   // "no endpoint named ..."), or "".
   json get(const std::string& target, const std::string& endpoint = {}) const;
+  // The JSON object answering `method` `target` with `body`; any status but 2xx is a CliError
+  // with the server's message.
+  json send(const std::string& method, const std::string& target, const std::string& body) const;
   const std::string& url() const { return url_; }
 
  private:
+  // Throws the CliError for an answer that is no answer or a 401.
+  void check_reached(const HttpResult& r) const;
+  json parse_object(const HttpResult& r, const std::string& what) const;
+
   std::string url_;
   bool has_token_;
   Fetch fetch_;
+  Send send_;
 };
 
 // An endpoint's name as a path segment (percent-encoded where needed).

@@ -276,9 +276,10 @@ ParsedResponse parse_http_response(std::string_view raw, bool at_eof) {
   return r;
 }
 
-HttpResult http_get(const ApiUrl& url, std::string_view target,
-                    const std::vector<std::pair<std::string, std::string>>& headers,
-                    Duration timeout) {
+HttpResult http_request(const ApiUrl& url, std::string_view method, std::string_view target,
+                        std::string_view body,
+                        const std::vector<std::pair<std::string, std::string>>& headers,
+                        Duration timeout) {
   HttpResult result;
   const auto deadline =
       SteadyTime::now() + std::chrono::duration_cast<SteadyTime::duration>(timeout);
@@ -286,11 +287,14 @@ HttpResult http_get(const ApiUrl& url, std::string_view target,
   if (fd < 0) return result;
   const bool v6 = url.host.find(':') != std::string::npos;
   std::string request = fmt::format(
-      "GET {}{} HTTP/1.1\r\nHost: {}{}{}:{}\r\nUser-Agent: tide-cli\r\nAccept: "
+      "{} {}{} HTTP/1.1\r\nHost: {}{}{}:{}\r\nUser-Agent: tide-cli\r\nAccept: "
       "application/json\r\n",
-      url.base, target, v6 ? "[" : "", url.host, v6 ? "]" : "", url.port);
+      method, url.base, target, v6 ? "[" : "", url.host, v6 ? "]" : "", url.port);
   for (const auto& [k, v] : headers) request += k + ": " + v + "\r\n";
+  if (!body.empty() || method == "POST")
+    request += fmt::format("Content-Type: application/json\r\nContent-Length: {}\r\n", body.size());
   request += "Connection: close\r\n\r\n";
+  request += body;
 
   const std::string waited = format_duration(timeout);
   size_t sent = 0;

@@ -1,6 +1,6 @@
-// A small blocking HTTP/1.1 client for the CLI's reads of the admin API: GET over plain TCP (no
-// TLS), one request per connection, the answer read whole (Content-Length, chunked, or until the
-// server closes). No shared state: call it from any thread.
+// A small blocking HTTP/1.1 client for the CLI's calls of the admin API: GET (and POST, DELETE for
+// `tide keys`) over plain TCP (no TLS), one request per connection, the answer read whole
+// (Content-Length, chunked, or until the server closes). No shared state: call it from any thread.
 #pragma once
 
 #include <cstdint>
@@ -46,9 +46,16 @@ struct HttpResult {
   std::string error;  // "connection refused", "no answer within 10s", ...
 };
 
-// GET url.base + target (path and query). `timeout` bounds the whole exchange.
-HttpResult http_get(const ApiUrl& url, std::string_view target,
-                    const std::vector<std::pair<std::string, std::string>>& headers,
-                    Duration timeout);
+// `method` url.base + target (path and query), with `body` (JSON) when not empty. `timeout`
+// bounds the whole exchange.
+HttpResult http_request(const ApiUrl& url, std::string_view method, std::string_view target,
+                        std::string_view body,
+                        const std::vector<std::pair<std::string, std::string>>& headers,
+                        Duration timeout);
+inline HttpResult http_get(const ApiUrl& url, std::string_view target,
+                           const std::vector<std::pair<std::string, std::string>>& headers,
+                           Duration timeout) {
+  return http_request(url, "GET", target, {}, headers, timeout);
+}
 
 }  // namespace tide::cli

@@ -20,6 +20,7 @@
 #include <sstream>
 #include <utility>
 
+#include "tide/common/text.h"
 #include "tide/config/pod_template.h"
 #include "tide/config/yaml_reader.h"
 #include "tide/net/address.h"
@@ -88,10 +89,14 @@ constexpr std::string_view kServerKeys[] = {"listen",
                                             "api_max_connections",
                                             "max_trailer_bytes",
                                             "max_body_memory",
-                                            "metrics_auth"};
+                                            "metrics_auth",
+                                            "client_auth"};
 constexpr std::string_view kStateKeys[] = {"path", "sample_interval", "downsample_after",
                                            "downsample_step", "retention"};
-constexpr std::string_view kEndpointKeys[] = {"name", "slo", "queue", "routing", "groups"};
+constexpr std::string_view kEndpointKeys[] = {"name",  "models",  "slo",
+                                              "queue", "routing", "groups"};
+// A model name: what an OpenAI client puts in `model` (e.g. meta-llama/Llama-3.1-8B-Instruct).
+constexpr size_t kMaxModelName = 256;
 constexpr std::string_view kRoutingKeys[] = {"mode", "weights", "sticky_header", "order"};
 constexpr Choice<RoutingSpec::Mode> kRoutingModes[] = {{"split", RoutingSpec::Mode::kSplit},
                                                        {"overflow", RoutingSpec::Mode::kOverflow}};
@@ -975,6 +980,43 @@ RoutingSpec read_routing(Reader& r, const Node& node, const std::string& path,
   return spec;
 }
 
+// Why `name` cannot be a model name, or nullopt.
+std::optional<std::string> model_name_problem(std::string_view name) {
+  if (name.empty()) return "must not be empty";
+  if (name.size() > kMaxModelName)
+    return fmt::format("must be at most {} bytes, got {}", kMaxModelName, name.size());
+  const auto control = std::find_if(name.begin(), name.end(), [](char c) {
+    return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
+  });
+  if (control != name.end())
+    return fmt::format("must not contain control characters (byte {:#04x} at {})",
+                       static_cast<unsigned char>(*control), control - name.begin());
+  if (!valid_utf8(name)) return "must be UTF-8";
+  return std::nullopt;
+}
+
+// `models:`, a list of model names each listed once; default: the endpoint's own name.
+std::vector<std::string> read_models(Reader& r, const Map& m, const std::string& name) {
+  const Node* n = m.get("models");
+  if (n == nullptr) return {name};
+  auto list = read_strings(r, *n, m.at("models"));
+  if (!list) return {};
+  if (list->empty())
+    r.fail(m.at("models"),
+           "must list at least one model (leave it out for the "
+           "endpoint's name)");
+  for (size_t i = 0; i < list->size(); ++i) {
+    const std::string& model = (*list)[i];
+    if (auto problem = model_name_problem(model)) {
+      r.fail(index_path(m.at("models"), i), *problem);
+    } else if (std::find(list->begin(), list->begin() + static_cast<ptrdiff_t>(i), model) !=
+               list->begin() + static_cast<ptrdiff_t>(i)) {
+      r.fail(index_path(m.at("models"), i), fmt::format("{} is listed twice", quote(model)));
+    }
+  }
+  return std::move(*list);
+}
+
 EndpointSpec read_endpoint(Reader& r, const Node& node, const std::string& path) {
   EndpointSpec e;
   if (!r.expect_map(node, path, " like {name: chat, groups: [...]}")) return e;
@@ -982,6 +1024,7 @@ EndpointSpec read_endpoint(Reader& r, const Node& node, const std::string& path)
   m.allow(kEndpointKeys);
   if (m.required("name") && m.read("name", e.name)) check_name(r, e.name, m.at("name"));
   e.source = YAML::Dump(node);
+  e.models = read_models(r, m, e.name);
   if (const Node* n = m.get("slo")) {
     if (r.expect_map(*n, m.at("slo"), " like {max_wait: 2s}")) {
       Map sm(r, *n, m.at("slo"));
@@ -1062,6 +1105,10 @@ ServerSpec read_server(Reader& r, const Node& node, const std::string& path) {
   static constexpr Choice<MetricsAuth> kMetricsAuth[] = {
       {"auto", MetricsAuth::kAuto}, {"token", MetricsAuth::kToken}, {"none", MetricsAuth::kNone}};
   m.read("metrics_auth", s.metrics_auth, kMetricsAuth);
+  using ClientAuth = ServerSpec::ClientAuth;
+  static constexpr Choice<ClientAuth> kClientAuth[] = {{"none", ClientAuth::kNone},
+                                                       {"keys", ClientAuth::kKeys}};
+  m.read("client_auth", s.client_auth, kClientAuth);
   return s;
 }
 
@@ -1100,6 +1147,25 @@ StateSpec read_state(Reader& r, const Node& node, const std::string& path) {
   return s;
 }
 
+// Each model of `e` (at `path`) against the endpoints before it: a model goes to one endpoint.
+// `listed`: the endpoint has `models:` (else it serves its name, and the problem is its name's).
+void check_models_unique(Reader& r, const std::vector<EndpointSpec>& before, const EndpointSpec& e,
+                         const std::string& path, bool listed) {
+  for (size_t k = 0; k < e.models.size(); ++k) {
+    for (const EndpointSpec& other : before) {
+      // The same name twice is reported as such.
+      if (other.name == e.name || !serves_model(other, e.models[k])) continue;
+      r.fail(listed ? index_path(key_path(path, "models"), k) : key_path(path, "name"),
+             fmt::format("model {} is served by endpoint {} already ({}); a model may be listed by "
+                         "one endpoint only",
+                         quote(e.models[k]), quote(other.name),
+                         listed ? "list other names in models:"
+                                : "without models: an endpoint serves its name"));
+      break;
+    }
+  }
+}
+
 Config read_config(Reader& r, const Node& root) {
   Config c;
   if (!root.IsNull() && !root.IsMap()) {
@@ -1129,6 +1195,8 @@ Config read_config(Reader& r, const Node& root) {
         break;
       }
     }
+    const Node item = endpoints[i];
+    check_models_unique(r, c.endpoints, e, path, item.IsMap() && item["models"]);
     c.endpoints.push_back(std::move(e));
   }
   return c;
@@ -1161,6 +1229,22 @@ std::string_view metric_name(Metric m) {
     if (c.value == m) return c.name;
   }
   return "?";
+}
+
+bool serves_model(const EndpointSpec& spec, std::string_view model) {
+  return std::find(spec.models.begin(), spec.models.end(), model) != spec.models.end();
+}
+
+std::optional<std::string> model_clash(const EndpointSpec& e,
+                                       const std::vector<const EndpointSpec*>& others) {
+  for (const std::string& model : e.models) {
+    for (const EndpointSpec* other : others) {
+      if (other->name != e.name && serves_model(*other, model))
+        return fmt::format("model {} is served by endpoint {} already", quote(model),
+                           quote(other->name));
+    }
+  }
+  return std::nullopt;
 }
 
 std::string_view metrics_auth_name(const ServerSpec& server) {

@@ -299,11 +299,22 @@ struct EndpointSpec {
   // The endpoint as it was written (re-emitted YAML), kept with its history in the state file
   // and shown by the API; parse_endpoint(source) gives this spec back.
   std::string source;
+  // The model names the endpoint answers to in the `model` field of OpenAI requests
+  // (`POST /v1/chat/completions`, ...); unique across endpoints. YAML `models: [a, b]`; default:
+  // the endpoint's name.
+  std::vector<std::string> models;
   SloSpec slo;
   QueueSpec queue;
   RoutingSpec routing;
   std::vector<GroupSpec> groups;
 };
+
+// Whether `spec` answers to `model` (one of its `models`).
+bool serves_model(const EndpointSpec& spec, std::string_view model);
+// "model \"m\" is served by endpoint \"b\" already" for the first model of `e` that another
+// endpoint among `others` (those not named like `e`) serves; nullopt when none does.
+std::optional<std::string> model_clash(const EndpointSpec& e,
+                                       const std::vector<const EndpointSpec*>& others);
 
 // `tide serve`: where it listens and the limits that keep slow or hostile clients from holding
 // resources forever.
@@ -331,6 +342,11 @@ struct ServerSpec {
   // none (never).
   enum class MetricsAuth { kAuto, kToken, kNone };
   MetricsAuth metrics_auth = MetricsAuth::kAuto;
+  // Whether the gateway wants a client API key (`Authorization: Bearer <key>`, keys added
+  // through the admin API or `tide keys add`, kept hashed in the state file). YAML client_auth:
+  // none (the default) or keys.
+  enum class ClientAuth { kNone, kKeys };
+  ClientAuth client_auth = ClientAuth::kNone;
 };
 
 // "auto", "token" or "none".

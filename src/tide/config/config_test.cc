@@ -226,7 +226,8 @@ TEST(ParseConfigErrors, UnknownKeysSuggestTheClosest) {
               ElementsAre("endpoints[0].slo.wait: unknown key (did you mean max_wait?)"));
   EXPECT_THAT(
       problems("endpoints: [{name: chat, zzz: 1, groups: [{name: g}]}]"),
-      ElementsAre("endpoints[0].zzz: unknown key (known keys: name, slo, queue, routing, groups)"));
+      ElementsAre(
+          "endpoints[0].zzz: unknown key (known keys: name, models, slo, queue, routing, groups)"));
 }
 
 TEST(ParseConfigErrors, DuplicateKeys) {
@@ -297,6 +298,61 @@ TEST(ParseConfigErrors, Names) {
   // Same group name in different endpoints is fine; digits, - and _ are allowed.
   EXPECT_NO_THROW(parse_config(
       "endpoints: [{name: a-1, groups: [{name: g_2}]}, {name: 2b, groups: [{name: g_2}]}]"));
+}
+
+TEST(ParseConfig, ModelsDefaultToTheEndpointsNameAndAreListedAsWritten) {
+  const Config c = parse_config(
+      "endpoints: [{name: chat, groups: [{name: g}]}, {name: code, models: "
+      "[\"meta-llama/Llama-3.1-8B-Instruct\", qwen:7b], groups: [{name: g}]}]");
+  EXPECT_THAT(c.endpoints[0].models, ElementsAre("chat"));
+  EXPECT_THAT(c.endpoints[1].models, ElementsAre("meta-llama/Llama-3.1-8B-Instruct", "qwen:7b"));
+  EXPECT_TRUE(serves_model(c.endpoints[1], "qwen:7b"));
+  EXPECT_FALSE(serves_model(c.endpoints[1], "code"));
+  // The effective configuration shows them, and an endpoint parsed alone gets the same default.
+  EXPECT_NE(effective_yaml(c).find("models: [chat]"), std::string::npos) << effective_yaml(c);
+  EXPECT_THAT(parse_endpoint("{name: x, groups: [{name: g}]}").models, ElementsAre("x"));
+}
+
+TEST(ParseConfig, ClientAuthIsNoneByDefaultOrKeys) {
+  const std::string eps = "\nendpoints: [{name: a, groups: [{name: g}]}]";
+  EXPECT_EQ(parse_config(eps).server.client_auth, ServerSpec::ClientAuth::kNone);
+  const Config keys = parse_config("server: {client_auth: keys}" + eps);
+  EXPECT_EQ(keys.server.client_auth, ServerSpec::ClientAuth::kKeys);
+  EXPECT_NE(effective_yaml(keys).find("client_auth: keys"), std::string::npos);
+  EXPECT_THAT(
+      problems("server: {client_auth: key}" + eps),
+      ElementsAre(StartsWith("server.client_auth: expected one of none|keys, got \"key\"")));
+}
+
+TEST(ParseConfigErrors, ModelsAreNonEmptyStringsUniqueAcrossEndpoints) {
+  EXPECT_THAT(problems("endpoints: [{name: a, models: [], groups: [{name: g}]}]"),
+              ElementsAre("endpoints[0].models: must list at least one model (leave it out for "
+                          "the endpoint's name)"));
+  EXPECT_THAT(problems("endpoints: [{name: a, models: [m, [x]], groups: [{name: g}]}]"),
+              ElementsAre("endpoints[0].models[1]: expected a string, got a list"));
+  EXPECT_THAT(problems("endpoints: [{name: a, models: [\"\", m, m, \"a\\tb\"], groups: "
+                       "[{name: g}]}]"),
+              ElementsAre("endpoints[0].models[0]: must not be empty",
+                          "endpoints[0].models[2]: \"m\" is listed twice",
+                          "endpoints[0].models[3]: must not contain control characters (byte "
+                          "0x09 at 1)"));
+  EXPECT_THAT(problems("endpoints: [{name: a, models: m, groups: [{name: g}]}]"),
+              ElementsAre("endpoints[0].models: expected a list, got \"m\""));
+  EXPECT_THAT(
+      problems("endpoints: [{name: a, models: [m, a], groups: [{name: g}]}, {name: b, models: "
+               "[x, m], groups: [{name: g}]}, {name: m, groups: [{name: g}]}]"),
+      ElementsAre("endpoints[1].models[1]: model \"m\" is served by endpoint \"a\" already (list "
+                  "other names in models:); a model may be listed by one endpoint only",
+                  "endpoints[2].name: model \"m\" is served by endpoint \"a\" already (without "
+                  "models: an endpoint serves its name); a model may be listed by one endpoint "
+                  "only"));
+  // The file is named in the error's text.
+  try {
+    parse_config("endpoints: [{name: a, models: [], groups: [{name: g}]}]", "tide.yaml");
+    ADD_FAILURE() << "no error";
+  } catch (const ConfigError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("tide.yaml: endpoints[0].models: must list"));
+  }
 }
 
 TEST(ParseConfigErrors, Server) {

@@ -112,6 +112,7 @@ void emit_group(YAML::Emitter& y, const GroupSpec& g) {
 void emit_endpoint(YAML::Emitter& y, const EndpointSpec& e) {
   y << YAML::BeginMap;
   y << YAML::Key << "name" << YAML::Value << e.name;
+  y << YAML::Key << "models" << YAML::Value << YAML::Flow << e.models;
   y << YAML::Key << "slo" << YAML::Value << YAML::Flow << YAML::BeginMap;
   y << YAML::Key << "max_wait" << YAML::Value << dur(e.slo.max_wait) << YAML::EndMap;
   y << YAML::Key << "queue" << YAML::Value << YAML::Flow << YAML::BeginMap;
@@ -139,6 +140,8 @@ std::string effective_yaml(const Config& c) {
     << (c.server.api_token.empty() ? "(TIDE_API_TOKEN, else the state file's)" : "(set)");
   y << YAML::Key << "public_read" << YAML::Value << c.server.public_read;
   y << YAML::Key << "metrics_auth" << YAML::Value << std::string(metrics_auth_name(c.server));
+  y << YAML::Key << "client_auth" << YAML::Value
+    << (c.server.client_auth == ServerSpec::ClientAuth::kKeys ? "keys" : "none");
   y << YAML::Key << "read_timeout" << YAML::Value << dur(c.server.read_timeout);
   y << YAML::Key << "idle_timeout" << YAML::Value << dur(c.server.idle_timeout);
   y << YAML::Key << "upstream_timeout" << YAML::Value << dur(c.server.upstream_timeout);

@@ -18,9 +18,11 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "tide/auth/client_keys.h"
 #include "tide/common/errors.h"
 #include "tide/common/text.h"
 #include "tide/gateway/http_parsers.h"
+#include "tide/gateway/model_route.h"
 #include "tide/gateway/refusal.h"
 #include "tide/net/address.h"
 #include "tide/net/error_body.h"
@@ -73,7 +75,7 @@ constexpr std::chrono::milliseconds kWatchAfter{50};
 struct alignas(64) Counters {
   std::atomic<uint64_t> requests{0}, ok{0}, r429{0}, r503{0}, r502{0}, r504{0}, r404{0}, bad{0},
       retries{0}, client_gone{0}, upstream_errors{0}, conn_refused{0}, body_memory{0},
-      fd_exhausted{0}, internal{0};
+      fd_exhausted{0}, internal{0}, unauthorized{0}, key_limited{0};
   std::atomic<int> active{0};
 };
 
@@ -126,6 +128,15 @@ bool local_resource_error(const error_code& ec) {
   return ec == asio::error::no_descriptors || ec == asio::error::no_buffer_space ||
          ec == asio::error::no_memory || ec == error_code(ENFILE, boost::system::system_category());
 }
+
+// An admitted request's place under its client key's concurrency limit, given back however the
+// request ends.
+struct KeyPlace {
+  const auth::ClientKeyRing::Entry* key;
+  ~KeyPlace() {
+    if (key != nullptr) key->release();
+  }
+};
 
 // A held request's wake-up: LiveEndpoint calls wake() under its lock from any thread; the
 // outcome is handed to the request's own thread. The coroutine that owns it never leaves before
@@ -320,6 +331,10 @@ struct Gateway::Impl {
   std::atomic<int> connections{0};
   std::atomic<int> api_connections{0};
   std::unique_ptr<BodyBudget> body_budget;
+  // GET /v1/models's "created": when the gateway started (Unix seconds).
+  int64_t created_unix = 0;
+  // server.client_auth: keys: the keys requests must carry (else null).
+  const auth::ClientKeyRing* client_keys = nullptr;
 
   // A line for the operator, at most one per kLogEvery per worker (the rest are counted).
   void note(Worker& w, const std::string& line) {
@@ -477,6 +492,7 @@ struct Gateway::Impl {
     Open open{is_api ? api_connections : connections};
     Conn& c = *cp;
     c.req.budget = body_budget.get();
+    c.req.own_authorization = !is_api && client_keys != nullptr;
     for (;;) {
       RequestParser parser(c.req, sticky_names, server.max_trailer_bytes);
       parser.header_limit(static_cast<uint32_t>(server.max_header_bytes));
@@ -705,8 +721,18 @@ struct Gateway::Impl {
     co_return false;
   }
 
-  // Which endpoint a request is for, and the target to send upstream.
-  control::LiveEndpoint* route(const RequestInfo& req, std::string& target) {
+  // Which endpoint a request is for, and the target to send upstream: by the Tide-Endpoint
+  // header or the path's prefix, else (no header) by the body's model on OpenAI's paths. Null
+  // when none: `answer` then holds the gateway's own answer (status 0: unknown endpoint).
+  control::LiveEndpoint* route(const RequestInfo& req, std::string& target, ModelRoute& answer) {
+    if (control::LiveEndpoint* ep = route_by_name(req, target)) return ep;
+    if (req.has_endpoint) return nullptr;
+    answer = route_by_model(req.method, req.target, req.body, endpoints, created_unix);
+    target = req.target;
+    return answer.endpoint;
+  }
+
+  control::LiveEndpoint* route_by_name(const RequestInfo& req, std::string& target) {
     const std::string_view t = req.target;
     if (req.has_endpoint) {
       for (auto* ep : endpoints) {
@@ -904,14 +930,26 @@ struct Gateway::Impl {
   }
 
   // Proxies one request; returns whether the client connection may carry another. The steps:
-  // find its endpoint, submit it (held while no replica can take it), refuse it or forward it to
-  // the replica it started on, and answer the client from how that ended (a failed connect is
-  // submitted once more, to another replica).
+  // find its endpoint (by header or path prefix, else by the body's model), submit it (held
+  // while no replica can take it), refuse it or forward it to the replica it started on, and
+  // answer the client from how that ended (a failed connect is submitted once more, to another
+  // replica).
   awaitable<bool> proxy(Worker& w, const std::shared_ptr<Conn>& cp, bool keep) {
     Conn& c = *cp;
     ++w.counters.requests;
-    control::LiveEndpoint* ep = route(c.req, c.target);
-    if (ep == nullptr) co_return co_await answer_unknown_endpoint(w, cp, keep);
+    std::shared_ptr<const auth::ClientKeyRing::Entry> key;
+    if (client_keys != nullptr) {
+      key = client_keys->find(c.req.authorization);
+      if (key == nullptr) co_return co_await refuse_client(w, cp, keep, nullptr);
+      const auth::Admission a = key->admit(Clock::now().time_since_epoch().count());
+      if (!a.ok) co_return co_await refuse_over_limit(w, cp, keep, *key, a);
+    }
+    const KeyPlace place{key.get()};
+    ModelRoute answer;
+    control::LiveEndpoint* ep = route(c.req, c.target, answer);
+    if (ep == nullptr) co_return co_await answer_unrouted(w, cp, keep, answer);
+    if (key != nullptr && !key->allows(ep->spec().name))
+      co_return co_await refuse_client(w, cp, keep, key.get(), ep);
     const uint64_t sticky = sticky_key(c.req, *ep);
     clear_deadline(c);  // no deadline while held; upstream_timeout once sent
     c.gone = false;
@@ -940,6 +978,59 @@ struct Gateway::Impl {
           co_await conclude(w, cp, *ep, d, f, keep, retries_left, last_error);
       if (answered) co_return *answered;
     }
+  }
+
+  // A request without a client key the ring holds (`key` null): 401; one whose key may not use
+  // endpoint `ep`: 403. In OpenAI's error shape, which its clients show.
+  awaitable<bool> refuse_client(Worker& w, const std::shared_ptr<Conn>& cp, bool keep,
+                                const auth::ClientKeyRing::Entry* key,
+                                const control::LiveEndpoint* ep = nullptr) {
+    ++w.counters.unauthorized;
+    const bool bearer = cp->req.authorization.starts_with("Bearer ");
+    std::string body =
+        key == nullptr
+            ? net::openai_error_body(
+                  "invalid_request_error",
+                  bearer ? "Incorrect API key provided (unknown or revoked)"
+                         : "You didn't provide an API key: send Authorization: Bearer <key> (keys "
+                           "are added with `tide keys add`)",
+                  "", "invalid_api_key")
+            : net::openai_error_body(
+                  "invalid_request_error",
+                  fmt::format("API key {} may not use endpoint {}", key->name, ep->spec().name), "",
+                  "endpoint_not_allowed");
+    co_return co_await write_simple(
+        cp, cp->req.version, keep,
+        key == nullptr ? http::status::unauthorized : http::status::forbidden, std::move(body));
+  }
+
+  // A request over its key's rate or concurrency limit: 429 with Retry-After, OpenAI's shape.
+  awaitable<bool> refuse_over_limit(Worker& w, const std::shared_ptr<Conn>& cp, bool keep,
+                                    const auth::ClientKeyRing::Entry& key,
+                                    const auth::Admission& a) {
+    ++w.counters.key_limited;
+    const bool rate = std::string_view(a.limit) == "rate";
+    const std::string message =
+        rate ? fmt::format("Rate limit reached for API key {}: {} requests per second", key.name,
+                           key.rate)
+             : fmt::format("API key {} has {} requests in flight, its concurrency limit", key.name,
+                           key.concurrency);
+    co_return co_await write_simple(
+        cp, cp->req.version, keep, http::status::too_many_requests,
+        net::openai_error_body("requests", message, "",
+                               rate ? "rate_limit_exceeded" : "concurrency_limit_exceeded"),
+        "application/json", a.retry_after_s);
+  }
+
+  // A request no endpoint takes: the gateway's own answer on an OpenAI path (model_route.h: the
+  // model list, or a model missing (400) or served by no endpoint (404)), else unknown endpoint.
+  awaitable<bool> answer_unrouted(Worker& w, const std::shared_ptr<Conn>& cp, bool keep,
+                                  const ModelRoute& m) {
+    if (m.status == 0) co_return co_await answer_unknown_endpoint(w, cp, keep);
+    if (m.status == 404) ++w.counters.r404;
+    if (m.status == 400) ++w.counters.bad;
+    co_return co_await write_simple(cp, cp->req.version, keep, static_cast<http::status>(m.status),
+                                    m.body);
   }
 
   awaitable<bool> answer_unknown_endpoint(Worker& w, const std::shared_ptr<Conn>& cp, bool keep) {
@@ -1349,6 +1440,9 @@ Gateway::Gateway(const config::ServerSpec& server, std::vector<control::LiveEndp
   }
   impl_->api = std::move(api);
   impl_->body_budget = std::make_unique<BodyBudget>(server.max_body_memory);
+  impl_->created_unix = std::chrono::duration_cast<std::chrono::seconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count();
   // The port must be free of other processes' listeners: SO_REUSEPORT would let a second tide
   // on the same port take half of the traffic.
   impl_->listen_port =
@@ -1387,6 +1481,8 @@ void Gateway::start() {
 
 void Gateway::set_log(std::function<void(const std::string&)> log) { impl_->log = std::move(log); }
 
+void Gateway::set_client_keys(const auth::ClientKeyRing* keys) { impl_->client_keys = keys; }
+
 void Gateway::stop_accepting() {
   impl_->accepting = false;
   for (auto& w : impl_->workers) {
@@ -1422,6 +1518,8 @@ GatewayCounters Gateway::counters() const {
     g.body_memory_refused += c.body_memory;
     g.fd_exhausted += c.fd_exhausted;
     g.internal_errors += c.internal;
+    g.unauthorized += c.unauthorized;
+    g.key_limited += c.key_limited;
   }
   g.body_memory_bytes = impl_->body_budget->used();
   g.open_connections = impl_->connections.load(std::memory_order_relaxed);

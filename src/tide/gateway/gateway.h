@@ -24,6 +24,9 @@
 namespace boost::asio {
 class io_context;
 }
+namespace tide::auth {
+class ClientKeyRing;
+}
 
 namespace tide::gateway {
 
@@ -76,6 +79,8 @@ struct GatewayCounters {
   uint64_t body_memory_refused = 0;  // bodies in memory at server.max_body_memory: 503
   uint64_t fd_exhausted = 0;         // accept or connect found no file descriptor left
   uint64_t internal_errors = 0;      // exceptions that ended a connection (logged)
+  uint64_t unauthorized = 0;         // 401: no client key or an unknown one; 403: out of its scope
+  uint64_t key_limited = 0;          // 429: over its client key's rate or concurrency limit
   // Gauges: what the limits hold now.
   int64_t body_memory_bytes = 0;  // request bodies reserved in memory (server.max_body_memory)
   int open_connections = 0;       // client connections to the gateway (server.max_connections)
@@ -108,6 +113,9 @@ class Gateway {
   // Where the gateway tells what an operator should know (bad requests, exceptions, fd
   // exhaustion; rate-limited). Called on gateway threads. Set before start().
   void set_log(std::function<void(const std::string&)> log);
+  // With server.client_auth: keys, the keys every gateway request must carry (`keys` must
+  // outlive the Gateway; its changes take effect at once). Set before start().
+  void set_client_keys(const auth::ClientKeyRing* keys);
 
  private:
   struct Impl;

@@ -84,6 +84,9 @@ struct RequestInfo {
   bool in_trailer = false;       // the head is done: fields now are the trailer's
   int64_t trailer_bytes = 0;
   bool trailer_over = false;  // the trailer (or a chunk header) passed max_trailer_bytes: 431
+  // Authorization is the gateway's (a client key): kept in `authorization`, not forwarded.
+  // Set by the connection, kept by clear().
+  bool own_authorization = false;
   RequestInfo() = default;
   RequestInfo(const RequestInfo&) = delete;
   RequestInfo& operator=(const RequestInfo&) = delete;
@@ -159,6 +162,7 @@ class RequestParser final : public http::basic_parser<true> {
       }
     } else if (f == http::field::authorization) {
       r_.authorization.assign(value.data(), value.size());
+      if (r_.own_authorization) return;
     } else if (f == http::field::expect) {
       // The gateway reads the whole body before it picks a replica: it says 100 Continue itself.
       if (beast::iequals(value, "100-continue")) r_.expect_continue = true;

@@ -44,6 +44,20 @@ TEST(RequestParser, KeepsTheRequestLineEndpointAuthorizationAndEndToEndFields) {
   }
 }
 
+TEST(RequestParser, AClientKeyIsKeptForTheGatewayAndNotForwarded) {
+  const std::string raw =
+      "POST /v1/completions HTTP/1.1\r\nAuthorization: Bearer sk-tide-1\r\nX-A: b\r\n"
+      "Content-Length: 0\r\n\r\n";
+  RequestInfo info;
+  info.own_authorization = true;                   // server.client_auth: keys
+  for (int request = 0; request < 2; ++request) {  // kept from request to request
+    RequestParser parser(info, kNoSticky, 16 * 1024);
+    EXPECT_FALSE(feed(parser, raw, raw.size()));
+    EXPECT_EQ(info.authorization, "Bearer sk-tide-1");
+    EXPECT_EQ(info.fields, "X-A: b\r\n");
+  }
+}
+
 TEST(RequestParser, DecodesAChunkedBody) {
   const std::string raw =
       "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"

@@ -102,6 +102,7 @@ struct AdminApi::Impl {
         api_token(p.api_token),
         endpoints(p.endpoints),
         route_api(&p.route_api),
+        keys(p.keys),
         wall(p.wall),
         find_endpoint(std::move(p.find_endpoint)),
         metrics(std::move(p.metrics)),
@@ -114,6 +115,7 @@ struct AdminApi::Impl {
   const std::string& api_token;
   const std::vector<std::unique_ptr<control::LiveEndpoint>>& endpoints;
   RouteApi* route_api;
+  KeysApi& keys;
   const WallClock& wall;
   std::function<control::LiveEndpoint*(std::string_view)> find_endpoint;
   std::function<std::string()> metrics;
@@ -230,8 +232,10 @@ struct AdminApi::Impl {
   }
 
   // Bearer-token check: nothing when allowed, else the 401 to send.
-  std::optional<gateway::ApiResponse> refuse_unauthorized(const gateway::ApiRequest& req) {
-    if (config.server.public_read && (req.method == "GET" || req.method == "HEAD"))
+  // `reads_public`: GET and HEAD are open with server.public_read.
+  std::optional<gateway::ApiResponse> refuse_unauthorized(const gateway::ApiRequest& req,
+                                                          bool reads_public = true) {
+    if (reads_public && config.server.public_read && (req.method == "GET" || req.method == "HEAD"))
       return std::nullopt;
     constexpr std::string_view kBearer = "Bearer ";
     std::string_view given = req.authorization;
@@ -356,6 +360,11 @@ struct AdminApi::Impl {
                                   clip(next.name))});
     if (auto problems = check_for_serving(next, "body"); !problems.empty())
       return invalid(std::move(problems));
+    std::vector<const config::EndpointSpec*> others;
+    for (const auto& other : endpoints) others.push_back(&other->spec());
+    if (auto clash = config::model_clash(next, others))
+      return invalid(
+          {fmt::format("body.models: {}; a model may be listed by one endpoint only", *clash)});
     config::EndpointSpec runnable = next;
     expand_tide_path(runnable);
     if (std::string why = ep.reconfigure(runnable); !why.empty())
@@ -379,6 +388,10 @@ struct AdminApi::Impl {
     if (path == "/metrics") {
       if (req.method != "GET") return error(405, "method_not_allowed", "only GET");
       return {200, "text/plain; version=0.0.4; charset=utf-8", metrics()};
+    }
+    if (path.starts_with("/v1/keys")) {
+      if (auto denied = refuse_unauthorized(req, /*reads_public=*/false)) return *denied;
+      if (auto r = keys.handle(req)) return std::move(*r);
     }
     if (auto denied = refuse_unauthorized(req)) return *denied;
     if (path == "/v1/events") {

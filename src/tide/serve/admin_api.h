@@ -5,6 +5,8 @@
 //   PUT  /v1/endpoints/{name}       a new configuration, validated and applied at once
 //   GET  /v1/endpoints/{name}/history, /v1/endpoints/{name}/decisions   from the state file
 //   GET  /v1/events                 the event stream (Server-Sent Events)
+//   POST, GET /v1/keys, DELETE /v1/keys/{name}   the gateway's client keys (KeysApi, keys_api.h;
+//                                   always behind the token, public_read or not)
 //   two-step routing and the agents' paths: handed to RouteApi (route_api.h)
 //
 // Everything but /healthz, the dashboard, the two-step paths and (where server.metrics_auth
@@ -21,6 +23,7 @@
 #include "tide/config/config.h"
 #include "tide/control/live_endpoint.h"
 #include "tide/gateway/gateway.h"
+#include "tide/serve/keys_api.h"
 #include "tide/serve/route_api.h"
 #include "tide/serve/serve.h"
 #include "tide/serve/wall_clock.h"
@@ -39,6 +42,7 @@ class AdminApi {
     const std::string& api_token;
     const std::vector<std::unique_ptr<control::LiveEndpoint>>& endpoints;
     RouteApi& route_api;
+    KeysApi& keys;
     const WallClock& wall;
     std::function<control::LiveEndpoint*(std::string_view)> find_endpoint;
     std::function<std::string()> metrics;  // the /metrics text

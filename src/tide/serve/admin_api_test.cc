@@ -46,6 +46,9 @@ struct Fixture {
   std::string token = "test-token";
   std::vector<std::unique_ptr<control::LiveEndpoint>> endpoints;
   std::unique_ptr<RouteApi> route_api;
+  auth::ClientKeyRing ring;
+  KeysApi keys{*store, ring, [] { return 1'700'000'100.0; },
+               [] { return std::vector<std::string>{"chat"}; }};
   std::unique_ptr<AdminApi> api;
 
   Fixture() {
@@ -61,6 +64,7 @@ struct Fixture {
                         .api_token = token,
                         .endpoints = endpoints,
                         .route_api = *route_api,
+                        .keys = keys,
                         .wall = wall,
                         .find_endpoint = [this](std::string_view name) -> control::LiveEndpoint* {
                           return name == "chat" ? endpoints[0].get() : nullptr;
@@ -69,7 +73,11 @@ struct Fixture {
   }
 
   gateway::ApiResponse get(const std::string& target, bool with_token = true) {
-    return api->handle({"GET", target, "", with_token ? "Bearer " + token : ""});
+    return call("GET", target, "", with_token);
+  }
+  gateway::ApiResponse call(const std::string& method, const std::string& target,
+                            const std::string& body = {}, bool with_token = true) {
+    return api->handle({method, target, body, with_token ? "Bearer " + token : ""});
   }
 };
 
@@ -114,6 +122,74 @@ TEST(AdminApi, AStoredDecisionComesBackWithEveryInput) {
   EXPECT_EQ(list[0]["ready"], 1);
   EXPECT_EQ(list[0]["starting"], 1);
   EXPECT_EQ(list[0]["utilization"].get<double>(), 0.875);
+}
+
+TEST(AdminApi, KeysAreAddedShownOnceListedWithoutThemAndRevokedAtOnce) {
+  Fixture f;
+  f.config.server.public_read = true;  // keys stay behind the token all the same
+  EXPECT_EQ(f.call("POST", "/v1/keys", R"({"name": "alice"})", false).status, 401);
+  EXPECT_EQ(f.get("/v1/keys", false).status, 401);
+  const auto added = f.call("POST", "/v1/keys", R"({"name": "alice", "endpoints": ["chat"]})");
+  ASSERT_EQ(added.status, 201) << added.body;
+  const json a = json::parse(added.body);
+  const std::string key = a["key"];
+  EXPECT_TRUE(key.starts_with("sk-tide-")) << key;
+  EXPECT_EQ(a["endpoints"], json::array({"chat"}));
+  EXPECT_EQ(a["created"], 1'700'000'100.0);
+  // The ring has it; the list and the state file have its name, never the key.
+  ASSERT_TRUE(f.ring.find("Bearer " + key));
+  const auto listed = f.get("/v1/keys");
+  ASSERT_EQ(listed.status, 200);
+  EXPECT_EQ(listed.body.find(key), std::string::npos);
+  EXPECT_EQ(json::parse(listed.body)["keys"][0]["name"], "alice");
+  EXPECT_EQ(f.store->client_keys()[0].digest, auth::client_key_digest(key));
+  // Names are unique, checked, and endpoints must exist.
+  EXPECT_EQ(f.call("POST", "/v1/keys", R"({"name": "alice"})").status, 409);
+  EXPECT_EQ(f.call("POST", "/v1/keys", R"({"name": "a b"})").status, 400);
+  EXPECT_EQ(f.call("POST", "/v1/keys", R"({"name": "bob", "endpoints": ["nope"]})").status, 400);
+  EXPECT_EQ(f.call("POST", "/v1/keys", "not json").status, 400);
+  // Limits: a rate > 0, a whole concurrency >= 1; shown in the list.
+  for (const char* bad :
+       {R"({"name": "c", "rate": 0})", R"({"name": "c", "rate": "fast"})",
+        R"({"name": "c", "concurrency": 1.5})", R"({"name": "c", "concurrency": 0})"})
+    EXPECT_EQ(f.call("POST", "/v1/keys", bad).status, 400) << bad;
+  const auto limited =
+      f.call("POST", "/v1/keys", R"({"name": "c", "rate": 2.5, "concurrency": 3})");
+  ASSERT_EQ(limited.status, 201) << limited.body;
+  EXPECT_EQ(json::parse(limited.body)["rate"], 2.5);
+  const json keys = json::parse(f.get("/v1/keys").body)["keys"];
+  EXPECT_EQ(keys[1]["name"], "c");
+  EXPECT_EQ(keys[1]["concurrency"], 3);
+  EXPECT_TRUE(keys[0]["rate"].is_null());
+  // Revoked: gone from the ring before the answer.
+  EXPECT_EQ(f.call("DELETE", "/v1/keys/alice").status, 200);
+  EXPECT_FALSE(f.ring.find("Bearer " + key));
+  EXPECT_EQ(f.call("DELETE", "/v1/keys/alice").status, 404);
+  EXPECT_EQ(f.call("PUT", "/v1/keys/alice").status, 405);
+}
+
+TEST(AdminApi, PutRefusesAModelAnotherEndpointServes) {
+  Fixture f;
+  config::EndpointSpec other = f.config.endpoints[0];
+  other.name = "code";
+  other.models = {"qwen"};
+  f.endpoints.push_back(std::make_unique<control::LiveEndpoint>(other, f.provisioner, f.clock,
+                                                                [](const std::string&) {}));
+  const std::string body =
+      "{name: chat, models: [chat, qwen], groups: [{name: local, max_replicas: 1, provisioner: "
+      "{kind: local, command: [/bin/sleep, \"{port}\"]}}]}";
+  const auto r = f.call("PUT", "/v1/endpoints/chat", body);
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(r.body.find(R"(body.models: model \"qwen\" is served by endpoint \"code\" already)"),
+            std::string::npos)
+      << r.body;
+  // Without the clash the same change is applied.
+  const auto ok = f.call(
+      "PUT", "/v1/endpoints/chat",
+      "{name: chat, models: [chat, llama], groups: [{name: local, max_replicas: 1, provisioner: "
+      "{kind: local, command: [/bin/sleep, \"{port}\"]}}]}");
+  EXPECT_EQ(ok.status, 200) << ok.body;
+  EXPECT_TRUE(config::serves_model(f.endpoints[0]->spec(), "llama"));
 }
 
 }  // namespace

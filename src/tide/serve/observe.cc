@@ -188,6 +188,23 @@ void replica_metrics(PrometheusText& p, const MetricsInput& in) {
                   [](const G& g, const S&) { return g.status.rerouted; });
 }
 
+// Per client key name: its requests, and those its limits refused (429).
+void client_key_metrics(PrometheusText& p, const MetricsInput& in) {
+  if (in.client_keys.empty()) return;
+  p.family("tide_client_key_requests_total", "counter",
+           "Gateway requests that carried a valid client API key, by the key's name.");
+  for (const auto& k : in.client_keys) {
+    const std::array<Label, 1> l{{{"key", k.name}}};
+    p.sample("tide_client_key_requests_total", l, k.requests);
+  }
+  p.family("tide_client_key_limited_total", "counter",
+           "Of those, the requests the key's rate or concurrency limit refused (429).");
+  for (const auto& k : in.client_keys) {
+    const std::array<Label, 1> l{{{"key", k.name}}};
+    p.sample("tide_client_key_limited_total", l, k.limited);
+  }
+}
+
 // The gateway's own counters, start time, build and the process's figures.
 void gateway_and_process_metrics(PrometheusText& p, const MetricsInput& in) {
   const gateway::GatewayCounters& c = in.gateway;
@@ -211,7 +228,7 @@ void gateway_and_process_metrics(PrometheusText& p, const MetricsInput& in) {
   p.family("tide_gateway_errors_total", "counter",
            "Errors the gateway handled, by kind (refusals of requests routed to a group are in "
            "tide_requests_total).");
-  const std::array<std::pair<std::string_view, uint64_t>, 8> errors{{
+  const std::array<std::pair<std::string_view, uint64_t>, 10> errors{{
       {"bad_request", c.bad_requests},
       {"unknown_endpoint", c.not_found_404},
       {"client_disconnect", c.client_disconnects},
@@ -220,11 +237,14 @@ void gateway_and_process_metrics(PrometheusText& p, const MetricsInput& in) {
       {"body_memory", c.body_memory_refused},
       {"fd_exhausted", c.fd_exhausted},
       {"internal", c.internal_errors},
+      {"unauthorized", c.unauthorized},
+      {"key_limit", c.key_limited},
   }};
   for (const auto& [kind, n] : errors) {
     const std::array<Label, 1> l{{{"kind", kind}}};
     p.sample("tide_gateway_errors_total", l, n);
   }
+  client_key_metrics(p, in);
   p.family("tide_start_time_seconds", "gauge", "When tide serve started, in Unix seconds.");
   p.sample("tide_start_time_seconds", {}, in.start_time_s);
   p.family("tide_build_info", "gauge", "Always 1; the labels say what this tide was built from.");

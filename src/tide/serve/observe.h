@@ -13,6 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tide/auth/client_keys.h"
 #include "tide/common/histogram.h"
 #include "tide/common/process_stats.h"
 #include "tide/common/time.h"
@@ -29,6 +30,7 @@ struct MetricsInput {
   };
   std::vector<Endpoint> endpoints;
   gateway::GatewayCounters gateway;
+  std::vector<auth::ClientKeyRing::Counts> client_keys;  // per client key name
   int active_requests = 0;
   double start_time_s = 0;              // Unix seconds
   std::optional<ProcessStats> process;  // process_* metrics; none where /proc is not there

@@ -75,6 +75,9 @@ TEST(Metrics, TextMatchesTheGoldenFile) {
   in.gateway.client_disconnects = 4;
   in.gateway.upstream_errors = 3;
   in.gateway.retries = 2;
+  in.gateway.unauthorized = 6;
+  in.gateway.key_limited = 3;
+  in.client_keys = {{"alice", 40, 3}, {"ci-bot", 9, 0}};
   in.active_requests = 11;
   in.start_time_s = 1700000000.5;
   in.process = ProcessStats{12.5, 3.5e7, 17};

@@ -13,9 +13,11 @@
 #include <cstdlib>
 #include <filesystem>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <thread>
 
+#include "tide/auth/client_keys.h"
 #include "tide/common/build_info.h"
 #include "tide/control/live_endpoint.h"
 #include "tide/gateway/gateway.h"
@@ -24,6 +26,7 @@
 #include "tide/serve/admin_api.h"
 #include "tide/serve/api_token.h"
 #include "tide/serve/check.h"
+#include "tide/serve/keys_api.h"
 #include "tide/serve/observe.h"
 #include "tide/serve/route_api.h"
 #include "tide/serve/wall_clock.h"
@@ -69,6 +72,8 @@ struct Server::Impl {
   bool stopping = false;  // control thread only
   Time started{};
   std::unique_ptr<AdminApi> admin;  // the admin API (admin_api.h)
+  auth::ClientKeyRing client_keys;  // the gateway's, checked with server.client_auth: keys
+  std::unique_ptr<KeysApi> keys_api;
 
   // server.api_token, else TIDE_API_TOKEN, else the state file's, else a new one (printed once).
   void resolve_api_token() {
@@ -107,6 +112,13 @@ struct Server::Impl {
       if (rows.back().source != "api") continue;
       try {
         config::EndpointSpec changed = config::parse_endpoint(rows.back().text, "stored");
+        if (auto clash = model_clash_with_others(changed)) {
+          log(
+              fmt::format("endpoint {}: the configuration set through the API lists a model the "
+                          "file gives another endpoint now ({}); using the file's",
+                          spec.name, *clash));
+          continue;
+        }
         log(
             fmt::format("endpoint {}: running the configuration set through the API at {:.0f} "
                         "(the file's is unchanged since)",
@@ -122,6 +134,12 @@ struct Server::Impl {
     store->flush();
   }
 
+  std::optional<std::string> model_clash_with_others(const config::EndpointSpec& e) const {
+    std::vector<const config::EndpointSpec*> others;
+    for (const auto& spec : config.endpoints) others.push_back(&spec);
+    return config::model_clash(e, others);
+  }
+
   void log(const std::string& line) {
     std::lock_guard lock(log_mu);
     if (options.log) {
@@ -135,6 +153,7 @@ struct Server::Impl {
     MetricsInput in;
     for (auto& ep : endpoints) in.endpoints.push_back({&ep->spec(), ep->view(0)});
     in.gateway = gateway->counters();
+    in.client_keys = client_keys.request_counts();
     in.active_requests = gateway->active_requests();
     in.start_time_s = wall.seconds(started);
     in.process = read_process_stats();
@@ -415,6 +434,14 @@ Server::Server(const config::Config& config, ServeOptions options)
       return impl_->route_api->replica_secret(name, id);
     });
   }
+  m.keys_api = std::make_unique<KeysApi>(
+      *m.store, m.client_keys, [this] { return impl_->wall.seconds(impl_->clock.now()); },
+      [this] {
+        std::vector<std::string> names;
+        for (const auto& ep : impl_->endpoints) names.push_back(ep->spec().name);
+        return names;
+      });
+  m.keys_api->load();
   m.admin = std::make_unique<AdminApi>(AdminApi::Parts{
       .config = m.config,
       .options = m.options,
@@ -423,6 +450,7 @@ Server::Server(const config::Config& config, ServeOptions options)
       .api_token = m.api_token,
       .endpoints = m.endpoints,
       .route_api = *m.route_api,
+      .keys = *m.keys_api,
       .wall = m.wall,
       .find_endpoint = [this](std::string_view name) { return impl_->find_endpoint(name); },
       .metrics = [this] { return impl_->metrics(); }});
@@ -430,6 +458,13 @@ Server::Server(const config::Config& config, ServeOptions options)
       m.config.server, eps, ctxs,
       [this](const gateway::ApiRequest& r) { return impl_->admin->handle(r); });
   m.gateway->set_log([this](const std::string& line) { impl_->log("gateway: " + line); });
+  if (m.config.server.client_auth == config::ServerSpec::ClientAuth::kKeys) {
+    m.gateway->set_client_keys(&m.client_keys);
+    m.log(
+        fmt::format("client_auth: keys: the gateway wants one of the {} client keys of the state "
+                    "file (`tide keys add NAME` adds one)",
+                    m.store->client_keys().size()));
+  }
 }
 
 Server::~Server() {

@@ -46,6 +46,10 @@ CREATE TABLE IF NOT EXISTS samples(
   draining INTEGER NOT NULL, queued INTEGER NOT NULL, in_flight INTEGER NOT NULL,
   requests INTEGER NOT NULL, p50 REAL NOT NULL, p95 REAL NOT NULL, p99 REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS samples_by_time ON samples(endpoint, time);
+CREATE TABLE IF NOT EXISTS client_keys(
+  name TEXT PRIMARY KEY, digest TEXT NOT NULL, endpoints TEXT NOT NULL, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS client_key_limits(
+  name TEXT PRIMARY KEY, rate REAL NOT NULL, concurrency INTEGER NOT NULL);
 )sql";
 
 // kMigrations[v - 1] takes a file of schema version v to v + 1 (the tables exist: kSchema made
@@ -424,6 +428,82 @@ void Store::set_meta(std::string key, std::string value) {
     Stmt s(db, "INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)");
     s.bind(key).bind(value).run();
   });
+}
+
+namespace {
+
+// A client key's endpoints as one column: names joined by commas (names have none).
+std::string join_endpoints(const std::vector<std::string>& endpoints) {
+  std::string out;
+  for (const auto& e : endpoints) out += (out.empty() ? "" : ",") + e;
+  return out;
+}
+
+std::vector<std::string> split_endpoints(const std::string& text) {
+  std::vector<std::string> out;
+  for (size_t at = 0; at < text.size();) {
+    const size_t comma = std::min(text.find(',', at), text.size());
+    out.push_back(text.substr(at, comma - at));
+    at = comma + 1;
+  }
+  return out;
+}
+
+}  // namespace
+
+void Store::write_now(const char* what, const std::function<void()>& queue) {
+  const uint64_t errors = write_errors();
+  queue();
+  flush();
+  if (write_errors() != errors)
+    throw StoreError(fmt::format("state file {}: could not {}", impl_->path, what));
+}
+
+void Store::put_client_key(ClientKeyRow row) {
+  write_now("store the client key", [&] {
+    impl_->push([row = std::move(row)](Db& db) {
+      Stmt s(db,
+             "INSERT OR REPLACE INTO client_keys(name, digest, endpoints, created) "
+             "VALUES(?,?,?,?)");
+      s.bind(row.name).bind(row.digest).bind(join_endpoints(row.endpoints)).bind(row.created).run();
+      Stmt limits(db,
+                  "INSERT OR REPLACE INTO client_key_limits(name, rate, concurrency) "
+                  "VALUES(?,?,?)");
+      limits.bind(row.name).bind(row.rate).bind(row.concurrency).run();
+    });
+  });
+}
+
+bool Store::delete_client_key(const std::string& name) {
+  {
+    std::lock_guard lock(impl_->read_mu);
+    Stmt s(*impl_->reader_db, "SELECT 1 FROM client_keys WHERE name = ?");
+    s.bind(name);
+    if (!s.step()) return false;
+  }
+  write_now("delete the client key", [&] {
+    impl_->push([name](Db& db) {
+      Stmt s(db, "DELETE FROM client_keys WHERE name = ?");
+      s.bind(name).run();
+      Stmt limits(db, "DELETE FROM client_key_limits WHERE name = ?");
+      limits.bind(name).run();
+    });
+  });
+  return true;
+}
+
+std::vector<ClientKeyRow> Store::client_keys() {
+  std::lock_guard lock(impl_->read_mu);
+  Stmt s(*impl_->reader_db,
+         "SELECT k.name, k.digest, k.endpoints, k.created, IFNULL(l.rate, 0), "
+         "IFNULL(l.concurrency, 0) FROM client_keys k LEFT JOIN client_key_limits l "
+         "ON l.name = k.name ORDER BY k.name");
+  std::vector<ClientKeyRow> out;
+  while (s.step()) {
+    out.push_back({s.text(0), s.text(1), split_endpoints(s.text(2)), s.real(3), s.real(4),
+                   static_cast<int>(s.integer(5))});
+  }
+  return out;
 }
 
 void Store::compact(double now, Retention retention) {

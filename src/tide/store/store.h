@@ -70,6 +70,16 @@ struct ConfigRow {
   std::string text;    // the endpoint's YAML (or JSON) as given
 };
 
+// A client API key of the gateway as the state file keeps it: never the key, only its SHA-256.
+struct ClientKeyRow {
+  std::string name;
+  std::string digest;                  // lower-case hex SHA-256 of the key
+  std::vector<std::string> endpoints;  // empty: every endpoint
+  double created = 0;
+  double rate = 0;      // requests per second; 0: no limit
+  int concurrency = 0;  // requests in flight; 0: no limit
+};
+
 struct Retention {
   double downsample_after_s = 6 * 3600.0;  // samples older than this are merged ...
   double downsample_step_s = 60;           // ... into one row per group per this span
@@ -94,6 +104,11 @@ class Store {
   void add_samples(std::vector<SampleRow> rows);
   void add_config(ConfigRow row);
   void set_meta(std::string key, std::string value);
+  // Client keys are committed before these return (a key is kept before anyone is shown it, and
+  // a revoked one is gone from the file when its DELETE is answered). Inserts or replaces by
+  // name; delete_client_key says whether there was such a key.
+  void put_client_key(ClientKeyRow row);
+  bool delete_client_key(const std::string& name);
   // Downsamples and deletes by `retention`, relative to `now`.
   void compact(double now, Retention retention);
   // Waits until every write queued before the call is committed.
@@ -109,6 +124,8 @@ class Store {
   std::vector<ReplicaRow> replicas(const std::string& endpoint);
   // The highest replica id ever used by the endpoint (0: none).
   uint64_t max_replica_id(const std::string& endpoint);
+  // Every client key, by name.
+  std::vector<ClientKeyRow> client_keys();
   // The endpoint's configuration changes, oldest first.
   std::vector<ConfigRow> configs(const std::string& endpoint);
   // Decisions with from <= time < to, newest last; at most `limit` (the newest ones).
@@ -122,6 +139,8 @@ class Store {
  private:
   struct Impl;
   explicit Store(std::unique_ptr<Impl> impl);
+  // Calls `queue` (which queues writes), waits for their commit; StoreError when one failed.
+  void write_now(const char* what, const std::function<void()>& queue);
   std::unique_ptr<Impl> impl_;
 };
 

@@ -297,5 +297,28 @@ TEST_F(StoreTest, AnUnusableFileIsAClearError) {
   EXPECT_THROW(Store::open(file()), StoreError);
 }
 
+TEST_F(StoreTest, ClientKeysAreCommittedAtOnceAndSurviveAReopen) {
+  {
+    auto store = Store::open(file());
+    store->put_client_key({"alice", std::string(64, 'a'), {}, 10});
+    store->put_client_key({"bob", std::string(64, 'b'), {"chat", "code"}, 11, 2.5, 3});
+    const auto keys = store->client_keys();
+    ASSERT_EQ(keys.size(), 2u);
+    EXPECT_EQ(keys[1].name, "bob");
+    EXPECT_EQ(keys[1].endpoints, (std::vector<std::string>{"chat", "code"}));
+    EXPECT_TRUE(keys[0].endpoints.empty());
+    EXPECT_TRUE(store->delete_client_key("alice"));
+    EXPECT_FALSE(store->delete_client_key("alice"));
+  }
+  auto store = Store::open(file());
+  const auto keys = store->client_keys();
+  ASSERT_EQ(keys.size(), 1u);
+  EXPECT_EQ(keys[0].name, "bob");
+  EXPECT_EQ(keys[0].digest, std::string(64, 'b'));
+  EXPECT_EQ(keys[0].created, 11);
+  EXPECT_EQ(keys[0].rate, 2.5);
+  EXPECT_EQ(keys[0].concurrency, 3);
+}
+
 }  // namespace
 }  // namespace tide::store
