@@ -229,7 +229,7 @@ std::string svg_chart(const std::string& title, const std::string& unit,
         axes.integer_y ? fmt::format("{:.0f}", v) : fmt::format("{:.3g}{}", v, unit);
     svg += fmt::format(
         "<line x1=\"{}\" x2=\"{}\" y1=\"{:.1f}\" y2=\"{:.1f}\" class=\"grid\"/>"
-        "<text x=\"{}\" y=\"{:.1f}\" class=\"axis\" text-anchor=\"end\">{}</text>",
+        "<text x=\"{}\" y=\"{:.1f}\" class=\"axis ytick\" text-anchor=\"end\">{}</text>",
         left, w - right, y(v), y(v), left - 4, y(v) + 4, label);
   }
   for (int i = 0; i <= 6; ++i) {
