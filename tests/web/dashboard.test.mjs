@@ -37,10 +37,10 @@ test('live charts, decisions and the group comparison show data from a real run'
 
   // 32 requests over 4 s: both groups scale up from zero, serve, and decide with reasons.
   const sent = sendRequests(tide.gateway, 32, 125);
-  // While requests are held or in service, a card reads a non-zero req/s (arrivals, not only
-  // answers ended: the first ones wait out a 1 s cold start).
-  const busy = await eventually(() => page.evaluate(busyCardRate), 20, 'req/s > 0 on a card with requests in flight');
-  assert.ok(busy.rps > 0 && busy.present > 0, JSON.stringify(busy));
+  // While requests are held or in service, before any has ended (the first wait out a 1 s cold
+  // start and take 700 ms), a card reads a non-zero req/s: arrivals, not answers ended.
+  const busy = await eventually(() => page.evaluate(busyCardRate), 20, 'req/s > 0 on a card with requests in flight, none ended');
+  assert.ok(busy.rps > 0 && busy.present > 0 && busy.ended === 0, JSON.stringify(busy));
   const statuses = await sent;
   assert.deepEqual(statuses, Array(32).fill(200), tide.log());
 
@@ -185,13 +185,16 @@ async function historyHasLatency() {
   return h.groups.some((g) => g.name === 'a100' && g.points.some((p) => p.latency_p50_s != null));
 }
 
-// In the page: the first card with requests held or in flight and its req/s, if above zero.
+// In the page: the first card with requests held or in flight, none of its group's ended yet,
+// and its req/s above zero.
 function busyCardRate() {
+  const groups = window.tide.snapshot?.groups ?? [];
   for (const card of document.querySelectorAll('#cards .card')) {
     const field = (k) => Number(card.querySelector(`dd[data-field="${k}"]`)?.textContent.replace(/,/g, ''));
     const present = field('queued') + field('in flight');
     const rps = field('req/s');
-    if (present > 0 && rps > 0) return { group: card.dataset.group, present, rps };
+    const ended = groups.find((g) => g.name === card.dataset.group)?.stats.requests;
+    if (present > 0 && rps > 0 && ended === 0) return { group: card.dataset.group, present, rps, ended };
   }
   return null;
 }
