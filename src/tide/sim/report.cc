@@ -123,18 +123,23 @@ struct YScale {
   std::vector<double> ticks;
   double max = 1;  // the top of the plot, a little above the last tick
 };
+// About four steps of 1, 2 or 5 times a power of ten: 0, 50, 100, 150 rather than 43.9, 87.8;
+// whole numbers up to 10 as they are (0, 3, 6, 9 replicas).
+double tick_step(double span, bool integer) {
+  const double raw = span / 4;
+  if (integer && raw <= 10) return std::max(1.0, std::ceil(raw));
+  const double power = std::pow(10.0, std::floor(std::log10(raw)));
+  const double f = raw / power;
+  return (f <= 1 ? 1 : f <= 2 ? 2 : f <= 5 ? 5 : 10) * power;
+}
+
 YScale y_scale(double ymin, double ymax, bool integer) {
   if (ymax <= ymin) ymax = ymin + 1;
+  const double step = tick_step(ymax - ymin, integer);
+  const int n = static_cast<int>(std::ceil((ymax - ymin) / step - 1e-9));
   YScale s;
-  if (integer) {
-    const double step = std::max(1.0, std::ceil((ymax - ymin) / 4));
-    const double n = std::ceil((ymax - ymin) / step);
-    for (int i = 0; i <= static_cast<int>(n); ++i) s.ticks.push_back(ymin + step * i);
-    ymax = ymin + step * n;
-  } else {
-    for (int i = 0; i <= 4; ++i) s.ticks.push_back(ymin + (ymax - ymin) * i / 4);
-  }
-  s.max = ymin + (ymax - ymin) * 1.08;
+  for (int i = 0; i <= n; ++i) s.ticks.push_back(ymin + step * i);
+  s.max = ymin + step * n * 1.08;
   return s;
 }
 
