@@ -1,10 +1,12 @@
 // The dashboard in a real browser (Debian's chromium, headless, via playwright-core) against a
 // real `tide serve` with demo-model replicas and real requests: the page loads, the live charts
 // get points from the run, decisions and the comparison of groups show, the history and config
-// views work, and a token is sent as a bearer header. Saves a screenshot as a test artifact.
+// views work, and a token is sent as a bearer header; legends show numbers, req/s is non-zero
+// while requests are held or in flight, and a page opened after the run draws the latency from
+// the history. Saves screenshots as test artifacts (dashboard.png, dashboard-first-load.png).
 //
 // Env: TIDE_BIN (the tide binary, whose share/tide/web holds the built dashboard),
-// ARTIFACT_DIR (where dashboard.png goes), CHROMIUM (default /usr/bin/chromium).
+// ARTIFACT_DIR (where the screenshots go), CHROMIUM (default /usr/bin/chromium).
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
