@@ -196,6 +196,35 @@ TEST(Cli, CompareWritesOneRowPerPolicyAndTheReportFiles) {
   fs::remove_all(out);
 }
 
+// The report's pictures (also seen in Chromium by tests/web/report.test.mjs): the runs overlaid
+// on one scale above the per-run charts, the warm-up shaded, replica axes on whole numbers, and
+// the table with every column the terminal prints.
+TEST(Cli, ReportOverlaysTheRunsShadesTheWarmupAndHasTheCliColumns) {
+  const fs::path out = temp_dir("report");
+  const Result r = run("sim --config " + demo() +
+                       " --synthetic bursts --rate 4 --duration 40m --warmup 5m --compare "
+                       "tide,hf,viewcomfy --no-progress --out " +
+                       out.string());
+  ASSERT_EQ(r.status, 0) << r.out;
+  std::ifstream html(out / "report.html");
+  const std::string page((std::istreambuf_iterator<char>(html)), std::istreambuf_iterator<char>());
+  const size_t overlay = page.find("id=\"overlay-replicas\"");
+  ASSERT_NE(overlay, std::string::npos);
+  EXPECT_NE(page.find("id=\"overlay-wait\""), std::string::npos);
+  EXPECT_LT(overlay, page.find("<h2 id=\"tide\">"));  // above the per-run charts
+  // 5m of 40m shaded, on the overlay too: 1/8 of the 840 px plot.
+  const size_t shade = page.find("<rect class=\"warmup\"", overlay);
+  ASSERT_NE(shade, std::string::npos);
+  const std::string rect = page.substr(shade, page.find('>', shade) - shade);
+  EXPECT_NE(rect.find("x=\"50.0\""), std::string::npos) << rect;
+  EXPECT_NE(rect.find("width=\"105.0\""), std::string::npos) << rect;
+  EXPECT_EQ(page.find("text-anchor=\"end\">2.75<"), std::string::npos);
+  EXPECT_NE(page.find("text-anchor=\"end\">2<"), std::string::npos);
+  for (const char* column : {"requests", "replica-h", "req/rep-h", "SLO met", "reversals"})
+    EXPECT_NE(page.find(std::string("<th>") + column + "</th>"), std::string::npos) << column;
+  fs::remove_all(out);
+}
+
 TEST(Cli, CompareEndsWithTheReferenceRowsInTheTableTheCsvAndTheReport) {
   const fs::path out = temp_dir("reference");
   const Result r = run("sim --config " + demo() +

@@ -1,10 +1,12 @@
 // The dashboard in a real browser (Debian's chromium, headless, via playwright-core) against a
 // real `tide serve` with demo-model replicas and real requests: the page loads, the live charts
 // get points from the run, decisions and the comparison of groups show, the history and config
-// views work, and a token is sent as a bearer header. Saves a screenshot as a test artifact.
+// views work, and a token is sent as a bearer header; legends show numbers, req/s is non-zero
+// while requests are held or in flight, and a page opened after the run draws the latency from
+// the history. Saves screenshots as test artifacts (dashboard.png, dashboard-first-load.png).
 //
 // Env: TIDE_BIN (the tide binary, whose share/tide/web holds the built dashboard),
-// ARTIFACT_DIR (where dashboard.png goes), CHROMIUM (default /usr/bin/chromium).
+// ARTIFACT_DIR (where the screenshots go), CHROMIUM (default /usr/bin/chromium).
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -36,7 +38,12 @@ test('live charts, decisions and the group comparison show data from a real run'
   assert.equal(await page.textContent('#endpoints button.active'), 'chat');
 
   // 32 requests over 4 s: both groups scale up from zero, serve, and decide with reasons.
-  const statuses = await sendRequests(tide.gateway, 32, 125);
+  const sent = sendRequests(tide.gateway, 32, 125);
+  // While requests are held or in service, before any has ended (the first wait out a 1 s cold
+  // start and take 700 ms), a card reads a non-zero req/s: arrivals, not answers ended.
+  const busy = await eventually(() => page.evaluate(busyCardRate), 20, 'req/s > 0 on a card with requests in flight, none ended');
+  assert.ok(busy.rps > 0 && busy.present > 0 && busy.ended === 0, JSON.stringify(busy));
+  const statuses = await sent;
   assert.deepEqual(statuses, Array(32).fill(200), tide.log());
 
   await eventually(() => page.evaluate(() => window.tide.decisions.some((d) => d.to > d.from)), 20, 'a scale-up decision');
@@ -63,6 +70,13 @@ test('live charts, decisions and the group comparison show data from a real run'
   const cost = await page.textContent('#comparison tbody tr:first-child td:nth-child(15)');
   assert.match(cost, /^\$\d/);
 
+  // Legends carry numbers, never uPlot's "--": the latest values with the cursor off the chart,
+  // and again after it passed over one and left.
+  await assertLegendsShowNumbers(page, '#live-charts');
+  await page.hover('#live-charts .chart[data-kind="replicas"][data-group="a100"] .u-over');
+  await page.mouse.move(1, 1);
+  await assertLegendsShowNumbers(page, '#live-charts');
+
   mkdirSync(ARTIFACT_DIR, { recursive: true });
   await page.screenshot({ path: join(ARTIFACT_DIR, 'dashboard.png'), fullPage: true });
 
@@ -73,6 +87,29 @@ test('live charts, decisions and the group comparison show data from a real run'
   assert.deepEqual(groups, ['a100', 'l4']);
   assert.match(await page.textContent('#config-body .facts'), /split, weights a100: 50, l4: 50/);
   assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test('on first load the latency chart is drawn from the history the API keeps', { timeout: 60000 }, async () => {
+  // Runs after the first test: its 32 answers are in the state file's history. A new page has
+  // no live latency yet (the event stream's 10 s window starts with it).
+  await eventually(historyHasLatency, 20, 'a latency sample in the history (every 5 s)');
+  const loadedAt = Date.now() / 1000;
+  const page = await browser.newPage({ viewport: { width: 1500, height: 1100 } });
+  await page.goto(`${tide.api}/`);
+  const latency = '#live-charts .chart[data-kind="latency"][data-group="a100"]';
+  await page.waitForSelector(latency);
+  await eventually(async () => Number(await page.getAttribute(latency, 'data-points')) >= 1, 20, 'latency points on first load');
+  const older = await page.evaluate(
+    (t) => window.tide.live.get('a100').filter((p) => p.t <= t && p.latency_p50_s != null).length,
+    loadedAt,
+  );
+  assert.ok(older >= 1, 'latency points from before the page was opened');
+  // Drawn, not only held: the canvas has pixels of the p50 series' color.
+  await eventually(() => page.evaluate(coloredPixels, { selector: latency, rgb: [0x16, 0xa3, 0x4a] }), 20, 'p50 drawn on the canvas');
+  await assertLegendsShowNumbers(page, '#live-charts');
+  mkdirSync(ARTIFACT_DIR, { recursive: true });
+  await page.screenshot({ path: join(ARTIFACT_DIR, 'dashboard-first-load.png'), fullPage: true });
   await page.close();
 });
 
@@ -141,3 +178,54 @@ test('a token entered once is kept and sent as a bearer header, the event stream
   assert.equal(await page.evaluate(() => localStorage.getItem('tide.token')), 's3cret');
   await page.close();
 });
+
+// Whether GET /v1/endpoints/chat/history (real HTTP, as the dashboard asks) has a latency yet.
+async function historyHasLatency() {
+  const to = Math.floor(Date.now() / 1000); // as the page's backfill asks: samples before now
+  const r = await fetch(`${tide.api}/v1/endpoints/chat/history?from=${to - 900}&to=${to}&step=2`);
+  const h = await r.json();
+  return h.groups.some((g) => g.name === 'a100' && g.points.some((p) => p.latency_p50_s != null));
+}
+
+// In the page: the first card with requests held or in flight, none of its group's ended yet,
+// and its req/s above zero.
+function busyCardRate() {
+  const groups = window.tide.snapshot?.groups ?? [];
+  for (const card of document.querySelectorAll('#cards .card')) {
+    const field = (k) => Number(card.querySelector(`dd[data-field="${k}"]`)?.textContent.replace(/,/g, ''));
+    const present = field('queued') + field('in flight');
+    const rps = field('req/s');
+    const ended = groups.find((g) => g.name === card.dataset.group)?.stats.requests;
+    if (present > 0 && rps > 0 && ended === 0) return { group: card.dataset.group, present, rps, ended };
+  }
+  return null;
+}
+
+// In the page: whether the canvas of the chart at `selector` has pixels of color `rgb`.
+function coloredPixels({ selector, rgb }) {
+  const canvas = document.querySelector(`${selector} canvas`);
+  const { data } = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height);
+  let n = 0;
+  for (let i = 0; i < data.length; i += 4) {
+    if (Math.abs(data[i] - rgb[0]) < 8 && Math.abs(data[i + 1] - rgb[1]) < 8 && Math.abs(data[i + 2] - rgb[2]) < 8 && data[i + 3] > 200) n++;
+  }
+  return n > 0;
+}
+
+// Every legend value of every chart under `root` is a number (the time column: a time).
+async function assertLegendsShowNumbers(page, root) {
+  const legends = await page.$$eval(`${root} .chart`, (charts) =>
+    charts.map((c) => ({
+      kind: c.dataset.kind,
+      group: c.dataset.group,
+      values: [...c.querySelectorAll('.u-legend .u-series .u-value')].map((v) => v.textContent),
+    })),
+  );
+  assert.ok(legends.length >= 6, `charts: ${legends.length}`);
+  for (const { kind, group, values } of legends) {
+    assert.equal(values.length > 1, true, `${kind} ${group}: no legend values`);
+    const [time, ...series] = values;
+    assert.match(time, /\d/, `${kind} ${group}: legend time ${time}`);
+    for (const v of series) assert.match(v, /^-?\d+(\.\d+)?$/, `${kind} ${group}: legend ${JSON.stringify(values)}`);
+  }
+}

@@ -20,7 +20,8 @@ export async function eventually(cond, seconds, what = 'condition') {
 }
 
 // Starts `tide serve` on free ports with a config of two priced groups of demo-model replicas
-// (split 50/50), scaling from zero. Resolves to {gateway, api, stop(), log()}.
+// (split 50/50), scaling from zero. History is sampled every 5 s (the default), so a short burst
+// leaves its latency in one or two samples, as a user's first run does. Resolves to {gateway, api, stop(), log()}.
 export async function startTide(tideBin, extraArgs = []) {
   const dir = mkdtempSync(join(tmpdir(), 'tide-web-'));
   const group = (name, price) => `
@@ -38,7 +39,7 @@ export async function startTide(tideBin, extraArgs = []) {
   writeFileSync(
     join(dir, 'tide.yaml'),
     `server: {listen: 127.0.0.1:0, api: 127.0.0.1:0, api_token: web-test-token-0123456789, public_read: true}
-state: {path: "${join(dir, 'state.db')}", sample_interval: 1s}
+state: {path: "${join(dir, 'state.db')}", sample_interval: 5s}
 endpoints:
   - name: chat
     slo: {max_wait: 2s}

@@ -37,13 +37,39 @@ export const figures = [
   {
     kind: 'latency',
     title: 'Latency (s)',
+    // Latency exists only where requests were answered: marked points, so that a lone answer
+    // between idle spans shows too.
     series: [
-      { label: 'p50', field: 'latency_p50_s' },
-      { label: 'p95', field: 'latency_p95_s' },
-      { label: 'p99', field: 'latency_p99_s' },
+      { label: 'p50', field: 'latency_p50_s', marks: true },
+      { label: 'p95', field: 'latency_p95_s', marks: true },
+      { label: 'p99', field: 'latency_p99_s', marks: true },
     ],
   },
 ];
+
+// A legend value: the value under the cursor, or with the cursor off the chart the latest value
+// the series has (uPlot's default shows "--" there).
+function lastIndex(u, sidx) {
+  const values = u.data[sidx] ?? [];
+  for (let i = values.length - 1; i >= 0; i--) if (values[i] != null) return i;
+  return null;
+}
+
+export function fmtValue(v) {
+  if (v == null || Number.isNaN(v)) return '–';
+  return Number.isInteger(v) ? String(v) : v.toFixed(Math.abs(v) < 10 ? 3 : 1);
+}
+
+function legendValue(u, v, sidx, idx) {
+  if (idx != null) return fmtValue(v);
+  const last = lastIndex(u, sidx);
+  return last == null ? '–' : fmtValue(u.data[sidx][last]);
+}
+
+function legendTime(u, t, sidx, idx) {
+  const at = idx != null ? t : u.data[0][u.data[0].length - 1];
+  return at == null ? '–' : new Date(at * 1000).toLocaleTimeString();
+}
 
 function colorOf(s) {
   return s.color ?? palette[s.label] ?? palette[s.field] ?? '#6b7280';
@@ -71,7 +97,7 @@ export class Chart {
       scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(1, max * 1.1)] } },
       axes: [{}, { size: 44 }],
       series: [
-        {},
+        { value: legendTime },
         ...figure.series.map((s) => ({
           label: s.label,
           stroke: colorOf(s),
@@ -80,7 +106,8 @@ export class Chart {
           fill: s.fill ? colorOf(s) + '22' : undefined,
           paths: s.step ? stepped : undefined,
           spanGaps: false,
-          points: { show: false },
+          points: s.marks ? { show: true, size: 7, fill: colorOf(s) } : { show: false },
+          value: legendValue,
         })),
       ],
     };

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <array>
 #include <span>
 
@@ -312,7 +313,12 @@ json LiveWindow::recent(Time now, const control::EndpointView& view) {
   json groups = json::array();
   for (const control::GroupView& g : view.groups) {
     auto& samples = samples_[{view.name, g.name}];
-    samples.push_back({now, g.stats.latency, g.stats.requests()});
+    // Arrived: ended, or still here (held or in service). Its increase counts arrivals, so a
+    // burst reads as requests per second while it is held or served, not only once it ends.
+    const uint64_t arrived = g.stats.requests() +
+                             static_cast<uint64_t>(std::max(0, g.status.queued)) +
+                             static_cast<uint64_t>(std::max(0, g.status.in_flight));
+    samples.push_back({now, g.stats.latency, g.stats.requests(), arrived});
     // Keep the newest sample at or before now - span as the base of the window.
     while (samples.size() > 1 && samples[1].at <= now - span_) samples.pop_front();
     const Sample& base = samples.front();
@@ -320,6 +326,7 @@ json LiveWindow::recent(Time now, const control::EndpointView& view) {
     interval.subtract(base.latency);
     const double window = to_seconds(now - base.at);
     const uint64_t requests = g.stats.requests() - base.requests;
+    const uint64_t arrivals = arrived > base.arrived ? arrived - base.arrived : 0;
     auto q = [&](double quantile) -> json {
       if (interval.count() == 0) return nullptr;
       return interval.quantile(quantile);
@@ -327,7 +334,8 @@ json LiveWindow::recent(Time now, const control::EndpointView& view) {
     groups.push_back({{"name", g.name},
                       {"window_s", window},
                       {"requests", requests},
-                      {"rps", window > 0 ? static_cast<double>(requests) / window : 0.0},
+                      {"arrivals", arrivals},
+                      {"rps", window > 0 ? static_cast<double>(arrivals) / window : 0.0},
                       {"latency_p50_s", q(0.5)},
                       {"latency_p95_s", q(0.95)},
                       {"latency_p99_s", q(0.99)}});

@@ -60,8 +60,10 @@ class LiveWindow {
   explicit LiveWindow(Duration span = std::chrono::seconds(10)) : span_(span) {}
 
   // Per group of `view`, over the last `span` (or since the first call, if shorter):
-  // {"name", "window_s", "requests", "rps", "latency_p50_s", "latency_p95_s", "latency_p99_s"},
-  // the percentiles null when no request was answered.
+  // {"name", "window_s", "requests" (ended), "arrivals", "rps" (arrivals a second),
+  // "latency_p50_s", "latency_p95_s", "latency_p99_s"}, the percentiles null when no request
+  // was answered. Arrivals are the increase of ended + held + in service, so requests held
+  // through a cold start or still in service count from when they came.
   nlohmann::json recent(Time now, const control::EndpointView& view);
   // The decisions of `view` not returned before (on the first call, all that it holds).
   std::vector<DecisionRecord> new_decisions(const control::EndpointView& view);
@@ -71,6 +73,7 @@ class LiveWindow {
     Time at;
     LogLinearHistogram latency;
     uint64_t requests = 0;
+    uint64_t arrived = 0;  // ended + held + in service
   };
   Duration span_;
   std::map<std::pair<std::string, std::string>, std::deque<Sample>> samples_;  // endpoint, group

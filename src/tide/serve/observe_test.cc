@@ -166,6 +166,31 @@ TEST(LiveWindow, RecentLatencyCoversOnlyTheLastSpan) {
   }
 }
 
+// A burst held through a cold start or still in service reads as arrivals a second, not 0.0
+// until its answers end.
+TEST(LiveWindow, RequestsPerSecondCountsArrivalsStillHeldOrInService) {
+  LiveWindow w(10s);
+  control::EndpointView v = fixed_view();
+  v.groups[0].status.in_flight = 0;
+  v.groups[0].status.queued = 0;
+  w.recent(time_at_seconds(100), v);
+  v.groups[0].status.queued = 3;  // held while a replica starts
+  v.groups[0].status.in_flight = 2;
+  json r = w.recent(time_at_seconds(101), v);
+  EXPECT_EQ(r[0]["requests"], 0);
+  EXPECT_EQ(r[0]["arrivals"], 5);
+  EXPECT_NEAR(r[0]["rps"].get<double>(), 5.0, 1e-9);
+  // Two of them start and one ends: nothing new arrived.
+  v.groups[0].status.queued = 1;
+  v.groups[0].status.in_flight = 3;
+  ++v.groups[0].stats.outcomes[0];
+  v.groups[0].stats.latency.record(0.7);
+  r = w.recent(time_at_seconds(102), v);
+  EXPECT_EQ(r[0]["requests"], 1);
+  EXPECT_EQ(r[0]["arrivals"], 5);
+  EXPECT_NEAR(r[0]["rps"].get<double>(), 2.5, 1e-9);
+}
+
 TEST(LiveWindow, EachDecisionIsSentOnce) {
   LiveWindow w;
   control::EndpointView v;

@@ -49,13 +49,16 @@ struct ChartSeries {
 struct ChartAxes {
   std::function<std::string(double)> x_label;  // null: x is time in seconds ("1h20m")
   double y_min = 0;
+  bool integer_y = false;  // ticks at whole numbers only (replicas)
+  double warmup_s = 0;     // > 0: [0, warmup_s) shaded as the warm-up, left out of the figures
 };
 // x runs from 0 to x_end.
 std::string svg_chart(const std::string& title, const std::string& unit,
                       std::vector<ChartSeries> series, double x_end, const ChartAxes& axes = {});
 
-// Writes report.html into `dir`: the comparison table and, per run, charts of replicas, queue and
-// waiting time over time.
+// Writes report.html into `dir`: the comparison table, two charts overlaying the runs on one
+// scale (replicas, and the longest wait), and, per run, charts of replicas, queue, waiting time
+// and GPU utilization over time; the warm-up is shaded on every chart over time.
 void write_report_html(const std::string& dir, const std::vector<SimResult>& runs,
                        const config::Config& config, const std::string& title);
 
