@@ -111,7 +111,7 @@ std::string Endpoint::reconfigure(const config::EndpointSpec& next, Time now) {
     }
     if (i >= old_groups)
       dispatcher_.add_group(g.spec->concurrency, g.spec->scaling.admission.hold, now);
-    if (new_template[i]) start_rollout(static_cast<int>(i), now);
+    if (new_template[i]) start_rollout(static_cast<int>(i));
   }
   dispatch::Dispatcher::Options options;
   options.max_queue = spec_.queue.max_length;
@@ -331,6 +331,14 @@ policy::Observation Endpoint::observe(int group, Time now) {
   }
   std::sort(g.idle_buffer.begin(), g.idle_buffer.end());
   o.idle_since = g.idle_buffer;
+  // A rollout's surge is not the policy's doing: it sees the group at most at its desired size
+  // (else a policy that keeps the current size would keep the surge, and surge again).
+  if (g.rollout.state == RolloutStatus::State::kRolling && g.decided) {
+    const int surplus = std::max(0, o.ready + o.starting - g.desired);
+    const int from_starting = std::min(surplus, o.starting);
+    o.starting -= from_starting;
+    o.ready -= surplus - from_starting;
+  }
   o.current = o.ready + o.starting;
   // Requests that spilled to a later group count as this group's queue: it would have served
   // them, so it keeps growing toward its max.
@@ -563,15 +571,13 @@ bool Endpoint::adopt(int group, uint64_t id, const std::string& handle, Time req
   return false;
 }
 
-void Endpoint::start_rollout(int group, Time now) {
+void Endpoint::start_rollout(int group) {
   Group& g = groups_[static_cast<size_t>(group)];
   ++g.rollout.generation;
   g.rollout.failures = 0;
   g.rollout.reason.clear();
   if (g.live.empty()) return;  // nothing runs the old template: nothing to replace
   g.rollout.state = RolloutStatus::State::kRolling;
-  g.rollout.started_at = now;
-  g.rollout.ended_at = Time{};
 }
 
 RolloutCounts Endpoint::count_generations(const Group& g) const {
@@ -594,7 +600,6 @@ bool Endpoint::step_rollout(int group, Time now) {
   const RolloutCounts c = count_generations(g);
   if (c.old_ready + c.old_starting == 0) {
     g.rollout.state = RolloutStatus::State::kComplete;
-    g.rollout.ended_at = now;
     return false;
   }
   const RolloutStep step = plan_rollout_step(c, g.spec->rollout);
@@ -609,7 +614,8 @@ bool Endpoint::step_rollout(int group, Time now) {
       old_starting.push_back(id);
     }
   }
-  for (uint64_t id : old_starting) retire(replicas_.at(id), now, ReplicaState::kStopped);
+  for (int i = 0; i < step.stop_old_starting; ++i)
+    retire(replicas_.at(old_starting[static_cast<size_t>(i)]), now, ReplicaState::kStopped);
   if (!(now < g.backoff_until)) {
     for (int i = 0; i < step.launch_new; ++i) launch(group, now);
   }

@@ -255,7 +255,7 @@ class Endpoint final : public dispatch::DispatchListener, public ReplicaEvents {
   policy::Observation observe(int group, Time now);
   void reconcile(int group, Time now);
   // The launch template changed: a new generation, and a rollout if replicas run the old one.
-  void start_rollout(int group, Time now);
+  void start_rollout(int group);
   // One step of a rollout in progress; false once no old replica is left to replace.
   bool step_rollout(int group, Time now);
   RolloutCounts count_generations(const Group& g) const;

@@ -7,7 +7,6 @@
 #include <string>
 #include <string_view>
 
-#include "tide/common/time.h"
 #include "tide/config/config.h"
 
 namespace tide::control {
@@ -43,11 +42,9 @@ struct RolloutStatus {
     kStopped,   // the new template's replicas failed: the old ones keep serving
   };
   State state = State::kNone;
-  int generation = 1;  // of the current launch template: 1 at start, +1 for each change
-  int failures = 0;    // new-template launches that failed before ready, in a row
-  std::string reason;  // why it stopped
-  Time started_at{};
-  Time ended_at{};
+  int generation = 1;    // of the current launch template: 1 at start, +1 for each change
+  int failures = 0;      // new-template launches that failed before ready, in a row
+  std::string reason;    // why it stopped
   int old_replicas = 0;  // live replicas of an earlier generation (filled in by status())
   int new_replicas = 0;  // live replicas of the current one
 };

@@ -480,6 +480,7 @@ struct AdminApi::Impl {
             json rj = {{"name", r.name},
                        {"group", v.groups[g].name},
                        {"state", r.state},
+                       {"generation", r.generation},
                        {"in_flight", r.in_flight},
                        {"age_s", r.age_s}};
             if (r.ready_after_s >= 0) rj["cold_start_s"] = r.ready_after_s;
