@@ -678,7 +678,10 @@ TEST(Rollout, AChangedCommandReplacesEveryReplicaUnderLoadLosingNothing) {
   const HttpResponse put =
       s.api("PUT", "/v1/endpoints/chat", run.changed("--load-time, 300ms", "--load-time, 200ms"));
   ASSERT_EQ(put.status, 200) << put.body;
-  ASSERT_TRUE(eventually([&] { return rollout_of(s)["state"] == "rolling"; }, 5)) << put.body;
+  // The answer shows the endpoint as the change left it: a rollout to generation 2 begun.
+  const json begun = json::parse(put.body)["groups"][0]["rollout"];
+  EXPECT_EQ(begun["state"], "rolling") << begun.dump();
+  EXPECT_EQ(begun["generation"], 2) << begun.dump();
   ASSERT_TRUE(eventually(
       [&] {
         return rollout_of(s)["state"] == "complete" && generations(s) == std::vector<int>{2, 2};
