@@ -477,12 +477,9 @@ struct AdminApi::Impl {
         json replicas = json::array();
         for (size_t g = 0; g < v.groups.size(); ++g) {
           for (const auto& r : v.groups[g].replicas) {
-            json rj = {{"name", r.name},
-                       {"group", v.groups[g].name},
-                       {"state", r.state},
-                       {"generation", r.generation},
-                       {"in_flight", r.in_flight},
-                       {"age_s", r.age_s}};
+            json rj = {{"name", r.name},           {"group", v.groups[g].name},
+                       {"state", r.state},         {"generation", r.generation},
+                       {"in_flight", r.in_flight}, {"age_s", r.age_s}};
             if (r.ready_after_s >= 0) rj["cold_start_s"] = r.ready_after_s;
             replicas.push_back(std::move(rj));
           }
