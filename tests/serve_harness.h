@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -18,6 +19,7 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <regex>
@@ -319,6 +321,43 @@ inline std::vector<HttpResponse> burst(uint16_t port, int n,
   for (auto& t : threads) t.join();
   return out;
 }
+
+// Clients that each send one request after another until stop(): the answers' statuses, counted.
+class SteadyLoad {
+ public:
+  SteadyLoad(uint16_t port, int clients) {
+    for (int i = 0; i < clients; ++i) {
+      threads_.emplace_back([this, port] {
+        while (!stop_) {
+          const int status = http_post(port, "/chat/v1/completions", kCompletion).status;
+          std::lock_guard lock(mu_);
+          ++statuses_[status];
+        }
+      });
+    }
+  }
+  ~SteadyLoad() { stop(); }
+  // Stops sending and waits for the answers still on their way; returns status -> count.
+  std::map<int, int> stop() {
+    stop_ = true;
+    for (auto& t : threads_) t.join();
+    threads_.clear();
+    std::lock_guard lock(mu_);
+    return statuses_;
+  }
+  int answered() {
+    std::lock_guard lock(mu_);
+    int n = 0;
+    for (const auto& [status, count] : statuses_) n += count;
+    return n;
+  }
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::mutex mu_;
+  std::map<int, int> statuses_;
+  std::vector<std::thread> threads_;
+};
 
 // The tests that hold for every kind of replica, run with local processes and with Slurm jobs.
 class ServeKind : public ::testing::TestWithParam<std::string> {

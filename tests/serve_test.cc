@@ -634,6 +634,105 @@ TEST(Serve, PutChangesWeightsMidRunLosingNothingAndTheChangeSurvivesARestart) {
   EXPECT_EQ(s.terminate(), 0);
 }
 
+// The rollout of the first group (GET /v1/endpoints/chat), and its replicas' generations.
+json rollout_of(const Serve& s) {
+  const json e = s.endpoint();
+  return e.contains("groups") ? e["groups"][0]["rollout"] : json::object();
+}
+std::vector<int> generations(const Serve& s) {
+  std::vector<int> out;
+  const json e = s.endpoint();
+  if (!e.contains("groups")) return out;
+  for (const auto& r : e["groups"][0]["replicas"]) out.push_back(r["generation"].get<int>());
+  return out;
+}
+
+// Two ready replicas under steady load, and the endpoint's entry with its launch command changed
+// by `change`.
+struct RolloutRun {
+  explicit RolloutRun(const std::string& name) : s(name, options()) {}
+  static Options options() {
+    Options o;
+    o.min_replicas = 2;
+    o.max_replicas = 4;
+    o.idle_timeout = "30s";
+    o.service = "fixed:100ms";
+    return o;
+  }
+  std::string changed(const std::string& from, const std::string& to) const {
+    std::string body = endpoint_entry(s.config_text());
+    const size_t at = body.find(from);
+    EXPECT_NE(at, std::string::npos) << body;
+    return at == std::string::npos ? body : body.replace(at, from.size(), to);
+  }
+  Serve s;
+};
+
+TEST(Rollout, AChangedCommandReplacesEveryReplicaUnderLoadLosingNothing) {
+  RolloutRun run("rollout");
+  Serve& s = run.s;
+  ASSERT_TRUE(eventually([&] { return s.count("ready") == 2; }, 15)) << s.endpoint().dump();
+  EXPECT_EQ(rollout_of(s)["state"], "none");
+  SteadyLoad load(s.port(), 3);
+  ASSERT_TRUE(eventually([&] { return load.answered() >= 5; }, 15));
+  const HttpResponse put =
+      s.api("PUT", "/v1/endpoints/chat", run.changed("--load-time, 300ms", "--load-time, 200ms"));
+  ASSERT_EQ(put.status, 200) << put.body;
+  // The answer shows the endpoint as the change left it: a rollout to generation 2 begun.
+  const json begun = json::parse(put.body)["groups"][0]["rollout"];
+  EXPECT_EQ(begun["state"], "rolling") << begun.dump();
+  EXPECT_EQ(begun["generation"], 2) << begun.dump();
+  ASSERT_TRUE(eventually(
+      [&] {
+        return rollout_of(s)["state"] == "complete" && generations(s) == std::vector<int>{2, 2};
+      },
+      60))
+      << s.endpoint().dump();
+  const int before_end = load.answered();
+  ASSERT_TRUE(eventually([&] { return load.answered() >= before_end + 5; }, 15));
+  const std::map<int, int> statuses = load.stop();
+  EXPECT_EQ(statuses.size(), 1u) << "every request answered 200";
+  EXPECT_GT(statuses.count(200) ? statuses.at(200) : 0, 10) << "every request answered 200";
+  const json r = rollout_of(s);
+  EXPECT_EQ(r["generation"], 2);
+  EXPECT_EQ(r["old_replicas"], 0);
+  EXPECT_EQ(r["new_replicas"], 2);
+  EXPECT_EQ(s.count("ready"), 2);
+  const CliRun status = tide_cli("status --api http://127.0.0.1:" + std::to_string(s.api_port()) +
+                                 " --token " + Serve::kToken);
+  EXPECT_NE(status.out.find("rollout to template generation 2 complete: 0 old, 2 new"),
+            std::string::npos)
+      << status.out;
+  EXPECT_NE(status.out.find("gen 2"), std::string::npos) << status.out;
+  EXPECT_EQ(s.terminate(), 0);
+}
+
+TEST(Rollout, ATemplateThatCannotStartStopsTheRolloutAndTheOldReplicasKeepServing) {
+  RolloutRun run("rollout_broken");
+  Serve& s = run.s;
+  ASSERT_TRUE(eventually([&] { return s.count("ready") == 2; }, 15)) << s.endpoint().dump();
+  SteadyLoad load(s.port(), 2);
+  // demo-model refuses the flag and exits at once.
+  const HttpResponse put =
+      s.api("PUT", "/v1/endpoints/chat", run.changed("--model, ", "--no-such-flag, --model, "));
+  ASSERT_EQ(put.status, 200) << put.body;
+  ASSERT_TRUE(eventually([&] { return rollout_of(s)["state"] == "stopped"; }, 30))
+      << s.endpoint().dump();
+  const json r = rollout_of(s);
+  EXPECT_NE(r["reason"].get<std::string>().find("failed before they were ready"), std::string::npos)
+      << r.dump();
+  EXPECT_NE(r["reason"].get<std::string>().find("--no-such-flag"), std::string::npos) << r.dump();
+  EXPECT_EQ(r["old_replicas"], 2);
+  const int before = load.answered();
+  ASSERT_TRUE(eventually([&] { return load.answered() >= before + 5; }, 15));
+  const std::map<int, int> statuses = load.stop();
+  EXPECT_EQ(statuses.size(), 1u) << "every request answered 200";
+  EXPECT_GT(statuses.count(200) ? statuses.at(200) : 0, 5) << "every request answered 200";
+  EXPECT_EQ(s.count("ready"), 2);
+  EXPECT_EQ(generations(s), (std::vector<int>{1, 1}));
+  EXPECT_EQ(s.terminate(), 0);
+}
+
 TEST(Serve, TheAdminApiNeedsTheTokenAndValidatesQueries) {
   Serve s("auth", {});
   EXPECT_EQ(s.api("GET", "/healthz", "", nullptr).status, 200);

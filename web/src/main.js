@@ -136,6 +136,14 @@ function renderCards(s, recent) {
       el('p', { class: 'reason' }, g.last_reason || ''),
     );
     if (g.last_error) card.append(el('p', { class: 'error' }, `last failure: ${g.last_error}`));
+    const ro = g.rollout;
+    if (ro && ro.state !== 'none') {
+      const line =
+        `rollout to template generation ${ro.generation} ${ro.state}: ` +
+        `${ro.old_replicas} old, ${ro.new_replicas} new replicas`;
+      const cls = ro.state === 'stopped' ? 'error' : 'reason';
+      card.append(el('p', { class: cls, 'data-field': 'rollout' }, ro.reason ? `${line}; ${ro.reason}` : line));
+    }
     cards.append(card);
   }
 }

@@ -101,6 +101,31 @@ TEST(FormatStatus, ColoursStatesOnlyWhenAsked) {
   EXPECT_EQ(stripped, plain);
 }
 
+TEST(FormatStatus, ARolloutShowsOldAndNewReplicasAndWhyItStopped) {
+  json ep = json::parse(kChat);
+  json& local = ep["groups"][0];
+  local["rollout"] = {{"generation", 2},   {"state", "rolling"}, {"old_replicas", 2},
+                      {"new_replicas", 1}, {"max_surge", 1},     {"max_unavailable", 0}};
+  local["replicas"][0]["generation"] = 1;
+  local["replicas"][1]["generation"] = 1;
+  local["replicas"][2]["generation"] = 2;
+  std::string out = format_status({ep}, {});
+  EXPECT_EQ(line_starting(out, "local: rollout"),
+            "  local: rollout to template generation 2 rolling: 2 old, 1 new replicas");
+  EXPECT_NE(line_starting(out, "REPLICA").find("TEMPLATE"), std::string::npos) << out;
+  EXPECT_TRUE(line_starting(out, "chat/local/1").ends_with("gen 1 (old)")) << out;
+  EXPECT_TRUE(line_starting(out, "chat/local/3").ends_with("gen 2")) << out;
+
+  local["rollout"]["state"] = "stopped";
+  local["rollout"]["reason"] = "3 replicas of template generation 2 failed";
+  out = format_status({ep}, {});
+  EXPECT_TRUE(line_starting(out, "local: rollout")
+                  .ends_with("; 3 replicas of template generation 2 failed"))
+      << out;
+  local["rollout"]["state"] = "none";
+  EXPECT_EQ(line_starting(format_status({ep}, {}), "REPLICA").find("TEMPLATE"), std::string::npos);
+}
+
 TEST(FormatStatus, ReplicaErrorsGetAColumnAndNoReplicasIsSaid) {
   json ep = json::parse(kChat);
   ep["groups"][0]["replicas"][2]["state"] = "failed";

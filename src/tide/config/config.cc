@@ -103,8 +103,9 @@ constexpr Choice<RoutingSpec::Mode> kRoutingModes[] = {{"split", RoutingSpec::Mo
 constexpr std::string_view kSloKeys[] = {"max_wait"};
 constexpr std::string_view kQueueSpecKeys[] = {"max_length", "timeout"};
 constexpr std::string_view kGroupKeys[] = {
-    "name",       "provisioner", "min_replicas", "max_replicas", "concurrency",
-    "cold_start", "price",       "service_time", "scaling",      "agent"};
+    "name",  "provisioner",  "min_replicas", "max_replicas", "concurrency", "cold_start",
+    "price", "service_time", "scaling",      "agent",        "rollout"};
+constexpr std::string_view kRolloutKeys[] = {"max_surge", "max_unavailable"};
 constexpr std::string_view kProvisionerKeys[] = {
     "kind", "command", "urls", "ready", "gpus", "gpus_per_replica", "pending_timeout"};
 // Beside the common keys, for kind slurm only.
@@ -859,6 +860,23 @@ ProvisionerSpec read_provisioner(Reader& r, const Node& node, const std::string&
   return p;
 }
 
+RolloutSpec read_rollout(Reader& r, const Node& node, const std::string& path) {
+  RolloutSpec spec;
+  if (!r.expect_map(node, path, " like {max_surge: 1, max_unavailable: 0}")) return spec;
+  Map m(r, node, path);
+  m.allow(kRolloutKeys);
+  const bool surge_ok =
+      m.get("max_surge") == nullptr || m.read("max_surge", spec.max_surge, at_least(0));
+  const bool unavailable_ok = m.get("max_unavailable") == nullptr ||
+                              m.read("max_unavailable", spec.max_unavailable, at_least(0));
+  if (surge_ok && unavailable_ok && spec.max_surge == 0 && spec.max_unavailable == 0) {
+    r.fail(m.get("max_unavailable") != nullptr ? m.at("max_unavailable") : m.at("max_surge"),
+           "max_surge and max_unavailable cannot both be 0 (a rollout could never replace a "
+           "replica)");
+  }
+  return spec;
+}
+
 GroupSpec read_group(Reader& r, const Node& node, const std::string& path) {
   GroupSpec g;
   if (!r.expect_map(node, path, " like {name: h100, max_replicas: 4, ...}")) return g;
@@ -881,6 +899,8 @@ GroupSpec read_group(Reader& r, const Node& node, const std::string& path) {
                            g.provisioner.kind));
     }
   }
+
+  if (const Node* n = m.get("rollout")) g.rollout = read_rollout(r, *n, m.at("rollout"));
 
   const bool min_ok =
       m.get("min_replicas") == nullptr || m.read("min_replicas", g.min_replicas, at_least(0));
@@ -1257,6 +1277,13 @@ std::string_view metrics_auth_name(const ServerSpec& server) {
       return "none";
   }
   return "?";
+}
+
+bool same_launch_template(const GroupSpec& a, const GroupSpec& b) {
+  ProvisionerSpec pa = a.provisioner;
+  pa.ready = b.provisioner.ready;  // probed by tide, not part of how the replica starts
+  pa.pending_timeout = b.provisioner.pending_timeout;
+  return pa == b.provisioner && a.agent == b.agent;
 }
 
 bool metrics_need_token(const ServerSpec& server) {

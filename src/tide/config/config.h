@@ -194,6 +194,7 @@ const std::vector<std::string>& preset_names();
 std::optional<ScalingSpec> preset_spec(std::string_view name);
 
 struct ReadyProbe {
+  bool operator==(const ReadyProbe&) const = default;
   std::string path = "/health";
   Duration interval = 100ms;
   Duration timeout = 1s;
@@ -201,6 +202,7 @@ struct ReadyProbe {
 
 // kind slurm: each replica is a Slurm batch job (docs/slurm.md). Empty / 0 = the cluster's default.
 struct SlurmSpec {
+  bool operator==(const SlurmSpec&) const = default;
   std::string partition;                 // --partition
   std::string gres;                      // --gres, e.g. "gpu:1" (Slurm sets CUDA_VISIBLE_DEVICES)
   int cpus = 0;                          // --cpus-per-task
@@ -213,6 +215,7 @@ struct SlurmSpec {
 
 // Where replicas run. The simulator ignores everything but `kind` (and pending_timeout).
 struct ProvisionerSpec {
+  bool operator==(const ProvisionerSpec&) const = default;
   std::string kind = "local";        // local | static | slurm | kubernetes | simulated
   std::vector<std::string> command;  // local, slurm: argv with {port} and {replica_id}
   std::vector<std::string> urls;     // static
@@ -246,6 +249,7 @@ inline bool queues_in_cluster(std::string_view kind) {
 // the replica's requests, admits route tokens, and reports readiness and load.
 // YAML: agent: {enabled: true, work: tokens, report_interval: 1s}
 struct AgentSpec {
+  bool operator==(const AgentSpec&) const = default;
   bool enabled = false;
   // The work measure of a request. tokens: prompt + completion tokens from the answer's `usage`
   // (1 per request when it has none); requests: 1 per request.
@@ -254,10 +258,21 @@ struct AgentSpec {
   Duration report_interval = 1s;
 };
 
+// How running replicas move to a changed launch template, as a Kubernetes Deployment's rolling
+// update: launch up to max_surge replicas above the group's desired count, wait until they are
+// ready, drain as many of the old, repeat; never fewer ready than desired - max_unavailable.
+// YAML: rollout: {max_surge: 1, max_unavailable: 0} (not both 0).
+struct RolloutSpec {
+  bool operator==(const RolloutSpec&) const = default;
+  int max_surge = 1;
+  int max_unavailable = 0;
+};
+
 struct GroupSpec {
   std::string name;
   ProvisionerSpec provisioner;
   AgentSpec agent;
+  RolloutSpec rollout;
   int min_replicas = 0;
   int max_replicas = 1;
   int concurrency = 1;
@@ -273,6 +288,11 @@ struct GroupSpec {
   // The expected launch-to-ready time: mean pending + mean boot.
   Duration mean_cold_start() const { return pending.mean() + cold_start.mean(); }
 };
+
+// Whether replicas of `a` and `b` are started the same way: the provisioner (command, URLs,
+// GPUs, pod template, Slurm options, ...) and the agent. What only tide uses (the readiness
+// probe, pending_timeout) does not count. A changed launch template starts a rollout.
+bool same_launch_template(const GroupSpec& a, const GroupSpec& b);
 
 struct SloSpec {
   Duration max_wait = 2s;

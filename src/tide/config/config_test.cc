@@ -193,6 +193,41 @@ TEST(ParseConfigErrors, RangesOfGroupFields) {
               ElementsAre(g("max_replicas: must be <= 2147483647, got 99999999999")));
 }
 
+TEST(ParseConfig, RolloutLimitsDefaultToOneSurgeAndNoneUnavailable) {
+  EXPECT_EQ(group("max_replicas: 2").rollout, (RolloutSpec{.max_surge = 1, .max_unavailable = 0}));
+  EXPECT_EQ(group("rollout: {max_surge: 0, max_unavailable: 2}").rollout,
+            (RolloutSpec{.max_surge = 0, .max_unavailable = 2}));
+}
+
+TEST(ParseConfigErrors, RolloutLimits) {
+  EXPECT_THAT(group_problems("rollout: {max_surge: -1}"),
+              ElementsAre(g("rollout.max_surge: must be >= 0, got -1")));
+  EXPECT_THAT(group_problems("rollout: {max_surge: 0}"),
+              ElementsAre(g("rollout.max_surge: max_surge and max_unavailable cannot both be 0 (a "
+                            "rollout could never replace a replica)")));
+  EXPECT_THAT(group_problems("rollout: {max_surge: 0, max_unavailable: 0}"),
+              ElementsAre(HasSubstr(g("rollout.max_unavailable: max_surge and max_unavailable"))));
+  EXPECT_THAT(group_problems("rollout: {max_unavailable: one}"),
+              ElementsAre(g("rollout.max_unavailable: expected an integer, got \"one\"")));
+  EXPECT_THAT(group_problems("rollout: {surge: 1}"),
+              ElementsAre(HasSubstr(g("rollout.surge: unknown key"))));
+  EXPECT_THAT(group_problems("rollout: 1"), ElementsAre(HasSubstr(g("rollout: expected a map"))));
+}
+
+TEST(SameLaunchTemplate, CommandAndAgentCountTheProbeDoesNot) {
+  const GroupSpec a = group("provisioner: {kind: local, command: [server, \"{port}\"]}");
+  GroupSpec b = a;
+  b.provisioner.ready.path = "/ready";
+  b.provisioner.pending_timeout = std::chrono::seconds(1);
+  b.max_replicas = 9;
+  EXPECT_TRUE(same_launch_template(a, b));
+  b.provisioner.command.push_back("--fast");
+  EXPECT_FALSE(same_launch_template(a, b));
+  b = a;
+  b.agent.report_interval = std::chrono::seconds(2);
+  EXPECT_FALSE(same_launch_template(a, b));
+}
+
 TEST(ParseConfigErrors, WrongTypes) {
   EXPECT_THAT(group_problems("concurrency: eight"),
               ElementsAre(g("concurrency: expected an integer, got \"eight\"")));

@@ -97,6 +97,10 @@ void emit_group(YAML::Emitter& y, const GroupSpec& g) {
   emit_provisioner(y, g.provisioner);
   y << YAML::Key << "agent" << YAML::Value << YAML::Flow << YAML::BeginMap;
   y << YAML::Key << "enabled" << YAML::Value << g.agent.enabled << YAML::EndMap;
+  y << YAML::Key << "rollout" << YAML::Value << YAML::Flow << YAML::BeginMap;
+  y << YAML::Key << "max_surge" << YAML::Value << g.rollout.max_surge;
+  y << YAML::Key << "max_unavailable" << YAML::Value << g.rollout.max_unavailable;
+  y << YAML::EndMap;
   const ScalingSpec& s = g.scaling;
   y << YAML::Key << "scaling" << YAML::Value << YAML::BeginMap;
   if (!s.preset.empty()) y << YAML::Key << "preset" << YAML::Value << s.preset;

@@ -95,8 +95,11 @@ std::string Endpoint::reconfigure(const config::EndpointSpec& next, Time now) {
   }
   const size_t old_groups = spec_.groups.size();
   std::vector<bool> new_decider(next.groups.size(), true);
-  for (size_t i = 0; i < old_groups; ++i)
+  std::vector<bool> new_template(next.groups.size(), false);
+  for (size_t i = 0; i < old_groups; ++i) {
     new_decider[i] = !(next.groups[i].scaling == spec_.groups[i].scaling);
+    new_template[i] = !config::same_launch_template(next.groups[i], spec_.groups[i]);
+  }
   spec_ = next;
   groups_.resize(spec_.groups.size());
   for (size_t i = 0; i < spec_.groups.size(); ++i) {
@@ -108,6 +111,7 @@ std::string Endpoint::reconfigure(const config::EndpointSpec& next, Time now) {
     }
     if (i >= old_groups)
       dispatcher_.add_group(g.spec->concurrency, g.spec->scaling.admission.hold, now);
+    if (new_template[i]) start_rollout(static_cast<int>(i));
   }
   dispatch::Dispatcher::Options options;
   options.max_queue = spec_.queue.max_length;
@@ -327,6 +331,14 @@ policy::Observation Endpoint::observe(int group, Time now) {
   }
   std::sort(g.idle_buffer.begin(), g.idle_buffer.end());
   o.idle_since = g.idle_buffer;
+  // A rollout's surge is not the policy's doing: it sees the group at most at its desired size
+  // (else a policy that keeps the current size would keep the surge, and surge again).
+  if (g.rollout.state == RolloutStatus::State::kRolling && g.decided) {
+    const int surplus = std::max(0, o.ready + o.starting - g.desired);
+    const int from_starting = std::min(surplus, o.starting);
+    o.starting -= from_starting;
+    o.ready -= surplus - from_starting;
+  }
   o.current = o.ready + o.starting;
   // Requests that spilled to a later group count as this group's queue: it would have served
   // them, so it keeps growing toward its max.
@@ -535,6 +547,7 @@ Replica Endpoint::new_replica(int group, uint64_t id, ReplicaState state, Time r
   r.id = id;
   r.name = fmt::format("{}/{}/{}", spec_.name, groups_[group].spec->name, id);
   r.group = group;
+  r.generation = groups_[static_cast<size_t>(group)].rollout.generation;
   r.state = state;
   r.requested_at = requested_at;
   return r;
@@ -558,8 +571,89 @@ bool Endpoint::adopt(int group, uint64_t id, const std::string& handle, Time req
   return false;
 }
 
+void Endpoint::start_rollout(int group) {
+  Group& g = groups_[static_cast<size_t>(group)];
+  ++g.rollout.generation;
+  g.rollout.failures = 0;
+  g.rollout.reason.clear();
+  if (g.live.empty()) return;  // nothing runs the old template: nothing to replace
+  g.rollout.state = RolloutStatus::State::kRolling;
+}
+
+RolloutCounts Endpoint::count_generations(const Group& g) const {
+  RolloutCounts c;
+  c.desired = g.desired;
+  for (uint64_t id : g.live) {
+    const Replica& r = replicas_.at(id);
+    const bool is_new = r.generation == g.rollout.generation;
+    if (r.state == ReplicaState::kReady) {
+      ++(is_new ? c.new_ready : c.old_ready);
+    } else if (r.active()) {
+      ++(is_new ? c.new_starting : c.old_starting);
+    }
+  }
+  return c;
+}
+
+bool Endpoint::step_rollout(int group, Time now) {
+  Group& g = groups_[static_cast<size_t>(group)];
+  const RolloutCounts c = count_generations(g);
+  if (c.old_ready + c.old_starting == 0) {
+    g.rollout.state = RolloutStatus::State::kComplete;
+    return false;
+  }
+  const RolloutStep step = plan_rollout_step(c, g.spec->rollout);
+  std::vector<uint64_t> old_starting;
+  std::vector<Replica*> old_ready;
+  for (uint64_t id : g.live) {
+    Replica& r = replicas_.at(id);
+    if (r.generation == g.rollout.generation) continue;
+    if (r.state == ReplicaState::kReady) {
+      old_ready.push_back(&r);
+    } else if (r.active()) {
+      old_starting.push_back(id);
+    }
+  }
+  for (int i = 0; i < step.stop_old_starting; ++i)
+    retire(replicas_.at(old_starting[static_cast<size_t>(i)]), now, ReplicaState::kStopped);
+  if (!(now < g.backoff_until)) {
+    for (int i = 0; i < step.launch_new; ++i) launch(group, now);
+  }
+  sort_for_drain(old_ready, now);
+  for (int i = 0; i < step.drain_old_ready; ++i) drain(*old_ready[static_cast<size_t>(i)], now);
+  return true;
+}
+
+void Endpoint::rollout_launch_failed(Group& g, const std::string& error) {
+  if (g.rollout.state != RolloutStatus::State::kRolling) return;
+  if (++g.rollout.failures < kRolloutFailuresToStop) return;
+  g.rollout.state = RolloutStatus::State::kStopped;
+  g.rollout.reason = fmt::format(
+      "{} replicas of template generation {} failed before they were ready, in a row; the "
+      "last: {}; the old replicas keep serving (a new change of the template starts again)",
+      g.rollout.failures, g.rollout.generation, error);
+}
+
+void Endpoint::sort_for_drain(std::vector<Replica*>& ready, Time now) const {
+  std::stable_sort(ready.begin(), ready.end(), [this, now](const Replica* a, const Replica* b) {
+    const auto ia = idle_since(*a, now);
+    const auto ib = idle_since(*b, now);
+    if (ia.has_value() != ib.has_value()) return ia.has_value();
+    if (ia && ib) return *ia < *ib;
+    return dispatcher_.outstanding(a->slot) < dispatcher_.outstanding(b->slot);
+  });
+}
+
+void Endpoint::drain(Replica& r, Time now) {
+  r.state = ReplicaState::kDraining;
+  r.drain_at = now;
+  changed(r);
+  dispatcher_.drain(r.slot, now);  // may call on_drained (and retire) right away
+}
+
 void Endpoint::reconcile(int group, Time now) {
   Group& g = groups_[group];
+  if (g.rollout.state == RolloutStatus::State::kRolling && step_rollout(group, now)) return;
   int active = active_count(g);
 
   if (g.desired > active) {
@@ -601,20 +695,11 @@ void Endpoint::reconcile(int group, Time now) {
     Replica& r = replicas_.at(id);
     if (r.state == ReplicaState::kReady) ready.push_back(&r);
   }
-  std::stable_sort(ready.begin(), ready.end(), [this, now](const Replica* a, const Replica* b) {
-    const auto ia = idle_since(*a, now);
-    const auto ib = idle_since(*b, now);
-    if (ia.has_value() != ib.has_value()) return ia.has_value();
-    if (ia && ib) return *ia < *ib;
-    return dispatcher_.outstanding(a->slot) < dispatcher_.outstanding(b->slot);
-  });
+  sort_for_drain(ready, now);
   for (Replica* r : ready) {
     if (excess == 0) break;
     --excess;
-    r->state = ReplicaState::kDraining;
-    r->drain_at = now;
-    changed(*r);
-    dispatcher_.drain(r->slot, now);  // may call on_drained (and retire) right away
+    drain(*r, now);
   }
 }
 
@@ -656,6 +741,7 @@ void Endpoint::on_replica_ready(uint64_t replica_id, Time now, std::string addre
   if (!r->adopted || r->ready_at == Time{}) r->ready_at = now;
   g.consecutive_failures = 0;
   g.backoff_until = kTimeMin;
+  if (r->generation == g.rollout.generation) g.rollout.failures = 0;
   r->address = std::move(address);
   // An adopted replica's cold start happened in an earlier run: its launch-to-ready says nothing.
   if (!r->adopted) g.cold_starts.push_back(to_seconds(now - r->requested_at));
@@ -681,6 +767,7 @@ void Endpoint::on_replica_failed(uint64_t replica_id, Time now, std::string erro
         std::chrono::seconds(1) * (int64_t{1} << std::min(g.consecutive_failures - 1, 6)),
         std::chrono::minutes(1));
     g.backoff_until = now + backoff;
+    if (r->generation == g.rollout.generation) rollout_launch_failed(g, error);
   }
   g.last_error = fmt::format("{}: {}", r->name, error);
   r->error = std::move(error);
@@ -763,6 +850,10 @@ GroupStatus Endpoint::status(int group) const {
   s.reporting = g.last_observation.reporting;
   s.load = g.last_observation.load;
   if (g.backoff_until != kTimeMin) s.backoff_until = g.backoff_until;
+  s.rollout = g.rollout;
+  for (uint64_t id : g.live)
+    ++(replicas_.at(id).generation == g.rollout.generation ? s.rollout.new_replicas
+                                                           : s.rollout.old_replicas);
   return s;
 }
 

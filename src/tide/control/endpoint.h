@@ -19,6 +19,7 @@
 #include "tide/config/config.h"
 #include "tide/control/provisioner.h"
 #include "tide/control/replica.h"
+#include "tide/control/rollout.h"
 #include "tide/dispatch/dispatcher.h"
 #include "tide/policy/decider.h"
 
@@ -71,6 +72,7 @@ struct GroupStatus {
   int waiting_clients = 0;     // of those, still expected back (counted as queued)
   int reporting = 0;           // ready replicas whose agent reported recently
   double load = 0;             // the load signal of the last observation
+  RolloutStatus rollout;       // the replacement of replicas after a launch template changed
 };
 
 // The sticky key of a client's key (routing.sticky_header's value at the gateway, "key" of a
@@ -98,8 +100,10 @@ class Endpoint final : public dispatch::DispatchListener, public ReplicaEvents {
   // Applies a changed configuration at run time without dropping a request or a replica. Every
   // current group must still be there, in the same order, with the same concurrency and
   // admission mode (replicas were started for them); new groups may follow. Limits, scaling
-  // (a changed policy starts from a fresh state), cold start, price, launch template (for new
-  // replicas), routing, queue and SLO may change. Returns what prevents it, empty once applied.
+  // (a changed policy starts from a fresh state), cold start, price, routing, queue and SLO may
+  // change. A changed launch template (config::same_launch_template) starts a new generation:
+  // new replicas use it, and running ones are replaced by a rolling update (rollout.h). Returns
+  // what prevents it, empty once applied.
   std::string reconfigure(const config::EndpointSpec& next, Time now);
 
   // Which group serves the next request, by the endpoint's routing (`routing` in the config):
@@ -218,6 +222,7 @@ class Endpoint final : public dispatch::DispatchListener, public ReplicaEvents {
     uint64_t direct_waits = 0;
     uint64_t direct_in_interval = 0;  // route_direct calls since the last observation
     std::optional<Time> last_direct;
+    RolloutStatus rollout;
   };
 
   // How long a request given to `group` now is expected to wait before it starts: 0 with a free
@@ -249,6 +254,17 @@ class Endpoint final : public dispatch::DispatchListener, public ReplicaEvents {
 
   policy::Observation observe(int group, Time now);
   void reconcile(int group, Time now);
+  // The launch template changed: a new generation, and a rollout if replicas run the old one.
+  void start_rollout(int group);
+  // One step of a rollout in progress; false once no old replica is left to replace.
+  bool step_rollout(int group, Time now);
+  RolloutCounts count_generations(const Group& g) const;
+  // A new-template launch failed before it was ready: the rollout stops after enough in a row.
+  void rollout_launch_failed(Group& g, const std::string& error);
+  // Ready replicas in the order they should be drained: idle ones (longest idle first), then the
+  // least loaded.
+  void sort_for_drain(std::vector<Replica*>& ready, Time now) const;
+  void drain(Replica& r, Time now);
   void launch(int group, Time now);
   void apply_routing();
   // A replica of `group` in `state`, named "endpoint/group/id".

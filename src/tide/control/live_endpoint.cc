@@ -273,6 +273,7 @@ EndpointView LiveEndpoint::view(size_t max_decisions) {
       rv.id = r->id;
       rv.name = r->name;
       rv.state = std::string(state_name(r->state));
+      rv.generation = r->generation;
       rv.address = r->address;
       if (r->slot != dispatch::kNoSlot) rv.in_flight = endpoint_.dispatcher().outstanding(r->slot);
       rv.age_s = to_seconds(now - r->requested_at);

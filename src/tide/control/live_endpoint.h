@@ -96,6 +96,7 @@ struct ReplicaView {
   uint64_t id = 0;
   std::string name;
   std::string state;
+  int generation = 1;  // of the group's launch template it runs (rollout.h)
   std::string address;
   int in_flight = 0;          // in service + waiting at it
   double age_s = 0;           // since launch was requested

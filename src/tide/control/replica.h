@@ -52,6 +52,7 @@ struct Replica {
   uint64_t id = 0;   // unique within the endpoint, never reused
   std::string name;  // "endpoint/group/id", for logs and the API
   int group = 0;
+  int generation = 1;  // of the group's launch template it was started from (see rollout.h)
   ReplicaState state = ReplicaState::kRequested;
   Time requested_at{};
   Time ready_at{};

@@ -160,6 +160,16 @@ struct AdminApi::Impl {
     return out;
   }
 
+  // A group's rolling replacement: its template generation, its state (none, rolling, complete,
+  // stopped, with the reason), live replicas on the old and the new template, and its limits.
+  static json rollout_json(const control::RolloutStatus& r, const config::RolloutSpec& limits) {
+    json out = {{"generation", r.generation},     {"state", control::rollout_state_name(r.state)},
+                {"old_replicas", r.old_replicas}, {"new_replicas", r.new_replicas},
+                {"max_surge", limits.max_surge},  {"max_unavailable", limits.max_unavailable}};
+    if (!r.reason.empty()) out["reason"] = r.reason;
+    return out;
+  }
+
   json endpoint_json(control::LiveEndpoint& ep, const control::EndpointView& v, bool detail) {
     json groups = json::array();
     for (size_t g = 0; g < v.groups.size(); ++g) {
@@ -184,6 +194,7 @@ struct AdminApi::Impl {
                     {"overflow_in", gv.status.overflow_in},
                     {"rerouted", gv.status.rerouted},
                     {"last_reason", gv.status.last_reason},
+                    {"rollout", rollout_json(gv.status.rollout, spec.rollout)},
                     {"stats", group_stats_json(gv, spec)}};
       if (spec.price) group["price"] = *spec.price;
       if (!gv.status.last_error.empty()) group["last_error"] = gv.status.last_error;
@@ -192,8 +203,10 @@ struct AdminApi::Impl {
       if (detail) {
         json replicas = json::array();
         for (const auto& r : gv.replicas) {
-          json rj = {{"id", r.id},           {"name", r.name},           {"state", r.state},
-                     {"address", r.address}, {"in_flight", r.in_flight}, {"age_s", r.age_s}};
+          json rj = {{"id", r.id},           {"name", r.name},
+                     {"state", r.state},     {"generation", r.generation},
+                     {"address", r.address}, {"in_flight", r.in_flight},
+                     {"age_s", r.age_s}};
           if (r.ready_after_s >= 0) rj["cold_start_s"] = r.ready_after_s;
           if (!r.error.empty()) rj["error"] = r.error;
           replicas.push_back(std::move(rj));
@@ -477,11 +490,9 @@ struct AdminApi::Impl {
         json replicas = json::array();
         for (size_t g = 0; g < v.groups.size(); ++g) {
           for (const auto& r : v.groups[g].replicas) {
-            json rj = {{"name", r.name},
-                       {"group", v.groups[g].name},
-                       {"state", r.state},
-                       {"in_flight", r.in_flight},
-                       {"age_s", r.age_s}};
+            json rj = {{"name", r.name},           {"group", v.groups[g].name},
+                       {"state", r.state},         {"generation", r.generation},
+                       {"in_flight", r.in_flight}, {"age_s", r.age_s}};
             if (r.ready_after_s >= 0) rj["cold_start_s"] = r.ready_after_s;
             replicas.push_back(std::move(rj));
           }
