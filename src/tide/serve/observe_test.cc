@@ -75,6 +75,9 @@ TEST(Metrics, TextMatchesTheGoldenFile) {
   in.gateway.client_disconnects = 4;
   in.gateway.upstream_errors = 3;
   in.gateway.retries = 2;
+  in.gateway.open_connections = 12;
+  in.gateway.open_api_connections = 1;
+  in.gateway.body_memory_bytes = 4096;
   in.active_requests = 11;
   in.start_time_s = 1700000000.5;
   in.process = ProcessStats{12.5, 3.5e7, 17};
