@@ -78,6 +78,9 @@ TEST(Metrics, TextMatchesTheGoldenFile) {
   in.gateway.unauthorized = 6;
   in.gateway.key_limited = 3;
   in.client_keys = {{"alice", 40, 3}, {"ci-bot", 9, 0}};
+  in.gateway.open_connections = 12;
+  in.gateway.open_api_connections = 1;
+  in.gateway.body_memory_bytes = 4096;
   in.active_requests = 11;
   in.start_time_s = 1700000000.5;
   in.process = ProcessStats{12.5, 3.5e7, 17};
