@@ -80,6 +80,7 @@ constexpr std::string_view kServerKeys[] = {"listen",
                                             "threads",
                                             "max_header_bytes",
                                             "max_body_bytes",
+                                            "api_max_body_bytes",
                                             "read_timeout",
                                             "idle_timeout",
                                             "upstream_timeout",
@@ -1105,6 +1106,9 @@ ServerSpec read_server(Reader& r, const Node& node, const std::string& path) {
   double body = static_cast<double>(s.max_body_bytes);
   if (m.read("max_body_bytes", body, between(0, false, 1e10, false)))
     s.max_body_bytes = static_cast<int64_t>(body);
+  double api_body = static_cast<double>(s.api_max_body_bytes);
+  if (m.read("api_max_body_bytes", api_body, between(1024, false, 1e9, false)))
+    s.api_max_body_bytes = static_cast<int64_t>(api_body);
   m.read("max_connections", s.max_connections, between(1, false, 1000000, false));
   m.read("api_max_connections", s.api_max_connections, between(1, false, 100000, false));
   m.read("max_trailer_bytes", s.max_trailer_bytes, between(256, false, 1024 * 1024, false));

@@ -344,6 +344,9 @@ struct ServerSpec {
   int threads = 0;                   // gateway threads (one io_context each); 0 = one per core
   int max_header_bytes = 16 * 1024;  // request line and headers; beyond: 431
   int64_t max_body_bytes = 16 * 1024 * 1024;  // request body; beyond: 413
+  // A request body at the admin API (an endpoint's config): parsing megabytes of YAML would hold
+  // a thread that also serves the gateway for seconds.
+  int64_t api_max_body_bytes = 1024 * 1024;  // beyond: 413
   Duration read_timeout = 30s;       // to receive a whole request once it has begun; beyond: 408
   Duration idle_timeout = 60s;       // a keep-alive connection with no request is closed
   Duration upstream_timeout = 600s;  // from sending to a replica until its response is complete

@@ -416,6 +416,10 @@ TEST(ParseConfigErrors, Server) {
   EXPECT_EQ(c.server.max_body_bytes, 1000);
   EXPECT_EQ(c.server.read_timeout, 5s);
   EXPECT_EQ(c.server.idle_timeout, 60s);
+  EXPECT_EQ(c.server.api_max_body_bytes, 1024 * 1024);
+  EXPECT_THAT(problems("server: {api_max_body_bytes: 10}\nendpoints: [{name: a, groups: "
+                       "[{name: g}]}]"),
+              ElementsAre("server.api_max_body_bytes: must be >= 1024 and <= 1e+09, got 10"));
 }
 
 TEST(ParseConfigErrors, Provisioner) {

@@ -496,7 +496,8 @@ struct Gateway::Impl {
     for (;;) {
       RequestParser parser(c.req, sticky_names, server.max_trailer_bytes);
       parser.header_limit(static_cast<uint32_t>(server.max_header_bytes));
-      parser.body_limit(static_cast<uint64_t>(server.max_body_bytes));
+      parser.body_limit(
+          static_cast<uint64_t>(is_api ? server.api_max_body_bytes : server.max_body_bytes));
       parser.eager(true);
       // Idle: wait for the first byte of the next request.
       if (c.in.size() == 0) {
@@ -512,7 +513,7 @@ struct Gateway::Impl {
         if (ec == http::error::end_of_stream || ec == asio::error::eof ||
             ec == asio::error::connection_reset)
           break;
-        co_await refuse_request(w, cp, ec);
+        co_await refuse_request(w, cp, ec, is_api);
         break;
       }
       if (const char* bad = invalid_text(c.req, is_api)) {
@@ -596,7 +597,8 @@ struct Gateway::Impl {
   }
 
   // Answers a request that could not be read whole (limits, timeout, malformed), and counts it.
-  awaitable<void> refuse_request(Worker& w, const std::shared_ptr<Conn>& cp, error_code ec) {
+  awaitable<void> refuse_request(Worker& w, const std::shared_ptr<Conn>& cp, error_code ec,
+                                 bool is_api) {
     Conn& c = *cp;
     http::status status = http::status::bad_request;
     std::string type = "bad_request";
@@ -624,8 +626,10 @@ struct Gateway::Impl {
     } else if (ec == http::error::body_limit) {
       status = http::status::payload_too_large;
       type = "body_too_large";
-      message = fmt::format("request body exceeds {} bytes (server.max_body_bytes)",
-                            server.max_body_bytes);
+      message = is_api ? fmt::format("request body exceeds {} bytes (server.api_max_body_bytes)",
+                                     server.api_max_body_bytes)
+                       : fmt::format("request body exceeds {} bytes (server.max_body_bytes)",
+                                     server.max_body_bytes);
     } else if (ec == beast::error::timeout) {
       status = http::status::request_timeout;
       type = "request_timeout";
