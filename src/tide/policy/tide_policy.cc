@@ -161,7 +161,7 @@ struct Sizing {
   bool surge = false, prewarm = false, replay_sizes = false;
   RecurringRise::Rise rise;
   double lambda = 0, s = 0, load = 0, level = 0, forecast = 0, slots = 0, excess = 0;
-  int for_slo = 0, backlog = 0, warm = 0, needed = 0;
+  int for_slo = 0, backlog = 0, warm = 0, present = 0, needed = 0;
 };
 
 class TideDecider final : public Decider {
@@ -294,6 +294,14 @@ class TideDecider final : public Decider {
         static_cast<double>(hindsight_.arrivals()) * params_.target_wait_probability >= kResolved;
     z.replay_sizes = z.warm > 0 && resolved && replay_covers(o, z) && !z.surge && !z.prewarm;
     z.needed = std::max(z.replay_sizes ? z.warm : std::max(z.for_slo, z.warm), z.backlog);
+    // A queue is served where it is: while requests wait, the replicas running are kept as long
+    // as the requests in service and queued fill them (a queue counted as startable within
+    // max_wait by replicas about to be released waits a cold start instead; the rate alone
+    // reads 0 after a burst). Without a queue, draining never cuts a request short.
+    z.present = o.queued > 0
+                    ? std::min(o.current, static_cast<int>(std::ceil((o.in_flight + o.queued) / c)))
+                    : 0;
+    z.needed = std::max(z.needed, z.present);
     // Until a request has completed, service time is unknown and a queue growing through the
     // first cold start says nothing new: launch for it once, then wait for the first replicas.
     const bool blind = z.s <= 0 && o.ready == 0 && o.starting > 0;
@@ -382,6 +390,9 @@ class TideDecider final : public Decider {
         z.load, z.surge ? "surge" : "steady", z.lambda, z.s, std::ceil(z.slots),
         format_duration(o.max_wait), params_.target_wait_probability, z.for_slo,
         std::max(0.0, std::ceil(z.excess)), format_duration(o.max_wait), z.backlog);
+    if (z.present > std::max(z.for_slo, z.backlog))
+      why += fmt::format("; {} in service and queued keep {} of {} running", o.in_flight + o.queued,
+                         z.present, o.current);
     if (z.prewarm) {
       why += fmt::format(
           "; recurring rise: requests in service rose by {:.1f} within a cold start at this point "

@@ -299,6 +299,22 @@ TEST(TidePolicy, ARisingLoadIsSizedOnItsRateNowNotOnTheLastHoursReplay) {
   EXPECT_GE(l.current, 8) << d.reason;
 }
 
+TEST(TidePolicy, RequestsQueuedAfterABurstKeepTheReplicasThatServeThem) {
+  // SLO 10 min, longer than the 5 min cold start: a burst (20 s each) fills 20 replicas of 8
+  // slots and leaves 169 queued when arrivals stop. The ready replicas could start them
+  // within 10 min, but releasing them would make the queue wait a cold start (seen on
+  // idle-week-long-jobs: 14 -> 0 with 169 queued, 65 requests timed out).
+  Loop l;
+  l.max_wait = 10min;
+  l.cold_start = 5min;
+  l.current = 20;
+  for (int i = 0; i < 600; ++i) l.step(1, 160, 100, 20.0);
+  Decision d;
+  for (int i = 0; i < 60; ++i) d = l.step(0, 160, 169, 20.0);
+  EXPECT_GE(l.current, 20) << d.reason;
+  EXPECT_NE(d.reason.find("329 in service and queued keep"), std::string::npos) << d.reason;
+}
+
 // The mean service time in a decision's reason ("x service 12.34s").
 double service_in(const Decision& d) {
   const size_t at = d.reason.find("x service ");
