@@ -419,7 +419,7 @@ TEST(ParseConfigErrors, Server) {
   EXPECT_EQ(c.server.api_max_body_bytes, 1024 * 1024);
   EXPECT_THAT(problems("server: {api_max_body_bytes: 10}\nendpoints: [{name: a, groups: "
                        "[{name: g}]}]"),
-              ElementsAre("server.api_max_body_bytes: must be >= 1024 and <= 1e+09, got 10"));
+              ElementsAre("server.api_max_body_bytes: must be >= 1024 and <= 1000000000, got 10"));
 }
 
 TEST(ParseConfigErrors, Provisioner) {
