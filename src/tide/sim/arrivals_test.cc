@@ -202,9 +202,7 @@ TEST_F(ClientArchiveTest, RejectsATruncatedArchive) {
 }
 
 TEST(ClientArchiveRealTest, ReadsServeGen) {
-  // This file is src/tide/sim/arrivals_test.cc: the repository root is three levels up.
-  const std::string root =
-      fs::absolute(fs::path(__FILE__)).parent_path().parent_path().parent_path().parent_path();
+  const std::string root = TIDE_SOURCE_DIR;  // the repository root (src/tide/sim/CMakeLists.txt)
   const std::string archive = find_trace_file("servegen_client_window_traces.tar.zst", root);
   if (archive.empty()) GTEST_SKIP() << "servegen_client_window_traces.tar.zst not found";
   const auto r1 = load_client_windows(archive, "deepseek-r1");

@@ -655,10 +655,8 @@ TEST(PoissonSourceTest, DeterministicForASeed) {
 
 // ----- the real traces (data/traces) -------------------------------------------
 
-// This file is src/tide/sim/trace_test.cc: the repository root is three levels up.
-std::string repo_root() {
-  return fs::absolute(fs::path(__FILE__)).parent_path().parent_path().parent_path().parent_path();
-}
+// The repository root, from the build (src/tide/sim/CMakeLists.txt).
+std::string repo_root() { return TIDE_SOURCE_DIR; }
 
 TEST(TraceRealTest, FindsTracesInTheRepositoryFirst) {
   const std::string llm = find_trace_file("azure_llm_2023_conv.csv", repo_root());
