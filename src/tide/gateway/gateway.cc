@@ -488,6 +488,11 @@ struct Gateway::Impl {
     ~Active() { count.fetch_sub(1, std::memory_order_relaxed); }
   };
 
+  // One request body's limit on the gateway listener or the admin API's.
+  int64_t body_limit(bool is_api) const {
+    return is_api ? server.api_max_body_bytes : server.max_body_bytes;
+  }
+
   awaitable<void> session(Worker& w, std::shared_ptr<Conn> cp, bool is_api) {
     Open open{is_api ? api_connections : connections};
     Conn& c = *cp;
@@ -496,8 +501,7 @@ struct Gateway::Impl {
     for (;;) {
       RequestParser parser(c.req, sticky_names, server.max_trailer_bytes);
       parser.header_limit(static_cast<uint32_t>(server.max_header_bytes));
-      parser.body_limit(
-          static_cast<uint64_t>(is_api ? server.api_max_body_bytes : server.max_body_bytes));
+      parser.body_limit(static_cast<uint64_t>(body_limit(is_api)));
       parser.eager(true);
       // Idle: wait for the first byte of the next request.
       if (c.in.size() == 0) {
@@ -626,10 +630,8 @@ struct Gateway::Impl {
     } else if (ec == http::error::body_limit) {
       status = http::status::payload_too_large;
       type = "body_too_large";
-      message = is_api ? fmt::format("request body exceeds {} bytes (server.api_max_body_bytes)",
-                                     server.api_max_body_bytes)
-                       : fmt::format("request body exceeds {} bytes (server.max_body_bytes)",
-                                     server.max_body_bytes);
+      message = fmt::format("request body exceeds {} bytes (server.{})", body_limit(is_api),
+                            is_api ? "api_max_body_bytes" : "max_body_bytes");
     } else if (ec == beast::error::timeout) {
       status = http::status::request_timeout;
       type = "request_timeout";
