@@ -26,6 +26,8 @@ struct Args {
   bool fast = false;
   bool check_regression = false;
   bool list = false;
+  int tune = 0;
+  std::string out;
 };
 
 std::vector<const Workload*> select(const std::vector<Workload>& all, const Args& a) {
@@ -77,6 +79,12 @@ int main(int argc, char** argv) {
   app.add_flag("--check-regression", a.check_regression,
                "exit 1 when the default fails the criteria on a workload not expected to");
   app.add_flag("--list", a.list, "list the workloads and exit");
+  app.add_option("--out", a.out,
+                 "write the default's timeline.csv and decisions.csv to OUT/WORKLOAD/");
+  app.add_option("--tune", a.tune,
+                 "also run tide tune with this many candidates per workload and report the "
+                 "default's cost against its optimum (slow: about N x one policy run)")
+      ->check(CLI::Range(0, 10000));
   CLI11_PARSE(app, argc, argv);
   try {
     const std::vector<Workload> all = corpus();
@@ -93,10 +101,16 @@ int main(int argc, char** argv) {
                  files.missing());
     const bool tty = isatty(STDERR_FILENO) != 0;
     const auto start = std::chrono::steady_clock::now();
-    const auto results = run_corpus(chosen, files, a.jobs, [&](size_t done, size_t total) {
-      if (tty) fmt::print(stderr, "\rsimulated {}/{}", done, total);
-    });
+    auto results = run_corpus(
+        chosen, files, a.jobs,
+        [&](size_t done, size_t total) {
+          if (tty) fmt::print(stderr, "\rsimulated {}/{}", done, total);
+        },
+        a.out);
     if (tty) fmt::print(stderr, "\r{:30}\r", "");
+    if (a.tune > 0)
+      tune_corpus(results, files, a.tune, a.jobs,
+                  [&](const std::string& name) { fmt::print(stderr, "tuning {}\n", name); });
     print_tables(stdout, results);
     fmt::print("\n{} workloads in {:.1f} s wall\n", results.size(),
                std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());

@@ -48,6 +48,28 @@ std::string csv_field(const std::string& s) {
 
 std::string num(double x) { return std::isnan(x) ? "" : fmt::format("{:.6g}", x); }
 
+// The default against `tide tune`'s optimum, per workload of the set (only with --tune).
+void print_tuned(std::FILE* out, Set set, const std::vector<const WorkloadResult*>& rows) {
+  std::vector<double> ratios;
+  for (const WorkloadResult* r : rows)
+    if (r->tuned) ratios.push_back(r->tuned->ratio());
+  if (ratios.empty()) return;
+  fmt::print(out,
+             "\n-- {} set: the default against tide tune's optimum, on the fitted part (the first "
+             "80% after the warm-up) --\n{:<24} {:>14} {:>14} {:>9}\n",
+             set_name(set), "workload", "default rep-h", "tuned rep-h", "/tuned");
+  for (const WorkloadResult* r : rows) {
+    if (!r->tuned) continue;
+    const TuneRatio& t = *r->tuned;
+    fmt::print(out, "{:<24} {:>13.2f}{} {:>13.2f}{} {:>9}\n", r->workload->name,
+               t.default_rs / 3600, t.default_met ? "*" : " ", t.tuned_rs / 3600,
+               t.tuned_met ? "*" : " ", ratio(t.ratio()));
+  }
+  fmt::print(out, "{} set: default/tuned median {} worst {} (* meets the target there)\n",
+             set_name(set), ratio(median(ratios)),
+             ratio(*std::max_element(ratios.begin(), ratios.end())));
+}
+
 }  // namespace
 
 void print_tables(std::FILE* out, const std::vector<WorkloadResult>& results) {
@@ -113,6 +135,7 @@ void print_tables(std::FILE* out, const std::vector<WorkloadResult>& results) {
                                100 * p.result.attainment(), hours(p.result)));
       fmt::print(out, "\n");
     }
+    print_tuned(out, set, rows);
   }
 }
 
@@ -123,7 +146,8 @@ void write_csv(const std::string& path, const std::vector<WorkloadResult>& resul
        "warmup_s,policy,is_default,requests,ok,lost,rejected,timed_out,attainment,meets_target,"
        "wait_p99_s,replica_hours,launches,reversals,peak_replicas,error,fixed_replicas,fixed_met,"
        "cheapest_preset,default_vs_cheapest_preset,default_vs_fixed,default_vs_clairvoyant,"
-       "nothing_lost,slo_ok,cost_le_presets,cost_le_fixed_x1.05,pass,failed\n";
+       "nothing_lost,slo_ok,cost_le_presets,cost_le_fixed_x1.05,pass,failed,tune_default_hours,"
+       "tune_best_hours,tune_best_met,default_vs_tuned\n";
   for (const auto& r : results) {
     const Workload& w = *r.workload;
     const auto& ep = w.config.endpoints.front();
@@ -133,7 +157,7 @@ void write_csv(const std::string& path, const std::vector<WorkloadResult>& resul
         num(to_seconds(ep.slo.max_wait)), g.concurrency, num(to_seconds(g.mean_cold_start())),
         g.max_replicas, csv_field(service_text(g.service_time)), num(to_seconds(w.warmup)));
     if (!r.error.empty()) {
-      f << head << ",,,,,,,,,,,,,,," << csv_field(r.error) << ",,,,,,,,,,,,\n";
+      f << head << ",,,,,,,,,,,,,,," << csv_field(r.error) << std::string(16, ',') << "\n";
       continue;
     }
     auto row = [&](const std::string& policy, bool is_default, const sim::SimResult& s) {
@@ -144,7 +168,7 @@ void write_csv(const std::string& path, const std::vector<WorkloadResult>& resul
         << num(hours(s)) << "," << s.launches << "," << s.scale_reversals << "," << s.peak_replicas
         << ",";
       if (!is_default) {
-        f << ",,,,,,,,,,,,\n";
+        f << std::string(16, ',') << "\n";
         return;
       }
       const Verdict& v = r.verdict;
@@ -152,7 +176,12 @@ void write_csv(const std::string& path, const std::vector<WorkloadResult>& resul
         << (r.fixed ? (r.fixed_met ? "1" : "0") : "") << "," << v.cheapest_preset << ","
         << num(v.vs_cheapest_preset) << "," << num(v.vs_fixed) << "," << num(v.vs_clairvoyant)
         << "," << v.nothing_lost << "," << v.slo_ok << "," << v.cost_vs_presets << ","
-        << v.cost_vs_fixed << "," << v.pass << "," << csv_field(v.failed) << "\n";
+        << v.cost_vs_fixed << "," << v.pass << "," << csv_field(v.failed) << ",";
+      if (r.tuned)
+        f << num(r.tuned->default_rs / 3600) << "," << num(r.tuned->tuned_rs / 3600) << ","
+          << r.tuned->tuned_met << "," << num(r.tuned->ratio()) << "\n";
+      else
+        f << ",,,\n";
     };
     for (const auto& p : r.runs) row(p.policy, p.is_default, p.result);
     if (r.fixed) row(sim::kFixedLabel, false, *r.fixed);

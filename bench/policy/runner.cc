@@ -12,6 +12,8 @@
 
 #include "tide/sim/parallel.h"
 #include "tide/sim/reference.h"
+#include "tide/sim/report.h"
+#include "tide/sim/tune.h"
 
 namespace tide::bench {
 namespace {
@@ -69,9 +71,27 @@ sim::SimOptions options_of(const Workload& w) {
   return o;
 }
 
+// One policy's run; the default's timeline and decisions written to out_dir/WORKLOAD/ if given.
+sim::SimResult run_policy(const Workload& w, const sim::Trace& trace,
+                          const config::ScalingSpec& spec, bool is_default,
+                          const std::string& out_dir) {
+  const bool record = is_default && !out_dir.empty();
+  sim::SimOptions o = options_of(w);
+  o.record_timeline = record;
+  sim::TraceSource source(trace);
+  const config::Config c = with_scaling(w.config, spec);
+  sim::SimResult res = sim::simulate(c, source, o);
+  if (record) {
+    sim::write_csvs(out_dir + "/" + w.name, res, c);
+    res.timeline.clear();
+    res.decisions.clear();
+  }
+  return res;
+}
+
 void run_task(const Task& t, const std::vector<const Workload*>& ws, const TraceFiles& files,
               const std::vector<PolicySet>& sets, std::vector<Shared>& shared,
-              std::vector<WorkloadResult>& out) {
+              std::vector<WorkloadResult>& out, const std::string& out_dir) {
   const Workload& w = *ws[t.workload];
   Shared& s = shared[t.workload];
   std::call_once(s.built, [&] {
@@ -87,11 +107,11 @@ void run_task(const Task& t, const std::vector<const Workload*>& ws, const Trace
     try {
       if (t.kind == Task::Kind::kPolicy) {
         const auto& [name, spec] = sets[t.workload].specs[t.policy];
-        sim::TraceSource source(*trace);
-        sim::SimResult res = sim::simulate(with_scaling(w.config, spec), source, options_of(w));
+        const bool is_default = t.policy == sets[t.workload].default_index;
+        sim::SimResult res = run_policy(w, *trace, spec, is_default, out_dir);
         res.policy = name;
         std::lock_guard lock(s.mu);
-        r.runs[t.policy] = {name, t.policy == sets[t.workload].default_index, std::move(res)};
+        r.runs[t.policy] = {name, is_default, std::move(res)};
       } else if (t.kind == Task::Kind::kFixed) {
         sim::TraceSource source(*trace);
         sim::FixedFleet f = sim::fixed_hindsight(w.config, source, options_of(w), kSloTarget);
@@ -129,7 +149,8 @@ const PolicyRun* WorkloadResult::default_run() const {
 
 std::vector<WorkloadResult> run_corpus(const std::vector<const Workload*>& workloads,
                                        const TraceFiles& files, size_t jobs,
-                                       const std::function<void(size_t, size_t)>& progress) {
+                                       const std::function<void(size_t, size_t)>& progress,
+                                       const std::string& out_dir) {
   std::vector<PolicySet> sets;
   std::vector<Task> tasks;
   std::vector<Shared> shared(workloads.size());
@@ -147,13 +168,38 @@ std::vector<WorkloadResult> run_corpus(const std::vector<const Workload*>& workl
 
   sim::parallel_for(
       tasks.size(), jobs,
-      [&](size_t i) { run_task(tasks[i], workloads, files, sets, shared, out); },
+      [&](size_t i) { run_task(tasks[i], workloads, files, sets, shared, out, out_dir); },
       [&](size_t done) {
         if (progress) progress(done, tasks.size());
       });
   for (auto& r : out)
     if (r.error.empty()) r.verdict = judge(r);
   return out;
+}
+
+void tune_corpus(std::vector<WorkloadResult>& results, const TraceFiles& files, int candidates,
+                 size_t jobs, const std::function<void(const std::string&)>& progress) {
+  for (auto& r : results) {
+    if (!r.error.empty()) continue;
+    const Workload& w = *r.workload;
+    if (progress) progress(w.name);
+    try {
+      const auto trace = std::make_shared<const sim::Trace>(w.build(files));
+      sim::TuneOptions o;
+      o.candidates = candidates;
+      o.jobs = jobs;
+      o.target = kSloTarget;
+      o.sim = options_of(w);
+      const sim::TuneResult t = sim::tune(
+          w.config, [&] { return std::make_unique<sim::TraceSource>(*trace); }, o);
+      const sim::TuneCandidate& d = t.explored.front();
+      const sim::TuneCandidate& best = t.winner();
+      r.tuned =
+          TuneRatio{d.fit.replica_seconds, best.fit.replica_seconds, d.feasible, best.feasible};
+    } catch (const std::exception& e) {
+      r.error = fmt::format("tune: {}", e.what());
+    }
+  }
 }
 
 Verdict judge(const WorkloadResult& w) {

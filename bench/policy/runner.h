@@ -37,6 +37,15 @@ struct Verdict {
   double vs_clairvoyant = 0;
 };
 
+// The default against `tide tune`'s optimum for the workload (bench_policy --tune N): both on the
+// part the search was fitted to (the first 80% after the warm-up).
+struct TuneRatio {
+  double default_rs = 0;  // replica-seconds of the default on the fitted part
+  double tuned_rs = 0;    // of the cheapest candidate meeting the target (or the best one)
+  bool default_met = false, tuned_met = false;
+  double ratio() const { return tuned_rs > 0 ? default_rs / tuned_rs : 0; }
+};
+
 struct WorkloadResult {
   const Workload* workload = nullptr;
   std::vector<PolicyRun> runs;  // presets in preset_names() order (and "default" if separate)
@@ -46,6 +55,7 @@ struct WorkloadResult {
   std::optional<sim::SimResult> clairvoyant;
   std::string error;  // the workload could not be built or simulated
   Verdict verdict;
+  std::optional<TuneRatio> tuned;  // only with --tune
   const PolicyRun* default_run() const;
 };
 
@@ -55,11 +65,19 @@ bool meets_target(const sim::SimResult& r);
 
 // Runs the workloads on `jobs` threads (0: one per core). `progress` (may be empty) is called
 // after each run with (done, total), from one thread at a time.
+// `out_dir` (may be empty): the default's timeline.csv and decisions.csv per workload go to
+// out_dir/WORKLOAD/ (for reading why it decided what it did).
 std::vector<WorkloadResult> run_corpus(const std::vector<const Workload*>& workloads,
                                        const TraceFiles& files, size_t jobs,
-                                       const std::function<void(size_t, size_t)>& progress);
+                                       const std::function<void(size_t, size_t)>& progress,
+                                       const std::string& out_dir = "");
 
 Verdict judge(const WorkloadResult& w);
+
+// Runs `tide tune` (sim::tune, the default policy's search space, `candidates` candidates on
+// `jobs` threads) on each workload that ran without error and records the ratio.
+void tune_corpus(std::vector<WorkloadResult>& results, const TraceFiles& files, int candidates,
+                 size_t jobs, const std::function<void(const std::string&)>& progress);
 
 // One table per set: the default per workload with its references and verdict, then every
 // policy's attainment and replica-hours; and the summary of the set.
