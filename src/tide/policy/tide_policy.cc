@@ -6,14 +6,21 @@
 //     (Little's law). The rate is averaged over keep_window (or demand_window in a surge); the
 //     service time over the completions of the last service_window, since the request mix drifts.
 //  2. Slots N: the fewest with P(wait > slo.max_wait) <= target_wait_probability in an M/M/N
-//     queue (Erlang C, exponential tail): a square-root margin for Poisson-like traffic.
+//     queue (Erlang C, exponential tail): a square-root margin for Poisson-like traffic. When
+//     the SLO allows a wait at least as long as a cold start (on demand: a launch answers in
+//     time), sized only for the rate the arrivals show beyond doubt (their count less three
+//     standard deviations), and never for a surge of the short window: the queue launches the
+//     rest as it comes (4).
 //  3. Warm headroom (only when slo.max_wait < the cold start: a longer wait lets a launch on
 //     demand answer in time): the smallest fixed fleet that would have kept the share of late
 //     arrivals under target_wait_probability over the last history_window, found by replaying
 //     the group's arrivals (hindsight.h). It reads bursts at every time scale, and arrivals only:
 //     the group's own start-up backlog is not demand.
 //  4. Backlog: queued requests that the ready slots cannot start within max_wait get replicas at
-//     once, enough to clear it within one cold start.
+//     once. On demand, a free slot starts one at once, a busy one after its request's expected
+//     residual service (longer than the mean for heavy-tailed service times), and each replica
+//     launched takes what its slots start within the wait left after its cold start; otherwise
+//     the queue is late already, and it gets enough replicas to clear it within one cold start.
 //  5. Hold: needs from a surge or a backlog are kept for keep_window (default: the mean cold
 //     start; releasing sooner risks paying a cold start again within the time the idle replica's
 //     cost would have covered: ski rental); the steady need, already an average over keep_window,
@@ -160,8 +167,9 @@ class MaxHold {
 struct Sizing {
   bool surge = false, prewarm = false, replay_sizes = false;
   RecurringRise::Rise rise;
+  double scv = 0;
   double lambda = 0, s = 0, load = 0, level = 0, forecast = 0, slots = 0, excess = 0;
-  int for_slo = 0, backlog = 0, warm = 0, present = 0, needed = 0;
+  int for_slo = 0, in_use = 0, backlog = 0, warm = 0, present = 0, needed = 0;
 };
 
 class TideDecider final : public Decider {
@@ -257,7 +265,9 @@ class TideDecider final : public Decider {
     const double steady = long_rate_.average(o.now);
     const double recent = short_rate_.average(o.now);
     const double w = std::min(to_seconds(params_.demand_window), to_seconds(o.now - *first_));
-    z.surge = recent * w > steady * w + 3 * std::sqrt(steady * w) + 1;
+    // On demand (a wait allowed as long as a cold start), a surge's requests wait for the
+    // replicas their queue launches: nothing is sized ahead on the short window.
+    z.surge = !on_demand(o) && recent * w > steady * w + 3 * std::sqrt(steady * w) + 1;
     z.lambda = z.surge ? recent : steady;
     // Mean service time of recent completions; before the first completion, at least as long as
     // replicas have been ready without finishing anything.
@@ -274,8 +284,15 @@ class TideDecider final : public Decider {
     z.level = level_.average(o.now);
     z.prewarm = z.rise.rise > 0 && z.level + z.rise.rise > z.load;
     z.forecast = z.prewarm ? z.level + z.rise.rise : z.load;
-    z.slots = slots_for(z.forecast, t_over_s, params_.target_wait_probability);
+    z.slots = slots_for(on_demand(o) && z.s > 0 && !z.prewarm ? evident_load(o, z) : z.forecast,
+                        t_over_s, params_.target_wait_probability);
     z.for_slo = static_cast<int>(std::ceil(z.slots / c));
+    // On demand, what is in use is kept (the requests in service fill replicas; the steady hold
+    // keeps them a while after): a stream too thin to show its rate beyond doubt is no reason to
+    // stop the replica that serves it and pay a cold start for the next request.
+    if (on_demand(o)) z.in_use = static_cast<int>(std::ceil(o.in_flight / c));
+    z.for_slo = std::max(z.for_slo, z.in_use);
+    z.scv = std::min(service_.scv, HindsightFleet::kMaxScv);
     size_backlog(o, z);
     if (warm_headroom(o) && service_.mean_s > 0) {
       z.warm = hindsight_.fleet(o.now, o.concurrency, service_,
@@ -324,22 +341,58 @@ class TideDecider final : public Decider {
     return z.lambda * w <= expected + 3 * std::sqrt(expected);
   }
 
+  // Whether a launch on demand is in time: the SLO allows a wait at least as long as a cold
+  // start. Then replicas are sized ahead only for the rate the arrivals show beyond doubt, and
+  // the queue launches the rest as it comes.
+  static bool on_demand(const Observation& o) { return o.max_wait >= o.cold_start; }
+
+  // The offered load of the rate the keep window's arrivals show beyond doubt: their count less
+  // three standard deviations of a Poisson count (one request is no evidence of a rate that
+  // needs a second replica; a thousand are).
+  double evident_load(const Observation& o, const Sizing& z) const {
+    const double seen = std::min(to_seconds(keep_window_), to_seconds(o.now - *first_));
+    if (seen <= 0) return 0;
+    const double k = z.lambda * seen;
+    return std::max(0.0, k - 3 * std::sqrt(k)) / seen * z.s;
+  }
+
   // Queued work that the ready slots cannot start within max_wait needs replicas now, beyond
-  // those already starting (they will take it when ready). Replicas launched now are ready
-  // after a cold start; from then on each clears c / s requests a second, so the backlog needs
-  // enough of them to clear it within one more cold start, not one slot per queued request.
+  // those already starting (they will take it when ready). See startable() and
+  // per_launched_replica().
   static void size_backlog(const Observation& o, Sizing& z) {
-    const double c = std::max(1, o.concurrency);
-    const double ready_slots = o.ready * c;
-    const double startable =
-        z.s > 0 ? ready_slots * to_seconds(o.max_wait) / z.s : (o.ready > 0 ? ready_slots : 0.0);
-    z.excess = o.queued - startable;
-    const double per_replica =
-        z.s > 0 ? c * std::max(1.0, to_seconds(std::max(o.cold_start, o.max_wait)) / z.s) : c;
+    z.excess = o.queued - startable(o, z);
     z.backlog =
         z.excess > 0
-            ? o.ready + std::max(o.starting, static_cast<int>(std::ceil(z.excess / per_replica)))
+            ? o.ready + std::max(o.starting,
+                                 static_cast<int>(std::ceil(z.excess / per_launched_replica(o, z))))
             : 0;
+  }
+
+  // Queued requests the ready slots start within max_wait. On demand (where a replica launched
+  // now is ready within max_wait, so this decides whether to launch one): a free slot one at
+  // once and then one per mean service time; a busy slot only after its request's residual
+  // service, which for service times of mean s and squared coefficient of variation scv is
+  // s (1 + scv) / 2 in expectation (renewal theory: a heavy tail keeps a busy slot busy far
+  // longer than s). Otherwise a launch is late for these requests anyway: max_wait / s each.
+  static double startable(const Observation& o, const Sizing& z) {
+    const double slots = o.ready * std::max(1, o.concurrency);
+    if (z.s <= 0) return slots;
+    const double w = to_seconds(o.max_wait);
+    if (!on_demand(o)) return slots * w / z.s;
+    const double busy = std::min<double>(o.in_flight, slots);
+    const double residual = z.s * (1 + z.scv) / 2;
+    return (slots - busy) * (1 + w / z.s) + busy * std::max(0.0, w - residual) / z.s;
+  }
+
+  // Queued requests one replica launched now takes. On demand: what its slots start within the
+  // wait left after its cold start (one each when ready, then one per service time). Otherwise
+  // the queue is late already: enough replicas to clear it within one more cold start, not one
+  // slot per queued request.
+  static double per_launched_replica(const Observation& o, const Sizing& z) {
+    const double c = std::max(1, o.concurrency);
+    if (z.s <= 0) return c;
+    if (on_demand(o)) return c * (1 + std::floor(to_seconds(o.max_wait - o.cold_start) / z.s));
+    return c * std::max(1.0, to_seconds(std::max(o.cold_start, o.max_wait)) / z.s);
   }
 
   // How long a quiet spell is held through (QuietSpells: as long as the SLO's share of late
@@ -390,6 +443,8 @@ class TideDecider final : public Decider {
         z.load, z.surge ? "surge" : "steady", z.lambda, z.s, std::ceil(z.slots),
         format_duration(o.max_wait), params_.target_wait_probability, z.for_slo,
         std::max(0.0, std::ceil(z.excess)), format_duration(o.max_wait), z.backlog);
+    if (z.in_use > 0 && z.in_use * std::max(1, o.concurrency) >= z.slots)
+      why += fmt::format("; on demand: {} in service keep {} in use", o.in_flight, z.in_use);
     if (z.present > std::max(z.for_slo, z.backlog))
       why += fmt::format("; {} in service and queued keep {} of {} running", o.in_flight + o.queued,
                          z.present, o.current);

@@ -32,6 +32,8 @@ struct Loop {
   std::optional<Time> last_activity;
   Duration max_wait = 2s;
   Duration cold_start = 60s;
+  int concurrency = 8;
+  double scv = 0;  // of the service times completed (their sum of squares follows)
 
   // As many completions as arrivals, with service time `service_s`.
   Decision step(uint64_t arrivals, int in_flight, int queued, double service_s, int ready = -1) {
@@ -42,7 +44,7 @@ struct Loop {
     o.current = current;
     o.ready = ready < 0 ? current : ready;
     o.starting = o.current - o.ready;
-    o.concurrency = 8;
+    o.concurrency = concurrency;
     o.max_replicas = 100;
     o.queued = queued;
     o.in_flight = in_flight;
@@ -51,7 +53,7 @@ struct Loop {
     o.arrivals = arrivals;
     o.completions = arrivals;
     o.service_sum_s = static_cast<double>(arrivals) * service_s;
-    o.service_sq_sum_s2 = static_cast<double>(arrivals) * service_s * service_s;
+    o.service_sq_sum_s2 = static_cast<double>(arrivals) * service_s * service_s * (1 + scv);
     o.mean_service_s = running_mean >= 0 ? running_mean : service_s;
     o.cold_start = cold_start;
     o.max_wait = max_wait;
@@ -312,7 +314,67 @@ TEST(TidePolicy, RequestsQueuedAfterABurstKeepTheReplicasThatServeThem) {
   Decision d;
   for (int i = 0; i < 60; ++i) d = l.step(0, 160, 169, 20.0);
   EXPECT_GE(l.current, 20) << d.reason;
-  EXPECT_NE(d.reason.find("329 in service and queued keep"), std::string::npos) << d.reason;
+  EXPECT_TRUE(has(d, "160 in service keep 20 in use")) << d.reason;
+}
+
+// One replica of one slot (30 s jobs), a 60 s cold start and 90 s allowed: a launch on demand
+// starts a lone request in time.
+Loop on_demand_loop() {
+  Loop l;
+  l.concurrency = 1;
+  l.cold_start = 60s;
+  l.max_wait = 90s;
+  return l;
+}
+
+// A lone request every ten minutes: it waits for its replica's cold start, is served, and the
+// group goes idle again.
+int most_for_lone_requests(Loop& l, int requests) {
+  int most = 0;
+  for (int r = 0; r < requests; ++r) {
+    l.step(1, 0, 1, 30.0, 0);
+    most = std::max(most, l.current);
+    for (int i = 0; i < 60; ++i) l.step(0, 0, 1, 30.0, 0);
+    for (int i = 0; i < 30; ++i) l.step(0, 1, 0, 30.0);
+    for (int i = 0; i < 510; ++i) l.step(0, 0, 0, 30.0);
+  }
+  return most;
+}
+
+TEST(TidePolicy, OnDemandALoneRequestGetsOneReplicaNotTheErlangMarginOfItsRate) {
+  // One arrival in the keep window reads as a rate of 1/min: Erlang's margin for it asked for two
+  // replicas, and every lone request of diffusion-bursts paid a second cold start for nothing.
+  Loop l = on_demand_loop();
+  EXPECT_EQ(most_for_lone_requests(l, 10), 1);
+}
+
+TEST(TidePolicy, OnDemandAQueueGetsTheReplicasThatStartItWithinTheWaitLeftAfterAColdStart) {
+  // Six requests at once: a replica ready after 60 s starts two of them within the 90 s allowed
+  // (one when ready, one 30 s later), so three replicas, not two (a third request each would
+  // start at 120 s) and not the five of Erlang's margin for a rate of 6 a minute.
+  Loop l = on_demand_loop();
+  most_for_lone_requests(l, 1);  // the service time is known
+  ASSERT_EQ(l.current, 0);
+  const Decision d = l.step(6, 0, 6, 30.0, 0);
+  EXPECT_EQ(d.desired, 3) << d.reason;
+}
+
+TEST(TidePolicy, ABusySlotOfHeavyTailedRequestsStartsTheQueueOnlyAfterItsResidualService) {
+  // Service times of mean 4 s and squared coefficient of variation 25: a busy slot is expected
+  // to stay busy s (1 + scv) / 2 = 52 s more, not 4 s. 16 requests queued behind one replica's 4
+  // busy slots: within the 60 s allowed they start 2 each, so 8 need a second replica (counting
+  // 60 / 4 = 15 starts per slot saw room for 60 and launched none).
+  Loop l;
+  l.concurrency = 4;
+  l.cold_start = 30s;
+  l.max_wait = 60s;
+  l.scv = 25;
+  l.current = 1;
+  for (int i = 0; i < 1000; ++i) l.step(i % 10 == 0 ? 1 : 0, 1, 0, 4.0);
+  ASSERT_EQ(l.current, 1);
+  const Decision d = l.step(20, 4, 16, 4.0);
+  EXPECT_GE(d.desired, 2) << d.reason;
+  EXPECT_TRUE(has(d, "queued beyond")) << d.reason;
 }
 
 // The mean service time in a decision's reason ("x service 12.34s").
