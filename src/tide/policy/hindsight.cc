@@ -70,6 +70,24 @@ double late_in(const Replay& r, int64_t slots, double max_wait) {
   return static_cast<double>(late) / static_cast<double>(r.arrive.size());
 }
 
+// The smallest fleet, up to max_replicas, whose late share meets the target.
+int smallest(const Replay& r, int concurrency, HindsightFleet::Target target, int max_replicas) {
+  const double wait = to_seconds(target.max_wait);
+  const int64_t c = std::max(1, concurrency);
+  // The late share only falls as replicas are added: the smallest fleet meeting the target by
+  // bisection.
+  int lo = 1, hi = max_replicas;
+  if (late_in(r, hi * c, wait) > target.late_share) return hi;
+  while (lo < hi) {
+    const int mid = lo + (hi - lo) / 2;
+    if (late_in(r, mid * c, wait) <= target.late_share)
+      hi = mid;
+    else
+      lo = mid + 1;
+  }
+  return lo;
+}
+
 }  // namespace
 
 void HindsightFleet::add(Time now, Duration interval, uint64_t arrivals) {
@@ -77,6 +95,7 @@ void HindsightFleet::add(Time now, Duration interval, uint64_t arrivals) {
   if (arrivals > 0) {
     intervals_.push_back({now, interval, arrivals});
     total_ += arrivals;
+    arrived_ = true;
   }
   expire(now);
 }
@@ -102,21 +121,15 @@ int HindsightFleet::fleet(Time now, int concurrency, Service service, Target tar
     return computed_;
   computed_at_ = now;
   computed_total_ = total_;
-  const Replay r = draw(intervals_, now, service);
-  const double wait = to_seconds(target.max_wait);
-  const int64_t c = std::max(1, concurrency);
-  // The late share only falls as replicas are added: the smallest fleet meeting the target by
-  // bisection.
-  int lo = 1, hi = max_replicas;
-  if (late_in(r, hi * c, wait) > target.late_share) return computed_ = hi;
-  while (lo < hi) {
-    const int mid = lo + (hi - lo) / 2;
-    if (late_in(r, mid * c, wait) <= target.late_share)
-      hi = mid;
-    else
-      lo = mid + 1;
-  }
-  return computed_ = lo;
+  int n = smallest(draw(intervals_, now, service), concurrency, target, max_replicas);
+  // Without a new arrival or a new service estimate, only old arrivals left the window: no
+  // evidence of more demand (a burst leaving makes the later ones a larger share), so the fleet
+  // found does not grow.
+  const bool same_service = service.mean_s == service_.mean_s && service.scv == service_.scv;
+  if (!arrived_ && same_service && computed_ > 0) n = std::min(n, computed_);
+  arrived_ = false;
+  service_ = service;
+  return computed_ = n;
 }
 
 }  // namespace tide::policy

@@ -61,6 +61,8 @@ class HindsightFleet {
   Time computed_at_{};
   uint64_t computed_total_ = 0;
   int computed_ = 0;
+  bool arrived_ = false;  // an arrival was added since the last replay
+  Service service_;       // of the last replay
 };
 
 }  // namespace tide::policy
