@@ -259,7 +259,38 @@ class TideDecider final : public Decider {
 
   Sizing size(const Observation& o) {
     Sizing z;
+    estimate_load(o, z);
+    size_slots(o, z);
+    z.scv = std::min(service_.scv, HindsightFleet::kMaxScv);
+    size_backlog(o, z);
+    size_warm(o, z);
+    // The replayed fleet sizes for the SLO on the traffic actually seen, once the window holds
+    // enough arrivals to resolve the share allowed to wait (kResolved late ones at the target);
+    // Erlang's Poisson sizing stands in before that, and for a surge or a recurring rise newer
+    // than the replay.
+    const bool resolved =
+        static_cast<double>(hindsight_.arrivals()) * params_.target_wait_probability >= kResolved;
+    z.replay_sizes = z.warm > 0 && resolved && replay_covers(o, z) && !z.surge && !z.prewarm;
+    z.needed = std::max(z.replay_sizes ? z.warm : std::max(z.for_slo, z.warm), z.backlog);
+    // A queue is served where it is: while requests wait, the replicas running are kept as long
+    // as the requests in service and queued fill them (a queue counted as startable within
+    // max_wait by replicas about to be released waits a cold start instead; the rate alone
+    // reads 0 after a burst). Without a queue, draining never cuts a request short.
     const double c = std::max(1, o.concurrency);
+    z.present = o.queued > 0
+                    ? std::min(o.current, static_cast<int>(std::ceil((o.in_flight + o.queued) / c)))
+                    : 0;
+    z.needed = std::max(z.needed, z.present);
+    // Until a request has completed, service time is unknown and a queue growing through the
+    // first cold start says nothing new: launch for it once, then wait for the first replicas.
+    const bool blind = z.s <= 0 && o.ready == 0 && o.starting > 0;
+    if (blind) z.needed = std::min(z.needed, o.current);
+    return z;
+  }
+
+  // The arrival rate (steady, or a surge's), the mean service time, the offered load, and a
+  // recurring rise due within a cold start.
+  void estimate_load(const Observation& o, Sizing& z) {
     // The arrival rate over the keep window is steady; the short window catches a surge: more
     // arrivals than the steady rate explains at three standard deviations of a Poisson count.
     const double steady = long_rate_.average(o.now);
@@ -276,7 +307,6 @@ class TideDecider final : public Decider {
       z.s = std::max(to_seconds(o.interval), to_seconds(o.now - *first_ready_));
     // Offered load by Little's law once service times are known; until then what is in flight.
     z.load = z.s > 0 ? z.lambda * z.s : load_.average(o.now);
-    const double t_over_s = z.s > 0 ? to_seconds(o.max_wait) / z.s : 0.0;
     // A rise of requests in service that recurred in each of the last cycles of some period is
     // due again within a cold start: size for it now.
     const Duration lead = std::max<Duration>(o.cold_start, std::chrono::seconds(1));
@@ -284,6 +314,13 @@ class TideDecider final : public Decider {
     z.level = level_.average(o.now);
     z.prewarm = z.rise.rise > 0 && z.level + z.rise.rise > z.load;
     z.forecast = z.prewarm ? z.level + z.rise.rise : z.load;
+  }
+
+  // Erlang's slots for the SLO and the replicas they fill; on demand, for the evident rate, and
+  // at least the replicas in use.
+  void size_slots(const Observation& o, Sizing& z) const {
+    const double c = std::max(1, o.concurrency);
+    const double t_over_s = z.s > 0 ? to_seconds(o.max_wait) / z.s : 0.0;
     z.slots = slots_for(on_demand(o) && z.s > 0 && !z.prewarm ? evident_load(o, z) : z.forecast,
                         t_over_s, params_.target_wait_probability);
     z.for_slo = static_cast<int>(std::ceil(z.slots / c));
@@ -292,38 +329,18 @@ class TideDecider final : public Decider {
     // stop the replica that serves it and pay a cold start for the next request.
     if (on_demand(o)) z.in_use = static_cast<int>(std::ceil(o.in_flight / c));
     z.for_slo = std::max(z.for_slo, z.in_use);
-    z.scv = std::min(service_.scv, HindsightFleet::kMaxScv);
-    size_backlog(o, z);
-    if (warm_headroom(o) && service_.mean_s > 0) {
-      z.warm = hindsight_.fleet(o.now, o.concurrency, service_,
-                                {o.max_wait, params_.target_wait_probability}, o.max_replicas);
-      // Held through a quiet spell longer than the history window: the fleet found at the last
-      // arrival (when the window held all of the latest traffic), and the largest found before
-      // the spells of the last day (the bursts a spell may end in).
-      if (o.arrivals > 0) last_warm_ = z.warm;
-      if (hindsight_.arrivals() == 0) z.warm = std::max(last_warm_, quiet_.fleet());
-    }
-    // The replayed fleet sizes for the SLO on the traffic actually seen, once the window holds
-    // enough arrivals to resolve the share allowed to wait (kResolved late ones at the target);
-    // Erlang's Poisson sizing stands in before that, and for a surge or a recurring rise newer
-    // than the replay.
-    const bool resolved =
-        static_cast<double>(hindsight_.arrivals()) * params_.target_wait_probability >= kResolved;
-    z.replay_sizes = z.warm > 0 && resolved && replay_covers(o, z) && !z.surge && !z.prewarm;
-    z.needed = std::max(z.replay_sizes ? z.warm : std::max(z.for_slo, z.warm), z.backlog);
-    // A queue is served where it is: while requests wait, the replicas running are kept as long
-    // as the requests in service and queued fill them (a queue counted as startable within
-    // max_wait by replicas about to be released waits a cold start instead; the rate alone
-    // reads 0 after a burst). Without a queue, draining never cuts a request short.
-    z.present = o.queued > 0
-                    ? std::min(o.current, static_cast<int>(std::ceil((o.in_flight + o.queued) / c)))
-                    : 0;
-    z.needed = std::max(z.needed, z.present);
-    // Until a request has completed, service time is unknown and a queue growing through the
-    // first cold start says nothing new: launch for it once, then wait for the first replicas.
-    const bool blind = z.s <= 0 && o.ready == 0 && o.starting > 0;
-    if (blind) z.needed = std::min(z.needed, o.current);
-    return z;
+  }
+
+  // The warm fleet (only with warm headroom): the replay's, held through quiet spells.
+  void size_warm(const Observation& o, Sizing& z) {
+    if (!warm_headroom(o) || service_.mean_s <= 0) return;
+    z.warm = hindsight_.fleet(o.now, o.concurrency, service_,
+                              {o.max_wait, params_.target_wait_probability}, o.max_replicas);
+    // Held through a quiet spell longer than the history window: the fleet found at the last
+    // arrival (when the window held all of the latest traffic), and the largest found before
+    // the spells of the last day (the bursts a spell may end in).
+    if (o.arrivals > 0) last_warm_ = z.warm;
+    if (hindsight_.arrivals() == 0) z.warm = std::max(last_warm_, quiet_.fleet());
   }
 
   // Whether the replayed window speaks for the traffic now: all of it was replayed (at most
