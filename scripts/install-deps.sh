@@ -28,8 +28,9 @@ missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-# The dashboard (web/) builds with npm, and its browser test runs on node. A node that is already
-# there (Debian's, or another that brings its own npm) is kept: Debian's npm conflicts with those.
+# The dashboard (web/) builds with npm; its browser test and the OpenAI SDK test (tests/openai_sdk)
+# run on node. A node that is already there (Debian's, or another that brings its own npm) is
+# kept: Debian's npm conflicts with those.
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   missing+=(nodejs npm)
 fi

@@ -6,6 +6,7 @@
 
 #include "tide/common/text.h"
 #include "tide/net/error_body.h"
+#include "tide/net/url_path.h"
 
 namespace tide::gateway {
 
@@ -53,6 +54,20 @@ ModelRoute list_models(std::string_view id, const std::vector<control::LiveEndpo
                                                      clip(id), model_names(endpoints)),
                                          "model", "model_not_found"));
   return answer(200, json{{"object", "list"}, {"data", std::move(data)}}.dump());
+}
+
+// GET /v1/models/{id}: the id comes percent-encoded (the SDKs encode the '/' of "org/model").
+ModelRoute one_model(std::string_view encoded, const std::vector<control::LiveEndpoint*>& endpoints,
+                     int64_t created) {
+  const std::optional<std::string> id = net::percent_decode(encoded);
+  if (!id || id->empty())
+    return answer(400, net::openai_error_body(
+                           kInvalidRequest,
+                           fmt::format("the model in the path, `{}`, is not a percent-encoded "
+                                       "model name",
+                                       clip(encoded)),
+                           "model", "invalid_model"));
+  return list_models(*id, endpoints, created);
 }
 
 // 400 for a body whose model cannot be read.
@@ -111,7 +126,7 @@ ModelRoute route_by_model(std::string_view method, std::string_view target, std:
   if (method == "GET" && path == kModels) return list_models({}, endpoints, created);
   if (method == "GET" && path.starts_with(kModels) && path.size() > kModels.size() + 1 &&
       path[kModels.size()] == '/')
-    return list_models(path.substr(kModels.size() + 1), endpoints, created);
+    return one_model(path.substr(kModels.size() + 1), endpoints, created);
   if (method == "POST") return route_post(body, endpoints);
   return answer(404, net::openai_error_body(
                          kInvalidRequest,

@@ -93,6 +93,15 @@ TEST(RouteByModel, ModelsListsEveryModelOfEveryEndpoint) {
   EXPECT_EQ(one.status, 200u);
   EXPECT_EQ(json::parse(one.body)["id"], "meta/llama:8b");
   EXPECT_EQ(route_by_model("GET", "/v1/models/nope", "", e.all, 5).status, 404u);
+  // The id as the OpenAI SDKs send it: percent-encoded ("/" as %2F).
+  const ModelRoute encoded = route_by_model("GET", "/v1/models/meta%2Fllama%3A8b", "", e.all, 5);
+  EXPECT_EQ(encoded.status, 200u);
+  EXPECT_EQ(json::parse(encoded.body)["id"], "meta/llama:8b");
+  const ModelRoute broken = route_by_model("GET", "/v1/models/meta%2", "", e.all, 5);
+  EXPECT_EQ(broken.status, 400u);
+  EXPECT_EQ(json::parse(broken.body)["error"]["code"], "invalid_model");
+  EXPECT_EQ(json::parse(broken.body)["error"]["message"],
+            "the model in the path, `meta%2`, is not a percent-encoded model name");
   // Other methods and paths under /v1/: 404 in OpenAI's shape.
   const ModelRoute files = route_by_model("GET", "/v1/files", "", e.all, 5);
   EXPECT_EQ(files.status, 404u);
