@@ -338,6 +338,17 @@ config::Config one_token_replica(config::SloSpec slo) {
   return c;
 }
 
+config::SloSpec max_wait(Duration d) {
+  config::SloSpec slo;
+  slo.max_wait = d;
+  return slo;
+}
+config::SloSpec ttft(Duration d) {
+  config::SloSpec slo;
+  slo.ttft = d;
+  return slo;
+}
+
 TEST(SimulatorTtft, TtftIsTheWaitPlusThePrefillAndTheSloCountsIt) {
   // 1500 prompt tokens: 1.5 s of prefill, then 50 tokens of 10 ms: 2 s in service. The second
   // request waits 1.5 s for the first: ttft 3 s.
