@@ -74,6 +74,7 @@ struct Options {
   std::string service = "fixed:500ms";
   std::string load_time = "300ms";
   std::string token_rate = "0";
+  std::string slo = "{max_wait: 2s}";  // of each endpoint
   int queue_max = 1000;
   std::string queue_timeout = "30s";
   std::string idle_timeout = "1s";
@@ -134,8 +135,8 @@ class Serve {
     for (size_t at = top.find("{dir}"); at != std::string::npos; at = top.find("{dir}"))
       top.replace(at, 5, dir_.string());
     auto endpoint = [&](const std::string& endpoint_name, const std::string& extra) {
-      return "  - name: " + endpoint_name +
-             "\n    slo: {max_wait: 2s}\n    queue: {max_length: " + std::to_string(o.queue_max) +
+      return "  - name: " + endpoint_name + "\n    slo: " + o.slo +
+             "\n    queue: {max_length: " + std::to_string(o.queue_max) +
              ", timeout: " + o.queue_timeout + "}\n" +
              (extra.empty() ? "" : "    " + extra + "\n") +
              (o.routing.empty() ? "" : "    routing: " + o.routing + "\n") + "    groups:\n" +

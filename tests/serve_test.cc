@@ -797,6 +797,62 @@ TEST(Serve, ACrashLoopingReplicaFailsHeldRequestsFastSayingWhy) {
   EXPECT_EQ(s.terminate(), 0);
 }
 
+TEST(Serve, TtftAndTpotOfStreamedAnswersShowInMetricsStatusAndSetTheWaitBudget) {
+  Options o;
+  o.min_replicas = 1;
+  o.service = "tokens:0.05,0.02";  // 50 ms of prefill per prompt word, 20 ms per answer token
+  o.slo = "{ttft: 1500ms}";
+  o.idle_timeout = "60s";
+  Serve s("ttft", o);
+  ASSERT_TRUE(eventually([&] { return s.count("ready") == 1; }, 10));
+  // Ten prompt words: 500 ms before the first token, then ten events 20 ms apart.
+  const std::string streamed =
+      R"({"prompt": "one two three four five six seven eight nine ten", "max_tokens": 10,)"
+      R"( "stream": true})";
+  for (int i = 0; i < 4; ++i) {
+    const HttpResponse r = http_post(s.port(), "/chat/v1/completions", streamed);
+    ASSERT_EQ(r.status, 200) << r.error << r.body;
+    EXPECT_EQ(r.headers.at("content-type"), "text/event-stream");
+  }
+  // A whole (not streamed) answer counts no ttft.
+  EXPECT_EQ(http_post(s.port(), "/chat/v1/completions", kCompletion).status, 200);
+
+  const HttpResponse m = s.api("GET", "/metrics");
+  ASSERT_EQ(m.status, 200);
+  const std::string& t = m.body;
+  const std::string g = R"(endpoint="chat",group="local")";
+  EXPECT_EQ(metric(t, "tide_gateway_ttft_seconds_count{" + g + "}"), 4) << t;
+  // Every first token came after the 500 ms prefill, well within 60 s.
+  EXPECT_EQ(metric(t, "tide_gateway_ttft_seconds_bucket{" + g + R"(,le="0.25"})"), 0);
+  EXPECT_EQ(metric(t, "tide_gateway_ttft_seconds_bucket{" + g + R"(,le="60"})"), 4);
+  EXPECT_GE(metric(t, "tide_gateway_ttft_seconds_sum{" + g + "}"), 4 * 0.5);
+  // Ten events each: a mean gap of about 20 ms, under 250 ms even on a loaded machine.
+  EXPECT_EQ(metric(t, "tide_gateway_tpot_seconds_count{" + g + "}"), 4);
+  EXPECT_EQ(metric(t, "tide_gateway_tpot_seconds_bucket{" + g + R"(,le="0.01"})"), 0);
+  EXPECT_EQ(metric(t, "tide_gateway_tpot_seconds_bucket{" + g + R"(,le="0.25"})"), 4);
+
+  const json e = s.endpoint();
+  const json& stats = e["groups"][0]["stats"];
+  EXPECT_GE(stats["ttft_s"]["p50"].get<double>(), 0.5) << stats.dump();
+  EXPECT_EQ(stats["tpot_s"]["count"], 4);
+  // The SLO as written, and the wait it leaves after the prefill the gateway saw (~0.5 s).
+  EXPECT_EQ(e["slo"]["ttft_s"], 1.5);
+  const double budget = e["slo"]["wait_budget_s"].get<double>();
+  EXPECT_GT(budget, 0.0) << e["slo"].dump();
+  EXPECT_LE(budget, 1.0) << e["slo"].dump();
+
+  const CliRun status = tide_cli("status --api http://127.0.0.1:" + std::to_string(s.api_port()) +
+                                 " --token " + Serve::kToken);
+  ASSERT_EQ(status.status, 0) << status.out;
+  std::smatch line;
+  EXPECT_TRUE(std::regex_search(
+      status.out, line,
+      std::regex(R"(\n  local: ttft p50 \S+ p99 \S+, tpot p50 \S+ p99 \S+ \(4 streamed\)\n)")))
+      << status.out;
+  std::printf("tide status:%s", line.str().c_str());  // the figures seen, for the docs
+  EXPECT_EQ(s.terminate(), 0);
+}
+
 TEST(Serve, MetricsShowLiveNumbersOfARealRun) {
   Serve s("metrics", {});
   for (const auto& r : burst(s.port(), 6)) EXPECT_EQ(r.status, 200) << r.error << r.body;

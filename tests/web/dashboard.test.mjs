@@ -37,7 +37,8 @@ test('live charts, decisions and the group comparison show data from a real run'
   await page.waitForSelector('.chart[data-kind="replicas"][data-group="a100"]', { timeout: 30000 });
   assert.equal(await page.textContent('#endpoints button.active'), 'chat');
 
-  // 32 requests over 4 s: both groups scale up from zero, serve, and decide with reasons.
+  // 32 requests over 4 s, every other one streamed (SSE): both groups scale up from zero, serve,
+  // and decide with reasons.
   const sent = sendRequests(tide.gateway, 32, 125);
   // While requests are held or in service, before any has ended (the first wait out a 1 s cold
   // start and take 700 ms), a card reads a non-zero req/s: arrivals, not answers ended.
@@ -67,8 +68,16 @@ test('live charts, decisions and the group comparison show data from a real run'
     const rows = await page.$$eval('#comparison tbody tr', (trs) => trs.map((tr) => [...tr.children].map((td) => td.textContent)));
     return rows.length === 2 && rows.reduce((n, r) => n + Number(r[2].replace(/,/g, '')), 0) === 32;
   }, 20, 'the comparison to count 32 answered requests');
-  const cost = await page.textContent('#comparison tbody tr:first-child td:nth-child(15)');
+  const cost = await page.textContent('#comparison tbody tr:first-child td:nth-child(19)');
   assert.match(cost, /^\$\d/);
+  // The streamed half shows its time to first token and per output token (the gateway's
+  // ttft_s and tpot_s) in a group that served some.
+  const header = await page.$$eval('#comparison thead th', (ths) => ths.map((th) => th.textContent));
+  assert.deepEqual(header.slice(12, 16), ['ttft p50', 'ttft p99', 'tpot p50', 'tpot p99']);
+  const streamed = await page.$$eval('#comparison tbody tr', (trs) =>
+    trs.map((tr) => [...tr.children].slice(12, 16).map((td) => td.textContent)),
+  );
+  assert.ok(streamed.some((r) => r.every((c) => /\d/.test(c))), JSON.stringify(streamed));
 
   // Legends carry numbers, never uPlot's "--": the latest values with the cursor off the chart,
   // and again after it passed over one and left.

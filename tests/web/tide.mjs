@@ -77,15 +77,16 @@ endpoints:
   };
 }
 
-// Sends `n` completions, one every `gapMs`; resolves to their statuses.
-export async function sendRequests(gateway, n, gapMs) {
+// Sends `n` completions, one every `gapMs`, every other one streamed (`stream: true`, server-sent
+// events) when `streamHalf`; resolves to their statuses.
+export async function sendRequests(gateway, n, gapMs, streamHalf = true) {
   const pending = [];
   for (let i = 0; i < n; i++) {
     pending.push(
       fetch(`${gateway}/chat/v1/completions`, {
         method: 'POST',
         headers: { 'Content-Type': 'application/json' },
-        body: JSON.stringify({ prompt: `hello ${i}`, max_tokens: 8 }),
+        body: JSON.stringify({ prompt: `hello ${i}`, max_tokens: 8, stream: streamHalf && i % 2 === 1 }),
       }).then(async (r) => {
         await r.text();
         return r.status;

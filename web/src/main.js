@@ -151,8 +151,11 @@ function renderCards(s, recent) {
 function renderComparison(s) {
   const head = [
     'group', 'requests', 'ok', '429', '502', '503', '504', 'gone', 'p50', 'p95', 'p99',
-    'wait p95', 'req / replica-h', 'replica-h', 'cost', 'cold starts', 'cold mean', 'cold max',
+    'wait p95', 'ttft p50', 'ttft p99', 'tpot p50', 'tpot p99',
+    'req / replica-h', 'replica-h', 'cost', 'cold starts', 'cold mean', 'cold max',
   ];
+  // Streamed answers only (an older server sends no ttft_s / tpot_s).
+  const q = (h, key) => fmtSeconds(h && h.count ? h[key] : null);
   const rows = s.groups.map((g) => {
     const st = g.stats;
     const o = st.outcomes;
@@ -163,6 +166,7 @@ function renderComparison(s) {
       fmtSeconds(st.latency_s.count ? st.latency_s.p95 : null),
       fmtSeconds(st.latency_s.count ? st.latency_s.p99 : null),
       fmtSeconds(st.queue_wait_s.count ? st.queue_wait_s.p95 : null),
+      q(st.ttft_s, 'p50'), q(st.ttft_s, 'p99'), q(st.tpot_s, 'p50'), q(st.tpot_s, 'p99'),
       fmtNum(st.requests_per_replica_hour, 0), fmtNum(st.replica_seconds / 3600, 3),
       st.cost != null ? `$${fmtNum(st.cost, 4)}` : '–', fmtNum(st.cold_start_s.count),
       fmtSeconds(st.cold_start_s.count ? st.cold_start_s.mean : null),
@@ -318,7 +322,9 @@ async function loadConfig() {
       el('dt', {}, 'URL prefix'), el('dd', {}, e.url_prefix),
       el('dt', {}, 'routing'), el('dd', {}, routing),
       el('dt', {}, 'queue'), el('dd', {}, `at most ${e.queue.max_length} held, ${e.queue.timeout_s} s each`),
-      el('dt', {}, 'SLO'), el('dd', {}, `start within ${e.slo.max_wait_s} s`),
+      el('dt', {}, 'SLO'), el('dd', {}, e.slo.ttft_s != null
+        ? `first token within ${e.slo.ttft_s} s (wait budget now ${fmtNum(e.slo.wait_budget_s, 3)} s)`
+        : `start within ${e.slo.max_wait_s} s`),
     );
     const raw = el('details', {}, el('summary', {}, 'as JSON'), el('pre', {}, JSON.stringify(e, null, 2)));
     body.replaceChildren(el('h2', {}, e.name), facts, groups, raw);

@@ -88,6 +88,20 @@ std::string rollout_note(const std::string& group, const json& rollout, const Fo
   return fmt::format("  {}: {}\n", group, state == "stopped" ? paint(line, kRed, o.color) : line);
 }
 
+// A group's streamed answers: "ttft p50 510ms p99 1.90s, tpot p50 20ms p99 41ms (12 streamed)",
+// or "" when it had none (the gateway's /metrics have them as tide_gateway_ttft_seconds ...).
+std::string token_times(const json& stats) {
+  const json& ttft = field(stats, "ttft_s");
+  if (number(ttft, "count") <= 0) return "";
+  std::string line =
+      fmt::format("ttft p50 {} p99 {}", seconds_field(ttft, "p50"), seconds_field(ttft, "p99"));
+  const json& tpot = field(stats, "tpot_s");
+  if (number(tpot, "count") > 0)
+    line +=
+        fmt::format(", tpot p50 {} p99 {}", seconds_field(tpot, "p50"), seconds_field(tpot, "p99"));
+  return line + fmt::format(" ({} streamed)", count(ttft, "count"));
+}
+
 std::string state_color(const std::string& state) {
   if (state == "ready") return std::string(kGreen);
   if (state == "starting" || state == "requested") return std::string(kYellow);
@@ -185,6 +199,8 @@ std::string endpoint_block(const json& ep, const FormatOptions& o) {
          count(g, "in_flight"), answered ? seconds_field(latency, "p50") : "-",
          answered ? seconds_field(latency, "p95") : "-"},
         {"", "", ready_color});
+    if (const std::string tokens = token_times(field(g, "stats")); !tokens.empty())
+      notes += fmt::format("  {}: {}\n", gname, tokens);
     if (const std::string reason = text(g, "last_reason"); !reason.empty())
       notes += fmt::format("  {}: {}\n", gname, reason);
     const std::string error = text(g, "last_error");

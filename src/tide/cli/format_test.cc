@@ -82,6 +82,20 @@ TEST(FormatStatus, ShowsTheEndpointItsGroupsAndReplicas) {
   for (const auto& l : lines_of(out)) EXPECT_FALSE(l.ends_with(" ")) << "[" << l << "]";
 }
 
+TEST(FormatStatus, StreamedAnswersShowTtftAndTpotOnAGroupLine) {
+  json chat = json::parse(kChat);
+  chat["groups"][0]["stats"]["ttft_s"] = {{"count", 12}, {"p50", 0.51}, {"p99", 1.9}};
+  chat["groups"][0]["stats"]["tpot_s"] = {{"count", 12}, {"p50", 0.02}, {"p99", 0.041}};
+  chat["groups"][1]["stats"]["ttft_s"] = {{"count", 0}, {"p50", 0}, {"p99", 0}};
+  const std::string out = format_status({chat}, {});
+  EXPECT_NE(out.find("  local: ttft p50 510ms p99 1.90s, tpot p50 20ms p99 41ms (12 streamed)\n"),
+            std::string::npos)
+      << out;
+  EXPECT_EQ(out.find("cloud: ttft"), std::string::npos) << out;  // none streamed
+  // Without the figures (an older server), no line.
+  EXPECT_EQ(format_status({json::parse(kChat)}, {}).find("ttft"), std::string::npos);
+}
+
 TEST(FormatStatus, ColoursStatesOnlyWhenAsked) {
   FormatOptions o;
   o.color = true;

@@ -101,7 +101,9 @@ constexpr size_t kMaxModelName = 256;
 constexpr std::string_view kRoutingKeys[] = {"mode", "weights", "sticky_header", "order"};
 constexpr Choice<RoutingSpec::Mode> kRoutingModes[] = {{"split", RoutingSpec::Mode::kSplit},
                                                        {"overflow", RoutingSpec::Mode::kOverflow}};
-constexpr std::string_view kSloKeys[] = {"max_wait"};
+constexpr std::string_view kSloKeys[] = {"max_wait", "ttft"};
+// The longest ttft SLO accepted: beyond it, the queue timeout or upstream timeout decides.
+constexpr double kMaxTtftSeconds = 3600;
 constexpr std::string_view kQueueSpecKeys[] = {"max_length", "timeout"};
 constexpr std::string_view kGroupKeys[] = {
     "name",  "provisioner",  "min_replicas", "max_replicas", "concurrency", "cold_start",
@@ -1047,10 +1049,13 @@ EndpointSpec read_endpoint(Reader& r, const Node& node, const std::string& path)
   e.source = YAML::Dump(node);
   e.models = read_models(r, m, e.name);
   if (const Node* n = m.get("slo")) {
-    if (r.expect_map(*n, m.at("slo"), " like {max_wait: 2s}")) {
+    if (r.expect_map(*n, m.at("slo"), " like {max_wait: 2s} or {ttft: 1s}")) {
       Map sm(r, *n, m.at("slo"));
       sm.allow(kSloKeys);
       sm.read("max_wait", e.slo.max_wait);
+      sm.read("ttft", e.slo.ttft, between(0, true, kMaxTtftSeconds, false));
+      if (e.slo.ttft && sm.get("max_wait") != nullptr)
+        r.fail(sm.at("ttft"), "give max_wait or ttft, not both (a ttft SLO sets the wait budget)");
     }
   }
   if (const Node* n = m.get("queue")) {
@@ -1253,6 +1258,11 @@ std::string_view metric_name(Metric m) {
     if (c.value == m) return c.name;
   }
   return "?";
+}
+
+Duration wait_budget(const SloSpec& slo, Duration expected_prefill) {
+  if (!slo.ttft) return slo.max_wait;
+  return std::max(Duration{0}, *slo.ttft - std::max(Duration{0}, expected_prefill));
 }
 
 bool serves_model(const EndpointSpec& spec, std::string_view model) {

@@ -294,9 +294,17 @@ struct GroupSpec {
 // probe, pending_timeout) does not count. A changed launch template starts a rollout.
 bool same_launch_template(const GroupSpec& a, const GroupSpec& b);
 
+// The endpoint's service-level objective, one of: `max_wait`, the longest a request should wait
+// before a replica starts it; or `ttft`, the longest from its arrival to the first token (the
+// first byte of a streamed answer): the wait plus the replica's prefill.
 struct SloSpec {
   Duration max_wait = 2s;
+  std::optional<Duration> ttft;  // set: the SLO is on time to first token; max_wait is unused
 };
+// The longest a request may wait before it starts, as the deciders, the dispatcher's late count
+// and overflow routing take it: max_wait; with a ttft SLO, ttft less `expected_prefill` (the
+// mean prefill time of a request), never below 0. The one conversion of a ttft SLO.
+Duration wait_budget(const SloSpec& slo, Duration expected_prefill);
 
 struct QueueSpec {
   int max_length = 10000;   // beyond it: 429

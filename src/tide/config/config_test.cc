@@ -244,7 +244,8 @@ TEST(ParseConfigErrors, WrongTypes) {
   EXPECT_THAT(group_problems("scaling: {admission: {hold: maybe}}"),
               ElementsAre(g("scaling.admission.hold: expected true or false, got \"maybe\"")));
   EXPECT_THAT(problems("endpoints: [{name: chat, slo: 2s, groups: [{name: g}]}]"),
-              ElementsAre("endpoints[0].slo: expected a map like {max_wait: 2s}, got \"2s\""));
+              ElementsAre("endpoints[0].slo: expected a map like {max_wait: 2s} or {ttft: 1s}, got "
+                          "\"2s\""));
   EXPECT_THAT(problems("endpoints: {name: chat}"),
               ElementsAre("endpoints: expected a list, got a map"));
 }
@@ -303,6 +304,40 @@ TEST(ParseConfigErrors, EndpointFields) {
               ElementsAre("endpoints[0].groups: must have at least one worker group"));
   EXPECT_THAT(problems("endpoints: [{groups: [{name: g}]}]"),
               ElementsAre("endpoints[0].name: required"));
+}
+
+TEST(ParseConfig, SloTtftSetsTheWaitBudgetLessTheExpectedPrefill) {
+  const EndpointSpec e =
+      parse_config("endpoints: [{name: chat, slo: {ttft: 1500ms}, groups: [{name: g}]}]")
+          .endpoints[0];
+  ASSERT_TRUE(e.slo.ttft.has_value());
+  EXPECT_EQ(*e.slo.ttft, 1500ms);
+  EXPECT_EQ(wait_budget(e.slo, 0s), 1500ms);
+  EXPECT_EQ(wait_budget(e.slo, 400ms), 1100ms);
+  EXPECT_EQ(wait_budget(e.slo, 2s), 0s);  // prefill alone overruns: start at once
+  // Without ttft the budget is max_wait, whatever the prefill.
+  const EndpointSpec w =
+      parse_config("endpoints: [{name: chat, slo: {max_wait: 3s}, groups: [{name: g}]}]")
+          .endpoints[0];
+  EXPECT_FALSE(w.slo.ttft.has_value());
+  EXPECT_EQ(wait_budget(w.slo, 400ms), 3s);
+  // The emitted source reads back as the same SLO.
+  const EndpointSpec again = parse_endpoint(e.source);
+  ASSERT_TRUE(again.slo.ttft.has_value());
+  EXPECT_EQ(*again.slo.ttft, 1500ms);
+}
+
+TEST(ParseConfigErrors, SloTtftIsPositiveBoundedAndAloneWithoutMaxWait) {
+  EXPECT_THAT(problems("endpoints: [{name: chat, slo: {ttft: 0s}, groups: [{name: g}]}]"),
+              ElementsAre("endpoints[0].slo.ttft: must be > 0 and <= 3600, got 0s"));
+  EXPECT_THAT(problems("endpoints: [{name: chat, slo: {ttft: 2h}, groups: [{name: g}]}]"),
+              ElementsAre("endpoints[0].slo.ttft: must be > 0 and <= 3600, got 2h"));
+  EXPECT_THAT(problems("endpoints: [{name: chat, slo: {ttft: fast}, groups: [{name: g}]}]"),
+              ElementsAre(testing::StartsWith("endpoints[0].slo.ttft: ")));
+  EXPECT_THAT(
+      problems("endpoints: [{name: chat, slo: {ttft: 1s, max_wait: 1s}, groups: [{name: g}]}]"),
+      ElementsAre("endpoints[0].slo.ttft: give max_wait or ttft, not both (a ttft SLO sets the "
+                  "wait budget)"));
 }
 
 TEST(ParseConfigErrors, TopLevel) {

@@ -118,7 +118,11 @@ void emit_endpoint(YAML::Emitter& y, const EndpointSpec& e) {
   y << YAML::Key << "name" << YAML::Value << e.name;
   y << YAML::Key << "models" << YAML::Value << YAML::Flow << e.models;
   y << YAML::Key << "slo" << YAML::Value << YAML::Flow << YAML::BeginMap;
-  y << YAML::Key << "max_wait" << YAML::Value << dur(e.slo.max_wait) << YAML::EndMap;
+  if (e.slo.ttft) {
+    y << YAML::Key << "ttft" << YAML::Value << dur(*e.slo.ttft) << YAML::EndMap;
+  } else {
+    y << YAML::Key << "max_wait" << YAML::Value << dur(e.slo.max_wait) << YAML::EndMap;
+  }
   y << YAML::Key << "queue" << YAML::Value << YAML::Flow << YAML::BeginMap;
   y << YAML::Key << "max_length" << YAML::Value << e.queue.max_length;
   y << YAML::Key << "timeout" << YAML::Value << dur(e.queue.timeout) << YAML::EndMap;

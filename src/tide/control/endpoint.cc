@@ -33,8 +33,9 @@ Endpoint::Endpoint(const config::EndpointSpec& spec, Provisioner& provisioner,
       decisions_(decisions),
       dispatcher_({.max_queue = spec.queue.max_length,
                    .queue_timeout = spec.queue.timeout,
-                   .late_after = spec.slo.max_wait},
+                   .late_after = config::wait_budget(spec.slo, Duration{0})},
                   *this) {
+  late_after_ = config::wait_budget(spec_.slo, Duration{0});
   groups_.resize(spec_.groups.size());
   for (size_t i = 0; i < spec_.groups.size(); ++i) {
     const config::GroupSpec& g = spec_.groups[i];
@@ -116,7 +117,7 @@ std::string Endpoint::reconfigure(const config::EndpointSpec& next, Time now) {
   dispatch::Dispatcher::Options options;
   options.max_queue = spec_.queue.max_length;
   options.queue_timeout = spec_.queue.timeout;
-  options.late_after = spec_.slo.max_wait;
+  late_after_ = options.late_after = wait_budget();
   dispatcher_.set_options(options);
   apply_routing();
   return "";
@@ -220,7 +221,7 @@ int Endpoint::route(uint64_t sticky, Time now, Via via) {
     for (int g : order_) {
       if (!takes_part(g)) continue;
       const Duration delay = expected_start_delay(g, now, via);
-      if (delay <= spec_.slo.max_wait) {
+      if (delay <= wait_budget()) {
         chosen = g;
         break;
       }
@@ -302,6 +303,20 @@ std::vector<const Replica*> Endpoint::replicas(int group) const {
   return out;
 }
 
+// The weight of each new prefill in the running mean: the last ~32 requests count most.
+constexpr double kPrefillWeight = 1.0 / 32;
+
+void Endpoint::observe_prefill(Duration prefill) {
+  prefill = std::max(prefill, Duration{0});
+  if (!prefill_observed_) {
+    expected_prefill_ = prefill;
+    prefill_observed_ = true;
+    return;
+  }
+  expected_prefill_ +=
+      std::chrono::duration_cast<Duration>((prefill - expected_prefill_) * kPrefillWeight);
+}
+
 policy::Observation Endpoint::observe(int group, Time now) {
   Group& g = groups_[group];
   const config::GroupSpec& spec = *g.spec;
@@ -312,7 +327,13 @@ policy::Observation Endpoint::observe(int group, Time now) {
   o.concurrency = spec.concurrency;
   o.min_replicas = spec.min_replicas;
   o.max_replicas = spec.max_replicas;
-  o.max_wait = spec_.slo.max_wait;
+  o.max_wait = wait_budget();
+  if (o.max_wait != late_after_) {  // a ttft SLO's budget moved with the observed prefill
+    late_after_ = o.max_wait;
+    dispatcher_.set_options({.max_queue = spec_.queue.max_length,
+                             .queue_timeout = spec_.queue.timeout,
+                             .late_after = late_after_});
+  }
   g.idle_buffer.clear();
   for (uint64_t id : g.live) {
     const Replica& r = replicas_.at(id);

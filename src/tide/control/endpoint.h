@@ -130,6 +130,14 @@ class Endpoint final : public dispatch::DispatchListener, public ReplicaEvents {
   }
   bool cancel(dispatch::RequestId request, Time now) { return dispatcher_.cancel(request, now); }
 
+  // A started request's prefill as served: the time from its start at a replica to its first
+  // token. Their running mean is the expected prefill that a ttft SLO's wait budget leaves out.
+  void observe_prefill(Duration prefill);
+  // The longest a request may wait before it starts (the deciders' max_wait, the late count,
+  // overflow routing): config::wait_budget of the SLO with the prefill observed so far (0 before
+  // any). Changes only with a ttft SLO.
+  Duration wait_budget() const { return config::wait_budget(spec_.slo, expected_prefill_); }
+
   // An agent's report for one of this endpoint's replicas (already authenticated). Its load
   // replaces the dispatcher's figures for the group while reports keep coming (see observe()).
   // Returns false for a replica that is not live (stopped, failed, unknown).
@@ -286,6 +294,9 @@ class Endpoint final : public dispatch::DispatchListener, public ReplicaEvents {
   std::vector<uint64_t> slot_owner_;                // slot -> replica id
   uint64_t next_id_ = 1;
   ReplicaEvents* replica_events_ = this;
+  Duration expected_prefill_{0};  // running mean of observe_prefill (kPrefillWeight)
+  bool prefill_observed_ = false;
+  Duration late_after_{0};  // the dispatcher's late_after: wait_budget() at the last tick
 };
 
 }  // namespace tide::control

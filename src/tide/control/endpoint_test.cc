@@ -116,6 +116,40 @@ TEST(Endpoint, ObservationCarriesTheIntervalsServiceTimeMoments) {
   EXPECT_DOUBLE_EQ(o.service_sq_sum_s2, 10.0);
 }
 
+TEST(Endpoint, ATtftSloBecomesAWaitBudgetOfTtftLessTheObservedPrefill) {
+  FakeProvisioner prov;
+  Sink sink;
+  config::EndpointSpec spec = queue_endpoint(1, 1);
+  spec.slo.ttft = 2s;
+  Endpoint ep(spec, prov, sink, nullptr, at(0));
+  EXPECT_EQ(ep.wait_budget(), 2s);  // no prefill seen yet
+  ep.observe_prefill(500ms);
+  EXPECT_EQ(ep.wait_budget(), 1500ms);
+  ep.submit(1, 0, at(0));
+  EXPECT_EQ(ep.tick(0, at(0)).max_wait, 1500ms);
+  // Started after 1.7 s: within ttft, but late for the wait budget that leaves room to prefill.
+  prov.events->on_replica_ready(prov.launched.at(0), at(1.7), "");
+  ASSERT_EQ(sink.started.size(), 1u);
+  EXPECT_EQ(ep.tick(0, at(2)).late, 1u);
+  // A running mean: one longer prefill moves it by 1/32 of the difference.
+  ep.observe_prefill(1500ms);
+  EXPECT_EQ(ep.wait_budget(), 2s - 531250us);
+  // Prefill alone beyond ttft: start at once.
+  for (int i = 0; i < 200; ++i) ep.observe_prefill(3s);
+  EXPECT_EQ(ep.wait_budget(), 0s);
+}
+
+TEST(Endpoint, WithMaxWaitTheObservedPrefillChangesNothing) {
+  FakeProvisioner prov;
+  Sink sink;
+  config::EndpointSpec spec = queue_endpoint(1, 1);
+  spec.slo.max_wait = 3s;
+  Endpoint ep(spec, prov, sink, nullptr, at(0));
+  ep.observe_prefill(1s);
+  EXPECT_EQ(ep.wait_budget(), 3s);
+  EXPECT_EQ(ep.tick(0, at(0)).max_wait, 3s);
+}
+
 TEST(Endpoint, ReplicasStillStartingAreStoppedBeforeReadyOnes) {
   FakeProvisioner prov;
   Sink sink;

@@ -121,18 +121,28 @@ bool LiveEndpoint::cancel(dispatch::RequestId request, Outcome why) {
   return true;
 }
 
-void LiveEndpoint::finish(const Dispatch& started, Outcome outcome) {
+void LiveEndpoint::finish(const Dispatch& started, Outcome outcome, const StreamTimes* stream) {
   std::lock_guard lock(mu_);
   const Time now = clock_.now();
   GroupStats& stats = stats_[static_cast<size_t>(started.group)];
   ++stats.outcomes[static_cast<size_t>(outcome)];
   if (outcome == Outcome::kOk) stats.latency.record(to_seconds(now - started.submitted_at));
+  if (outcome == Outcome::kOk && stream != nullptr) {
+    stats.ttft.record(to_seconds(stream->ttft));
+    if (stream->tpot) stats.tpot.record(to_seconds(*stream->tpot));
+    endpoint_.observe_prefill(stream->ttft - (started.started_at - started.submitted_at));
+  }
   const Replica* r = endpoint_.replica_at(started.slot);
   // The replica may have failed (and its slot been reused) while the request ran.
   if (r == nullptr || r->id != started.replica_id) return;
   if (outcome == Outcome::kOk) endpoint_.connected(started.replica_id);
   endpoint_.complete(started.slot, now, now - started.started_at);
   settle(now);
+}
+
+Duration LiveEndpoint::wait_budget() {
+  std::lock_guard lock(mu_);
+  return endpoint_.wait_budget();
 }
 
 void LiveEndpoint::unreachable(const Dispatch& started, std::string error) {

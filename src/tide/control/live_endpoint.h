@@ -51,6 +51,12 @@ struct Dispatch {
   std::string error;  // kFailing: the group's last replica error
 };
 
+// A streamed answer's timing as the gateway measured it (gateway/stream_timer.h).
+struct StreamTimes {
+  Duration ttft{0};              // arrival at the gateway to the first byte of the answer's body
+  std::optional<Duration> tpot;  // server-sent events: mean time between events after the first
+};
+
 // A group whose replicas failed this many times in a row, with no replica of the endpoint ready,
 // is crash-looping: each further failure answers its held requests (kFailing) at once.
 inline constexpr int kCrashLoopFailures = 3;
@@ -85,6 +91,8 @@ struct GroupStats {
   LogLinearHistogram latency = seconds_histogram();     // submitted to answered (kOk only)
   LogLinearHistogram queue_wait = seconds_histogram();  // submitted to started on a replica
   LogLinearHistogram cold_start = seconds_histogram();  // launch requested to ready
+  LogLinearHistogram ttft = seconds_histogram();        // streamed answers (kOk): StreamTimes
+  LogLinearHistogram tpot = seconds_histogram();        // of those, SSE with >= 2 events
   uint64_t scale_ups = 0;                               // decisions raising the desired count
   uint64_t scale_downs = 0;
   uint64_t count(Outcome o) const { return outcomes[static_cast<size_t>(o)]; }
@@ -181,8 +189,11 @@ class LiveEndpoint final : public RequestSink, public ReplicaEvents, public Deci
   // longer held: its waiter has been or is being woken.
   bool cancel(dispatch::RequestId request, Outcome why = Outcome::kClientGone);
   // A started request is done (answered, or abandoned by its client, or cut by the deadline).
-  // Its latency counts from `started.submitted_at`.
-  void finish(const Dispatch& started, Outcome outcome = Outcome::kOk);
+  // Its latency counts from `started.submitted_at`. `stream`: a streamed answer's timing, counted
+  // for kOk (the ttft and tpot histograms; its ttft less its wait is the prefill a ttft SLO's
+  // wait budget leaves out: Endpoint::observe_prefill).
+  void finish(const Dispatch& started, Outcome outcome = Outcome::kOk,
+              const StreamTimes* stream = nullptr);
   // A started request could not open a connection to its replica (nothing was sent): its slot is
   // freed, and the replica is failed (and replaced by the control loop) after
   // Endpoint::kConnectFailuresToFail such failures in a row. The caller may submit it again.
@@ -213,6 +224,9 @@ class LiveEndpoint final : public RequestSink, public ReplicaEvents, public Deci
   using AgentSecret = std::function<std::string(uint64_t replica_id)>;
   void set_agent_secret(AgentSecret secret) { agent_secret_ = std::move(secret); }
 
+  // The longest a request may wait before it starts, as the deciders take it now
+  // (Endpoint::wait_budget: a ttft SLO less the prefill observed).
+  Duration wait_budget();
   // One control tick of a group.
   void tick(int group);
   EndpointView view(size_t max_decisions = 50);

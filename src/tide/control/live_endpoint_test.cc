@@ -225,6 +225,36 @@ TEST(LiveEndpoint, StatsCountEveryOutcomeWithLatencyQueueWaitAndColdStart) {
   EXPECT_EQ(f.live.view().decisions_total, 1u);
 }
 
+TEST(LiveEndpoint, StreamedAnswersCountTtftAndTpotAndTeachATtftSloThePrefill) {
+  config::EndpointSpec spec = endpoint_spec();
+  spec.slo.ttft = 3s;
+  Fixture f(spec);
+  EXPECT_EQ(f.live.wait_budget(), 3s);
+  RecordingWaiter w;
+  EXPECT_EQ(f.live.submit(1, 0, &w).kind, Kind::kQueued);
+  f.live.tick(0);
+  ASSERT_EQ(f.prov.launched.size(), 1u);
+  f.clock.advance(4s);
+  f.live.on_replica_ready(f.prov.launched[0], f.clock.now(), "127.0.0.1:9001");
+  ASSERT_TRUE(w.outcome.has_value());
+  f.clock.advance(2s);
+  // Held 4 s, first byte 0.8 s after it started, then an event every 50 ms.
+  const StreamTimes times{.ttft = 4800ms, .tpot = 50ms};
+  f.live.finish(*w.outcome, Outcome::kOk, &times);
+  // An answer cut short counts no figures.
+  const Dispatch d = f.live.submit(2, 0, nullptr);
+  ASSERT_EQ(d.kind, Kind::kStarted);
+  f.live.finish(d, Outcome::kClientGone, &times);
+
+  const GroupStats s = f.live.view().groups[0].stats;
+  EXPECT_EQ(s.ttft.count(), 1u);
+  EXPECT_NEAR(s.ttft.sum(), 4.8, 1e-9);
+  EXPECT_EQ(s.tpot.count(), 1u);
+  EXPECT_NEAR(s.tpot.sum(), 0.05, 1e-9);
+  // ttft 3 s less the 0.8 s prefill observed.
+  EXPECT_EQ(f.live.wait_budget(), 2200ms);
+}
+
 TEST(LiveEndpoint, StatsCountTimeoutsShutdownAndPassthroughRefusals) {
   Fixture f(endpoint_spec(true, 10));
   RecordingWaiter w1, w2;

@@ -24,6 +24,7 @@
 #include "tide/gateway/http_parsers.h"
 #include "tide/gateway/model_route.h"
 #include "tide/gateway/refusal.h"
+#include "tide/gateway/stream_timer.h"
 #include "tide/net/address.h"
 #include "tide/net/error_body.h"
 #include "tide/net/relay.h"
@@ -1099,6 +1100,7 @@ struct Gateway::Impl {
     bool client_ok = true;  // false: writing to the client failed
     bool reusable = false;  // the connection may carry another request
     std::unique_ptr<Upstream> up;
+    std::optional<control::StreamTimes> stream;  // a streamed answer's ttft and tpot
   };
 
   // Sends a started request to its replica and relays the answer, over a pooled connection
@@ -1129,8 +1131,7 @@ struct Gateway::Impl {
       if (!rec) {
         const auto length = head.content_length();
         if (!head.is_done() && !(length && *length <= kWholeBodyLimit)) {
-          f.result = co_await relay_stream(cp, *f.up, head_size, c.req.version, keep, d, ep,
-                                           f.sent_any, f.client_ok, f.reusable, last_error);
+          f.result = co_await relay_stream(cp, head_size, keep, d, ep, f, last_error);
         } else {
           f.result = co_await answer_whole(cp, head, head_size, keep, d, ep, f, last_error);
         }
@@ -1288,7 +1289,7 @@ struct Gateway::Impl {
     Conn& c = *cp;
     switch (f.result) {
       case Relay::kDone:
-        ep.finish(d);
+        ep.finish(d, Outcome::kOk, f.stream ? &*f.stream : nullptr);
         ++w.counters.ok;
         disarm_watch(c);
         co_return f.client_ok&& keep;
@@ -1378,12 +1379,13 @@ struct Gateway::Impl {
   }
 
   // Streamed: chunked bodies, SSE, close-delimited or large ones, through Beast's parser and
-  // serializer; the head (still in up.buffer) is parsed again by Beast's parser.
-  awaitable<Relay> relay_stream(const std::shared_ptr<Conn>& cp, Upstream& up, size_t head_size,
-                                unsigned version, bool keep, const Dispatch& d,
-                                control::LiveEndpoint& ep, bool& sent_any, bool& client_ok,
-                                bool& reusable, std::string& last_error) {
+  // serializer; the head (still in up.buffer) is parsed again by Beast's parser. A complete
+  // answer's ttft (and tpot for SSE) go to f.stream (stream_timer.h).
+  awaitable<Relay> relay_stream(const std::shared_ptr<Conn>& cp, size_t head_size, bool keep,
+                                const Dispatch& d, control::LiveEndpoint& ep, Forwarded& f,
+                                std::string& last_error) {
     Conn& c = *cp;
+    Upstream& up = *f.up;
     http::response_parser<http::buffer_body> p;
     p.body_limit(boost::none);
     if (c.req.verb == http::verb::head) p.skip(true);
@@ -1399,30 +1401,37 @@ struct Gateway::Impl {
       up.buffer.consume(n);
     }
     const bool upstream_keep = p.keep_alive();
-    const net::RelayHead head = net::prepare_relay_head(p, version, keep);
+    const net::RelayHead head = net::prepare_relay_head(p, c.req.version, keep);
     auto& msg = p.get();
     std::string replica;
     append_replica(replica, ep, d);
     msg.set("Tide-Replica", replica);
     msg.set("Tide-Group", ep.spec().groups[static_cast<size_t>(d.group)].name);
     msg.keep_alive(head.keep);
+    const beast::string_view type = msg[http::field::content_type];
+    StreamTimer timer(d.submitted_at, is_event_stream({type.data(), type.size()}));
+    const tide::Clock& clock = ep.clock();
     // The deadline set before sending still runs.
     const net::RelayEnd end = co_await net::relay_body(
-        up.socket, up.buffer, p, c.socket, head.delimited_by_close, sent_any,
-        [](const char*, size_t) {}, [] {});
+        up.socket, up.buffer, p, c.socket, head.delimited_by_close, f.sent_any,
+        [&](const char* data, size_t size) {
+          if (size > 0 && timer.wants_time()) timer.on_body(clock.now(), {data, size});
+        },
+        [] {});
     if (end.side == net::RelayEnd::kUpstream) {
       const error_code ec = outcome_of(c, end.ec);
       if (c.gone) co_return Relay::kClientGone;
       if (ec == beast::error::timeout) co_return Relay::kUpstreamTimeout;
       last_error = fmt::format("cut its answer short: {}", ec.message());
-      if (!sent_any) co_return Relay::kDropped;
+      if (!f.sent_any) co_return Relay::kDropped;
       co_return Relay::kAborted;
     }
     if (end.side == net::RelayEnd::kClient) {
-      client_ok = false;
+      f.client_ok = false;
       co_return Relay::kAborted;
     }
-    reusable = upstream_keep && !head.delimited_by_close;
+    f.reusable = upstream_keep && !head.delimited_by_close;
+    f.stream = timer.times();
     co_return Relay::kDone;
   }
 };

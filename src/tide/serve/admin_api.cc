@@ -20,6 +20,16 @@ using json = nlohmann::json;
 
 namespace {
 
+// The endpoint's SLO as written, and the wait budget the deciders take from it now (with a ttft
+// SLO: ttft less the prefill observed).
+json slo_json(control::LiveEndpoint& ep) {
+  const config::SloSpec& slo = ep.spec().slo;
+  json out = slo.ttft ? json{{"ttft_s", to_seconds(*slo.ttft)}}
+                      : json{{"max_wait_s", to_seconds(slo.max_wait)}};
+  out["wait_budget_s"] = to_seconds(ep.wait_budget());
+  return out;
+}
+
 // Constant-time comparison, so the token cannot be guessed a byte at a time by timing.
 bool same_secret(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
@@ -222,7 +232,7 @@ struct AdminApi::Impl {
                 {"queue",
                  {{"max_length", ep.spec().queue.max_length},
                   {"timeout_s", to_seconds(ep.spec().queue.timeout)}}},
-                {"slo", {{"max_wait_s", to_seconds(ep.spec().slo.max_wait)}}},
+                {"slo", slo_json(ep)},
                 {"requests", v.requests},
                 {"rejected_queue_full", v.rejected_queue_full},
                 {"rejected_no_replica", v.rejected_no_replica},

@@ -19,6 +19,9 @@ namespace {
 // `le` bounds: request latency and queue wait from 5 ms to 5 min, cold starts 0.5 s to 30 min.
 constexpr std::array<double, 15> kLatencyBounds{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
                                                 2.5,   5,    10,    30,   60,  120,  300};
+// Time to first token 10 ms to 60 s; time per output token (SSE events) falls in the low part.
+constexpr std::array<double, 14> kTokenBounds{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
+                                              2.5,  5,     10,   15,  20,   30,  60};
 constexpr std::array<double, 11> kColdStartBounds{0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800};
 
 constexpr std::array<Outcome, control::kOutcomeCount> kOutcomes{
@@ -139,6 +142,16 @@ void request_metrics(PrometheusText& p, const MetricsInput& in) {
                       "Started requests, from arrival at the gateway to the start at a replica.",
                       kLatencyBounds,
                       [](const G& g) -> const LogLinearHistogram& { return g.stats.queue_wait; });
+  per_group_histogram(p, in, "tide_gateway_ttft_seconds",
+                      "Streamed answers, from arrival at the gateway (hold queue included) to the "
+                      "first byte of the body: time to first token.",
+                      kTokenBounds,
+                      [](const G& g) -> const LogLinearHistogram& { return g.stats.ttft; });
+  per_group_histogram(p, in, "tide_gateway_tpot_seconds",
+                      "Streamed server-sent-event answers of two events or more: the mean time "
+                      "between events after the first (time per output token).",
+                      kTokenBounds,
+                      [](const G& g) -> const LogLinearHistogram& { return g.stats.tpot; });
   per_group_histogram(p, in, "tide_cold_start_seconds",
                       "Replica cold starts, from launch requested to ready.", kColdStartBounds,
                       [](const G& g) -> const LogLinearHistogram& { return g.stats.cold_start; });
@@ -289,6 +302,8 @@ json group_stats_json(const control::GroupView& group, const config::GroupSpec& 
       {"latency_s", percentiles_json(s.latency)},
       {"queue_wait_s", percentiles_json(s.queue_wait)},
       {"cold_start_s", percentiles_json(s.cold_start)},
+      {"ttft_s", percentiles_json(s.ttft)},
+      {"tpot_s", percentiles_json(s.tpot)},
       {"replica_seconds", group.replica_seconds},
       // Answered requests per replica-hour: the throughput a replica of this group delivered.
       {"requests_per_replica_hour",

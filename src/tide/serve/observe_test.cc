@@ -45,6 +45,9 @@ control::EndpointView fixed_view() {
   for (int i = 0; i < 100; ++i) a.stats.queue_wait.record(i < 80 ? 0.0 : 1.5);
   a.stats.cold_start.record(42.0);
   a.stats.cold_start.record(47.0);
+  // 20 streamed answers: first tokens at 300 ms (15) and 2 s (5), events 20 ms apart.
+  for (int i = 0; i < 20; ++i) a.stats.ttft.record(i < 15 ? 0.3 : 2.0);
+  for (int i = 0; i < 20; ++i) a.stats.tpot.record(0.02);
   a.stats.scale_ups = 2;
   a.stats.scale_downs = 1;
   // Replica 4's agent reads two GPUs; replica 5 reports without NVML; replica 6 has not reported.
@@ -139,6 +142,11 @@ TEST(GroupStats, ComparisonFiguresIncludeCostOnlyWithAPrice) {
   EXPECT_NEAR(a["queue_wait_s"]["p95"].get<double>(), 1.5, 1.5 / 64);
   EXPECT_EQ(a["cold_start_s"]["count"], 2);
   EXPECT_NEAR(a["cold_start_s"]["mean"].get<double>(), 44.5, 1e-9);
+  EXPECT_EQ(a["ttft_s"]["count"], 20);
+  EXPECT_NEAR(a["ttft_s"]["p50"].get<double>(), 0.3, 0.3 / 64);
+  EXPECT_NEAR(a["ttft_s"]["p99"].get<double>(), 2.0, 2.0 / 64);
+  EXPECT_EQ(a["tpot_s"]["count"], 20);
+  EXPECT_NEAR(a["tpot_s"]["p50"].get<double>(), 0.02, 0.02 / 64);
   // 100 answered in 1.5 replica-hours at 2.5 an hour.
   EXPECT_NEAR(a["requests_per_replica_hour"].get<double>(), 100 / 1.5, 1e-9);
   EXPECT_NEAR(a["cost"].get<double>(), 3.75, 1e-9);

@@ -126,6 +126,7 @@ struct Request {
   int64_t arrival;
   int64_t start;
   double service_s;
+  double prefill_s;  // of service_s, before the first token
   uint32_t endpoint;
   uint32_t group;
   ReplicaSlot slot;
@@ -227,6 +228,7 @@ class Simulation final : public control::Provisioner, public control::DecisionSi
     gs.tick_wait_sum += wait;
     gs.tick_wait_max = std::max(gs.tick_wait_max, wait);
     ++gs.tick_wait_count;
+    endpoints_[endpoint]->observe_prefill(from_seconds(r.prefill_s));
     push(now + from_seconds(r.service_s), Kind::kComplete, endpoint, id);
   }
 
@@ -362,6 +364,7 @@ void Simulation::on_arrival() {
         config_.endpoints[endpoint].name, spec.name, to_seconds(now_), r.service_s,
         kMaxServiceSeconds));
   }
+  r.prefill_s = std::min(prefill_time(spec, req), r.service_s);
   r.endpoint = endpoint;
   r.group = group;
   r.slot = dispatch::kNoSlot;
@@ -391,8 +394,9 @@ void Simulation::on_complete(uint32_t endpoint, RequestId id) {
   const double e2e = static_cast<double>(now_.time_since_epoch().count() - r.arrival) * 1e-9;
   if (measured(r.arrival)) {
     ++gs.outcomes.ok;
-    if (wait <= to_seconds(ep.slo.max_wait)) ++gs.outcomes.slo_met;
+    if (meets_slo(ep.slo, wait, r.prefill_s)) ++gs.outcomes.slo_met;
     gs.outcomes.wait_s.record(wait);
+    gs.outcomes.ttft_s.record(wait + r.prefill_s);
     gs.outcomes.e2e_s.record(e2e);
   }
   --in_system_;
@@ -528,6 +532,7 @@ SimResult Simulation::run() {
     }
   }
   res.max_wait_s = to_seconds(config_.endpoints.front().slo.max_wait);
+  res.ttft_s = to_seconds(config_.endpoints.front().slo.ttft.value_or(Duration{0}));
   res.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
   res.requests_per_s = res.wall_s > 0 ? static_cast<double>(res.outcomes.total) / res.wall_s : 0.0;
   return std::move(res);
@@ -591,6 +596,17 @@ double draw_service_time(const config::GroupSpec& group, const TraceRequest& req
   return 0.0;
 }
 
+double prefill_time(const config::GroupSpec& group, const TraceRequest& req) {
+  const auto& m = group.service_time;
+  if (m.kind != config::ServiceTimeModel::Kind::kTokens) return 0.0;
+  return to_seconds(m.base) + m.prefill_s * std::max(0, req.input_tokens);
+}
+
+bool meets_slo(const config::SloSpec& slo, double wait_s, double prefill_s) {
+  if (slo.ttft) return wait_s + prefill_s <= to_seconds(*slo.ttft);
+  return wait_s <= to_seconds(slo.max_wait);
+}
+
 void Outcomes::merge(const Outcomes& o) {
   total += o.total;
   ok += o.ok;
@@ -599,6 +615,7 @@ void Outcomes::merge(const Outcomes& o) {
   slo_met += o.slo_met;
   wait_s.merge(o.wait_s);
   e2e_s.merge(o.e2e_s);
+  ttft_s.merge(o.ttft_s);
 }
 
 void GroupResult::price(const config::GroupSpec& spec) {

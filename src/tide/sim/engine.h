@@ -132,11 +132,12 @@ struct Outcomes {
   uint64_t ok = 0;
   uint64_t rejected = 0;   // refused at once: queue full (429), or no replica (peers' 502/503)
   uint64_t timed_out = 0;  // held past queue.timeout (503)
-  uint64_t slo_met = 0;    // answered with wait <= slo.max_wait
+  uint64_t slo_met = 0;    // answered within the SLO (meets_slo)
   LogLinearHistogram wait_s;
   LogLinearHistogram e2e_s;
+  LogLinearHistogram ttft_s;  // time to first token: wait + prefill (prefill_time)
   void merge(const Outcomes& o);
-  // Share of requests answered with wait <= slo.max_wait (1 when there were none).
+  // Share of requests answered within the SLO (1 when there were none).
   double attainment() const {
     return total == 0 ? 1.0 : static_cast<double>(slo_met) / static_cast<double>(total);
   }
@@ -163,7 +164,10 @@ struct GroupResult {
 struct SimResult {
   std::string policy;  // preset / policy label of this run
   Outcomes outcomes;
-  double max_wait_s = 0;  // SLO of the first endpoint (the common case: one endpoint)
+  // SLO of the first endpoint (the common case: one endpoint): max_wait_s, or ttft_s when it has
+  // a ttft SLO (else 0).
+  double max_wait_s = 0;
+  double ttft_s = 0;
   double replica_seconds = 0;
   double zero_wait_replica_seconds = 0;
   double work_bound_replica_seconds = 0;
@@ -199,6 +203,12 @@ std::vector<uint32_t> check_workload(const config::Config& config, const Request
 // it as the simulator draws it (in arrival order, one draw per request of a random model).
 Random service_random(uint64_t seed);
 double draw_service_time(const config::GroupSpec& group, const TraceRequest& req, Random& rng);
+// The part of a request's service time before its first token: with service_time model tokens,
+// base + prefill x input tokens; 0 with the other models (their time to first token is the wait).
+double prefill_time(const config::GroupSpec& group, const TraceRequest& req);
+// Whether a request that waited `wait_s` and prefilled for `prefill_s` met the SLO: wait <=
+// max_wait, or with a ttft SLO, wait + prefill <= ttft.
+bool meets_slo(const config::SloSpec& slo, double wait_s, double prefill_s);
 
 // Checks tide sim's --rate and --duration for a synthetic workload against the bounds of
 // trace.h: a finite rate > 0, a duration within kMaxSpan, at most kMaxRequests requests expected.

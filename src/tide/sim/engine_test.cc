@@ -2,6 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
+#include <vector>
+
+#include "tide/common/random.h"
+
 #include "tide/sim/report.h"
 #include "tide/sim/sim_test_util.h"
 
@@ -306,6 +311,107 @@ TEST(Simulator, SyntheticShapesHaveTheirRates) {
   EXPECT_NEAR(n, 36000, 600);
   EXPECT_NEAR(m, 9000, 300);
   EXPECT_EQ(off_period, 0);
+}
+
+// A workload with token counts: requests at `at` (seconds), each `input` prompt tokens and
+// `output` answer tokens.
+Trace token_arrivals(const std::vector<double>& at, int input, int output) {
+  Trace t;
+  t.streams = {"test"};
+  t.has_tokens = true;
+  for (double s : at)
+    t.requests.push_back(
+        {.arrival = time_at_seconds(s), .input_tokens = input, .output_tokens = output});
+  t.span = t.requests.back().arrival.time_since_epoch();
+  return t;
+}
+
+// One always-ready replica of one slot serving 1 ms per prompt token and 10 ms per answer token,
+// under `slo`.
+config::Config one_token_replica(config::SloSpec slo) {
+  auto c = one_group(queue_policy(1), 1, 1, 0s, 1s);
+  c.endpoints[0].slo = slo;
+  config::GroupSpec& g = c.endpoints[0].groups[0];
+  g.min_replicas = 1;
+  g.service_time = {
+      .kind = config::ServiceTimeModel::Kind::kTokens, .prefill_s = 0.001, .decode_s = 0.01};
+  return c;
+}
+
+config::SloSpec max_wait(Duration d) {
+  config::SloSpec slo;
+  slo.max_wait = d;
+  return slo;
+}
+config::SloSpec ttft(Duration d) {
+  config::SloSpec slo;
+  slo.ttft = d;
+  return slo;
+}
+
+TEST(SimulatorTtft, TtftIsTheWaitPlusThePrefillAndTheSloCountsIt) {
+  // 1500 prompt tokens: 1.5 s of prefill, then 50 tokens of 10 ms: 2 s in service. The second
+  // request waits 1.5 s for the first: ttft 3 s.
+  const Trace t = token_arrivals({0, 0.5}, 1500, 50);
+  const SimResult by_wait = run(one_token_replica(max_wait(2s)), t);
+  ASSERT_EQ(by_wait.outcomes.ok, 2u);
+  EXPECT_DOUBLE_EQ(by_wait.attainment(), 1.0);  // both started within 2 s
+  EXPECT_DOUBLE_EQ(by_wait.ttft_s, 0.0);        // no ttft SLO
+  const SimResult by_ttft = run(one_token_replica(ttft(2s)), t);
+  ASSERT_EQ(by_ttft.outcomes.ok, 2u);
+  EXPECT_DOUBLE_EQ(by_ttft.ttft_s, 2.0);
+  EXPECT_DOUBLE_EQ(by_ttft.attainment(), 0.5);  // 1.5 s met, 3 s not
+  EXPECT_NEAR(by_ttft.outcomes.ttft_s.quantile(0.5), 1.5, 1.5 / 64);
+  EXPECT_NEAR(by_ttft.outcomes.ttft_s.max(), 3.0, 1e-9);
+  EXPECT_NEAR(by_ttft.outcomes.wait_s.max(), 1.5, 1e-9);
+  // The table and the summary show ttft p99 and the SLO it is judged by.
+  const std::string table = format_table({by_ttft});
+  EXPECT_NE(table.find("ttft p99"), std::string::npos) << table;
+  EXPECT_NE(table.find("SLO: ttft (wait + prefill) <= 2.00s"), std::string::npos) << table;
+  EXPECT_EQ(format_table({by_wait}).find("ttft p99"), std::string::npos);
+  const std::string json = summary_json(by_ttft);
+  EXPECT_NE(json.find("\"ttft_s\": 2.0"), std::string::npos) << json;
+  EXPECT_NE(json.find("\"ttft_p99\""), std::string::npos) << json;
+}
+
+TEST(SimulatorTtft, ALongPrefillPassesMaxWaitButFailsTtft) {
+  // Never a wait, but 2.5 s of prefill: max_wait 1 s is met by all, ttft 2 s by none.
+  const Trace t = token_arrivals({0, 10, 20, 30}, 2500, 10);
+  EXPECT_DOUBLE_EQ(run(one_token_replica(max_wait(1s)), t).attainment(), 1.0);
+  const SimResult r = run(one_token_replica(ttft(2s)), t);
+  EXPECT_DOUBLE_EQ(r.attainment(), 0.0);
+  EXPECT_NEAR(r.outcomes.ttft_s.quantile(0.99), 2.5, 2.5 / 64);
+}
+
+TEST(SimulatorTtft, TheTidePolicySizesForTheWaitTtftLeavesAfterThePrefill) {
+  // Poisson arrivals at 2/s of 2 s requests (1.5 s prefill): about 4 slots busy. slo.max_wait 3 s
+  // lets requests wait 3 s, so their ttft reaches 4.5 s; slo.ttft 3 s leaves 1.5 s to wait, so
+  // the policy keeps more replicas and more requests see their first token within 3 s.
+  Random rng(7);
+  std::vector<double> at;
+  for (double s = 0; s < 3600; s += rng.exponential(0.5)) at.push_back(s);
+  const Trace t = token_arrivals(at, 1500, 50);
+  auto setup = [](config::SloSpec slo) {
+    config::Config c = one_token_replica(slo);
+    config::GroupSpec& g = c.endpoints[0].groups[0];
+    g.scaling = config::ScalingSpec{};  // the tide policy
+    g.min_replicas = 0;
+    g.max_replicas = 20;
+    g.cold_start.value = 30s;
+    return c;
+  };
+  const SimResult by_wait = run(setup(max_wait(3s)), t);
+  const SimResult by_ttft = run(setup(ttft(3s)), t);
+  const auto within = [](const SimResult& r, double s) {
+    return static_cast<double>(r.outcomes.ttft_s.count_at_or_below(s)) /
+           static_cast<double>(r.outcomes.total);
+  };
+  EXPECT_GE(by_ttft.attainment(), within(by_ttft, 3.0));  // within(): buckets wholly below 3 s
+  EXPECT_GT(by_ttft.replica_seconds, by_wait.replica_seconds);
+  EXPECT_GT(within(by_ttft, 3.0), within(by_wait, 3.0));
+  std::printf("ttft <= 3 s: max_wait 3 s %.4f (%.2f replica-h), ttft 3 s %.4f (%.2f replica-h)\n",
+              within(by_wait, 3.0), by_wait.replica_seconds / 3600, within(by_ttft, 3.0),
+              by_ttft.replica_seconds / 3600);
 }
 
 }  // namespace

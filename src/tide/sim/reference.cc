@@ -173,8 +173,10 @@ SimResult clairvoyant(const config::Config& config, RequestSource& source,
     if (arrival < warmup) continue;
     ++g.outcomes.total;
     ++g.outcomes.ok;
-    ++g.outcomes.slo_met;
+    const double prefill = std::min(prefill_time(spec, req), service);
+    if (meets_slo(ep.slo, 0.0, prefill)) ++g.outcomes.slo_met;
     g.outcomes.wait_s.record(0.0);
+    g.outcomes.ttft_s.record(prefill);
     g.outcomes.e2e_s.record(service);
     g.service_s += service;
   }
@@ -184,6 +186,7 @@ SimResult clairvoyant(const config::Config& config, RequestSource& source,
   res.policy = kClairvoyantLabel;
   res.warmup_s = to_seconds(options.warmup);
   res.max_wait_s = to_seconds(config.endpoints.front().slo.max_wait);
+  res.ttft_s = to_seconds(config.endpoints.front().slo.ttft.value_or(Duration{0}));
   for (size_t e = 0; e < config.endpoints.size(); ++e) {
     const config::EndpointSpec& ep = config.endpoints[e];
     const config::GroupSpec& spec = ep.groups[static_cast<size_t>(first_group(ep))];

@@ -21,15 +21,18 @@ std::string seconds(double s) {
   return fmt::format("{:.0f}s", s);
 }
 
-void add_outcomes(ordered_json& j, const Outcomes& o, double max_wait_s) {
+void add_outcomes(ordered_json& j, const Outcomes& o, const SimResult& r) {
   j["requests"] = {
       {"total", o.total}, {"ok", o.ok}, {"rejected", o.rejected}, {"timed_out", o.timed_out}};
-  j["latency_s"] = {{"wait_p50", o.wait_s.quantile(0.5)},
-                    {"wait_p99", o.wait_s.quantile(0.99)},
-                    {"wait_max", o.wait_s.max()},
-                    {"e2e_p50", o.e2e_s.quantile(0.5)},
-                    {"e2e_p99", o.e2e_s.quantile(0.99)}};
-  j["slo"] = {{"max_wait_s", max_wait_s}, {"attainment", o.attainment()}};
+  j["latency_s"] = {{"wait_p50", o.wait_s.quantile(0.5)}, {"wait_p99", o.wait_s.quantile(0.99)},
+                    {"wait_max", o.wait_s.max()},         {"e2e_p50", o.e2e_s.quantile(0.5)},
+                    {"e2e_p99", o.e2e_s.quantile(0.99)},  {"ttft_p50", o.ttft_s.quantile(0.5)},
+                    {"ttft_p99", o.ttft_s.quantile(0.99)}};
+  if (r.ttft_s > 0) {
+    j["slo"] = {{"ttft_s", r.ttft_s}, {"attainment", o.attainment()}};
+  } else {
+    j["slo"] = {{"max_wait_s", r.max_wait_s}, {"attainment", o.attainment()}};
+  }
 }
 
 // Resource figures, named alike in a whole run and in one group.
@@ -47,7 +50,7 @@ void add_usage(ordered_json& j, const Figures& f) {
 ordered_json run_json(const SimResult& r) {
   ordered_json j;
   j["policy"] = r.policy;
-  add_outcomes(j, r.outcomes, r.max_wait_s);
+  add_outcomes(j, r.outcomes, r);
   add_usage(j, r);
   j["span_s"] = r.span_s;
   ordered_json groups = ordered_json::array();
@@ -55,7 +58,7 @@ ordered_json run_json(const SimResult& r) {
     ordered_json gj;
     gj["endpoint"] = g.endpoint;
     gj["group"] = g.group;
-    add_outcomes(gj, g.outcomes, r.max_wait_s);
+    add_outcomes(gj, g.outcomes, r);
     add_usage(gj, g);
     gj["cold_start_mean_s"] = g.cold_start_mean_s;
     groups.push_back(std::move(gj));
@@ -261,51 +264,68 @@ std::string svg_chart(const std::string& title, const std::string& unit,
 
 namespace {
 
-// The columns of the comparison, in the terminal and in the HTML report alike.
-const std::vector<std::string>& table_header() {
-  static const std::vector<std::string> header = {"policy",    "requests",  "ok",        "rejected",
-                                                  "timed out", "wait p50",  "wait p99",  "e2e p99",
-                                                  "SLO met",   "replica-h", "req/rep-h", "cost",
-                                                  "launches",  "peak",      "reversals"};
+// The columns of the comparison, in the terminal and in the HTML report alike; "ttft p99" only
+// under a ttft SLO.
+std::vector<std::string> table_header(bool ttft) {
+  std::vector<std::string> header = {"policy",    "requests", "ok",       "rejected", "timed out",
+                                     "wait p50",  "wait p99", "e2e p99",  "SLO met",  "replica-h",
+                                     "req/rep-h", "cost",     "launches", "peak",     "reversals"};
+  if (ttft) header.insert(header.begin() + 8, "ttft p99");
   return header;
+}
+
+// Whether the runs' SLO is on time to first token.
+bool ttft_slo(const std::vector<SimResult>& runs) {
+  return !runs.empty() && runs.front().ttft_s > 0;
+}
+
+// What the SLO line under the table says: "wait <= 2.00s" or "ttft (wait + prefill) <= 1.50s".
+std::string slo_text(const SimResult& r, std::string_view le) {
+  if (r.ttft_s > 0) return fmt::format("ttft (wait + prefill) {} {}", le, seconds(r.ttft_s));
+  return fmt::format("wait {} {}", le, seconds(r.max_wait_s));
 }
 
 // One row of figures; `name` first. Throughput per replica: requests answered per replica-hour,
 // the "which hardware serves this model best per dollar" figure with the cost.
 std::vector<std::string> table_cells(const std::string& name, const Outcomes& o,
                                      double replica_seconds, bool priced, double cost,
-                                     uint64_t launches, int peak, int reversals) {
+                                     uint64_t launches, int peak, int reversals, bool ttft) {
   const double hours = replica_seconds / 3600.0;
-  return {name,
-          fmt::format("{}", o.total),
-          fmt::format("{}", o.ok),
-          fmt::format("{}", o.rejected),
-          fmt::format("{}", o.timed_out),
-          seconds(o.wait_s.quantile(0.5)),
-          seconds(o.wait_s.quantile(0.99)),
-          seconds(o.e2e_s.quantile(0.99)),
-          pct(o.attainment()),
-          fmt::format("{:.2f}", hours),
-          hours > 0 ? fmt::format("{:.0f}", static_cast<double>(o.ok) / hours) : "-",
-          priced ? fmt::format("${:.2f}", cost) : "-",
-          fmt::format("{}", launches),
-          fmt::format("{}", peak),
-          fmt::format("{}", reversals)};
+  std::vector<std::string> cells = {
+      name,
+      fmt::format("{}", o.total),
+      fmt::format("{}", o.ok),
+      fmt::format("{}", o.rejected),
+      fmt::format("{}", o.timed_out),
+      seconds(o.wait_s.quantile(0.5)),
+      seconds(o.wait_s.quantile(0.99)),
+      seconds(o.e2e_s.quantile(0.99)),
+      pct(o.attainment()),
+      fmt::format("{:.2f}", hours),
+      hours > 0 ? fmt::format("{:.0f}", static_cast<double>(o.ok) / hours) : "-",
+      priced ? fmt::format("${:.2f}", cost) : "-",
+      fmt::format("{}", launches),
+      fmt::format("{}", peak),
+      fmt::format("{}", reversals)};
+  if (ttft) cells.insert(cells.begin() + 8, seconds(o.ttft_s.quantile(0.99)));
+  return cells;
 }
 
 }  // namespace
 
 std::string format_table(const std::vector<SimResult>& runs) {
-  const std::vector<std::string>& header = table_header();
+  const bool ttft = ttft_slo(runs);
+  const std::vector<std::string> header = table_header(ttft);
   std::vector<std::vector<std::string>> rows;
   for (const SimResult& r : runs) {
     rows.push_back(table_cells(r.policy, r.outcomes, r.replica_seconds, r.priced, r.cost,
-                               r.launches, r.peak_replicas, r.scale_reversals));
+                               r.launches, r.peak_replicas, r.scale_reversals, ttft));
     if (r.groups.size() < 2) continue;
     // Several groups: each on its own line under the run.
     for (const GroupResult& g : r.groups) {
       rows.push_back(table_cells("  " + g.endpoint + "/" + g.group, g.outcomes, g.replica_seconds,
-                                 g.priced, g.cost, g.launches, g.peak_replicas, g.scale_reversals));
+                                 g.priced, g.cost, g.launches, g.peak_replicas, g.scale_reversals,
+                                 ttft));
     }
   }
   std::vector<size_t> width(header.size());
@@ -329,9 +349,9 @@ std::string format_table(const std::vector<SimResult>& runs) {
   if (!runs.empty()) {
     const SimResult& r = runs.front();
     out += fmt::format(
-        "SLO: wait <= {}. Lower bounds on replica-hours: {:.2f} if every request started on "
+        "SLO: {}. Lower bounds on replica-hours: {:.2f} if every request started on "
         "arrival with instant scaling, {:.2f} of pure work.\n",
-        seconds(r.max_wait_s), r.zero_wait_replica_seconds / 3600.0,
+        slo_text(r, "<="), r.zero_wait_replica_seconds / 3600.0,
         r.work_bound_replica_seconds / 3600.0);
   }
   for (const SimResult& r : runs)
@@ -342,15 +362,15 @@ std::string format_table(const std::vector<SimResult>& runs) {
 std::string summary_csv(const std::vector<SimResult>& runs) {
   std::string out =
       "policy,requests,ok,rejected,timed_out,wait_p50_s,wait_p99_s,e2e_p99_s,slo_attainment,"
-      "replica_seconds,cost,launches,peak_replicas,scale_reversals\n";
+      "replica_seconds,cost,launches,peak_replicas,scale_reversals,ttft_p50_s,ttft_p99_s\n";
   for (const SimResult& r : runs) {
     const Outcomes& o = r.outcomes;
-    out += fmt::format("{},{},{},{},{},{:.6g},{:.6g},{:.6g},{:.6f},{:.3f},{},{},{},{}\n",
-                       csv_escape(r.policy), o.total, o.ok, o.rejected, o.timed_out,
-                       o.wait_s.quantile(0.5), o.wait_s.quantile(0.99), o.e2e_s.quantile(0.99),
-                       o.attainment(), r.replica_seconds,
-                       r.priced ? fmt::format("{:.4f}", r.cost) : "", r.launches, r.peak_replicas,
-                       r.scale_reversals);
+    out += fmt::format(
+        "{},{},{},{},{},{:.6g},{:.6g},{:.6g},{:.6f},{:.3f},{},{},{},{},{:.6g},{:.6g}\n",
+        csv_escape(r.policy), o.total, o.ok, o.rejected, o.timed_out, o.wait_s.quantile(0.5),
+        o.wait_s.quantile(0.99), o.e2e_s.quantile(0.99), o.attainment(), r.replica_seconds,
+        r.priced ? fmt::format("{:.4f}", r.cost) : "", r.launches, r.peak_replicas,
+        r.scale_reversals, o.ttft_s.quantile(0.5), o.ttft_s.quantile(0.99));
   }
   return out;
 }
@@ -417,12 +437,13 @@ td:first-child,th:first-child{{text-align:left}}
 
 std::string comparison_table_html(const std::vector<SimResult>& runs) {
   std::string html = "<table class=\"comparison\"><tr>";
-  for (const std::string& h : table_header()) html += "<th>" + html_escape(h) + "</th>";
+  const bool ttft = ttft_slo(runs);
+  for (const std::string& h : table_header(ttft)) html += "<th>" + html_escape(h) + "</th>";
   html += "</tr>";
   for (const SimResult& r : runs) {
     std::vector<std::string> cells =
         table_cells(r.policy, r.outcomes, r.replica_seconds, r.priced, r.cost, r.launches,
-                    r.peak_replicas, r.scale_reversals);
+                    r.peak_replicas, r.scale_reversals, ttft);
     html += fmt::format("<tr><td><a href=\"#{0}\">{0}</a></td>", html_escape(cells[0]));
     for (size_t c = 1; c < cells.size(); ++c) html += "<td>" + html_escape(cells[c]) + "</td>";
     html += "</tr>";
@@ -539,9 +560,9 @@ void write_report_html(const std::string& dir, const std::vector<SimResult>& run
   std::string html = html_page_start(title) + "<h2>Comparison</h2>" + comparison_table_html(runs);
   if (!runs.empty()) {
     html += fmt::format(
-        "<p>SLO: wait &le; {}. Replica-hours if every request started on arrival with instant "
+        "<p>SLO: {}. Replica-hours if every request started on arrival with instant "
         "scaling: {:.2f}; of pure work: {:.2f}.</p>",
-        seconds(runs.front().max_wait_s), runs.front().zero_wait_replica_seconds / 3600.0,
+        html_escape(slo_text(runs.front(), "<=")), runs.front().zero_wait_replica_seconds / 3600.0,
         runs.front().work_bound_replica_seconds / 3600.0);
     if (runs.front().warmup_s > 0)
       html += fmt::format(

@@ -548,13 +548,14 @@ std::string headline(const TuneResult& r) {
   return fmt::format(
       "tide tune: {}/{}, {}; {} candidates on the fitted part ({:.4g}%: {} to {}), the last "
       "{:.4g}% held out ({} to {}). Goal: the fewest replica-hours with {:.4g}% of requests "
-      "within the SLO (wait <= {}s) and none lost.",
+      "within the SLO ({} <= {}s) and none lost.",
       r.endpoint, r.group,
       w.scaling.preset.empty() ? fmt::format("policy {}", config::policy_name(w.scaling.policy))
                                : fmt::format("preset {}", w.scaling.preset),
       r.explored.size(), (1 - r.check) * 100, format_duration(r.warmup), format_duration(r.split),
       r.check * 100, format_duration(r.split), format_duration(r.horizon), r.target * 100,
-      w.fit.max_wait_s);
+      w.fit.ttft_s > 0 ? "ttft (wait + prefill)" : "wait",
+      w.fit.ttft_s > 0 ? w.fit.ttft_s : w.fit.max_wait_s);
 }
 
 std::string verdict(const TuneResult& r) {
