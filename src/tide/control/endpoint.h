@@ -152,6 +152,9 @@ class Endpoint final : public dispatch::DispatchListener, public ReplicaEvents {
   void on_replica_ready(uint64_t replica_id, Time now, std::string address) override;
   void on_replica_failed(uint64_t replica_id, Time now, std::string error) override;
   void on_replica_handle(uint64_t replica_id, std::string handle) override;
+  // Its model server's figures, read by the probe (an agent's come with its report).
+  void on_replica_engine(uint64_t replica_id, Time now,
+                         const metrics::EngineSignals& signals) override;
   // Takes over a replica a previous run launched (after a restart of tide): it is starting (it
   // counts toward the group's size, so no duplicate is launched) until its provisioner reports
   // it ready or gone. `requested_at` is when it was first launched (billing goes on from there);
@@ -246,6 +249,8 @@ class Endpoint final : public dispatch::DispatchListener, public ReplicaEvents {
   // Folds the agents' reports of a group's ready replicas into `o` (in flight, queue, busy,
   // load); returns how many reported.
   int apply_reports(Group& g, policy::Observation& o, Time now);
+  // Sums the recent engine figures of a group's ready replicas into `o` (engine_*).
+  void apply_engines(const Group& g, policy::Observation& o, Time now) const;
 
   // DispatchListener.
   void on_start(dispatch::RequestId request, dispatch::ReplicaSlot slot, Time now) override;

@@ -401,6 +401,12 @@ void LiveEndpoint::on_replica_handle(uint64_t replica_id, std::string handle) {
   endpoint_.on_replica_handle(replica_id, std::move(handle));
 }
 
+void LiveEndpoint::on_replica_engine(uint64_t replica_id, Time now,
+                                     const metrics::EngineSignals& signals) {
+  std::lock_guard lock(mu_);
+  endpoint_.on_replica_engine(replica_id, now, signals);
+}
+
 void LiveEndpoint::reserve_ids(uint64_t next) {
   std::lock_guard lock(mu_);
   endpoint_.reserve_ids(next);

@@ -233,6 +233,8 @@ class LiveEndpoint final : public RequestSink, public ReplicaEvents, public Deci
   void on_replica_ready(uint64_t replica_id, Time now, std::string address) override;
   void on_replica_failed(uint64_t replica_id, Time now, std::string error) override;
   void on_replica_handle(uint64_t replica_id, std::string handle) override;
+  void on_replica_engine(uint64_t replica_id, Time now,
+                         const metrics::EngineSignals& signals) override;
 
  private:
   // RequestSink and DecisionSink (called by the Endpoint with the lock held).
