@@ -454,7 +454,8 @@ int Endpoint::apply_reports(Group& g, policy::Observation& o, Time now) {
 void Endpoint::apply_engines(const Group& g, policy::Observation& o, Time now) const {
   // A reading is recent for three intervals of reading (at least 3 s): one failed read keeps
   // the last, a replica that stopped answering drops out.
-  const Duration fresh = std::max<Duration>(3 * g.spec->engine_metrics.interval, std::chrono::seconds(3));
+  const Duration fresh =
+      std::max<Duration>(3 * g.spec->engine_metrics.interval, std::chrono::seconds(3));
   for (uint64_t id : g.live) {
     const Replica& r = replicas_.at(id);
     if (r.state != ReplicaState::kReady || !r.engine || now - r.engine_at > fresh) continue;
@@ -880,6 +881,11 @@ GroupStatus Endpoint::status(int group) const {
   s.waiting_clients = static_cast<int>(g.route_waits.size());
   s.reporting = g.last_observation.reporting;
   s.load = g.last_observation.load;
+  const policy::Observation& o = g.last_observation;
+  s.engine_reporting = o.engine_reporting;
+  s.engine_waiting = o.engine_waiting;
+  s.engine_running = o.engine_running;
+  if (o.engine_kv_reporting > 0) s.engine_kv_cache = o.engine_kv_cache;
   if (g.backoff_until != kTimeMin) s.backoff_until = g.backoff_until;
   s.rollout = g.rollout;
   for (uint64_t id : g.live)

@@ -72,7 +72,12 @@ struct GroupStatus {
   int waiting_clients = 0;     // of those, still expected back (counted as queued)
   int reporting = 0;           // ready replicas whose agent reported recently
   double load = 0;             // the load signal of the last observation
-  RolloutStatus rollout;       // the replacement of replicas after a launch template changed
+  // The model servers' figures of the last observation (policy::Observation::engine_*).
+  int engine_reporting = 0;
+  double engine_waiting = 0;
+  double engine_running = 0;
+  std::optional<double> engine_kv_cache;
+  RolloutStatus rollout;  // the replacement of replicas after a launch template changed
 };
 
 // The sticky key of a client's key (routing.sticky_header's value at the gateway, "key" of a

@@ -285,6 +285,10 @@ EndpointView LiveEndpoint::view(size_t max_decisions) {
         rv.report = *r->report;
         rv.report_age_s = to_seconds(now - r->reported_at);
       }
+      if (r->engine) {
+        rv.engine = *r->engine;
+        rv.engine_age_s = to_seconds(now - r->engine_at);
+      }
       gv.replicas.push_back(std::move(rv));
     }
     gv.stats = stats_[static_cast<size_t>(g)];

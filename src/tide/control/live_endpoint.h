@@ -105,6 +105,8 @@ struct ReplicaView {
   uint64_t routes = 0;                  // requests routed straight to it (two-step)
   std::optional<ReplicaReport> report;  // its agent's latest report
   double report_age_s = 0;
+  std::optional<metrics::EngineSignals> engine;  // its model server's figures, as last read
+  double engine_age_s = 0;
 };
 struct GroupView {
   std::string name;

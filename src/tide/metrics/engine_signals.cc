@@ -84,8 +84,8 @@ PrometheusScan scan_prometheus(std::string_view page, std::span<const std::strin
                                size_t max_bytes) {
   PrometheusScan out;
   if (page.size() > max_bytes) {
-    out.error = fmt::format("metrics page is {} bytes, over the limit of {}", page.size(),
-                            max_bytes);
+    out.error =
+        fmt::format("metrics page is {} bytes, over the limit of {}", page.size(), max_bytes);
     return out;
   }
   if (page.find('\0') != std::string_view::npos) {
@@ -165,8 +165,10 @@ EngineScan read_engine_signals(std::string_view page, EngineKind kind, size_t ma
   }
   for (size_t i = 2; i < families.size() && !s.kv_cache; ++i)
     if (scan.totals[i].series > 0) s.kv_cache = scan.totals[i].sum / scan.totals[i].series;
-  if (s.running.value_or(0) < 0 || s.waiting.value_or(0) < 0 || s.kv_cache.value_or(0) < 0 ||
-      s.kv_cache.value_or(0) > 1) {
+  const auto bad = [](std::optional<double> v, double hi) {
+    return v && !(std::isfinite(*v) && *v >= 0 && *v <= hi);
+  };
+  if (bad(s.running, 1e9) || bad(s.waiting, 1e9) || bad(s.kv_cache, 1)) {
     out.error = fmt::format("metrics page has a value out of range: {} {}, {} {}, KV cache {}",
                             names.running, s.running.value_or(0), names.waiting,
                             s.waiting.value_or(0), s.kv_cache.value_or(0));
@@ -191,8 +193,7 @@ std::string engine_page(EngineKind kind, const EngineSignals& signals,
   gauge(names.running, "Number of requests in model execution batches.", signals.running);
   gauge(names.waiting, "Number of requests waiting to be processed.", signals.waiting);
   if (!names.kv_cache.empty())
-    gauge(names.kv_cache.front(), "KV-cache usage. 1 means 100 percent usage.",
-          signals.kv_cache);
+    gauge(names.kv_cache.front(), "KV-cache usage. 1 means 100 percent usage.", signals.kv_cache);
   return p.text();
 }
 

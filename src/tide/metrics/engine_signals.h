@@ -62,8 +62,9 @@ struct EngineNames {
 };
 const EngineNames& engine_names(EngineKind kind);
 
-// `signals`, or `error`: the page could not be read, or it has neither the running nor the
-// waiting family of `kind` (the wrong kind, or not a model server's page).
+// `signals`, or `error`: the page could not be read, it has neither the running nor the waiting
+// family of `kind` (the wrong kind, or not a model server's page), or a figure is out of range
+// (running and waiting: 0 to 1e9; the KV cache: 0 to 1).
 struct EngineScan {
   std::optional<EngineSignals> signals;
   std::string error;
@@ -73,7 +74,6 @@ EngineScan read_engine_signals(std::string_view page, EngineKind kind, size_t ma
 // A page as `kind` writes it, with `signals` (each family present only where set) and the
 // engine's labels (vLLM: engine="0" and model_name; SGLang: model_name; TGI: none). For
 // `tide demo-model`, which emulates these servers.
-std::string engine_page(EngineKind kind, const EngineSignals& signals,
-                        std::string_view model_name);
+std::string engine_page(EngineKind kind, const EngineSignals& signals, std::string_view model_name);
 
 }  // namespace tide::metrics
