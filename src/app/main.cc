@@ -532,8 +532,9 @@ then exits with its status.)");
   agent->add_option("--report-interval", a.report_interval, "between load reports")
       ->type_name("DURATION")
       ->capture_default_str();
-  agent->add_option("--engine-metrics", a.engine_metrics,
-                    "the model server's Prometheus page, read and reported (e.g. /metrics)")
+  agent
+      ->add_option("--engine-metrics", a.engine_metrics,
+                   "the model server's Prometheus page, read and reported (e.g. /metrics)")
       ->type_name("PATH");
   agent->add_option("--engine-kind", a.engine_kind, "its metric names: vllm, tgi or sglang")
       ->capture_default_str();
@@ -573,9 +574,8 @@ void read_engine_flags(const AgentArgs& a, agent::AgentOptions& o) {
   o.engine_timeout = parse_duration_flag("--engine-timeout", a.engine_timeout);
   if (o.engine_interval <= Duration{0} || o.engine_timeout <= Duration{0})
     throw std::runtime_error("--engine-interval, --engine-timeout: must be > 0");
-  o.engine_max_bytes =
-      static_cast<size_t>(parse_integer_flag("--engine-max-bytes", a.engine_max_bytes, 1024,
-                                             64 * 1024 * 1024));
+  o.engine_max_bytes = static_cast<size_t>(
+      parse_integer_flag("--engine-max-bytes", a.engine_max_bytes, 1024, 64 * 1024 * 1024));
 }
 
 int run_agent(const AgentArgs& a) {

@@ -208,7 +208,7 @@ struct Agent::Impl : std::enable_shared_from_this<Impl> {
   asio::steady_timer key_timer{io};
   asio::steady_timer engine_timer{io};
   std::optional<metrics::EngineSignals> engine;  // as last read; reset by a failed read
-  std::atomic<uint64_t> task_errors{0};  // exceptions that ended a detached task (logged)
+  std::atomic<uint64_t> task_errors{0};          // exceptions that ended a detached task (logged)
   asio::signal_set signals{io};
   Time last_key_refresh = kTimeMin;
   bool refreshing = false;

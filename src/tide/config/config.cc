@@ -113,8 +113,7 @@ constexpr std::string_view kSloKeys[] = {"max_wait"};
 constexpr std::string_view kQueueSpecKeys[] = {"max_length", "timeout"};
 constexpr std::string_view kGroupKeys[] = {
     "name",  "provisioner",  "min_replicas", "max_replicas", "concurrency", "cold_start",
-    "price", "service_time", "scaling",      "agent",        "rollout",
-    "engine_metrics"};
+    "price", "service_time", "scaling",      "agent",        "rollout",     "engine_metrics"};
 constexpr std::string_view kRolloutKeys[] = {"max_surge", "max_unavailable"};
 constexpr std::string_view kProvisionerKeys[] = {
     "kind", "command", "urls", "ready", "gpus", "gpus_per_replica", "pending_timeout"};

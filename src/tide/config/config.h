@@ -278,9 +278,9 @@ struct EngineMetricsSpec {
   bool enabled = false;  // the key is present
   std::string path = "/metrics";
   metrics::EngineKind kind = metrics::EngineKind::kVllm;
-  Duration interval = 1s;            // between reads
-  Duration timeout = 1s;             // connect, request and answer of one read
-  int max_bytes = 1024 * 1024;       // a longer page is refused
+  Duration interval = 1s;       // between reads
+  Duration timeout = 1s;        // connect, request and answer of one read
+  int max_bytes = 1024 * 1024;  // a longer page is refused
 };
 
 // How running replicas move to a changed launch template, as a Kubernetes Deployment's rolling

@@ -424,7 +424,7 @@ struct DemoModelServer::Impl {
     res.keep_alive(req.keep_alive());
     res.body() = metrics::engine_page(options.engine, engine_signals(), options.model_name);
     const bool ok = co_await write(sock, res);
-    co_return ok && req.keep_alive();
+    co_return ok&& req.keep_alive();
   }
 
   awaitable<bool> handle(tcp::socket& sock, const http::request<http::string_body>& req) {

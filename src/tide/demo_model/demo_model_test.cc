@@ -209,8 +209,9 @@ TEST(DemoModel, ConcurrencyIsEnforced) {
 }
 
 // GET /metrics until `pred` holds for what it says (a deadline, no fixed sleep).
-metrics::EngineSignals metrics_when(uint16_t port, metrics::EngineKind kind,
-                                    const std::function<bool(const metrics::EngineSignals&)>& pred) {
+metrics::EngineSignals metrics_when(
+    uint16_t port, metrics::EngineKind kind,
+    const std::function<bool(const metrics::EngineSignals&)>& pred) {
   metrics::EngineSignals last;
   for (const auto deadline = Steady::now() + std::chrono::seconds(5); Steady::now() < deadline;) {
     const Reply r = http_request(port, http::verb::get, "/metrics", "");

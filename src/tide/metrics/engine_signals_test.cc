@@ -64,8 +64,7 @@ TEST(EngineSignalsTest, OversizePageIsRefusedWithTheLimit) {
   const std::string p = page("vllm.txt");
   const EngineScan scan = read_engine_signals(p, EngineKind::kVllm, p.size() - 1);
   EXPECT_FALSE(scan.signals);
-  EXPECT_NE(scan.error.find("over the limit of " + std::to_string(p.size() - 1)),
-            std::string::npos)
+  EXPECT_NE(scan.error.find("over the limit of " + std::to_string(p.size() - 1)), std::string::npos)
       << scan.error;
   EXPECT_TRUE(read_engine_signals(p, EngineKind::kVllm, p.size()).signals);
 }
@@ -86,7 +85,7 @@ TEST(EngineSignalsTest, ScanToleratesOddLinesAndQuotedBraces) {
       "\n"
       "a 1\r\n"
       "a{x=\"}\\\"{,\"} 2 1712345678000\n"  // a label value with a brace, a quote, a comma
-      "a{x=\"y\"} NaN\n"                     // not finite: left out
+      "a{x=\"y\"} NaN\n"                    // not finite: left out
       "a{x=\"z\"} +Inf\n"
       "a{x=\"never closed} 5\n"  // no closing brace: not a sample
       "a5\n"                     // another family's name
@@ -121,8 +120,8 @@ TEST(EngineSignalsTest, EnginePageReadsBackForEveryKind) {
     EXPECT_EQ(*scan.signals, s) << text;
   }
   // TGI exports no KV-cache gauge.
-  const EngineScan tgi = read_engine_signals(engine_page(EngineKind::kTgi, s, "m"),
-                                             EngineKind::kTgi, kCap);
+  const EngineScan tgi =
+      read_engine_signals(engine_page(EngineKind::kTgi, s, "m"), EngineKind::kTgi, kCap);
   ASSERT_TRUE(tgi.signals) << tgi.error;
   EXPECT_EQ(tgi.signals->waiting, 2.0);
   EXPECT_FALSE(tgi.signals->kv_cache);

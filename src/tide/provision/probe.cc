@@ -96,7 +96,7 @@ awaitable<void> Watch::run(std::shared_ptr<Watch> self) {
 awaitable<std::optional<std::string>> Watch::probe_once(std::shared_ptr<Watch> self) {
   const ProbeTarget& t = self->target_;
   const Answer a = co_await get(self, t.ready.path, t.ready.timeout, 64 * 1024, self->cancel_probe_,
-                               self->local_error_);
+                                self->local_error_);
   if (a.error) co_return a.error;
   if (a.status >= 200 && a.status < 300) co_return std::nullopt;
   co_return fmt::format("status {}", a.status);
@@ -129,9 +129,9 @@ awaitable<Watch::Answer> Watch::get(std::shared_ptr<Watch> self, const std::stri
 
   local_error = false;
   if (auto [cec, ep] = co_await stream.async_connect(endpoints, kNoThrow); cec) {
-    local_error = cec == asio::error::no_descriptors ||
-                         cec == asio::error::no_buffer_space || cec == asio::error::no_memory ||
-                         cec == error_code(ENFILE, boost::system::system_category());
+    local_error = cec == asio::error::no_descriptors || cec == asio::error::no_buffer_space ||
+                  cec == asio::error::no_memory ||
+                  cec == error_code(ENFILE, boost::system::system_category());
     co_return Answer{describe(cec, timeout)};
   }
   http::request<http::empty_body> req{http::verb::get, path, 11};
@@ -157,7 +157,8 @@ awaitable<void> Watch::engine_loop(std::shared_ptr<Watch> self) {
     self->engine_timer_.expires_after(e.interval);
     co_await self->engine_timer_.async_wait(kNoThrow);
     if (self->cancelled_) co_return;
-    const Answer a = co_await get(self, e.path, e.timeout, limit, self->cancel_engine_, local_error);
+    const Answer a =
+        co_await get(self, e.path, e.timeout, limit, self->cancel_engine_, local_error);
     if (self->cancelled_) co_return;
     if (a.error || a.status != 200) continue;  // stale figures drop out at the control plane
     const metrics::EngineScan scan = metrics::read_engine_signals(a.body, e.kind, limit);
