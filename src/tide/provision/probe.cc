@@ -86,6 +86,8 @@ awaitable<void> Watch::run(std::shared_ptr<Watch> self) {
     } else if (self->local_error_) {
       // tide ran out of descriptors or buffers: says nothing of the replica's health.
     } else if (++failures >= self->target_.liveness_failures) {
+      self->dead_ = true;  // the metrics page is read no more
+      self->engine_timer_.cancel();
       if (auto on_dead = std::move(self->on_dead_))
         on_dead(fmt::format("health check failed {} times: {}", failures, *error));
       co_return;
@@ -153,10 +155,10 @@ awaitable<void> Watch::engine_loop(std::shared_ptr<Watch> self) {
   const config::EngineMetricsSpec& e = *self->target_.engine;
   const auto limit = static_cast<size_t>(e.max_bytes);
   bool local_error = false;  // what it says of tide, not the replica, changes nothing here
-  while (!self->cancelled_) {
+  while (!self->cancelled_ && !self->dead_) {
     self->engine_timer_.expires_after(e.interval);
     co_await self->engine_timer_.async_wait(kNoThrow);
-    if (self->cancelled_) co_return;
+    if (self->cancelled_ || self->dead_) co_return;
     const Answer a =
         co_await get(self, e.path, e.timeout, limit, self->cancel_engine_, local_error);
     if (self->cancelled_) co_return;
