@@ -107,7 +107,7 @@ class Watch : public std::enable_shared_from_this<Watch> {
   std::function<void()> on_ready_;
   std::function<void(std::string)> on_dead_;
   bool cancelled_ = false;
-  bool dead_ = false;  // failed its liveness probes
+  bool dead_ = false;         // failed its liveness probes
   bool local_error_ = false;  // the last probe failed for want of a descriptor (not the replica)
 };
 
