@@ -62,14 +62,7 @@ struct ProbeTarget {
   config::ReadyProbe ready;
   Duration liveness_interval{0};
   int liveness_failures = 3;
-  // Once ready, the model server's metrics page is read every engine->interval and what it
-  // says handed to on_engine; a failed read is skipped (it fails nothing).
-  std::optional<config::EngineMetricsSpec> engine;
-  std::function<void(const metrics::EngineSignals&)> on_engine;
 };
-
-// `t` reading the launch's engine metrics page (if it has one) for its replica's events.
-void read_engine_metrics(ProbeTarget& t, const Launch& l, const std::shared_ptr<Core>& core);
 
 // Probes one replica over HTTP: readiness every ready.interval until a 2xx, then liveness every
 // liveness_interval until `liveness_failures` probes in a row fail. Calls on_ready once, then
@@ -80,6 +73,10 @@ class Watch : public std::enable_shared_from_this<Watch> {
   ~Watch();
   void start(std::function<void()> on_ready, std::function<void(std::string)> on_dead);
   void cancel();
+  // Before start(): once ready, the model server's metrics page is read every spec.interval
+  // and what it says handed to on_engine; a failed read is skipped (it fails nothing).
+  void read_engine(config::EngineMetricsSpec spec,
+                   std::function<void(const metrics::EngineSignals&)> on_engine);
 
  private:
   static asio::awaitable<void> run(std::shared_ptr<Watch> self);
@@ -106,9 +103,14 @@ class Watch : public std::enable_shared_from_this<Watch> {
   std::function<void()> cancel_engine_;  // set while a read of the metrics page is in flight
   std::function<void()> on_ready_;
   std::function<void(std::string)> on_dead_;
+  std::optional<config::EngineMetricsSpec> engine_;
+  std::function<void(const metrics::EngineSignals&)> on_engine_;
   bool cancelled_ = false;
   bool dead_ = false;         // failed its liveness probes
   bool local_error_ = false;  // the last probe failed for want of a descriptor (not the replica)
 };
+
+// `w` reading the launch's engine metrics page, if it has one, for its replica's events.
+void read_engine_metrics(Watch& w, const Launch& l, const std::shared_ptr<Core>& core);
 
 }  // namespace tide::provision::detail

@@ -509,8 +509,8 @@ void KubernetesBackend::start_probe(const std::shared_ptr<Pod>& pod, const std::
   const config::ProvisionerSpec& spec = pod->launch.spec;
   ProbeTarget target{ip, static_cast<uint16_t>(spec.port), spec.ready,
                      core_->options.liveness_interval, core_->options.liveness_failures};
-  read_engine_metrics(target, pod->launch, core_);
   pod->watch = std::make_shared<Watch>(core_->strand, std::move(target));
+  read_engine_metrics(*pod->watch, pod->launch, core_);
   std::weak_ptr<KubernetesBackend> weak = weak_from_this();
   std::weak_ptr<Pod> pod_weak = pod;
   const std::string address = net::join_host_port(ip, static_cast<uint16_t>(spec.port));

@@ -57,7 +57,7 @@ void Watch::cancel() {
   if (cancel_engine_) cancel_engine_();
   on_ready_ = nullptr;  // drops what the callbacks hold at once
   on_dead_ = nullptr;
-  target_.on_engine = nullptr;
+  on_engine_ = nullptr;
 }
 
 awaitable<void> Watch::run(std::shared_ptr<Watch> self) {
@@ -70,7 +70,7 @@ awaitable<void> Watch::run(std::shared_ptr<Watch> self) {
     if (self->cancelled_) co_return;
   }
   if (auto on_ready = std::move(self->on_ready_)) on_ready();
-  if (self->target_.engine && !self->cancelled_)
+  if (self->engine_ && !self->cancelled_)
     asio::co_spawn(self->strand_, engine_loop(self), [](const std::exception_ptr& e) {
       if (e) std::fprintf(stderr, "tide: reading engine metrics ended by an exception\n");
     });
@@ -152,7 +152,7 @@ awaitable<Watch::Answer> Watch::get(std::shared_ptr<Watch> self, const std::stri
 }
 
 awaitable<void> Watch::engine_loop(std::shared_ptr<Watch> self) {
-  const config::EngineMetricsSpec& e = *self->target_.engine;
+  const config::EngineMetricsSpec& e = *self->engine_;
   const auto limit = static_cast<size_t>(e.max_bytes);
   bool local_error = false;  // what it says of tide, not the replica, changes nothing here
   while (!self->cancelled_ && !self->dead_) {
@@ -164,16 +164,21 @@ awaitable<void> Watch::engine_loop(std::shared_ptr<Watch> self) {
     if (self->cancelled_) co_return;
     if (a.error || a.status != 200) continue;  // stale figures drop out at the control plane
     const metrics::EngineScan scan = metrics::read_engine_signals(a.body, e.kind, limit);
-    if (scan.signals && self->target_.on_engine) self->target_.on_engine(*scan.signals);
+    if (scan.signals && self->on_engine_) self->on_engine_(*scan.signals);
   }
 }
 
-void read_engine_metrics(ProbeTarget& t, const Launch& l, const std::shared_ptr<Core>& core) {
+void Watch::read_engine(config::EngineMetricsSpec spec,
+                        std::function<void(const metrics::EngineSignals&)> on_engine) {
+  engine_ = std::move(spec);
+  on_engine_ = std::move(on_engine);
+}
+
+void read_engine_metrics(Watch& w, const Launch& l, const std::shared_ptr<Core>& core) {
   if (!l.engine) return;
-  t.engine = l.engine;
-  t.on_engine = [core, events = l.events, id = l.id](const metrics::EngineSignals& s) {
+  w.read_engine(*l.engine, [core, events = l.events, id = l.id](const metrics::EngineSignals& s) {
     if (!core->closed) events->on_replica_engine(id, core->clock.now(), s);
-  };
+  });
 }
 
 }  // namespace tide::provision::detail

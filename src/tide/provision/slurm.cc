@@ -433,8 +433,8 @@ void SlurmBackend::start_probe(const std::shared_ptr<Job>& job) {
   const std::string address = net::join_host_port(host, *job->port);
   ProbeTarget target{host, *job->port, job->launch.spec.ready, core_->options.liveness_interval,
                      core_->options.liveness_failures};
-  read_engine_metrics(target, job->launch, core_);
   job->watch = std::make_shared<Watch>(core_->strand, std::move(target));
+  read_engine_metrics(*job->watch, job->launch, core_);
   std::weak_ptr<SlurmBackend> weak_self = weak_from_this();
   std::weak_ptr<Job> weak_job = job;
   job->watch->start(

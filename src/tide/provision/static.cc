@@ -71,8 +71,8 @@ void StaticBackend::launch(Launch l) {
   l.events->on_replica_starting(l.id, core_->clock.now());
   ProbeTarget target{url->host, url->port, l.spec.ready, core_->options.liveness_interval,
                      core_->options.liveness_failures};
-  read_engine_metrics(target, l, core_);
   h.watch = std::make_shared<Watch>(core_->strand, std::move(target));
+  read_engine_metrics(*h.watch, l, core_);
   std::weak_ptr<StaticBackend> weak_self = weak_from_this();
   h.watch->start(
       [weak_self, key = l.key, address = url->address] {
