@@ -116,8 +116,8 @@ awaitable<Watch::Answer> Watch::get(std::shared_ptr<Watch> self, const std::stri
   } else {
     tcp::resolver resolver(self->strand_);
     auto [rec, results] = co_await resolver.async_resolve(t.host, std::to_string(t.port), kNoThrow);
-    if (self->cancelled_) co_return Answer{"cancelled"};
-    if (rec) co_return Answer{fmt::format("cannot resolve {}: {}", t.host, rec.message())};
+    if (self->cancelled_) co_return Answer{"cancelled", 0, {}};
+    if (rec) co_return Answer{fmt::format("cannot resolve {}: {}", t.host, rec.message()), 0, {}};
     for (const auto& r : results) endpoints.push_back(r.endpoint());
   }
 
@@ -134,19 +134,19 @@ awaitable<Watch::Answer> Watch::get(std::shared_ptr<Watch> self, const std::stri
     local_error = cec == asio::error::no_descriptors || cec == asio::error::no_buffer_space ||
                   cec == asio::error::no_memory ||
                   cec == error_code(ENFILE, boost::system::system_category());
-    co_return Answer{describe(cec, timeout)};
+    co_return Answer{describe(cec, timeout), 0, {}};
   }
   http::request<http::empty_body> req{http::verb::get, path, 11};
   req.set(http::field::host, fmt::format("{}:{}", t.host, t.port));
   req.set(http::field::user_agent, "tide-probe");
   req.keep_alive(false);
   if (auto [wec, n] = co_await http::async_write(stream, req, kNoThrow); wec)
-    co_return Answer{describe(wec, timeout)};
+    co_return Answer{describe(wec, timeout), 0, {}};
   beast::flat_buffer buffer;
   http::response_parser<http::string_body> parser;
   parser.body_limit(body_limit);
   if (auto [rec, n] = co_await http::async_read(stream, buffer, parser, kNoThrow); rec)
-    co_return Answer{describe(rec, timeout)};
+    co_return Answer{describe(rec, timeout), 0, {}};
   stream.socket().shutdown(tcp::socket::shutdown_both, ec);
   co_return Answer{std::nullopt, parser.get().result_int(), std::move(parser.get().body())};
 }
