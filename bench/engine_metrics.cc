@@ -47,7 +47,8 @@ int main(int argc, char** argv) {
   while (big.size() + one.size() <= (1u << 20)) big += one;
   fmt::print("{:>10} {:>14} {:>10} {:>16} {:>10}\n", "page", "read (us)", "MB/s", "baseline (us)",
              "MB/s");
-  for (const std::string* page : {&one, &big}) {
+  const std::string* pages[] = {&one, &big};
+  for (const std::string* page : pages) {
     const double read = us_per_call(
         [&] {
           const auto scan =
