@@ -1,6 +1,6 @@
 // How long tide takes to read a model server's /metrics page (metrics/engine_signals.h), beside
-// a baseline from the same run: counting the page's lines (one pass over the bytes, the least
-// any reader does). Pages: the recorded vLLM page of tests/data/engine_metrics (about 4 KB) and
+// a baseline from the same run: counting the page's line ends with std::count (one plain pass
+// over the bytes). Pages: the recorded vLLM page of tests/data/engine_metrics (about 4 KB) and
 // that page repeated to just under 1 MiB (the default engine_metrics.max_bytes).
 //   build/bin/bench_engine_metrics [SECONDS_PER_CASE]   (default 1)
 #include <fmt/format.h>
