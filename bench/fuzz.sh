@@ -28,6 +28,7 @@ dict_of() {
     fuzz_http_request | fuzz_response_head | fuzz_chunked) echo fuzz/dict/http.dict ;;
     fuzz_config) echo fuzz/dict/config.dict ;;
     fuzz_trace_csv | fuzz_trace_per_minute) echo fuzz/dict/trace.dict ;;
+    fuzz_engine_metrics) echo fuzz/dict/prometheus.dict ;;
     *) echo fuzz/dict/json.dict ;;
   esac
 }

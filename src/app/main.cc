@@ -363,6 +363,7 @@ struct DemoModelArgs {
   std::string token_rate = "0";
   std::string seed = "1";
   std::string model = "tide-demo";
+  std::string engine = "vllm";
   bool timing = false;
 };
 
@@ -376,6 +377,10 @@ This is an emulator, not a model server. It behaves like one replica of an LLM s
   - a cold start: GET /health answers 503 {"status":"loading"} for --load-time, then 200;
   - --concurrency slots; a request holds one for its service time, and waits FIFO for one when
     all are busy (like vLLM); a client that disconnects frees its slot;
+  - GET /metrics: the load gauges of the --engine it emulates, from its state: vllm (default)
+    vllm:num_requests_running / vllm:num_requests_waiting / vllm:kv_cache_usage_perc, tgi
+    tgi_batch_current_size / tgi_queue_size, sglang sglang:num_running_reqs /
+    sglang:num_queue_reqs / sglang:token_usage (the KV cache: the share of slots taken);
   - POST /v1/completions and /v1/chat/completions (OpenAI shapes) return fake text of max_tokens
     tokens (default 16) with usage counts; "stream": true sends one server-sent event per token
     at --token-rate, then data: [DONE].
@@ -414,6 +419,8 @@ Prints "listening on HOST:PORT" once bound (--port 0 picks a free port); stops c
   dm->add_option("--model", a.model, "model name reported in responses")
       ->type_name("NAME")
       ->capture_default_str();
+  dm->add_option("--engine", a.engine, "whose /metrics names to export: vllm, tgi or sglang")
+      ->capture_default_str();
   dm->add_flag("--timing", a.timing,
                "completions carry Demo-Health-Lag-Us (end of the cold start to the first 200 of "
                "/health) and Demo-Ready-To-Request-Us (that 200 to the request's arrival)");
@@ -447,6 +454,10 @@ int run_demo_model(const DemoModelArgs& a) {
   o.seed = static_cast<uint64_t>(
       parse_integer_flag("--seed", a.seed, 0, std::numeric_limits<long long>::max()));
   o.model_name = a.model;
+  const auto engine = metrics::engine_kind(a.engine);
+  if (!engine)
+    throw std::runtime_error("--engine: expected vllm, tgi or sglang, got \"" + a.engine + "\"");
+  o.engine = *engine;
   o.timing = a.timing;
   o.handle_signals = true;
   demo_model::DemoModelServer server(o);
@@ -466,6 +477,11 @@ struct AgentArgs {
   std::string slots = "1";
   std::string work = "tokens";
   std::string report_interval = "1s";
+  std::string engine_metrics;
+  std::string engine_kind = "vllm";
+  std::string engine_interval = "1s";
+  std::string engine_timeout = "1s";
+  std::string engine_max_bytes = "1048576";
   std::string keys_file;
   std::string secret_file;
   std::vector<std::string> command;
@@ -516,6 +532,21 @@ then exits with its status.)");
   agent->add_option("--report-interval", a.report_interval, "between load reports")
       ->type_name("DURATION")
       ->capture_default_str();
+  agent
+      ->add_option("--engine-metrics", a.engine_metrics,
+                   "the model server's Prometheus page, read and reported (e.g. /metrics)")
+      ->type_name("PATH");
+  agent->add_option("--engine-kind", a.engine_kind, "its metric names: vllm, tgi or sglang")
+      ->capture_default_str();
+  agent->add_option("--engine-interval", a.engine_interval, "between reads of the page")
+      ->type_name("DURATION")
+      ->capture_default_str();
+  agent->add_option("--engine-timeout", a.engine_timeout, "for one read of the page")
+      ->type_name("DURATION")
+      ->capture_default_str();
+  agent->add_option("--engine-max-bytes", a.engine_max_bytes, "a longer page is refused")
+      ->type_name("N")
+      ->capture_default_str();
   agent->add_option("--keys-file", a.keys_file, "trusted public keys (JSON of GET /v1/pubkey)");
   agent->add_option("--secret-file", a.secret_file, "file holding the replica secret");
   agent->add_option("command", a.command, "after --: the model server to run as a child");
@@ -527,6 +558,24 @@ std::string read_text_file(const std::string& flag, const std::string& path) {
   std::ostringstream text;
   text << in.rdbuf();
   return text.str();
+}
+
+// --engine-*: where and how the agent reads its model server's metrics page.
+void read_engine_flags(const AgentArgs& a, agent::AgentOptions& o) {
+  if (a.engine_metrics.empty()) return;
+  if (a.engine_metrics.front() != '/')
+    throw std::runtime_error("--engine-metrics: must start with /, got " + a.engine_metrics);
+  o.engine_path = a.engine_metrics;
+  const auto kind = metrics::engine_kind(a.engine_kind);
+  if (!kind)
+    throw std::runtime_error("--engine-kind: expected vllm, tgi or sglang, got " + a.engine_kind);
+  o.engine_kind = *kind;
+  o.engine_interval = parse_duration_flag("--engine-interval", a.engine_interval);
+  o.engine_timeout = parse_duration_flag("--engine-timeout", a.engine_timeout);
+  if (o.engine_interval <= Duration{0} || o.engine_timeout <= Duration{0})
+    throw std::runtime_error("--engine-interval, --engine-timeout: must be > 0");
+  o.engine_max_bytes = static_cast<size_t>(
+      parse_integer_flag("--engine-max-bytes", a.engine_max_bytes, 1024, 64 * 1024 * 1024));
 }
 
 int run_agent(const AgentArgs& a) {
@@ -553,6 +602,7 @@ int run_agent(const AgentArgs& a) {
   o.work_tokens = a.work == "tokens";
   o.report_interval = parse_duration_flag("--report-interval", a.report_interval);
   if (o.report_interval <= Duration{0}) throw std::runtime_error("--report-interval: must be > 0");
+  read_engine_flags(a, o);
   if (!a.secret_file.empty()) {
     o.secret = read_text_file("--secret-file", a.secret_file);
     while (!o.secret.empty() && (o.secret.back() == '\n' || o.secret.back() == '\r'))

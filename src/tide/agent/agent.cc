@@ -206,7 +206,9 @@ struct Agent::Impl : std::enable_shared_from_this<Impl> {
   asio::steady_timer report_timer{io};
   asio::steady_timer health_timer{io};
   asio::steady_timer key_timer{io};
-  std::atomic<uint64_t> task_errors{0};  // exceptions that ended a detached task (logged)
+  asio::steady_timer engine_timer{io};
+  std::optional<metrics::EngineSignals> engine;  // as last read; reset by a failed read
+  std::atomic<uint64_t> task_errors{0};          // exceptions that ended a detached task (logged)
   asio::signal_set signals{io};
   Time last_key_refresh = kTimeMin;
   bool refreshing = false;
@@ -361,6 +363,7 @@ struct Agent::Impl : std::enable_shared_from_this<Impl> {
       r.gpus = nvml->read(gpu_devices);
       stat([&](AgentCounters& c) { c.gpus = r.gpus; });
     }
+    r.engine = engine;
     arrivals = completions = tokens_in = tokens_out = 0;
     work = service_sum = latency_sum = latency_max = 0;
     interval_start = now;
@@ -376,7 +379,8 @@ struct Agent::Impl : std::enable_shared_from_this<Impl> {
   };
 
   awaitable<CallResult> call(const HostPort& to, http::verb verb, const std::string& target,
-                             std::string body, const std::string& authorization, Duration timeout) {
+                             std::string body, const std::string& authorization, Duration timeout,
+                             size_t body_limit = 1024 * 1024) {
     CallResult out;
     beast::tcp_stream s(io);
     Tracked tracked(*this, s);
@@ -408,7 +412,7 @@ struct Agent::Impl : std::enable_shared_from_this<Impl> {
     }
     beast::flat_buffer buf;
     http::response_parser<http::string_body> p;
-    p.body_limit(1024 * 1024);
+    p.body_limit(body_limit);
     auto [ec, n] = co_await http::async_read(s, buf, p, kNoThrow);
     if (ec) {
       out.error = fmt::format("answer from {}: {}", to.text(), ec.message());
@@ -445,6 +449,42 @@ struct Agent::Impl : std::enable_shared_from_this<Impl> {
       health_timer.expires_after(state == control::AgentState::kReady ? std::chrono::seconds(1)
                                                                       : o.health_interval);
       co_await health_timer.async_wait(kNoThrow);
+    }
+    (void)self;
+  }
+
+  // Reads the model server's metrics page once: its figures, or why not.
+  awaitable<metrics::EngineScan> read_engine() {
+    const CallResult r = co_await call(upstream, http::verb::get, o.engine_path, {}, {},
+                                       o.engine_timeout, o.engine_max_bytes);
+    metrics::EngineScan scan;
+    if (r.status == 200) {
+      scan = metrics::read_engine_signals(r.body, o.engine_kind, o.engine_max_bytes);
+    } else {
+      scan.error = r.status != 0 ? fmt::format("{} answered {}", o.engine_path, r.status) : r.error;
+    }
+    co_return scan;
+  }
+
+  // Every engine_interval while the model server is ready. A failed read forgets the last
+  // figures (reports go without them) and is logged once until a read succeeds again.
+  awaitable<void> engine_loop(std::shared_ptr<Impl> self) {
+    bool failing = false;
+    while (!stopping && !o.engine_path.empty()) {
+      engine_timer.expires_after(o.engine_interval);
+      co_await engine_timer.async_wait(kNoThrow);
+      if (stopping) break;
+      if (state != control::AgentState::kReady) continue;
+      const metrics::EngineScan scan = co_await read_engine();
+      engine = scan.signals;
+      stat([&](AgentCounters& c) {
+        c.engine = scan.signals;
+        c.engine_error = scan.error;
+        if (!scan.signals) ++c.engine_reads_failed;
+      });
+      if (!scan.signals && !failing) log("cannot read the engine's metrics: " + scan.error);
+      if (scan.signals && failing) log("the engine's metrics read again");
+      failing = !scan.signals;
     }
     (void)self;
   }
@@ -706,7 +746,9 @@ struct Agent::Impl : std::enable_shared_from_this<Impl> {
                 {"reports", {{"sent", c.reports_sent}, {"failed", c.reports_failed}}},
                 {"keys", c.keys},
                 {"gpu", c.gpu},
-                {"gpus", gpus_json(c.gpus)}}
+                {"gpus", gpus_json(c.gpus)},
+                {"engine", c.engine ? engine_json(*c.engine) : json(nullptr)},
+                {"engine_error", c.engine_error}}
         .dump();
   }
 
@@ -784,6 +826,7 @@ struct Agent::Impl : std::enable_shared_from_this<Impl> {
     report_timer.cancel();
     health_timer.cancel();
     key_timer.cancel();
+    engine_timer.cancel();
     signals.cancel(ignored);
     for (auto& w : waiters) w->timer.cancel();
     for (beast::tcp_stream* st : streams) st->socket().close(ignored);
@@ -866,6 +909,7 @@ int Agent::run() {
   asio::co_spawn(m.io, m.health_loop(self), m.task_end("the health loop"));
   asio::co_spawn(m.io, m.report_loop(self), m.task_end("the report loop"));
   asio::co_spawn(m.io, m.key_loop(self), m.task_end("the key loop"));
+  asio::co_spawn(m.io, m.engine_loop(self), m.task_end("the engine metrics loop"));
   m.io.run();
   if (m.child > 0) {  // stopped from outside: the model server goes too
     ::kill(m.child, SIGTERM);

@@ -24,6 +24,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -57,6 +58,13 @@ struct AgentOptions {
   Duration upstream_timeout = std::chrono::seconds(600);
   bool handle_signals = false;       // SIGINT / SIGTERM stop it (and its model server)
   std::vector<std::string> command;  // the model server to run as a child; empty: runs elsewhere
+  // The model server's Prometheus page, read every engine_interval once it is ready, its
+  // figures sent with each report (metrics/engine_signals.h). Empty path: not read.
+  std::string engine_path;
+  metrics::EngineKind engine_kind = metrics::EngineKind::kVllm;
+  Duration engine_interval = std::chrono::seconds(1);
+  Duration engine_timeout = std::chrono::seconds(1);
+  size_t engine_max_bytes = 1024 * 1024;
   std::function<void(const std::string&)> log;  // default: stderr
 };
 
@@ -75,6 +83,9 @@ struct AgentCounters {
   size_t keys = 0;
   bool gpu = false;
   std::vector<GpuReading> gpus;  // NVML's readings at the last report (none without NVML)
+  std::optional<metrics::EngineSignals> engine;  // the model server's, as last read
+  std::string engine_error;                      // why the last read failed ("": it did not)
+  uint64_t engine_reads_failed = 0;
 };
 
 class Agent {

@@ -158,6 +158,9 @@ class AgentTest : public ::testing::Test {
     o.health_interval = 20ms;
     if (with_keys) o.keys = ring_.public_keys(SystemClock().now());
     o.nvml_library = nvml_library_;
+    o.engine_path = engine_path_;
+    o.engine_kind = engine_kind_;
+    o.engine_interval = 50ms;
     o.log = [](const std::string&) {};
     agent_ = std::make_unique<Agent>(o);
     agent_thread_ = std::thread([this] { agent_->run(); });
@@ -178,6 +181,8 @@ class AgentTest : public ::testing::Test {
   }
 
   std::string nvml_library_ = "libnvidia-ml-that-is-not-here.so.1";
+  std::string engine_path_;  // the model server's metrics page ("": not read)
+  metrics::EngineKind engine_kind_ = metrics::EngineKind::kVllm;
   auth::KeyRing ring_;
   FakeControl control_;
   std::unique_ptr<demo_model::DemoModelServer> model_;
@@ -290,6 +295,33 @@ TEST_F(AgentTest, ReportsTheGpusOfItsCudaVisibleDevicesAndShowsTheLastReadingsIn
   EXPECT_EQ(j["gpus"][0]["index"], 1);
   EXPECT_DOUBLE_EQ(j["gpus"][0]["utilization"].get<double>(), 0.40);
   EXPECT_EQ(j["gpus"][0]["memory_used_bytes"].get<uint64_t>(), 20ull << 30);
+}
+
+TEST_F(AgentTest, ReadsItsModelServersMetricsPageAndReportsWhatItSays) {
+  engine_path_ = "/metrics";
+  start();
+  ASSERT_TRUE(eventually([&] {
+    const auto reports = control_.reports();
+    return !reports.empty() && reports.back().engine.has_value();
+  }));
+  EXPECT_EQ(*control_.reports().back().engine,
+            (metrics::EngineSignals{.running = 0, .waiting = 0, .kv_cache = 0}));
+  const Reply status = test::http_request(agent_->port(), http::verb::get, "/tide/status");
+  const json j = json::parse(status.body);
+  EXPECT_EQ(j["engine"]["waiting"], 0.0) << status.body;
+  EXPECT_EQ(j["engine_error"], "");
+}
+
+TEST_F(AgentTest, APageItCannotReadFailsNothingAndSaysWhy) {
+  engine_path_ = "/metrics";
+  engine_kind_ = metrics::EngineKind::kTgi;  // the demo model writes vLLM's names
+  start();
+  ASSERT_TRUE(eventually([&] { return agent_->counters().engine_reads_failed >= 2; }));
+  const AgentCounters c = agent_->counters();
+  EXPECT_EQ(c.state, "ready");
+  EXPECT_NE(c.engine_error.find("tgi_queue_size"), std::string::npos) << c.engine_error;
+  for (const AgentReport& r : control_.reports()) EXPECT_FALSE(r.engine.has_value());
+  EXPECT_EQ(completion({{"Tide-Route-Token", token()}}).status, 200u);
 }
 
 TEST_F(AgentTest, KeepsServingWhileTheControlPlaneIsAwayAndCatchesUp) {

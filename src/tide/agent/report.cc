@@ -154,7 +154,16 @@ std::string encode_report(const AgentReport& r) {
     j["latency_s"] = std::move(lat);
   }
   if (!r.gpus.empty()) j["gpus"] = gpus_json(r.gpus);
+  if (r.engine) j["engine"] = engine_json(*r.engine);
   return j.dump();
+}
+
+json engine_json(const metrics::EngineSignals& engine) {
+  json j = json::object();
+  if (engine.running) j["running"] = *engine.running;
+  if (engine.waiting) j["waiting"] = *engine.waiting;
+  if (engine.kv_cache) j["kv_cache"] = *engine.kv_cache;
+  return j;
 }
 
 json gpus_json(const std::vector<GpuReading>& gpus) {
@@ -274,6 +283,21 @@ void read_gpus(Fields& f, AgentReport& r) {
   }
 }
 
+// The optional engine object: what the model server's metrics page said.
+void read_engine(Fields& f, AgentReport& r) {
+  const json* e = f.get("engine", false);
+  if (e == nullptr || !f.ok()) return;
+  if (!e->is_object()) return f.fail("engine", "must be an object like {\"waiting\": 2}");
+  Fields ef(*e, "engine.");
+  metrics::EngineSignals s;
+  ef.number("running", s.running, 0, 1e9);
+  ef.number("waiting", s.waiting, 0, 1e9);
+  ef.number("kv_cache", s.kv_cache, 0, 1);
+  if (ef.ok() && !s.running && !s.waiting) ef.fail("running", "required (or waiting)");
+  f.adopt(ef);
+  if (ef.ok()) r.engine = s;
+}
+
 }  // namespace
 
 ParsedReport parse_report(std::string_view text) {
@@ -293,6 +317,7 @@ ParsedReport parse_report(std::string_view text) {
   read_measures(f, r);
   read_latency_and_totals(f, r);
   read_gpus(f, r);
+  read_engine(f, r);
   if (f.ok() && r.in_service > r.slots)
     f.fail("in_service", fmt::format("must be <= slots ({}), got {}", r.slots, r.in_service));
   if (!f.ok()) {
@@ -315,6 +340,7 @@ control::ReplicaReport to_replica_report(const AgentReport& r) {
   out.work_per_request = r.work_per_request;
   out.load = r.load;
   out.gpus = r.gpus;
+  out.engine = r.engine;
   return out;
 }
 

@@ -56,6 +56,8 @@ struct AgentReport {
   uint64_t reports_failed = 0;  // reports the control plane did not take (away, refused)
 
   std::vector<GpuReading> gpus;  // only where NVML is present
+  // Its model server's own figures, last read from its metrics page (agent --engine-metrics).
+  std::optional<metrics::EngineSignals> engine;
 };
 
 std::string_view state_name(control::AgentState s);
@@ -65,6 +67,9 @@ std::string encode_report(const AgentReport& report);
 // GPU readings as the report, the agent's /tide/status and the API show them:
 // [{"index", "utilization", "memory_used_bytes", "memory_total_bytes"}, ...].
 nlohmann::json gpus_json(const std::vector<GpuReading>& gpus);
+// A model server's figures as the report and the API show them: {"running", "waiting",
+// "kv_cache"}, each only where the engine exports it.
+nlohmann::json engine_json(const metrics::EngineSignals& engine);
 
 // A report as parsed, or the first problem found ("field: problem").
 struct ParsedReport {

@@ -39,6 +39,7 @@ AgentReport sample() {
   r.total_rejected = 2;
   r.total_work = 2200;
   r.gpus.push_back({0, 0.93, 1000, 2000});
+  r.engine = metrics::EngineSignals{.running = 2, .waiting = 5, .kv_cache = 0.25};
   return r;
 }
 
@@ -75,6 +76,19 @@ TEST(Report, RoundTrips) {
   EXPECT_DOUBLE_EQ(rr.gpus[0].utilization, 0.93);
   EXPECT_EQ(rr.gpus[0].memory_used_bytes, 1000u);
   EXPECT_EQ(rr.gpus[0].memory_total_bytes, 2000u);
+  // And the model server's own figures.
+  ASSERT_TRUE(rr.engine);
+  EXPECT_EQ(*rr.engine, (metrics::EngineSignals{.running = 2, .waiting = 5, .kv_cache = 0.25}));
+}
+
+TEST(Report, EngineFiguresAreOptionalAndPartial) {
+  AgentReport r = sample();
+  r.engine.reset();
+  EXPECT_FALSE(json::parse(encode_report(r)).contains("engine"));
+  r.engine = metrics::EngineSignals{.running = 3, .waiting = 0, .kv_cache = std::nullopt};  // TGI
+  const ParsedReport p = parse_report(encode_report(r));
+  ASSERT_TRUE(p.report) << p.error;
+  EXPECT_EQ(p.report->engine, r.engine);
 }
 
 TEST(Report, NoGpuMeansNoGpuField) {
@@ -116,6 +130,14 @@ TEST(Report, EveryBadFieldIsNamedWithItsProblem) {
   EXPECT_EQ(problem([](json& j) { j["totals"]["completed"] = 1.5; }),
             "totals.completed: must be an integer, got 1.5");
   EXPECT_EQ(problem([](json& j) { j["endpoint"] = ""; }), "endpoint: must not be empty");
+  EXPECT_EQ(problem([](json& j) { j["engine"]["kv_cache"] = 1.5; }),
+            "engine.kv_cache: must be from 0 to 1, got 1.5");
+  EXPECT_EQ(problem([](json& j) { j["engine"]["waiting"] = -2; }),
+            "engine.waiting: must be from 0 to 1000000000, got -2");
+  EXPECT_EQ(problem([](json& j) { j["engine"] = json::object(); }),
+            "engine.running: required (or waiting)");
+  EXPECT_EQ(problem([](json& j) { j["engine"] = 3; }),
+            "engine: must be an object like {\"waiting\": 2}");
 }
 
 }  // namespace

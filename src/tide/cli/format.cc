@@ -102,6 +102,15 @@ std::string token_times(const json& stats) {
   return line + fmt::format(" ({} streamed)", count(ttft, "count"));
 }
 
+// "engine: 3 waiting, 4 running, KV cache 62% (2 replicas read)": the model servers' figures.
+std::string engine_note(const json& engine) {
+  std::string line = fmt::format("engine: {} waiting, {} running", count(engine, "waiting"),
+                                 count(engine, "running"));
+  if (has_number(engine, "kv_cache"))
+    line += fmt::format(", KV cache {:.0f}%", 100 * number(engine, "kv_cache"));
+  return line + fmt::format(" ({} replicas read)", count(engine, "reporting"));
+}
+
 std::string state_color(const std::string& state) {
   if (state == "ready") return std::string(kGreen);
   if (state == "starting" || state == "requested") return std::string(kYellow);
@@ -215,6 +224,8 @@ std::string endpoint_block(const json& ep, const FormatOptions& o) {
     const json& rollout = field(g, "rollout");
     const bool rolled = changed_template(rollout);
     if (rolled) notes += rollout_note(gname, rollout, o);
+    if (const json& engine = field(g, "engine"); engine.is_object())
+      notes += fmt::format("  {}: {}\n", gname, engine_note(engine));
     const json& replicas = field(g, "replicas");
     if (!replicas.is_array()) continue;
     for (const json& r : replicas) {

@@ -140,6 +140,17 @@ TEST(FormatStatus, ARolloutShowsOldAndNewReplicasAndWhyItStopped) {
   EXPECT_EQ(line_starting(format_status({ep}, {}), "REPLICA").find("TEMPLATE"), std::string::npos);
 }
 
+TEST(FormatStatus, AGroupWithEngineMetricsSaysWhatItsModelServersSaid) {
+  json ep = json::parse(kChat);
+  ep["groups"][0]["engine"] = {
+      {"reporting", 2}, {"waiting", 3}, {"running", 4.5}, {"kv_cache", 0.625}};
+  EXPECT_EQ(line_starting(format_status({ep}, {}), "local: engine"),
+            "  local: engine: 3 waiting, 4.5 running, KV cache 62% (2 replicas read)");
+  ep["groups"][0]["engine"].erase("kv_cache");  // TGI exports none
+  EXPECT_EQ(line_starting(format_status({ep}, {}), "local: engine"),
+            "  local: engine: 3 waiting, 4.5 running (2 replicas read)");
+}
+
 TEST(FormatStatus, ReplicaErrorsGetAColumnAndNoReplicasIsSaid) {
   json ep = json::parse(kChat);
   ep["groups"][0]["replicas"][2]["state"] = "failed";

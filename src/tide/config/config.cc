@@ -37,7 +37,15 @@ constexpr Choice<Metric> kMetrics[] = {{"utilization", Metric::kUtilization},
                                        {"queue", Metric::kQueue},
                                        {"concurrency", Metric::kConcurrency},
                                        {"rps", Metric::kRps},
-                                       {"load", Metric::kLoad}};
+                                       {"load", Metric::kLoad},
+                                       {"engine_waiting", Metric::kEngineWaiting},
+                                       {"engine_running", Metric::kEngineRunning},
+                                       {"engine_kv_cache", Metric::kEngineKvCache}};
+constexpr Choice<metrics::EngineKind> kEngineKinds[] = {{"vllm", metrics::EngineKind::kVllm},
+                                                        {"tgi", metrics::EngineKind::kTgi},
+                                                        {"sglang", metrics::EngineKind::kSglang}};
+constexpr std::string_view kEngineMetricsKeys[] = {"path", "kind", "interval", "timeout",
+                                                   "max_bytes"};
 constexpr Choice<PolicyKind> kPolicies[] = {{"queue", PolicyKind::kQueue},
                                             {"target", PolicyKind::kTarget},
                                             {"concurrency", PolicyKind::kConcurrency},
@@ -107,7 +115,7 @@ constexpr double kMaxTtftSeconds = 3600;
 constexpr std::string_view kQueueSpecKeys[] = {"max_length", "timeout"};
 constexpr std::string_view kGroupKeys[] = {
     "name",  "provisioner",  "min_replicas", "max_replicas", "concurrency", "cold_start",
-    "price", "service_time", "scaling",      "agent",        "rollout"};
+    "price", "service_time", "scaling",      "agent",        "rollout",     "engine_metrics"};
 constexpr std::string_view kRolloutKeys[] = {"max_surge", "max_unavailable"};
 constexpr std::string_view kProvisionerKeys[] = {
     "kind", "command", "urls", "ready", "gpus", "gpus_per_replica", "pending_timeout"};
@@ -330,10 +338,10 @@ void read_scaling_fields(Reader& r, const Map& m, ScalingSpec& spec, int group_c
           r.fail(m.at("target"),
                  fmt::format("must be > 0 for metric {} (0 = auto only for rps), got {}", metric,
                              show_number(t.target)));
-        } else if (t.metric == Metric::kUtilization && t.target > 1) {
-          r.fail(m.at("target"),
-                 fmt::format("must be <= 1 for metric utilization (a fraction), got {}",
-                             show_number(t.target)));
+        } else if ((t.metric == Metric::kUtilization || t.metric == Metric::kEngineKvCache) &&
+                   t.target > 1) {
+          r.fail(m.at("target"), fmt::format("must be <= 1 for metric {} (a fraction), got {}",
+                                             metric, show_number(t.target)));
         } else if (t.metric == Metric::kInFlight && group_concurrency > 0 &&
                    t.target > group_concurrency) {
           r.fail(m.at("target"),
@@ -863,6 +871,30 @@ ProvisionerSpec read_provisioner(Reader& r, const Node& node, const std::string&
   return p;
 }
 
+EngineMetricsSpec read_engine_metrics(Reader& r, const Node& node, const std::string& path) {
+  EngineMetricsSpec spec;
+  spec.enabled = true;
+  if (!r.expect_map(node, path, " like {path: /metrics, kind: vllm}")) return spec;
+  Map m(r, node, path);
+  m.allow(kEngineMetricsKeys);
+  std::string page_path;
+  if (m.read("path", page_path)) {
+    const bool printable = std::all_of(page_path.begin(), page_path.end(),
+                                       [](unsigned char c) { return c > ' ' && c < 0x7f; });
+    if (page_path.empty() || page_path.front() != '/' || !printable) {
+      r.fail(m.at("path"),
+             fmt::format("must start with / and hold no spaces, got {}", quote(page_path)));
+    } else {
+      spec.path = page_path;
+    }
+  }
+  m.read("kind", spec.kind, kEngineKinds);
+  m.read("interval", spec.interval, between(0.1, false, 60, false));
+  m.read("timeout", spec.timeout, between(0.01, false, 60, false));
+  m.read("max_bytes", spec.max_bytes, between(1024, false, 64 * 1024 * 1024, false));
+  return spec;
+}
+
 RolloutSpec read_rollout(Reader& r, const Node& node, const std::string& path) {
   RolloutSpec spec;
   if (!r.expect_map(node, path, " like {max_surge: 1, max_unavailable: 0}")) return spec;
@@ -878,6 +910,17 @@ RolloutSpec read_rollout(Reader& r, const Node& node, const std::string& path) {
            "replica)");
   }
   return spec;
+}
+
+// The engine metric (Metric::kEngine*) a target or step policy scales on, if it does.
+std::optional<Metric> engine_metric_of(const ScalingSpec& s) {
+  const auto engine = [](Metric m) {
+    return m == Metric::kEngineWaiting || m == Metric::kEngineRunning ||
+           m == Metric::kEngineKvCache;
+  };
+  if (s.policy == PolicyKind::kTarget && engine(s.target.metric)) return s.target.metric;
+  if (s.policy == PolicyKind::kStep && engine(s.step.metric)) return s.step.metric;
+  return std::nullopt;
 }
 
 GroupSpec read_group(Reader& r, const Node& node, const std::string& path) {
@@ -904,6 +947,8 @@ GroupSpec read_group(Reader& r, const Node& node, const std::string& path) {
   }
 
   if (const Node* n = m.get("rollout")) g.rollout = read_rollout(r, *n, m.at("rollout"));
+  if (const Node* n = m.get("engine_metrics"))
+    g.engine_metrics = read_engine_metrics(r, *n, m.at("engine_metrics"));
 
   const bool min_ok =
       m.get("min_replicas") == nullptr || m.read("min_replicas", g.min_replicas, at_least(0));
@@ -927,6 +972,12 @@ GroupSpec read_group(Reader& r, const Node& node, const std::string& path) {
     g.scaling = read_scaling(r, *n, m.at("scaling"), concurrency);
   } else {
     g.scaling = *preset_spec("tide");
+  }
+  if (const auto metric = engine_metric_of(g.scaling); metric && !g.engine_metrics.enabled) {
+    r.fail(m.at("scaling"),
+           fmt::format("metric {} is read from the model servers: the group needs engine_metrics "
+                       "(like {{path: /metrics, kind: vllm}})",
+                       metric_name(*metric)));
   }
   return g;
 }
@@ -1297,7 +1348,9 @@ bool same_launch_template(const GroupSpec& a, const GroupSpec& b) {
   ProvisionerSpec pa = a.provisioner;
   pa.ready = b.provisioner.ready;  // probed by tide, not part of how the replica starts
   pa.pending_timeout = b.provisioner.pending_timeout;
-  return pa == b.provisioner && a.agent == b.agent;
+  // The agent reads the engine's page with the options it was started with.
+  const bool engine_same = !a.agent.enabled || a.engine_metrics == b.engine_metrics;
+  return pa == b.provisioner && a.agent == b.agent && engine_same;
 }
 
 bool metrics_need_token(const ServerSpec& server) {

@@ -13,6 +13,7 @@
 
 #include "tide/common/random.h"
 #include "tide/common/time.h"
+#include "tide/metrics/engine_signals.h"
 
 namespace tide::config {
 
@@ -59,6 +60,14 @@ enum class Metric {
   kRps,          // arriving requests per second per replica
   kLoad,         // work asked / capacity learned from served work (1 = at capacity); reported
                  // by the replicas' agents, else measured by the gateway (see metrics/load.h)
+  // What the model servers themselves say (GroupSpec::engine_metrics, metrics/engine_signals.h),
+  // per replica: requests waiting inside the engine (plus those held before it), requests in
+  // its running batch, share of its KV cache in use (0..1). Where no replica's engine was read
+  // (the simulator, a page not scraped yet): the held queue, the requests in service, and the
+  // share of slots busy.
+  kEngineWaiting,
+  kEngineRunning,
+  kEngineKvCache,
 };
 std::string_view metric_name(Metric m);
 
@@ -258,6 +267,22 @@ struct AgentSpec {
   Duration report_interval = 1s;
 };
 
+// The Prometheus page of each replica's model server (vLLM, TGI, SGLang), read for the engine
+// metrics a target or step policy can scale on (Metric::kEngine*). The group's agent reads it
+// where it runs one (and reports it), else tide serve's probe does; a failed read fails nothing:
+// the replica's engine figures go stale and drop out of the group's.
+// YAML: engine_metrics: {path: /metrics, kind: vllm, interval: 1s, timeout: 1s,
+// max_bytes: 1048576}
+struct EngineMetricsSpec {
+  bool operator==(const EngineMetricsSpec&) const = default;
+  bool enabled = false;  // the key is present
+  std::string path = "/metrics";
+  metrics::EngineKind kind = metrics::EngineKind::kVllm;
+  Duration interval = 1s;       // between reads
+  Duration timeout = 1s;        // connect, request and answer of one read
+  int max_bytes = 1024 * 1024;  // a longer page is refused
+};
+
 // How running replicas move to a changed launch template, as a Kubernetes Deployment's rolling
 // update: launch up to max_surge replicas above the group's desired count, wait until they are
 // ready, drain as many of the old, repeat; never fewer ready than desired - max_unavailable.
@@ -272,6 +297,7 @@ struct GroupSpec {
   std::string name;
   ProvisionerSpec provisioner;
   AgentSpec agent;
+  EngineMetricsSpec engine_metrics;
   RolloutSpec rollout;
   int min_replicas = 0;
   int max_replicas = 1;

@@ -226,6 +226,16 @@ TEST(SameLaunchTemplate, CommandAndAgentCountTheProbeDoesNot) {
   b = a;
   b.agent.report_interval = std::chrono::seconds(2);
   EXPECT_FALSE(same_launch_template(a, b));
+  // The engine's page is read by the probe without an agent: tide's own, as the ready probe.
+  b = a;
+  b.engine_metrics.enabled = true;
+  EXPECT_TRUE(same_launch_template(a, b));
+  // With an agent, it is on the agent's command line.
+  GroupSpec with_agent = a;
+  with_agent.agent.enabled = true;
+  b = with_agent;
+  b.engine_metrics.enabled = true;
+  EXPECT_FALSE(same_launch_template(with_agent, b));
 }
 
 TEST(ParseConfigErrors, WrongTypes) {
@@ -947,7 +957,8 @@ TEST(Scaling, ParamErrors) {
               ElementsAre("scaling.admission.reject_status: must be >= 400 and <= 599, got 200"));
   EXPECT_THAT(scaling_problems("{policy: target, metric: utilisation}"),
               ElementsAre("scaling.metric: expected one of utilization|in_flight|queue|concurrency|"
-                          "rps|load, got \"utilisation\" (did you mean utilization?)"));
+                          "rps|load|engine_waiting|engine_running|engine_kv_cache, got "
+                          "\"utilisation\" (did you mean utilization?)"));
   EXPECT_THAT(
       scaling_problems("{policy: target, target: 80}"),
       ElementsAre("scaling.target: must be <= 1 for metric utilization (a fraction), got 80"));
@@ -1344,6 +1355,57 @@ TEST(ParseConfig, AgentRouteAndTheLoadSignal) {
   EXPECT_EQ(c.route.token_ttl, 10s);
   EXPECT_EQ(c.route.key_file, "/etc/tide/route.key");
   EXPECT_EQ(c.route.rotate_after, 24h);
+}
+
+TEST(ParseConfig, EngineMetricsAndTheMetricsReadFromThem) {
+  EXPECT_FALSE(group("max_replicas: 2").engine_metrics.enabled);
+  const GroupSpec d =
+      group("engine_metrics: {}\nscaling: {policy: target, metric: engine_waiting, target: 2}");
+  EXPECT_TRUE(d.engine_metrics.enabled);
+  EXPECT_EQ(d.engine_metrics.path, "/metrics");
+  EXPECT_EQ(d.engine_metrics.kind, metrics::EngineKind::kVllm);
+  EXPECT_EQ(d.engine_metrics.interval, 1s);
+  EXPECT_EQ(d.engine_metrics.timeout, 1s);
+  EXPECT_EQ(d.engine_metrics.max_bytes, 1 << 20);
+  EXPECT_EQ(d.scaling.target.metric, Metric::kEngineWaiting);
+  const GroupSpec g = group(
+      "engine_metrics: {path: /prom, kind: sglang, interval: 500ms, timeout: 200ms, max_bytes: "
+      "4096}\nscaling: {policy: step, metric: engine_kv_cache, steps: [{lower: 0.9, change: 1}]}");
+  EXPECT_EQ(g.engine_metrics.path, "/prom");
+  EXPECT_EQ(g.engine_metrics.kind, metrics::EngineKind::kSglang);
+  EXPECT_EQ(g.engine_metrics.interval, 500ms);
+  EXPECT_EQ(g.engine_metrics.timeout, 200ms);
+  EXPECT_EQ(g.engine_metrics.max_bytes, 4096);
+  EXPECT_EQ(g.scaling.step.metric, Metric::kEngineKvCache);
+  EXPECT_EQ(metric_name(Metric::kEngineRunning), "engine_running");
+  // The effective configuration (tide validate) shows it.
+  const Config c = parse_config(
+      "endpoints: [{name: a, groups: [{name: g, engine_metrics: {kind: tgi, interval: 2s}}]}]");
+  const std::string yaml = effective_yaml(c);
+  EXPECT_NE(yaml.find("engine_metrics: {path: /metrics, kind: tgi, interval: 2s, timeout: 1s, "
+                      "max_bytes: 1048576}"),
+            std::string::npos)
+      << yaml;
+}
+
+TEST(ParseConfigErrors, EngineMetrics) {
+  EXPECT_THAT(group_problems("engine_metrics: {path: metrics}"),
+              ElementsAre(g("engine_metrics.path: must start with / and hold no spaces, got "
+                            "\"metrics\"")));
+  EXPECT_THAT(group_problems("engine_metrics: {kind: triton}"),
+              ElementsAre(StartsWith(g("engine_metrics.kind: "))));
+  EXPECT_THAT(group_problems("engine_metrics: {interval: 10ms}"),
+              ElementsAre(g("engine_metrics.interval: must be >= 0.1 and <= 60, got 10ms")));
+  EXPECT_THAT(group_problems("engine_metrics: {max_bytes: 10}"),
+              ElementsAre(HasSubstr("engine_metrics.max_bytes: must be >= 1024")));
+  EXPECT_THAT(group_problems("engine_metrics: {pth: /metrics}"),
+              ElementsAre(HasSubstr("engine_metrics.pth: unknown key")));
+  EXPECT_THAT(group_problems("scaling: {policy: target, metric: engine_waiting, target: 2}"),
+              ElementsAre(g("scaling: metric engine_waiting is read from the model servers: the "
+                            "group needs engine_metrics (like {path: /metrics, kind: vllm})")));
+  EXPECT_THAT(group_problems("engine_metrics: {}\n"
+                             "scaling: {policy: target, metric: engine_kv_cache, target: 80}"),
+              ElementsAre(HasSubstr("scaling.target: must be <= 1 for metric engine_kv_cache")));
 }
 
 TEST(ParseConfigErrors, AgentRouteAndTheLoadSignal) {

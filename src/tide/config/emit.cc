@@ -97,6 +97,15 @@ void emit_group(YAML::Emitter& y, const GroupSpec& g) {
   emit_provisioner(y, g.provisioner);
   y << YAML::Key << "agent" << YAML::Value << YAML::Flow << YAML::BeginMap;
   y << YAML::Key << "enabled" << YAML::Value << g.agent.enabled << YAML::EndMap;
+  if (g.engine_metrics.enabled) {
+    const EngineMetricsSpec& e = g.engine_metrics;
+    y << YAML::Key << "engine_metrics" << YAML::Value << YAML::Flow << YAML::BeginMap;
+    y << YAML::Key << "path" << YAML::Value << e.path;
+    y << YAML::Key << "kind" << YAML::Value << std::string(metrics::engine_kind_name(e.kind));
+    y << YAML::Key << "interval" << YAML::Value << dur(e.interval);
+    y << YAML::Key << "timeout" << YAML::Value << dur(e.timeout);
+    y << YAML::Key << "max_bytes" << YAML::Value << e.max_bytes << YAML::EndMap;
+  }
   y << YAML::Key << "rollout" << YAML::Value << YAML::Flow << YAML::BeginMap;
   y << YAML::Key << "max_surge" << YAML::Value << g.rollout.max_surge;
   y << YAML::Key << "max_unavailable" << YAML::Value << g.rollout.max_unavailable;

@@ -411,6 +411,7 @@ policy::Observation Endpoint::observe(int group, Time now) {
   if (g.last_direct && (!o.last_activity || *o.last_activity < *g.last_direct))
     o.last_activity = g.last_direct;
   o.reporting = apply_reports(g, o, now);
+  apply_engines(g, o, now);
   if (!g.cold_starts.empty()) {
     // Recent cold starts say more than the configured guess.
     const size_t n = std::min<size_t>(g.cold_starts.size(), 20);
@@ -471,11 +472,42 @@ int Endpoint::apply_reports(Group& g, policy::Observation& o, Time now) {
   return n;
 }
 
+void Endpoint::apply_engines(const Group& g, policy::Observation& o, Time now) const {
+  // A reading is recent for three intervals of reading (at least 3 s): one failed read keeps
+  // the last, a replica that stopped answering drops out.
+  const Duration fresh =
+      std::max<Duration>(3 * g.spec->engine_metrics.interval, std::chrono::seconds(3));
+  for (uint64_t id : g.live) {
+    const Replica& r = replicas_.at(id);
+    if (r.state != ReplicaState::kReady || !r.engine || now - r.engine_at > fresh) continue;
+    ++o.engine_reporting;
+    o.engine_waiting += r.engine->waiting.value_or(0);
+    o.engine_running += r.engine->running.value_or(0);
+    if (r.engine->kv_cache) {
+      ++o.engine_kv_reporting;
+      o.engine_kv_cache += *r.engine->kv_cache;
+    }
+  }
+  if (o.engine_kv_reporting > 0) o.engine_kv_cache /= o.engine_kv_reporting;
+}
+
+void Endpoint::on_replica_engine(uint64_t replica_id, Time now,
+                                 const metrics::EngineSignals& signals) {
+  Replica* r = find(replica_id);
+  if (r == nullptr || r->state != ReplicaState::kReady) return;
+  r->engine = signals;
+  r->engine_at = now;
+}
+
 bool Endpoint::on_report(uint64_t replica_id, const ReplicaReport& report, Time now) {
   Replica* r = find(replica_id);
   if (r == nullptr) return false;
   r->report = report;
   r->reported_at = now;
+  if (report.engine) {
+    r->engine = report.engine;
+    r->engine_at = now;
+  }
   r->routed_since_report = 0;
   const bool working = report.in_service + report.queued > 0;
   if (working || report.completions > 0) r->last_busy = now;
@@ -870,6 +902,11 @@ GroupStatus Endpoint::status(int group) const {
   s.waiting_clients = static_cast<int>(g.route_waits.size());
   s.reporting = g.last_observation.reporting;
   s.load = g.last_observation.load;
+  const policy::Observation& o = g.last_observation;
+  s.engine_reporting = o.engine_reporting;
+  s.engine_waiting = o.engine_waiting;
+  s.engine_running = o.engine_running;
+  if (o.engine_kv_reporting > 0) s.engine_kv_cache = o.engine_kv_cache;
   if (g.backoff_until != kTimeMin) s.backoff_until = g.backoff_until;
   s.rollout = g.rollout;
   for (uint64_t id : g.live)

@@ -72,7 +72,12 @@ struct GroupStatus {
   int waiting_clients = 0;     // of those, still expected back (counted as queued)
   int reporting = 0;           // ready replicas whose agent reported recently
   double load = 0;             // the load signal of the last observation
-  RolloutStatus rollout;       // the replacement of replicas after a launch template changed
+  // The model servers' figures of the last observation (policy::Observation::engine_*).
+  int engine_reporting = 0;
+  double engine_waiting = 0;
+  double engine_running = 0;
+  std::optional<double> engine_kv_cache;
+  RolloutStatus rollout;  // the replacement of replicas after a launch template changed
 };
 
 // The sticky key of a client's key (routing.sticky_header's value at the gateway, "key" of a
@@ -160,6 +165,9 @@ class Endpoint final : public dispatch::DispatchListener, public ReplicaEvents {
   void on_replica_ready(uint64_t replica_id, Time now, std::string address) override;
   void on_replica_failed(uint64_t replica_id, Time now, std::string error) override;
   void on_replica_handle(uint64_t replica_id, std::string handle) override;
+  // Its model server's figures, read by the probe (an agent's come with its report).
+  void on_replica_engine(uint64_t replica_id, Time now,
+                         const metrics::EngineSignals& signals) override;
   // Takes over a replica a previous run launched (after a restart of tide): it is starting (it
   // counts toward the group's size, so no duplicate is launched) until its provisioner reports
   // it ready or gone. `requested_at` is when it was first launched (billing goes on from there);
@@ -254,6 +262,8 @@ class Endpoint final : public dispatch::DispatchListener, public ReplicaEvents {
   // Folds the agents' reports of a group's ready replicas into `o` (in flight, queue, busy,
   // load); returns how many reported.
   int apply_reports(Group& g, policy::Observation& o, Time now);
+  // Sums the recent engine figures of a group's ready replicas into `o` (engine_*).
+  void apply_engines(const Group& g, policy::Observation& o, Time now) const;
 
   // DispatchListener.
   void on_start(dispatch::RequestId request, dispatch::ReplicaSlot slot, Time now) override;

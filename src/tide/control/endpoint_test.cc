@@ -591,6 +591,43 @@ TEST(EndpointAgents, ReportedLoadIsTheSignalAndDrivesTheTargetPolicy) {
   EXPECT_FALSE(ep.on_report(999, report(0, 0), at(6)));
 }
 
+TEST(EndpointEngines, ProbedEngineFiguresDriveATargetOnEngineWaitingAndGoStale) {
+  FakeProvisioner prov;
+  Sink sink;
+  Decisions decisions;
+  config::EndpointSpec spec = load_endpoint(2, 8, 8);
+  config::GroupSpec& g = spec.groups[0];
+  g.engine_metrics.enabled = true;
+  g.engine_metrics.interval = 1s;
+  g.scaling.target.metric = config::Metric::kEngineWaiting;
+  g.scaling.target.target = 2;
+  Endpoint ep(spec, prov, sink, &decisions, at(0));
+  bring_up(ep, prov, 2, at(0));
+  const uint64_t a = prov.launched[0], b = prov.launched[1];
+  prov.events->on_replica_engine(a, at(1), {.running = 8, .waiting = 10, .kv_cache = 0.9});
+  prov.events->on_replica_engine(b, at(1), {.running = 8, .waiting = 2, .kv_cache = 0.5});
+  const policy::Observation& o = ep.tick(0, at(1.5));
+  EXPECT_EQ(o.engine_reporting, 2);
+  EXPECT_DOUBLE_EQ(o.engine_waiting, 12.0);
+  EXPECT_DOUBLE_EQ(o.engine_running, 16.0);
+  EXPECT_DOUBLE_EQ(o.engine_kv_cache, 0.7);
+  // 6 waiting per engine, target 2: ceil(2 x 3) = 6.
+  EXPECT_EQ(ep.status(0).desired, 6);
+  ASSERT_FALSE(decisions.records.empty());
+  EXPECT_NE(decisions.records.back().reason.find("engine_waiting 6.00"), std::string::npos)
+      << decisions.records.back().reason;
+  // Three intervals (3 s at least) without a reading: the figures drop out.
+  EXPECT_EQ(ep.tick(0, at(4.5)).engine_reporting, 0);
+  // An agent's report carries them too.
+  ReplicaReport r = report(1, 0.1);
+  r.engine = metrics::EngineSignals{.running = 1, .waiting = 0, .kv_cache = std::nullopt};
+  ASSERT_TRUE(ep.on_report(a, r, at(5)));
+  const policy::Observation& o2 = ep.tick(0, at(5.5));
+  EXPECT_EQ(o2.engine_reporting, 1);
+  EXPECT_EQ(o2.engine_kv_reporting, 0);
+  EXPECT_DOUBLE_EQ(o2.engine_running, 1.0);
+}
+
 TEST(EndpointAgents, RouteDirectPicksTheLeastLoadedReplicaCountingWhatItHandedOut) {
   FakeProvisioner prov;
   Sink sink;

@@ -295,6 +295,10 @@ EndpointView LiveEndpoint::view(size_t max_decisions) {
         rv.report = *r->report;
         rv.report_age_s = to_seconds(now - r->reported_at);
       }
+      if (r->engine) {
+        rv.engine = *r->engine;
+        rv.engine_age_s = to_seconds(now - r->engine_at);
+      }
       gv.replicas.push_back(std::move(rv));
     }
     gv.stats = stats_[static_cast<size_t>(g)];
@@ -409,6 +413,12 @@ void LiveEndpoint::replica_changed(const Replica& replica) {
 void LiveEndpoint::on_replica_handle(uint64_t replica_id, std::string handle) {
   std::lock_guard lock(mu_);
   endpoint_.on_replica_handle(replica_id, std::move(handle));
+}
+
+void LiveEndpoint::on_replica_engine(uint64_t replica_id, Time now,
+                                     const metrics::EngineSignals& signals) {
+  std::lock_guard lock(mu_);
+  endpoint_.on_replica_engine(replica_id, now, signals);
 }
 
 void LiveEndpoint::reserve_ids(uint64_t next) {

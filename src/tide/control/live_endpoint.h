@@ -113,6 +113,8 @@ struct ReplicaView {
   uint64_t routes = 0;                  // requests routed straight to it (two-step)
   std::optional<ReplicaReport> report;  // its agent's latest report
   double report_age_s = 0;
+  std::optional<metrics::EngineSignals> engine;  // its model server's figures, as last read
+  double engine_age_s = 0;
 };
 struct GroupView {
   std::string name;
@@ -247,6 +249,8 @@ class LiveEndpoint final : public RequestSink, public ReplicaEvents, public Deci
   void on_replica_ready(uint64_t replica_id, Time now, std::string address) override;
   void on_replica_failed(uint64_t replica_id, Time now, std::string error) override;
   void on_replica_handle(uint64_t replica_id, std::string handle) override;
+  void on_replica_engine(uint64_t replica_id, Time now,
+                         const metrics::EngineSignals& signals) override;
 
  private:
   // RequestSink and DecisionSink (called by the Endpoint with the lock held).

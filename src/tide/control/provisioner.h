@@ -23,6 +23,14 @@ class ReplicaEvents {
     (void)replica_id;
     (void)handle;
   }
+  // What a ready replica's model server said of its load (config::EngineMetricsSpec), read by
+  // the provisioner's probe where no agent reads it.
+  virtual void on_replica_engine(uint64_t replica_id, Time now,
+                                 const metrics::EngineSignals& signals) {
+    (void)replica_id;
+    (void)now;
+    (void)signals;
+  }
 };
 
 class Provisioner {

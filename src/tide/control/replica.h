@@ -11,6 +11,7 @@
 
 #include "tide/common/time.h"
 #include "tide/dispatch/dispatcher.h"
+#include "tide/metrics/engine_signals.h"
 #include "tide/metrics/load.h"
 
 namespace tide::control {
@@ -46,6 +47,8 @@ struct ReplicaReport {
   double work_per_request = 1;  // learned work units per request
   metrics::LoadSample load;
   std::vector<GpuReading> gpus;  // the GPUs it runs on, where its agent reads NVML
+  // Its model server's own figures, where the agent reads them (config::EngineMetricsSpec).
+  std::optional<metrics::EngineSignals> engine;
 };
 
 struct Replica {
@@ -72,6 +75,10 @@ struct Replica {
   double routed_since_report = 0;     // requests routed straight to it since that report
   uint64_t routes = 0;                // requests routed straight to it, in all
   bool awaiting_idle_report = false;  // drained at the gateway, still busy with direct requests
+
+  // Its model server's own figures as last read (by its agent or the probe), and when.
+  std::optional<metrics::EngineSignals> engine;
+  Time engine_at{};
 
   bool active() const {  // counts toward the group's current size
     return state == ReplicaState::kRequested || state == ReplicaState::kStarting ||

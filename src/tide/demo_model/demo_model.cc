@@ -407,6 +407,26 @@ struct DemoModelServer::Impl {
     co_return req.keep_alive();
   }
 
+  // What a vLLM (TGI, SGLang) server would say now: running, waiting, KV cache in use.
+  metrics::EngineSignals engine_signals() const {
+    const int running = options.concurrency - free_slots;
+    const auto waiting = std::count_if(waiters.begin(), waiters.end(),
+                                       [](const auto& w) { return !w->abandoned && !w->granted; });
+    return {.running = running,
+            .waiting = static_cast<double>(waiting),
+            .kv_cache = static_cast<double>(running) / options.concurrency};
+  }
+
+  awaitable<bool> write_metrics(tcp::socket& sock, const http::request<http::string_body>& req) {
+    http::response<http::string_body> res{http::status::ok, req.version()};
+    res.set(http::field::server, "tide-demo-model");
+    res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
+    res.keep_alive(req.keep_alive());
+    res.body() = metrics::engine_page(options.engine, engine_signals(), options.model_name);
+    const bool ok = co_await write(sock, res);
+    co_return ok&& req.keep_alive();
+  }
+
   awaitable<bool> handle(tcp::socket& sock, const http::request<http::string_body>& req) {
     const Time arrival = clock.now();
     std::string_view target(req.target().data(), req.target().size());
@@ -421,6 +441,12 @@ struct DemoModelServer::Impl {
       }
       co_return co_await write_json(sock, req, http::status::service_unavailable,
                                     R"({"status":"loading"})");
+    }
+    if (target == "/metrics") {
+      if (req.method() != http::verb::get)
+        co_return co_await write_json(sock, req, http::status::method_not_allowed,
+                                      error_json("use GET /metrics", "invalid_request_error"));
+      co_return co_await write_metrics(sock, req);
     }
     const bool chat = target == "/v1/chat/completions";
     if (chat || target == "/v1/completions") {

@@ -1,5 +1,6 @@
 // demo_model: an emulated LLM server for demos and tests. It speaks a small, OpenAI-compatible
-// HTTP/1.1 API (/health, /v1/completions, /v1/chat/completions, streaming or not) and behaves like
+// HTTP/1.1 API (/health, /v1/completions, /v1/chat/completions, streaming or not, and a
+// Prometheus /metrics page with vLLM's, TGI's or SGLang's load gauges) and behaves like
 // one replica of a model server: a cold start during which /health answers 503, a fixed number of
 // slots taken FIFO, and service times drawn from a model. It runs no model; the text is fake.
 //
@@ -14,6 +15,7 @@
 #include <string_view>
 
 #include "tide/common/time.h"
+#include "tide/metrics/engine_signals.h"
 
 namespace tide::demo_model {
 
@@ -46,6 +48,9 @@ struct DemoModelOptions {
   // /health: how long readiness took to be seen) and Demo-Ready-To-Request-Us (from that first
   // 2xx to this request's arrival: readiness to dispatch, one clock, as the replica sees it).
   bool timing = false;
+  // GET /metrics: the page of the engine named here, with its gauges from the server's state
+  // (requests in a slot: running; waiting for one: waiting; share of slots taken: the KV cache).
+  metrics::EngineKind engine = metrics::EngineKind::kVllm;
 };
 
 class DemoModelServer {

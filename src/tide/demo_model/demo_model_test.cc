@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <functional>
 #include <future>
 #include <string>
 #include <thread>
@@ -205,6 +206,56 @@ TEST(DemoModel, ConcurrencyIsEnforced) {
   EXPECT_GE(ta, 195.0);
   EXPECT_GE(tb, 395.0);
   EXPECT_GE(tb - ta, 150.0);
+}
+
+// GET /metrics until `pred` holds for what it says (a deadline, no fixed sleep).
+metrics::EngineSignals metrics_when(
+    uint16_t port, metrics::EngineKind kind,
+    const std::function<bool(const metrics::EngineSignals&)>& pred) {
+  metrics::EngineSignals last;
+  for (const auto deadline = Steady::now() + std::chrono::seconds(5); Steady::now() < deadline;) {
+    const Reply r = http_request(port, http::verb::get, "/metrics", "");
+    EXPECT_EQ(r.status, 200u);
+    const metrics::EngineScan scan = metrics::read_engine_signals(r.body, kind, 1 << 20);
+    EXPECT_TRUE(scan.signals) << scan.error << "\n" << r.body;
+    if (!scan.signals) break;
+    last = *scan.signals;
+    if (pred(last)) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return last;
+}
+
+TEST(DemoModel, MetricsPageSaysRunningWaitingAndKvCacheAsVllmDoes) {
+  DemoModelOptions o;
+  o.concurrency = 2;
+  o.service.kind = ServiceModel::Kind::kFixed;
+  o.service.fixed_s = 1.0;
+  Running server(o);
+  using metrics::EngineSignals;
+  const EngineSignals idle =
+      metrics_when(server.port(), metrics::EngineKind::kVllm, [](auto&) { return true; });
+  EXPECT_EQ(idle, (EngineSignals{.running = 0, .waiting = 0, .kv_cache = 0}));
+  std::vector<std::future<void>> requests;
+  for (int i = 0; i < 3; ++i) {
+    requests.push_back(std::async(std::launch::async, [&] {
+      http_request(server.port(), http::verb::post, "/v1/completions", R"({"prompt":"x"})");
+    }));
+  }
+  // Two in the slots, one waiting: as vLLM's scheduler would report them.
+  const EngineSignals busy = metrics_when(server.port(), metrics::EngineKind::kVllm,
+                                          [](const EngineSignals& s) { return s.waiting == 1.0; });
+  EXPECT_EQ(busy, (EngineSignals{.running = 2, .waiting = 1, .kv_cache = 1}));
+  for (auto& f : requests) f.get();
+}
+
+TEST(DemoModel, MetricsPageOfTgi) {
+  DemoModelOptions o = fast_options();
+  o.engine = metrics::EngineKind::kTgi;
+  Running server(o);
+  const Reply r = http_request(server.port(), http::verb::get, "/metrics", "");
+  EXPECT_NE(r.body.find("tgi_queue_size 0"), std::string::npos) << r.body;
+  EXPECT_EQ(r.body.find("vllm:"), std::string::npos) << r.body;
 }
 
 TEST(DemoModel, StreamingDeliversTokensIncrementally) {

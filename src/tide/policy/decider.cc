@@ -7,6 +7,25 @@
 
 namespace tide::policy {
 
+double Observation::engine_per_replica(config::Metric metric, double in_service, double waiting,
+                                       double replicas) const {
+  const double engines = engine_reporting;
+  switch (metric) {
+    case config::Metric::kEngineWaiting:
+      // Inside the engines (a mean over those read) and held before them (the gateway's queue,
+      // the agents'): with no replica ready, held requests alone start one.
+      return (engines > 0 ? engine_waiting / engines : 0.0) + waiting / replicas;
+    case config::Metric::kEngineRunning:
+      return engines > 0 ? engine_running / engines : in_service / replicas;
+    case config::Metric::kEngineKvCache:
+      if (engine_kv_reporting > 0) return engine_kv_cache;
+      // No engine exports it: the share of slots in service, as a stand-in.
+      return std::min(1.0, in_service / (replicas * std::max(1, concurrency)));
+    default:
+      return 0.0;
+  }
+}
+
 double Observation::per_replica(config::Metric metric) const {
   // The first observation has no interval to average over: read the instantaneous values.
   const bool averaged = interval > Duration{0};
@@ -28,6 +47,10 @@ double Observation::per_replica(config::Metric metric) const {
       return arrival_rate() / replicas;
     case config::Metric::kLoad:
       return load;
+    case config::Metric::kEngineWaiting:
+    case config::Metric::kEngineRunning:
+    case config::Metric::kEngineKvCache:
+      return engine_per_replica(metric, in_service, waiting, replicas);
   }
   return 0.0;
 }

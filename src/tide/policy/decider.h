@@ -63,6 +63,16 @@ struct Observation {
   double load = 0;
   int reporting = 0;  // ready replicas whose agent reported recently (0: the dispatcher's figure)
 
+  // What the model servers said of themselves (GroupSpec::engine_metrics), over the ready
+  // replicas whose engine figures are recent: their number, the sums of requests waiting and
+  // running inside the engines, and the mean share of KV cache in use (over those that export
+  // it: `engine_kv_reporting`). Instantaneous, as last read.
+  int engine_reporting = 0;
+  double engine_waiting = 0;
+  double engine_running = 0;
+  int engine_kv_reporting = 0;
+  double engine_kv_cache = 0;
+
   // For each ready replica with nothing in service: since when it has been idle. Sorted oldest
   // first. Policies with per-replica idle timeouts count how many have expired.
   std::span<const Time> idle_since;
@@ -78,6 +88,10 @@ struct Observation {
   // The value of `metric` per replica over this interval. Divides by ready replicas (at least 1)
   // so that demand with no replica reads as a large per-replica value.
   double per_replica(config::Metric metric) const;
+
+ private:
+  double engine_per_replica(config::Metric metric, double in_service, double waiting,
+                            double replicas) const;
 };
 
 struct Decision {

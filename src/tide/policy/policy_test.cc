@@ -54,6 +54,30 @@ TEST(Observation, FirstObservationUsesInstantaneousValues) {
   EXPECT_DOUBLE_EQ(o.per_replica(Metric::kRps), 0.0);
 }
 
+TEST(Observation, EngineMetricsAreMeansOverTheReplicasRead) {
+  Observation o = averaged();  // 2 ready on average, 1 held per interval, 3 in service
+  o.concurrency = 4;
+  o.engine_reporting = 2;
+  o.engine_waiting = 6;  // 3 per engine
+  o.engine_running = 10;
+  o.engine_kv_reporting = 2;
+  o.engine_kv_cache = 0.8;
+  EXPECT_DOUBLE_EQ(o.per_replica(Metric::kEngineWaiting), 3.5);  // 3 inside + 1 held / 2
+  EXPECT_DOUBLE_EQ(o.per_replica(Metric::kEngineRunning), 5.0);
+  EXPECT_DOUBLE_EQ(o.per_replica(Metric::kEngineKvCache), 0.8);
+}
+
+TEST(Observation, EngineMetricsWithoutAnEngineReadFallBackOnTheGatewaysFigures) {
+  Observation o = averaged();
+  o.concurrency = 4;
+  EXPECT_DOUBLE_EQ(o.per_replica(Metric::kEngineWaiting), 0.5);    // as kQueue
+  EXPECT_DOUBLE_EQ(o.per_replica(Metric::kEngineRunning), 1.5);    // as kInFlight
+  EXPECT_DOUBLE_EQ(o.per_replica(Metric::kEngineKvCache), 0.375);  // 3 of 2 x 4 slots
+  Observation none;  // no replica: held requests alone read as waiting
+  none.queued = 2;
+  EXPECT_DOUBLE_EQ(none.per_replica(Metric::kEngineWaiting), 2.0);
+}
+
 config::GroupSpec group(config::PolicyKind kind) {
   config::GroupSpec g;
   g.name = "g";

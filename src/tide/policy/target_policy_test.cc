@@ -52,6 +52,25 @@ TEST(TargetPolicy, ScalesUpOutsideTolerance) {
       << d.reason;
 }
 
+TEST(TargetPolicy, ScalesOnRequestsWaitingInsideTheEngines) {
+  config::TargetPolicy p;
+  p.metric = config::Metric::kEngineWaiting;
+  p.target = 2;
+  p.metric_window = 1s;
+  auto decider = make_target_policy(p);
+  Observation o;
+  o.now = kTimeZero + 1s;
+  o.interval = 1s;
+  o.current = o.ready = 2;
+  o.avg_ready = 2;
+  o.max_replicas = 10;
+  o.engine_reporting = 2;
+  o.engine_waiting = 12;  // 6 per engine: 3 x the target
+  const Decision d = decider->decide(o);
+  EXPECT_EQ(d.desired, 6);
+  EXPECT_TRUE(contains(d.reason, "engine_waiting 6.00 vs target 2.00")) << d.reason;
+}
+
 TEST(TargetPolicy, EvaluatesOnlyEverySyncPeriod) {
   auto decider = make_target_policy(hpa(0.5));  // sync_period 15s
   Driver drive(*decider);

@@ -51,6 +51,8 @@ struct Launch {
   // A group with agent.enabled: the agent's part of the command line (local only).
   std::optional<std::vector<std::string>> agent_argv;
   std::vector<std::string> agent_env;
+  // The model server's metrics page, for the probe to read (groups without an agent).
+  std::optional<config::EngineMetricsSpec> engine;
 };
 
 // Where and how a replica is probed.
@@ -71,20 +73,44 @@ class Watch : public std::enable_shared_from_this<Watch> {
   ~Watch();
   void start(std::function<void()> on_ready, std::function<void(std::string)> on_dead);
   void cancel();
+  // Before start(): once ready, the model server's metrics page is read every spec.interval
+  // and what it says handed to on_engine; a failed read is skipped (it fails nothing).
+  void read_engine(config::EngineMetricsSpec spec,
+                   std::function<void(const metrics::EngineSignals&)> on_engine);
 
  private:
   static asio::awaitable<void> run(std::shared_ptr<Watch> self);
   // Nothing on success (2xx), else what went wrong ("Connection refused", "status 503").
   static asio::awaitable<std::optional<std::string>> probe_once(std::shared_ptr<Watch> self);
+  static asio::awaitable<void> engine_loop(std::shared_ptr<Watch> self);
+  struct Answer {
+    std::optional<std::string> error;  // no answer: why
+    unsigned status = 0;
+    std::string body;
+  };
+  // GET `path` on the target: one deadline for connect, request and answer; `cancel` is set
+  // while it is in flight; `local_error` says whether a failed connect was for want of a
+  // descriptor or buffer here (not the replica's fault).
+  static asio::awaitable<Answer> get(std::shared_ptr<Watch> self, const std::string& path,
+                                     Duration timeout, size_t body_limit,
+                                     std::function<void()>& cancel, bool& local_error);
 
   Strand strand_;
   ProbeTarget target_;
   asio::steady_timer timer_;
   std::function<void()> cancel_probe_;  // set while a probe is in flight
+  asio::steady_timer engine_timer_;
+  std::function<void()> cancel_engine_;  // set while a read of the metrics page is in flight
   std::function<void()> on_ready_;
   std::function<void(std::string)> on_dead_;
+  std::optional<config::EngineMetricsSpec> engine_;
+  std::function<void(const metrics::EngineSignals&)> on_engine_;
   bool cancelled_ = false;
+  bool dead_ = false;         // failed its liveness probes
   bool local_error_ = false;  // the last probe failed for want of a descriptor (not the replica)
 };
+
+// `w` reading the launch's engine metrics page, if it has one, for its replica's events.
+void read_engine_metrics(Watch& w, const Launch& l, const std::shared_ptr<Core>& core);
 
 }  // namespace tide::provision::detail

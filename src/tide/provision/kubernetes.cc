@@ -507,10 +507,10 @@ void KubernetesBackend::on_list_error(Informer& informer, const std::string& err
 void KubernetesBackend::start_probe(const std::shared_ptr<Pod>& pod, const std::string& ip) {
   pod->pending_timer.cancel();
   const config::ProvisionerSpec& spec = pod->launch.spec;
-  pod->watch = std::make_shared<Watch>(
-      core_->strand,
-      ProbeTarget{ip, static_cast<uint16_t>(spec.port), spec.ready,
-                  core_->options.liveness_interval, core_->options.liveness_failures});
+  ProbeTarget target{ip, static_cast<uint16_t>(spec.port), spec.ready,
+                     core_->options.liveness_interval, core_->options.liveness_failures};
+  pod->watch = std::make_shared<Watch>(core_->strand, std::move(target));
+  read_engine_metrics(*pod->watch, pod->launch, core_);
   std::weak_ptr<KubernetesBackend> weak = weak_from_this();
   std::weak_ptr<Pod> pod_weak = pod;
   const std::string address = net::join_host_port(ip, static_cast<uint16_t>(spec.port));

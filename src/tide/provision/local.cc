@@ -569,6 +569,7 @@ void LocalBackend::watch(const std::shared_ptr<Child>& child) {
                      core_->options.liveness_interval, core_->options.liveness_failures};
   if (child->agent_port != 0) target.ready.path = "/tide/health";
   child->watch = std::make_shared<Watch>(core_->strand, std::move(target));
+  read_engine_metrics(*child->watch, child->launch, core_);
   std::weak_ptr<Child> weak_child = child;
   std::weak_ptr<LocalBackend> weak_self = weak_from_this();
   child->watch->start(

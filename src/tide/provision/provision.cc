@@ -32,6 +32,8 @@ detail::Launch make_launch(const ProvisionOptions& options, const control::Repli
   l.key = replica.name.empty() ? fmt::format("#{}", replica.id) : replica.name;
   l.spec = group.provisioner;
   l.events = &events;
+  // Without an agent, the probe reads the model server's metrics page.
+  if (group.engine_metrics.enabled && !group.agent.enabled) l.engine = group.engine_metrics;
   if (group.agent.enabled && options.agent) {
     AgentLaunch a = options.agent(replica, group);
     std::vector<std::string> argv = {
@@ -45,6 +47,14 @@ detail::Launch make_launch(const ProvisionOptions& options, const control::Repli
         format_duration(group.agent.report_interval),
         "--work",
         group.agent.work == config::AgentSpec::Work::kTokens ? "tokens" : "requests"};
+    if (group.engine_metrics.enabled) {
+      const config::EngineMetricsSpec& e = group.engine_metrics;
+      argv.insert(argv.end(),
+                  {"--engine-metrics", e.path, "--engine-kind",
+                   std::string(metrics::engine_kind_name(e.kind)), "--engine-interval",
+                   format_duration(e.interval), "--engine-timeout", format_duration(e.timeout),
+                   "--engine-max-bytes", std::to_string(e.max_bytes)});
+    }
     argv.insert(argv.end(), a.args.begin(), a.args.end());
     l.agent_argv = std::move(argv);
     l.agent_env = std::move(a.env);

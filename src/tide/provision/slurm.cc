@@ -431,10 +431,10 @@ void SlurmBackend::lookup_node(const std::string& node) {
 void SlurmBackend::start_probe(const std::shared_ptr<Job>& job) {
   const std::string& host = node_addr_.at(job->node);
   const std::string address = net::join_host_port(host, *job->port);
-  job->watch =
-      std::make_shared<Watch>(core_->strand, ProbeTarget{host, *job->port, job->launch.spec.ready,
-                                                         core_->options.liveness_interval,
-                                                         core_->options.liveness_failures});
+  ProbeTarget target{host, *job->port, job->launch.spec.ready, core_->options.liveness_interval,
+                     core_->options.liveness_failures};
+  job->watch = std::make_shared<Watch>(core_->strand, std::move(target));
+  read_engine_metrics(*job->watch, job->launch, core_);
   std::weak_ptr<SlurmBackend> weak_self = weak_from_this();
   std::weak_ptr<Job> weak_job = job;
   job->watch->start(

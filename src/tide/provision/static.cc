@@ -69,9 +69,10 @@ void StaticBackend::launch(Launch l) {
   h.events = l.events;
   h.url = *free_url;
   l.events->on_replica_starting(l.id, core_->clock.now());
-  h.watch = std::make_shared<Watch>(core_->strand, ProbeTarget{url->host, url->port, l.spec.ready,
-                                                               core_->options.liveness_interval,
-                                                               core_->options.liveness_failures});
+  ProbeTarget target{url->host, url->port, l.spec.ready, core_->options.liveness_interval,
+                     core_->options.liveness_failures};
+  h.watch = std::make_shared<Watch>(core_->strand, std::move(target));
+  read_engine_metrics(*h.watch, l, core_);
   std::weak_ptr<StaticBackend> weak_self = weak_from_this();
   h.watch->start(
       [weak_self, key = l.key, address = url->address] {

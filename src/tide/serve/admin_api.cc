@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
+#include "tide/agent/report.h"
 #include "tide/common/decision.h"
 #include "tide/common/text.h"
 #include "tide/serve/check.h"
@@ -28,6 +29,15 @@ json slo_json(control::LiveEndpoint& ep) {
                       : json{{"max_wait_s", to_seconds(slo.max_wait)}};
   out["wait_budget_s"] = to_seconds(ep.wait_budget());
   return out;
+}
+
+// A group's model-server figures as its last observation summed them (engine_metrics).
+json engine_group_json(const control::GroupStatus& s) {
+  json j = {{"reporting", s.engine_reporting},
+            {"waiting", s.engine_waiting},
+            {"running", s.engine_running}};
+  if (s.engine_kv_cache) j["kv_cache"] = *s.engine_kv_cache;
+  return j;
 }
 
 // Constant-time comparison, so the token cannot be guessed a byte at a time by timing.
@@ -219,10 +229,15 @@ struct AdminApi::Impl {
                      {"age_s", r.age_s}};
           if (r.ready_after_s >= 0) rj["cold_start_s"] = r.ready_after_s;
           if (!r.error.empty()) rj["error"] = r.error;
+          if (r.engine) {
+            rj["engine"] = agent::engine_json(*r.engine);
+            rj["engine"]["age_s"] = r.engine_age_s;
+          }
           replicas.push_back(std::move(rj));
         }
         group["replicas"] = std::move(replicas);
       }
+      if (spec.engine_metrics.enabled) group["engine"] = engine_group_json(gv.status);
       groups.push_back(std::move(group));
     }
     json out = {{"name", v.name},

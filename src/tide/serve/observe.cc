@@ -97,6 +97,41 @@ void replica_gpu_metrics(PrometheusText& p, const MetricsInput& in) {
                   [](const Gpu& g) { return g.memory_total_bytes; });
 }
 
+// What each replica's model server last said of itself (groups with engine_metrics). The
+// families appear once a replica's engine has been read.
+void replica_engine_metrics(PrometheusText& p, const MetricsInput& in) {
+  struct Sample {
+    std::string endpoint, group, replica;
+    metrics::EngineSignals engine;
+  };
+  std::vector<Sample> samples;
+  for (const auto& e : in.endpoints)
+    for (const control::GroupView& g : e.view.groups)
+      for (const control::ReplicaView& r : g.replicas)
+        if (r.engine) samples.push_back({e.view.name, g.name, std::to_string(r.id), *r.engine});
+  if (samples.empty()) return;
+  constexpr std::string_view kRequests = "tide_replica_engine_requests";
+  p.family(kRequests, "gauge",
+           "Requests in the replica's model server as its metrics page last said: running (in "
+           "its batch) or waiting (in its queue).");
+  for (const Sample& s : samples) {
+    for (const auto& [state, v] :
+         {std::pair{"running", s.engine.running}, std::pair{"waiting", s.engine.waiting}}) {
+      const std::array<Label, 4> labels{
+          {{"endpoint", s.endpoint}, {"group", s.group}, {"replica", s.replica}, {"state", state}}};
+      if (v) p.sample(kRequests, labels, *v);
+    }
+  }
+  constexpr std::string_view kKv = "tide_replica_engine_kv_cache_ratio";
+  p.family(kKv, "gauge",
+           "Share of the KV cache in use (0..1) as the replica's model server last said.");
+  for (const Sample& s : samples) {
+    const std::array<Label, 3> labels{
+        {{"endpoint", s.endpoint}, {"group", s.group}, {"replica", s.replica}}};
+    if (s.engine.kv_cache) p.sample(kKv, labels, *s.engine.kv_cache);
+  }
+}
+
 template <size_t N>
 std::array<Label, N + 1> with(const std::array<Label, N>& labels, Label extra) {
   std::array<Label, N + 1> out;
@@ -281,6 +316,7 @@ std::string metrics_text(const MetricsInput& in) {
   request_metrics(p, in);
   replica_metrics(p, in);
   replica_gpu_metrics(p, in);
+  replica_engine_metrics(p, in);
   gateway_and_process_metrics(p, in);
   return p.text();
 }

@@ -130,6 +130,30 @@ TEST(Metrics, EveryFamilyHasHelpAndTypeAndEverySampleBelongsToOne) {
   EXPECT_GT(samples, 50);
 }
 
+TEST(Metrics, EngineFiguresOfReplicasAppearOnceAnEngineWasRead) {
+  const config::EndpointSpec spec = two_groups();
+  MetricsInput in;
+  in.endpoints.push_back({&spec, fixed_view()});
+  EXPECT_EQ(metrics_text(in).find("tide_replica_engine"), std::string::npos);
+  control::ReplicaView& r4 = in.endpoints[0].view.groups[0].replicas[0];
+  r4.engine = metrics::EngineSignals{.running = 6, .waiting = 2, .kv_cache = 0.5};
+  control::ReplicaView& r5 = in.endpoints[0].view.groups[0].replicas[1];
+  r5.engine = metrics::EngineSignals{.running = 1, .waiting = 0, .kv_cache = std::nullopt};
+  const std::string text = metrics_text(in);
+  const std::string r4_labels = R"({endpoint="chat",group="a100",replica="4")";
+  EXPECT_NE(text.find("tide_replica_engine_requests" + r4_labels + R"(,state="running"} 6)"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("tide_replica_engine_requests" + r4_labels + R"(,state="waiting"} 2)"),
+            std::string::npos);
+  EXPECT_NE(text.find("tide_replica_engine_kv_cache_ratio" + r4_labels + "} 0.5"),
+            std::string::npos);
+  // Replica 5's engine exports no KV-cache gauge (TGI): no sample of it.
+  EXPECT_EQ(
+      text.find(R"(tide_replica_engine_kv_cache_ratio{endpoint="chat",group="a100",replica="5")"),
+      std::string::npos);
+}
+
 TEST(GroupStats, ComparisonFiguresIncludeCostOnlyWithAPrice) {
   const config::EndpointSpec spec = two_groups();
   const control::EndpointView v = fixed_view();

@@ -155,6 +155,7 @@ std::span<const TuneParam> search_space(const ScalingSpec& spec) {
       switch (spec.target.metric) {
         case config::Metric::kUtilization:
         case config::Metric::kLoad:
+        case config::Metric::kEngineKvCache:
           return kTargetFractionSpace;
         case config::Metric::kRps:
           return kTargetRpsSpace;
