@@ -319,5 +319,27 @@ TEST(Tls, SilentAndGarbageClientsDoNotHurtOthers) {
       5));
 }
 
+TEST(Tls, BodyLimitAndReadTimeoutHoldOverTls) {
+  CertDir certs("limits");
+  certs.write(make_test_pki());
+  Options o;
+  o.server_extra = certs.tls("tls") + ", read_timeout: 1s, max_body_bytes: 1024";
+  Serve s("tls_limits", o);
+  std::ofstream(certs.path("big.json")) << "{\"prompt\": \"" << std::string(2048, 'x') << "\"}";
+  const Curl big = curl("-w '\n%{http_code}' --cacert " + certs.path("ca.crt") + " -d @" +
+                        certs.path("big.json") + " " + https(s.port(), "/chat/v1/completions"));
+  EXPECT_TRUE(big.out.ends_with("\n413")) << big.out;
+  EXPECT_NE(big.out.find("server.max_body_bytes"), std::string::npos) << big.out;
+  // A request whose head never ends: 408 once read_timeout has passed.
+  TlsClient slow(s.port());
+  ASSERT_TRUE(slow.ok());
+  const auto start = SteadyTime::now();
+  const std::string answer = slow.exchange("POST /chat/v1/completions HTTP/1.1\r\nHost: x\r\n");
+  const double took = std::chrono::duration<double>(SteadyTime::now() - start).count();
+  EXPECT_TRUE(answer.starts_with("HTTP/1.1 408")) << answer;
+  EXPECT_GT(took, 0.9);
+  EXPECT_LT(took, 5.0);
+}
+
 }  // namespace
 }  // namespace tide::test
