@@ -253,6 +253,12 @@ TEST(Tls, BadCertificateFilesAreConfigErrorsNamingFieldAndFile) {
                               " does not match the certificate in " + certs.path("server.crt")),
             std::string::npos)
       << mismatch.out;
+  // `tide validate` finds the same, with the file's name.
+  const CliRun validate = tide_cli("validate " + certs.path("tide.yaml"));
+  EXPECT_EQ(validate.status, 2) << validate.out;
+  EXPECT_NE(validate.out.find(certs.path("tide.yaml") + ": server.api_tls.key_file: the key in"),
+            std::string::npos)
+      << validate.out;
   const CliRun not_a_key = serve_with(", tls: {cert_file: \"" + certs.path("server.crt") +
                                       "\", key_file: \"" + certs.path("ca.crt") + "\"}");
   EXPECT_EQ(not_a_key.status, 2) << not_a_key.out;
