@@ -22,13 +22,14 @@ namespace {
 // PEM files larger than this are not certificates or keys.
 constexpr std::streamoff kMaxPemBytes = 1 << 20;
 
-// OpenSSL's reason for the last failure on this thread (its queue emptied), or "".
+// OpenSSL's reason for the last failure on this thread as " (reason)" (its queue emptied), or ""
+// when it gave none.
 std::string openssl_reason() {
   std::string out;
   while (const unsigned long e = ERR_get_error()) {
     if (const char* r = ERR_reason_error_string(e)) out = r;
   }
-  return out;
+  return out.empty() ? out : " (" + out + ")";
 }
 
 std::string read_pem(const std::string& where, const std::string& path) {
@@ -91,11 +92,11 @@ std::shared_ptr<ssl::context> load(const config::TlsSpec& spec, const std::strin
   // The key first: set after the certificate, OpenSSL would refuse a mismatch as a bad key.
   ctx->use_private_key(boost::asio::buffer(key), ssl::context::pem, ec);
   if (ec)
-    throw config::ConfigError({fmt::format("{}: {} holds no unencrypted PEM private key ({})",
+    throw config::ConfigError({fmt::format("{}: {} holds no unencrypted PEM private key{}",
                                            key_field, spec.key_file, openssl_reason())});
   ctx->use_certificate_chain(boost::asio::buffer(cert), ec);
   if (ec)
-    throw config::ConfigError({fmt::format("{}: {} holds no PEM certificate ({})", cert_field,
+    throw config::ConfigError({fmt::format("{}: {} holds no PEM certificate{}", cert_field,
                                            spec.cert_file, openssl_reason())});
   if (SSL_CTX_check_private_key(native) != 1) {
     ERR_clear_error();
