@@ -342,9 +342,10 @@ TEST(Cli, StatusAndHistoryRefuseBadFlagsAndSayWhenNoServerListens) {
   EXPECT_EQ(step.status, 2);
   EXPECT_NE(step.out.find("--step (5m) must not be longer than --since (1m)"), std::string::npos)
       << step.out;
-  const Result https = run("status --api https://tide.example.com");
-  EXPECT_EQ(https.status, 2);
-  EXPECT_NE(https.out.find("https is not supported"), std::string::npos) << https.out;
+  const Result scheme = run("status --api ftp://127.0.0.1:1");
+  EXPECT_EQ(scheme.status, 2);
+  EXPECT_NE(scheme.out.find("expected http://HOST:PORT or https://HOST:PORT"), std::string::npos)
+      << scheme.out;
   EXPECT_NE(run("history").status, 0) << "the endpoint is required";
   EXPECT_NE(run("history chat --decisions -1").status, 0);
   // Port 1 on the loopback: nothing listens there.

@@ -188,7 +188,7 @@ class Serve {
       ::_exit(127);
     }
     const std::regex ports(
-        R"(gateway on http://127\.0\.0\.1:(\d+) , API on http://127\.0\.0\.1:(\d+))");
+        R"(gateway on https?://127\.0\.0\.1:(\d+) , API on https?://127\.0\.0\.1:(\d+))");
     ASSERT_TRUE(eventually(
         [&] {
           std::smatch m;

@@ -704,6 +704,7 @@ int run_serve(const ServeArgs& a) {
 struct ApiArgs {
   std::string api;
   std::string token;
+  std::string cacert;
   std::string timeout = "10s";
   bool json = false;
 };
@@ -731,8 +732,9 @@ struct KeysArgs {
 
 constexpr const char* kApiFooter = R"(
 The admin API: --api, else TIDE_API, else http://127.0.0.1:8081 (server.api's default; HOST:PORT
-as given to `tide serve --api` works too). The token: --token, else TIDE_API_TOKEN; it is sent as
-Authorization: Bearer <token>. Exit status 1 when the server cannot be reached or refuses, 2 on
+as given to `tide serve --api` works too; https://HOST:PORT for an API with server.api_tls, its
+certificate verified against --cacert, else TIDE_CACERT, else the system's CAs). The token:
+--token, else TIDE_API_TOKEN; it is sent as Authorization: Bearer <token>. Exit status 1 when the server cannot be reached or refuses, 2 on
 bad flags.)";
 
 void add_api_flags(CLI::App* cmd, ApiArgs& a) {
@@ -741,6 +743,10 @@ void add_api_flags(CLI::App* cmd, ApiArgs& a) {
                   "http://127.0.0.1:8081)")
       ->type_name("URL");
   cmd->add_option("--token", a.token, "API token (default: TIDE_API_TOKEN)")->type_name("TOKEN");
+  cmd->add_option("--cacert", a.cacert,
+                  "CA certificates (PEM) to verify an https:// API with (default: TIDE_CACERT, "
+                  "else the system's)")
+      ->type_name("FILE");
   cmd->add_option("--timeout", a.timeout, "give up on an answer after this long")
       ->type_name("DURATION")
       ->capture_default_str();
@@ -816,8 +822,9 @@ restart.)") + kApiFooter);
 
 // How the admin API is reached, from the flags and the environment.
 cli::AdminApi connect_api(const ApiArgs& a) {
-  const cli::Connection c = cli::resolve_connection(a.api, std::getenv("TIDE_API"), a.token,
-                                                    std::getenv("TIDE_API_TOKEN"));
+  const cli::Connection c =
+      cli::resolve_connection(a.api, std::getenv("TIDE_API"), a.token,
+                              std::getenv("TIDE_API_TOKEN"), a.cacert, std::getenv("TIDE_CACERT"));
   const Duration timeout = parse_duration_flag("--timeout", a.timeout);
   if (timeout.count() <= 0) throw CLI::ValidationError("--timeout", "must be > 0");
   return cli::AdminApi(c.url.text, !c.token.empty(), cli::http_fetch(c, timeout),

@@ -52,7 +52,8 @@ std::string names_of(const json& list) {
 }  // namespace
 
 Connection resolve_connection(const std::string& api_flag, const char* api_env,
-                              const std::string& token_flag, const char* token_env) {
+                              const std::string& token_flag, const char* token_env,
+                              const std::string& cacert_flag, const char* cacert_env) {
   std::string source = "--api";
   std::string address = api_flag;
   if (address.empty() && api_env != nullptr && *api_env != '\0') {
@@ -68,6 +69,7 @@ Connection resolve_connection(const std::string& api_flag, const char* api_env,
   if (!url) throw CliError(fmt::format("{}: {}", source, error));
   Connection c;
   c.url = *url;
+  c.url.ca_file = !cacert_flag.empty() ? cacert_flag : cacert_env != nullptr ? cacert_env : "";
   c.token = !token_flag.empty() ? token_flag : token_env != nullptr ? token_env : "";
   return c;
 }

@@ -28,10 +28,13 @@ struct Connection {
 };
 
 // --api, else TIDE_API, else the admin API's default address (config::ServerSpec::api); --token,
-// else TIDE_API_TOKEN. `api_env` and `token_env` are the variables' values, null when unset.
-// A bad address throws CliError naming where it came from.
+// else TIDE_API_TOKEN; for https://, --cacert, else TIDE_CACERT, else the system's CAs. The
+// `*_env` are the variables' values, null when unset. A bad address throws CliError naming where
+// it came from.
 Connection resolve_connection(const std::string& api_flag, const char* api_env,
-                              const std::string& token_flag, const char* token_env);
+                              const std::string& token_flag, const char* token_env,
+                              const std::string& cacert_flag = {},
+                              const char* cacert_env = nullptr);
 
 // One GET of the admin API: a target (path and query) to its answer.
 using Fetch = std::function<HttpResult(const std::string& target)>;

@@ -24,13 +24,24 @@ TEST(ResolveConnection, FlagBeatsEnvironmentBeatsTheServersDefault) {
   EXPECT_EQ(resolve_connection("", nullptr, "", nullptr).token, "");
 }
 
+TEST(ResolveConnection, CaCertFlagBeatsEnvironment) {
+  const Connection env = resolve_connection("https://h:1", nullptr, "", nullptr, "", "/env/ca.crt");
+  EXPECT_TRUE(env.url.https);
+  EXPECT_EQ(env.url.ca_file, "/env/ca.crt");
+  const Connection flag =
+      resolve_connection("https://h:1", nullptr, "", nullptr, "/flag/ca.crt", "/env/ca.crt");
+  EXPECT_EQ(flag.url.ca_file, "/flag/ca.crt");
+  EXPECT_EQ(resolve_connection("https://h:1", nullptr, "", nullptr).url.ca_file, "");
+}
+
 TEST(ResolveConnection, ABadAddressNamesWhereItCameFrom) {
   try {
-    resolve_connection("", "https://tide.example.com", "", nullptr);
+    resolve_connection("", "ftp://tide.example.com", "", nullptr);
     FAIL();
   } catch (const CliError& e) {
     EXPECT_TRUE(std::string(e.what()).starts_with("TIDE_API: ")) << e.what();
-    EXPECT_NE(std::string(e.what()).find("https is not supported"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("expected http://HOST:PORT or https://"),
+              std::string::npos);
   }
   EXPECT_THROW(resolve_connection("http://host:port", nullptr, "", nullptr), CliError);
 }

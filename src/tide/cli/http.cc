@@ -1,10 +1,14 @@
 #include "tide/cli/http.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -148,25 +152,163 @@ bool wait_for(int fd, short events, SteadyTime::time_point deadline) {
   }
 }
 
+// OpenSSL's reason for the last failure on this thread (its queue emptied).
+std::string openssl_reason() {
+  std::string out = "unknown TLS error";
+  while (const unsigned long e = ERR_get_error()) {
+    if (const char* r = ERR_reason_error_string(e)) out = r;
+  }
+  return out;
+}
+
+// One connection's bytes, plain or through TLS; owns the socket. Every call waits at most until
+// the deadline (then fails with `error` left empty) and sets `error` on any other failure.
+class Channel {
+ public:
+  explicit Channel(int fd) : fd_(fd) {}
+  ~Channel() {
+    if (ssl_ != nullptr) SSL_free(ssl_);
+    if (ctx_ != nullptr) SSL_CTX_free(ctx_);
+    ::close(fd_);
+  }
+  Channel(const Channel&) = delete;
+  Channel& operator=(const Channel&) = delete;
+
+  // The TLS handshake, verifying that the server's certificate chains to url.ca_file (else the
+  // system's CAs) and names url.host, as curl does.
+  bool start_tls(const ApiUrl& url, SteadyTime::time_point deadline, std::string& error) {
+    if (!make_ssl(url, error)) return false;
+    if (tls_call([&] { return SSL_connect(ssl_); }, deadline, error) > 0) return true;
+    const long verify = SSL_get_verify_result(ssl_);
+    if (verify != X509_V_OK) {
+      error = fmt::format(
+          "the server's TLS certificate is not trusted: {} (give its CA with --cacert FILE or "
+          "TIDE_CACERT)",
+          X509_verify_cert_error_string(verify));
+    } else if (error.empty()) {
+      error = "no TLS handshake within the timeout";
+    } else {
+      error = "TLS handshake: " + error;
+    }
+    return false;
+  }
+
+  bool send_all(std::string_view data, SteadyTime::time_point deadline, std::string& error) {
+    size_t sent = 0;
+    while (sent < data.size()) {
+      const std::string_view rest = data.substr(sent);
+      const ssize_t n =
+          ssl_ != nullptr
+              ? tls_call(
+                    [&] { return SSL_write(ssl_, rest.data(), static_cast<int>(rest.size())); },
+                    deadline, error)
+              : plain_call(POLLOUT, deadline, error,
+                           [&] { return ::send(fd_, rest.data(), rest.size(), MSG_NOSIGNAL); });
+      if (n <= 0) {
+        if (n == 0) error = errno_text(EPIPE);
+        return false;
+      }
+      sent += static_cast<size_t>(n);
+    }
+    return true;
+  }
+
+  // Bytes read (> 0), 0 when the server has closed, -1 on timeout or error.
+  ssize_t receive(char* buf, size_t size, SteadyTime::time_point deadline, std::string& error) {
+    if (ssl_ != nullptr)
+      return tls_call([&] { return SSL_read(ssl_, buf, static_cast<int>(size)); }, deadline, error);
+    return plain_call(POLLIN, deadline, error, [&] { return ::recv(fd_, buf, size, 0); });
+  }
+
+ private:
+  bool make_ssl(const ApiUrl& url, std::string& error) {
+    ctx_ = SSL_CTX_new(TLS_client_method());
+    if (ctx_ == nullptr) {
+      error = "TLS: " + openssl_reason();
+      return false;
+    }
+    SSL_CTX_set_min_proto_version(ctx_, TLS1_2_VERSION);
+    SSL_CTX_set_verify(ctx_, SSL_VERIFY_PEER, nullptr);
+    SSL_CTX_set_options(ctx_, SSL_OP_IGNORE_UNEXPECTED_EOF);  // the parser says what is missing
+    const bool cas = url.ca_file.empty()
+                         ? SSL_CTX_set_default_verify_paths(ctx_) == 1
+                         : SSL_CTX_load_verify_locations(ctx_, url.ca_file.c_str(), nullptr) == 1;
+    if (!cas) {
+      error = fmt::format("cannot load the CA certificates {}: {}",
+                          url.ca_file.empty() ? "of the system" : url.ca_file, openssl_reason());
+      return false;
+    }
+    ssl_ = SSL_new(ctx_);
+    if (ssl_ == nullptr || SSL_set_fd(ssl_, fd_) != 1) {
+      error = "TLS: " + openssl_reason();
+      return false;
+    }
+    in6_addr any{};
+    const bool is_ip = ::inet_pton(AF_INET, url.host.c_str(), &any) == 1 ||
+                       ::inet_pton(AF_INET6, url.host.c_str(), &any) == 1;
+    if (is_ip) {
+      X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl_), url.host.c_str());
+    } else {
+      SSL_set_tlsext_host_name(ssl_, url.host.c_str());
+      SSL_set1_host(ssl_, url.host.c_str());
+    }
+    return true;
+  }
+
+  // Calls `op` (SSL_connect, SSL_read, SSL_write) until it is done, waiting for the socket as
+  // OpenSSL asks. Its result (> 0), 0 at the server's close, -1 on timeout or error.
+  template <class Op>
+  ssize_t tls_call(Op op, SteadyTime::time_point deadline, std::string& error) {
+    for (;;) {
+      ERR_clear_error();
+      const int n = op();
+      if (n > 0) return n;
+      const int why = SSL_get_error(ssl_, n);
+      if (why == SSL_ERROR_ZERO_RETURN) return 0;
+      const short events = why == SSL_ERROR_WANT_READ    ? POLLIN
+                           : why == SSL_ERROR_WANT_WRITE ? POLLOUT
+                                                         : 0;
+      if (events == 0) {
+        error = why == SSL_ERROR_SYSCALL && errno != 0 ? errno_text(errno) : openssl_reason();
+        return -1;
+      }
+      if (!wait_for(fd_, events, deadline)) return -1;
+    }
+  }
+
+  template <class Op>
+  ssize_t plain_call(short events, SteadyTime::time_point deadline, std::string& error, Op op) {
+    for (;;) {
+      if (!wait_for(fd_, events, deadline)) return -1;
+      const ssize_t n = op();
+      if (n >= 0) return n;
+      if (errno == EAGAIN || errno == EINTR) continue;
+      error = errno_text(errno);
+      return -1;
+    }
+  }
+
+  int fd_;
+  SSL_CTX* ctx_ = nullptr;
+  SSL* ssl_ = nullptr;
+};
+
 }  // namespace
 
 std::optional<ApiUrl> parse_api_url(std::string_view text, std::string& error) {
   std::string_view rest = trim(text);
   const std::string given(rest);
+  ApiUrl url;
   if (const size_t scheme = rest.find("://"); scheme != std::string_view::npos) {
     const std::string name = lower(rest.substr(0, scheme));
-    if (name != "http") {
-      error = name == "https"
-                  ? fmt::format(
-                        "\"{}\": https is not supported; the admin API speaks plain http "
-                        "(use http://, or an ssh tunnel to reach a remote tide)",
-                        given)
-                  : fmt::format("\"{}\": expected http://HOST:PORT", given);
+    if (name != "http" && name != "https") {
+      error = fmt::format("\"{}\": expected http://HOST:PORT or https://HOST:PORT", given);
       return std::nullopt;
     }
+    url.https = name == "https";
+    url.port = url.https ? 443 : 80;
     rest.remove_prefix(scheme + 3);
   }
-  ApiUrl url;
   const size_t slash = rest.find('/');
   std::string_view authority = rest.substr(0, slash);
   if (slash != std::string_view::npos) {
@@ -193,7 +335,8 @@ std::optional<ApiUrl> parse_api_url(std::string_view text, std::string& error) {
   }
   url.host = std::move(parsed->host);
   if (parsed->port) url.port = *parsed->port;
-  url.text = fmt::format("http://{}{}", net::join_host_port(url.host, url.port), url.base);
+  url.text = fmt::format("{}://{}{}", url.https ? "https" : "http",
+                         net::join_host_port(url.host, url.port), url.base);
   return url;
 }
 
@@ -297,35 +440,20 @@ HttpResult http_request(const ApiUrl& url, std::string_view method, std::string_
   request += body;
 
   const std::string waited = format_duration(timeout);
-  size_t sent = 0;
-  while (sent < request.size()) {
-    if (!wait_for(fd, POLLOUT, deadline)) {
-      ::close(fd);
-      result.error = "could not send the request within " + waited;
-      return result;
-    }
-    const ssize_t n = ::send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
-    if (n <= 0) {
-      result.error = errno_text(n < 0 ? errno : EPIPE);
-      ::close(fd);
-      return result;
-    }
-    sent += static_cast<size_t>(n);
+  Channel channel(fd);
+  if (url.https && !channel.start_tls(url, deadline, result.error)) return result;
+  if (!channel.send_all(request, deadline, result.error)) {
+    if (result.error.empty()) result.error = "could not send the request within " + waited;
+    return result;
   }
 
   std::string raw;
   char buf[16384];
   ParsedResponse parsed;
   for (;;) {
-    if (!wait_for(fd, POLLIN, deadline)) {
-      result.error = "no complete answer within " + waited;
-      break;
-    }
-    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+    const ssize_t n = channel.receive(buf, sizeof buf, deadline, result.error);
     if (n < 0) {
-      result.error = errno_text(errno);
+      if (result.error.empty()) result.error = "no complete answer within " + waited;
       break;
     }
     if (n > 0) raw.append(buf, static_cast<size_t>(n));
@@ -346,7 +474,6 @@ HttpResult http_request(const ApiUrl& url, std::string_view method, std::string_
       break;
     }
   }
-  ::close(fd);
   return result;
 }
 

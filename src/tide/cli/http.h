@@ -1,6 +1,7 @@
 // A small blocking HTTP/1.1 client for the CLI's calls of the admin API: GET (and POST, DELETE for
-// `tide keys`) over plain TCP (no TLS), one request per connection, the answer read whole
-// (Content-Length, chunked, or until the server closes). No shared state: call it from any thread.
+// `tide keys`) over plain TCP or TLS (https://, the server's certificate verified as curl does),
+// one request per connection, the answer read whole (Content-Length, chunked, or until the server
+// closes). No shared state: call it from any thread.
 #pragma once
 
 #include <cstdint>
@@ -15,16 +16,22 @@
 
 namespace tide::cli {
 
-// Where the admin API listens: http://HOST:PORT, optionally below a path prefix (behind a proxy).
+// Where the admin API listens: http(s)://HOST:PORT, optionally below a path prefix (behind a
+// proxy), and which certificates an https one is verified with.
 struct ApiUrl {
   std::string host;  // a name or an address; an IPv6 address without its brackets
   uint16_t port = 80;
   std::string base;  // path prefix without the trailing slash; "" for the root
-  std::string text;  // normalised for messages: http://host:port[/base]
+  std::string text;  // normalised for messages: http(s)://host:port[/base]
+  bool https = false;
+  // https: the CA certificates (PEM) the server's certificate must chain to; "" for the
+  // system's. The certificate must also name `host` (DNS name or IP address).
+  std::string ca_file;
 };
 
-// Reads "http://HOST[:PORT][/BASE]" or "HOST:PORT" (as given to `tide serve --api`). Anything
-// else (https:// included) gives nullopt and says why in `error`.
+// Reads "http://HOST[:PORT][/BASE]", "https://HOST[:PORT][/BASE]" (port 443 by default) or
+// "HOST:PORT" (as given to `tide serve --api`). Anything else gives nullopt and says why in
+// `error`.
 std::optional<ApiUrl> parse_api_url(std::string_view text, std::string& error);
 
 // A raw answer read so far, parsed apart from the socket so that it can be tested alone.

@@ -42,11 +42,28 @@ TEST(ParseApiUrl, AcceptsHttpUrlsAndHostPort) {
   EXPECT_EQ(d->text, "http://[::1]:8081");
 }
 
+TEST(ParseApiUrl, HttpsDefaultsToPort443) {
+  std::string error;
+  auto a = parse_api_url("https://tide.example.com/base/", error);
+  ASSERT_TRUE(a) << error;
+  EXPECT_TRUE(a->https);
+  EXPECT_EQ(a->port, 443);
+  EXPECT_EQ(a->base, "/base");
+  EXPECT_EQ(a->text, "https://tide.example.com:443/base");
+  auto b = parse_api_url("HTTPS://127.0.0.1:8443", error);
+  ASSERT_TRUE(b) << error;
+  EXPECT_TRUE(b->https);
+  EXPECT_EQ(b->port, 8443);
+  auto c = parse_api_url("127.0.0.1:8081", error);
+  ASSERT_TRUE(c) << error;
+  EXPECT_FALSE(c->https);
+}
+
 TEST(ParseApiUrl, RefusesWhatItCannotSpeakWithAReason) {
   std::string error;
-  EXPECT_FALSE(parse_api_url("https://tide.example.com", error));
-  EXPECT_NE(error.find("https is not supported"), std::string::npos) << error;
   EXPECT_FALSE(parse_api_url("ftp://x:1", error));
+  EXPECT_NE(error.find("expected http://HOST:PORT or https://HOST:PORT"), std::string::npos)
+      << error;
   EXPECT_FALSE(parse_api_url("http://:8081", error));
   EXPECT_FALSE(parse_api_url("127.0.0.1:http", error));
   EXPECT_NE(error.find("port must be a number"), std::string::npos) << error;

@@ -99,7 +99,10 @@ constexpr std::string_view kServerKeys[] = {"listen",
                                             "max_trailer_bytes",
                                             "max_body_memory",
                                             "metrics_auth",
-                                            "client_auth"};
+                                            "client_auth",
+                                            "tls",
+                                            "api_tls"};
+constexpr std::string_view kTlsKeys[] = {"cert_file", "key_file"};
 constexpr std::string_view kStateKeys[] = {"path", "sample_interval", "downsample_after",
                                            "downsample_step", "retention"};
 constexpr std::string_view kEndpointKeys[] = {"name",  "models",  "slo",
@@ -1140,6 +1143,21 @@ EndpointSpec read_endpoint(Reader& r, const Node& node, const std::string& path)
   return e;
 }
 
+// Both files are required; their contents are checked when the listener loads them.
+TlsSpec read_tls(Reader& r, const Node& node, const std::string& path) {
+  TlsSpec t;
+  if (!r.expect_map(node, path, " like {cert_file: server.crt, key_file: server.key}")) return t;
+  Map m(r, node, path);
+  m.allow(kTlsKeys);
+  for (auto [key, out] :
+       {std::pair{"cert_file", &t.cert_file}, std::pair{"key_file", &t.key_file}}) {
+    if (!m.required(key, "a PEM file")) continue;
+    if (m.read(key, *out) && out->empty()) r.fail(m.at(key), "must not be empty");
+  }
+  if (t.cert_file.empty() || t.key_file.empty()) return {};
+  return t;
+}
+
 ServerSpec read_server(Reader& r, const Node& node, const std::string& path) {
   ServerSpec s;
   if (!r.expect_map(node, path, " like {listen: 127.0.0.1:8080, api: 127.0.0.1:8081}")) return s;
@@ -1189,6 +1207,8 @@ ServerSpec read_server(Reader& r, const Node& node, const std::string& path) {
   static constexpr Choice<ClientAuth> kClientAuth[] = {{"none", ClientAuth::kNone},
                                                        {"keys", ClientAuth::kKeys}};
   m.read("client_auth", s.client_auth, kClientAuth);
+  if (const Node* n = m.get("tls")) s.tls = read_tls(r, *n, m.at("tls"));
+  if (const Node* n = m.get("api_tls")) s.api_tls = read_tls(r, *n, m.at("api_tls"));
   return s;
 }
 

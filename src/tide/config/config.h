@@ -372,6 +372,14 @@ std::optional<std::string> model_clash(const EndpointSpec& e,
 
 // `tide serve`: where it listens and the limits that keep slow or hostile clients from holding
 // resources forever.
+// A listener's TLS: PEM files, read when `tide serve` starts and again on SIGHUP (docs/serve.md).
+// YAML: tls: {cert_file: server.crt, key_file: server.key}
+struct TlsSpec {
+  std::string cert_file;  // the certificate chain, the server's own first
+  std::string key_file;   // its private key, unencrypted
+  bool enabled() const { return !cert_file.empty(); }
+};
+
 struct ServerSpec {
   std::string listen = "127.0.0.1:8080";
   std::string api = "127.0.0.1:8081";
@@ -404,6 +412,9 @@ struct ServerSpec {
   // none (the default) or keys.
   enum class ClientAuth { kNone, kKeys };
   ClientAuth client_auth = ClientAuth::kNone;
+  // HTTPS on the gateway's listener (`tls`) and the admin API's (`api_tls`); unset: plain HTTP.
+  TlsSpec tls;
+  TlsSpec api_tls;
 };
 
 // "auto", "token" or "none".

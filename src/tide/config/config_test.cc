@@ -404,6 +404,30 @@ TEST(ParseConfig, ClientAuthIsNoneByDefaultOrKeys) {
       ElementsAre(StartsWith("server.client_auth: expected one of none|keys, got \"key\"")));
 }
 
+TEST(ParseConfig, TlsIsOffByDefaultOrPerListener) {
+  const std::string eps = "\nendpoints: [{name: a, groups: [{name: g}]}]";
+  const Config plain = parse_config(eps);
+  EXPECT_FALSE(plain.server.tls.enabled());
+  EXPECT_FALSE(plain.server.api_tls.enabled());
+  const Config c = parse_config(
+      "server: {tls: {cert_file: gw.crt, key_file: gw.key}, api_tls: {cert_file: "
+      "api.crt, key_file: api.key}}" +
+      eps);
+  EXPECT_EQ(c.server.tls.cert_file, "gw.crt");
+  EXPECT_EQ(c.server.tls.key_file, "gw.key");
+  EXPECT_EQ(c.server.api_tls.cert_file, "api.crt");
+  EXPECT_EQ(c.server.api_tls.key_file, "api.key");
+  EXPECT_NE(effective_yaml(c).find("tls: {cert_file: gw.crt, key_file: gw.key}"), std::string::npos)
+      << effective_yaml(c);
+  EXPECT_THAT(problems("server: {tls: {cert_file: gw.crt}}" + eps),
+              ElementsAre("server.tls.key_file: required (a PEM file)"));
+  EXPECT_THAT(problems("server: {api_tls: {cert_file: \"\", key_file: k, ca: x}}" + eps),
+              ElementsAre(StartsWith("server.api_tls.ca: unknown"),
+                          "server.api_tls.cert_file: must not be empty"));
+  EXPECT_THAT(problems("server: {tls: gw.crt}" + eps),
+              ElementsAre(StartsWith("server.tls: expected a map like {cert_file: server.crt")));
+}
+
 TEST(ParseConfigErrors, ModelsAreNonEmptyStringsUniqueAcrossEndpoints) {
   EXPECT_THAT(problems("endpoints: [{name: a, models: [], groups: [{name: g}]}]"),
               ElementsAre("endpoints[0].models: must list at least one model (leave it out for "

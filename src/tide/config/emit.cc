@@ -159,6 +159,13 @@ std::string effective_yaml(const Config& c) {
   y << YAML::Key << "metrics_auth" << YAML::Value << std::string(metrics_auth_name(c.server));
   y << YAML::Key << "client_auth" << YAML::Value
     << (c.server.client_auth == ServerSpec::ClientAuth::kKeys ? "keys" : "none");
+  for (auto [key, tls] :
+       {std::pair{"tls", &c.server.tls}, std::pair{"api_tls", &c.server.api_tls}}) {
+    if (!tls->enabled()) continue;
+    y << YAML::Key << key << YAML::Value << YAML::Flow << YAML::BeginMap;
+    y << YAML::Key << "cert_file" << YAML::Value << tls->cert_file;
+    y << YAML::Key << "key_file" << YAML::Value << tls->key_file << YAML::EndMap;
+  }
   y << YAML::Key << "read_timeout" << YAML::Value << dur(c.server.read_timeout);
   y << YAML::Key << "idle_timeout" << YAML::Value << dur(c.server.idle_timeout);
   y << YAML::Key << "upstream_timeout" << YAML::Value << dur(c.server.upstream_timeout);

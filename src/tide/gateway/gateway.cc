@@ -3,16 +3,20 @@
 #include <fmt/format.h>
 
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <array>
+#include <cerrno>
 #include <charconv>
 #include <chrono>
+#include <cstring>
 #include <optional>
 #include <stdexcept>
 #include <string_view>
@@ -25,6 +29,7 @@
 #include "tide/gateway/model_route.h"
 #include "tide/gateway/refusal.h"
 #include "tide/gateway/stream_timer.h"
+#include "tide/gateway/tls_certs.h"
 #include "tide/net/address.h"
 #include "tide/net/error_body.h"
 #include "tide/net/relay.h"
@@ -293,6 +298,53 @@ enum class Relay {
   kAborted,          // cut midway (client write failed, or replica died after sending bytes)
 };
 
+// A TLS connection (server.tls, server.api_tls). After the handshake, its plain bytes go through
+// a socketpair to the same session() as a TCP connection's, so that every limit, the hold queue,
+// the client watch and streaming work alike; two pumps copy between the two sides. The last pump
+// to end sends close_notify and closes the TCP connection.
+struct TlsLink {
+  TlsLink(Socket s, std::shared_ptr<asio::ssl::context> c, std::atomic<int>* count)
+      : ctx(std::move(c)),
+        tls(std::move(s), *ctx),
+        plain(tls.get_executor()),
+        timer(tls.get_executor()),
+        open(count) {}
+  ~TlsLink() {
+    if (open != nullptr) open->fetch_sub(1, std::memory_order_relaxed);
+  }
+  TlsLink(const TlsLink&) = delete;
+  TlsLink& operator=(const TlsLink&) = delete;
+  void close_tcp() {
+    error_code ignored;
+    tls.next_layer().close(ignored);
+  }
+  std::shared_ptr<asio::ssl::context> ctx;  // the certificate it began with (reloads swap it)
+  asio::ssl::stream<Socket> tls;
+  Socket plain;  // this side of the socketpair; the session has the other
+  Timer timer;   // the deadline of the handshake, of each write to the client, of the close
+  uint64_t gen = 0;
+  int pumps = 2;           // pumps still running
+  std::atomic<int>* open;  // its place under the listener's connection limit
+};
+
+// Closes the TCP connection when `d` passes, unless re-armed or disarmed before.
+void arm_tls(const std::shared_ptr<TlsLink>& l, Clock::duration d) {
+  l->timer.expires_after(d);
+  const uint64_t gen = ++l->gen;
+  l->timer.async_wait([l, gen](error_code ec) {
+    if (!ec && gen == l->gen) l->close_tcp();
+  });
+}
+
+void disarm_tls(TlsLink& l) {
+  ++l.gen;
+  l.timer.cancel();
+}
+
+// How long close_notify may take once the session is over.
+constexpr std::chrono::seconds kTlsCloseTimeout{1};
+constexpr size_t kTlsPiece = 16384;  // a TLS record's plaintext at most
+
 }  // namespace
 
 struct Gateway::Impl {
@@ -336,6 +388,9 @@ struct Gateway::Impl {
   int64_t created_unix = 0;
   // server.client_auth: keys: the keys requests must carry (else null).
   const auth::ClientKeyRing* client_keys = nullptr;
+  // server.tls and server.api_tls: the listeners' certificates (null: plain HTTP).
+  std::unique_ptr<TlsCerts> tls;
+  std::unique_ptr<TlsCerts> api_tls;
 
   // A line for the operator, at most one per kLogEvery per worker (the rest are counted).
   void note(Worker& w, const std::string& line) {
@@ -401,12 +456,19 @@ struct Gateway::Impl {
         ++w.counters.conn_refused;
         note(w, fmt::format("refused a connection: {} open ({})", limit,
                             is_api ? "server.api_max_connections" : "server.max_connections"));
-        refuse_connection(sock, limit, is_api);
+        refuse_connection(sock, limit, is_api, (is_api ? api_tls : tls) != nullptr);
         continue;
       }
       sock.set_option(tcp::no_delay(true), ec);
       sock.non_blocking(true, ec);
-      asio::co_spawn(*w.ctx, session(w, std::make_shared<Conn>(std::move(sock)), is_api),
+      if (const TlsCerts* certs = is_api ? api_tls.get() : tls.get()) {
+        auto link = std::make_shared<TlsLink>(std::move(sock), certs->current(), &open);
+        asio::co_spawn(*w.ctx, tls_session(w, std::move(link), is_api),
+                       TaskEnd(is_api ? "an API TLS connection" : "a gateway TLS connection",
+                               &w.counters.internal, log));
+        continue;
+      }
+      asio::co_spawn(*w.ctx, session(w, std::make_shared<Conn>(std::move(sock)), is_api, &open),
                      TaskEnd(is_api ? "an API connection" : "a gateway connection",
                              &w.counters.internal, log));
     }
@@ -414,8 +476,13 @@ struct Gateway::Impl {
 
   // Answers a connection over the limit with 503 at once and closes it; what the client sent
   // already is read first, so that the close does not reset the connection before the answer.
-  static void refuse_connection(Socket& sock, int limit, bool is_api) {
+  // Over TLS it is only closed: a handshake would spend what the limit protects.
+  static void refuse_connection(Socket& sock, int limit, bool is_api, bool is_tls) {
     error_code ec;
+    if (is_tls) {
+      sock.close(ec);
+      return;
+    }
     sock.non_blocking(true, ec);
     std::array<char, 16384> scratch;
     sock.read_some(asio::buffer(scratch), ec);
@@ -476,9 +543,12 @@ struct Gateway::Impl {
   }
 
   // Releases a connection's place under its listener's limit, however its session ends.
+  // (null: a TLS connection's, released by its TlsLink).
   struct Open {
-    std::atomic<int>& count;
-    ~Open() { count.fetch_sub(1, std::memory_order_relaxed); }
+    std::atomic<int>* count;
+    ~Open() {
+      if (count != nullptr) count->fetch_sub(1, std::memory_order_relaxed);
+    }
   };
   // Requests between their first byte and their last, however the proxying ends.
   struct Active {
@@ -494,8 +564,11 @@ struct Gateway::Impl {
     return is_api ? server.api_max_body_bytes : server.max_body_bytes;
   }
 
-  awaitable<void> session(Worker& w, std::shared_ptr<Conn> cp, bool is_api) {
-    Open open{is_api ? api_connections : connections};
+  // One client connection's requests; `count` is its place under the listener's connection limit
+  // (null over TLS: the TlsLink holds it).
+  awaitable<void> session(Worker& w, std::shared_ptr<Conn> cp, bool is_api,
+                          std::atomic<int>* count) {
+    Open open{count};
     Conn& c = *cp;
     c.req.budget = body_budget.get();
     c.req.own_authorization = !is_api && client_keys != nullptr;
@@ -552,6 +625,85 @@ struct Gateway::Impl {
     c.timer.cancel();
     error_code ignored;
     c.socket.close(ignored);
+  }
+
+  // A TLS connection: the handshake within read_timeout (a client that sends nothing or garbage
+  // is closed), then a socketpair to session() and the two pumps between them.
+  awaitable<void> tls_session(Worker& w, std::shared_ptr<TlsLink> l, bool is_api) {
+    arm_tls(l, server.read_timeout);
+    auto [hec] = co_await l->tls.async_handshake(asio::ssl::stream_base::server, kNoThrow);
+    disarm_tls(*l);
+    if (hec) {  // garbage, silence, or a client that refused the certificate
+      l->close_tcp();
+      co_return;
+    }
+    int fds[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) != 0) {
+      ++w.counters.fd_exhausted;
+      note(w, fmt::format("cannot serve a TLS connection: socketpair: {}", std::strerror(errno)));
+      l->close_tcp();
+      co_return;
+    }
+    // Asio's TCP socket type over a Unix socket: session() only reads, writes, waits, shuts down
+    // and asks how many bytes are available, which a Unix stream socket does alike.
+    Socket inner(*w.ctx);
+    error_code ec;
+    inner.assign(tcp::v4(), fds[0], ec);
+    if (!ec) l->plain.assign(tcp::v4(), fds[1], ec);
+    if (ec) {
+      if (!inner.is_open()) ::close(fds[0]);
+      ::close(fds[1]);
+      l->close_tcp();
+      co_return;
+    }
+    asio::co_spawn(
+        *w.ctx, session(w, std::make_shared<Conn>(std::move(inner)), is_api, nullptr),
+        TaskEnd(is_api ? "an API connection" : "a gateway connection", &w.counters.internal, log));
+    asio::co_spawn(*w.ctx, tls_inbound(l),
+                   TaskEnd("a TLS connection's reader", &w.counters.internal, log));
+    co_await tls_outbound(l);
+  }
+
+  // Client to session. The client's EOF (or error) is passed on as EOF: the session then sees the
+  // client leave, as over TCP.
+  static awaitable<void> tls_inbound(std::shared_ptr<TlsLink> l) {
+    std::array<char, kTlsPiece> buf;
+    for (;;) {
+      auto [ec, n] = co_await l->tls.async_read_some(asio::buffer(buf), kNoThrow);
+      if (ec) break;
+      auto [wec, wn] = co_await asio::async_write(l->plain, asio::buffer(buf.data(), n), kNoThrow);
+      if (wec) break;
+    }
+    error_code ignored;
+    l->plain.shutdown(tcp::socket::shutdown_send, ignored);
+    co_await tls_pump_ended(l);
+  }
+
+  // Session to client, each write within read_timeout (a client that stops reading is cut, as
+  // the session's own writes are). Ends when the session closes its side.
+  awaitable<void> tls_outbound(std::shared_ptr<TlsLink> l) {
+    std::array<char, kTlsPiece> buf;
+    for (;;) {
+      auto [ec, n] = co_await l->plain.async_read_some(asio::buffer(buf), kNoThrow);
+      if (ec) break;
+      arm_tls(l, server.read_timeout);
+      auto [wec, wn] = co_await asio::async_write(l->tls, asio::buffer(buf.data(), n), kNoThrow);
+      disarm_tls(*l);
+      if (wec) break;
+    }
+    error_code ignored;
+    l->plain.close(ignored);              // the session's writes fail from now on
+    l->tls.next_layer().cancel(ignored);  // ends tls_inbound's read
+    co_await tls_pump_ended(l);
+  }
+
+  // The last pump to end says close_notify (within kTlsCloseTimeout) and closes the connection.
+  static awaitable<void> tls_pump_ended(const std::shared_ptr<TlsLink>& l) {
+    if (--l->pumps > 0) co_return;
+    arm_tls(l, kTlsCloseTimeout);
+    co_await l->tls.async_shutdown(kNoThrow);
+    disarm_tls(*l);
+    l->close_tcp();
   }
 
   // Why a request's text cannot be taken, or null: a target that is not UTF-8 (every listener),
@@ -1455,6 +1607,9 @@ Gateway::Gateway(const config::ServerSpec& server, std::vector<control::LiveEndp
   }
   impl_->api = std::move(api);
   impl_->body_budget = std::make_unique<BodyBudget>(server.max_body_memory);
+  if (server.tls.enabled()) impl_->tls = std::make_unique<TlsCerts>(server.tls, "server.tls");
+  if (server.api_tls.enabled())
+    impl_->api_tls = std::make_unique<TlsCerts>(server.api_tls, "server.api_tls");
   impl_->created_unix = std::chrono::duration_cast<std::chrono::seconds>(
                             std::chrono::system_clock::now().time_since_epoch())
                             .count();
@@ -1495,6 +1650,25 @@ void Gateway::start() {
 }
 
 void Gateway::set_log(std::function<void(const std::string&)> log) { impl_->log = std::move(log); }
+
+bool Gateway::tls() const { return impl_->tls != nullptr; }
+bool Gateway::api_tls() const { return impl_->api_tls != nullptr; }
+
+std::vector<std::string> Gateway::describe_tls() const {
+  std::vector<std::string> out;
+  for (const TlsCerts* c : {impl_->tls.get(), impl_->api_tls.get()}) {
+    if (c != nullptr) out.push_back(fmt::format("{}: {}", c->field(), c->describe()));
+  }
+  return out;
+}
+
+std::vector<std::string> Gateway::reload_tls() {
+  std::vector<std::string> out;
+  for (TlsCerts* c : {impl_->tls.get(), impl_->api_tls.get()}) {
+    if (c != nullptr) out.push_back(c->reload());
+  }
+  return out;
+}
 
 void Gateway::set_client_keys(const auth::ClientKeyRing* keys) { impl_->client_keys = keys; }
 

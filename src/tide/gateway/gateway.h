@@ -1,7 +1,8 @@
 // The data plane of `tide serve`: an HTTP/1.1 reverse proxy that routes each request to an
 // endpoint, holds it while no replica has a free slot, proxies it to the replica the endpoint's
 // dispatcher picked (reusing upstream connections), and streams the answer back as it comes.
-// It also serves the admin API on a second listener through a plain handler.
+// It also serves the admin API on a second listener through a plain handler. Either listener may
+// speak HTTPS (server.tls, server.api_tls): TLS ends in the gateway, before the same code.
 //
 // Threads: one io_context per thread, given by the caller; each runs an acceptor on the same
 // port (SO_REUSEPORT, after checking that no other process listens there) and its own upstream
@@ -116,6 +117,16 @@ class Gateway {
   // With server.client_auth: keys, the keys every gateway request must carry (`keys` must
   // outlive the Gateway; its changes take effect at once). Set before start().
   void set_client_keys(const auth::ClientKeyRing* keys);
+
+  // Whether the gateway's listener (server.tls) and the API's (server.api_tls) speak HTTPS.
+  bool tls() const;
+  bool api_tls() const;
+  // A line per TLS listener: its field and certificate (subject, serial, expiry).
+  std::vector<std::string> describe_tls() const;
+  // Reads every TLS listener's files again (SIGHUP); thread-safe. New connections get the new
+  // certificate, open ones keep theirs; a file that fails keeps the previous certificate. A line
+  // per listener says which happened.
+  std::vector<std::string> reload_tls();
 
  private:
   struct Impl;

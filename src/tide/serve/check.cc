@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include "tide/gateway/tls_certs.h"
 #include "tide/provision/provision.h"
 
 namespace tide::serve {
@@ -124,6 +125,16 @@ std::vector<std::string> check_for_serving(const config::EndpointSpec& ep, const
 
 std::vector<std::string> check_for_serving(const config::Config& config) {
   std::vector<std::string> problems;
+  // The listeners' certificates and keys: readable, PEM, the key the certificate's.
+  for (auto [field, tls] : {std::pair{"server.tls", &config.server.tls},
+                            std::pair{"server.api_tls", &config.server.api_tls}}) {
+    if (!tls->enabled()) continue;
+    try {
+      gateway::TlsCerts(*tls, field);
+    } catch (const config::ConfigError& e) {
+      problems.insert(problems.end(), e.problems().begin(), e.problems().end());
+    }
+  }
   for (size_t e = 0; e < config.endpoints.size(); ++e) {
     auto more = check_for_serving(config.endpoints[e], fmt::format("endpoints[{}]", e));
     problems.insert(problems.end(), more.begin(), more.end());

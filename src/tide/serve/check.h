@@ -1,6 +1,7 @@
 // What keeps a parsed configuration from running live (`tide serve`, `tide validate`, and
-// `PUT /v1/endpoints/{name}`): provisioner kinds and their fields, and the launch templates of
-// local and Slurm groups ({placeholders}, {port}, the command exists and is executable).
+// `PUT /v1/endpoints/{name}`): provisioner kinds and their fields, the launch templates of
+// local and Slurm groups ({placeholders}, {port}, the command exists and is executable), and
+// the TLS listeners' certificate and key files (server.tls, server.api_tls).
 // Each problem is "path: reason", the path as ConfigError's ("endpoints[0].groups[1]...").
 #pragma once
 

@@ -68,6 +68,7 @@ struct Server::Impl {
   std::vector<std::vector<uint64_t>> routed_at_sample;
   std::vector<std::vector<LogLinearHistogram>> latency_at_sample;
   std::unique_ptr<asio::signal_set> signals;
+  std::unique_ptr<asio::signal_set> reload_signals;  // SIGHUP: read the TLS files again
   std::mutex log_mu;
   bool stopping = false;  // control thread only
   Time started{};
@@ -339,6 +340,17 @@ struct Server::Impl {
     }
   }
 
+  // SIGHUP, again and again until the shutdown: the TLS listeners read their files again.
+  void wait_reload() {
+    reload_signals->async_wait([this](boost::system::error_code ec, int) {
+      if (ec || stopping) return;
+      const std::vector<std::string> lines = gateway->reload_tls();
+      if (lines.empty()) log("SIGHUP received: no TLS listener, nothing to reload");
+      for (const std::string& line : lines) log("SIGHUP: " + line);
+      wait_reload();
+    });
+  }
+
   void begin_shutdown() {
     if (stopping) return;
     stopping = true;
@@ -348,6 +360,7 @@ struct Server::Impl {
     for (auto& t : tickers) t->cancel();
     if (sampler) sampler->cancel();
     signals.reset();
+    reload_signals.reset();
     wait_drained(clock.now() + options.drain_timeout);
   }
 
@@ -474,6 +487,7 @@ Server::~Server() {
   m.tickers.clear();
   m.sampler.reset();
   m.signals.reset();
+  m.reload_signals.reset();
   for (auto& ctx : m.gateway_ctxs) ctx.reset();
   m.provisioner.reset();
 }
@@ -484,21 +498,7 @@ uint16_t Server::api_port() const { return impl_->gateway->api_port(); }
 void Server::run() {
   Impl& m = *impl_;
   m.started = m.clock.now();
-  m.log(fmt::format("gateway on http://{}:{} , API on http://{}:{} , {} gateway threads",
-                    net::host_of(m.config.server.listen), port(), net::host_of(m.config.server.api),
-                    api_port(), m.gateway_ctxs.size()));
-  m.log(!m.admin->has_dashboard()
-            ? fmt::format("no dashboard: no built files in {}",
-                          m.options.web_dir.empty() ? "(none given)" : m.options.web_dir)
-            : fmt::format("dashboard at http://{}:{}/", net::host_of(m.config.server.api),
-                          api_port()));
-  for (const auto& ep : m.endpoints) {
-    for (const auto& g : ep->spec().groups) {
-      m.log(fmt::format("endpoint {} at /{}/ : group {} ({}, {}..{} replicas, concurrency {})",
-                        ep->spec().name, ep->spec().name, g.name, g.provisioner.kind,
-                        g.min_replicas, g.max_replicas, g.concurrency));
-    }
-  }
+  // Before the first log line: whoever waits for it may signal at once.
   if (m.options.handle_signals) {
     m.signals = std::make_unique<asio::signal_set>(m.control_ctx, SIGINT, SIGTERM);
     m.signals->async_wait([&m](boost::system::error_code ec, int sig) {
@@ -506,6 +506,26 @@ void Server::run() {
       m.log(fmt::format("signal {} received", sig));
       m.begin_shutdown();
     });
+    m.reload_signals = std::make_unique<asio::signal_set>(m.control_ctx, SIGHUP);
+    m.wait_reload();
+  }
+  const char* scheme = m.gateway->tls() ? "https" : "http";
+  const char* api_scheme = m.gateway->api_tls() ? "https" : "http";
+  m.log(fmt::format("gateway on {}://{}:{} , API on {}://{}:{} , {} gateway threads", scheme,
+                    net::host_of(m.config.server.listen), port(), api_scheme,
+                    net::host_of(m.config.server.api), api_port(), m.gateway_ctxs.size()));
+  for (const std::string& line : m.gateway->describe_tls()) m.log(line);
+  m.log(!m.admin->has_dashboard()
+            ? fmt::format("no dashboard: no built files in {}",
+                          m.options.web_dir.empty() ? "(none given)" : m.options.web_dir)
+            : fmt::format("dashboard at {}://{}:{}/", api_scheme, net::host_of(m.config.server.api),
+                          api_port()));
+  for (const auto& ep : m.endpoints) {
+    for (const auto& g : ep->spec().groups) {
+      m.log(fmt::format("endpoint {} at /{}/ : group {} ({}, {}..{} replicas, concurrency {})",
+                        ep->spec().name, ep->spec().name, g.name, g.provisioner.kind,
+                        g.min_replicas, g.max_replicas, g.concurrency));
+    }
   }
   // Adoption first, so that the first ticks count the adopted replicas.
   m.adopt_replicas();

@@ -2,7 +2,8 @@
 // or static replicas they ask for, and the admin API.
 //
 // Threads: `server.threads` gateway threads (one io_context each) and one control thread that
-// runs the control ticks, the provisioner (probes, child processes) and signal handling.
+// runs the control ticks, the provisioner (probes, child processes) and signal handling (SIGHUP:
+// the TLS listeners read their certificate and key files again).
 // Shutdown (stop(), SIGINT or SIGTERM): stop accepting, answer held requests 503, let requests
 // in progress finish (up to drain_timeout), stop every replica, return from run().
 #pragma once
@@ -18,7 +19,7 @@
 namespace tide::serve {
 
 struct ServeOptions {
-  bool handle_signals = true;  // SIGINT / SIGTERM start the shutdown
+  bool handle_signals = true;  // SIGINT / SIGTERM start the shutdown; SIGHUP reloads TLS files
   Duration drain_timeout = std::chrono::seconds(30);
   Duration stop_grace = std::chrono::seconds(10);  // replicas: SIGTERM, then SIGKILL after this
   // The dashboard's built files (index.html and the rest), served by the API listener at / and
