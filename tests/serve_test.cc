@@ -742,6 +742,46 @@ TEST(Rollout, ATemplateThatCannotStartStopsTheRolloutAndTheOldReplicasKeepServin
   EXPECT_EQ(s.terminate(), 0);
 }
 
+TEST(Rollout, AChangedFileOnSighupRollsTheReplicasAndABrokenFileChangesNothing) {
+  RolloutRun run("rollout_sighup");
+  Serve& s = run.s;
+  ASSERT_TRUE(eventually([&] { return s.count("ready") == 2; }, 15)) << s.endpoint().dump();
+  SteadyLoad load(s.port(), 2);
+  // A file that does not parse: logged, and the replicas keep their template.
+  const std::string text = s.config_text();
+  s.write_config(text + "\n  - this: [is not closed\n");
+  ASSERT_EQ(::kill(s.pid(), SIGHUP), 0);
+  ASSERT_TRUE(eventually(
+      [&] { return s.log_text().find("not applied, nothing changed") != std::string::npos; }, 10))
+      << s.log_text();
+  EXPECT_EQ(rollout_of(s)["state"], "none");
+  // The launch command changed in the file: the same rolling replacement as a PUT.
+  std::string changed = text;
+  const size_t at = changed.find("--load-time, 300ms");
+  ASSERT_NE(at, std::string::npos) << changed;
+  s.write_config(changed.replace(at, 18, "--load-time, 200ms"));
+  ASSERT_EQ(::kill(s.pid(), SIGHUP), 0);
+  ASSERT_TRUE(eventually(
+      [&] {
+        return rollout_of(s)["state"] == "complete" && generations(s) == std::vector<int>{2, 2};
+      },
+      60))
+      << s.endpoint().dump() << s.log_text();
+  EXPECT_NE(s.log_text().find("SIGHUP: endpoint chat: the file's configuration applied"),
+            std::string::npos)
+      << s.log_text();
+  const std::map<int, int> statuses = load.stop();
+  EXPECT_EQ(statuses.size(), 1u) << "every request answered 200";
+  // The file as running: a second SIGHUP changes nothing.
+  ASSERT_EQ(::kill(s.pid(), SIGHUP), 0);
+  ASSERT_TRUE(eventually(
+      [&] { return s.log_text().find("SIGHUP: endpoint chat: unchanged") != std::string::npos; },
+      10))
+      << s.log_text();
+  EXPECT_EQ(generations(s), (std::vector<int>{2, 2}));
+  EXPECT_EQ(s.terminate(), 0);
+}
+
 TEST(Serve, TheAdminApiNeedsTheTokenAndValidatesQueries) {
   Serve s("auth", {});
   EXPECT_EQ(s.api("GET", "/healthz", "", nullptr).status, 200);

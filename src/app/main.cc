@@ -689,6 +689,7 @@ int run_serve(const ServeArgs& a) {
   std::error_code ec;
   const std::string self = std::filesystem::read_symlink("/proc/self/exe", ec).string();
   serve::ServeOptions o;
+  o.config_path = a.config_path;
   o.drain_timeout = parse_duration_flag("--drain-timeout", a.drain_timeout);
   o.stop_grace = parse_duration_flag("--stop-grace", a.stop_grace);
   o.web_dir =

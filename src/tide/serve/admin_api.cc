@@ -370,6 +370,32 @@ struct AdminApi::Impl {
                 "\n"};
   }
 
+  // A new configuration of `ep`, validated like the file (`where` names it in the problems) and
+  // applied at once; recorded with its source and text. Why not, when it was not applied: the
+  // problems and the HTTP status that answers them.
+  struct Refused {
+    int status = 400;
+    std::vector<std::string> problems;
+  };
+  std::optional<Refused> apply(control::LiveEndpoint& ep, const config::EndpointSpec& next,
+                               const std::string& where, const std::string& source,
+                               const std::string& text) {
+    if (auto problems = check_for_serving(next, where); !problems.empty())
+      return Refused{400, std::move(problems)};
+    std::vector<const config::EndpointSpec*> others;
+    for (const auto& other : endpoints) others.push_back(&other->spec());
+    if (auto clash = config::model_clash(next, others))
+      return Refused{400,
+                     {fmt::format("{}.models: {}; a model may be listed by one endpoint only",
+                                  where, *clash)}};
+    config::EndpointSpec runnable = next;
+    expand_tide_path(runnable);
+    if (std::string why = ep.reconfigure(runnable); !why.empty())
+      return Refused{409, {where + "." + why}};
+    store->add_config({wall.seconds(clock.now()), next.name, source, text});
+    return std::nullopt;
+  }
+
   // PUT /v1/endpoints/{name}: the endpoint's new configuration, in the schema of an entry of
   // `endpoints:` (YAML or JSON), validated like the file; applied at once and recorded.
   gateway::ApiResponse put_endpoint(control::LiveEndpoint& ep, const std::string& body) {
@@ -396,19 +422,51 @@ struct AdminApi::Impl {
     if (next.name != name)
       return invalid({fmt::format("body.name: must be {} (the endpoint in the URL), got {}", name,
                                   clip(next.name))});
-    if (auto problems = check_for_serving(next, "body"); !problems.empty())
-      return invalid(std::move(problems));
-    std::vector<const config::EndpointSpec*> others;
-    for (const auto& other : endpoints) others.push_back(&other->spec());
-    if (auto clash = config::model_clash(next, others))
-      return invalid(
-          {fmt::format("body.models: {}; a model may be listed by one endpoint only", *clash)});
-    config::EndpointSpec runnable = next;
-    expand_tide_path(runnable);
-    if (std::string why = ep.reconfigure(runnable); !why.empty())
-      return error(409, "conflict", "body." + why);
-    store->add_config({wall.seconds(clock.now()), name, "api", body});
+    if (auto refused = apply(ep, next, "body", "api", body))
+      return refused->status == 409 ? error(409, "conflict", refused->problems.front())
+                                    : invalid(std::move(refused->problems));
     return {200, "application/json", endpoint_json(ep, true).dump(2) + "\n"};
+  }
+
+  // SIGHUP: the endpoints of the config file read again. Each whose entry changed gets it as a
+  // PUT would (a changed launch template rolls its replicas); adding or removing an endpoint
+  // takes a restart. One line per endpoint for the log.
+  std::vector<std::string> reload(const config::Config& next, const std::string& file) {
+    std::vector<std::string> lines;
+    for (size_t i = 0; i < next.endpoints.size(); ++i) {
+      const config::EndpointSpec& spec = next.endpoints[i];
+      control::LiveEndpoint* ep = find_endpoint(spec.name);
+      if (ep == nullptr) {
+        lines.push_back(fmt::format("endpoint {} is new in {}: adding an endpoint takes a restart",
+                                    spec.name, file));
+      } else if (endpoint_text(ep->spec()) == endpoint_text(spec)) {
+        lines.push_back(fmt::format("endpoint {}: unchanged", spec.name));
+      } else if (auto refused = apply(*ep, spec, fmt::format("{}: endpoints[{}]", file, i), "file",
+                                      endpoint_text(spec))) {
+        std::string why;
+        for (const auto& p : refused->problems) why += (why.empty() ? "" : "; ") + clip(p, 500);
+        lines.push_back(fmt::format("endpoint {}: not applied: {}", spec.name, why));
+      } else {
+        lines.push_back(fmt::format("endpoint {}: the file's configuration applied", spec.name));
+      }
+    }
+    for (const auto& ep : endpoints) {
+      const std::string& name = ep->spec().name;
+      const bool kept = std::any_of(next.endpoints.begin(), next.endpoints.end(),
+                                    [&](const config::EndpointSpec& e) { return e.name == name; });
+      if (!kept)
+        lines.push_back(fmt::format(
+            "endpoint {} is no longer in {}: removing an endpoint takes a restart", name, file));
+    }
+    return lines;
+  }
+
+  // An endpoint's configuration as the file would say it, `{tide}` expanded (for comparing).
+  static std::string endpoint_text(config::EndpointSpec spec) {
+    expand_tide_path(spec);
+    config::Config one;
+    one.endpoints.push_back(std::move(spec));
+    return config::effective_yaml(one);
   }
 
   gateway::ApiResponse api(const gateway::ApiRequest& req) {
@@ -545,6 +603,10 @@ AdminApi::~AdminApi() = default;
 gateway::ApiResponse AdminApi::handle(const gateway::ApiRequest& req) { return impl_->api(req); }
 
 bool AdminApi::has_dashboard() const { return !impl_->web.empty(); }
+
+std::vector<std::string> AdminApi::reload(const config::Config& next, const std::string& file) {
+  return impl_->reload(next, file);
+}
 
 void expand_tide_path(config::EndpointSpec& spec) {
   static const std::string self = [] {

@@ -56,6 +56,10 @@ class AdminApi {
 
   gateway::ApiResponse handle(const gateway::ApiRequest& req);
   bool has_dashboard() const;
+  // The config file read again (SIGHUP): every endpoint whose entry changed gets it as a PUT
+  // would; one line per endpoint for the log (applied, unchanged, refused and why, or needing a
+  // restart: an endpoint added or removed).
+  std::vector<std::string> reload(const config::Config& next, const std::string& file);
 
  private:
   struct Impl;

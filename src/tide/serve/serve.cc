@@ -340,15 +340,31 @@ struct Server::Impl {
     }
   }
 
-  // SIGHUP, again and again until the shutdown: the TLS listeners read their files again.
+  // SIGHUP, again and again until the shutdown: the TLS listeners read their files again, and
+  // the endpoints the config file again.
   void wait_reload() {
     reload_signals->async_wait([this](boost::system::error_code ec, int) {
       if (ec || stopping) return;
       const std::vector<std::string> lines = gateway->reload_tls();
       if (lines.empty()) log("SIGHUP received: no TLS listener, nothing to reload");
       for (const std::string& line : lines) log("SIGHUP: " + line);
+      reload_config();
       wait_reload();
     });
+  }
+
+  // The config file read again: endpoints whose entry changed get it as a PUT would. A file
+  // that does not parse changes nothing.
+  void reload_config() {
+    if (options.config_path.empty()) return;
+    try {
+      const config::Config next = config::load_config(options.config_path);
+      for (const std::string& line : admin->reload(next, options.config_path))
+        log("SIGHUP: " + line);
+    } catch (const std::exception& e) {
+      log(fmt::format("SIGHUP: {} not applied, nothing changed: {}", options.config_path,
+                      e.what()));
+    }
   }
 
   void begin_shutdown() {

@@ -19,7 +19,10 @@
 namespace tide::serve {
 
 struct ServeOptions {
-  bool handle_signals = true;  // SIGINT / SIGTERM start the shutdown; SIGHUP reloads TLS files
+  // SIGINT / SIGTERM start the shutdown; SIGHUP reads the TLS files and config_path again.
+  bool handle_signals = true;
+  // The config file the server was started from, read again on SIGHUP ("" = none to read).
+  std::string config_path;
   Duration drain_timeout = std::chrono::seconds(30);
   Duration stop_grace = std::chrono::seconds(10);  // replicas: SIGTERM, then SIGKILL after this
   // The dashboard's built files (index.html and the rest), served by the API listener at / and
