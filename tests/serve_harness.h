@@ -295,9 +295,8 @@ struct CliRun {
   int status = -1;
   std::string out;
 };
-inline CliRun tide_cli(const std::string& args, const std::string& env = "") {
-  const std::string cmd =
-      "env -u TIDE_API -u TIDE_API_TOKEN " + env + " " + TIDE_BIN + " " + args + " 2>&1";
+// Runs a shell command line; its output (as the line redirects it) and exit status.
+inline CliRun run_command(const std::string& cmd) {
   FILE* p = ::popen(cmd.c_str(), "r");
   CliRun r;
   if (p == nullptr) return r;
@@ -307,6 +306,10 @@ inline CliRun tide_cli(const std::string& args, const std::string& env = "") {
   const int st = ::pclose(p);
   r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
   return r;
+}
+inline CliRun tide_cli(const std::string& args, const std::string& env = "") {
+  return run_command("env -u TIDE_API -u TIDE_API_TOKEN " + env + " " + TIDE_BIN + " " + args +
+                     " 2>&1");
 }
 
 const std::string kCompletion = R"({"prompt": "hello", "max_tokens": 4})";

@@ -51,22 +51,10 @@ class CertDir {
   fs::path dir_;
 };
 
-struct Curl {
-  int status = -1;  // curl's exit status
-  std::string out;  // stdout and stderr
-};
+using Curl = CliRun;  // curl's exit status and its stdout and stderr
 // `curl -sS ARGS`.
 Curl curl(const std::string& args) {
-  const std::string cmd = "curl -sS --max-time 20 " + args + " 2>&1";
-  FILE* p = ::popen(cmd.c_str(), "r");
-  Curl r;
-  if (p == nullptr) return r;
-  char buf[4096];
-  size_t n = 0;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-  const int st = ::pclose(p);
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return r;
+  return run_command("curl -sS --max-time 20 " + args + " 2>&1");
 }
 
 // A TLS client on 127.0.0.1:port that trusts anything: the test looks at what it was served.
