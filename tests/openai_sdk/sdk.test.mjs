@@ -8,11 +8,12 @@
 //
 // Env: TIDE_BIN (the tide binary). Exits 77 (ctest's SKIP) when the SDK is not installed.
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+
+import { eventually as pollUntil, startServe } from '../tide_process.mjs';
 
 let OpenAI;
 try {
@@ -27,16 +28,8 @@ assert.ok(TIDE_BIN, 'set TIDE_BIN to the tide binary');
 const ADMIN_TOKEN = 'sdk-test-admin-token-0123456789';
 const MODELS = { chat: 'llama-3-8b-instruct', code: 'qwen/coder:7b' };
 
-// Polls `cond` (sync or async) every 20 ms until it is truthy or `seconds` pass.
-async function eventually(cond, seconds, what) {
-  const deadline = Date.now() + seconds * 1000;
-  for (;;) {
-    const v = await cond();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${seconds} s waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+// Polls `cond` every 20 ms (a revoked key is checked against a one-second bound).
+const eventually = (cond, seconds, what) => pollUntil(cond, seconds, what, 20);
 
 function config(dir) {
   const endpoint = (name, model) => `
@@ -61,38 +54,7 @@ endpoints:${endpoint('chat', MODELS.chat)}${endpoint('code', MODELS.code)}
 }
 
 // `tide serve` on free ports; resolves to {gateway, api, dir, log(), stop()}.
-async function startTide() {
-  const dir = mkdtempSync(join(tmpdir(), 'tide-sdk-'));
-  writeFileSync(join(dir, 'tide.yaml'), config(dir));
-  const proc = spawn(TIDE_BIN, ['serve', '--config', join(dir, 'tide.yaml'), '--stop-grace', '2s'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let log = '';
-  proc.stdout.on('data', (d) => (log += d));
-  proc.stderr.on('data', (d) => (log += d));
-  const exited = new Promise((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
-  const m = await eventually(
-    () => /gateway on http:\/\/127\.0\.0\.1:(\d+) , API on http:\/\/127\.0\.0\.1:(\d+)/.exec(log),
-    15,
-    'tide serve to listen',
-  ).catch((e) => {
-    proc.kill('SIGKILL');
-    throw new Error(`${e.message}\n${log}`);
-  });
-  return {
-    gateway: `http://127.0.0.1:${m[1]}`,
-    api: `http://127.0.0.1:${m[2]}`,
-    dir,
-    log: () => log,
-    async stop() {
-      proc.kill('SIGTERM');
-      const result = await Promise.race([exited, new Promise((r) => setTimeout(() => r(null), 15000))]);
-      if (result === null) proc.kill('SIGKILL');
-      rmSync(dir, { recursive: true, force: true });
-      return result;
-    },
-  };
-}
+const startTide = () => startServe(TIDE_BIN, 'tide-sdk-', config);
 
 async function admin(method, path) {
   const r = await fetch(`${tide.api}${path}`, { method, headers: { Authorization: `Bearer ${ADMIN_TOKEN}` } });
