@@ -436,13 +436,14 @@ struct AdminApi::Impl {
     for (size_t i = 0; i < next.endpoints.size(); ++i) {
       const config::EndpointSpec& spec = next.endpoints[i];
       control::LiveEndpoint* ep = find_endpoint(spec.name);
+      const std::string text = endpoint_text(spec);
       if (ep == nullptr) {
         lines.push_back(fmt::format("endpoint {} is new in {}: adding an endpoint takes a restart",
                                     spec.name, file));
-      } else if (endpoint_text(ep->spec()) == endpoint_text(spec)) {
+      } else if (endpoint_text(ep->spec()) == text) {
         lines.push_back(fmt::format("endpoint {}: unchanged", spec.name));
-      } else if (auto refused = apply(*ep, spec, fmt::format("{}: endpoints[{}]", file, i), "file",
-                                      endpoint_text(spec))) {
+      } else if (auto refused =
+                     apply(*ep, spec, fmt::format("{}: endpoints[{}]", file, i), "file", text)) {
         std::string why;
         for (const auto& p : refused->problems) why += (why.empty() ? "" : "; ") + clip(p, 500);
         lines.push_back(fmt::format("endpoint {}: not applied: {}", spec.name, why));
