@@ -26,6 +26,7 @@ struct Args {
   bool fast = false;
   bool check_regression = false;
   bool list = false;
+  bool default_only = false;
   int tune = 0;
   std::string out;
 };
@@ -79,6 +80,9 @@ int main(int argc, char** argv) {
   app.add_flag("--check-regression", a.check_regression,
                "exit 1 when the default fails the criteria on a workload not expected to");
   app.add_flag("--list", a.list, "list the workloads and exit");
+  app.add_flag("--default-only", a.default_only,
+               "run only the default, without presets and references (to iterate on it; "
+               "compare with a whole run's --csv)");
   app.add_option("--out", a.out,
                  "write the default's timeline.csv and decisions.csv to OUT/WORKLOAD/");
   app.add_option("--tune", a.tune,
@@ -106,7 +110,7 @@ int main(int argc, char** argv) {
         [&](size_t done, size_t total) {
           if (tty) fmt::print(stderr, "\rsimulated {}/{}", done, total);
         },
-        a.out);
+        a.out, a.default_only);
     if (tty) fmt::print(stderr, "\r{:30}\r", "");
     if (a.tune > 0)
       tune_corpus(results, files, a.tune, a.jobs,

@@ -150,7 +150,7 @@ const PolicyRun* WorkloadResult::default_run() const {
 std::vector<WorkloadResult> run_corpus(const std::vector<const Workload*>& workloads,
                                        const TraceFiles& files, size_t jobs,
                                        const std::function<void(size_t, size_t)>& progress,
-                                       const std::string& out_dir) {
+                                       const std::string& out_dir, bool default_only) {
   std::vector<PolicySet> sets;
   std::vector<Task> tasks;
   std::vector<Shared> shared(workloads.size());
@@ -159,6 +159,10 @@ std::vector<WorkloadResult> run_corpus(const std::vector<const Workload*>& workl
     sets.push_back(policy_set(workloads[i]->config.endpoints.front().groups.front()));
     out[i].workload = workloads[i];
     out[i].runs.resize(sets[i].specs.size());
+    if (default_only) {
+      tasks.push_back({i, Task::Kind::kPolicy, sets[i].default_index});
+      continue;
+    }
     // The references first: the fixed-fleet search is the longest job of a workload.
     tasks.push_back({i, Task::Kind::kFixed, 0});
     tasks.push_back({i, Task::Kind::kClairvoyant, 0});
@@ -172,8 +176,10 @@ std::vector<WorkloadResult> run_corpus(const std::vector<const Workload*>& workl
       [&](size_t done) {
         if (progress) progress(done, tasks.size());
       });
-  for (auto& r : out)
+  for (auto& r : out) {
+    std::erase_if(r.runs, [](const PolicyRun& p) { return p.policy.empty(); });  // not run
     if (r.error.empty()) r.verdict = judge(r);
+  }
   return out;
 }
 

@@ -67,10 +67,12 @@ bool meets_target(const sim::SimResult& r);
 // after each run with (done, total), from one thread at a time.
 // `out_dir` (may be empty): the default's timeline.csv and decisions.csv per workload go to
 // out_dir/WORKLOAD/ (for reading why it decided what it did).
+// `default_only`: only the default's run, without the presets and the references (to iterate
+// on the default; compare against a whole run's CSV).
 std::vector<WorkloadResult> run_corpus(const std::vector<const Workload*>& workloads,
                                        const TraceFiles& files, size_t jobs,
                                        const std::function<void(size_t, size_t)>& progress,
-                                       const std::string& out_dir = "");
+                                       const std::string& out_dir = "", bool default_only = false);
 
 Verdict judge(const WorkloadResult& w);
 
