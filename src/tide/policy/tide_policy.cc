@@ -20,7 +20,9 @@
 //     once. On demand, a free slot starts one at once, a busy one after its request's expected
 //     residual service (longer than the mean for heavy-tailed service times), and each replica
 //     launched takes what its slots start within the wait left after its cold start; otherwise
-//     the queue is late already, and it gets enough replicas to clear it within one cold start.
+//     the queue is late already: replicas for what arrives beyond what the ready ones serve
+//     (the rate's excess, or the queue's own growth where the averages lag a burst), and to
+//     clear within one more cold start the queue as it will be when they are ready.
 //  5. Hold: needs from a surge or a backlog are kept for keep_window (default: the mean cold
 //     start; releasing sooner risks paying a cold start again within the time the idle replica's
 //     cost would have covered: ski rental); the steady need, already an average over keep_window,
@@ -168,7 +170,8 @@ struct Sizing {
   bool surge = false, prewarm = false, replay_sizes = false;
   RecurringRise::Rise rise;
   double scv = 0;
-  double lambda = 0, s = 0, load = 0, level = 0, forecast = 0, slots = 0, excess = 0;
+  double lambda = 0, recent = 0, growth = 0, s = 0, load = 0, level = 0, forecast = 0, slots = 0,
+         excess = 0;
   int for_slo = 0, in_use = 0, backlog = 0, warm = 0, present = 0, needed = 0;
 };
 
@@ -182,6 +185,7 @@ class TideDecider final : public Decider {
         long_rate_(params_.demand_window),
         load_(params_.demand_window),
         level_(params_.demand_window),
+        queue_growth_(params_.demand_window),
         recurring_(params_.prewarm_period, params_.prewarm_cycles),
         hindsight_(params_.history_window) {}
 
@@ -241,6 +245,7 @@ class TideDecider final : public Decider {
       // Requests in service only: a queue the group built itself while its replicas started is
       // not a rise of demand (and what is in service is bounded by what was running).
       level_.add(o.now, o.interval, o.avg_in_flight);
+      queue_growth_.add(o.now, o.interval, (o.queued - last_queued_) / to_seconds(o.interval));
       if (params_.prewarm_period.count() > 0) recurring_.add(o.now, o.interval, o.avg_in_flight);
       if (params_.history_window.count() > 0) hindsight_.add(o.now, o.interval, o.arrivals);
     }
@@ -253,6 +258,7 @@ class TideDecider final : public Decider {
       last_arrival_ = o.now;
     }
     quiet_.count(o.now, o.interval, o.arrivals, o.cold_start - o.max_wait);
+    last_queued_ = o.queued;
     if (o.ready > 0 && !first_ready_) first_ready_ = o.now;
     note_service(o);
   }
@@ -300,6 +306,8 @@ class TideDecider final : public Decider {
     // replicas their queue launches: nothing is sized ahead on the short window.
     z.surge = !on_demand(o) && recent * w > steady * w + 3 * std::sqrt(steady * w) + 1;
     z.lambda = z.surge ? recent : steady;
+    z.recent = recent;
+    z.growth = queue_growth_.average(o.now);
     // Mean service time of recent completions; before the first completion, at least as long as
     // replicas have been ready without finishing anything.
     z.s = service_n_ > 0 ? service_.mean_s : o.mean_service_s;
@@ -374,15 +382,36 @@ class TideDecider final : public Decider {
   }
 
   // Queued work that the ready slots cannot start within max_wait needs replicas now, beyond
-  // those already starting (they will take it when ready). See startable() and
+  // those already starting (they will take it when ready). See startable(), late_queue() and
   // per_launched_replica().
   static void size_backlog(const Observation& o, Sizing& z) {
     z.excess = o.queued - startable(o, z);
-    z.backlog =
-        z.excess > 0
-            ? o.ready + std::max(o.starting,
-                                 static_cast<int>(std::ceil(z.excess / per_launched_replica(o, z))))
-            : 0;
+    if (z.excess <= 0) {
+      z.backlog = 0;
+    } else if (on_demand(o) || z.s <= 0) {
+      z.backlog =
+          o.ready +
+          std::max(o.starting, static_cast<int>(std::ceil(z.excess / per_launched_replica(o, z))));
+    } else {
+      z.backlog = std::max(o.ready + o.starting, late_queue(o, z));
+    }
+  }
+
+  // Where the queue is late already (the SLO is shorter than a cold start): the ready replicas
+  // and launches for what arrives beyond what they serve, and to clear within one more cold
+  // start the queue as it will be when the replicas launched now are ready: it grows meanwhile
+  // by what arrives beyond what the ready replicas serve. That excess is the larger of the
+  // arrival rate (steady or recent) over the ready replicas' service rate and the queue's own
+  // growth over the demand window (in the first seconds of a burst, the rate averages still
+  // hold the time before it; the queue does not). Sized on the queue alone, the rate's own
+  // requests queue behind the backlog and the queue grows through every launch.
+  static int late_queue(const Observation& o, const Sizing& z) {
+    const double per_replica_rate = std::max(1, o.concurrency) / z.s;  // requests per second
+    const double t = to_seconds(std::max(o.cold_start, o.max_wait));
+    const double beyond =
+        std::max({0.0, std::max(z.lambda, z.recent) - o.ready * per_replica_rate, z.growth});
+    const double launches = (beyond + (z.excess + beyond * t) / t) / per_replica_rate;
+    return o.ready + static_cast<int>(std::ceil(launches));
   }
 
   // Queued requests the ready slots start within max_wait. On demand (where a replica launched
@@ -401,15 +430,12 @@ class TideDecider final : public Decider {
     return (slots - busy) * (1 + w / z.s) + busy * std::max(0.0, w - residual) / z.s;
   }
 
-  // Queued requests one replica launched now takes. On demand: what its slots start within the
-  // wait left after its cold start (one each when ready, then one per service time). Otherwise
-  // the queue is late already: enough replicas to clear it within one more cold start, not one
-  // slot per queued request.
+  // Queued requests one replica launched now takes on demand: what its slots start within the
+  // wait left after its cold start (one each when ready, then one per service time).
   static double per_launched_replica(const Observation& o, const Sizing& z) {
     const double c = std::max(1, o.concurrency);
     if (z.s <= 0) return c;
-    if (on_demand(o)) return c * (1 + std::floor(to_seconds(o.max_wait - o.cold_start) / z.s));
-    return c * std::max(1.0, to_seconds(std::max(o.cold_start, o.max_wait)) / z.s);
+    return c * (1 + std::floor(to_seconds(o.max_wait - o.cold_start) / z.s));
   }
 
   // How long a quiet spell is held through (QuietSpells: as long as the SLO's share of late
@@ -539,7 +565,9 @@ class TideDecider final : public Decider {
   metrics::AverageWindow short_rate_;
   metrics::AverageWindow long_rate_;
   metrics::AverageWindow load_;
-  metrics::AverageWindow level_;  // requests in service, over the keep window
+  metrics::AverageWindow level_;         // requests in service, over the keep window
+  metrics::AverageWindow queue_growth_;  // requests queued per second, over the demand window
+  int last_queued_ = 0;
   RecurringRise recurring_;
   HindsightFleet hindsight_;
   QuietSpells quiet_;

@@ -222,6 +222,31 @@ TEST(TidePolicy, AStartUpBacklogIsNotDemand) {
   EXPECT_LE(started.current, steady.current + 1);
 }
 
+TEST(TidePolicy, AQueueGrowingInABurstGetsReplicasForWhatArrivesUntilTheyAreReady) {
+  // Ten minutes of 10/s at 4 s (40 in service: 5 to 7 replicas of 8), then 30/s. For the cold
+  // start to come, the ready replicas serve 2/s each and the queue grows by the rest; the rate
+  // averages still hold the quiet minutes before the burst.
+  Loop l;
+  Random rng(3);
+  InFlight flight(4);
+  for (int i = 0; i < 600; ++i) {
+    const uint64_t n = poisson(rng, 10);
+    l.step(n, flight.add(n), 0, 4.0);
+  }
+  const int ready = l.current;
+  ASSERT_LE(ready, 8);
+  int queued = 0;
+  Decision d;
+  for (int i = 0; i < 10; ++i) {
+    queued += 30 - 2 * ready;
+    d = l.step(30, 8 * ready, queued, 4.0, ready);
+  }
+  // 30/s x 4 s fill 15 replicas of 8: the rate alone needs them, and the queue built meanwhile
+  // (and growing until they are ready) more. Sized on the queue alone: 12.
+  EXPECT_GE(l.current, 16) << d.reason;
+  EXPECT_LE(l.current, 30) << d.reason;
+}
+
 // A batch of 40 requests within one second every three minutes, 4 s each.
 uint64_t batch(int second) { return second % 180 == 0 ? 40 : 0; }
 int batch_in_flight(int second) { return second % 180 < 4 ? 40 : 0; }
