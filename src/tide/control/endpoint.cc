@@ -209,12 +209,10 @@ int Endpoint::route(uint64_t sticky, Time now, Via via) {
   int parts = 0;
   for (int i = 0; i < n; ++i) parts += takes_part(i, via) ? 1 : 0;
   int chosen = first;
-  if (parts == 1) {
-    chosen = first;
-  } else if (spec_.routing.mode == config::RoutingSpec::Mode::kOverflow) {
-    chosen = route_overflow(first, now, via);
-  } else {
-    chosen = route_split(first, sticky, via);
+  if (parts > 1) {
+    chosen = spec_.routing.mode == config::RoutingSpec::Mode::kOverflow
+                 ? route_overflow(first, now, via)
+                 : route_split(first, sticky, via);
   }
   ++groups_[static_cast<size_t>(chosen)].routed;
   return chosen;
