@@ -148,10 +148,9 @@ std::string state_color(const std::string& state) {
   return mode;
 }
 
-std::string endpoint_block(const json& ep, const FormatOptions& o) {
-  std::string out;
-  const std::string name = label(ep, "name");
-  out += paint(name, kBold, o.color);
+// The endpoint's first line: its name, routing, queue, requests and rejections.
+std::string endpoint_headline(const json& ep, const FormatOptions& o) {
+  std::string out = paint(label(ep, "name"), kBold, o.color);
   if (const std::string routing = routing_text(ep); !routing.empty()) out += "  routing " + routing;
   out += "  queued " + count(ep, "queued");
   if (const json& queue = field(ep, "queue"); has_number(queue, "max_length"))
@@ -169,77 +168,107 @@ std::string endpoint_block(const json& ep, const FormatOptions& o) {
     }
     out += " (" + parts + ")";
   }
-  out += "\n";
+  return out + "\n";
+}
 
+Table group_table() {
+  using A = Table::Align;
+  return Table({{"GROUP"},
+                {"DESIRED", A::kRight},
+                {"READY", A::kRight},
+                {"STARTING", A::kRight},
+                {"DRAINING", A::kRight},
+                {"MIN/MAX", A::kRight},
+                {"QUEUED", A::kRight},
+                {"IN FLIGHT", A::kRight},
+                {"P50", A::kRight},
+                {"P95", A::kRight}});
+}
+
+Table replica_table() {
+  using A = Table::Align;
+  return Table({{"REPLICA"},
+                {"STATE"},
+                {"ADDRESS"},
+                {"AGE", A::kRight},
+                {"IN FLIGHT", A::kRight},
+                {"COLD START", A::kRight},
+                {"TEMPLATE", A::kLeft, true},
+                {"ERROR", A::kLeft, true}});
+}
+
+void add_group_row(Table& gt, const json& g, const std::string& gname) {
+  const json& latency = field(field(g, "stats"), "latency_s");
+  const bool answered = number(latency, "count") > 0;
+  const std::string ready_color = !has_number(g, "ready") ? ""
+                                  : number(g, "ready") >= number(g, "desired")
+                                      ? std::string(kGreen)
+                                      : std::string(kYellow);
+  gt.add_row(
+      {gname, count(g, "desired"), count(g, "ready"), count(g, "starting"), count(g, "draining"),
+       count(g, "min_replicas") + "/" + count(g, "max_replicas"), count(g, "queued"),
+       count(g, "in_flight"), answered ? seconds_field(latency, "p50") : "-",
+       answered ? seconds_field(latency, "p95") : "-"},
+      {"", "", ready_color});
+}
+
+// The lines under the group table about one group: token times, its last reason, failed
+// launches, a rollout and its engines.
+std::string group_notes(const json& g, const std::string& gname, const FormatOptions& o) {
+  std::string notes;
+  if (const std::string tokens = token_times(field(g, "stats")); !tokens.empty())
+    notes += fmt::format("  {}: {}\n", gname, tokens);
+  if (const std::string reason = text(g, "last_reason"); !reason.empty())
+    notes += fmt::format("  {}: {}\n", gname, reason);
+  const std::string error = text(g, "last_error");
+  if (number(g, "failures") > 0 || !error.empty()) {
+    std::string line =
+        fmt::format("{} of {} launches failed", count(g, "failures"), count(g, "launches"));
+    if (!error.empty()) line += "; last: " + error;
+    if (has_number(g, "backoff_s") && number(g, "backoff_s") > 0)
+      line += "; next launch in " + format_age(std::ceil(number(g, "backoff_s")));
+    notes += fmt::format("  {}: {}\n", gname, paint(line, kRed, o.color));
+  }
+  if (const json& rollout = field(g, "rollout"); changed_template(rollout))
+    notes += rollout_note(gname, rollout, o);
+  if (const json& engine = field(g, "engine"); engine.is_object())
+    notes += fmt::format("  {}: {}\n", gname, engine_note(engine));
+  return notes;
+}
+
+void add_replica_rows(Table& rt, const json& g, const std::string& prefix) {
+  const json& replicas = field(g, "replicas");
+  if (!replicas.is_array()) return;
+  const json& rollout = field(g, "rollout");
+  const bool rolled = changed_template(rollout);
+  for (const json& r : replicas) {
+    if (!r.is_object()) continue;
+    std::string rname = text(r, "name");
+    if (rname.empty()) rname = fmt::format("{}/{}", prefix, label(r, "id"));
+    const std::string state = label(r, "state");
+    std::string address = text(r, "address");
+    rt.add_row({rname, state, address.empty() ? "-" : address,
+                has_number(r, "age_s") ? format_age(number(r, "age_s")) : "-",
+                count(r, "in_flight"), seconds_field(r, "cold_start_s"),
+                rolled ? template_cell(r, rollout) : "", text(r, "error")},
+               {"", state_color(state), "", "", "", "", "", std::string(kRed)});
+  }
+}
+
+std::string endpoint_block(const json& ep, const FormatOptions& o) {
+  std::string out = endpoint_headline(ep, o);
   const json& groups = field(ep, "groups");
   if (!groups.is_array() || groups.empty()) return out + "  no groups\n";
-  using A = Table::Align;
-  Table gt({{"GROUP"},
-            {"DESIRED", A::kRight},
-            {"READY", A::kRight},
-            {"STARTING", A::kRight},
-            {"DRAINING", A::kRight},
-            {"MIN/MAX", A::kRight},
-            {"QUEUED", A::kRight},
-            {"IN FLIGHT", A::kRight},
-            {"P50", A::kRight},
-            {"P95", A::kRight}});
+  const std::string name = label(ep, "name");
+  Table gt = group_table();
+  Table rt = replica_table();
   std::string notes;
-  Table rt({{"REPLICA"},
-            {"STATE"},
-            {"ADDRESS"},
-            {"AGE", A::kRight},
-            {"IN FLIGHT", A::kRight},
-            {"COLD START", A::kRight},
-            {"TEMPLATE", A::kLeft, true},
-            {"ERROR", A::kLeft, true}});
   for (const json& g : groups) {
     if (!g.is_object()) continue;
     const std::string gname = label(g, "name");
-    const json& latency = field(field(g, "stats"), "latency_s");
-    const bool answered = number(latency, "count") > 0;
-    const std::string ready_color = !has_number(g, "ready") ? ""
-                                    : number(g, "ready") >= number(g, "desired")
-                                        ? std::string(kGreen)
-                                        : std::string(kYellow);
-    gt.add_row(
-        {gname, count(g, "desired"), count(g, "ready"), count(g, "starting"), count(g, "draining"),
-         count(g, "min_replicas") + "/" + count(g, "max_replicas"), count(g, "queued"),
-         count(g, "in_flight"), answered ? seconds_field(latency, "p50") : "-",
-         answered ? seconds_field(latency, "p95") : "-"},
-        {"", "", ready_color});
-    if (const std::string tokens = token_times(field(g, "stats")); !tokens.empty())
-      notes += fmt::format("  {}: {}\n", gname, tokens);
-    if (const std::string reason = text(g, "last_reason"); !reason.empty())
-      notes += fmt::format("  {}: {}\n", gname, reason);
-    const std::string error = text(g, "last_error");
-    if (number(g, "failures") > 0 || !error.empty()) {
-      std::string line =
-          fmt::format("{} of {} launches failed", count(g, "failures"), count(g, "launches"));
-      if (!error.empty()) line += "; last: " + error;
-      if (has_number(g, "backoff_s") && number(g, "backoff_s") > 0)
-        line += "; next launch in " + format_age(std::ceil(number(g, "backoff_s")));
-      notes += fmt::format("  {}: {}\n", gname, paint(line, kRed, o.color));
-    }
-    const json& rollout = field(g, "rollout");
-    const bool rolled = changed_template(rollout);
-    if (rolled) notes += rollout_note(gname, rollout, o);
-    if (const json& engine = field(g, "engine"); engine.is_object())
-      notes += fmt::format("  {}: {}\n", gname, engine_note(engine));
-    const json& replicas = field(g, "replicas");
-    if (!replicas.is_array()) continue;
-    for (const json& r : replicas) {
-      if (!r.is_object()) continue;
-      std::string rname = text(r, "name");
-      if (rname.empty()) rname = fmt::format("{}/{}/{}", name, gname, label(r, "id"));
-      const std::string state = label(r, "state");
-      std::string address = text(r, "address");
-      rt.add_row({rname, state, address.empty() ? "-" : address,
-                  has_number(r, "age_s") ? format_age(number(r, "age_s")) : "-",
-                  count(r, "in_flight"), seconds_field(r, "cold_start_s"),
-                  rolled ? template_cell(r, rollout) : "", text(r, "error")},
-                 {"", state_color(state), "", "", "", "", "", std::string(kRed)});
-    }
+    add_group_row(gt, g, gname);
+    notes += group_notes(g, gname, o);
+    add_replica_rows(rt, g, fmt::format("{}/{}", name, gname));
   }
   out += gt.render("  ", o.color);
   out += notes;

@@ -288,9 +288,7 @@ void read_steps(Reader& r, const Map& m, StepPolicy& step) {
   for (const Indexed& s : steps) step.steps.push_back(s.step);
 }
 
-// Reads the keys that belong to `spec.policy` and the shared ones into `spec`.
-void read_scaling_fields(Reader& r, const Map& m, ScalingSpec& spec, int group_concurrency) {
-  // Common.
+void read_common_fields(Reader& r, const Map& m, ScalingSpec& spec) {
   if (m.read("tick", spec.tick, above(0)) && spec.policy == PolicyKind::kConcurrency)
     spec.concurrency.tick = spec.tick;
   if (const Node* adm = m.get("admission")) {
@@ -301,8 +299,10 @@ void read_scaling_fields(Reader& r, const Map& m, ScalingSpec& spec, int group_c
       am.read("reject_status", spec.admission.reject_status, between(400, false, 599, false));
     }
   }
+}
 
-  // Modifiers. queue and tide have an idle timeout of their own (per replica).
+// queue and tide have an idle timeout of their own (per replica).
+void read_modifier_fields(const Map& m, ScalingSpec& spec) {
   switch (spec.policy) {
     case PolicyKind::kQueue:
       m.read("idle_timeout", spec.queue.idle_timeout);
@@ -319,98 +319,103 @@ void read_scaling_fields(Reader& r, const Map& m, ScalingSpec& spec, int group_c
   m.read("down_interval", spec.modifiers.down_interval);
   m.read("up_delay", spec.modifiers.up_delay);
   m.read("down_delay", spec.modifiers.down_delay);
+}
 
+// The target's meaning depends on the metric, which may come from the preset.
+void check_target(Reader& r, const Map& m, const TargetPolicy& t, int group_concurrency) {
+  const std::string_view metric = metric_name(t.metric);
+  if (t.target <= 0 && t.metric != Metric::kRps) {
+    r.fail(m.at("target"), fmt::format("must be > 0 for metric {} (0 = auto only for rps), got {}",
+                                       metric, show_number(t.target)));
+  } else if ((t.metric == Metric::kUtilization || t.metric == Metric::kEngineKvCache) &&
+             t.target > 1) {
+    r.fail(m.at("target"), fmt::format("must be <= 1 for metric {} (a fraction), got {}", metric,
+                                       show_number(t.target)));
+  } else if (t.metric == Metric::kInFlight && group_concurrency > 0 &&
+             t.target > group_concurrency) {
+    r.fail(m.at("target"),
+           fmt::format("must be <= the group's concurrency ({}) for metric in_flight, got {}",
+                       group_concurrency, show_number(t.target)));
+  }
+}
+
+void read_target_fields(Reader& r, const Map& m, TargetPolicy& t, int group_concurrency) {
+  m.read("metric", t.metric, kMetrics);
+  const bool target_ok = m.read("target", t.target, at_least(0));
+  m.read("tolerance", t.tolerance, between(0, false, 1, true));
+  m.read("sync_period", t.sync_period, above(0));
+  m.read("metric_window", t.metric_window, above(0));
+  if (const Node* n = m.get("scale_up")) read_rules(r, *n, m.at("scale_up"), t.scale_up);
+  if (const Node* n = m.get("scale_down")) read_rules(r, *n, m.at("scale_down"), t.scale_down);
+  if (target_ok || m.get("target") == nullptr) check_target(r, m, t, group_concurrency);
+}
+
+void read_concurrency_fields(const Map& m, ConcurrencyPolicy& c) {
+  m.read("target", c.target, at_least(0));
+  m.read("stable_window", c.stable_window, above(0));
+  m.read("panic_window_percentage", c.panic_window_percentage, between(0, true, 100, false));
+  m.read("panic_threshold_percentage", c.panic_threshold_percentage, above(0));
+  m.read("max_scale_up_rate", c.max_scale_up_rate, above(1));
+  m.read("max_scale_down_rate", c.max_scale_down_rate, above(1));
+  m.read("scale_down_delay", c.scale_down_delay);
+  m.read("scale_to_zero_grace", c.scale_to_zero_grace);
+}
+
+void read_step_fields(Reader& r, const Map& m, StepPolicy& s) {
+  m.read("metric", s.metric, kMetrics);
+  m.read("adjustment", s.adjustment, kAdjustments);
+  m.read("window", s.window, above(0));
+  m.read("cooldown_up", s.cooldown_up);
+  m.read("cooldown_down", s.cooldown_down);
+  read_steps(r, m, s);
+}
+
+// Reads `key` into `out` when it is at most a day; `zero_means` says what 0 does.
+void read_at_most_a_day(Reader& r, const Map& m, std::string_view key, std::string_view zero_means,
+                        Duration& out) {
+  Duration value{0};
+  if (!m.read(key, value)) return;
+  if (value > std::chrono::hours(24)) {
+    r.fail(m.at(key), fmt::format("must be at most 24h (0 turns {} off), got {}", zero_means,
+                                  format_duration(value)));
+  } else {
+    out = value;
+  }
+}
+
+void read_tide_fields(Reader& r, const Map& m, TidePolicy& t) {
+  m.read("target_wait_probability", t.target_wait_probability, between(0, true, 1, true));
+  m.read("demand_window", t.demand_window, above(0));
+  m.read("keep_window", t.keep_window);
+  m.read("service_window", t.service_window, above(0));
+  // The history it keeps grows with the period: periods beyond a day are daily patterns
+  // repeated, and a day's history at 10 s resolution is what the policy holds.
+  read_at_most_a_day(r, m, "prewarm_period", "pre-warming", t.prewarm_period);
+  m.read("prewarm_cycles", t.prewarm_cycles, between(2, false, 10, false));
+  // The replay's work grows with the window (its arrivals are capped, its intervals not).
+  read_at_most_a_day(r, m, "history_window", "warm headroom", t.history_window);
+}
+
+// Reads the keys that belong to `spec.policy` and the shared ones into `spec`.
+void read_scaling_fields(Reader& r, const Map& m, ScalingSpec& spec, int group_concurrency) {
+  read_common_fields(r, m, spec);
+  read_modifier_fields(m, spec);
   switch (spec.policy) {
     case PolicyKind::kQueue:
       m.read("queue_size", spec.queue.queue_size, at_least(1));
       break;
-
-    case PolicyKind::kTarget: {
-      TargetPolicy& t = spec.target;
-      m.read("metric", t.metric, kMetrics);
-      const bool target_ok = m.read("target", t.target, at_least(0));
-      m.read("tolerance", t.tolerance, between(0, false, 1, true));
-      m.read("sync_period", t.sync_period, above(0));
-      m.read("metric_window", t.metric_window, above(0));
-      if (const Node* n = m.get("scale_up")) read_rules(r, *n, m.at("scale_up"), t.scale_up);
-      if (const Node* n = m.get("scale_down")) read_rules(r, *n, m.at("scale_down"), t.scale_down);
-      // The target's meaning depends on the metric, which may come from the preset.
-      if (target_ok || m.get("target") == nullptr) {
-        const std::string_view metric = metric_name(t.metric);
-        if (t.target <= 0 && t.metric != Metric::kRps) {
-          r.fail(m.at("target"),
-                 fmt::format("must be > 0 for metric {} (0 = auto only for rps), got {}", metric,
-                             show_number(t.target)));
-        } else if ((t.metric == Metric::kUtilization || t.metric == Metric::kEngineKvCache) &&
-                   t.target > 1) {
-          r.fail(m.at("target"), fmt::format("must be <= 1 for metric {} (a fraction), got {}",
-                                             metric, show_number(t.target)));
-        } else if (t.metric == Metric::kInFlight && group_concurrency > 0 &&
-                   t.target > group_concurrency) {
-          r.fail(m.at("target"),
-                 fmt::format("must be <= the group's concurrency ({}) for metric in_flight, got {}",
-                             group_concurrency, show_number(t.target)));
-        }
-      }
+    case PolicyKind::kTarget:
+      read_target_fields(r, m, spec.target, group_concurrency);
       break;
-    }
-
-    case PolicyKind::kConcurrency: {
-      ConcurrencyPolicy& c = spec.concurrency;
-      m.read("target", c.target, at_least(0));
-      m.read("stable_window", c.stable_window, above(0));
-      m.read("panic_window_percentage", c.panic_window_percentage, between(0, true, 100, false));
-      m.read("panic_threshold_percentage", c.panic_threshold_percentage, above(0));
-      m.read("max_scale_up_rate", c.max_scale_up_rate, above(1));
-      m.read("max_scale_down_rate", c.max_scale_down_rate, above(1));
-      m.read("scale_down_delay", c.scale_down_delay);
-      m.read("scale_to_zero_grace", c.scale_to_zero_grace);
+    case PolicyKind::kConcurrency:
+      read_concurrency_fields(m, spec.concurrency);
       break;
-    }
-
-    case PolicyKind::kStep: {
-      StepPolicy& s = spec.step;
-      m.read("metric", s.metric, kMetrics);
-      m.read("adjustment", s.adjustment, kAdjustments);
-      m.read("window", s.window, above(0));
-      m.read("cooldown_up", s.cooldown_up);
-      m.read("cooldown_down", s.cooldown_down);
-      read_steps(r, m, s);
+    case PolicyKind::kStep:
+      read_step_fields(r, m, spec.step);
       break;
-    }
-
-    case PolicyKind::kTide: {
-      TidePolicy& t = spec.tide;
-      m.read("target_wait_probability", t.target_wait_probability, between(0, true, 1, true));
-      m.read("demand_window", t.demand_window, above(0));
-      m.read("keep_window", t.keep_window);
-      m.read("service_window", t.service_window, above(0));
-      Duration period{0};
-      if (m.read("prewarm_period", period)) {
-        // The history it keeps grows with the period: periods beyond a day are daily patterns
-        // repeated, and a day's history at 10 s resolution is what the policy holds.
-        if (period > std::chrono::hours(24)) {
-          r.fail(m.at("prewarm_period"),
-                 fmt::format("must be at most 24h (0 turns pre-warming off), got {}",
-                             format_duration(period)));
-        } else {
-          t.prewarm_period = period;
-        }
-      }
-      m.read("prewarm_cycles", t.prewarm_cycles, between(2, false, 10, false));
-      Duration history{0};
-      if (m.read("history_window", history)) {
-        // The replay's work grows with the window (its arrivals are capped, its intervals not).
-        if (history > std::chrono::hours(24)) {
-          r.fail(m.at("history_window"),
-                 fmt::format("must be at most 24h (0 turns warm headroom off), got {}",
-                             format_duration(history)));
-        } else {
-          t.history_window = history;
-        }
-      }
+    case PolicyKind::kTide:
+      read_tide_fields(r, m, spec.tide);
       break;
-    }
   }
 }
 
@@ -766,18 +771,19 @@ void read_kubernetes(Reader& r, const Map& m, ProvisionerSpec& p) {
   }
 }
 
-ProvisionerSpec read_provisioner(Reader& r, const Node& node, const std::string& path) {
-  ProvisionerSpec p;
-  if (!r.expect_map(node, path, " like {kind: local, command: [...]}")) return p;
-  Map m(r, node, path);
+ProvisionerKind read_provisioner_kind(const Map& m, ProvisionerSpec& p) {
   ProvisionerKind kind = ProvisionerKind::kLocal;
   if (m.read("kind", kind, kProvisionerKinds)) {
     for (const auto& k : kProvisionerKinds) {
       if (k.value == kind) p.kind = std::string(k.name);
     }
   }
-  // The keys of kind slurm and kubernetes are known to it alone (and told apart from typos for
-  // the others).
+  return kind;
+}
+
+// The keys of kind slurm and kubernetes are known to it alone (and told apart from typos for
+// the others).
+void allow_provisioner_keys(Reader& r, const Map& m, ProvisionerKind kind) {
   std::vector<std::string_view> known(std::begin(kProvisionerKeys), std::end(kProvisionerKeys));
   auto kind_keys = [&](std::span<const std::string_view> keys, ProvisionerKind owner,
                        std::string_view owner_name) {
@@ -793,78 +799,108 @@ ProvisionerSpec read_provisioner(Reader& r, const Node& node, const std::string&
   kind_keys(kSlurmKeys, ProvisionerKind::kSlurm, "slurm");
   kind_keys(kKubernetesKeys, ProvisionerKind::kKubernetes, "kubernetes");
   m.allow(known);
-  if (kind == ProvisionerKind::kSlurm) read_slurm(r, m, p.slurm);
+}
+
+void read_pending_timeout(Reader& r, const Map& m, ProvisionerSpec& p) {
   if (queues_in_cluster(p.kind)) {
     m.read("pending_timeout", p.pending_timeout);
   } else if (m.get("pending_timeout") != nullptr) {
     r.fail(m.at("pending_timeout"),
            "only for kind slurm or kubernetes (a replica waiting in the cluster's queue)");
   }
-  if (const Node* n = m.get("command")) {
-    if (auto cmd = read_strings(r, *n, m.at("command"))) {
-      if (cmd->empty()) {
-        r.fail(m.at("command"), "must not be empty (the program and its arguments)");
-      } else if (cmd->front().empty()) {
-        r.fail(index_path(m.at("command"), 0), "must not be empty (the program to run)");
-      } else {
-        p.command = std::move(*cmd);
-      }
-    }
+}
+
+void read_command(Reader& r, const Map& m, ProvisionerSpec& p) {
+  const Node* n = m.get("command");
+  if (n == nullptr) return;
+  auto cmd = read_strings(r, *n, m.at("command"));
+  if (!cmd) return;
+  if (cmd->empty()) {
+    r.fail(m.at("command"), "must not be empty (the program and its arguments)");
+  } else if (cmd->front().empty()) {
+    r.fail(index_path(m.at("command"), 0), "must not be empty (the program to run)");
+  } else {
+    p.command = std::move(*cmd);
   }
+}
+
+// Whether `urls` is absent or read whole.
+bool read_urls(Reader& r, const Map& m, ProvisionerSpec& p) {
+  const Node* n = m.get("urls");
+  if (n == nullptr) return true;
+  auto urls = read_strings(r, *n, m.at("urls"));
+  if (!urls) return false;
   bool urls_ok = true;
-  if (const Node* n = m.get("urls")) {
-    if (auto urls = read_strings(r, *n, m.at("urls"))) {
-      for (size_t i = 0; i < urls->size(); ++i) {
-        const std::string& u = (*urls)[i];
-        if (u.rfind("http://", 0) != 0 && u.rfind("https://", 0) != 0) {
-          r.fail(index_path(m.at("urls"), i),
-                 fmt::format("must start with http:// or https://, got {}", quote(u)));
-          urls_ok = false;
-        }
-      }
-      if (urls_ok) p.urls = std::move(*urls);
-    } else {
+  for (size_t i = 0; i < urls->size(); ++i) {
+    const std::string& u = (*urls)[i];
+    if (u.rfind("http://", 0) != 0 && u.rfind("https://", 0) != 0) {
+      r.fail(index_path(m.at("urls"), i),
+             fmt::format("must start with http:// or https://, got {}", quote(u)));
       urls_ok = false;
     }
   }
+  if (urls_ok) p.urls = std::move(*urls);
+  return urls_ok;
+}
+
+void read_ready(Reader& r, const Map& m, ReadyProbe& ready) {
+  const Node* n = m.get("ready");
+  if (n == nullptr ||
+      !r.expect_map(*n, m.at("ready"), " like {path: /health, interval: 100ms, timeout: 1s}")) {
+    return;
+  }
+  Map rm(r, *n, m.at("ready"));
+  rm.allow(kReadyKeys);
+  std::string probe_path;
+  if (rm.read("path", probe_path)) {
+    if (probe_path.empty() || probe_path.front() != '/') {
+      r.fail(rm.at("path"), fmt::format("must start with /, got {}", quote(probe_path)));
+    } else {
+      ready.path = probe_path;
+    }
+  }
+  rm.read("interval", ready.interval, above(0));
+  rm.read("timeout", ready.timeout, above(0));
+}
+
+// Whether `gpus` is absent or read whole.
+bool read_gpus(Reader& r, const Map& m, ProvisionerSpec& p) {
+  const Node* n = m.get("gpus");
+  if (n == nullptr) return true;
+  bool gpus_ok = r.expect_list(*n, m.at("gpus"));
+  std::vector<int> gpus;
+  for (size_t i = 0; gpus_ok && i < n->size(); ++i) {
+    const std::string at = index_path(m.at("gpus"), i);
+    const Node item = (*n)[i];
+    const auto v = r.int_value(item, at, at_least(0));
+    if (!v) {
+      gpus_ok = false;
+    } else if (std::find(gpus.begin(), gpus.end(), *v) != gpus.end()) {
+      r.fail(at, fmt::format("duplicate gpu {}", *v));
+      gpus_ok = false;
+    } else {
+      gpus.push_back(*v);
+    }
+  }
+  if (gpus_ok) p.gpus = std::move(gpus);
+  return gpus_ok;
+}
+
+ProvisionerSpec read_provisioner(Reader& r, const Node& node, const std::string& path) {
+  ProvisionerSpec p;
+  if (!r.expect_map(node, path, " like {kind: local, command: [...]}")) return p;
+  Map m(r, node, path);
+  const ProvisionerKind kind = read_provisioner_kind(m, p);
+  allow_provisioner_keys(r, m, kind);
+  if (kind == ProvisionerKind::kSlurm) read_slurm(r, m, p.slurm);
+  read_pending_timeout(r, m, p);
+  read_command(r, m, p);
+  const bool urls_ok = read_urls(r, m, p);
   if (kind == ProvisionerKind::kStatic && urls_ok && p.urls.empty()) {
     r.fail(m.at("urls"), "required: kind static needs at least one url");
   }
-  if (const Node* n = m.get("ready")) {
-    if (r.expect_map(*n, m.at("ready"), " like {path: /health, interval: 100ms, timeout: 1s}")) {
-      Map rm(r, *n, m.at("ready"));
-      rm.allow(kReadyKeys);
-      std::string probe_path;
-      if (rm.read("path", probe_path)) {
-        if (probe_path.empty() || probe_path.front() != '/') {
-          r.fail(rm.at("path"), fmt::format("must start with /, got {}", quote(probe_path)));
-        } else {
-          p.ready.path = probe_path;
-        }
-      }
-      rm.read("interval", p.ready.interval, above(0));
-      rm.read("timeout", p.ready.timeout, above(0));
-    }
-  }
-  bool gpus_ok = true;
-  if (const Node* n = m.get("gpus")) {
-    gpus_ok = r.expect_list(*n, m.at("gpus"));
-    std::vector<int> gpus;
-    for (size_t i = 0; gpus_ok && i < n->size(); ++i) {
-      const std::string at = index_path(m.at("gpus"), i);
-      const Node item = (*n)[i];
-      const auto v = r.int_value(item, at, at_least(0));
-      if (!v) {
-        gpus_ok = false;
-      } else if (std::find(gpus.begin(), gpus.end(), *v) != gpus.end()) {
-        r.fail(at, fmt::format("duplicate gpu {}", *v));
-        gpus_ok = false;
-      } else {
-        gpus.push_back(*v);
-      }
-    }
-    if (gpus_ok) p.gpus = std::move(gpus);
-  }
+  read_ready(r, m, p.ready);
+  const bool gpus_ok = read_gpus(r, m, p);
   if (m.read("gpus_per_replica", p.gpus_per_replica, at_least(0)) && gpus_ok && !p.gpus.empty() &&
       p.gpus_per_replica > static_cast<int>(p.gpus.size())) {
     r.fail(m.at("gpus_per_replica"), fmt::format("must be <= the number of gpus ({}), got {}",

@@ -13,6 +13,22 @@ namespace {
 // the recommendation, and its own intervals/delays (modifiers) do the damping.
 ScalingRules unlimited() { return ScalingRules{0s, {}, ScalingRules::Select::kMax}; }
 
+// A target policy on `metric` that moves straight to its recommendation: no tolerance and no
+// rate limits (unlimited()), recomputed every `sync_period` over `metric_window`.
+ScalingSpec direct_target(Metric metric, double target, Duration sync_period,
+                          Duration metric_window) {
+  ScalingSpec s;
+  s.policy = PolicyKind::kTarget;
+  s.target.metric = metric;
+  s.target.target = target;
+  s.target.tolerance = 0;
+  s.target.sync_period = sync_period;
+  s.target.metric_window = metric_window;
+  s.target.scale_up = unlimited();
+  s.target.scale_down = unlimited();
+  return s;
+}
+
 // tide: the default policy (docs/policies.md); requests wait in the hold queue.
 ScalingSpec tide_preset() {
   ScalingSpec s;
@@ -28,15 +44,8 @@ ScalingSpec tide_preset() {
 // respond with a status code 502 Bad Gateway while the new replica is initializing" and "there
 // is currently no queueing system".
 ScalingSpec hf_preset() {
-  ScalingSpec s;
-  s.policy = PolicyKind::kTarget;
-  s.target.metric = Metric::kUtilization;
-  s.target.target = 0.8;
-  s.target.tolerance = 0;
-  s.target.metric_window = 2min;  // the middle of "1-3 minutes"
-  s.target.sync_period = 1min;
-  s.target.scale_up = unlimited();
-  s.target.scale_down = unlimited();
+  // A window of 2 min: the middle of "1-3 minutes".
+  ScalingSpec s = direct_target(Metric::kUtilization, 0.8, 1min, 2min);
   s.modifiers.up_interval = 3min;
   s.modifiers.down_interval = 5min;
   s.modifiers.idle_timeout = 15min;
@@ -81,15 +90,8 @@ ScalingSpec knative_preset() {
 // 10 s (metrics_interval_s) averaged over look_back_period_s 30 s, upscale_delay_s 30,
 // downscale_delay_s 600. The proxy queues requests until a replica can take them.
 ScalingSpec ray_serve_preset() {
-  ScalingSpec s;
-  s.policy = PolicyKind::kTarget;
-  s.target.metric = Metric::kConcurrency;  // ongoing requests: running + queued at the replica
-  s.target.target = 2;
-  s.target.tolerance = 0;
-  s.target.sync_period = 10s;
-  s.target.metric_window = 30s;
-  s.target.scale_up = unlimited();
-  s.target.scale_down = unlimited();
+  // Ongoing requests: running + queued at the replica.
+  ScalingSpec s = direct_target(Metric::kConcurrency, 2, 10s, 30s);
   s.modifiers.up_delay = 30s;
   s.modifiers.down_delay = 600s;
   s.admission.hold = true;
@@ -101,15 +103,7 @@ ScalingSpec ray_serve_preset() {
 // the per-replica QPS from the group's capacity at decide time (SkyServe needs it set by hand).
 // Its load balancer does not queue: no ready replica means 503.
 ScalingSpec skyserve_preset() {
-  ScalingSpec s;
-  s.policy = PolicyKind::kTarget;
-  s.target.metric = Metric::kRps;
-  s.target.target = 0;
-  s.target.tolerance = 0;
-  s.target.sync_period = 20s;
-  s.target.metric_window = 60s;
-  s.target.scale_up = unlimited();
-  s.target.scale_down = unlimited();
+  ScalingSpec s = direct_target(Metric::kRps, 0, 20s, 60s);
   s.modifiers.up_delay = 300s;
   s.modifiers.down_delay = 1200s;
   s.admission.hold = false;
@@ -121,15 +115,7 @@ ScalingSpec skyserve_preset() {
 // scaler value), scaler value 4 by default, re-evaluated continuously on the latest value;
 // workers stop after the 5 s idle timeout. Requests wait in the endpoint's queue.
 ScalingSpec runpod_preset() {
-  ScalingSpec s;
-  s.policy = PolicyKind::kTarget;
-  s.target.metric = Metric::kConcurrency;
-  s.target.target = 4;
-  s.target.tolerance = 0;
-  s.target.sync_period = 1s;
-  s.target.metric_window = 1s;
-  s.target.scale_up = unlimited();
-  s.target.scale_down = unlimited();
+  ScalingSpec s = direct_target(Metric::kConcurrency, 4, 1s, 1s);
   s.modifiers.down_delay = 5s;
   s.admission.hold = true;
   return s;

@@ -195,96 +195,114 @@ const Replica* Endpoint::replica(uint64_t id) const {
   return it == replicas_.end() ? nullptr : &it->second;
 }
 
+bool Endpoint::takes_part(int group, Via via) const {
+  return via == Via::kGateway || groups_[static_cast<size_t>(group)].spec->agent.enabled;
+}
+
 int Endpoint::route(uint64_t sticky, Time now, Via via) {
   const int n = static_cast<int>(groups_.size());
-  auto takes_part = [&](int i) {
-    return via == Via::kGateway || groups_[static_cast<size_t>(i)].spec->agent.enabled;
-  };
   int first = -1;  // the first group in the routing's order that takes part
   for (int g : order_) {
-    if (first < 0 && takes_part(g)) first = g;
+    if (first < 0 && takes_part(g, via)) first = g;
   }
   if (first < 0) return -1;
-  int chosen = first;
   int parts = 0;
-  for (int i = 0; i < n; ++i) parts += takes_part(i) ? 1 : 0;
-  if (parts == 1) {
-    chosen = first;
-  } else if (spec_.routing.mode == config::RoutingSpec::Mode::kOverflow) {
-    // The first group expected to start it within max_wait. When none can, it overflows to
-    // the last group that may still grow (it scales on what it is given); when none may, the
-    // group expected to start it soonest.
-    chosen = -1;
-    int last_growing = -1;
-    int fastest = first;
-    Duration fastest_delay = Duration::max();
-    for (int g : order_) {
-      if (!takes_part(g)) continue;
-      const Duration delay = expected_start_delay(g, now, via);
-      if (delay <= wait_budget()) {
-        chosen = g;
-        break;
-      }
-      if (may_grow(g, now)) last_growing = g;
-      if (delay < fastest_delay) {
-        fastest = g;
-        fastest_delay = delay;
-      }
-    }
-    if (chosen < 0) chosen = last_growing >= 0 ? last_growing : fastest;
-    if (chosen != first) {
-      Group& primary = groups_[static_cast<size_t>(first)];
-      ++primary.spilled;
-      ++primary.spilled_in_interval;
-      ++groups_[static_cast<size_t>(chosen)].overflow_in;
-    }
-  } else {
-    double total = 0;
-    for (int i = 0; i < n; ++i) total += takes_part(i) ? groups_[static_cast<size_t>(i)].weight : 0;
-    if (sticky != 0) {
-      // The same key, the same group (while the weights stay the same).
-      const double point =
-          static_cast<double>(sticky % 1000003) / 1000003.0 * total;  // 10^6+3 is prime
-      double acc = 0;
-      for (int i = 0; i < n; ++i) {
-        if (!takes_part(i)) continue;
-        chosen = i;
-        acc += groups_[static_cast<size_t>(i)].weight;
-        if (point < acc) break;
-      }
-    } else {
-      // Smooth weighted round robin (as nginx): exact shares, evenly interleaved.
-      double best = -1e300;
-      for (int i = 0; i < n; ++i) {
-        if (!takes_part(i)) continue;
-        Group& g = groups_[static_cast<size_t>(i)];
-        double& current = via == Via::kGateway ? g.swrr_current : g.swrr_direct;
-        current += g.weight;
-        if (g.weight > 0 && current > best) {
-          best = current;
-          chosen = i;
-        }
-      }
-      Group& g = groups_[static_cast<size_t>(chosen)];
-      (via == Via::kGateway ? g.swrr_current : g.swrr_direct) -= total;
-    }
-    if (unavailable(chosen)) {
-      // Launches keep failing there: send it to the heaviest group that can take it.
-      int alternative = -1;
-      for (int i = 0; i < n; ++i) {
-        const Group& g = groups_[static_cast<size_t>(i)];
-        if (i == chosen || !takes_part(i) || g.weight <= 0 || unavailable(i)) continue;
-        if (alternative < 0 || g.weight > groups_[static_cast<size_t>(alternative)].weight)
-          alternative = i;
-      }
-      if (alternative >= 0) {
-        ++groups_[static_cast<size_t>(chosen)].rerouted;
-        chosen = alternative;
-      }
-    }
+  for (int i = 0; i < n; ++i) parts += takes_part(i, via) ? 1 : 0;
+  int chosen = first;
+  if (parts > 1) {
+    chosen = spec_.routing.mode == config::RoutingSpec::Mode::kOverflow
+                 ? route_overflow(first, now, via)
+                 : route_split(first, sticky, via);
   }
   ++groups_[static_cast<size_t>(chosen)].routed;
   return chosen;
+}
+
+// The first group expected to start it within max_wait. When none can, it overflows to the last
+// group that may still grow (it scales on what it is given); when none may, the group expected
+// to start it soonest.
+int Endpoint::route_overflow(int first, Time now, Via via) {
+  int chosen = -1;
+  int last_growing = -1;
+  int fastest = first;
+  Duration fastest_delay = Duration::max();
+  for (int g : order_) {
+    if (!takes_part(g, via)) continue;
+    const Duration delay = expected_start_delay(g, now, via);
+    if (delay <= wait_budget()) {
+      chosen = g;
+      break;
+    }
+    if (may_grow(g, now)) last_growing = g;
+    if (delay < fastest_delay) {
+      fastest = g;
+      fastest_delay = delay;
+    }
+  }
+  if (chosen < 0) chosen = last_growing >= 0 ? last_growing : fastest;
+  if (chosen != first) {
+    Group& primary = groups_[static_cast<size_t>(first)];
+    ++primary.spilled;
+    ++primary.spilled_in_interval;
+    ++groups_[static_cast<size_t>(chosen)].overflow_in;
+  }
+  return chosen;
+}
+
+int Endpoint::route_split(int first, uint64_t sticky, Via via) {
+  const int n = static_cast<int>(groups_.size());
+  double total = 0;
+  for (int i = 0; i < n; ++i)
+    total += takes_part(i, via) ? groups_[static_cast<size_t>(i)].weight : 0;
+  int chosen = first;
+  if (sticky != 0) {
+    // The same key, the same group (while the weights stay the same).
+    const double point =
+        static_cast<double>(sticky % 1000003) / 1000003.0 * total;  // 10^6+3 is prime
+    double acc = 0;
+    for (int i = 0; i < n; ++i) {
+      if (!takes_part(i, via)) continue;
+      chosen = i;
+      acc += groups_[static_cast<size_t>(i)].weight;
+      if (point < acc) break;
+    }
+  } else {
+    chosen = route_round_robin(first, total, via);
+  }
+  return unavailable(chosen) ? reroute(chosen, via) : chosen;
+}
+
+// Smooth weighted round robin (as nginx): exact shares, evenly interleaved.
+int Endpoint::route_round_robin(int first, double total, Via via) {
+  int chosen = first;
+  double best = -1e300;
+  for (int i = 0; i < static_cast<int>(groups_.size()); ++i) {
+    if (!takes_part(i, via)) continue;
+    Group& g = groups_[static_cast<size_t>(i)];
+    double& current = via == Via::kGateway ? g.swrr_current : g.swrr_direct;
+    current += g.weight;
+    if (g.weight > 0 && current > best) {
+      best = current;
+      chosen = i;
+    }
+  }
+  Group& g = groups_[static_cast<size_t>(chosen)];
+  (via == Via::kGateway ? g.swrr_current : g.swrr_direct) -= total;
+  return chosen;
+}
+
+// Launches keep failing at `chosen`: the heaviest group that can take it instead, if any.
+int Endpoint::reroute(int chosen, Via via) {
+  int alternative = -1;
+  for (int i = 0; i < static_cast<int>(groups_.size()); ++i) {
+    const Group& g = groups_[static_cast<size_t>(i)];
+    if (i == chosen || !takes_part(i, via) || g.weight <= 0 || unavailable(i)) continue;
+    if (alternative < 0 || g.weight > groups_[static_cast<size_t>(alternative)].weight)
+      alternative = i;
+  }
+  if (alternative < 0) return chosen;
+  ++groups_[static_cast<size_t>(chosen)].rerouted;
+  return alternative;
 }
 
 Endpoint::~Endpoint() = default;
@@ -317,23 +335,17 @@ void Endpoint::observe_prefill(Duration prefill) {
       std::chrono::duration_cast<Duration>((prefill - expected_prefill_) * kPrefillWeight);
 }
 
-policy::Observation Endpoint::observe(int group, Time now) {
-  Group& g = groups_[group];
-  const config::GroupSpec& spec = *g.spec;
-  const dispatch::GroupLoad load = dispatcher_.take_interval(group, now);
-  policy::Observation o;
-  o.now = now;
-  o.interval = load.interval;
-  o.concurrency = spec.concurrency;
-  o.min_replicas = spec.min_replicas;
-  o.max_replicas = spec.max_replicas;
-  o.max_wait = wait_budget();
-  if (o.max_wait != late_after_) {  // a ttft SLO's budget moved with the observed prefill
-    late_after_ = o.max_wait;
-    dispatcher_.set_options({.max_queue = spec_.queue.max_length,
-                             .queue_timeout = spec_.queue.timeout,
-                             .late_after = late_after_});
-  }
+// A ttft SLO's budget moves with the observed prefill: the dispatcher's late_after follows it.
+void Endpoint::follow_wait_budget(Duration max_wait) {
+  if (max_wait == late_after_) return;
+  late_after_ = max_wait;
+  dispatcher_.set_options({.max_queue = spec_.queue.max_length,
+                           .queue_timeout = spec_.queue.timeout,
+                           .late_after = late_after_});
+}
+
+// The group's replicas starting and ready, and since when the ready ones have been idle.
+void Endpoint::count_replicas(Group& g, policy::Observation& o, Time now) {
   g.idle_buffer.clear();
   for (uint64_t id : g.live) {
     const Replica& r = replicas_.at(id);
@@ -361,6 +373,10 @@ policy::Observation Endpoint::observe(int group, Time now) {
     o.ready -= surplus - from_starting;
   }
   o.current = o.ready + o.starting;
+}
+
+// The dispatcher's figures for the interval, with the requests that spilled to a later group.
+void Endpoint::apply_load(Group& g, const dispatch::GroupLoad& load, policy::Observation& o) {
   // Requests that spilled to a later group count as this group's queue: it would have served
   // them, so it keeps growing toward its max.
   o.queued = load.queued + static_cast<int>(g.spilled_in_interval);
@@ -385,7 +401,7 @@ policy::Observation Endpoint::observe(int group, Time now) {
   const double replicas = std::max(1.0, load.interval > Duration{0} ? load.avg_ready : o.ready);
   o.load = g.gateway_load
                .update({.seconds = to_seconds(load.interval),
-                        .slots = spec.concurrency * replicas,
+                        .slots = g.spec->concurrency * replicas,
                         .avg_in_service = load.avg_in_flight,
                         .avg_queued = load.avg_queued,
                         .arrivals = load.arrivals,
@@ -393,11 +409,14 @@ policy::Observation Endpoint::observe(int group, Time now) {
                         .work = static_cast<double>(load.completions),
                         .service_s = load.service_sum_s})
                .load;
-  // Two-step routing: clients sent straight to replicas, and those told to come back. Route
-  // calls need no credential: while no replica is ready, those waiting count as one queued
-  // request at most, so that a flood of them starts one replica, not the group's max. Once one
-  // is ready, route calls are routed, and a wait means every ready replica is full by its
-  // agent's report: real load.
+}
+
+// Two-step routing: clients sent straight to replicas, and those told to come back. Route calls
+// need no credential: while no replica is ready, those waiting count as one queued request at
+// most, so that a flood of them starts one replica, not the group's max. Once one is ready,
+// route calls are routed, and a wait means every ready replica is full by its agent's report:
+// real load.
+void Endpoint::apply_direct(Group& g, policy::Observation& o, Time now) {
   std::erase_if(g.route_waits, [now](Time until) { return until <= now; });
   const bool any_ready = std::any_of(g.live.begin(), g.live.end(), [&](uint64_t id) {
     return replicas_.at(id).state == ReplicaState::kReady;
@@ -410,18 +429,35 @@ policy::Observation Endpoint::observe(int group, Time now) {
   g.direct_in_interval = 0;
   if (g.last_direct && (!o.last_activity || *o.last_activity < *g.last_direct))
     o.last_activity = g.last_direct;
+}
+
+// Recent cold starts say more than the configured guess.
+Duration Endpoint::recent_cold_start(const Group& g) {
+  if (g.cold_starts.empty()) return g.spec->mean_cold_start();
+  const size_t n = std::min<size_t>(g.cold_starts.size(), 20);
+  double sum = 0;
+  for (size_t i = g.cold_starts.size() - n; i < g.cold_starts.size(); ++i) sum += g.cold_starts[i];
+  return from_seconds(sum / static_cast<double>(n));
+}
+
+policy::Observation Endpoint::observe(int group, Time now) {
+  Group& g = groups_[group];
+  const config::GroupSpec& spec = *g.spec;
+  const dispatch::GroupLoad load = dispatcher_.take_interval(group, now);
+  policy::Observation o;
+  o.now = now;
+  o.interval = load.interval;
+  o.concurrency = spec.concurrency;
+  o.min_replicas = spec.min_replicas;
+  o.max_replicas = spec.max_replicas;
+  o.max_wait = wait_budget();
+  follow_wait_budget(o.max_wait);
+  count_replicas(g, o, now);
+  apply_load(g, load, o);
+  apply_direct(g, o, now);
   o.reporting = apply_reports(g, o, now);
   apply_engines(g, o, now);
-  if (!g.cold_starts.empty()) {
-    // Recent cold starts say more than the configured guess.
-    const size_t n = std::min<size_t>(g.cold_starts.size(), 20);
-    double sum = 0;
-    for (size_t i = g.cold_starts.size() - n; i < g.cold_starts.size(); ++i)
-      sum += g.cold_starts[i];
-    o.cold_start = from_seconds(sum / static_cast<double>(n));
-  } else {
-    o.cold_start = spec.mean_cold_start();
-  }
+  o.cold_start = recent_cold_start(g);
   return o;
 }
 

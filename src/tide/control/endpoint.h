@@ -241,6 +241,13 @@ class Endpoint final : public dispatch::DispatchListener, public ReplicaEvents {
     RolloutStatus rollout;
   };
 
+  // Whether `group` takes requests routed `via` (two-step routing needs its agent).
+  bool takes_part(int group, Via via) const;
+  // The steps of route() with several groups taking part, `first` the first in order.
+  int route_overflow(int first, Time now, Via via);
+  int route_split(int first, uint64_t sticky, Via via);
+  int route_round_robin(int first, double total, Via via);
+  int reroute(int chosen, Via via);
   // How long a request given to `group` now is expected to wait before it starts: 0 with a free
   // slot; else the queue ahead over the ready slots, a replica on its way, or a cold start if
   // the group may grow; Duration::max() when it can promise nothing.
@@ -271,6 +278,12 @@ class Endpoint final : public dispatch::DispatchListener, public ReplicaEvents {
   void on_drained(dispatch::ReplicaSlot slot, Time now) override;
 
   policy::Observation observe(int group, Time now);
+  // The steps of observe().
+  void follow_wait_budget(Duration max_wait);
+  void count_replicas(Group& g, policy::Observation& o, Time now);
+  static void apply_load(Group& g, const dispatch::GroupLoad& load, policy::Observation& o);
+  void apply_direct(Group& g, policy::Observation& o, Time now);
+  static Duration recent_cold_start(const Group& g);
   void reconcile(int group, Time now);
   // The launch template changed: a new generation, and a rollout if replicas run the old one.
   void start_rollout(int group);

@@ -58,6 +58,111 @@ class ConcurrencyDecider final : public Decider {
   }
 
  private:
+  // Pods wanted by the stable and panic windows, each clamped to the scale rates.
+  struct Recommendation {
+    double target = 0;
+    double stable = 0;  // observed concurrency, averaged over each window
+    double panic = 0;
+    double ready = 0;
+    double dspc = 0;  // desired pods, stable and panic, before the rates
+    double dppc = 0;
+    int desired_stable = 0;
+    int desired_panic = 0;
+    double threshold = 0;
+    bool over = false;  // the panic window's pods reach the threshold
+  };
+
+  Recommendation recommend(const Observation& obs) {
+    Recommendation r;
+    r.target = params_.target > 0 ? params_.target : 0.7 * std::max(1, obs.concurrency);
+    r.stable = stable_.average(obs.now);
+    r.panic = panic_.has_data(obs.now) ? panic_.average(obs.now) : r.stable;
+    r.ready = std::max(1, obs.ready);
+    const double max_up = std::ceil(params_.max_scale_up_rate * r.ready);
+    const double max_down = std::floor(r.ready / params_.max_scale_down_rate);
+    r.dspc = std::ceil(r.stable / r.target - 1e-9);
+    r.dppc = std::ceil(r.panic / r.target - 1e-9);
+    r.desired_stable = static_cast<int>(std::min(std::max(r.dspc, max_down), max_up));
+    r.desired_panic = static_cast<int>(std::min(std::max(r.dppc, max_down), max_up));
+    r.threshold = params_.panic_threshold_percentage / 100.0;
+    r.over = r.dppc / r.ready >= r.threshold;
+    return r;
+  }
+
+  // Enters or extends the panic while over the threshold, leaves it a stable window after.
+  struct PanicChange {
+    bool entered = false;
+    bool left = false;
+  };
+  PanicChange update_panic(bool over, Time now) {
+    PanicChange change;
+    if (over) {
+      change.entered = !panic_time_;
+      panic_time_ = now;  // extends the panic while over the threshold
+    } else if (panic_time_ && *panic_time_ + params_.stable_window < now) {
+      panic_time_.reset();
+      max_panic_pods_ = 0;
+      change.left = true;
+    }
+    return change;
+  }
+
+  static std::string pods_text(double observed, Duration window, double target, double raw,
+                               int clamped) {
+    std::string s = fmt::format("observed {:.1f} over {} window / target {:.2f} = {:g} pods",
+                                observed, format_duration(window), target, raw);
+    if (clamped != raw) s += fmt::format(" (rate-limited to {})", clamped);
+    return s;
+  }
+
+  // The pods the windows call for, and why.
+  int windows_desired(const Recommendation& r, PanicChange change, std::string& reason) {
+    const double t = r.target;
+    if (!panic_time_) {
+      reason = fmt::format("knative stable{}: {}", change.left ? " (panic over)" : "",
+                           pods_text(r.stable, params_.stable_window, t, r.dspc, r.desired_stable));
+      return r.desired_stable;
+    }
+    const int desired = std::max(r.desired_stable, r.desired_panic);
+    reason =
+        fmt::format("knative panic{}: {} {} {:g} x {:g} ready", change.entered ? " entered" : "",
+                    pods_text(r.panic, panic_window(params_), t, r.dppc, r.desired_panic),
+                    r.over ? ">=" : "<", r.threshold, r.ready);
+    if (r.desired_stable > r.desired_panic) {
+      reason +=
+          "; stable " + pods_text(r.stable, params_.stable_window, t, r.dspc, r.desired_stable);
+    }
+    // Never scale down while panicking.
+    if (desired < max_panic_pods_) {
+      reason += fmt::format("; no scale-down while panicking, keep {}", max_panic_pods_);
+    }
+    max_panic_pods_ = std::max(max_panic_pods_, desired);
+    return max_panic_pods_;
+  }
+
+  // A scale-down delay keeps the largest recommendation over the delay.
+  int delay_scale_down(Time now, int desired, std::string& reason) {
+    if (params_.scale_down_delay <= Duration{0}) return desired;
+    delay_.add(now, desired);
+    const int delayed = static_cast<int>(delay_.max(now, desired));
+    if (delayed == desired) return desired;
+    reason += fmt::format("; scale_down_delay {} keeps {}",
+                          format_duration(params_.scale_down_delay), delayed);
+    return delayed;
+  }
+
+  // Zero only after no traffic for the stable window plus the grace: until then, one.
+  int hold_before_zero(const Observation& obs, int desired, std::string& reason) const {
+    if (desired != 0 || obs.current <= 0) return desired;
+    const Time since = last_traffic_.value_or(*first_seen_);
+    const Duration wait = params_.stable_window + params_.scale_to_zero_grace;
+    if (obs.now - since >= wait) return desired;
+    reason += fmt::format("; no traffic for {} of {} + {} grace, keep 1",
+                          format_duration(obs.now - since), format_duration(params_.stable_window),
+                          format_duration(params_.scale_to_zero_grace));
+    return 1;
+  }
+
   Decision evaluate(const Observation& obs) {
     const int cur = obs.current;
     // Knative starts panicking when it (re)starts over more than one pod: it has no history yet
@@ -69,78 +174,12 @@ class ConcurrencyDecider final : public Decider {
     if (!stable_.has_data(obs.now)) {
       return {cur, "no change: knative has no concurrency data yet"};
     }
-    const double target = params_.target > 0 ? params_.target : 0.7 * std::max(1, obs.concurrency);
-    const double stable = stable_.average(obs.now);
-    const double panic = panic_.has_data(obs.now) ? panic_.average(obs.now) : stable;
-
-    const double ready = std::max(1, obs.ready);
-    const double max_up = std::ceil(params_.max_scale_up_rate * ready);
-    const double max_down = std::floor(ready / params_.max_scale_down_rate);
-    const double dspc = std::ceil(stable / target - 1e-9);
-    const double dppc = std::ceil(panic / target - 1e-9);
-    const int desired_stable = static_cast<int>(std::min(std::max(dspc, max_down), max_up));
-    const int desired_panic = static_cast<int>(std::min(std::max(dppc, max_down), max_up));
-    const double threshold = params_.panic_threshold_percentage / 100.0;
-    const bool over = dppc / ready >= threshold;
-
-    bool entered = false;
-    bool left = false;
-    if (over) {
-      entered = !panic_time_;
-      panic_time_ = obs.now;  // extends the panic while over the threshold
-    } else if (panic_time_ && *panic_time_ + params_.stable_window < obs.now) {
-      panic_time_.reset();
-      max_panic_pods_ = 0;
-      left = true;
-    }
-
-    auto pods_text = [&](double observed, Duration window, double raw, int clamped) {
-      std::string s = fmt::format("observed {:.1f} over {} window / target {:.2f} = {:g} pods",
-                                  observed, format_duration(window), target, raw);
-      if (clamped != raw) s += fmt::format(" (rate-limited to {})", clamped);
-      return s;
-    };
-    int desired = desired_stable;
+    const Recommendation r = recommend(obs);
+    const PanicChange change = update_panic(r.over, obs.now);
     std::string reason;
-    if (panic_time_) {
-      desired = std::max(desired_stable, desired_panic);
-      reason = fmt::format("knative panic{}: {} {} {:g} x {:g} ready", entered ? " entered" : "",
-                           pods_text(panic, panic_window(params_), dppc, desired_panic),
-                           over ? ">=" : "<", threshold, ready);
-      if (desired_stable > desired_panic) {
-        reason += "; stable " + pods_text(stable, params_.stable_window, dspc, desired_stable);
-      }
-      // Never scale down while panicking.
-      if (desired < max_panic_pods_) {
-        reason += fmt::format("; no scale-down while panicking, keep {}", max_panic_pods_);
-      }
-      max_panic_pods_ = std::max(max_panic_pods_, desired);
-      desired = max_panic_pods_;
-    } else {
-      reason = fmt::format("knative stable{}: {}", left ? " (panic over)" : "",
-                           pods_text(stable, params_.stable_window, dspc, desired_stable));
-    }
-
-    if (params_.scale_down_delay > Duration{0}) {
-      delay_.add(obs.now, desired);
-      const int delayed = static_cast<int>(delay_.max(obs.now, desired));
-      if (delayed != desired) {
-        reason += fmt::format("; scale_down_delay {} keeps {}",
-                              format_duration(params_.scale_down_delay), delayed);
-        desired = delayed;
-      }
-    }
-
-    if (desired == 0 && cur > 0) {
-      const Time since = last_traffic_.value_or(*first_seen_);
-      const Duration wait = params_.stable_window + params_.scale_to_zero_grace;
-      if (obs.now - since < wait) {
-        reason += fmt::format(
-            "; no traffic for {} of {} + {} grace, keep 1", format_duration(obs.now - since),
-            format_duration(params_.stable_window), format_duration(params_.scale_to_zero_grace));
-        desired = 1;
-      }
-    }
+    int desired = windows_desired(r, change, reason);
+    desired = delay_scale_down(obs.now, desired, reason);
+    desired = hold_before_zero(obs, desired, reason);
     if (desired == cur) return {desired, "no change: " + reason};
     return {desired, fmt::format("{}: {} -> {}", reason, cur, desired)};
   }

@@ -4,10 +4,12 @@
 // otherwise: each backend's state is touched only there, so it needs no lock.
 #pragma once
 
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
 
 #include <atomic>
 #include <functional>
@@ -25,6 +27,8 @@ namespace tide::provision::detail {
 
 namespace asio = boost::asio;
 using Strand = asio::strand<asio::io_context::executor_type>;
+// For co_await: an operation's error comes back as a value (a tuple with its error_code).
+inline constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
 
 struct Core {
   Core(asio::io_context& io, const Clock& c, ProvisionOptions o)

@@ -25,7 +25,6 @@ using asio::awaitable;
 
 namespace {
 
-constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
 constexpr Duration kRequestTimeout = 30s;
 constexpr int kWatchSeconds = 290;  // the server ends each watch after this; tide watches again
 constexpr Duration kWatchIdle = std::chrono::seconds(kWatchSeconds + 60);

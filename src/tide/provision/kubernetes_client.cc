@@ -26,7 +26,6 @@ using boost::system::error_code;
 
 namespace {
 
-constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
 constexpr size_t kMaxBody = 64 * 1024 * 1024;  // a pod list of thousands of pods
 constexpr size_t kMaxLine = 4 * 1024 * 1024;   // one watch event
 

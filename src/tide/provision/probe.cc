@@ -19,8 +19,6 @@ using boost::system::error_code;
 
 namespace {
 
-constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
-
 std::string describe(const error_code& ec, Duration timeout) {
   if (ec == beast::error::timeout) return "timed out after " + format_duration(timeout);
   return ec.message();

@@ -271,6 +271,11 @@ class Simulation final : public control::Provisioner, public control::DecisionSi
     from = std::max(from, warmup_.time_since_epoch().count());
     return to > from ? static_cast<double>(to - from) * 1e-9 : 0.0;
   }
+  // The steps of run(): endpoints, first ticks and arrival; the event loop; a group's figures.
+  void set_up();
+  void run_events();
+  void handle(const Event& ev);
+  GroupResult group_result(uint32_t endpoint, uint32_t group, Time end);
   void schedule_next_arrival();
   void on_arrival();
   void on_complete(uint32_t endpoint, RequestId id);
@@ -444,9 +449,7 @@ void Simulation::on_tick(uint32_t endpoint, uint32_t group) {
   }
 }
 
-SimResult Simulation::run() {
-  validate();
-  const auto wall_start = std::chrono::steady_clock::now();
+void Simulation::set_up() {
   horizon_ = Time{source_.horizon()};
   warmup_ = Time{options_.warmup};
   if (warmup_ >= horizon_) throw SimError("the warm-up is as long as the whole workload");
@@ -463,39 +466,79 @@ SimResult Simulation::run() {
   for (uint32_t e = 0; e < config_.endpoints.size(); ++e)
     for (uint32_t g = 0; g < config_.endpoints[e].groups.size(); ++g) push(now_, Kind::kTick, e, g);
   schedule_next_arrival();
+}
 
+void Simulation::handle(const Event& ev) {
+  switch (ev.kind) {
+    case Kind::kArrival:
+      on_arrival();
+      break;
+    case Kind::kComplete:
+      on_complete(ev.a, ev.b);
+      break;
+    case Kind::kTick:
+      on_tick(ev.a, static_cast<uint32_t>(ev.b));
+      break;
+    case Kind::kReady: {
+      auto [events, id] = ready_targets_[ev.b];
+      events->on_replica_ready(id, now_, "");
+      break;
+    }
+    case Kind::kNoCapacity: {
+      auto [events, id] = ready_targets_[ev.b];
+      events->on_replica_failed(id, now_, "no capacity: still pending after pending_timeout");
+      break;
+    }
+  }
+}
+
+void Simulation::run_events() {
   uint64_t handled = 0;
   const double horizon_s = std::max(1e-9, to_seconds(horizon_));
   while (!events_.empty()) {
     const Event ev = events_.top();
     events_.pop();
     now_ = Time{Duration{ev.t}};
-    switch (ev.kind) {
-      case Kind::kArrival:
-        on_arrival();
-        break;
-      case Kind::kComplete:
-        on_complete(ev.a, ev.b);
-        break;
-      case Kind::kTick:
-        on_tick(ev.a, static_cast<uint32_t>(ev.b));
-        break;
-      case Kind::kReady: {
-        auto [events, id] = ready_targets_[ev.b];
-        events->on_replica_ready(id, now_, "");
-        break;
-      }
-      case Kind::kNoCapacity: {
-        auto [events, id] = ready_targets_[ev.b];
-        events->on_replica_failed(id, now_, "no capacity: still pending after pending_timeout");
-        break;
-      }
-    }
+    handle(ev);
     if (options_.progress && (++handled & 0xFFFFF) == 0)
       options_.progress(std::min(1.0, to_seconds(now_) / horizon_s));
   }
   if (options_.progress) options_.progress(1.0);
+}
 
+GroupResult Simulation::group_result(uint32_t e, uint32_t g, Time end) {
+  const config::EndpointSpec& ep = config_.endpoints[e];
+  const config::GroupSpec& spec = ep.groups[g];
+  GroupStats& gs = stats_[stats_index(e, g)];
+  ideal_advance(gs, spec.concurrency, end.time_since_epoch().count());
+  GroupResult gr;
+  gr.endpoint = ep.name;
+  gr.group = spec.name;
+  gr.outcomes = gs.outcomes;
+  for (const Billing& b : billing_) {
+    if (b.stats != stats_index(e, g)) continue;
+    const Time from = std::max(b.requested, warmup_);
+    const Time to = b.stopped == kTimeMax ? end : b.stopped;
+    if (to > from) gr.replica_seconds += to_seconds(to - from);
+    if (b.launched >= warmup_) ++gr.launches;
+  }
+  gr.zero_wait_replica_seconds = gs.ideal_integral;
+  gr.service_s = gs.service_total_s;
+  gr.price(spec);
+  gr.peak_replicas = gs.peak;
+  gr.scale_reversals = gs.reversals;
+  const auto& cs = endpoints_[e]->cold_starts(static_cast<int>(g));
+  double sum = 0;
+  for (double c : cs) sum += c;
+  gr.cold_start_mean_s = cs.empty() ? 0.0 : sum / static_cast<double>(cs.size());
+  return gr;
+}
+
+SimResult Simulation::run() {
+  validate();
+  const auto wall_start = std::chrono::steady_clock::now();
+  set_up();
+  run_events();
   // Each replica is billed until it stops, also after the last request; one still running when
   // the loop ends (at its group's minimum) until the end of the workload or of its last request.
   const Time end = std::max(last_completion_, horizon_);
@@ -503,33 +546,8 @@ SimResult Simulation::run() {
   res.span_s = to_seconds(end);
   res.warmup_s = to_seconds(warmup_);
   for (uint32_t e = 0; e < config_.endpoints.size(); ++e) {
-    const config::EndpointSpec& ep = config_.endpoints[e];
-    for (uint32_t g = 0; g < ep.groups.size(); ++g) {
-      const config::GroupSpec& spec = ep.groups[g];
-      GroupStats& gs = stats_[stats_index(e, g)];
-      ideal_advance(gs, spec.concurrency, end.time_since_epoch().count());
-      GroupResult gr;
-      gr.endpoint = ep.name;
-      gr.group = spec.name;
-      gr.outcomes = gs.outcomes;
-      for (const Billing& b : billing_) {
-        if (b.stats != stats_index(e, g)) continue;
-        const Time from = std::max(b.requested, warmup_);
-        const Time to = b.stopped == kTimeMax ? end : b.stopped;
-        if (to > from) gr.replica_seconds += to_seconds(to - from);
-        if (b.launched >= warmup_) ++gr.launches;
-      }
-      gr.zero_wait_replica_seconds = gs.ideal_integral;
-      gr.service_s = gs.service_total_s;
-      gr.price(spec);
-      gr.peak_replicas = gs.peak;
-      gr.scale_reversals = gs.reversals;
-      const auto& cs = endpoints_[e]->cold_starts(static_cast<int>(g));
-      double sum = 0;
-      for (double c : cs) sum += c;
-      gr.cold_start_mean_s = cs.empty() ? 0.0 : sum / static_cast<double>(cs.size());
-      res.add_group(std::move(gr));
-    }
+    for (uint32_t g = 0; g < config_.endpoints[e].groups.size(); ++g)
+      res.add_group(group_result(e, g, end));
   }
   res.max_wait_s = to_seconds(config_.endpoints.front().slo.max_wait);
   res.ttft_s = to_seconds(config_.endpoints.front().slo.ttft.value_or(Duration{0}));

@@ -375,6 +375,104 @@ struct FakeKubeApi::Impl {
     return a;
   }
 
+  using Params = std::map<std::string, std::string>;
+
+  // GET of the collection: a watch (watch() answers it) or the list of matching pods.
+  Answer list_pods(const std::string& ns, Params params) {
+    if (params["watch"] == "true" || params["watch"] == "1") {
+      Answer a;
+      a.watch = true;
+      a.ns = ns;
+      a.params = std::move(params);
+      return a;
+    }
+    json list = json::parse(recorded("pod-list.json"));
+    list["items"] = json::array();
+    {
+      std::lock_guard lock(mu);
+      for (const auto& [k, pod] : pods) {
+        if (k.first == ns && matches(pod, params["labelSelector"])) {
+          json item = pod;
+          item.erase("kind");
+          item.erase("apiVersion");
+          list["items"].push_back(item);
+        }
+      }
+      list["metadata"]["resourceVersion"] = std::to_string(rv);
+    }
+    return reply(200, list.dump());
+  }
+
+  Answer get_pod(const std::string& ns, const std::string& name) {
+    std::unique_lock lock(mu);
+    const auto it = pods.find({ns, name});
+    if (it == pods.end()) {
+      lock.unlock();
+      return reply(404, recorded_status("status-not-found.json", name));
+    }
+    const std::string body = it->second.dump();
+    lock.unlock();
+    return reply(200, body);
+  }
+
+  Answer create_pod(const std::string& ns, const std::string& request_body) {
+    json pod = json::parse(request_body, nullptr, false);
+    if (!pod.is_object() || !pod.contains("metadata") || !pod["metadata"].contains("name")) {
+      return reply(400, status_json(400, "BadRequest", "the object has no metadata.name"));
+    }
+    const std::string pod_name = pod["metadata"]["name"];
+    if (pod["metadata"].value("namespace", ns) != ns) {
+      return reply(400,
+                   status_json(400, "BadRequest",
+                               "the namespace of the provided object does not match the namespace "
+                               "sent on the request"));
+    }
+    std::string body;
+    {
+      std::lock_guard lock(mu);
+      if (pods.count({ns, pod_name})) {
+        body = recorded_status("status-already-exists.json", pod_name);
+      } else {
+        created.push_back(pod);
+        const json shape = json::parse(recorded("pod-created.json"));
+        pod["metadata"]["namespace"] = ns;
+        pod["metadata"]["uid"] = fmt::format("5b8c1e0e-3f0a-4c8e-9d2f-{:012x}", next_uid++);
+        pod["metadata"]["creationTimestamp"] = shape["metadata"]["creationTimestamp"];
+        pod["status"] = shape["status"];
+        pod = stamp(std::move(pod));
+        pods[{ns, pod_name}] = pod;
+        emit("ADDED", ns, pod);
+      }
+    }
+    if (!body.empty()) return reply(409, body);
+    call_later(&Impl::create_hook, ns, pod_name);  // the "kubelet" sees it after the answer
+    return reply(201, pod.dump());
+  }
+
+  Answer delete_pod(const std::string& ns, const std::string& name) {
+    std::string body;
+    {
+      std::lock_guard lock(mu);
+      const auto it = pods.find({ns, name});
+      if (it != pods.end()) {
+        json pod = it->second;
+        pod["metadata"]["deletionTimestamp"] = "2024-05-14T10:05:12Z";
+        pod["metadata"]["deletionGracePeriodSeconds"] = 30;
+        pod = stamp(std::move(pod));
+        emit("MODIFIED", ns, pod);
+        body = pod.dump();
+        // The kubelet has stopped it: gone for good.
+        pod["metadata"]["deletionGracePeriodSeconds"] = 0;
+        pod = stamp(std::move(pod));
+        pods.erase(it);
+        emit("DELETED", ns, pod);
+        call_later(&Impl::delete_hook, ns, name);
+      }
+    }
+    if (body.empty()) return reply(404, recorded_status("status-not-found.json", name));
+    return reply(200, body);
+  }
+
   // The answer to one request, except a watch's.
   Answer answer(const http::request<http::string_body>& req) {
     const std::string method(req.method_string());
@@ -395,101 +493,11 @@ struct FakeKubeApi::Impl {
     }
     const std::string ns = m[1];
     const std::string name = m[3];
-    auto params = query_params(m[5].str());
-    const auto key = std::make_pair(ns, name);
-
-    if (req.method() == http::verb::get && name.empty()) {
-      if (params["watch"] == "true" || params["watch"] == "1") {
-        Answer a;
-        a.watch = true;
-        a.ns = ns;
-        a.params = std::move(params);
-        return a;
-      }
-      json list = json::parse(recorded("pod-list.json"));
-      list["items"] = json::array();
-      {
-        std::lock_guard lock(mu);
-        for (const auto& [k, pod] : pods) {
-          if (k.first == ns && matches(pod, params["labelSelector"])) {
-            json item = pod;
-            item.erase("kind");
-            item.erase("apiVersion");
-            list["items"].push_back(item);
-          }
-        }
-        list["metadata"]["resourceVersion"] = std::to_string(rv);
-      }
-      return reply(200, list.dump());
-    }
-    if (req.method() == http::verb::get) {
-      std::unique_lock lock(mu);
-      const auto it = pods.find(key);
-      if (it == pods.end()) {
-        lock.unlock();
-        return reply(404, recorded_status("status-not-found.json", name));
-      }
-      const std::string body = it->second.dump();
-      lock.unlock();
-      return reply(200, body);
-    }
-    if (req.method() == http::verb::post && name.empty()) {
-      json pod = json::parse(req.body(), nullptr, false);
-      if (!pod.is_object() || !pod.contains("metadata") || !pod["metadata"].contains("name")) {
-        return reply(400, status_json(400, "BadRequest", "the object has no metadata.name"));
-      }
-      const std::string pod_name = pod["metadata"]["name"];
-      if (pod["metadata"].value("namespace", ns) != ns) {
-        return reply(
-            400,
-            status_json(400, "BadRequest",
-                        "the namespace of the provided object does not match the namespace sent "
-                        "on the request"));
-      }
-      std::string body;
-      {
-        std::lock_guard lock(mu);
-        if (pods.count({ns, pod_name})) {
-          body = recorded_status("status-already-exists.json", pod_name);
-        } else {
-          created.push_back(pod);
-          const json shape = json::parse(recorded("pod-created.json"));
-          pod["metadata"]["namespace"] = ns;
-          pod["metadata"]["uid"] = fmt::format("5b8c1e0e-3f0a-4c8e-9d2f-{:012x}", next_uid++);
-          pod["metadata"]["creationTimestamp"] = shape["metadata"]["creationTimestamp"];
-          pod["status"] = shape["status"];
-          pod = stamp(std::move(pod));
-          pods[{ns, pod_name}] = pod;
-          emit("ADDED", ns, pod);
-        }
-      }
-      if (!body.empty()) return reply(409, body);
-      call_later(&Impl::create_hook, ns, pod_name);  // the "kubelet" sees it after the answer
-      return reply(201, pod.dump());
-    }
-    if (req.method() == http::verb::delete_ && !name.empty()) {
-      std::string body;
-      {
-        std::lock_guard lock(mu);
-        const auto it = pods.find(key);
-        if (it != pods.end()) {
-          json pod = it->second;
-          pod["metadata"]["deletionTimestamp"] = "2024-05-14T10:05:12Z";
-          pod["metadata"]["deletionGracePeriodSeconds"] = 30;
-          pod = stamp(std::move(pod));
-          emit("MODIFIED", ns, pod);
-          body = pod.dump();
-          // The kubelet has stopped it: gone for good.
-          pod["metadata"]["deletionGracePeriodSeconds"] = 0;
-          pod = stamp(std::move(pod));
-          pods.erase(it);
-          emit("DELETED", ns, pod);
-          call_later(&Impl::delete_hook, ns, name);
-        }
-      }
-      if (body.empty()) return reply(404, recorded_status("status-not-found.json", name));
-      return reply(200, body);
-    }
+    const http::verb verb = req.method();
+    if (verb == http::verb::get && name.empty()) return list_pods(ns, query_params(m[5].str()));
+    if (verb == http::verb::get) return get_pod(ns, name);
+    if (verb == http::verb::post && name.empty()) return create_pod(ns, req.body());
+    if (verb == http::verb::delete_ && !name.empty()) return delete_pod(ns, name);
     return reply(405,
                  status_json(405, "MethodNotAllowed", "the server does not allow this method"));
   }
