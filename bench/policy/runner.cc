@@ -177,7 +177,8 @@ std::vector<WorkloadResult> run_corpus(const std::vector<const Workload*>& workl
         if (progress) progress(done, tasks.size());
       });
   for (auto& r : out) {
-    std::erase_if(r.runs, [](const PolicyRun& p) { return p.policy.empty(); });  // not run
+    if (default_only)  // the presets' places were never filled
+      std::erase_if(r.runs, [](const PolicyRun& p) { return p.policy.empty(); });
     if (r.error.empty()) r.verdict = judge(r);
   }
   return out;

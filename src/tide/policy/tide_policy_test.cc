@@ -89,6 +89,12 @@ uint64_t poisson(Random& rng, double mean) {
   return n;
 }
 
+// One second of Poisson arrivals at `rate`, each in service for the flight's service time.
+Decision poisson_second(Loop& l, Random& rng, InFlight& flight, double rate, double service_s) {
+  const uint64_t n = poisson(rng, rate);
+  return l.step(n, flight.add(n), 0, service_s);
+}
+
 bool has(const Decision& d, std::string_view text) {
   return d.reason.find(text) != std::string::npos;
 }
@@ -150,10 +156,7 @@ TEST(TidePolicy, ALoadNearAReplicaBoundaryDoesNotFlapEverySecond) {
   Loop l;
   Random rng(3);
   InFlight flight(4);
-  for (int i = 0; i < 1200; ++i) {
-    const uint64_t n = poisson(rng, 6.4);
-    l.step(n, flight.add(n), 0, 4.0);
-  }
+  for (int i = 0; i < 1200; ++i) poisson_second(l, rng, flight, 6.4, 4.0);
   EXPECT_LE(l.changes, 30) << "changes of the desired count in 20 minutes";
   EXPECT_GE(l.current, 4);
 }
@@ -193,9 +196,8 @@ TEST(TidePolicy, BurstsGetWarmHeadroomThatPoissonTrafficOfTheSameMeanRateDoesNot
   for (int i = 0; i < 3600; ++i) {
     // Same mean of 5/s: Poisson, or bursts of 50/s lasting 10 s at random (one in ten).
     if (i % 10 == 0) bursty_burst = when.uniform() < 0.1;
-    const uint64_t pn = poisson(rng, 5);
     const uint64_t bn = bursty_burst ? 50 : 0;
-    p = smooth.step(pn, smooth_flight.add(pn), 0, 4.0);
+    p = poisson_second(smooth, rng, smooth_flight, 5, 4.0);
     b = bursty.step(bn, bursty_flight.add(bn), 0, 4.0);
     if (i >= 600) smooth_top = std::max(smooth_top, smooth.current);
   }
@@ -214,10 +216,8 @@ TEST(TidePolicy, AStartUpBacklogIsNotDemand) {
   InFlight flight(4), steady_flight(4);
   for (int i = 0; i < 120; ++i) started.step(5, 0, 300, 4.0, 0);
   for (int i = 0; i < 600; ++i) {
-    const uint64_t n = poisson(rng, 5);
-    started.step(n, flight.add(n), 0, 4.0);
-    const uint64_t m = poisson(same, 5);
-    steady.step(m, steady_flight.add(m), 0, 4.0);
+    poisson_second(started, rng, flight, 5, 4.0);
+    poisson_second(steady, same, steady_flight, 5, 4.0);
   }
   EXPECT_LE(started.current, steady.current + 1);
 }
@@ -229,10 +229,7 @@ TEST(TidePolicy, AQueueGrowingInABurstGetsReplicasForWhatArrivesUntilTheyAreRead
   Loop l;
   Random rng(3);
   InFlight flight(4);
-  for (int i = 0; i < 600; ++i) {
-    const uint64_t n = poisson(rng, 10);
-    l.step(n, flight.add(n), 0, 4.0);
-  }
+  for (int i = 0; i < 600; ++i) poisson_second(l, rng, flight, 10, 4.0);
   const int ready = l.current;
   ASSERT_LE(ready, 8);
   int queued = 0;
@@ -302,8 +299,7 @@ TEST(TidePolicy, TheReplaySizesSteadyTrafficWithoutFlappingAtAReplicaBoundary) {
   int changes_before = 0;
   Decision d;
   for (int i = 0; i < 3600; ++i) {
-    const uint64_t n = poisson(rng, 6.0);
-    d = l.step(n, flight.add(n), 0, 3.0);
+    d = poisson_second(l, rng, flight, 6.0, 3.0);
     if (i == 1800) changes_before = l.changes;
   }
   EXPECT_LE(l.changes - changes_before, 2) << d.reason;
@@ -320,8 +316,7 @@ TEST(TidePolicy, ARisingLoadIsSizedOnItsRateNowNotOnTheLastHoursReplay) {
   Decision d;
   for (int i = 0; i < 4800; ++i) {
     const double rate = i < 3600 ? 5 : 5 + 7.0 * (i - 3600) / 1200;
-    const uint64_t n = poisson(rng, rate);
-    d = l.step(n, flight.add(n), 0, 4.0);
+    d = poisson_second(l, rng, flight, rate, 4.0);
   }
   EXPECT_GE(l.current, 8) << d.reason;
 }
