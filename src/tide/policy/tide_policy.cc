@@ -287,9 +287,12 @@ class TideDecider final : public Decider {
                     ? std::min(o.current, static_cast<int>(std::ceil((o.in_flight + o.queued) / c)))
                     : 0;
     z.needed = std::max(z.needed, z.present);
-    // Until a request has completed, service time is unknown and a queue growing through the
-    // first cold start says nothing new: launch for it once, then wait for the first replicas.
-    const bool blind = z.s <= 0 && o.ready == 0 && o.starting > 0;
+    // Until a request has completed, service time is unknown and, where the SLO is shorter
+    // than a cold start, a queue growing through the first cold start is late whatever is
+    // launched for it: launch for it once, then wait for the first replicas. On demand, the
+    // queue is what the launches are for: a slot for each queued request (its service time
+    // unknown) starts them all when the replicas are ready, within the wait allowed.
+    const bool blind = z.s <= 0 && o.ready == 0 && o.starting > 0 && !on_demand(o);
     if (blind) z.needed = std::min(z.needed, o.current);
     return z;
   }
