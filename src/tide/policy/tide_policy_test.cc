@@ -33,7 +33,7 @@ struct Loop {
   Duration max_wait = 2s;
   Duration cold_start = 60s;
   int concurrency = 8;
-  double scv = 0;  // of the service times completed (their sum of squares follows)
+  double scv = 0;          // of the service times completed (their sum of squares follows)
   bool completing = true;  // false: nothing completes (before the first replica is ready)
 
   // As many completions as arrivals, with service time `service_s`.
