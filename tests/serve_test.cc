@@ -788,6 +788,34 @@ TEST(Rollout, AChangedFileOnSighupRollsTheReplicasAndABrokenFileChangesNothing) 
   EXPECT_EQ(s.terminate(), 0);
 }
 
+// The state file keeps each replica's launch template fingerprint: replicas adopted after a
+// restart with a changed file are replaced as after a SIGHUP, while requests keep being answered.
+TEST(Rollout, AFileChangedWhileTideWasDownReplacesTheReplicasItAdopts) {
+  RolloutRun run("rollout_restart");
+  Serve& s = run.s;
+  ASSERT_TRUE(eventually([&] { return s.count("ready") == 2; }, 15)) << s.endpoint().dump();
+  const std::vector<int> old = processes_with(s.marker());
+  ASSERT_FALSE(old.empty());
+  s.kill_hard();
+  std::string text = s.config_text();
+  const size_t at = text.find("--load-time, 300ms");
+  ASSERT_NE(at, std::string::npos) << text;
+  s.write_config(text.replace(at, 18, "--load-time, 200ms"));
+  s.start();
+  ASSERT_TRUE(eventually([&] { return s.count("ready") >= 2; }, 15)) << s.log_text();
+  SteadyLoad load(s.port(), 2);
+  ASSERT_TRUE(eventually(
+      [&] {
+        return rollout_of(s)["state"] == "complete" && generations(s) == std::vector<int>{2, 2};
+      },
+      60))
+      << s.endpoint().dump() << s.log_text();
+  for (int pid : old) EXPECT_TRUE(eventually([&] { return ::kill(pid, 0) != 0; }, 10)) << pid;
+  const std::map<int, int> statuses = load.stop();
+  EXPECT_EQ(statuses.size(), 1u) << "every request answered 200";
+  EXPECT_EQ(s.terminate(), 0);
+}
+
 TEST(Serve, TheAdminApiNeedsTheTokenAndValidatesQueries) {
   Serve s("auth", {});
   EXPECT_EQ(s.api("GET", "/healthz", "", nullptr).status, 200);

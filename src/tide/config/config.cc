@@ -1400,15 +1400,6 @@ std::string_view metrics_auth_name(const ServerSpec& server) {
   return "?";
 }
 
-bool same_launch_template(const GroupSpec& a, const GroupSpec& b) {
-  ProvisionerSpec pa = a.provisioner;
-  pa.ready = b.provisioner.ready;  // probed by tide, not part of how the replica starts
-  pa.pending_timeout = b.provisioner.pending_timeout;
-  // The agent reads the engine's page with the options it was started with.
-  const bool engine_same = !a.agent.enabled || a.engine_metrics == b.engine_metrics;
-  return pa == b.provisioner && a.agent == b.agent && engine_same;
-}
-
 bool metrics_need_token(const ServerSpec& server) {
   if (server.metrics_auth != ServerSpec::MetricsAuth::kAuto)
     return server.metrics_auth == ServerSpec::MetricsAuth::kToken;

@@ -315,9 +315,17 @@ struct GroupSpec {
   Duration mean_cold_start() const { return pending.mean() + cold_start.mean(); }
 };
 
-// Whether replicas of `a` and `b` are started the same way: the provisioner (command, URLs,
-// GPUs, pod template, Slurm options, ...) and the agent. What only tide uses (the readiness
-// probe, pending_timeout) does not count. A changed launch template starts a rollout.
+// How a group's replicas are started, as text: the provisioner (command, URLs, GPUs, pod
+// template, Slurm options, ...) and the agent, each field that differs from its default (a field
+// added later does not change an older template's text). What only tide uses (the readiness
+// probe, pending_timeout) does not count. A field of ProvisionerSpec, AgentSpec or
+// EngineMetricsSpec that changes how a replica starts belongs in it (launch_template.cc).
+std::string launch_template_text(const GroupSpec& g);
+// Its hash (16 hex digits), kept with each replica in the state file: after a restart, replicas
+// started from another template are replaced as after a change by PUT or SIGHUP.
+std::string launch_template_fingerprint(const GroupSpec& g);
+// Whether replicas of `a` and `b` are started the same way (equal launch_template_text). A
+// changed launch template starts a rollout.
 bool same_launch_template(const GroupSpec& a, const GroupSpec& b);
 
 // The endpoint's service-level objective, one of: `max_wait`, the longest a request should wait

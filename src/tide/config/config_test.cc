@@ -238,6 +238,23 @@ TEST(SameLaunchTemplate, CommandAndAgentCountTheProbeDoesNot) {
   EXPECT_FALSE(same_launch_template(with_agent, b));
 }
 
+TEST(LaunchTemplateFingerprint, NamesTheTemplateAndOnlyWhatDiffersFromTheDefaults) {
+  const GroupSpec a = group("provisioner: {kind: local, command: [server, \"{port}\"]}");
+  GroupSpec b = a;
+  b.provisioner.ready.path = "/ready";  // tide's probe, not the template
+  EXPECT_EQ(launch_template_fingerprint(a), launch_template_fingerprint(b));
+  EXPECT_EQ(launch_template_fingerprint(a).size(), 16u);
+  // Defaults are left out, so a field added with its default keeps older fingerprints.
+  EXPECT_EQ(launch_template_text(a), "command=[2]6:server6:{port}\n");
+  b.provisioner.slurm.mem = "32G";
+  EXPECT_NE(launch_template_fingerprint(a), launch_template_fingerprint(b));
+  // Length-prefixed: moving text between arguments is a different command.
+  GroupSpec c = a, d = a;
+  c.provisioner.command = {"a b", "c"};
+  d.provisioner.command = {"a", "b c"};
+  EXPECT_NE(launch_template_fingerprint(c), launch_template_fingerprint(d));
+}
+
 TEST(ParseConfigErrors, WrongTypes) {
   EXPECT_THAT(group_problems("concurrency: eight"),
               ElementsAre(g("concurrency: expected an integer, got \"eight\"")));

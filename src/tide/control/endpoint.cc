@@ -40,6 +40,7 @@ Endpoint::Endpoint(const config::EndpointSpec& spec, Provisioner& provisioner,
   for (size_t i = 0; i < spec_.groups.size(); ++i) {
     const config::GroupSpec& g = spec_.groups[i];
     groups_[i].spec = &g;
+    groups_[i].template_id = config::launch_template_fingerprint(g);
     groups_[i].decider = policy::make_decider(g);
     dispatcher_.add_group(g.concurrency, g.scaling.admission.hold, now);
   }
@@ -106,6 +107,7 @@ std::string Endpoint::reconfigure(const config::EndpointSpec& next, Time now) {
   for (size_t i = 0; i < spec_.groups.size(); ++i) {
     Group& g = groups_[i];
     g.spec = &spec_.groups[i];
+    g.template_id = config::launch_template_fingerprint(*g.spec);
     if (new_decider[i]) {
       g.decider = policy::make_decider(*g.spec);
       g.decided = false;
@@ -637,27 +639,42 @@ Replica Endpoint::new_replica(int group, uint64_t id, ReplicaState state, Time r
   r.name = fmt::format("{}/{}/{}", spec_.name, groups_[group].spec->name, id);
   r.group = group;
   r.generation = groups_[static_cast<size_t>(group)].rollout.generation;
+  r.template_id = groups_[static_cast<size_t>(group)].template_id;
   r.state = state;
   r.requested_at = requested_at;
   return r;
 }
 
 bool Endpoint::adopt(int group, uint64_t id, const std::string& handle, Time requested_at,
-                     Time ready_at) {
+                     Time ready_at, const std::string& template_id) {
   Group& g = groups_[group];
   reserve_ids(id + 1);
   Replica r = new_replica(group, id, ReplicaState::kStarting, requested_at);
   r.handle = handle;
   r.adopted = true;
   r.ready_at = ready_at;  // kept when it is found ready again: its cold start was then
+  if (!template_id.empty()) r.template_id = template_id;
   auto [it, inserted] = replicas_.emplace(id, std::move(r));
   if (!inserted) return false;
   g.live.push_back(id);
+  if (it->second.template_id != g.template_id) adopt_earlier_template(group, it->second);
   changed(it->second);
   if (provisioner_.adopt(it->second, *g.spec, handle, *replica_events_)) return true;
   std::erase(g.live, id);
   replicas_.erase(it);
   return false;
+}
+
+void Endpoint::adopt_earlier_template(int group, Replica& r) {
+  Group& g = groups_[static_cast<size_t>(group)];
+  if (g.rollout.state != RolloutStatus::State::kRolling) {
+    start_rollout(group);  // a new generation; those adopted before `r` run the current template
+    for (uint64_t id : g.live) {
+      Replica& other = replicas_.at(id);
+      if (other.template_id == g.template_id) other.generation = g.rollout.generation;
+    }
+  }
+  r.generation = g.rollout.generation - 1;
 }
 
 void Endpoint::start_rollout(int group) {
@@ -686,6 +703,9 @@ RolloutCounts Endpoint::count_generations(const Group& g) const {
 
 bool Endpoint::step_rollout(int group, Time now) {
   Group& g = groups_[static_cast<size_t>(group)];
+  // Adopted replicas that served before a restart are found ready again first: stopped as "old,
+  // still starting" they would take serving capacity away. The group scales meanwhile.
+  if (refinding_adopted(g)) return false;
   const RolloutCounts c = count_generations(g);
   if (c.old_ready + c.old_starting == 0) {
     g.rollout.state = RolloutStatus::State::kComplete;
@@ -711,6 +731,13 @@ bool Endpoint::step_rollout(int group, Time now) {
   sort_for_drain(old_ready, now);
   for (int i = 0; i < step.drain_old_ready; ++i) drain(*old_ready[static_cast<size_t>(i)], now);
   return true;
+}
+
+bool Endpoint::refinding_adopted(const Group& g) const {
+  return std::any_of(g.live.begin(), g.live.end(), [this](uint64_t id) {
+    const Replica& r = replicas_.at(id);
+    return r.adopted && r.ready_at != Time{} && r.state == ReplicaState::kStarting;
+  });
 }
 
 void Endpoint::rollout_launch_failed(Group& g, const std::string& error) {

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "tide/common/decision.h"
+#include "tide/common/hash.h"
 #include "tide/config/config.h"
 #include "tide/control/provisioner.h"
 #include "tide/control/replica.h"
@@ -82,14 +83,7 @@ struct GroupStatus {
 
 // The sticky key of a client's key (routing.sticky_header's value at the gateway, "key" of a
 // two-step route): FNV-1a, never 0 (0 means "no key").
-inline uint64_t sticky_key(std::string_view value) {
-  uint64_t h = 14695981039346656037ull;
-  for (char ch : value) {
-    h ^= static_cast<unsigned char>(ch);
-    h *= 1099511628211ull;
-  }
-  return h | 1;
-}
+inline uint64_t sticky_key(std::string_view value) { return fnv1a(value) | 1; }
 
 class Endpoint final : public dispatch::DispatchListener, public ReplicaEvents {
  public:
@@ -173,8 +167,11 @@ class Endpoint final : public dispatch::DispatchListener, public ReplicaEvents {
   // it ready or gone. `requested_at` is when it was first launched (billing goes on from there);
   // `ready_at`, when it first became ready (its cold start; Time{}: it had not).
   // Returns false, and forgets it, if the provisioner cannot adopt at all.
+  // `template_id`: the fingerprint of the launch template it was started from, as the state file
+  // kept it ("": unknown, taken as the current one); another template's replica is of an earlier
+  // generation, replaced by a rollout as after a change by PUT.
   bool adopt(int group, uint64_t id, const std::string& handle, Time requested_at,
-             Time ready_at = Time{});
+             Time ready_at = Time{}, const std::string& template_id = {});
   // Replica ids from here on start at `next` (a restarted tide never reuses an old id).
   void reserve_ids(uint64_t next) { next_id_ = std::max(next_id_, next); }
   // Failed by the data plane (an agent reporting its server unhealthy): treated as failed, and
@@ -210,6 +207,7 @@ class Endpoint final : public dispatch::DispatchListener, public ReplicaEvents {
  private:
   struct Group {
     const config::GroupSpec* spec = nullptr;
+    std::string template_id;  // config::launch_template_fingerprint(*spec)
     std::unique_ptr<policy::Decider> decider;
     int desired = 0;
     bool decided = false;
@@ -287,9 +285,14 @@ class Endpoint final : public dispatch::DispatchListener, public ReplicaEvents {
   void reconcile(int group, Time now);
   // The launch template changed: a new generation, and a rollout if replicas run the old one.
   void start_rollout(int group);
+  // An adopted replica was started from another template (changed while tide was stopped): it
+  // is of an earlier generation, and a rollout replaces it.
+  void adopt_earlier_template(int group, Replica& r);
   // One step of a rollout in progress; false once no old replica is left to replace.
   bool step_rollout(int group, Time now);
   RolloutCounts count_generations(const Group& g) const;
+  // Whether an adopted replica that was ready before the restart is still to be found ready.
+  bool refinding_adopted(const Group& g) const;
   // A new-template launch failed before it was ready: the rollout stops after enough in a row.
   void rollout_launch_failed(Group& g, const std::string& error);
   // Ready replicas in the order they should be drained: idle ones (longest idle first), then the

@@ -427,11 +427,11 @@ void LiveEndpoint::reserve_ids(uint64_t next) {
 }
 
 bool LiveEndpoint::adopt(const std::string& group, uint64_t id, const std::string& handle,
-                         Time requested_at, Time ready_at) {
+                         Time requested_at, Time ready_at, const std::string& template_id) {
   std::lock_guard lock(mu_);
   for (int g = 0; g < endpoint_.group_count(); ++g) {
     if (spec().groups[static_cast<size_t>(g)].name != group) continue;
-    const bool ok = endpoint_.adopt(g, id, handle, requested_at, ready_at);
+    const bool ok = endpoint_.adopt(g, id, handle, requested_at, ready_at, template_id);
     if (log_)
       log_(ok ? fmt::format("adopting replica {}/{}/{} ({})", spec().name, group, id, handle)
               : fmt::format("cannot adopt replica {}/{}/{} ({})", spec().name, group, id, handle));

@@ -242,7 +242,7 @@ class LiveEndpoint final : public RequestSink, public ReplicaEvents, public Deci
   // Endpoint::adopt). `group` by name; false if there is no such group or it cannot be adopted.
   void reserve_ids(uint64_t next);
   bool adopt(const std::string& group, uint64_t id, const std::string& handle, Time requested_at,
-             Time ready_at = Time{});
+             Time ready_at = Time{}, const std::string& template_id = {});
 
   // ReplicaEvents (provisioner thread).
   void on_replica_starting(uint64_t replica_id, Time now) override;

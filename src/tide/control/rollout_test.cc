@@ -169,5 +169,53 @@ TEST_F(Rollout, OtherChangesStartNoRollout) {
   EXPECT_EQ(prov.launched.size(), 2u);
 }
 
+// After a restart with a changed file: the replicas the previous run left are adopted, those of
+// the old template (by the fingerprint the state file kept) are replaced as after a PUT, and
+// none is stopped before it is found ready again.
+TEST(RolloutAfterRestart, AdoptedReplicasOfAnotherTemplateAreReplacedOnceFoundReady) {
+  FakeProvisioner prov;
+  Sink sink;
+  Endpoint ep(two_replicas("v2"), prov, sink, nullptr, at(100));
+  const std::string v1 = config::launch_template_fingerprint(two_replicas("v1").groups[0]);
+  const std::string v2 = config::launch_template_fingerprint(two_replicas("v2").groups[0]);
+  ASSERT_NE(v1, v2);
+  ASSERT_TRUE(ep.adopt(0, 1, "local pid=1", at(0), at(1), v2));  // already the new one
+  ASSERT_TRUE(ep.adopt(0, 2, "local pid=2", at(0), at(1), v1));
+  ASSERT_TRUE(ep.adopt(0, 3, "local pid=3", at(0), at(1), v1));
+  EXPECT_EQ(ep.status(0).rollout.state, RolloutStatus::State::kRolling);
+  EXPECT_EQ(ep.status(0).rollout.generation, 2);
+  EXPECT_EQ(ep.replica(1)->generation, 2);
+  EXPECT_EQ(ep.replica(2)->generation, 1);
+  EXPECT_EQ(ep.replica(3)->template_id, v1);
+
+  ep.tick(0, at(100));  // still being found: nothing stopped, nothing surged
+  EXPECT_TRUE(prov.stopped.empty());
+  for (uint64_t id : {1, 2, 3}) prov.events->on_replica_ready(id, at(101), "");
+  for (double t = 102; t < 140 && ep.status(0).rollout.state == RolloutStatus::State::kRolling;
+       t += 1) {
+    ep.tick(0, at(t));
+    for (uint64_t id : prov.launched) {
+      if (ep.replica(id) && ep.replica(id)->state == ReplicaState::kStarting)
+        prov.events->on_replica_ready(id, at(t + 0.5), "");
+    }
+  }
+  const GroupStatus s = ep.status(0);
+  EXPECT_EQ(s.rollout.state, RolloutStatus::State::kComplete);
+  EXPECT_EQ(s.rollout.old_replicas, 0);
+  EXPECT_EQ(s.ready, 2);
+  EXPECT_THAT(prov.stopped, ::testing::UnorderedElementsAre(2u, 3u));
+  for (uint64_t id : prov.launched) EXPECT_EQ(ep.replica(id)->template_id, v2);
+}
+
+TEST(RolloutAfterRestart, ReplicasOfAnUnknownTemplateCountAsTheCurrentOne) {
+  FakeProvisioner prov;
+  Sink sink;
+  Endpoint ep(two_replicas("v2"), prov, sink, nullptr, at(100));
+  ASSERT_TRUE(ep.adopt(0, 1, "local pid=1", at(0), at(1), ""));  // a state file of schema 2
+  EXPECT_EQ(ep.status(0).rollout.state, RolloutStatus::State::kNone);
+  EXPECT_EQ(ep.replica(1)->template_id,
+            config::launch_template_fingerprint(two_replicas("v2").groups[0]));
+}
+
 }  // namespace
 }  // namespace tide::control

@@ -31,7 +31,11 @@ class HindsightFleet {
     double late_share = 0.01;  // of arrivals allowed to wait longer than max_wait
   };
 
-  explicit HindsightFleet(Duration window) : window_(window) {}
+  // Arrivals are kept for `window`, and longer, up to `max_window`, while the window holds fewer
+  // than `min_arrivals`: a window too thin to resolve the share allowed to wait reaches back
+  // until it does (a group of a few hundred requests an hour replays its last few hours).
+  explicit HindsightFleet(Duration window, uint64_t min_arrivals = 0, Duration max_window = {})
+      : window_(window), max_window_(std::max(window, max_window)), min_arrivals_(min_arrivals) {}
 
   // `arrivals` arrived during (now - interval, now].
   void add(Time now, Duration interval, uint64_t arrivals);
@@ -43,7 +47,8 @@ class HindsightFleet {
   // waiting longer than max_wait.
   double late_share(int replicas, int concurrency, Service service, Duration max_wait) const;
   uint64_t arrivals() const { return total_; }
-  Duration window() const { return window_; }
+  // The time the kept arrivals span back from now: the window, or longer while it reaches back.
+  Duration reach(Time now) const;
 
  private:
   static constexpr Duration kRecompute = std::chrono::seconds(30);
@@ -55,6 +60,8 @@ class HindsightFleet {
   void expire(Time now);
 
   Duration window_;
+  Duration max_window_;
+  uint64_t min_arrivals_;
   Time last_{};  // the end of the last interval added
   std::deque<Interval> intervals_;
   uint64_t total_ = 0;

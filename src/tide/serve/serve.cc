@@ -211,6 +211,7 @@ struct Server::Impl {
       row.handle = r.handle;
       row.address = r.address;
       row.error = r.error;
+      row.template_id = r.template_id;
       row.requested_at = wall.seconds(r.requested_at);
       if (r.ready_at != Time{}) row.ready_at = wall.seconds(r.ready_at);
       if (r.stopped_at != Time{}) row.stopped_at = wall.seconds(r.stopped_at);
@@ -242,7 +243,8 @@ struct Server::Impl {
         row.error = "lost: tide stopped before its provisioner said where it runs";
       } else if (has_group) {
         const Time ready_at = row.ready_at > 0 ? wall.from_seconds(row.ready_at) : Time{};
-        if (ep->adopt(row.group, row.id, row.handle, wall.from_seconds(row.requested_at), ready_at))
+        if (ep->adopt(row.group, row.id, row.handle, wall.from_seconds(row.requested_at), ready_at,
+                      row.template_id))
           continue;
         row.state = "failed";
         row.error = "could not be adopted after a restart of tide";

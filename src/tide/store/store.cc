@@ -22,7 +22,7 @@ namespace tide::store {
 namespace {
 
 // 2: decisions.utilization. Older files are migrated when opened (kMigrations).
-constexpr int kSchemaVersion = 2;
+constexpr int kSchemaVersion = 3;
 
 constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -33,7 +33,7 @@ CREATE TABLE IF NOT EXISTS replicas(
   endpoint TEXT NOT NULL, id INTEGER NOT NULL, grp TEXT NOT NULL, name TEXT NOT NULL,
   state TEXT NOT NULL, handle TEXT NOT NULL, address TEXT NOT NULL, error TEXT NOT NULL,
   requested_at REAL NOT NULL, ready_at REAL NOT NULL, stopped_at REAL NOT NULL,
-  PRIMARY KEY(endpoint, id));
+  template TEXT NOT NULL DEFAULT '', PRIMARY KEY(endpoint, id));
 CREATE TABLE IF NOT EXISTS decisions(
   time REAL NOT NULL, endpoint TEXT NOT NULL, grp TEXT NOT NULL, from_n INTEGER NOT NULL,
   to_n INTEGER NOT NULL, reason TEXT NOT NULL, queued INTEGER NOT NULL,
@@ -52,10 +52,16 @@ CREATE TABLE IF NOT EXISTS client_key_limits(
   name TEXT PRIMARY KEY, rate REAL NOT NULL, concurrency INTEGER NOT NULL);
 )sql";
 
-// kMigrations[v - 1] takes a file of schema version v to v + 1 (the tables exist: kSchema made
-// those missing, at the newest version).
-constexpr const char* kMigrations[] = {
-    "ALTER TABLE decisions ADD COLUMN utilization REAL NOT NULL DEFAULT 0",
+// kMigrations[v - 1] takes a file of schema version v to v + 1 by adding a column (the tables
+// exist: kSchema made those missing, at the newest version, with the column already).
+struct AddColumn {
+  const char* table;
+  const char* column;
+  const char* definition;
+};
+constexpr AddColumn kMigrations[] = {
+    {"decisions", "utilization", "REAL NOT NULL DEFAULT 0"},
+    {"replicas", "template", "TEXT NOT NULL DEFAULT ''"},
 };
 static_assert(std::size(kMigrations) == kSchemaVersion - 1);
 
@@ -160,6 +166,7 @@ ReplicaRow read_replica(const Stmt& s) {
   r.requested_at = s.real(8);
   r.ready_at = s.real(9);
   r.stopped_at = s.real(10);
+  r.template_id = s.text(11);
   return r;
 }
 
@@ -168,6 +175,19 @@ std::optional<std::string> schema_version(const Db& db) {
   Stmt s(db, "SELECT value FROM meta WHERE key = 'schema_version'");
   if (!s.step()) return std::nullopt;
   return s.text(0);
+}
+
+bool has_column(const Db& db, const char* table, const char* column) {
+  Stmt s(db, fmt::format("PRAGMA table_info({})", table).c_str());
+  while (s.step()) {
+    if (s.text(1) == column) return true;
+  }
+  return false;
+}
+
+void migrate(Db& db, const AddColumn& m) {
+  if (has_column(db, m.table, m.column)) return;
+  db.exec(fmt::format("ALTER TABLE {} ADD COLUMN {} {}", m.table, m.column, m.definition).c_str());
 }
 
 // Brings the file to kSchemaVersion: a new one is marked so, an older one migrated in one
@@ -188,7 +208,7 @@ void use_current_schema(Db& db) {
   if (version == kSchemaVersion) return;
   db.exec("BEGIN");
   try {
-    for (; version < kSchemaVersion; ++version) db.exec(kMigrations[version - 1]);
+    for (; version < kSchemaVersion; ++version) migrate(db, kMigrations[version - 1]);
     Stmt set(db, "UPDATE meta SET value = ? WHERE key = 'schema_version'");
     set.bind(std::to_string(kSchemaVersion)).run();
     db.exec("COMMIT");
@@ -215,7 +235,8 @@ DecisionRecord read_decision(const Stmt& s) {
 }
 
 constexpr const char* kReplicaColumns =
-    "endpoint, id, grp, name, state, handle, address, error, requested_at, ready_at, stopped_at";
+    "endpoint, id, grp, name, state, handle, address, error, requested_at, ready_at, stopped_at, "
+    "template";
 
 }  // namespace
 
@@ -354,7 +375,7 @@ void Store::put_replica(ReplicaRow row) {
   impl_->push([row = std::move(row)](Db& db) {
     Stmt s(db,
            "INSERT OR REPLACE INTO replicas(endpoint, id, grp, name, state, handle, address, "
-           "error, requested_at, ready_at, stopped_at) VALUES(?,?,?,?,?,?,?,?,?,?,?)");
+           "error, requested_at, ready_at, stopped_at, template) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)");
     s.bind(row.endpoint)
         .bind(row.id)
         .bind(row.group)
@@ -366,6 +387,7 @@ void Store::put_replica(ReplicaRow row) {
         .bind(row.requested_at)
         .bind(row.ready_at)
         .bind(row.stopped_at)
+        .bind(row.template_id)
         .run();
   });
 }

@@ -38,6 +38,9 @@ struct ReplicaRow {
   std::string handle;  // the provisioner's, to find it again (empty until known)
   std::string address;
   std::string error;
+  // The config::launch_template_fingerprint it was started from ("": unknown, a file of schema
+  // version 2 or older).
+  std::string template_id;
   double requested_at = 0;
   double ready_at = 0;    // 0: not (yet) ready
   double stopped_at = 0;  // 0: still running

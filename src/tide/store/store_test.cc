@@ -62,6 +62,7 @@ TEST_F(StoreTest, ReplicasSurviveReopeningAndTheLatestStateWins) {
     store->put_replica(gone);
     ReplicaRow updated = replica(1, "ready");
     updated.ready_at = 160;
+    updated.template_id = "00c0ffee00c0ffee";
     store->put_replica(updated);
   }  // closing commits what was queued
   auto store = Store::open(file());
@@ -71,6 +72,7 @@ TEST_F(StoreTest, ReplicasSurviveReopeningAndTheLatestStateWins) {
   EXPECT_EQ(live[0].state, "ready");
   EXPECT_EQ(live[0].ready_at, 160);
   EXPECT_EQ(live[0].handle, "local pid=1001");
+  EXPECT_EQ(live[0].template_id, "00c0ffee00c0ffee");
   EXPECT_EQ(live[1].id, 2u);
   EXPECT_EQ(store->max_replica_id("chat"), 3u);
   EXPECT_EQ(store->max_replica_id("other"), 0u);
@@ -175,7 +177,7 @@ TEST_F(StoreTest, AFileOfSchemaVersionOneOpensWithItsDecisionsAndTakesNewOnes) {
   write_version_one_file(file());
   {
     auto store = Store::open(file());
-    EXPECT_EQ(store->meta("schema_version"), "2");
+    EXPECT_EQ(store->meta("schema_version"), "3");
     EXPECT_EQ(store->meta("api_token"), "kept");
     const auto old = store->decisions("chat", 0, 1e12, 10);
     ASSERT_EQ(old.size(), 1u);
@@ -189,22 +191,51 @@ TEST_F(StoreTest, AFileOfSchemaVersionOneOpensWithItsDecisionsAndTakesNewOnes) {
     fresh.utilization = 0.5;
     store->add_decision(fresh);
   }
-  auto store = Store::open(file());  // opens again, now at version 2
+  auto store = Store::open(file());  // opens again, now at version 3
   const auto both = store->decisions("chat", 0, 1e12, 10);
   ASSERT_EQ(both.size(), 2u);
   EXPECT_EQ(both[1].utilization, 0.5);
 }
 
+TEST_F(StoreTest, AFileOfSchemaVersionTwoKeepsItsReplicasWithAnUnknownTemplate) {
+  {
+    auto store = Store::open(file());
+    store->put_replica(replica(1, "ready"));
+  }
+  {  // as tide wrote it before replicas kept their launch template's fingerprint
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(file().c_str(), &db), SQLITE_OK);
+    const int rc = sqlite3_exec(db,
+                                "ALTER TABLE replicas DROP COLUMN template; UPDATE meta SET value "
+                                "= '2' WHERE key = 'schema_version'",
+                                nullptr, nullptr, nullptr);
+    sqlite3_close(db);
+    ASSERT_EQ(rc, SQLITE_OK);
+  }
+  {
+    auto store = Store::open(file());
+    EXPECT_EQ(store->meta("schema_version"), "3");
+    const auto live = store->live_replicas();
+    ASSERT_EQ(live.size(), 1u);
+    EXPECT_EQ(live[0].handle, "local pid=1001");
+    EXPECT_EQ(live[0].template_id, "");
+    ReplicaRow row = live[0];
+    row.template_id = "0123456789abcdef";
+    store->put_replica(row);
+  }
+  EXPECT_EQ(Store::open(file())->live_replicas().at(0).template_id, "0123456789abcdef");
+}
+
 TEST_F(StoreTest, AFileOfANewerSchemaIsRefused) {
   {
     auto store = Store::open(file());
-    store->set_meta("schema_version", "3");
+    store->set_meta("schema_version", "4");
   }
   try {
     Store::open(file());
     FAIL() << "expected StoreError";
   } catch (const StoreError& e) {
-    EXPECT_NE(std::string(e.what()).find("schema version 3"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("schema version 4"), std::string::npos) << e.what();
   }
 }
 
