@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 #include <vector>
 
@@ -203,7 +204,9 @@ TEST(RolloutAfterRestart, AdoptedReplicasOfAnotherTemplateAreReplacedOnceFoundRe
   EXPECT_EQ(s.rollout.state, RolloutStatus::State::kComplete);
   EXPECT_EQ(s.rollout.old_replicas, 0);
   EXPECT_EQ(s.ready, 2);
-  EXPECT_THAT(prov.stopped, ::testing::UnorderedElementsAre(2u, 3u));
+  std::vector<uint64_t> stopped = prov.stopped;
+  std::sort(stopped.begin(), stopped.end());
+  EXPECT_EQ(stopped, (std::vector<uint64_t>{2, 3}));
   for (uint64_t id : prov.launched) EXPECT_EQ(ep.replica(id)->template_id, v2);
 }
 

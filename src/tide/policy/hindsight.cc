@@ -101,19 +101,10 @@ void HindsightFleet::add(Time now, Duration interval, uint64_t arrivals) {
 }
 
 void HindsightFleet::expire(Time now) {
-  const auto expired = [&](const Interval& i) {
-    return i.end <= now - max_window_ ||
-           (i.end <= now - window_ && total_ - i.arrivals >= min_arrivals_);
-  };
-  while (!intervals_.empty() && expired(intervals_.front())) {
+  while (!intervals_.empty() && intervals_.front().end <= now - window_) {
     total_ -= intervals_.front().arrivals;
     intervals_.pop_front();
   }
-}
-
-Duration HindsightFleet::reach(Time now) const {
-  if (intervals_.empty()) return window_;
-  return std::max(window_, now - (intervals_.front().end - intervals_.front().length));
 }
 
 double HindsightFleet::late_share(int replicas, int concurrency, Service service,

@@ -31,11 +31,7 @@ class HindsightFleet {
     double late_share = 0.01;  // of arrivals allowed to wait longer than max_wait
   };
 
-  // Arrivals are kept for `window`, and longer, up to `max_window`, while the window holds fewer
-  // than `min_arrivals`: a window too thin to resolve the share allowed to wait reaches back
-  // until it does (a group of a few hundred requests an hour replays its last few hours).
-  explicit HindsightFleet(Duration window, uint64_t min_arrivals = 0, Duration max_window = {})
-      : window_(window), max_window_(std::max(window, max_window)), min_arrivals_(min_arrivals) {}
+  explicit HindsightFleet(Duration window) : window_(window) {}
 
   // `arrivals` arrived during (now - interval, now].
   void add(Time now, Duration interval, uint64_t arrivals);
@@ -47,8 +43,7 @@ class HindsightFleet {
   // waiting longer than max_wait.
   double late_share(int replicas, int concurrency, Service service, Duration max_wait) const;
   uint64_t arrivals() const { return total_; }
-  // The time the kept arrivals span back from now: the window, or longer while it reaches back.
-  Duration reach(Time now) const;
+  Duration window() const { return window_; }
 
  private:
   static constexpr Duration kRecompute = std::chrono::seconds(30);
@@ -60,8 +55,6 @@ class HindsightFleet {
   void expire(Time now);
 
   Duration window_;
-  Duration max_window_;
-  uint64_t min_arrivals_;
   Time last_{};  // the end of the last interval added
   std::deque<Interval> intervals_;
   uint64_t total_ = 0;

@@ -51,28 +51,6 @@ TEST(HindsightFleet, ForgetsArrivalsOlderThanItsWindowAndCapsAtMaxReplicas) {
   EXPECT_EQ(h.arrivals(), 0u);
 }
 
-TEST(HindsightFleet, AThinWindowReachesBackUntilItResolvesTheTargetAtMostItsLimit) {
-  // A burst of 400 and then 10 a minute for 90 minutes: the 1-h window alone has forgotten the
-  // burst; one that keeps at least 1,000 arrivals (10 late ones at 1%) still replays it.
-  HindsightFleet plain(1h), reaching(1h, 1000, 24h), capped(1h, 1000, 80min);
-  Time now{};
-  const auto add = [&](uint64_t n) {
-    now += 1s;
-    for (HindsightFleet* h : {&plain, &reaching, &capped}) h->add(now, 1s, n);
-  };
-  add(400);
-  for (int i = 0; i < 90 * 60; ++i) add(i % 60 == 0 ? 10 : 0);
-  EXPECT_EQ(plain.arrivals(), 600u);
-  EXPECT_EQ(reaching.arrivals(), 1300u);
-  EXPECT_EQ(reaching.reach(now), now - Time{});
-  EXPECT_EQ(plain.reach(now), 1h);
-  EXPECT_GT(reaching.fleet(now, 8, {4.0, 0}, {2s, 0.01}, 100),
-            plain.fleet(now, 8, {4.0, 0}, {2s, 0.01}, 100));
-  // Past its limit the burst goes even though the window is still thin.
-  EXPECT_EQ(capped.arrivals(), 800u);
-  EXPECT_LE(capped.reach(now), 80min);
-}
-
 TEST(HindsightFleet, ReplaysAtMostTheMostRecentArrivals) {
   // Ten times the cap in the window: the replay's work stays bounded, the answer is the same as
   // for the cap's worth of the same steady traffic.

@@ -178,9 +178,6 @@ struct Sizing {
 class TideDecider final : public Decider {
  public:
   static constexpr double kResolved = 10;
-  // The replay reaches back beyond history_window, at most this far, until its arrivals resolve
-  // the share allowed to wait (as the quiet spells, a day).
-  static constexpr Duration kMaxReach = std::chrono::hours(24);
 
   explicit TideDecider(const config::GroupSpec& group)
       : params_(group.scaling.tide),
@@ -190,9 +187,7 @@ class TideDecider final : public Decider {
         level_(params_.demand_window),
         queue_growth_(params_.demand_window),
         recurring_(params_.prewarm_period, params_.prewarm_cycles),
-        hindsight_(params_.history_window,
-                   static_cast<uint64_t>(std::ceil(kResolved / params_.target_wait_probability)),
-                   kMaxReach) {}
+        hindsight_(params_.history_window) {}
 
   Decision decide(const Observation& o) override {
     observe(o);
@@ -367,7 +362,7 @@ class TideDecider final : public Decider {
   bool replay_covers(const Observation& o, const Sizing& z) const {
     const uint64_t n = hindsight_.arrivals();
     if (n > HindsightFleet::kMaxReplayed) return false;
-    const double seen = std::min(to_seconds(hindsight_.reach(o.now)), to_seconds(o.now - *first_));
+    const double seen = std::min(to_seconds(params_.history_window), to_seconds(o.now - *first_));
     if (seen <= 0) return false;
     const double w = to_seconds(keep_window_);
     const double expected = static_cast<double>(n) / seen * w;
@@ -507,9 +502,9 @@ class TideDecider final : public Decider {
     }
     if (z.warm > 0) {
       why += fmt::format(
-          "; warm headroom: the {} arrivals of the last {} replayed through fixed fleets (service "
-          "scv {:.2f}): {} replicas would have kept P(wait > {}) <= {:g}",
-          hindsight_.arrivals(), format_duration(hindsight_.reach(o.now)), z.scv, z.warm,
+          "; warm headroom: the {} arrivals of the last {} replayed through fixed fleets: {} "
+          "replicas would have kept P(wait > {}) <= {:g}",
+          hindsight_.arrivals(), format_duration(params_.history_window), z.warm,
           format_duration(o.max_wait), params_.target_wait_probability);
       const Time last = last_arrival_.value_or(*first_);
       if (o.now - last >= idle_timeout_)
