@@ -55,7 +55,7 @@ struct Replica {
   uint64_t id = 0;   // unique within the endpoint, never reused
   std::string name;  // "endpoint/group/id", for logs and the API
   int group = 0;
-  int generation = 1;  // of the group's launch template it was started from (see rollout.h)
+  int generation = 1;       // of the group's launch template it was started from (see rollout.h)
   std::string template_id;  // that template's config::launch_template_fingerprint
   ReplicaState state = ReplicaState::kRequested;
   Time requested_at{};

@@ -195,15 +195,17 @@ TEST(RolloutAfterRestart, AdoptedReplicasOfAnotherTemplateAreReplacedOnceFoundRe
   for (double t = 102; t < 140 && ep.status(0).rollout.state == RolloutStatus::State::kRolling;
        t += 1) {
     ep.tick(0, at(t));
+    EXPECT_GE(ep.status(0).ready, 2) << "at " << t << " s: never fewer ready than before";
     for (uint64_t id : prov.launched) {
-      if (ep.replica(id) && ep.replica(id)->state == ReplicaState::kStarting)
+      const Replica* r = ep.replica(id);
+      if (r != nullptr && r->active() && r->state != ReplicaState::kReady)
         prov.events->on_replica_ready(id, at(t + 0.5), "");
     }
   }
   const GroupStatus s = ep.status(0);
   EXPECT_EQ(s.rollout.state, RolloutStatus::State::kComplete);
   EXPECT_EQ(s.rollout.old_replicas, 0);
-  EXPECT_EQ(s.ready, 2);
+  EXPECT_EQ(s.rollout.new_replicas, s.ready);
   std::vector<uint64_t> stopped = prov.stopped;
   std::sort(stopped.begin(), stopped.end());
   EXPECT_EQ(stopped, (std::vector<uint64_t>{2, 3}));
