@@ -21,7 +21,8 @@ namespace tide::store {
 
 namespace {
 
-// 2: decisions.utilization. Older files are migrated when opened (kMigrations).
+// 2: decisions.utilization; 3: replicas.template (the launch template fingerprint). Older files
+// are migrated when opened (kMigrations).
 constexpr int kSchemaVersion = 3;
 
 constexpr const char* kSchema = R"sql(
