@@ -20,12 +20,11 @@ struct Replay {
 // The most recent arrivals (up to kMaxReplayed), spread evenly over their intervals, each with a
 // service time drawn from a fixed seed: the same draws for every fleet tried.
 template <typename Intervals>
-Replay draw(const Intervals& intervals, Time now, HindsightFleet::Service s,
-            uint64_t limit = HindsightFleet::kMaxReplayed) {
+Replay draw(const Intervals& intervals, Time now, HindsightFleet::Service s) {
   Replay r;
   uint64_t n = 0;
   auto first = intervals.end();
-  while (first != intervals.begin() && n < limit) {
+  while (first != intervals.begin() && n < HindsightFleet::kMaxReplayed) {
     --first;
     n += first->arrivals;
   }
@@ -131,25 +130,6 @@ int HindsightFleet::fleet(Time now, int concurrency, Service service, Target tar
   arrived_ = false;
   service_ = service;
   return computed_ = n;
-}
-
-HindsightFleet::Recent HindsightFleet::recent(Time now, const SpeaksForNow& speaks, uint64_t fewest,
-                                              int concurrency, Service service, Target target,
-                                              int max_replicas) {
-  expire(now);
-  if (total_ == 0 || service.mean_s <= 0 || max_replicas <= 0) return recent_ = {};
-  if (recent_at_ != Time{} && now - recent_at_ < kRecompute) return recent_;
-  recent_at_ = now;
-  // The longest run of whole intervals back from now, of at least `fewest` arrivals, whose
-  // rate speaks for the traffic now.
-  uint64_t n = 0, longest = 0;
-  for (auto it = intervals_.rbegin(); it != intervals_.rend() && n < kMaxReplayed; ++it) {
-    n += it->arrivals;
-    if (n >= fewest && speaks(n, to_seconds(now - (it->end - it->length)))) longest = n;
-  }
-  if (longest == 0) return recent_ = {};
-  const Replay r = draw(intervals_, now, service, longest);
-  return recent_ = {smallest(r, concurrency, target, max_replicas), r.arrive.size(), r.span};
 }
 
 }  // namespace tide::policy

@@ -5,7 +5,6 @@
 
 #include <cstdint>
 #include <deque>
-#include <functional>
 
 #include "tide/common/time.h"
 
@@ -43,18 +42,6 @@ class HindsightFleet {
   // The share of the window's arrivals (up to kMaxReplayed) that `replicas` would have kept
   // waiting longer than max_wait.
   double late_share(int replicas, int concurrency, Service service, Duration max_wait) const;
-  // The same replay over only the most recent arrivals, where the rate has risen above the
-  // window's mean: the longest run back from now, of at least `fewest` arrivals, that
-  // `speaks(arrivals, seconds they arrived in)` says speaks for the traffic now. Fleet 0 where
-  // none does. Recomputed once kRecompute has passed.
-  struct Recent {
-    int fleet = 0;
-    uint64_t arrivals = 0;  // replayed
-    double span_s = 0;      // the time they arrived in
-  };
-  using SpeaksForNow = std::function<bool(uint64_t arrivals, double seconds)>;
-  Recent recent(Time now, const SpeaksForNow& speaks, uint64_t fewest, int concurrency,
-                Service service, Target target, int max_replicas);
   uint64_t arrivals() const { return total_; }
   Duration window() const { return window_; }
 
@@ -76,8 +63,6 @@ class HindsightFleet {
   int computed_ = 0;
   bool arrived_ = false;  // an arrival was added since the last replay
   Service service_;       // of the last replay
-  Time recent_at_{};
-  Recent recent_;
 };
 
 }  // namespace tide::policy

@@ -67,42 +67,5 @@ TEST(HindsightFleet, ReplaysAtMostTheMostRecentArrivals) {
             few.fleet(now, 8, {1.0, 1.0}, {1s, 0.01}, 1000));
 }
 
-TEST(HindsightFleet, RecentReplaysTheLongestRunBackFromNowThatSpeaksForNow) {
-  // 40 minutes at 1/s, then 10 at 6/s: the runs back from now whose rate is 6/s are those
-  // within the last 10 minutes, and the longest of them is all of it.
-  HindsightFleet h(1h), since_rise(1h);
-  Time now{};
-  for (int i = 0; i < 3000; ++i) {
-    now += 1s;
-    h.add(now, 1s, i < 2400 ? 1 : 6);
-    if (i >= 2400) since_rise.add(now, 1s, 6);
-  }
-  const HindsightFleet::Service service{4.0, 0.5};
-  const HindsightFleet::Target target{2s, 0.01};
-  const auto fast = [](uint64_t n, double seconds) {
-    return static_cast<double>(n) >= 6 * seconds;
-  };
-  const HindsightFleet::Recent r = h.recent(now, fast, 1000, 8, service, target, 100);
-  EXPECT_EQ(r.arrivals, 3600u);
-  EXPECT_DOUBLE_EQ(r.span_s, 600);
-  EXPECT_EQ(r.fleet, since_rise.fleet(now, 8, service, target, 100));
-  EXPECT_GT(r.fleet, 1);
-}
-
-TEST(HindsightFleet, RecentIsNoneWhereNoRunOfEnoughArrivalsSpeaksForNow) {
-  HindsightFleet few(1h), slow(1h);
-  Time now{};
-  for (int i = 0; i < 600; ++i) {
-    now += 1s;
-    few.add(now, 1s, 1);  // 600 arrivals: fewer than the 1,000 asked for
-    slow.add(now, 1s, 2);
-  }
-  const auto any = [](uint64_t, double) { return true; };
-  const auto never = [](uint64_t, double) { return false; };
-  EXPECT_EQ(few.recent(now, any, 1000, 8, {4.0, 0}, {2s, 0.01}, 100).fleet, 0);
-  EXPECT_EQ(slow.recent(now, never, 1000, 8, {4.0, 0}, {2s, 0.01}, 100).fleet, 0);
-  EXPECT_GT(slow.recent(now + 31s, any, 1000, 8, {4.0, 0}, {2s, 0.01}, 100).fleet, 0);
-}
-
 }  // namespace
 }  // namespace tide::policy

@@ -15,9 +15,7 @@
 //     demand answer in time): the smallest fixed fleet that would have kept the share of late
 //     arrivals under target_wait_probability over the last history_window, found by replaying
 //     the group's arrivals (hindsight.h). It reads bursts at every time scale, and arrivals only:
-//     the group's own start-up backlog is not demand. On a rise above the window's mean, the
-//     latest run of it whose rate speaks for now is replayed alone before Erlang stands in (its
-//     exponential service oversizes smoother traffic by a replica near a boundary).
+//     the group's own start-up backlog is not demand.
 //  4. Backlog: queued requests that the ready slots cannot start within max_wait get replicas at
 //     once. On demand, a free slot starts one at once, a busy one after its request's expected
 //     residual service (longer than the mean for heavy-tailed service times), and each replica
@@ -174,9 +172,6 @@ struct Sizing {
   double scv = 0;
   double lambda = 0, recent = 0, growth = 0, s = 0, load = 0, level = 0, forecast = 0, slots = 0,
          excess = 0;
-  int recent_fleet = 0;  // the replay of the last minutes alone, where the rate rose (0: none)
-  uint64_t recent_arrivals = 0;
-  double recent_span_s = 0;
   int for_slo = 0, in_use = 0, backlog = 0, warm = 0, present = 0, needed = 0;
 };
 
@@ -281,11 +276,8 @@ class TideDecider final : public Decider {
     // than the replay.
     const bool resolved =
         static_cast<double>(hindsight_.arrivals()) * params_.target_wait_probability >= kResolved;
-    const bool replayable = z.warm > 0 && resolved && !z.surge && !z.prewarm;
-    z.replay_sizes = replayable && covers(z, hindsight_.arrivals(), hindsight_seen(o));
-    if (replayable && !z.replay_sizes) size_recent(o, z);
-    z.needed = std::max(
-        z.replay_sizes ? std::max(z.warm, z.recent_fleet) : std::max(z.for_slo, z.warm), z.backlog);
+    z.replay_sizes = z.warm > 0 && resolved && replay_covers(o, z) && !z.surge && !z.prewarm;
+    z.needed = std::max(z.replay_sizes ? z.warm : std::max(z.for_slo, z.warm), z.backlog);
     // A queue is served where it is: while requests wait, the replicas running are kept as long
     // as the requests in service and queued fill them (a queue counted as startable within
     // max_wait by replicas about to be released waits a cold start instead; the rate alone
@@ -362,38 +354,19 @@ class TideDecider final : public Decider {
     if (hindsight_.arrivals() == 0) z.warm = std::max(last_warm_, quiet_.fleet());
   }
 
-  // Whether a replay of n arrivals seen over `seen` seconds speaks for the traffic now: all of
-  // it was replayed (at most kMaxReplayed arrivals: a short replay cannot show a fleet running
-  // near full drifting into a queue), and the steady rate is not above its mean by more than
-  // Poisson noise (three standard deviations over the keep window): on a rise, the last hour's
-  // fleet is too small for the traffic of the next cold start.
-  bool covers(const Sizing& z, uint64_t n, double seen) const {
-    if (n > HindsightFleet::kMaxReplayed || seen <= 0) return false;
+  // Whether the replayed window speaks for the traffic now: all of it was replayed (at most
+  // kMaxReplayed arrivals: a short replay cannot show a fleet running near full drifting into a
+  // queue), and the steady rate is not above the window's mean by more than Poisson noise
+  // (three standard deviations over the keep window): on a rise, the last hour's fleet is too
+  // small for the traffic of the next cold start.
+  bool replay_covers(const Observation& o, const Sizing& z) const {
+    const uint64_t n = hindsight_.arrivals();
+    if (n > HindsightFleet::kMaxReplayed) return false;
+    const double seen = std::min(to_seconds(params_.history_window), to_seconds(o.now - *first_));
+    if (seen <= 0) return false;
     const double w = to_seconds(keep_window_);
     const double expected = static_cast<double>(n) / seen * w;
     return z.lambda * w <= expected + 3 * std::sqrt(expected);
-  }
-
-  double hindsight_seen(const Observation& o) const {
-    return std::min(to_seconds(params_.history_window), to_seconds(o.now - *first_));
-  }
-
-  // Where the rate has risen above the replayed window's mean: the most recent traffic whose
-  // rate speaks for now, replayed alone (the longest such run back from now, of at least the
-  // arrivals that resolve the share allowed to wait). The larger of its fleet and the window's
-  // sizes: M/M/n's exponential service would oversize a mix of less spread, and the window's
-  // fleet holds for the bursts its hour had. Where no such run exists, Erlang sizes.
-  void size_recent(const Observation& o, Sizing& z) {
-    const auto fewest =
-        static_cast<uint64_t>(std::ceil(kResolved / params_.target_wait_probability));
-    const HindsightFleet::Recent r = hindsight_.recent(
-        o.now, [&](uint64_t n, double seen) { return covers(z, n, seen); }, fewest, o.concurrency,
-        service_, {o.max_wait, params_.target_wait_probability}, o.max_replicas);
-    if (r.fleet <= 0) return;
-    z.recent_fleet = r.fleet;
-    z.recent_arrivals = r.arrivals;
-    z.recent_span_s = r.span_s;
-    z.replay_sizes = true;
   }
 
   // Whether a launch on demand is in time: the SLO allows a wait at least as long as a cold
@@ -533,11 +506,6 @@ class TideDecider final : public Decider {
           "replicas would have kept P(wait > {}) <= {:g}",
           hindsight_.arrivals(), format_duration(params_.history_window), z.warm,
           format_duration(o.max_wait), params_.target_wait_probability);
-      if (z.recent_fleet > 0)
-        why += fmt::format(
-            "; the rate is above that hour's mean: the last {} arrivals ({}) alone replayed: {} "
-            "replicas",
-            z.recent_arrivals, format_duration(from_seconds(z.recent_span_s)), z.recent_fleet);
       const Time last = last_arrival_.value_or(*first_);
       if (o.now - last >= idle_timeout_)
         why += fmt::format(" (quiet for {}, held through quiet spells for {}: {})",
