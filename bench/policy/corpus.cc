@@ -296,19 +296,29 @@ Family heavy_tail_family() {
 }
 
 Family diurnal_family() {
-  auto diurnal = [](double rate, Duration d, uint64_t seed) {
+  auto diurnal = [](double rate, Duration d, uint64_t seed, Duration period = 24h) {
     return [=](const TraceFiles&) {
-      sim::SyntheticSource s(sim::SyntheticSource::Shape::kDiurnal, rate, d, 24h, seed);
+      sim::SyntheticSource s(sim::SyntheticSource::Shape::kDiurnal, rate, d, period, seed);
       return sim::collect(s);
     };
   };
-  return {"diurnal",
-          {workload("diurnal-2d", "24 h sine between 0.2 and 2 req/s, 2 days",
-                    make_config({"2s", 8, "90s", 10, "{model: lognormal, median: 2s, sigma: 0.5}"}),
-                    diurnal(2, 48h, 9)),
-           workload("diurnal-1d-long-slo", "24 h sine between 0.05 and 0.5 req/s, 1 day, SLO 5 min",
-                    make_config({"5m", 2, "3m", 10, "{model: lognormal, median: 5s, sigma: 0.8}"}),
-                    diurnal(0.5, 24h, 10))}};
+  return {
+      "diurnal",
+      {workload("diurnal-2d", "24 h sine between 0.2 and 2 req/s, 2 days",
+                make_config({"2s", 8, "90s", 10, "{model: lognormal, median: 2s, sigma: 0.5}"}),
+                diurnal(2, 48h, 9)),
+       workload("diurnal-1d-long-slo", "24 h sine between 0.05 and 0.5 req/s, 1 day, SLO 5 min",
+                make_config({"5m", 2, "3m", 10, "{model: lognormal, median: 5s, sigma: 0.8}"}),
+                diurnal(0.5, 24h, 10)),
+       // Added after the first split (2026-12-06), appended so that no earlier workload
+       // changes set: rises far faster than a day's, which comparison.md's synthetic checks
+       // had shown to decide rules that the two diurnals above do not.
+       workload("diurnal-readme-demo",
+                "the README demo's: 2 h sine between 1.2 and 12 req/s, 4 h (examples/demo.yaml)",
+                load_example("demo.yaml"), diurnal(12, 4h, 20, 2h)),
+       workload("diurnal-fast-4-40",
+                "4 h sine between 4 and 40 req/s, 8 h (examples/synthetic.yaml)",
+                load_example("synthetic.yaml"), diurnal(40, 8h, 21, 4h))}};
 }
 
 Family step_family() {
