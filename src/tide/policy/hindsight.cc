@@ -20,11 +20,12 @@ struct Replay {
 // The most recent arrivals (up to kMaxReplayed), spread evenly over their intervals, each with a
 // service time drawn from a fixed seed: the same draws for every fleet tried.
 template <typename Intervals>
-Replay draw(const Intervals& intervals, Time now, HindsightFleet::Service s) {
+Replay draw(const Intervals& intervals, Time now, HindsightFleet::Service s,
+            uint64_t limit = HindsightFleet::kMaxReplayed) {
   Replay r;
   uint64_t n = 0;
   auto first = intervals.end();
-  while (first != intervals.begin() && n < HindsightFleet::kMaxReplayed) {
+  while (first != intervals.begin() && n < limit) {
     --first;
     n += first->arrivals;
   }
@@ -88,10 +89,88 @@ int smallest(const Replay& r, int concurrency, HindsightFleet::Target target, in
   return lo;
 }
 
+// Arrivals per bin, with prefix sums for the tests below: of the counts and their squares, and
+// of the squared steps between neighbouring bins and of the pairs' counts.
+struct Bins {
+  explicit Bins(const std::vector<double>& count) : sums(count.size() + 1, 0.0) {
+    sq_sums = steps = pairs = sums;
+    for (size_t i = 0; i < count.size(); ++i) {
+      sums[i + 1] = sums[i] + count[i];
+      sq_sums[i + 1] = sq_sums[i] + count[i] * count[i];
+      const double step = i + 1 < count.size() ? count[i + 1] - count[i] : 0;
+      steps[i + 1] = steps[i] + step * step;
+      pairs[i + 1] = pairs[i] + (i + 1 < count.size() ? count[i] + count[i + 1] : 0);
+    }
+  }
+  std::vector<double> sums, sq_sums, steps, pairs;
+};
+
+// How many standard errors of the difference (Welch) bins [a, k) held more arrivals per bin than
+// bins [k, b), each part's variance taken at least Poisson's (its mean).
+double fall(const Bins& s, size_t a, size_t k, size_t b) {
+  auto moments = [&](size_t from, size_t to) {
+    const double n = static_cast<double>(to - from);
+    const double mean = (s.sums[to] - s.sums[from]) / n;
+    const double var = (s.sq_sums[to] - s.sq_sums[from] - n * mean * mean) / (n - 1);
+    return std::pair{mean, std::max(var, mean) / n};
+  };
+  const auto [older, older_se2] = moments(a, k);
+  const auto [newer, newer_se2] = moments(k, b);
+  const double se = std::sqrt(older_se2 + newer_se2);
+  return se > 0 ? (older - newer) / se : 0;
+}
+
+// Whether bins [a, k) and [k, b) each spread no more than Poisson counts do around a rate that
+// moves slowly. For Poisson counts, a step between neighbours x, y has E[(y - x)^2] = E[x + y],
+// whatever the rate, and a slow trend barely adds to it: the sum of squared steps within the
+// parts is within three standard errors of the sum of their pairs' counts (the ratio's relative
+// standard error is about sqrt(3 / pairs)). The steps into and out of bin k are left out: a fall
+// within bin k's minute splits it over both. Bursty traffic spreads far beyond it.
+bool smooth(const Bins& s, size_t a, size_t k, size_t b) {
+  // Steps from bin i to i + 1 for i in [a, b - 1), less those for i = k - 1 and k.
+  const double steps = s.steps[b - 1] - s.steps[a] - (s.steps[k + 1] - s.steps[k - 1]);
+  const double pairs = s.pairs[b - 1] - s.pairs[a] - (s.pairs[k + 1] - s.pairs[k - 1]);
+  const auto n = static_cast<double>(b - a - 3);
+  return pairs > 0 && steps <= pairs * (1 + 3 * std::sqrt(3 / n));
+}
+
 }  // namespace
+
+uint64_t HindsightFleet::since_fall(Time now, uint64_t fewest) const {
+  const auto bins = static_cast<size_t>(std::min(window_, now - began_) / kFallBin);
+  if (bins < 2 * kFallMinBins) return total_;
+  // Arrivals per bin of the time the group has been seen, the last bin ending now.
+  std::vector<double> count(bins, 0.0);
+  for (const Interval& it : intervals_) {
+    const auto ago = static_cast<size_t>((now - it.end) / kFallBin);
+    if (ago < bins) count[bins - 1 - ago] += static_cast<double>(it.arrivals);
+  }
+  const Bins s(count);
+  // Binary segmentation: the clearest fall of the part left (if beyond three standard errors),
+  // then the clearest in the part after it, until the part left holds none.
+  size_t start = 0;
+  for (;;) {
+    size_t cut = 0;
+    double clearest = 3;
+    for (size_t k = start + kFallMinBins; k + kFallMinBins <= bins; ++k) {
+      const double t = fall(s, start, k, bins);
+      if (t > clearest && smooth(s, start, k, bins)) {
+        clearest = t;
+        cut = k;
+      }
+    }
+    if (cut == 0) break;
+    start = cut;
+  }
+  if (start == 0) return total_;
+  // The fall's own bin is left out: a fall within its minute leaves it partly before the fall.
+  const auto since = static_cast<uint64_t>(s.sums[bins] - s.sums[start + 1]);
+  return std::min(total_, std::max(since, fewest));
+}
 
 void HindsightFleet::add(Time now, Duration interval, uint64_t arrivals) {
   last_ = std::max(last_, now);
+  if (began_ == Time{}) began_ = now - interval;
   if (arrivals > 0) {
     intervals_.push_back({now, interval, arrivals});
     total_ += arrivals;
@@ -121,7 +200,11 @@ int HindsightFleet::fleet(Time now, int concurrency, Service service, Target tar
     return computed_;
   computed_at_ = now;
   computed_total_ = total_;
-  int n = smallest(draw(intervals_, now, service), concurrency, target, max_replicas);
+  // Traffic older than a fall of the rate speaks no more for the traffic now: the replay starts
+  // after it, with at least the arrivals that resolve the late share allowed.
+  replayed_ = since_fall(now, static_cast<uint64_t>(std::ceil(kResolved / target.late_share)));
+  int n = smallest(draw(intervals_, now, service, std::min(replayed_, kMaxReplayed)), concurrency,
+                   target, max_replicas);
   // Without a new arrival or a new service estimate, only old arrivals left the window: no
   // evidence of more demand (a burst leaving makes the later ones a larger share), so the fleet
   // found does not grow.

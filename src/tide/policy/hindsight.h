@@ -14,13 +14,16 @@ namespace tide::policy {
 // within each interval, twice: the first pass a burn-in) through N replicas of `concurrency` slots,
 // first come first served, with service times drawn lognormal of the measured mean and squared
 // coefficient of variation, the same draws for every N. The answer is the smallest N whose share of
-// arrivals waiting longer than max_wait is at most the target. It reads bursts at every time scale
-// the window holds, and counts arrivals only: a backlog the group built itself while its replicas
-// were starting is not demand.
+// arrivals waiting longer than max_wait is at most the target. Where smooth traffic has fallen
+// within the window, only the arrivals since the fall are replayed (since_fall). It reads bursts at
+// every time scale the window holds, and counts arrivals only: a backlog the group built itself
+// while its replicas were starting is not demand.
 class HindsightFleet {
  public:
   static constexpr uint64_t kMaxReplayed = 50'000;  // the most recent arrivals replayed
   static constexpr double kMaxScv = 25;             // service spread taken at most this
+  // A window resolves the late share allowed once it holds this many late arrivals at it.
+  static constexpr double kResolved = 10;
 
   struct Service {
     double mean_s = 0;
@@ -43,6 +46,8 @@ class HindsightFleet {
   // waiting longer than max_wait.
   double late_share(int replicas, int concurrency, Service service, Duration max_wait) const;
   uint64_t arrivals() const { return total_; }
+  // The arrivals the last fleet() replayed: the window's since its last fall (see since_fall).
+  uint64_t replayed() const { return replayed_; }
   Duration window() const { return window_; }
 
  private:
@@ -53,16 +58,27 @@ class HindsightFleet {
     uint64_t arrivals;
   };
   void expire(Time now);
+  // The window's arrivals since its last fall, where the window's traffic is as smooth as
+  // Poisson's (a diurnal's fall, not the lull after a burst): counted per kFallBin, a fall is a
+  // point where the bins before it held more arrivals than those after it by more than three
+  // standard errors (at least kFallMinBins on each side); after each fall, earliest first, the
+  // search goes on after it. At least `fewest` (reaching back past the fall); all of the window
+  // where its counts spread beyond Poisson's (bursts that may come back) or no fall is found.
+  uint64_t since_fall(Time now, uint64_t fewest) const;
+  static constexpr Duration kFallBin = std::chrono::minutes(1);
+  static constexpr size_t kFallMinBins = 5;
 
   Duration window_;
-  Time last_{};  // the end of the last interval added
+  Time last_{};   // the end of the last interval added
+  Time began_{};  // the start of the first interval added
   std::deque<Interval> intervals_;
   uint64_t total_ = 0;
   Time computed_at_{};
   uint64_t computed_total_ = 0;
   int computed_ = 0;
-  bool arrived_ = false;  // an arrival was added since the last replay
-  Service service_;       // of the last replay
+  bool arrived_ = false;   // an arrival was added since the last replay
+  Service service_;        // of the last replay
+  uint64_t replayed_ = 0;  // arrivals the last replay held
 };
 
 }  // namespace tide::policy

@@ -67,5 +67,53 @@ TEST(HindsightFleet, ReplaysAtMostTheMostRecentArrivals) {
             few.fleet(now, 8, {1.0, 1.0}, {1s, 0.01}, 1000));
 }
 
+// `seconds` of `per_s` arrivals every second.
+Time add_steady(HindsightFleet& h, Time now, int seconds, uint64_t per_s) {
+  for (int i = 0; i < seconds; ++i) h.add(now += 1s, 1s, per_s);
+  return now;
+}
+
+TEST(HindsightFleet, SmoothTrafficThatFellIsReplayedOnlyFromTheFallOn) {
+  // Half an hour at 10/s, then half an hour at 2/s (4 s each): what the hour's first half
+  // needed speaks no more for the traffic now.
+  HindsightFleet h(1h), after(1h);
+  Time now = add_steady(h, Time{}, 1800, 10);
+  now = add_steady(h, now, 1800, 2);
+  add_steady(after, Time{} + 1800s, 1800, 2);
+  const int fleet = h.fleet(now, 8, {4.0, 0}, {2s, 0.01}, 100);
+  EXPECT_EQ(h.replayed(), 3600u - 120u) << "the fall's own minute is left out";
+  EXPECT_EQ(fleet, after.fleet(now, 8, {4.0, 0}, {2s, 0.01}, 100));
+  EXPECT_LT(fleet, 5) << "40 in service before the fall need 5 replicas or more";
+}
+
+TEST(HindsightFleet, AFallKeepsTheArrivalsThatResolveTheShareAllowedToWait) {
+  // Six minutes at 1/s after the fall: 360 arrivals cannot show 1% waiting; the replay reaches
+  // back before the fall for the 1,000 that can.
+  HindsightFleet h(1h);
+  Time now = add_steady(h, Time{}, 1800, 10);
+  now = add_steady(h, now, 360, 1);
+  h.fleet(now, 8, {4.0, 0}, {2s, 0.01}, 100);
+  EXPECT_EQ(h.replayed(), 1000u);
+}
+
+TEST(HindsightFleet, BurstsThatStoppedAreStillReplayed) {
+  // Batches of 200 every 3 minutes for half an hour, then 1/s: the lull after bursts is no
+  // fall (the counts spread far beyond Poisson's), and the bursts may come back.
+  HindsightFleet h(1h);
+  Time now = add_batches(h, 200, 3min, 10);
+  now = add_steady(h, now, 1800, 1);
+  const int fleet = h.fleet(now, 8, {4.0, 0}, {2s, 0.01}, 100);
+  EXPECT_EQ(h.replayed(), h.arrivals());
+  EXPECT_GE(fleet, 20) << "a batch of 200 needs 25 replicas to start within 2 s";
+}
+
+TEST(HindsightFleet, ARiseIsNoFall) {
+  HindsightFleet h(1h);
+  Time now = add_steady(h, Time{}, 1800, 2);
+  now = add_steady(h, now, 1800, 10);
+  h.fleet(now, 8, {4.0, 0}, {2s, 0.01}, 100);
+  EXPECT_EQ(h.replayed(), h.arrivals());
+}
+
 }  // namespace
 }  // namespace tide::policy

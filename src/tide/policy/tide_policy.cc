@@ -177,7 +177,7 @@ struct Sizing {
 
 class TideDecider final : public Decider {
  public:
-  static constexpr double kResolved = 10;
+  static constexpr double kResolved = HindsightFleet::kResolved;
 
   explicit TideDecider(const config::GroupSpec& group)
       : params_(group.scaling.tide),
@@ -502,10 +502,13 @@ class TideDecider final : public Decider {
     }
     if (z.warm > 0) {
       why += fmt::format(
-          "; warm headroom: the {} arrivals of the last {} replayed through fixed fleets: {} "
+          "; warm headroom: the {} arrivals of the last {}{} replayed through fixed fleets: {} "
           "replicas would have kept P(wait > {}) <= {:g}",
-          hindsight_.arrivals(), format_duration(params_.history_window), z.warm,
-          format_duration(o.max_wait), params_.target_wait_probability);
+          hindsight_.arrivals(), format_duration(params_.history_window),
+          hindsight_.replayed() < hindsight_.arrivals()
+              ? fmt::format(" (the {} since the rate fell)", hindsight_.replayed())
+              : "",
+          z.warm, format_duration(o.max_wait), params_.target_wait_probability);
       const Time last = last_arrival_.value_or(*first_);
       if (o.now - last >= idle_timeout_)
         why += fmt::format(" (quiet for {}, held through quiet spells for {}: {})",

@@ -322,6 +322,21 @@ TEST(TidePolicy, ARisingLoadIsSizedOnItsRateNowNotOnTheLastHoursReplay) {
   EXPECT_GE(l.current, 8) << d.reason;
 }
 
+TEST(TidePolicy, AFallingLoadIsSizedOnTheTrafficSinceTheFallNotTheWholeHour) {
+  // Poisson 12/s for half an hour, then 3/s (4 s each). Within minutes of the fall the group
+  // needs what 12 in service need, not the hour's replay that holds the 48 before it.
+  Loop l;
+  Random rng(4);
+  InFlight flight(4);
+  Decision d;
+  for (int i = 0; i < 1800; ++i) d = poisson_second(l, rng, flight, 12, 4.0);
+  const int before = l.current;
+  for (int i = 0; i < 900; ++i) d = poisson_second(l, rng, flight, 3, 4.0);
+  EXPECT_GE(before, 7) << d.reason;
+  EXPECT_LE(l.current, 3) << d.reason;
+  EXPECT_TRUE(has(d, "since the rate fell")) << d.reason;
+}
+
 TEST(TidePolicy, RequestsQueuedAfterABurstKeepTheReplicasThatServeThem) {
   // SLO 10 min, longer than the 5 min cold start: a burst (20 s each) fills 20 replicas of 8
   // slots and leaves 169 queued when arrivals stop. The ready replicas could start them
