@@ -48,6 +48,8 @@ class HindsightFleet {
   uint64_t arrivals() const { return total_; }
   // The arrivals the last fleet() replayed: the window's since its last fall (see since_fall).
   uint64_t replayed() const { return replayed_; }
+  // Whether the last fleet() replayed only the arrivals since a fall.
+  bool since_a_fall() const { return replayed_ < computed_total_; }
   Duration window() const { return window_; }
 
  private:

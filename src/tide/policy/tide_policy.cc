@@ -505,7 +505,7 @@ class TideDecider final : public Decider {
           "; warm headroom: the {} arrivals of the last {}{} replayed through fixed fleets: {} "
           "replicas would have kept P(wait > {}) <= {:g}",
           hindsight_.arrivals(), format_duration(params_.history_window),
-          hindsight_.replayed() < hindsight_.arrivals()
+          hindsight_.since_a_fall()
               ? fmt::format(" (the {} since the rate fell)", hindsight_.replayed())
               : "",
           z.warm, format_duration(o.max_wait), params_.target_wait_probability);
