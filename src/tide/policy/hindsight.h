@@ -24,6 +24,9 @@ class HindsightFleet {
   static constexpr double kMaxScv = 25;             // service spread taken at most this
   // A window resolves the late share allowed once it holds this many late arrivals at it.
   static constexpr double kResolved = 10;
+  // Falls of the rate (since_fall) are sought in arrivals counted per kFallBin.
+  static constexpr Duration kFallBin = std::chrono::seconds(30);
+  static constexpr size_t kFallMinBins = 10;  // on each side of a fall
 
   struct Service {
     double mean_s = 0;
@@ -60,15 +63,14 @@ class HindsightFleet {
     uint64_t arrivals;
   };
   void expire(Time now);
-  // The window's arrivals since its last fall, where the window's traffic is as smooth as
-  // Poisson's (a diurnal's fall, not the lull after a burst): counted per kFallBin, a fall is a
-  // point where the bins before it held more arrivals than those after it by more than three
-  // standard errors (at least kFallMinBins on each side); after each fall, earliest first, the
-  // search goes on after it. At least `fewest` (reaching back past the fall); all of the window
-  // where its counts spread beyond Poisson's (bursts that may come back) or no fall is found.
+  // The window's arrivals since its last fall of smooth traffic (a diurnal's fall, not the lull
+  // after a burst). Counted per kFallBin, a fall is a point where the bins before it held more
+  // arrivals than those after it by more than three standard errors (at least kFallMinBins, five
+  // minutes, on each side), and both sides spread no more than Poisson counts do around a slowly
+  // moving rate. The clearest fall is taken, then the clearest after it, until none is left; the
+  // replay starts after the last one's bin, with at least `fewest` arrivals (reaching back past
+  // the fall). All of the window where no fall is found.
   uint64_t since_fall(Time now, uint64_t fewest) const;
-  static constexpr Duration kFallBin = std::chrono::minutes(1);
-  static constexpr size_t kFallMinBins = 5;
 
   Duration window_;
   Time last_{};   // the end of the last interval added
