@@ -15,7 +15,8 @@
 //     demand answer in time): the smallest fixed fleet that would have kept the share of late
 //     arrivals under target_wait_probability over the last history_window, found by replaying
 //     the group's arrivals (hindsight.h). It reads bursts at every time scale, and arrivals only:
-//     the group's own start-up backlog is not demand.
+//     the group's own start-up backlog is not demand. Where smooth traffic fell within the
+//     window, only the arrivals since the fall are replayed: the older ones speak no more for now.
 //  4. Backlog: queued requests that the ready slots cannot start within max_wait get replicas at
 //     once. On demand, a free slot starts one at once, a busy one after its request's expected
 //     residual service (longer than the mean for heavy-tailed service times), and each replica
