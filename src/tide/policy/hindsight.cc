@@ -120,24 +120,35 @@ double fall(const Bins& s, size_t a, size_t k, size_t b) {
   return se > 0 ? (older - newer) / se : 0;
 }
 
-// Whether bins [a, k) and [k, b) each spread no more than Poisson counts do around a rate that
-// moves slowly. For Poisson counts, a step between neighbours x, y has E[(y - x)^2] = E[x + y],
-// whatever the rate, and a slow trend barely adds to it: the sum of squared steps within the
-// parts is within three standard errors of the sum of their pairs' counts (the ratio's relative
-// standard error is about sqrt(3 / pairs)). The steps into and out of bin k are left out: a fall
-// within bin k's minute splits it over both. Bursty traffic spreads far beyond it.
+// Whether counts spread no more than Poisson counts do around a rate that moves slowly. For
+// Poisson counts, a step between neighbours x, y has E[(y - x)^2] = E[x + y], whatever the rate,
+// and a slow trend barely adds to it: the sum of `n` squared steps is within three standard
+// errors of the sum of their pairs' counts (the ratio's relative standard error is about
+// sqrt(3 / n)). Bursty traffic spreads far beyond it.
+bool poisson_spread(double steps, double pairs, double n) {
+  return pairs > 0 && steps <= pairs * (1 + 3 * std::sqrt(3 / n));
+}
+
+// Whether bins [a, b) spread like Poisson counts.
+bool smooth(const Bins& s, size_t a, size_t b) {
+  return poisson_spread(s.steps[b - 1] - s.steps[a], s.pairs[b - 1] - s.pairs[a],
+                        static_cast<double>(b - a - 1));
+}
+
+// Whether bins [a, k) and [k, b) each spread like Poisson counts. The steps into and out of bin
+// k are left out: a fall within bin k splits it over both.
 bool smooth(const Bins& s, size_t a, size_t k, size_t b) {
   // Steps from bin i to i + 1 for i in [a, b - 1), less those for i = k - 1 and k.
-  const double steps = s.steps[b - 1] - s.steps[a] - (s.steps[k + 1] - s.steps[k - 1]);
-  const double pairs = s.pairs[b - 1] - s.pairs[a] - (s.pairs[k + 1] - s.pairs[k - 1]);
-  const auto n = static_cast<double>(b - a - 3);
-  return pairs > 0 && steps <= pairs * (1 + 3 * std::sqrt(3 / n));
+  return poisson_spread(s.steps[b - 1] - s.steps[a] - (s.steps[k + 1] - s.steps[k - 1]),
+                        s.pairs[b - 1] - s.pairs[a] - (s.pairs[k + 1] - s.pairs[k - 1]),
+                        static_cast<double>(b - a - 3));
 }
 
 }  // namespace
 
-uint64_t HindsightFleet::since_fall(Time now, uint64_t fewest) const {
+uint64_t HindsightFleet::since_fall(Time now, uint64_t fewest) {
   const auto bins = static_cast<size_t>(std::min(window_, now - began_) / kFallBin);
+  smooth_ = false;
   if (bins < 2 * kFallMinBins) return total_;
   // Arrivals per bin of the time the group has been seen, the last bin ending now.
   std::vector<double> count(bins, 0.0);
@@ -146,6 +157,7 @@ uint64_t HindsightFleet::since_fall(Time now, uint64_t fewest) const {
     if (ago < bins) count[bins - 1 - ago] += static_cast<double>(it.arrivals);
   }
   const Bins s(count);
+  smooth_ = smooth(s, 0, bins);
   // Binary segmentation: the clearest fall of the part left (if beyond three standard errors),
   // then the clearest in the part after it, until the part left holds none.
   size_t start = 0;

@@ -53,6 +53,10 @@ class HindsightFleet {
   uint64_t replayed() const { return replayed_; }
   // Whether the last fleet() replayed only the arrivals since a fall.
   bool since_a_fall() const { return replayed_ < computed_total_; }
+  // Whether the window's counts, as the last fleet() found them (at least 10 minutes of them),
+  // spread no more than Poisson counts around a slowly moving rate: arrivals that Erlang's
+  // Poisson assumption fits.
+  bool smooth_traffic() const { return smooth_; }
   Duration window() const { return window_; }
 
  private:
@@ -70,7 +74,7 @@ class HindsightFleet {
   // moving rate. The clearest fall is taken, then the clearest after it, until none is left; the
   // replay starts after the last one's bin, with at least `fewest` arrivals (reaching back past
   // the fall). All of the window where no fall is found.
-  uint64_t since_fall(Time now, uint64_t fewest) const;
+  uint64_t since_fall(Time now, uint64_t fewest);
 
   Duration window_;
   Time last_{};   // the end of the last interval added
@@ -80,9 +84,10 @@ class HindsightFleet {
   Time computed_at_{};
   uint64_t computed_total_ = 0;
   int computed_ = 0;
-  bool arrived_ = false;   // an arrival was added since the last replay
-  Service service_;        // of the last replay
-  uint64_t replayed_ = 0;  // arrivals the last replay held
+  bool arrived_ = false;  // an arrival was added since the last replay
+  Service service_;       // of the last replay
+  uint64_t replayed_ = 0;
+  bool smooth_ = false;  // arrivals the last replay held
 };
 
 }  // namespace tide::policy

@@ -108,6 +108,16 @@ TEST(HindsightFleet, BurstsThatStoppedAreStillReplayed) {
   EXPECT_GE(fleet, 20) << "a batch of 200 needs 25 replicas to start within 2 s";
 }
 
+TEST(HindsightFleet, TellsPoissonLikeArrivalsFromBursts) {
+  HindsightFleet steady(1h), batches(1h);
+  Time now = add_steady(steady, Time{}, 1200, 5);
+  steady.fleet(now, 8, {4.0, 0}, {2s, 0.01}, 100);
+  EXPECT_TRUE(steady.smooth_traffic());
+  now = add_batches(batches, 200, 3min, 7);
+  batches.fleet(now, 8, {4.0, 0}, {2s, 0.01}, 100);
+  EXPECT_FALSE(batches.smooth_traffic());
+}
+
 TEST(HindsightFleet, ARiseIsNoFall) {
   HindsightFleet h(1h);
   Time now = add_steady(h, Time{}, 1800, 2);

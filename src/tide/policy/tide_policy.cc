@@ -171,6 +171,7 @@ struct Sizing {
   bool surge = false, prewarm = false, replay_sizes = false;
   RecurringRise::Rise rise;
   double scv = 0;
+  double smoother = 1;  // Allen-Cunneen's factor on Erlang's tail exponent
   double lambda = 0, recent = 0, growth = 0, s = 0, load = 0, level = 0, forecast = 0, slots = 0,
          excess = 0;
   int for_slo = 0, in_use = 0, backlog = 0, warm = 0, present = 0, needed = 0;
@@ -332,7 +333,13 @@ class TideDecider final : public Decider {
   // at least the replicas in use.
   void size_slots(const Observation& o, Sizing& z) const {
     const double c = std::max(1, o.concurrency);
-    const double t_over_s = z.s > 0 ? to_seconds(o.max_wait) / z.s : 0.0;
+    // Erlang's tail assumes exponential service. Where the replay measured the arrivals as
+    // Poisson-like (ca^2 = 1), smoother service shortens the tail by Allen-Cunneen's factor
+    // (ca^2 + cs^2) / 2; bursty arrivals keep M/M/n's margin.
+    z.smoother = warm_headroom(o) && hindsight_.smooth_traffic() && service_.scv < 1
+                     ? 2 / (1 + service_.scv)
+                     : 1;
+    const double t_over_s = z.s > 0 ? z.smoother * to_seconds(o.max_wait) / z.s : 0.0;
     z.slots = slots_for(on_demand(o) && z.s > 0 && !z.prewarm ? evident_load(o, z) : z.forecast,
                         t_over_s, params_.target_wait_probability);
     z.for_slo = static_cast<int>(std::ceil(z.slots / c));
@@ -490,6 +497,10 @@ class TideDecider final : public Decider {
         z.load, z.surge ? "surge" : "steady", z.lambda, z.s, std::ceil(z.slots),
         format_duration(o.max_wait), params_.target_wait_probability, z.for_slo,
         std::max(0.0, std::ceil(z.excess)), format_duration(o.max_wait), z.backlog);
+    if (z.smoother > 1)
+      why += fmt::format(
+          " (Poisson-like arrivals, service scv {:.2f}: Erlang's tail x 2 / (1 + scv) = {:.2f})",
+          service_.scv, z.smoother);
     if (z.in_use > 0 && z.in_use * std::max(1, o.concurrency) >= z.slots)
       why += fmt::format("; on demand: {} in service keep {} in use", o.in_flight, z.in_use);
     if (z.present > std::max(z.for_slo, z.backlog))
