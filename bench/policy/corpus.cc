@@ -161,11 +161,16 @@ std::function<Trace(const TraceFiles&)> generated(Options o, Duration d, uint64_
   };
 }
 
-std::function<Trace(const TraceFiles&)> poisson(double rate, Duration d, uint64_t seed) {
+std::function<Trace(const TraceFiles&)> synthetic(sim::SyntheticSource::Shape shape, double rate,
+                                                  Duration d, Duration period, uint64_t seed) {
   return [=](const TraceFiles&) {
-    sim::SyntheticSource s(sim::SyntheticSource::Shape::kPoisson, rate, d, 0s, seed);
+    sim::SyntheticSource s(shape, rate, d, period, seed);
     return sim::collect(s);
   };
+}
+
+std::function<Trace(const TraceFiles&)> poisson(double rate, Duration d, uint64_t seed) {
+  return synthetic(sim::SyntheticSource::Shape::kPoisson, rate, d, 0s, seed);
 }
 
 Family azure_llm() {
@@ -297,10 +302,7 @@ Family heavy_tail_family() {
 
 Family diurnal_family() {
   auto diurnal = [](double rate, Duration d, uint64_t seed, Duration period = 24h) {
-    return [=](const TraceFiles&) {
-      sim::SyntheticSource s(sim::SyntheticSource::Shape::kDiurnal, rate, d, period, seed);
-      return sim::collect(s);
-    };
+    return synthetic(sim::SyntheticSource::Shape::kDiurnal, rate, d, period, seed);
   };
   return {
       "diurnal",

@@ -146,10 +146,9 @@ bool smooth(const Bins& s, size_t a, size_t k, size_t b) {
 
 }  // namespace
 
-uint64_t HindsightFleet::since_fall(Time now, uint64_t fewest) {
+HindsightFleet::Fall HindsightFleet::since_fall(Time now, uint64_t fewest) const {
   const auto bins = static_cast<size_t>(std::min(window_, now - began_) / kFallBin);
-  smooth_ = false;
-  if (bins < 2 * kFallMinBins) return total_;
+  if (bins < 2 * kFallMinBins) return {total_, false};
   // Arrivals per bin of the time the group has been seen, the last bin ending now.
   std::vector<double> count(bins, 0.0);
   for (const Interval& it : intervals_) {
@@ -157,7 +156,7 @@ uint64_t HindsightFleet::since_fall(Time now, uint64_t fewest) {
     if (ago < bins) count[bins - 1 - ago] += static_cast<double>(it.arrivals);
   }
   const Bins s(count);
-  smooth_ = smooth(s, 0, bins);
+  const bool poisson_like = smooth(s, 0, bins);
   // Binary segmentation: the clearest fall of the part left (if beyond three standard errors),
   // then the clearest in the part after it, until the part left holds none.
   size_t start = 0;
@@ -174,10 +173,10 @@ uint64_t HindsightFleet::since_fall(Time now, uint64_t fewest) {
     if (cut == 0) break;
     start = cut;
   }
-  if (start == 0) return total_;
+  if (start == 0) return {total_, poisson_like};
   // The fall's own bin is left out: a fall within its minute leaves it partly before the fall.
   const auto since = static_cast<uint64_t>(s.sums[bins] - s.sums[start + 1]);
-  return std::min(total_, std::max(since, fewest));
+  return {std::min(total_, std::max(since, fewest)), poisson_like};
 }
 
 void HindsightFleet::add(Time now, Duration interval, uint64_t arrivals) {
@@ -214,7 +213,10 @@ int HindsightFleet::fleet(Time now, int concurrency, Service service, Target tar
   computed_total_ = total_;
   // Traffic older than a fall of the rate speaks no more for the traffic now: the replay starts
   // after it, with at least the arrivals that resolve the late share allowed.
-  replayed_ = since_fall(now, static_cast<uint64_t>(std::ceil(kResolved / target.late_share)));
+  const Fall fall =
+      since_fall(now, static_cast<uint64_t>(std::ceil(kResolved / target.late_share)));
+  replayed_ = fall.since;
+  smooth_ = fall.smooth;
   int n = smallest(draw(intervals_, now, service, std::min(replayed_, kMaxReplayed)), concurrency,
                    target, max_replicas);
   // Without a new arrival or a new service estimate, only old arrivals left the window: no

@@ -74,7 +74,11 @@ class HindsightFleet {
   // moving rate. The clearest fall is taken, then the clearest after it, until none is left; the
   // replay starts after the last one's bin, with at least `fewest` arrivals (reaching back past
   // the fall). All of the window where no fall is found.
-  uint64_t since_fall(Time now, uint64_t fewest);
+  struct Fall {
+    uint64_t since = 0;   // arrivals to replay
+    bool smooth = false;  // the whole window's counts spread like Poisson's
+  };
+  Fall since_fall(Time now, uint64_t fewest) const;
 
   Duration window_;
   Time last_{};   // the end of the last interval added
@@ -84,10 +88,10 @@ class HindsightFleet {
   Time computed_at_{};
   uint64_t computed_total_ = 0;
   int computed_ = 0;
-  bool arrived_ = false;  // an arrival was added since the last replay
-  Service service_;       // of the last replay
-  uint64_t replayed_ = 0;
-  bool smooth_ = false;  // arrivals the last replay held
+  bool arrived_ = false;   // an arrival was added since the last replay
+  Service service_;        // of the last replay
+  uint64_t replayed_ = 0;  // arrivals the last replay held
+  bool smooth_ = false;    // the window's counts spread like Poisson's, at the last replay
 };
 
 }  // namespace tide::policy

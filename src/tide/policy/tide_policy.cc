@@ -179,8 +179,6 @@ struct Sizing {
 
 class TideDecider final : public Decider {
  public:
-  static constexpr double kResolved = HindsightFleet::kResolved;
-
   explicit TideDecider(const config::GroupSpec& group)
       : params_(group.scaling.tide),
         short_rate_(params_.demand_window),
@@ -277,7 +275,8 @@ class TideDecider final : public Decider {
     // Erlang's Poisson sizing stands in before that, and for a surge or a recurring rise newer
     // than the replay.
     const bool resolved =
-        static_cast<double>(hindsight_.arrivals()) * params_.target_wait_probability >= kResolved;
+        static_cast<double>(hindsight_.arrivals()) * params_.target_wait_probability >=
+        HindsightFleet::kResolved;
     z.replay_sizes = z.warm > 0 && resolved && replay_covers(o, z) && !z.surge && !z.prewarm;
     z.needed = std::max(z.replay_sizes ? z.warm : std::max(z.for_slo, z.warm), z.backlog);
     // A queue is served where it is: while requests wait, the replicas running are kept as long
@@ -548,7 +547,7 @@ class TideDecider final : public Decider {
     // Older samples go once out of the window, but the window keeps at least as many
     // completions as resolve the share allowed to wait (kResolved / target): in the tail of a
     // burst, the last completions are the long requests, not the mix.
-    const double keep = kResolved / params_.target_wait_probability;
+    const double keep = HindsightFleet::kResolved / params_.target_wait_probability;
     while (!samples_.empty() && samples_.front().t <= o.now - params_.service_window &&
            service_n_ - samples_.front().n >= keep) {
       service_n_ -= samples_.front().n;
