@@ -146,15 +146,29 @@ bool smooth(const Bins& s, size_t a, size_t k, size_t b) {
 
 }  // namespace
 
-HindsightFleet::Fall HindsightFleet::since_fall(Time now, uint64_t fewest) const {
+std::vector<double> HindsightFleet::counts(Time now) const {
   const auto bins = static_cast<size_t>(std::min(window_, now - began_) / kFallBin);
-  if (bins < 2 * kFallMinBins) return {total_, false};
-  // Arrivals per bin of the time the group has been seen, the last bin ending now.
+  if (bins < 2 * kFallMinBins) return {};
   std::vector<double> count(bins, 0.0);
   for (const Interval& it : intervals_) {
     const auto ago = static_cast<size_t>((now - it.end) / kFallBin);
     if (ago < bins) count[bins - 1 - ago] += static_cast<double>(it.arrivals);
   }
+  return count;
+}
+
+bool HindsightFleet::smooth_traffic(Time now) {
+  if (now - smooth_at_ < kRecompute) return smooth_;
+  expire(now);
+  const std::vector<double> count = counts(now);
+  smooth_at_ = now;
+  return smooth_ = !count.empty() && smooth(Bins(count), 0, count.size());
+}
+
+HindsightFleet::Fall HindsightFleet::since_fall(Time now, uint64_t fewest) const {
+  const std::vector<double> count = counts(now);
+  if (count.empty()) return {total_, false};
+  const size_t bins = count.size();
   const Bins s(count);
   const bool poisson_like = smooth(s, 0, bins);
   // Binary segmentation: the clearest fall of the part left (if beyond three standard errors),
@@ -217,6 +231,7 @@ int HindsightFleet::fleet(Time now, int concurrency, Service service, Target tar
       since_fall(now, static_cast<uint64_t>(std::ceil(kResolved / target.late_share)));
   replayed_ = fall.since;
   smooth_ = fall.smooth;
+  smooth_at_ = now;
   int n = smallest(draw(intervals_, now, service, std::min(replayed_, kMaxReplayed)), concurrency,
                    target, max_replicas);
   // Without a new arrival or a new service estimate, only old arrivals left the window: no

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <vector>
 
 #include "tide/common/time.h"
 
@@ -53,10 +54,10 @@ class HindsightFleet {
   uint64_t replayed() const { return replayed_; }
   // Whether the last fleet() replayed only the arrivals since a fall.
   bool since_a_fall() const { return replayed_ < computed_total_; }
-  // Whether the window's counts, as the last fleet() found them (at least 10 minutes of them),
-  // spread no more than Poisson counts around a slowly moving rate: arrivals that Erlang's
-  // Poisson assumption fits.
-  bool smooth_traffic() const { return smooth_; }
+  // Whether the window's counts (at least 10 minutes of them) spread no more than Poisson counts
+  // around a slowly moving rate: arrivals that Erlang's Poisson assumption fits. Counted again
+  // once kRecompute has passed (fleet() counts them too).
+  bool smooth_traffic(Time now);
   Duration window() const { return window_; }
 
  private:
@@ -67,6 +68,9 @@ class HindsightFleet {
     uint64_t arrivals;
   };
   void expire(Time now);
+  // Arrivals per kFallBin of the time the group has been seen in the window, the last bin ending
+  // now; empty where that is shorter than 2 * kFallMinBins bins.
+  std::vector<double> counts(Time now) const;
   // The window's arrivals since its last fall of smooth traffic (a diurnal's fall, not the lull
   // after a burst). Counted per kFallBin, a fall is a point where the bins before it held more
   // arrivals than those after it by more than three standard errors (at least kFallMinBins, five
@@ -91,7 +95,8 @@ class HindsightFleet {
   bool arrived_ = false;   // an arrival was added since the last replay
   Service service_;        // of the last replay
   uint64_t replayed_ = 0;  // arrivals the last replay held
-  bool smooth_ = false;    // the window's counts spread like Poisson's, at the last replay
+  bool smooth_ = false;    // the window's counts spread like Poisson's, as counted at smooth_at_
+  Time smooth_at_{};
 };
 
 }  // namespace tide::policy

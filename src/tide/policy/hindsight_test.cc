@@ -111,11 +111,9 @@ TEST(HindsightFleet, BurstsThatStoppedAreStillReplayed) {
 TEST(HindsightFleet, TellsPoissonLikeArrivalsFromBursts) {
   HindsightFleet steady(1h), batches(1h);
   Time now = add_steady(steady, Time{}, 1200, 5);
-  steady.fleet(now, 8, {4.0, 0}, {2s, 0.01}, 100);
-  EXPECT_TRUE(steady.smooth_traffic());
+  EXPECT_TRUE(steady.smooth_traffic(now));
   now = add_batches(batches, 200, 3min, 7);
-  batches.fleet(now, 8, {4.0, 0}, {2s, 0.01}, 100);
-  EXPECT_FALSE(batches.smooth_traffic());
+  EXPECT_FALSE(batches.smooth_traffic(now));
 }
 
 TEST(HindsightFleet, ARiseIsNoFall) {

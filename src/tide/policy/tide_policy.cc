@@ -330,14 +330,12 @@ class TideDecider final : public Decider {
 
   // Erlang's slots for the SLO and the replicas they fill; on demand, for the evident rate, and
   // at least the replicas in use.
-  void size_slots(const Observation& o, Sizing& z) const {
+  void size_slots(const Observation& o, Sizing& z) {
     const double c = std::max(1, o.concurrency);
-    // Erlang's tail assumes exponential service. Where the replay measured the arrivals as
-    // Poisson-like (ca^2 = 1), smoother service shortens the tail by Allen-Cunneen's factor
-    // (ca^2 + cs^2) / 2; bursty arrivals keep M/M/n's margin.
-    z.smoother = warm_headroom(o) && hindsight_.smooth_traffic() && service_.scv < 1
-                     ? 2 / (1 + service_.scv)
-                     : 1;
+    // Erlang's tail assumes exponential service. Where the window's arrivals are Poisson-like
+    // (ca^2 = 1), smoother service shortens the tail by Allen-Cunneen's factor (ca^2 + cs^2) / 2;
+    // bursty arrivals keep M/M/n's margin.
+    z.smoother = service_.scv < 1 && hindsight_.smooth_traffic(o.now) ? 2 / (1 + service_.scv) : 1;
     const double t_over_s = z.s > 0 ? z.smoother * to_seconds(o.max_wait) / z.s : 0.0;
     z.slots = slots_for(on_demand(o) && z.s > 0 && !z.prewarm ? evident_load(o, z) : z.forecast,
                         t_over_s, params_.target_wait_probability);

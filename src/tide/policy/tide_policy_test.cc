@@ -338,6 +338,33 @@ TEST(TidePolicy, BurstyArrivalsKeepErlangsMarginForSmoothService) {
   EXPECT_FALSE(has(d, "Poisson-like arrivals")) << d.reason;
 }
 
+TEST(TidePolicy, OnDemandPoissonArrivalsWithFixedServiceGetAllenCunneensShorterTail) {
+  // Ten minutes allowed against a 5-minute cold start, so replicas launch on demand; Poisson
+  // 0.3/s of 10 s jobs, one at a time per replica. Erlang's M/M/n margin is for exponential
+  // service: fixed service, on the same arrivals, is sized on fewer slots now and then (a replica
+  // less, held a cold start), so the same half hour costs less.
+  Loop fixed, exponential;
+  for (Loop* l : {&fixed, &exponential}) {
+    l->max_wait = 10min;
+    l->cold_start = 5min;
+    l->concurrency = 1;
+  }
+  exponential.scv = 1;
+  Random a(5), b(5);
+  InFlight fixed_flight(10), exponential_flight(10);
+  Decision f, e;
+  int fixed_seconds = 0, exponential_seconds = 0;
+  for (int i = 0; i < 1800; ++i) {
+    f = poisson_second(fixed, a, fixed_flight, 0.3, 10.0);
+    e = poisson_second(exponential, b, exponential_flight, 0.3, 10.0);
+    fixed_seconds += fixed.current;
+    exponential_seconds += exponential.current;
+  }
+  EXPECT_TRUE(has(f, "Poisson-like arrivals, service scv 0.00")) << f.reason;
+  EXPECT_FALSE(has(e, "Poisson-like arrivals")) << e.reason;
+  EXPECT_LT(fixed_seconds, exponential_seconds);
+}
+
 TEST(TidePolicy, AFallingLoadIsSizedOnTheTrafficSinceTheFallNotTheWholeHour) {
   // Poisson 12/s for half an hour, then 3/s (4 s each). Within minutes of the fall the group
   // needs what 12 in service need, not the hour's replay that holds the 48 before it.
