@@ -6,11 +6,12 @@
 //     (Little's law). The rate is averaged over keep_window (or demand_window in a surge); the
 //     service time over the completions of the last service_window, since the request mix drifts.
 //  2. Slots N: the fewest with P(wait > slo.max_wait) <= target_wait_probability in an M/M/N
-//     queue (Erlang C, exponential tail): a square-root margin for Poisson-like traffic. When
-//     the SLO allows a wait at least as long as a cold start (on demand: a launch answers in
-//     time), sized only for the rate the arrivals show beyond doubt (their count less three
-//     standard deviations), and never for a surge of the short window: the queue launches the
-//     rest as it comes (4).
+//     queue (Erlang C, exponential tail): a square-root margin for Poisson-like traffic; where
+//     the window's arrivals spread like Poisson's, service smoother than exponential shortens
+//     the tail by Allen-Cunneen's factor 2 / (1 + scv). When the SLO allows a wait at least as long
+//     as a cold start (on demand: a launch answers in time), sized only for the rate the arrivals
+//     show beyond doubt (their count less three standard deviations), and never for a surge of the
+//     short window: the queue launches the rest as it comes (4).
 //  3. Warm headroom (only when slo.max_wait < the cold start: a longer wait lets a launch on
 //     demand answer in time): the smallest fixed fleet that would have kept the share of late
 //     arrivals under target_wait_probability over the last history_window, found by replaying
