@@ -158,19 +158,24 @@ std::vector<double> HindsightFleet::counts(Time now) const {
 }
 
 bool HindsightFleet::smooth_traffic(Time now) {
-  if (now - smooth_at_ < kRecompute) return smooth_;
-  expire(now);
-  const std::vector<double> count = counts(now);
-  smooth_at_ = now;
-  return smooth_ = !count.empty() && smooth(Bins(count), 0, count.size());
+  if (now - smooth_at_ >= kRecompute) {
+    expire(now);
+    count_smoothness(now);
+  }
+  return smooth_;
 }
 
-HindsightFleet::Fall HindsightFleet::since_fall(Time now, uint64_t fewest) const {
+void HindsightFleet::count_smoothness(Time now) {
   const std::vector<double> count = counts(now);
-  if (count.empty()) return {total_, false};
+  smooth_at_ = now;
+  smooth_ = !count.empty() && smooth(Bins(count), 0, count.size());
+}
+
+uint64_t HindsightFleet::since_fall(Time now, uint64_t fewest) const {
+  const std::vector<double> count = counts(now);
+  if (count.empty()) return total_;
   const size_t bins = count.size();
   const Bins s(count);
-  const bool poisson_like = smooth(s, 0, bins);
   // Binary segmentation: the clearest fall of the part left (if beyond three standard errors),
   // then the clearest in the part after it, until the part left holds none.
   size_t start = 0;
@@ -187,10 +192,10 @@ HindsightFleet::Fall HindsightFleet::since_fall(Time now, uint64_t fewest) const
     if (cut == 0) break;
     start = cut;
   }
-  if (start == 0) return {total_, poisson_like};
-  // The fall's own bin is left out: a fall within its minute leaves it partly before the fall.
+  if (start == 0) return total_;
+  // The fall's own bin is left out: a fall within it leaves it partly before the fall.
   const auto since = static_cast<uint64_t>(s.sums[bins] - s.sums[start + 1]);
-  return {std::min(total_, std::max(since, fewest)), poisson_like};
+  return std::min(total_, std::max(since, fewest));
 }
 
 void HindsightFleet::add(Time now, Duration interval, uint64_t arrivals) {
@@ -227,11 +232,8 @@ int HindsightFleet::fleet(Time now, int concurrency, Service service, Target tar
   computed_total_ = total_;
   // Traffic older than a fall of the rate speaks no more for the traffic now: the replay starts
   // after it, with at least the arrivals that resolve the late share allowed.
-  const Fall fall =
-      since_fall(now, static_cast<uint64_t>(std::ceil(kResolved / target.late_share)));
-  replayed_ = fall.since;
-  smooth_ = fall.smooth;
-  smooth_at_ = now;
+  replayed_ = since_fall(now, static_cast<uint64_t>(std::ceil(kResolved / target.late_share)));
+  count_smoothness(now);
   int n = smallest(draw(intervals_, now, service, std::min(replayed_, kMaxReplayed)), concurrency,
                    target, max_replicas);
   // Without a new arrival or a new service estimate, only old arrivals left the window: no

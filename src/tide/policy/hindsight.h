@@ -56,7 +56,7 @@ class HindsightFleet {
   bool since_a_fall() const { return replayed_ < computed_total_; }
   // Whether the window's counts (at least 10 minutes of them) spread no more than Poisson counts
   // around a slowly moving rate: arrivals that Erlang's Poisson assumption fits. Counted again
-  // once kRecompute has passed (fleet() counts them too).
+  // once kRecompute has passed, and at each replay.
   bool smooth_traffic(Time now);
   Duration window() const { return window_; }
 
@@ -71,6 +71,7 @@ class HindsightFleet {
   // Arrivals per kFallBin of the time the group has been seen in the window, the last bin ending
   // now; empty where that is shorter than 2 * kFallMinBins bins.
   std::vector<double> counts(Time now) const;
+  void count_smoothness(Time now);  // sets smooth_ and smooth_at_
   // The window's arrivals since its last fall of smooth traffic (a diurnal's fall, not the lull
   // after a burst). Counted per kFallBin, a fall is a point where the bins before it held more
   // arrivals than those after it by more than three standard errors (at least kFallMinBins, five
@@ -78,11 +79,7 @@ class HindsightFleet {
   // moving rate. The clearest fall is taken, then the clearest after it, until none is left; the
   // replay starts after the last one's bin, with at least `fewest` arrivals (reaching back past
   // the fall). All of the window where no fall is found.
-  struct Fall {
-    uint64_t since = 0;   // arrivals to replay
-    bool smooth = false;  // the whole window's counts spread like Poisson's
-  };
-  Fall since_fall(Time now, uint64_t fewest) const;
+  uint64_t since_fall(Time now, uint64_t fewest) const;
 
   Duration window_;
   Time last_{};   // the end of the last interval added
