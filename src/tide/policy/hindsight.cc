@@ -160,19 +160,17 @@ std::vector<double> HindsightFleet::counts(Time now) const {
 bool HindsightFleet::smooth_traffic(Time now) {
   if (now - smooth_at_ >= kRecompute) {
     expire(now);
-    count_smoothness(now);
+    count_smoothness(now, counts(now));
   }
   return smooth_;
 }
 
-void HindsightFleet::count_smoothness(Time now) {
-  const std::vector<double> count = counts(now);
+void HindsightFleet::count_smoothness(Time now, const std::vector<double>& count) {
   smooth_at_ = now;
   smooth_ = !count.empty() && smooth(Bins(count), 0, count.size());
 }
 
-uint64_t HindsightFleet::since_fall(Time now, uint64_t fewest) const {
-  const std::vector<double> count = counts(now);
+uint64_t HindsightFleet::since_fall(const std::vector<double>& count, uint64_t fewest) const {
   if (count.empty()) return total_;
   const size_t bins = count.size();
   const Bins s(count);
@@ -232,8 +230,9 @@ int HindsightFleet::fleet(Time now, int concurrency, Service service, Target tar
   computed_total_ = total_;
   // Traffic older than a fall of the rate speaks no more for the traffic now: the replay starts
   // after it, with at least the arrivals that resolve the late share allowed.
-  replayed_ = since_fall(now, static_cast<uint64_t>(std::ceil(kResolved / target.late_share)));
-  count_smoothness(now);
+  const std::vector<double> count = counts(now);
+  replayed_ = since_fall(count, static_cast<uint64_t>(std::ceil(kResolved / target.late_share)));
+  count_smoothness(now, count);
   int n = smallest(draw(intervals_, now, service, std::min(replayed_, kMaxReplayed)), concurrency,
                    target, max_replicas);
   // Without a new arrival or a new service estimate, only old arrivals left the window: no

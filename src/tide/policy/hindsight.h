@@ -71,15 +71,16 @@ class HindsightFleet {
   // Arrivals per kFallBin of the time the group has been seen in the window, the last bin ending
   // now; empty where that is shorter than 2 * kFallMinBins bins.
   std::vector<double> counts(Time now) const;
-  void count_smoothness(Time now);  // sets smooth_ and smooth_at_
-  // The window's arrivals since its last fall of smooth traffic (a diurnal's fall, not the lull
-  // after a burst). Counted per kFallBin, a fall is a point where the bins before it held more
-  // arrivals than those after it by more than three standard errors (at least kFallMinBins, five
-  // minutes, on each side), and both sides spread no more than Poisson counts do around a slowly
-  // moving rate. The clearest fall is taken, then the clearest after it, until none is left; the
-  // replay starts after the last one's bin, with at least `fewest` arrivals (reaching back past
-  // the fall). All of the window where no fall is found.
-  uint64_t since_fall(Time now, uint64_t fewest) const;
+  // Sets smooth_ from the window's `count` (counts(now)) and smooth_at_ to now.
+  void count_smoothness(Time now, const std::vector<double>& count);
+  // Of the window's `count` (counts(now)), the arrivals since its last fall of smooth traffic (a
+  // diurnal's fall, not the lull after a burst). Counted per kFallBin, a fall is a point where the
+  // bins before it held more arrivals than those after it by more than three standard errors (at
+  // least kFallMinBins, five minutes, on each side), and both sides spread no more than Poisson
+  // counts do around a slowly moving rate. The clearest fall is taken, then the clearest after it,
+  // until none is left; the replay starts after the last one's bin, with at least `fewest` arrivals
+  // (reaching back past the fall). All of the window where no fall is found.
+  uint64_t since_fall(const std::vector<double>& count, uint64_t fewest) const;
 
   Duration window_;
   Time last_{};   // the end of the last interval added
