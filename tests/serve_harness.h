@@ -47,18 +47,27 @@ inline bool eventually(const std::function<bool()>& cond, double seconds) {
   return cond();
 }
 
+// The text of a file under /proc/PID, or "" where the process exited while it was read: the read
+// then fails (ESRCH), which istream::read reports as badbit where a streambuf iterator throws.
+inline std::string proc_file(const fs::path& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::string text;
+  char buf[4096];
+  while (f.read(buf, sizeof buf) || f.gcount() > 0)
+    text.append(buf, static_cast<size_t>(f.gcount()));
+  return f.bad() ? std::string() : text;
+}
+
 // Processes whose command line contains `marker`.
 inline std::vector<int> processes_with(const std::string& marker) {
   std::vector<int> pids;
   for (const auto& entry : fs::directory_iterator("/proc")) {
     const std::string name = entry.path().filename();
     if (name.empty() || !std::isdigit(static_cast<unsigned char>(name[0]))) continue;
-    std::ifstream f(entry.path() / "cmdline", std::ios::binary);
-    std::string cmd((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    const std::string cmd = proc_file(entry.path() / "cmdline");
     if (cmd.find(marker) == std::string::npos) continue;
     // Skip zombies: they are gone, only not reaped by their parent yet.
-    std::ifstream st(entry.path() / "stat");
-    std::string stat((std::istreambuf_iterator<char>(st)), std::istreambuf_iterator<char>());
+    const std::string stat = proc_file(entry.path() / "stat");
     const size_t paren = stat.rfind(')');
     if (paren != std::string::npos && paren + 2 < stat.size() && stat[paren + 2] == 'Z') continue;
     pids.push_back(std::stoi(name));
