@@ -74,10 +74,19 @@ def proc_rss_mb(pid):
     return -1.0
 
 
+def fd_target(pid, fd):
+    """What fd of pid points at; "" for an fd closed since the directory was listed (tide closes
+    connections all the time, so a readlink that races a close is not an error)."""
+    try:
+        return os.readlink(f"/proc/{pid}/fd/{fd}")
+    except FileNotFoundError:
+        return ""
+
+
 def sockets(pid, replica_ports):
     """(CLOSE-WAIT sockets, established sockets to a live replica: the upstream pool) of pid."""
     try:
-        inodes = {os.readlink(f"/proc/{pid}/fd/{fd}")[8:-1] for fd in os.listdir(f"/proc/{pid}/fd")}
+        inodes = {fd_target(pid, fd)[8:-1] for fd in os.listdir(f"/proc/{pid}/fd")}
         close_wait = pooled = 0
         for table in ("/proc/net/tcp", "/proc/net/tcp6"):
             with open(table) as f:
@@ -399,7 +408,7 @@ class Soak:
         # replica closed within 1 s (what is still in CLOSE-WAIT after 5 s is counted).
         deadline = time.monotonic() + 5
         close_wait, pooled = sockets(pid, replica_ports(live))
-        while close_wait > 0 and time.monotonic() < deadline:
+        while close_wait != 0 and time.monotonic() < deadline:
             time.sleep(0.1)
             close_wait, pooled = sockets(pid, replica_ports(live))
         procs = sorted(live.values())
@@ -560,7 +569,9 @@ def failures_of(soak, by_cause, orphans, args):
     # Idle pooled connections to the replica still running are kept on purpose (up to its
     # concurrency per gateway thread); anything else that grows is a leak.
     growth = (soak.quiet[-1][2] - soak.quiet[-1][4]) - (soak.quiet[0][2] - soak.quiet[0][4])
-    if growth > args.max_fd_growth:
+    if any(q[2] < 0 or q[4] < 0 for q in soak.quiet):
+        failures.append("tide's fds could not be read at a quiet point")
+    elif growth > args.max_fd_growth:
         failures.append(f"tide's fds other than pooled upstream connections grew by {growth} "
                         f"(> {args.max_fd_growth})")
     if not all(q[-1] for q in soak.quiet):
