@@ -24,7 +24,10 @@
 //     launched takes what its slots start within the wait left after its cold start; otherwise
 //     the queue is late already: replicas for what arrives beyond what the ready ones serve
 //     (the rate's excess, or the queue's own growth where the averages lag a burst), and to
-//     clear within one more cold start the queue as it will be when they are ready.
+//     clear within one more cold start the queue as it will be when they are ready; but where
+//     the window's arrivals spread like Poisson counts and the ready replicas' spare capacity
+//     clears the queue within a cold start, it is chance that the slots of (2) and (3) budget
+//     for, gone before a replica launched for it would be ready: no launch.
 //  5. Hold: needs from a surge or a backlog are kept for keep_window (default: the mean cold
 //     start; releasing sooner risks paying a cold start again within the time the idle replica's
 //     cost would have covered: ski rental); the steady need, already an average over keep_window,
@@ -172,7 +175,9 @@ struct Sizing {
   bool surge = false, prewarm = false, replay_sizes = false;
   RecurringRise::Rise rise;
   double scv = 0;
-  double smoother = 1;  // Allen-Cunneen's factor on Erlang's tail exponent
+  bool poisson = false;       // the window's arrivals spread like Poisson counts
+  bool chance_queue = false;  // a late queue that the ready replicas' spare capacity clears
+  double smoother = 1;        // Allen-Cunneen's factor on Erlang's tail exponent
   double lambda = 0, recent = 0, growth = 0, s = 0, load = 0, level = 0, forecast = 0, slots = 0,
          excess = 0;
   int for_slo = 0, in_use = 0, backlog = 0, warm = 0, present = 0, needed = 0;
@@ -336,7 +341,8 @@ class TideDecider final : public Decider {
     // Erlang's tail assumes exponential service. Where the window's arrivals are Poisson-like
     // (ca^2 = 1), smoother service shortens the tail by Allen-Cunneen's factor (ca^2 + cs^2) / 2;
     // bursty arrivals keep M/M/n's margin.
-    z.smoother = service_.scv < 1 && hindsight_.smooth_traffic(o.now) ? 2 / (1 + service_.scv) : 1;
+    z.poisson = hindsight_.smooth_traffic(o.now);
+    z.smoother = service_.scv < 1 && z.poisson ? 2 / (1 + service_.scv) : 1;
     const double t_over_s = z.s > 0 ? z.smoother * to_seconds(o.max_wait) / z.s : 0.0;
     z.slots = slots_for(on_demand(o) && z.s > 0 && !z.prewarm ? evident_load(o, z) : z.forecast,
                         t_over_s, params_.target_wait_probability);
@@ -401,9 +407,25 @@ class TideDecider final : public Decider {
       z.backlog =
           o.ready +
           std::max(o.starting, static_cast<int>(std::ceil(z.excess / per_launched_replica(o, z))));
+    } else if (chance_queue(o, z)) {
+      z.chance_queue = true;
+      z.backlog = o.ready + o.starting;
     } else {
       z.backlog = std::max(o.ready + o.starting, late_queue(o, z));
     }
+  }
+
+  // Whether a late queue is Poisson-like traffic's chance: the window's arrivals spread like
+  // Poisson counts, and the ready replicas' spare capacity (their service rate beyond the
+  // arrival rate, steady or recent, and the queue's own growth) clears it within a cold start.
+  // The slots sized for the SLO (Erlang, or the replay) already budget for such queues; a
+  // replica launched for one is ready after it has gone, and is billed a cold start for nothing.
+  static bool chance_queue(const Observation& o, const Sizing& z) {
+    if (!z.poisson) return false;
+    const double per_replica_rate = std::max(1, o.concurrency) / z.s;
+    const double spare =
+        o.ready * per_replica_rate - std::max({z.lambda, z.recent, 0.0}) - std::max(0.0, z.growth);
+    return spare > 0 && z.excess <= spare * to_seconds(o.cold_start);
   }
 
   // Where the queue is late already (the SLO is shorter than a cold start): the ready replicas
@@ -499,6 +521,10 @@ class TideDecider final : public Decider {
       why += fmt::format(
           " (Poisson-like arrivals, service scv {:.2f}: Erlang's tail x 2 / (1 + scv) = {:.2f})",
           service_.scv, z.smoother);
+    if (z.chance_queue)
+      why +=
+          " (Poisson-like arrivals: the ready replicas' spare capacity clears that queue "
+          "within a cold start, before a replica launched for it would be ready)";
     if (z.in_use > 0 && z.in_use * std::max(1, o.concurrency) >= z.slots)
       why += fmt::format("; on demand: {} in service keep {} in use", o.in_flight, z.in_use);
     if (z.present > std::max(z.for_slo, z.backlog))

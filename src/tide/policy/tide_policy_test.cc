@@ -209,6 +209,31 @@ TEST(TidePolicy, BurstsGetWarmHeadroomThatPoissonTrafficOfTheSameMeanRateDoesNot
   EXPECT_TRUE(has(b, "warm headroom")) << b.reason;
 }
 
+TEST(TidePolicy, AChanceQueueOfPoissonTrafficLaunchesNothingThatOfBurstsDoes) {
+  // The same mean of 2/s of 2 s jobs for 20 minutes: Poisson, or bursts of 20/s lasting 10 s at
+  // random (one in ten). Then two requests more are queued than the ready slots start within the
+  // 2 s allowed. Under Poisson traffic that is chance that the slots sized for the SLO budget
+  // for, and the ready replicas' spare capacity clears it long before a replica launched for it
+  // (a 60 s cold start) would be ready; after bursts, it may be the next burst's first second.
+  Loop smooth, bursty;
+  Random rng(7), when(8);
+  InFlight smooth_flight(2), bursty_flight(2);
+  bool burst = false;
+  for (int i = 0; i < 1200; ++i) {
+    if (i % 10 == 0) burst = when.uniform() < 0.1;
+    const uint64_t bn = burst ? 20 : 0;
+    poisson_second(smooth, rng, smooth_flight, 2, 2.0);
+    bursty.step(bn, bursty_flight.add(bn), 0, 2.0);
+  }
+  const int smooth_ready = smooth.current, bursty_ready = bursty.current;
+  const Decision s = smooth.step(2, smooth_flight.add(2), 8 * smooth_ready + 2, 2.0);
+  const Decision b = bursty.step(2, bursty_flight.add(2), 8 * bursty_ready + 2, 2.0);
+  EXPECT_EQ(s.desired, smooth_ready) << s.reason;
+  EXPECT_TRUE(has(s, "spare capacity clears that queue")) << s.reason;
+  EXPECT_GT(b.desired, bursty_ready) << b.reason;
+  EXPECT_FALSE(has(b, "spare capacity")) << b.reason;
+}
+
 TEST(TidePolicy, AStartUpBacklogIsNotDemand) {
   // Two minutes of 300 requests waiting for the first replicas, then Poisson traffic: ten
   // minutes on, the same fleet as for the same traffic without that start.
