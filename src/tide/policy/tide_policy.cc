@@ -422,9 +422,8 @@ class TideDecider final : public Decider {
   // replica launched for one is ready after it has gone, and is billed a cold start for nothing.
   static bool chance_queue(const Observation& o, const Sizing& z) {
     if (!z.poisson) return false;
-    const double per_replica_rate = std::max(1, o.concurrency) / z.s;
-    const double spare =
-        o.ready * per_replica_rate - std::max({z.lambda, z.recent, 0.0}) - std::max(0.0, z.growth);
+    const double spare = o.ready * per_replica_rate(o, z) - std::max({z.lambda, z.recent, 0.0}) -
+                         std::max(0.0, z.growth);
     return spare > 0 && z.excess <= spare * to_seconds(o.cold_start);
   }
 
@@ -437,12 +436,16 @@ class TideDecider final : public Decider {
   // hold the time before it; the queue does not). Sized on the queue alone, the rate's own
   // requests queue behind the backlog and the queue grows through every launch.
   static int late_queue(const Observation& o, const Sizing& z) {
-    const double per_replica_rate = std::max(1, o.concurrency) / z.s;  // requests per second
+    const double rate = per_replica_rate(o, z);
     const double t = to_seconds(std::max(o.cold_start, o.max_wait));
-    const double beyond =
-        std::max({0.0, std::max(z.lambda, z.recent) - o.ready * per_replica_rate, z.growth});
-    const double launches = (beyond + (z.excess + beyond * t) / t) / per_replica_rate;
+    const double beyond = std::max({0.0, std::max(z.lambda, z.recent) - o.ready * rate, z.growth});
+    const double launches = (beyond + (z.excess + beyond * t) / t) / rate;
     return o.ready + static_cast<int>(std::ceil(launches));
+  }
+
+  // Requests per second one replica serves: its slots over the mean service time (known: z.s > 0).
+  static double per_replica_rate(const Observation& o, const Sizing& z) {
+    return std::max(1, o.concurrency) / z.s;
   }
 
   // Queued requests the ready slots start within max_wait. On demand (where a replica launched
