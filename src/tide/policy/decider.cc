@@ -1,11 +1,17 @@
 #include "tide/policy/decider.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "tide/policy/policies.h"
 #include "tide/policy/tide_policy.h"
 
 namespace tide::policy {
+
+int whole_replicas(double count, int most) {
+  if (!(count > 0) || most <= 0) return 0;  // NaN reads as none
+  return count >= most ? most : static_cast<int>(std::ceil(count));
+}
 
 double Observation::engine_per_replica(config::Metric metric, double in_service, double waiting,
                                        double replicas) const {

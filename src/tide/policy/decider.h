@@ -94,6 +94,11 @@ struct Observation {
                             double replicas) const;
 };
 
+// A fractional count of replicas rounded up to a whole one, bounded to [0, most] before it
+// becomes an int: a reading however large (a hostile trace, a request held open for days) neither
+// overflows the int nor asks for more than the group may run.
+int whole_replicas(double count, int most);
+
 struct Decision {
   int desired = 0;
   std::string reason;

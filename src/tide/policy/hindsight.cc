@@ -4,6 +4,7 @@
 #include <cmath>
 #include <functional>
 #include <queue>
+#include <utility>
 #include <vector>
 
 #include "tide/common/random.h"
@@ -18,7 +19,8 @@ struct Replay {
 };
 
 // The most recent arrivals (up to kMaxReplayed), spread evenly over their intervals, each with a
-// service time drawn from a fixed seed: the same draws for every fleet tried.
+// service time drawn from a fixed seed: the same draws for every fleet tried. Of the oldest
+// interval taken, only its latest arrivals within the limit (one interval may hold millions).
 template <typename Intervals>
 Replay draw(const Intervals& intervals, Time now, HindsightFleet::Service s,
             uint64_t limit = HindsightFleet::kMaxReplayed) {
@@ -29,12 +31,13 @@ Replay draw(const Intervals& intervals, Time now, HindsightFleet::Service s,
     --first;
     n += first->arrivals;
   }
-  r.arrive.reserve(n);
+  uint64_t skip = n > limit ? n - limit : 0;
+  r.arrive.reserve(n - skip);
   if (first != intervals.end()) r.span = to_seconds(now - (first->end - first->length));
   for (auto it = first; it != intervals.end(); ++it) {
     const double end = to_seconds(it->end.time_since_epoch());
     const double length = to_seconds(it->length);
-    for (uint64_t k = 0; k < it->arrivals; ++k)
+    for (uint64_t k = std::exchange(skip, 0); k < it->arrivals; ++k)
       r.arrive.push_back(end - length +
                          length * (static_cast<double>(k) + 0.5) /
                              static_cast<double>(it->arrivals));

@@ -107,6 +107,38 @@ TEST(MakeDecider, EveryPolicyScalesUpUnderLoadWithinBounds) {
   }
 }
 
+// Readings far beyond any fleet (a hostile trace: a trillion arrivals a tick, requests of
+// months) get an answer within the group's bounds from every policy kind, with no int overflowed
+// on the way (the sanitizer build checks float-to-int conversions).
+TEST(MakeDecider, EveryPolicyAnswersReadingsBeyondAnyFleetWithinItsBounds) {
+  for (auto kind :
+       {config::PolicyKind::kQueue, config::PolicyKind::kTarget, config::PolicyKind::kConcurrency,
+        config::PolicyKind::kStep, config::PolicyKind::kTide}) {
+    for (auto metric : {Metric::kRps, Metric::kQueue, Metric::kConcurrency}) {
+      config::GroupSpec spec = group(kind);
+      spec.scaling.step.steps = {{1.0, std::nullopt, 2}};
+      spec.scaling.step.window = 1s;
+      spec.scaling.step.metric = metric;
+      spec.scaling.target.metric = metric;
+      auto decider = make_decider(spec);
+      Driver drive(*decider);
+      drive.first({.ready = 1, .max_replicas = 8});
+      const GroupState huge{.ready = 8,
+                            .queued = 1'000'000'000,
+                            .in_flight = 1'000'000'000,
+                            .concurrency = 1'000'000,
+                            .max_replicas = 8,
+                            .arrivals = 1'000'000'000'000,
+                            .mean_service_s = 1e7};
+      for (int i = 0; i < 5; ++i) {
+        const Decision d = drive.tick(huge);
+        EXPECT_GE(d.desired, 0) << config::policy_name(kind) << ": " << d.reason;
+        EXPECT_LE(d.desired, 8) << config::policy_name(kind) << ": " << d.reason;
+      }
+    }
+  }
+}
+
 TEST(MakeDecider, MinOneKeepsOneReplica) {
   config::GroupSpec spec = group(config::PolicyKind::kQueue);
   spec.scaling.min_one = true;

@@ -27,7 +27,7 @@ using config::RateLimit;
 using config::ScalingRules;
 
 // ceil that ignores float noise such as 4.0000000000000009 (HPA's own float ceil does not).
-int ceil_int(double x) { return static_cast<int>(std::ceil(x - 1e-9)); }
+int ceil_int(double x) { return whole_replicas(x - 1e-9, INT_MAX); }
 
 std::string rules_text(const ScalingRules& rules) {
   if (rules.select == ScalingRules::Select::kDisabled) return "disabled";

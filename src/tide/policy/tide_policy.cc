@@ -52,13 +52,21 @@ namespace tide::policy {
 namespace {
 
 // The smallest number of slots n > load such that an M/M/n queue with offered load `load` has
-// P(wait > t) <= eps, where t is max_wait in units of the mean service time.
-double slots_for(double load, double t_over_s, double eps) {
-  if (load <= 0) return 0;
+// P(wait > t) <= eps, where t is max_wait in units of the mean service time; counted up to `most`
+// (the slots of max_replicas: more are never launched). Beyond kCountedSlots the count would
+// cost milliseconds a tick: square-root staffing stands in, load + beta sqrt(load) with beta the
+// normal tail's sqrt(2 ln(1 / eps)), at which even P(wait > 0) is below eps (Halfin-Whitt).
+double slots_for(double load, double t_over_s, double eps, double most) {
+  constexpr double kCountedSlots = 1e6;
+  if (!(load > 0)) return 0;
+  if (load > kCountedSlots) {
+    const double beta = std::sqrt(2 * std::log(1 / std::clamp(eps, 1e-12, 0.5)));
+    return std::min(std::floor(most), std::ceil(load + beta * std::sqrt(load)));
+  }
   // Erlang B by recurrence up to n, then Erlang C; P(W > t) = C * exp(-(n - load) * t/S).
   double b = 1.0;
-  int n = 0;
-  const int limit = static_cast<int>(load + 50 * std::sqrt(load) + 50);
+  double n = 0;
+  const double limit = std::floor(std::min(most, load + 50 * std::sqrt(load) + 50));
   while (n < limit) {
     ++n;
     b = load * b / (n + load * b);
@@ -290,9 +298,8 @@ class TideDecider final : public Decider {
     // max_wait by replicas about to be released waits a cold start instead; the rate alone
     // reads 0 after a burst). Without a queue, draining never cuts a request short.
     const double c = std::max(1, o.concurrency);
-    z.present = o.queued > 0
-                    ? std::min(o.current, static_cast<int>(std::ceil((o.in_flight + o.queued) / c)))
-                    : 0;
+    const double waiting = static_cast<double>(o.in_flight) + o.queued;
+    z.present = o.queued > 0 ? std::min(o.current, whole_replicas(waiting / c, o.max_replicas)) : 0;
     z.needed = std::max(z.needed, z.present);
     // Until a request has completed, service time is unknown and, where the SLO is shorter
     // than a cold start, a queue growing through the first cold start is late whatever is
@@ -345,12 +352,12 @@ class TideDecider final : public Decider {
     z.smoother = service_.scv < 1 && z.poisson ? 2 / (1 + service_.scv) : 1;
     const double t_over_s = z.s > 0 ? z.smoother * to_seconds(o.max_wait) / z.s : 0.0;
     z.slots = slots_for(on_demand(o) && z.s > 0 && !z.prewarm ? evident_load(o, z) : z.forecast,
-                        t_over_s, params_.target_wait_probability);
-    z.for_slo = static_cast<int>(std::ceil(z.slots / c));
+                        t_over_s, params_.target_wait_probability, o.max_replicas * c);
+    z.for_slo = whole_replicas(z.slots / c, o.max_replicas);
     // On demand, what is in use is kept (the requests in service fill replicas; the steady hold
     // keeps them a while after): a stream too thin to show its rate beyond doubt is no reason to
     // stop the replica that serves it and pay a cold start for the next request.
-    if (on_demand(o)) z.in_use = static_cast<int>(std::ceil(o.in_flight / c));
+    if (on_demand(o)) z.in_use = whole_replicas(o.in_flight / c, o.max_replicas);
     z.for_slo = std::max(z.for_slo, z.in_use);
   }
 
@@ -405,8 +412,8 @@ class TideDecider final : public Decider {
       z.backlog = 0;
     } else if (on_demand(o) || z.s <= 0) {
       z.backlog =
-          o.ready +
-          std::max(o.starting, static_cast<int>(std::ceil(z.excess / per_launched_replica(o, z))));
+          o.ready + std::max(o.starting, whole_replicas(z.excess / per_launched_replica(o, z),
+                                                        o.max_replicas - o.ready));
     } else if (chance_queue(o, z)) {
       z.chance_queue = true;
       z.backlog = o.ready + o.starting;
@@ -440,7 +447,7 @@ class TideDecider final : public Decider {
     const double t = to_seconds(std::max(o.cold_start, o.max_wait));
     const double beyond = std::max({0.0, std::max(z.lambda, z.recent) - o.ready * rate, z.growth});
     const double launches = (beyond + (z.excess + beyond * t) / t) / rate;
-    return o.ready + static_cast<int>(std::ceil(launches));
+    return o.ready + whole_replicas(launches, o.max_replicas - o.ready);
   }
 
   // Requests per second one replica serves: its slots over the mean service time (known: z.s > 0).
@@ -455,7 +462,7 @@ class TideDecider final : public Decider {
   // s (1 + scv) / 2 in expectation (renewal theory: a heavy tail keeps a busy slot busy far
   // longer than s). Otherwise a launch is late for these requests anyway: max_wait / s each.
   static double startable(const Observation& o, const Sizing& z) {
-    const double slots = o.ready * std::max(1, o.concurrency);
+    const double slots = static_cast<double>(o.ready) * std::max(1, o.concurrency);
     if (z.s <= 0) return slots;
     const double w = to_seconds(o.max_wait);
     if (!on_demand(o)) return slots * w / z.s;
@@ -531,8 +538,8 @@ class TideDecider final : public Decider {
     if (z.in_use > 0 && z.in_use * std::max(1, o.concurrency) >= z.slots)
       why += fmt::format("; on demand: {} in service keep {} in use", o.in_flight, z.in_use);
     if (z.present > std::max(z.for_slo, z.backlog))
-      why += fmt::format("; {} in service and queued keep {} of {} running", o.in_flight + o.queued,
-                         z.present, o.current);
+      why += fmt::format("; {} in service and queued keep {} of {} running",
+                         int64_t{o.in_flight} + o.queued, z.present, o.current);
     if (z.prewarm) {
       why += fmt::format(
           "; recurring rise: requests in service rose by {:.1f} within a cold start at this point "

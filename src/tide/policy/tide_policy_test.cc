@@ -316,6 +316,21 @@ TEST(TidePolicy, AnSloLongerThanAColdStartReactsWithoutWarmHeadroom) {
   EXPECT_GT(zero, 9 * 60) << "idle replicas stop after the idle timeout between batches";
 }
 
+TEST(TidePolicy, ALoadBeyondAnyFleetAsksForMaxReplicasAndCountsNoFurther) {
+  // 100,000 requests a second of an hour each: 360 million in service, far beyond the 100
+  // replicas of 8 slots the group may run. The answer is the group's maximum, found without
+  // counting Erlang's slots up to the load (seconds a tick) or overflowing an int on the way.
+  Loop l;
+  Decision d;
+  for (int i = 0; i < 5; ++i) d = l.step(100'000, 800, 1'000'000, 3600.0);
+  EXPECT_EQ(d.desired, 100) << d.reason;
+  EXPECT_TRUE(has(d, "800 slots for P(wait > 2s) <= 0.01: 100 replicas")) << d.reason;
+  // A trillion arrivals in one tick: the replay takes the latest 50,000 of them, not all.
+  d = l.step(1'000'000'000'000, 800, 1'000'000, 3600.0);
+  EXPECT_EQ(d.desired, 100) << d.reason;
+  EXPECT_TRUE(has(d, "the 1000000500000 arrivals of the last 1h replayed")) << d.reason;
+}
+
 TEST(TidePolicy, TheReplaySizesSteadyTrafficWithoutFlappingAtAReplicaBoundary) {
   // Poisson arrivals where Erlang's bound crosses between 3 and 4 replicas again and again: the
   // replayed fleet, once an hour's arrivals resolve the 1% allowed to wait, holds one count.
