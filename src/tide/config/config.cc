@@ -992,14 +992,16 @@ GroupSpec read_group(Reader& r, const Node& node, const std::string& path) {
   const bool min_ok =
       m.get("min_replicas") == nullptr || m.read("min_replicas", g.min_replicas, at_least(0));
   const bool max_ok =
-      m.get("max_replicas") == nullptr || m.read("max_replicas", g.max_replicas, at_least(1));
+      m.get("max_replicas") == nullptr ||
+      m.read("max_replicas", g.max_replicas, between(1, false, kMaxReplicas, false));
   if (min_ok && max_ok && g.max_replicas < g.min_replicas) {
     r.fail(m.at("max_replicas"),
            fmt::format("must be >= min_replicas ({}), got {}{}", g.min_replicas, g.max_replicas,
                        m.get("max_replicas") == nullptr ? " (the default)" : ""));
   }
   const bool concurrency_ok =
-      m.get("concurrency") == nullptr || m.read("concurrency", g.concurrency, at_least(1));
+      m.get("concurrency") == nullptr ||
+      m.read("concurrency", g.concurrency, between(1, false, kMaxConcurrency, false));
   if (const Node* n = m.get("cold_start")) read_cold_start(r, *n, m.at("cold_start"), g);
   m.read("price", g.price, at_least(0));
   if (const Node* n = m.get("service_time"))

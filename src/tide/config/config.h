@@ -293,6 +293,13 @@ struct RolloutSpec {
   int max_unavailable = 0;
 };
 
+// The most requests one replica may serve at once: more than any model server runs. The gateway
+// keeps a list per busy count, so a typo of billions would cost it gigabytes.
+inline constexpr int kMaxConcurrency = 100'000;
+// The most replicas one group may run: more GPUs than one model's fleet holds. The simulator's
+// fixed-fleet search runs a fleet this large, so a typo of billions would exhaust its memory.
+inline constexpr int kMaxReplicas = 100'000;
+
 struct GroupSpec {
   std::string name;
   ProvisionerSpec provisioner;
@@ -300,8 +307,8 @@ struct GroupSpec {
   EngineMetricsSpec engine_metrics;
   RolloutSpec rollout;
   int min_replicas = 0;
-  int max_replicas = 1;
-  int concurrency = 1;
+  int max_replicas = 1;  // 1 to kMaxReplicas
+  int concurrency = 1;   // 1 to kMaxConcurrency
   // Launch to ready = pending (queued in a cluster before the replica runs; 0 elsewhere) +
   // cold_start (boot: the process starts, loads the model, answers its probe).
   // YAML: `cold_start: 60s` or `cold_start: {pending: <distribution>, boot: <distribution>}`.

@@ -186,9 +186,16 @@ TEST(ParseConfigErrors, RangesOfGroupFields) {
   EXPECT_THAT(group_problems("min_replicas: -1"),
               ElementsAre(g("min_replicas: must be >= 0, got -1")));
   EXPECT_THAT(group_problems("max_replicas: 0"),
-              ElementsAre(g("max_replicas: must be >= 1, got 0")));
-  EXPECT_THAT(group_problems("concurrency: 0"), ElementsAre(g("concurrency: must be >= 1, got 0")));
+              ElementsAre(g("max_replicas: must be >= 1 and <= 100000, got 0")));
+  EXPECT_THAT(group_problems("concurrency: 0"),
+              ElementsAre(g("concurrency: must be >= 1 and <= 100000, got 0")));
+  // The gateway keeps a list per busy count: two billion slots would cost it gigabytes.
+  EXPECT_THAT(group_problems("concurrency: 2000000000"),
+              ElementsAre(g("concurrency: must be >= 1 and <= 100000, got 2000000000")));
   EXPECT_THAT(group_problems("price: -0.5"), ElementsAre(g("price: must be >= 0, got -0.5")));
+  // The simulator's fixed-fleet search runs the largest fleet allowed: billions would exhaust it.
+  EXPECT_THAT(group_problems("max_replicas: 2000000000"),
+              ElementsAre(g("max_replicas: must be >= 1 and <= 100000, got 2000000000")));
   EXPECT_THAT(group_problems("max_replicas: 99999999999"),
               ElementsAre(g("max_replicas: must be <= 2147483647, got 99999999999")));
 }

@@ -31,6 +31,14 @@ TEST(HindsightFleet, ABatchNeedsSlotsForAllOfItWhenTheSloIsShorterThanAService) 
   EXPECT_EQ(h.fleet(now + 30s, 8, {4.0, 0}, {5s, 0.01}, 100), 3);
 }
 
+TEST(HindsightFleet, AMaxOfBillionsOfReplicasReplaysOnlyTheSlotsItsArrivalsCanUse) {
+  HindsightFleet h(1h);
+  const Time now = add_batches(h, 40, 3min, 10);
+  // Two billion replicas of 8 slots would be 16 billion slots (128 GB) if each were kept.
+  EXPECT_EQ(h.fleet(now, 8, {4.0, 0}, {2s, 0.01}, 2'000'000'000), 5);
+  EXPECT_EQ(h.late_share(2'000'000'000, 8, {4.0, 0}, 2s), 0);
+}
+
 TEST(HindsightFleet, HeavierTailsNeedMoreReplicasAtTheSameMeanService) {
   HindsightFleet h(1h);
   Time now{};
