@@ -51,15 +51,18 @@ Replay draw(const Intervals& intervals, Time now, HindsightFleet::Service s,
   return r;
 }
 
+// The most slots a replay can use: two per arrival (one for each pass of late_in). More are never
+// waited for, so they change nothing.
+size_t slots_used(const Replay& r) { return 2 * r.arrive.size(); }
+
 // The share of the replay's arrivals that `slots` servers, first come first served, start
 // later than max_wait after they arrived. The window is replayed twice and only the second pass
 // counts: the first leaves the servers as busy and the queue as long as the traffic keeps them
 // (a burn-in), so a fleet that the traffic keeps near full does not look better than it is
 // because the replay started empty.
-// Slots beyond two per arrival (one for each pass) never matter: none of them is ever waited for.
 double late_in(const Replay& r, int64_t slots, double max_wait) {
   if (r.arrive.empty()) return 0;
-  const auto used = std::min(static_cast<size_t>(std::max<int64_t>(slots, 1)), 2 * r.arrive.size());
+  const auto used = std::min(static_cast<size_t>(std::max<int64_t>(slots, 1)), slots_used(r));
   std::priority_queue<double, std::vector<double>, std::greater<>> free_at(
       std::greater<>{}, std::vector<double>(used, r.arrive.front()));
   const double span = r.span;
@@ -81,10 +84,10 @@ int smallest(const Replay& r, int concurrency, HindsightFleet::Target target, in
   const double wait = to_seconds(target.max_wait);
   const int64_t c = std::max(1, concurrency);
   // The late share only falls as replicas are added: the smallest fleet meeting the target by
-  // bisection, up to the fleet with two slots per arrival (none waits: max_replicas may be
-  // billions).
-  const auto none_wait = static_cast<int64_t>((2 * r.arrive.size() + static_cast<size_t>(c) - 1) /
-                                              static_cast<size_t>(c));
+  // bisection, up to the fleet with all the slots the replay can use (none waits: max_replicas
+  // may be billions).
+  const auto none_wait =
+      static_cast<int64_t>((slots_used(r) + static_cast<size_t>(c) - 1) / static_cast<size_t>(c));
   int lo = 1, hi = static_cast<int>(std::clamp<int64_t>(none_wait, 1, max_replicas));
   if (late_in(r, hi * c, wait) > target.late_share) return hi;
   while (lo < hi) {
