@@ -147,7 +147,7 @@ void write_csv(const std::string& path, const std::vector<WorkloadResult>& resul
        "wait_p99_s,replica_hours,launches,reversals,peak_replicas,error,fixed_replicas,fixed_met,"
        "cheapest_preset,default_vs_cheapest_preset,default_vs_fixed,default_vs_clairvoyant,"
        "nothing_lost,slo_ok,cost_le_presets,cost_le_fixed_x1.05,pass,failed,tune_default_hours,"
-       "tune_best_hours,tune_best_met,default_vs_tuned\n";
+       "tune_best_hours,tune_best_met,default_vs_tuned,replica_hours_after_end\n";
   for (const auto& r : results) {
     const Workload& w = *r.workload;
     const auto& ep = w.config.endpoints.front();
@@ -157,7 +157,7 @@ void write_csv(const std::string& path, const std::vector<WorkloadResult>& resul
         num(to_seconds(ep.slo.max_wait)), g.concurrency, num(to_seconds(g.mean_cold_start())),
         g.max_replicas, csv_field(service_text(g.service_time)), num(to_seconds(w.warmup)));
     if (!r.error.empty()) {
-      f << head << ",,,,,,,,,,,,,,," << csv_field(r.error) << std::string(16, ',') << "\n";
+      f << head << ",,,,,,,,,,,,,,," << csv_field(r.error) << std::string(17, ',') << "\n";
       continue;
     }
     auto row = [&](const std::string& policy, bool is_default, const sim::SimResult& s) {
@@ -167,8 +167,9 @@ void write_csv(const std::string& path, const std::vector<WorkloadResult>& resul
         << (meets_target(s) ? 1 : 0) << "," << num(s.outcomes.wait_s.quantile(0.99)) << ","
         << num(hours(s)) << "," << s.launches << "," << s.scale_reversals << "," << s.peak_replicas
         << ",";
+      const std::string after_end = num(s.after_end_replica_seconds / 3600);
       if (!is_default) {
-        f << std::string(16, ',') << "\n";
+        f << std::string(16, ',') << "," << after_end << "\n";
         return;
       }
       const Verdict& v = r.verdict;
@@ -179,9 +180,10 @@ void write_csv(const std::string& path, const std::vector<WorkloadResult>& resul
         << v.cost_vs_fixed << "," << v.pass << "," << csv_field(v.failed) << ",";
       if (r.tuned)
         f << num(r.tuned->default_rs / 3600) << "," << num(r.tuned->tuned_rs / 3600) << ","
-          << r.tuned->tuned_met << "," << num(r.tuned->ratio()) << "\n";
+          << r.tuned->tuned_met << "," << num(r.tuned->ratio());
       else
-        f << ",,,\n";
+        f << ",,,";
+      f << "," << after_end << "\n";
     };
     for (const auto& p : r.runs) row(p.policy, p.is_default, p.result);
     if (r.fixed) row(sim::kFixedLabel, false, *r.fixed);

@@ -239,6 +239,11 @@ Verdict judge(const WorkloadResult& w) {
   if (!v.cost_vs_presets)
     failed.push_back(fmt::format("{:.2f}x {}", v.vs_cheapest_preset, v.cheapest_preset));
   if (!v.cost_vs_fixed) failed.push_back(fmt::format("{:.2f}x fixed", v.vs_fixed));
+  // Where it fails on cost, how much of its bill came after the workload had ended (replicas held
+  // idle past the end; a fixed fleet is billed to the end only).
+  if ((!v.cost_vs_presets || !v.cost_vs_fixed) && dr.after_end_replica_seconds > 0)
+    failed.push_back(
+        fmt::format("{:.2f} rep-h of it after the end", dr.after_end_replica_seconds / 3600));
   for (const auto& f : failed) v.failed += (v.failed.empty() ? "" : "; ") + f;
   v.pass = failed.empty();
   return v;

@@ -48,6 +48,18 @@ TEST(JudgeTest, FailsOnEachCriterion) {
   v = judge(workload(run(0.995, 7), {run(0.999, 6)}));
   EXPECT_FALSE(v.cost_vs_presets);
   EXPECT_NE(v.failed.find("1.17x preset0"), std::string::npos);
+  EXPECT_EQ(v.failed.find("after the end"), std::string::npos);  // none of it was
+}
+
+TEST(JudgeTest, ACostFailureSaysHowMuchWasBilledAfterTheWorkloadEnded) {
+  sim::SimResult held = run(0.995, 7);
+  held.after_end_replica_seconds = 0.5 * 3600;
+  const Verdict v = judge(workload(held, {run(0.999, 6)}));
+  EXPECT_FALSE(v.pass);
+  EXPECT_NE(v.failed.find("1.17x preset0; 0.50 rep-h of it after the end"), std::string::npos)
+      << v.failed;
+  // Within the criteria it is only a figure of the run, no failure of its own.
+  EXPECT_TRUE(judge(workload(held, {run(0.999, 8)})).pass);
 }
 
 TEST(JudgeTest, WhereNothingReachesTheTargetAsCloseAsTheBestPreset) {

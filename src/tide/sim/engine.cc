@@ -520,6 +520,7 @@ GroupResult Simulation::group_result(uint32_t e, uint32_t g, Time end) {
     const Time from = std::max(b.requested, warmup_);
     const Time to = b.stopped == kTimeMax ? end : b.stopped;
     if (to > from) gr.replica_seconds += to_seconds(to - from);
+    if (to > end) gr.after_end_replica_seconds += to_seconds(to - std::max(from, end));
     if (b.launched >= warmup_) ++gr.launches;
   }
   gr.zero_wait_replica_seconds = gs.ideal_integral;
@@ -645,6 +646,7 @@ void GroupResult::price(const config::GroupSpec& spec) {
 void SimResult::add_group(GroupResult g) {
   outcomes.merge(g.outcomes);
   replica_seconds += g.replica_seconds;
+  after_end_replica_seconds += g.after_end_replica_seconds;
   zero_wait_replica_seconds += g.zero_wait_replica_seconds;
   work_bound_replica_seconds += g.work_bound_replica_seconds;
   cost += g.cost;

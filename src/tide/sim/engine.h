@@ -148,6 +148,10 @@ struct GroupResult {
   std::string group;
   Outcomes outcomes;
   double replica_seconds = 0;
+  // Of replica_seconds, those billed after the workload's end (and its last completion): replicas
+  // kept idle past it until they stopped. A replica still running when the run ends is billed to
+  // the end only.
+  double after_end_replica_seconds = 0;
   double zero_wait_replica_seconds = 0;
   double work_bound_replica_seconds = 0;
   double cost = 0;  // replica_seconds x price
@@ -169,6 +173,7 @@ struct SimResult {
   double max_wait_s = 0;
   double ttft_s = 0;
   double replica_seconds = 0;
+  double after_end_replica_seconds = 0;  // as in GroupResult
   double zero_wait_replica_seconds = 0;
   double work_bound_replica_seconds = 0;
   double cost = 0;

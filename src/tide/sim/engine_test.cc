@@ -74,10 +74,16 @@ TEST(Simulator, AReplicaIsBilledUntilItStopsAfterTheLastRequest) {
   spec.queue.idle_timeout = 120s;
   const SimResult r = run(one_group(spec, 1, 1, 0s, 10s), arrivals({0}));
   EXPECT_DOUBLE_EQ(r.replica_seconds, 130.0);
+  // Launched at the first tick (1 s), idle from 11 s, stopped at 131 s: 71 s past the end at 60 s.
+  EXPECT_DOUBLE_EQ(r.after_end_replica_seconds, 71.0);
+  ASSERT_EQ(r.groups.size(), 1u);
+  EXPECT_DOUBLE_EQ(r.groups[0].after_end_replica_seconds, 71.0);
   // A replica that never stops (the group's minimum) is billed to the end of the workload.
   auto kept = one_group(spec, 1, 1, 0s, 10s);
   kept.endpoints[0].groups[0].min_replicas = 1;
-  EXPECT_DOUBLE_EQ(run(kept, arrivals({0})).replica_seconds, 60.0);
+  const SimResult k = run(kept, arrivals({0}));
+  EXPECT_DOUBLE_EQ(k.replica_seconds, 60.0);
+  EXPECT_DOUBLE_EQ(k.after_end_replica_seconds, 0.0);
 }
 
 TEST(Simulator, HfPresetFailsRequestsWhileScalingFromZero) {
