@@ -167,23 +167,22 @@ void write_csv(const std::string& path, const std::vector<WorkloadResult>& resul
         << (meets_target(s) ? 1 : 0) << "," << num(s.outcomes.wait_s.quantile(0.99)) << ","
         << num(hours(s)) << "," << s.launches << "," << s.scale_reversals << "," << s.peak_replicas
         << ",";
-      const std::string after_end = num(s.after_end_replica_seconds / 3600);
-      if (!is_default) {
-        f << std::string(16, ',') << "," << after_end << "\n";
-        return;
+      if (is_default) {
+        const Verdict& v = r.verdict;
+        f << "," << (r.fixed ? std::to_string(r.fixed_replicas) : "") << ","
+          << (r.fixed ? (r.fixed_met ? "1" : "0") : "") << "," << v.cheapest_preset << ","
+          << num(v.vs_cheapest_preset) << "," << num(v.vs_fixed) << "," << num(v.vs_clairvoyant)
+          << "," << v.nothing_lost << "," << v.slo_ok << "," << v.cost_vs_presets << ","
+          << v.cost_vs_fixed << "," << v.pass << "," << csv_field(v.failed) << ",";
+        if (r.tuned)
+          f << num(r.tuned->default_rs / 3600) << "," << num(r.tuned->tuned_rs / 3600) << ","
+            << r.tuned->tuned_met << "," << num(r.tuned->ratio());
+        else
+          f << ",,,";
+      } else {
+        f << std::string(16, ',');  // the verdict's columns: the default's row only
       }
-      const Verdict& v = r.verdict;
-      f << "," << (r.fixed ? std::to_string(r.fixed_replicas) : "") << ","
-        << (r.fixed ? (r.fixed_met ? "1" : "0") : "") << "," << v.cheapest_preset << ","
-        << num(v.vs_cheapest_preset) << "," << num(v.vs_fixed) << "," << num(v.vs_clairvoyant)
-        << "," << v.nothing_lost << "," << v.slo_ok << "," << v.cost_vs_presets << ","
-        << v.cost_vs_fixed << "," << v.pass << "," << csv_field(v.failed) << ",";
-      if (r.tuned)
-        f << num(r.tuned->default_rs / 3600) << "," << num(r.tuned->tuned_rs / 3600) << ","
-          << r.tuned->tuned_met << "," << num(r.tuned->ratio());
-      else
-        f << ",,,";
-      f << "," << after_end << "\n";
+      f << "," << num(s.after_end_replica_seconds / 3600) << "\n";
     };
     for (const auto& p : r.runs) row(p.policy, p.is_default, p.result);
     if (r.fixed) row(sim::kFixedLabel, false, *r.fixed);
