@@ -148,6 +148,7 @@ struct GroupStats {
   double tick_wait_sum = 0;
   double tick_wait_max = 0;
   uint64_t tick_wait_count = 0;
+  int tick_late = 0;
 };
 
 class Simulation;
@@ -228,13 +229,16 @@ class Simulation final : public control::Provisioner, public control::DecisionSi
     gs.tick_wait_sum += wait;
     gs.tick_wait_max = std::max(gs.tick_wait_max, wait);
     ++gs.tick_wait_count;
+    if (!meets_slo(config_.endpoints[endpoint].slo, wait, r.prefill_s)) ++gs.tick_late;
     endpoints_[endpoint]->observe_prefill(from_seconds(r.prefill_s));
     push(now + from_seconds(r.service_s), Kind::kComplete, endpoint, id);
   }
 
   void timed_out(uint32_t endpoint, RequestId id) {
     const Request& r = requests_[id];
-    if (measured(r.arrival)) ++stats_[stats_index(endpoint, r.group)].outcomes.timed_out;
+    GroupStats& gs = stats_[stats_index(endpoint, r.group)];
+    if (measured(r.arrival)) ++gs.outcomes.timed_out;
+    ++gs.tick_late;
     --in_system_;
     release(id);
   }
@@ -433,10 +437,12 @@ void Simulation::on_tick(uint32_t endpoint, uint32_t group) {
                             ? 0.0
                             : gs.tick_wait_sum / static_cast<double>(gs.tick_wait_count),
          .wait_max_s = gs.tick_wait_max,
-         .load = o.load});
+         .load = o.load,
+         .late = gs.tick_late});
   }
   gs.tick_wait_sum = gs.tick_wait_max = 0;
   gs.tick_wait_count = 0;
+  gs.tick_late = 0;
   // Keep ticking while the workload runs or work remains; then the run ends.
   const Duration tick = config_.endpoints[endpoint].groups[group].scaling.tick;
   // After the workload, keep ticking until the group has scaled back to its minimum (so the

@@ -125,6 +125,7 @@ struct TimelineRow {
   double wait_mean_s;  // of requests that started since the previous tick
   double wait_max_s;
   double load;  // the work-based load signal (metrics/load.h) per replica
+  int late;     // requests that started since the previous tick beyond the SLO, or timed out
 };
 
 struct Outcomes {

@@ -163,6 +163,14 @@ TEST(Simulator, QueueFullRejectsAndHeldTooLongTimesOut) {
   EXPECT_EQ(r.outcomes.rejected, 3u);
   EXPECT_EQ(r.outcomes.timed_out, 2u);
   EXPECT_EQ(r.outcomes.ok, 0u);
+  int late = 0;  // the timeline counts the two held past their timeout as late, at 10 s
+  for (const TimelineRow& row : r.timeline) {
+    if (row.late > 0) {
+      EXPECT_NEAR(row.t_s, 10, 1.01);
+    }
+    late += row.late;
+  }
+  EXPECT_EQ(late, 2);
 }
 
 TEST(Simulator, OneLongRequestReadsAsFullUtilizationWithSevenFreeSlots) {
@@ -182,6 +190,22 @@ TEST(Simulator, OneLongRequestReadsAsFullUtilizationWithSevenFreeSlots) {
   }
   EXPECT_NEAR(util_sum / n, 0.8, 0.05);
   EXPECT_EQ(in_service_max, 1);
+}
+
+TEST(Simulator, TheTimelineCountsTheRequestsThatStartedBeyondTheSlo) {
+  // One slot, 10 s jobs, three at once, SLO wait 2 s: the second starts at 10 s and the third
+  // at 20 s, both late; the timeline says when.
+  auto c = one_group(queue_policy(1), 1, 1, 0s, 10s);
+  c.endpoints[0].groups[0].min_replicas = 1;
+  const SimResult r = run(c, arrivals({0, 0, 0}));
+  ASSERT_EQ(r.outcomes.total - r.outcomes.slo_met, 2u);
+  std::vector<double> late_at;
+  for (const TimelineRow& row : r.timeline) {
+    for (int i = 0; i < row.late; ++i) late_at.push_back(row.t_s);
+  }
+  ASSERT_EQ(late_at.size(), 2u);
+  EXPECT_NEAR(late_at[0], 10, 1.01);
+  EXPECT_NEAR(late_at[1], 20, 1.01);
 }
 
 TEST(Simulator, TheSeedsCaseUtilizationAddsReplicasLoadHoldsOne) {

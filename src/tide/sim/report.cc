@@ -403,12 +403,13 @@ void write_csvs(const std::string& dir, const SimResult& run, const config::Conf
   {
     std::ofstream f(dir + "/timeline.csv");
     f << "time_s,endpoint,group,desired,starting,ready,draining,queued,in_service,gpu_util,"
-         "wait_mean_s,wait_max_s,load\n";
+         "wait_mean_s,wait_max_s,load,late\n";
     for (const TimelineRow& t : run.timeline) {
       const auto& ep = config.endpoints[t.endpoint];
-      f << fmt::format("{:.3f},{},{},{},{},{},{},{},{},{:.4f},{:.4f},{:.4f},{:.4f}\n", t.t_s,
+      f << fmt::format("{:.3f},{},{},{},{},{},{},{},{},{:.4f},{:.4f},{:.4f},{:.4f},{}\n", t.t_s,
                        ep.name, ep.groups[t.group].name, t.desired, t.starting, t.ready, t.draining,
-                       t.queued, t.in_service, t.gpu_util, t.wait_mean_s, t.wait_max_s, t.load);
+                       t.queued, t.in_service, t.gpu_util, t.wait_mean_s, t.wait_max_s, t.load,
+                       t.late);
     }
   }
   std::ofstream f(dir + "/decisions.csv");
