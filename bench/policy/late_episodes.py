@@ -76,7 +76,11 @@ def main():
     p.add_argument("--top", type=int, default=5, help="largest episodes listed")
     a = p.parse_args()
     groups = collections.defaultdict(list)
-    with open(a.timeline, newline="") as f:
+    try:
+        f = open(a.timeline, newline="")
+    except OSError as e:
+        sys.exit(f"{a.timeline}: {e.strerror}")
+    with f:
         reader = csv.DictReader(f)
         if "late" not in (reader.fieldnames or []):
             sys.exit(f"{a.timeline}: no `late` column (written by tide sim --out since 7ffb909)")
