@@ -64,6 +64,7 @@ void print_tuned(std::FILE* out, Set set, const std::vector<const WorkloadResult
     fmt::print(out, "{:<24} {:>13.2f}{} {:>13.2f}{} {:>9}\n", r->workload->name,
                t.default_rs / 3600, t.default_met ? "*" : " ", t.tuned_rs / 3600,
                t.tuned_met ? "*" : " ", ratio(t.ratio()));
+    fmt::print(out, "{:<24} tuned: {}\n", "", t.scaling);
   }
   fmt::print(out, "{} set: default/tuned median {} worst {} (* meets the target there)\n",
              set_name(set), ratio(median(ratios)),
@@ -147,7 +148,7 @@ void write_csv(const std::string& path, const std::vector<WorkloadResult>& resul
        "wait_p99_s,replica_hours,launches,reversals,peak_replicas,error,fixed_replicas,fixed_met,"
        "cheapest_preset,default_vs_cheapest_preset,default_vs_fixed,default_vs_clairvoyant,"
        "nothing_lost,slo_ok,cost_le_presets,cost_le_fixed_x1.05,pass,failed,tune_default_hours,"
-       "tune_best_hours,tune_best_met,default_vs_tuned,replica_hours_after_end\n";
+       "tune_best_hours,tune_best_met,default_vs_tuned,replica_hours_after_end,tune_best_scaling\n";
   for (const auto& r : results) {
     const Workload& w = *r.workload;
     const auto& ep = w.config.endpoints.front();
@@ -157,7 +158,7 @@ void write_csv(const std::string& path, const std::vector<WorkloadResult>& resul
         num(to_seconds(ep.slo.max_wait)), g.concurrency, num(to_seconds(g.mean_cold_start())),
         g.max_replicas, csv_field(service_text(g.service_time)), num(to_seconds(w.warmup)));
     if (!r.error.empty()) {
-      f << head << ",,,,,,,,,,,,,,," << csv_field(r.error) << std::string(17, ',') << "\n";
+      f << head << ",,,,,,,,,,,,,,," << csv_field(r.error) << std::string(18, ',') << "\n";
       continue;
     }
     auto row = [&](const std::string& policy, bool is_default, const sim::SimResult& s) {
@@ -182,7 +183,8 @@ void write_csv(const std::string& path, const std::vector<WorkloadResult>& resul
       } else {
         f << std::string(16, ',');  // the verdict's columns: the default's row only
       }
-      f << "," << num(s.after_end_replica_seconds / 3600) << "\n";
+      f << "," << num(s.after_end_replica_seconds / 3600) << ","
+        << (is_default && r.tuned ? csv_field(r.tuned->scaling) : "") << "\n";
     };
     for (const auto& p : r.runs) row(p.policy, p.is_default, p.result);
     if (r.fixed) row(sim::kFixedLabel, false, *r.fixed);

@@ -184,6 +184,24 @@ std::vector<WorkloadResult> run_corpus(const std::vector<const Workload*>& workl
   return out;
 }
 
+namespace {
+
+// A YAML block's lines joined with "; ", indentation dropped: a CSV cell.
+std::string one_line(const std::string& yaml) {
+  std::string out;
+  size_t start = 0;
+  while (start < yaml.size()) {
+    size_t nl = yaml.find('\n', start);
+    if (nl == std::string::npos) nl = yaml.size();
+    const size_t text = yaml.find_first_not_of(' ', start);
+    if (text < nl) out += (out.empty() ? "" : "; ") + yaml.substr(text, nl - text);
+    start = nl + 1;
+  }
+  return out;
+}
+
+}  // namespace
+
 void tune_corpus(std::vector<WorkloadResult>& results, const TraceFiles& files, int candidates,
                  size_t jobs, const std::function<void(const std::string&)>& progress) {
   for (auto& r : results) {
@@ -201,8 +219,8 @@ void tune_corpus(std::vector<WorkloadResult>& results, const TraceFiles& files, 
           w.config, [&] { return std::make_unique<sim::TraceSource>(*trace); }, o);
       const sim::TuneCandidate& d = t.explored.front();
       const sim::TuneCandidate& best = t.winner();
-      r.tuned =
-          TuneRatio{d.fit.replica_seconds, best.fit.replica_seconds, d.feasible, best.feasible};
+      r.tuned = TuneRatio{d.fit.replica_seconds, best.fit.replica_seconds, d.feasible,
+                          best.feasible, one_line(t.yaml)};
     } catch (const std::exception& e) {
       r.error = fmt::format("tune: {}", e.what());
     }

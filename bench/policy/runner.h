@@ -43,6 +43,7 @@ struct TuneRatio {
   double default_rs = 0;  // replica-seconds of the default on the fitted part
   double tuned_rs = 0;    // of the cheapest candidate meeting the target (or the best one)
   bool default_met = false, tuned_met = false;
+  std::string scaling;  // the winner's `scaling:` block on one line ("key: value; ...")
   double ratio() const { return tuned_rs > 0 ? default_rs / tuned_rs : 0; }
 };
 

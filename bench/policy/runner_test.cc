@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <set>
@@ -113,6 +114,23 @@ TEST(CorpusTest, CoversTheIssuesRequirements) {
   EXPECT_LE(min_cold, std::chrono::seconds(10));
   EXPECT_GE(max_cold, std::chrono::minutes(5));
   EXPECT_TRUE(fast);
+}
+
+TEST(TuneTest, TheWinnersScalingBlockIsKeptOnOneLine) {
+  const std::vector<Workload> all = corpus();
+  const auto w = std::find_if(all.begin(), all.end(),
+                              [](const Workload& x) { return x.name == "demo-poisson"; });
+  ASSERT_NE(w, all.end());
+  std::vector<WorkloadResult> results(1);
+  results[0].workload = &*w;
+  tune_corpus(results, TraceFiles{}, 3, 2, {});
+  ASSERT_TRUE(results[0].error.empty()) << results[0].error;
+  ASSERT_TRUE(results[0].tuned.has_value());
+  const std::string& s = results[0].tuned->scaling;
+  EXPECT_EQ(s.rfind("preset: tide; ", 0), 0u) << s;
+  EXPECT_NE(s.find("target_wait_probability: "), std::string::npos) << s;
+  EXPECT_EQ(s.find('\n'), std::string::npos) << s;
+  EXPECT_EQ(s.find("  "), std::string::npos) << s;
 }
 
 }  // namespace
