@@ -186,17 +186,12 @@ std::vector<WorkloadResult> run_corpus(const std::vector<const Workload*>& workl
 
 namespace {
 
-// A YAML block's lines joined with "; ", indentation dropped: a CSV cell.
-std::string one_line(const std::string& yaml) {
+// The winner's `scaling:` block (sim::scaling_yaml: one unindented `key: value` line each)
+// as one CSV cell, its lines joined with "; ".
+std::string one_line(std::string yaml) {
+  while (!yaml.empty() && yaml.back() == '\n') yaml.pop_back();
   std::string out;
-  size_t start = 0;
-  while (start < yaml.size()) {
-    size_t nl = yaml.find('\n', start);
-    if (nl == std::string::npos) nl = yaml.size();
-    const size_t text = yaml.find_first_not_of(' ', start);
-    if (text < nl) out += (out.empty() ? "" : "; ") + yaml.substr(text, nl - text);
-    start = nl + 1;
-  }
+  for (char c : yaml) out += c == '\n' ? std::string("; ") : std::string(1, c);
   return out;
 }
 
