@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
-#include <queue>
 #include <utility>
 #include <vector>
 
@@ -55,49 +54,89 @@ Replay draw(const Intervals& intervals, Time now, HindsightFleet::Service s,
 // waited for, so they change nothing.
 size_t slots_used(const Replay& r) { return 2 * r.arrive.size(); }
 
+// Replaces the least of `heap` (a min-heap in an array) with `value`: one sift-down, where a pop
+// and a push would take two.
+void replace_least(std::vector<double>& heap, double value) {
+  const size_t n = heap.size();
+  size_t i = 0;
+  for (;;) {
+    size_t least = 2 * i + 1;
+    if (least >= n) break;
+    if (least + 1 < n && heap[least + 1] < heap[least]) ++least;
+    if (!(heap[least] < value)) break;
+    heap[i] = heap[least];
+    i = least;
+  }
+  heap[i] = value;
+}
+
 // The share of the replay's arrivals that `slots` servers, first come first served, start
 // later than max_wait after they arrived. The window is replayed twice and only the second pass
 // counts: the first leaves the servers as busy and the queue as long as the traffic keeps them
 // (a burn-in), so a fleet that the traffic keeps near full does not look better than it is
 // because the replay started empty.
+//
+// No arrival starts later with more slots (each takes the slot free first, and the times the
+// slots come free only move earlier), so the share never grows with `slots`.
 double late_in(const Replay& r, int64_t slots, double max_wait) {
   if (r.arrive.empty()) return 0;
   const auto used = std::min(static_cast<size_t>(std::max<int64_t>(slots, 1)), slots_used(r));
-  std::priority_queue<double, std::vector<double>, std::greater<>> free_at(
-      std::greater<>{}, std::vector<double>(used, r.arrive.front()));
+  std::vector<double> free_at(used, r.arrive.front());  // all equal: already a heap
   const double span = r.span;
   uint64_t late = 0;
   for (int pass = 0; pass < 2; ++pass) {
     for (size_t k = 0; k < r.arrive.size(); ++k) {
       const double arrive = r.arrive[k] + pass * span;
-      const double start = std::max(arrive, free_at.top());
+      const double start = std::max(arrive, free_at.front());
       late += pass == 1 && start - arrive > max_wait;
-      free_at.pop();
-      free_at.push(start + r.service[k]);
+      replace_least(free_at, start + r.service[k]);
     }
   }
   return static_cast<double>(late) / static_cast<double>(r.arrive.size());
 }
 
-// The smallest fleet, up to max_replicas, whose late share meets the target.
-int smallest(const Replay& r, int concurrency, HindsightFleet::Target target, int max_replicas) {
+// The smallest fleet, up to max_replicas, whose late share meets the target; max_replicas where
+// none does. The late share never grows with the fleet, so the answer is one whatever the order
+// the fleets are tried in: the search starts at `guess` (the last answer, which the next one is
+// usually at or near) and doubles its step away from it until it brackets the answer, then
+// bisects.
+int smallest(const Replay& r, int concurrency, HindsightFleet::Target target, int max_replicas,
+             int guess) {
   const double wait = to_seconds(target.max_wait);
   const int64_t c = std::max(1, concurrency);
-  // The late share only falls as replicas are added: the smallest fleet meeting the target by
-  // bisection, up to the fleet with all the slots the replay can use (none waits: max_replicas
-  // may be billions).
+  // Beyond the fleet with all the slots the replay can use, none waits (max_replicas may be
+  // billions).
   const auto none_wait =
       static_cast<int64_t>((slots_used(r) + static_cast<size_t>(c) - 1) / static_cast<size_t>(c));
-  int lo = 1, hi = static_cast<int>(std::clamp<int64_t>(none_wait, 1, max_replicas));
-  if (late_in(r, hi * c, wait) > target.late_share) return hi;
-  while (lo < hi) {
-    const int mid = lo + (hi - lo) / 2;
-    if (late_in(r, mid * c, wait) <= target.late_share)
-      hi = mid;
-    else
-      lo = mid + 1;
+  const int top = static_cast<int>(std::clamp<int64_t>(none_wait, 1, max_replicas));
+  auto meets = [&](int n) { return late_in(r, n * c, wait) <= target.late_share; };
+  // The answer lies in (lo, hi]: lo fails (or is 0), hi meets (or is top).
+  int lo = 0, hi = top;
+  const int start = std::clamp(guess, 1, top);
+  if (meets(start)) {
+    hi = start;
+    for (int step = 1; hi - step > lo; step *= 2) {
+      if (!meets(hi - step)) {
+        lo = hi - step;
+        break;
+      }
+      hi -= step;
+    }
+  } else {
+    lo = start;
+    for (int step = 1; lo + step < top; step *= 2) {
+      if (meets(lo + step)) {
+        hi = lo + step;
+        break;
+      }
+      lo += step;
+    }
   }
-  return lo;
+  while (hi - lo > 1) {
+    const int mid = lo + (hi - lo) / 2;
+    (meets(mid) ? hi : lo) = mid;
+  }
+  return hi;
 }
 
 // Arrivals per bin, with prefix sums for the tests below: of the counts and their squares, and
@@ -245,7 +284,7 @@ int HindsightFleet::fleet(Time now, int concurrency, Service service, Target tar
   replayed_ = since_fall(count, static_cast<uint64_t>(std::ceil(kResolved / target.late_share)));
   count_smoothness(now, count);
   int n = smallest(draw(intervals_, now, service, std::min(replayed_, kMaxReplayed)), concurrency,
-                   target, max_replicas);
+                   target, max_replicas, computed_);
   // Without a new arrival or a new service estimate, only old arrivals left the window: no
   // evidence of more demand (a burst leaving makes the later ones a larger share), so the fleet
   // found does not grow.

@@ -19,6 +19,12 @@ Time add_batches(HindsightFleet& h, int size, Duration every, int batches) {
   return now;
 }
 
+// `seconds` of `per_s` arrivals every second.
+Time add_steady(HindsightFleet& h, Time now, int seconds, uint64_t per_s) {
+  for (int i = 0; i < seconds; ++i) h.add(now += 1s, 1s, per_s);
+  return now;
+}
+
 TEST(HindsightFleet, ABatchNeedsSlotsForAllOfItWhenTheSloIsShorterThanAService) {
   HindsightFleet h(1h);
   const Time now = add_batches(h, 40, 3min, 10);
@@ -59,6 +65,30 @@ TEST(HindsightFleet, ForgetsArrivalsOlderThanItsWindowAndCapsAtMaxReplicas) {
   EXPECT_EQ(h.arrivals(), 0u);
 }
 
+TEST(HindsightFleet, TheFleetFoundIsTheSmallestMeetingTheTargetWhereverTheLastOneWas) {
+  // The search starts at the last answer: batches that grow and shrink tenfold move it far both
+  // ways, and each answer must still be the smallest fleet whose late share meets the target.
+  HindsightFleet h(2min);
+  const HindsightFleet::Service service{4.0, 1.0};
+  Time now{};
+  int rises = 0, falls = 0, last = 0;
+  for (const uint64_t batch : {10, 400, 40, 1200, 5, 300, 2, 800, 60}) {
+    now = add_steady(h, now, 119, 1);
+    h.add(now += 1s, 1s, batch);
+    const int n = h.fleet(now, 4, service, {2s, 0.01}, 1000);
+    ASSERT_GT(n, 0);
+    EXPECT_LE(h.late_share(n, 4, service, 2s), 0.01) << "batch " << batch;
+    if (n > 1) {
+      EXPECT_GT(h.late_share(n - 1, 4, service, 2s), 0.01) << "batch " << batch;
+    }
+    rises += n > last;
+    falls += n < last;
+    last = n;
+  }
+  EXPECT_GE(rises, 4);
+  EXPECT_GE(falls, 4);
+}
+
 TEST(HindsightFleet, ReplaysAtMostTheMostRecentArrivals) {
   // Ten times the cap in the window: the replay's work stays bounded, the answer is the same as
   // for the cap's worth of the same steady traffic.
@@ -73,12 +103,6 @@ TEST(HindsightFleet, ReplaysAtMostTheMostRecentArrivals) {
   EXPECT_EQ(many.arrivals(), per_s * 3600);
   EXPECT_EQ(many.fleet(now, 8, {1.0, 1.0}, {1s, 0.01}, 1000),
             few.fleet(now, 8, {1.0, 1.0}, {1s, 0.01}, 1000));
-}
-
-// `seconds` of `per_s` arrivals every second.
-Time add_steady(HindsightFleet& h, Time now, int seconds, uint64_t per_s) {
-  for (int i = 0; i < seconds; ++i) h.add(now += 1s, 1s, per_s);
-  return now;
 }
 
 TEST(HindsightFleet, SmoothTrafficThatFellIsReplayedOnlyFromTheFallOn) {
