@@ -6,7 +6,9 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <tuple>
 
+#include "tide/common/random.h"
 #include "tide/sim/arrivals.h"
 
 namespace tide::bench {
@@ -382,6 +384,118 @@ Family issue_family() {
                 generated<sim::MmppSource>(sim::MmppOptions{0.8, 0.002, 3min, 5h}, 168h, 19))}};
 }
 
+// ----- drawn workloads ------------------------------------------------------------------------
+
+// One workload drawn at random over the ranges issue 14 names: arrivals Poisson, batch, on/off,
+// diurnal or a step up (in turn, so that each shape is drawn as often); offered load 0.3 to 15
+// replicas' worth; lognormal service of median 0.5-20 s and sigma 0.2-1.5; concurrency 1 to 32;
+// cold start 10 s to 5 min; an SLO from a fiftieth of the cold start to twice it.
+struct Draw {
+  Model model;
+  std::string arrivals;  // in words
+  std::function<Trace(const TraceFiles&)> build;
+};
+
+template <typename T>
+T pick(Random& rng, std::initializer_list<T> options) {
+  return *(options.begin() + rng.below(options.size()));
+}
+
+double log_uniform(Random& rng, double lo, double hi) {
+  return lo * std::exp(rng.uniform() * std::log(hi / lo));
+}
+
+// The arrivals at mean `rate` per second for `d`, and their peak rate (per second; a batch's
+// size within its second).
+std::tuple<std::string, std::function<Trace(const TraceFiles&)>, double> draw_arrivals(
+    Random& rng, int shape, double rate, Duration d, uint64_t seed) {
+  const double hours = to_seconds(d) / 3600;
+  switch (shape % 5) {
+    case 0:
+      return {fmt::format("Poisson {:.2f}/s, {:.0f} h", rate, hours), poisson(rate, d, seed), rate};
+    case 1: {
+      const double period_s = std::round(rng.uniform(60, 600));
+      // Tens of requests within a second, as the issue's batch family: at most 100 a batch.
+      const int size = std::clamp(static_cast<int>(std::lround(rate * period_s)), 2, 100);
+      const auto period = from_seconds(std::round(size / rate));
+      return {fmt::format("batches of {} within 1 s, exponential gaps of mean {}, {:.0f} h", size,
+                          format_duration(period), hours),
+              generated<sim::BatchSource>(sim::BatchOptions{size, 1s, period, true}, d, seed),
+              static_cast<double>(size)};
+    }
+    case 2: {
+      const double on_s = std::round(rng.uniform(60, 600));
+      const double off_s = std::round(rng.uniform(120, 3600));
+      const double off_share = pick(rng, {0.0, 0.05});  // of the on rate
+      const double on_rate = rate * (on_s + off_s) / (on_s + off_share * off_s);
+      return {fmt::format("MMPP {:.2f}/s on (mean {}), {:.2f}/s off (mean {}), {:.0f} h", on_rate,
+                          format_duration(from_seconds(on_s)), on_rate * off_share,
+                          format_duration(from_seconds(off_s)), hours),
+              generated<sim::MmppSource>(sim::MmppOptions{on_rate, on_rate * off_share,
+                                                          from_seconds(on_s), from_seconds(off_s)},
+                                         d, seed),
+              on_rate};
+    }
+    case 3: {
+      const Duration period = pick<Duration>(rng, {2h, 6h, 24h});
+      const double peak = rate / 0.55;  // the sine between a tenth of the peak and the peak
+      return {fmt::format("{} sine up to {:.2f}/s, {:.0f} h", format_duration(period), peak, hours),
+              synthetic(sim::SyntheticSource::Shape::kDiurnal, peak, d, period, seed), peak};
+    }
+    default: {
+      const double factor = rng.uniform(3, 10), at = std::round(rng.uniform(25, 60)) / 100;
+      const double low = rate / (at + (1 - at) * factor);
+      const auto when = from_seconds(at * to_seconds(d));
+      using P = std::vector<sim::RatePiece>;
+      return {fmt::format("Poisson {:.2f}/s, then {:.2f}/s from {} on, {:.0f} h", low, low * factor,
+                          format_duration(when), hours),
+              generated<sim::PiecewisePoissonSource>(P{{0s, low}, {when, low * factor}}, d, seed),
+              low * factor};
+    }
+  }
+}
+
+Draw draw_workload(Random& rng, int shape, uint64_t seed) {
+  Draw w;
+  const double median = log_uniform(rng, 0.5, 20), sigma = rng.uniform(0.2, 1.5);
+  const double mean_service = median * std::exp(sigma * sigma / 2);
+  const int concurrency = pick(rng, {1, 2, 4, 8, 16, 32});
+  const int cold_s = pick(rng, {10, 30, 60, 120, 300});
+  const double slo_s = cold_s * pick(rng, {0.02, 0.1, 0.5, 2.0});
+  const double rate = std::min(20.0, log_uniform(rng, 0.3, 15) * concurrency / mean_service);
+  const Duration d = std::chrono::hours(2 + rng.below(5));
+  auto [arrivals, build, peak_rate] = draw_arrivals(rng, shape, rate, d, seed);
+  // Room for twice the replicas the peak keeps busy, or a batch's slots.
+  const double peak_slots = std::max(peak_rate * mean_service, std::min(peak_rate, 1e3));
+  const int peak = static_cast<int>(std::ceil(peak_slots / concurrency));
+  const long slo_ms = std::lround(slo_s * 1000);
+  w.model = {slo_ms % 1000 == 0 ? fmt::format("{}s", slo_ms / 1000) : fmt::format("{}ms", slo_ms),
+             concurrency, fmt::format("{}s", cold_s), std::clamp(2 * peak + 2, 4, 200),
+             fmt::format("{{model: lognormal, median: {}ms, sigma: {:.2f}}}",
+                         std::lround(median * 1000), sigma)};
+  w.arrivals = std::move(arrivals);
+  w.build = std::move(build);
+  return w;
+}
+
+// Appended on 2026-12-07, after the default's rules were decided, to see it on traffic nobody
+// chose: 16 workloads drawn from a fixed seed (the set rule splits them like any family's).
+constexpr int kDrawn = 16;
+
+Family drawn_family() {
+  Random rng(0x6472617764);
+  Family fam{"drawn", {}};
+  for (int i = 1; i <= kDrawn; ++i) {
+    Draw w = draw_workload(rng, i - 1, 200 + static_cast<uint64_t>(i));
+    fam.workloads.push_back(workload(
+        fmt::format("drawn-{:02}", i),
+        fmt::format("drawn: {}; service {}, concurrency {}, cold start {}, SLO {}", w.arrivals,
+                    w.model.service, w.model.concurrency, w.model.cold_start, w.model.slo),
+        make_config(w.model), std::move(w.build)));
+  }
+  return fam;
+}
+
 }  // namespace
 
 std::string_view set_name(Set s) { return s == Set::kDesign ? "design" : "check"; }
@@ -424,10 +538,10 @@ config::Config make_config(const Model& m) {
 }
 
 std::vector<Workload> corpus() {
-  const std::vector<Family> families = {azure_llm(),       azure_functions(),   bursty_functions(),
-                                        servegen_models(), poisson_family(),    batch_family(),
-                                        onoff_family(),    heavy_tail_family(), diurnal_family(),
-                                        step_family(),     idle_family(),       issue_family()};
+  const std::vector<Family> families = {
+      azure_llm(),    azure_functions(), bursty_functions(),  servegen_models(), poisson_family(),
+      batch_family(), onoff_family(),    heavy_tail_family(), diurnal_family(),  step_family(),
+      idle_family(),  issue_family(),    drawn_family()};
   std::vector<Workload> out;
   for (const Family& f : families) {
     // The set rule: within a family, in its listed order, design, check, design, check, ...

@@ -43,6 +43,7 @@
 #include <cmath>
 #include <deque>
 #include <limits>
+#include <vector>
 
 #include "tide/metrics/window.h"
 #include "tide/policy/hindsight.h"
@@ -138,6 +139,7 @@ RecurringRise::Rise RecurringRise::search(int64_t n, int64_t h_bins) const {
     return (sums_[static_cast<size_t>(b)] - sums_[static_cast<size_t>(a)]) /
            static_cast<double>(b - a);
   };
+  const double spread = bin_spread(n);
   for (int64_t minutes = 1; minutes <= max_period_min_; ++minutes) {
     const int64_t period = minutes * 60 / kBinSeconds;
     if (cycles_ * period + h_bins > n) break;
@@ -149,14 +151,30 @@ RecurringRise::Rise RecurringRise::search(int64_t n, int64_t h_bins) const {
         const int64_t then = n - k * period;  // this point of the period, k cycles ago
         const double before = mean(then - h_bins, then);
         const double r = bins_[static_cast<size_t>(then + ahead - 1)] - before;
-        // Occupancy of Poisson traffic varies by the square root of its mean: a rise within
-        // three standard deviations of it is noise, and does not recur.
-        rise = r > 3 * std::sqrt(std::max(before, 1.0)) ? std::min(rise, r) : 0;
+        // Occupancy of Poisson traffic varies by the square root of its mean, and bursty
+        // traffic's by its bins' own spread: a rise within three standard deviations of the
+        // larger is noise, and does not recur.
+        const double noise = std::max(std::sqrt(std::max(before, 1.0)), spread);
+        rise = r > 3 * noise ? std::min(rise, r) : 0;
       }
       if (rise > best.rise) best = {rise, std::chrono::minutes(minutes)};
     }
   }
   return best;
+}
+
+double RecurringRise::bin_spread(int64_t n) const {
+  // From the steps between neighbouring bins: a slow trend barely adds to them, and where bins
+  // vary independently, a step's variance is twice a bin's. Their median, not their mean square:
+  // a rise that recurs is a few large steps each period, and must not hide itself.
+  std::vector<double> steps;
+  for (int64_t i = 1; i < n; ++i)
+    steps.push_back(std::abs(bins_[static_cast<size_t>(i)] - bins_[static_cast<size_t>(i - 1)]));
+  if (steps.empty()) return 0;
+  const auto mid = steps.begin() + static_cast<std::ptrdiff_t>(steps.size() / 2);
+  std::nth_element(steps.begin(), mid, steps.end());
+  // A normal step's median absolute value is 0.6745 of its standard deviation.
+  return *mid / 0.6745 / std::sqrt(2.0);
 }
 
 namespace {

@@ -31,11 +31,15 @@ class RecurringRise {
   // The group's mean occupancy during (now - interval, now].
   void add(Time now, Duration interval, double occupancy);
   // The largest rise expected within `horizon` (a cold start) of now. Each past rise must exceed
-  // what Poisson noise explains at the occupancy it rose from (three standard deviations).
+  // three standard deviations of the noise: Poisson's at the occupancy it rose from, or the
+  // bins' own spread where that is larger (bursty traffic).
   Rise expected(Duration horizon) const;
 
  private:
   Rise search(int64_t complete_bins, int64_t h_bins) const;
+  // The standard deviation of one bin about the level around it, from the median step between
+  // neighbours of the first `complete_bins` bins.
+  double bin_spread(int64_t complete_bins) const;
 
   int64_t max_period_min_;
   int cycles_;

@@ -584,6 +584,44 @@ TEST(RecurringRise, IgnoresNoiseAndRisesThatStoppedRecurring) {
   }
 }
 
+// Occupancy of batches at random: `size` more requests for 8 s, at exponential gaps of mean
+// `gap_s`, over a base of 10.
+struct RandomBatches {
+  Random rng{11};
+  double next_at = 0, until = 0;
+  double at(double t, double size, double gap_s) {
+    if (t >= next_at) {
+      until = t + 8;
+      next_at = t + rng.exponential(gap_s);
+    }
+    return 10 + (t < until ? size : 0);
+  }
+};
+
+TEST(RecurringRise, BatchesAtRandomAreNoRiseButOneThatRecursStillIs) {
+  // Batches of 60 every ~20 s: far beyond Poisson noise at a base of 10, and at random. With a
+  // cold start of 5 minutes, some batch falls at the same point of some period in each of the
+  // last cycles by chance; their bins' own spread says it is noise. A rise of 300 every 7
+  // minutes over the same batches recurs.
+  RecurringRise batches(1h, 3), recurring(1h, 3);
+  RandomBatches a, b;
+  Time now{};
+  int found = 0, checks = 0;
+  for (int i = 0; i < 4 * 3600; ++i) {
+    now += 1s;
+    batches.add(now, 1s, a.at(i, 60, 20));
+    recurring.add(now, 1s, b.at(i, 60, 20) + (i % 420 >= 400 ? 300 : 0));
+    if (i % 10 == 0 && i > 3 * 3600) {
+      EXPECT_EQ(batches.expected(5min).rise, 0) << "at " << i << " s";
+      const RecurringRise::Rise rise = recurring.expected(5min);
+      // Also found at its multiples (35, 49 minutes, ...), where the batches added more.
+      found += rise.rise >= 200 && rise.period % 7min == 0s;
+      ++checks;
+    }
+  }
+  EXPECT_GE(found, checks / 2) << "the 7-minute rise is due within 5 minutes most of the time";
+}
+
 TEST(RecurringRise, SpreadsLongTicksOverTheBinsTheyCover) {
   // A 25 s control tick covers parts of three 10 s bins: a steady load must not read as a
   // rise at every tick.
