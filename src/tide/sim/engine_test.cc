@@ -7,6 +7,7 @@
 
 #include "tide/common/random.h"
 
+#include "tide/sim/arrivals.h"
 #include "tide/sim/report.h"
 #include "tide/sim/sim_test_util.h"
 
@@ -84,6 +85,23 @@ TEST(Simulator, AReplicaIsBilledUntilItStopsAfterTheLastRequest) {
   const SimResult k = run(kept, arrivals({0}));
   EXPECT_DOUBLE_EQ(k.replica_seconds, 60.0);
   EXPECT_DOUBLE_EQ(k.after_end_replica_seconds, 0.0);
+}
+
+TEST(Simulator, TideStopsSoonAfterBatchesAtRandomEnd) {
+  // Batches of 100 within a second at exponential gaps of 5 s for two hours: some batch falls at
+  // the same point of some period in each of the last cycles by chance. That is no recurring
+  // rise to pre-warm for: once the batches stop, the group stops within minutes, not after
+  // holding its fleet for the hour of history.
+  config::ScalingSpec tide;
+  tide.policy = config::PolicyKind::kTide;
+  auto c = one_group(tide, 40, 16, 10s, 5s);
+  c.endpoints[0].slo.max_wait = 200ms;
+  c.endpoints[0].queue.max_length = 100000;
+  BatchSource batches({100, 1s, 5s, true}, 2h, 7);
+  const SimResult r = run(c, collect(batches));
+  EXPECT_EQ(r.outcomes.ok, r.outcomes.total);
+  const double fleet = r.replica_seconds / to_seconds(2h);
+  EXPECT_LT(r.after_end_replica_seconds, fleet * 300) << "more than 5 minutes of the fleet";
 }
 
 TEST(Simulator, HfPresetFailsRequestsWhileScalingFromZero) {
