@@ -91,7 +91,7 @@ TEST(Simulator, TideStopsSoonAfterBatchesAtRandomEnd) {
   // Batches of 100 within a second at exponential gaps of 5 s for two hours: some batch falls at
   // the same point of some period in each of the last cycles by chance. That is no recurring
   // rise to pre-warm for: once the batches stop, the group stops within minutes, not after
-  // holding its fleet for the hour of history.
+  // a pre-warm has held its whole fleet for a quarter of an hour.
   config::ScalingSpec tide;
   tide.policy = config::PolicyKind::kTide;
   auto c = one_group(tide, 40, 16, 10s, 5s);
