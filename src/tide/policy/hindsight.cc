@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <functional>
 #include <utility>
 #include <vector>
 
@@ -113,24 +112,15 @@ int smallest(const Replay& r, int concurrency, HindsightFleet::Target target, in
   // The answer lies in (lo, hi]: lo fails (or is 0), hi meets (or is top).
   int lo = 0, hi = top;
   const int start = std::clamp(guess, 1, top);
-  if (meets(start)) {
-    hi = start;
-    for (int step = 1; hi - step > lo; step *= 2) {
-      if (!meets(hi - step)) {
-        lo = hi - step;
-        break;
-      }
-      hi -= step;
-    }
-  } else {
-    lo = start;
-    for (int step = 1; lo + step < top; step *= 2) {
-      if (meets(lo + step)) {
-        hi = lo + step;
-        break;
-      }
-      lo += step;
-    }
+  const bool down = meets(start);  // the answer is at or below start
+  (down ? hi : lo) = start;
+  // Away from start by doubling steps, until a probe's answer differs from start's.
+  for (int step = 1;; step *= 2) {
+    const int probe = down ? hi - step : lo + step;
+    if (probe <= lo || probe >= hi) break;
+    const bool m = meets(probe);
+    (m ? hi : lo) = probe;
+    if (m != down) break;
   }
   while (hi - lo > 1) {
     const int mid = lo + (hi - lo) / 2;
