@@ -191,7 +191,12 @@ namespace {
 std::string one_line(std::string yaml) {
   while (!yaml.empty() && yaml.back() == '\n') yaml.pop_back();
   std::string out;
-  for (char c : yaml) out += c == '\n' ? std::string("; ") : std::string(1, c);
+  for (char c : yaml) {
+    if (c == '\n')
+      out += "; ";
+    else
+      out += c;
+  }
   return out;
 }
 
