@@ -223,13 +223,13 @@ TEST_F(SlurmProvisionerTest, JobCancelledFromOutsideFailsWithItsState) {
       io_, [&] { return events_.has(1, Kind::kFailed); }, 20s))
       << describe(events_.events);
   const std::string error = events_.find(1, Kind::kFailed)->text;
-  // squeue saw it CANCELLED, or still COMPLETING (its output then tells), or the probe found
-  // the replica gone first.
-  EXPECT_TRUE(
-      error.find(fmt::format("job {} CANCELLED", job_of(1))) != std::string::npos ||
-      (error.find(fmt::format("job {} is ending (COMPLETING)", job_of(1))) != std::string::npos &&
-       error.find("CANCELLED AT") != std::string::npos) ||
-      error.find("health check failed") != std::string::npos)
+  // squeue saw it CANCELLED, or still COMPLETING, or the probe found the replica gone first.
+  // While it is COMPLETING, slurmstepd may not yet have written its "CANCELLED AT" line to the
+  // output (seen in a clean-clone CI run), so the output is not required to tell.
+  EXPECT_TRUE(error.find(fmt::format("job {} CANCELLED", job_of(1))) != std::string::npos ||
+              error.find(fmt::format("job {} is ending (COMPLETING)", job_of(1))) !=
+                  std::string::npos ||
+              error.find("health check failed") != std::string::npos)
       << error;
 }
 
