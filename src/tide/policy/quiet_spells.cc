@@ -16,6 +16,12 @@ int QuietSpells::fleet() const {
   return most;
 }
 
+double QuietSpells::largest_head() const {
+  double most = 0;
+  for (const Spell& s : spells_) most = std::max(most, s.head);
+  return most;
+}
+
 void QuietSpells::count(Time now, Duration interval, uint64_t arrivals, Duration head_window) {
   if (arrivals == 0) return;
   const auto n = static_cast<double>(arrivals);

@@ -42,6 +42,9 @@ class QuietSpells {
   // The largest fleet that served the traffic before a kept spell: the bursts a long spell may
   // end in.
   int fleet() const;
+  // The most arrivals in the head of a kept spell: those a replica launched when a spell ends is
+  // ready too late for, so the replicas kept through a spell must start them.
+  double largest_head() const;
 
  private:
   void expire(Time now);

@@ -207,6 +207,7 @@ struct Sizing {
   double lambda = 0, recent = 0, growth = 0, s = 0, load = 0, level = 0, forecast = 0, slots = 0,
          excess = 0;
   int for_slo = 0, in_use = 0, backlog = 0, warm = 0, present = 0, needed = 0;
+  int head = 0;  // the replicas kept through a quiet spell for the head of the burst ending it
 };
 
 class TideDecider final : public Decider {
@@ -389,6 +390,24 @@ class TideDecider final : public Decider {
     // the spells of the last day (the bursts a spell may end in).
     if (o.arrivals > 0) last_warm_ = z.warm;
     if (hindsight_.arrivals() == 0) z.warm = std::max(last_warm_, quiet_.fleet());
+    // Kept through a quiet spell, only what the head of the burst that ends it needs: launches
+    // when it ends serve the rest in time. Not once released: the first arrival then launches the
+    // whole fleet again.
+    const Time last = last_arrival_.value_or(*first_);
+    if (o.now - last >= idle_timeout_ && released_ != last && quiet_.largest_head() > 0) {
+      z.head = head_fleet(o);
+      z.warm = std::min(z.warm, z.head);
+    }
+  }
+
+  // The replicas that start the largest head of the kept spells (QuietSpells::largest_head), and
+  // three Poisson standard deviations more arrivals, within max_wait when it arrives at once: each
+  // slot one at once, then one per mean service time.
+  int head_fleet(const Observation& o) const {
+    const double head = quiet_.largest_head();
+    const double per_replica =
+        std::max(1, o.concurrency) * (1 + to_seconds(o.max_wait) / service_.mean_s);
+    return std::max(1, whole_replicas((head + 3 * std::sqrt(head)) / per_replica, o.max_replicas));
   }
 
   // Whether the replayed window speaks for the traffic now: all of it was replayed (at most
@@ -578,6 +597,12 @@ class TideDecider final : public Decider {
         why += fmt::format(" (quiet for {}, held through quiet spells for {}: {})",
                            format_duration(o.now - last), format_duration(quiet_hold(o)),
                            spells_said());
+      if (z.head > 0 && z.head == z.warm)
+        why += fmt::format(
+            "; through a quiet spell only {}: they start the largest head of the kept spells "
+            "({:.0f} arrivals within a cold start less {} after one ended) within {}",
+            z.head, quiet_.largest_head(), format_duration(o.max_wait),
+            format_duration(o.max_wait));
     }
     return why;
   }

@@ -302,6 +302,36 @@ TEST(TidePolicy, ScalesToZeroOnceQuietForLongerThanAnyQuietSpellBetweenArrivals)
   EXPECT_TRUE(has(d, "longer than the hold through quiet spells")) << d.reason;
 }
 
+// Bursts every 10 minutes that start thin (one request every 5 s for a minute) and then rise to
+// 10 a second for 30 s, 4 s each; quiet for the rest.
+uint64_t thin_head_burst(int second) {
+  const int t = second % 600;
+  if (t < 60) return t % 5 == 0 ? 1 : 0;
+  return t < 90 ? 10 : 0;
+}
+
+TEST(TidePolicy, ThroughAQuietSpellKeepsOnlyWhatTheHeadOfTheNextBurstNeeds) {
+  // A launch when a burst begins is ready a cold start (60 s) later, in time for the rise: only
+  // the head's 12 arrivals in the first 58 s need replicas kept warm, not the rise's 5.
+  Loop l;
+  InFlight flight(4);
+  Decision d;
+  for (int i = 0; i < 6 * 600; ++i)
+    d = l.step(thin_head_burst(i), flight.add(thin_head_burst(i)), 0, 4.0);
+  // The end of the sixth burst's quiet part.
+  EXPECT_EQ(l.current, 2) << d.reason;
+  EXPECT_TRUE(has(d, "through a quiet spell only 2")) << d.reason;
+  int peak = 0;
+  for (int i = 6 * 600; i < 6 * 600 + 120; ++i) {
+    d = l.step(thin_head_burst(i), flight.add(thin_head_burst(i)), 0, 4.0);
+    if (i == 6 * 600) {
+      EXPECT_GE(l.current, 5) << "the first arrival brings the rest: " << d.reason;
+    }
+    peak = std::max(peak, l.current);
+  }
+  EXPECT_GE(peak, 5);
+}
+
 TEST(TidePolicy, AnSloLongerThanAColdStartReactsWithoutWarmHeadroom) {
   // 90 s allowed against a 60 s cold start: a launch on demand is in time for every batch.
   Loop l;
