@@ -36,6 +36,8 @@
 //     warm headroom, only once the quiet spell is longer than any the group had between its
 //     arrivals in the last day (at most history_window): bursts a few minutes apart find their
 //     replicas warm, and a group that went quiet for longer than it ever did stops paying.
+//     Through a spell it keeps only the replicas the head of the burst that ends it needs (the
+//     arrivals a launch at its end is ready too late for): the launches serve the rest in time.
 #include "tide/policy/tide_policy.h"
 
 #include <fmt/format.h>
