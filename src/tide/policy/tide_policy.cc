@@ -145,13 +145,18 @@ RecurringRise::Rise RecurringRise::search(int64_t n, int64_t h_bins) const {
   for (int64_t minutes = 1; minutes <= max_period_min_; ++minutes) {
     const int64_t period = minutes * 60 / kBinSeconds;
     if (cycles_ * period + h_bins > n) break;
+    // The level a rise is measured from: the mean over the cold start before it, and no more
+    // than one period, which is a periodic load's mean already. Over more, a step up that stays
+    // would read as a rise at every short period for a cold start after it (the start-up's first
+    // cold start, with nothing in service, did).
+    const int64_t back = std::min(h_bins, period);
     // Bins from now to one cold start (plus a bin) ahead, as seen in each past cycle, and no
     // further than one period.
     for (int64_t ahead = 1; ahead <= std::min(h_bins + 1, period); ++ahead) {
       double rise = std::numeric_limits<double>::infinity();
       for (int k = 1; k <= cycles_ && rise > best.rise; ++k) {
         const int64_t then = n - k * period;  // this point of the period, k cycles ago
-        const double before = mean(then - h_bins, then);
+        const double before = mean(then - back, then);
         const double r = bins_[static_cast<size_t>(then + ahead - 1)] - before;
         // Occupancy of Poisson traffic varies by the square root of its mean, and bursty
         // traffic's by its bins' own spread: a rise within three standard deviations of the

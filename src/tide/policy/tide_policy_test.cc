@@ -652,6 +652,22 @@ TEST(RecurringRise, BatchesAtRandomAreNoRiseButOneThatRecursStillIs) {
   EXPECT_GE(found, checks / 2) << "the 7-minute rise is due within 5 minutes most of the time";
 }
 
+TEST(RecurringRise, AStepUpThatStaysIsNoRecurringRise) {
+  // Nothing in service for 5 minutes (a first cold start), then a steady 60 from then on. The
+  // means over a cold start before the last cycles of a 1 or 2 minute period straddle the step,
+  // and the level after it reads as a rise in each; the level over one period before each point
+  // does not.
+  RecurringRise r(1h, 3);
+  Time now{};
+  for (int i = 0; i < 3600; ++i) {
+    now += 1s;
+    r.add(now, 1s, i < 300 ? 0.0 : 60.0);
+    if (i % 10 == 0) {
+      EXPECT_EQ(r.expected(5min).rise, 0) << "at " << i << " s";
+    }
+  }
+}
+
 TEST(RecurringRise, SpreadsLongTicksOverTheBinsTheyCover) {
   // A 25 s control tick covers parts of three 10 s bins: a steady load must not read as a
   // rise at every tick.
