@@ -1,5 +1,6 @@
 #include "tide/common/process_stats.h"
 
+#include <time.h>
 #include <unistd.h>
 
 #include <charconv>
@@ -46,6 +47,11 @@ std::optional<ProcessStats> read_process_stats() {
   text << in.rdbuf();
   auto s = parse_proc_stat(text.str(), sysconf(_SC_CLK_TCK), sysconf(_SC_PAGESIZE));
   if (!s) return std::nullopt;
+  // /proc counts CPU time in clock ticks (10 ms): a process that has used less reads 0. The
+  // process CPU clock has nanoseconds, all threads included.
+  timespec cpu{};
+  if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu) == 0)
+    s->cpu_seconds = static_cast<double>(cpu.tv_sec) + static_cast<double>(cpu.tv_nsec) * 1e-9;
   std::error_code ec;
   for (auto it = std::filesystem::directory_iterator("/proc/self/fd", ec);
        !ec && it != std::filesystem::directory_iterator(); it.increment(ec))

@@ -13,7 +13,8 @@ struct ProcessStats {
   int open_fds = 0;           // entries of /proc/self/fd
 };
 
-// Reads /proc/self/stat and /proc/self/fd; nullopt where /proc is not there (not Linux).
+// Reads /proc/self/stat and /proc/self/fd, and the CPU time from the process CPU clock (finer
+// than /proc's clock ticks); nullopt where /proc is not there (not Linux).
 std::optional<ProcessStats> read_process_stats();
 
 // The CPU time and resident size from the text of /proc/<pid>/stat (open_fds left 0), given the

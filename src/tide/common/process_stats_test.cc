@@ -25,6 +25,19 @@ TEST(ProcessStats, RefusesTextOfAnotherShape) {
   EXPECT_FALSE(parse_proc_stat(std::string(kStat).replace(56, 3, "abc"), 100, 4096).has_value());
 }
 
+TEST(ProcessStats, CpuTimeOfAProcessThatHasUsedLessThanAClockTickIsNotZero) {
+  // /proc's clock ticks are 10 ms; a test process that has just started may have used less
+  // (Serve.MetricsShowLiveNumbersOfARealRun once read process_cpu_seconds_total 0 in CI).
+  const auto first = read_process_stats();
+  ASSERT_TRUE(first.has_value());
+  EXPECT_GT(first->cpu_seconds, 0);
+  volatile double sink = 0;
+  for (int i = 0; i < 100000; ++i) sink = sink + i;
+  const auto second = read_process_stats();
+  ASSERT_TRUE(second.has_value());
+  EXPECT_GT(second->cpu_seconds, first->cpu_seconds);
+}
+
 TEST(ProcessStats, CountsTheDescriptorsThisProcessOpens) {
   const auto before = read_process_stats();
   ASSERT_TRUE(before.has_value());
