@@ -401,17 +401,17 @@ class TideDecider final : public Decider {
     // when it ends serve the rest in time. Not once released: the first arrival then launches the
     // whole fleet again.
     const Time last = last_arrival_.value_or(*first_);
-    if (o.now - last >= idle_timeout_ && released_ != last && quiet_.largest_head() > 0) {
-      z.head = head_fleet(o);
+    if (o.now - last < idle_timeout_ || released_ == last) return;
+    if (const double head = quiet_.largest_head(); head > 0) {
+      z.head = head_fleet(o, head);
       z.warm = std::min(z.warm, z.head);
     }
   }
 
-  // The replicas that start the largest head of the kept spells (QuietSpells::largest_head), and
-  // three Poisson standard deviations more arrivals, within max_wait when it arrives at once: each
-  // slot one at once, then one per mean service time.
-  int head_fleet(const Observation& o) const {
-    const double head = quiet_.largest_head();
+  // The replicas that start `head` arrivals (the largest head of the kept spells,
+  // QuietSpells::largest_head), and three Poisson standard deviations more, within max_wait when
+  // they arrive at once: each slot one at once, then one per mean service time.
+  int head_fleet(const Observation& o, double head) const {
     const double per_replica =
         std::max(1, o.concurrency) * (1 + to_seconds(o.max_wait) / service_.mean_s);
     return std::max(1, whole_replicas((head + 3 * std::sqrt(head)) / per_replica, o.max_replicas));
