@@ -205,9 +205,21 @@ bool HindsightFleet::smooth_traffic(Time now) {
   return smooth_;
 }
 
+double HindsightFleet::dispersion(Time now) {
+  smooth_traffic(now);
+  return dispersion_;
+}
+
 void HindsightFleet::count_smoothness(Time now, const std::vector<double>& count) {
   smooth_at_ = now;
-  smooth_ = !count.empty() && smooth(Bins(count), 0, count.size());
+  smooth_ = false;
+  dispersion_ = 1;
+  if (count.empty()) return;
+  const Bins s(count);
+  smooth_ = smooth(s, 0, count.size());
+  // As in poisson_spread: E[(y - x)^2] = E[x + y] for Poisson counts x, y of neighbouring bins.
+  const double steps = s.steps[count.size() - 1], pairs = s.pairs[count.size() - 1];
+  if (pairs > 0) dispersion_ = std::max(1.0, steps / pairs);
 }
 
 uint64_t HindsightFleet::since_fall(const std::vector<double>& count, uint64_t fewest) const {

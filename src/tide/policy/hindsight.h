@@ -58,6 +58,11 @@ class HindsightFleet {
   // around a slowly moving rate: arrivals that Erlang's Poisson assumption fits. Counted again
   // once kRecompute has passed, and at each replay.
   bool smooth_traffic(Time now);
+  // How much more the window's counts spread than Poisson counts: the variance of a count over
+  // its mean (1 for Poisson arrivals; about the batch size for arrivals in batches), from the
+  // steps between neighbouring bins, so that a slowly moving rate barely adds to it. At least 1;
+  // 1 until the window holds 2 * kFallMinBins bins. Counted with smooth_traffic.
+  double dispersion(Time now);
   Duration window() const { return window_; }
 
  private:
@@ -71,7 +76,7 @@ class HindsightFleet {
   // Arrivals per kFallBin of the time the group has been seen in the window, the last bin ending
   // now; empty where that is shorter than 2 * kFallMinBins bins.
   std::vector<double> counts(Time now) const;
-  // Sets smooth_ from the window's `count` (counts(now)) and smooth_at_ to now.
+  // Sets smooth_ and dispersion_ from the window's `count` (counts(now)) and smooth_at_ to now.
   void count_smoothness(Time now, const std::vector<double>& count);
   // Of the window's `count` (counts(now)), the arrivals since its last fall of smooth traffic (a
   // diurnal's fall, not the lull after a burst). Counted per kFallBin, a fall is a point where the
@@ -94,6 +99,7 @@ class HindsightFleet {
   Service service_;        // of the last replay
   uint64_t replayed_ = 0;  // arrivals the last replay held
   bool smooth_ = false;    // the window's counts spread like Poisson's, as counted at smooth_at_
+  double dispersion_ = 1;  // the counts' variance over their mean, as counted at smooth_at_
   Time smooth_at_{};
 };
 

@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+
+#include "tide/common/random.h"
+
 namespace tide::policy {
 namespace {
 
@@ -146,6 +150,28 @@ TEST(HindsightFleet, TellsPoissonLikeArrivalsFromBursts) {
   EXPECT_TRUE(steady.smooth_traffic(now));
   now = add_batches(batches, 200, 3min, 7);
   EXPECT_FALSE(batches.smooth_traffic(now));
+}
+
+TEST(HindsightFleet, DispersionIsTheBatchSizeForBatchesAndOneForPoissonCountsOfAMovingRate) {
+  // Batches of 100 at random seconds (one in 15), and Poisson arrivals whose rate climbs from 2/s
+  // to 12/s over the hour: the climb's counts vary far more than their mean around the hour's
+  // mean, yet each bin spreads like a Poisson count around its own rate.
+  HindsightFleet batches(1h), climbing(1h);
+  Random rng(3);
+  Time now{};
+  for (int i = 0; i < 3600; ++i) {
+    now += 1s;
+    batches.add(now, 1s, rng.uniform() < 1.0 / 15 ? 100 : 0);
+    const double rate = 2 + 10.0 * i / 3600;
+    uint64_t n = 0;
+    for (double p = rng.uniform(); p > std::exp(-rate); p *= rng.uniform()) ++n;
+    climbing.add(now, 1s, n);
+  }
+  EXPECT_GT(batches.dispersion(now), 50);
+  EXPECT_LT(batches.dispersion(now), 200);
+  EXPECT_LT(climbing.dispersion(now), 1.5);
+  HindsightFleet young(1h);
+  EXPECT_EQ(young.dispersion(add_batches(young, 100, 1min, 5)), 1) << "five minutes of counts";
 }
 
 TEST(HindsightFleet, ARiseIsNoFall) {

@@ -3,8 +3,10 @@
 // work at once, and hold spare capacity only as long as the traffic's own quiet spells say.
 //
 //  1. Offered load R (requests in service if nobody waited): arrival rate x mean service time
-//     (Little's law). The rate is averaged over keep_window (or demand_window in a surge); the
-//     service time over the completions of the last service_window, since the request mix drifts.
+//     (Little's law). The rate is averaged over keep_window (or demand_window in a surge: more
+//     arrivals than the steady rate explains at three standard deviations of the traffic's own
+//     count spread, Poisson's times the dispersion of the last hour's counts); the service time
+//     over the completions of the last service_window, since the request mix drifts.
 //  2. Slots N: the fewest with P(wait > slo.max_wait) <= target_wait_probability in an M/M/N
 //     queue (Erlang C, exponential tail): a square-root margin for Poisson-like traffic; where
 //     the window's arrivals spread like Poisson's, service smoother than exponential shortens
@@ -208,9 +210,11 @@ struct Sizing {
   bool surge = false, prewarm = false, replay_sizes = false;
   RecurringRise::Rise rise;
   double scv = 0;
-  bool poisson = false;       // the window's arrivals spread like Poisson counts
-  bool chance_queue = false;  // a late queue that the ready replicas' spare capacity clears
-  double smoother = 1;        // Allen-Cunneen's factor on Erlang's tail exponent
+  double dispersion = 1;       // the last hour's counts' variance over their mean
+  bool within_spread = false;  // a surge for Poisson counts, not for the traffic's own spread
+  bool poisson = false;        // the window's arrivals spread like Poisson counts
+  bool chance_queue = false;   // a late queue that the ready replicas' spare capacity clears
+  double smoother = 1;         // Allen-Cunneen's factor on Erlang's tail exponent
   double lambda = 0, recent = 0, growth = 0, s = 0, load = 0, level = 0, forecast = 0, slots = 0,
          excess = 0;
   int for_slo = 0, in_use = 0, backlog = 0, warm = 0, present = 0, needed = 0;
@@ -341,13 +345,20 @@ class TideDecider final : public Decider {
   // recurring rise due within a cold start.
   void estimate_load(const Observation& o, Sizing& z) {
     // The arrival rate over the keep window is steady; the short window catches a surge: more
-    // arrivals than the steady rate explains at three standard deviations of a Poisson count.
+    // arrivals than the steady rate explains at three standard deviations of a count, whose
+    // variance is the traffic's own: its mean (Poisson's) times the dispersion the last hour's
+    // counts showed. Where requests come in batches, a few batches close together are the
+    // traffic as it always is (the replay sizes for them), not a change of rate.
     const double steady = long_rate_.average(o.now);
     const double recent = short_rate_.average(o.now);
     const double w = std::min(to_seconds(params_.demand_window), to_seconds(o.now - *first_));
+    z.dispersion = hindsight_.dispersion(o.now);
     // On demand (a wait allowed as long as a cold start), a surge's requests wait for the
     // replicas their queue launches: nothing is sized ahead on the short window.
-    z.surge = !on_demand(o) && recent * w > steady * w + 3 * std::sqrt(steady * w) + 1;
+    const bool beyond_poisson = recent * w > steady * w + 3 * std::sqrt(steady * w) + 1;
+    z.surge =
+        !on_demand(o) && recent * w > steady * w + 3 * std::sqrt(z.dispersion * steady * w) + 1;
+    z.within_spread = !on_demand(o) && beyond_poisson && !z.surge;
     z.lambda = z.surge ? recent : steady;
     z.recent = recent;
     z.growth = queue_growth_.average(o.now);
@@ -571,6 +582,11 @@ class TideDecider final : public Decider {
         z.load, z.surge ? "surge" : "steady", z.lambda, z.s, std::ceil(z.slots),
         format_duration(o.max_wait), params_.target_wait_probability, z.for_slo,
         std::max(0.0, std::ceil(z.excess)), format_duration(o.max_wait), z.backlog);
+    if (z.within_spread)
+      why += fmt::format(
+          " (recent rate {:.2f}/s: no surge, within three standard deviations of the last hour's "
+          "counts, which spread {:.1f}x as much as Poisson's)",
+          z.recent, z.dispersion);
     if (z.smoother > 1)
       why += fmt::format(
           " (Poisson-like arrivals, service scv {:.2f}: Erlang's tail x 2 / (1 + scv) = {:.2f})",

@@ -209,6 +209,33 @@ TEST(TidePolicy, BurstsGetWarmHeadroomThatPoissonTrafficOfTheSameMeanRateDoesNot
   EXPECT_TRUE(has(b, "warm headroom")) << b.reason;
 }
 
+TEST(TidePolicy, BatchesCloseTogetherAreNoSurgeWhereTheTrafficAlwaysComesInBatches) {
+  // An hour of batches of 100 at random seconds (one in 15: 6.7/s), a lull of 55 s, then three
+  // batches in three seconds. Counted as Poisson, 300 arrivals in the 20 s window against 100
+  // expected at the rate of the last minute is a surge (beyond 100 + 3 sqrt(100)), sized by
+  // Erlang at 15/s; counted against the batches' own spread (a count's variance about 100x its
+  // mean), it is the traffic as it always was, which the replay sizes for.
+  Loop l;
+  l.max_wait = 20s;
+  Random when(5);
+  InFlight flight(4);
+  for (int i = 0; i < 3600; ++i) {
+    const uint64_t n = when.uniform() < 1.0 / 15 ? 100 : 0;
+    l.step(n, flight.add(n), 0, 4.0);
+  }
+  for (int i = 0; i < 55; ++i) l.step(0, flight.add(0), 0, 4.0);
+  const int before = l.current;
+  Decision d;
+  for (int i = 0; i < 3; ++i) d = l.step(100, flight.add(100), 0, 4.0);
+  EXPECT_FALSE(has(d, "surge rate")) << d.reason;
+  EXPECT_TRUE(has(d, "no surge, within three standard deviations")) << d.reason;
+  EXPECT_LE(l.current, before) << d.reason;
+  // Twenty such batches in twenty seconds are beyond the spread: a surge.
+  for (int i = 0; i < 17; ++i) d = l.step(100, flight.add(100), 0, 4.0);
+  EXPECT_TRUE(has(d, "surge rate")) << d.reason;
+  EXPECT_GT(l.current, before) << d.reason;
+}
+
 TEST(TidePolicy, AChanceQueueOfPoissonTrafficLaunchesNothingThatOfBurstsDoes) {
   // The same mean of 2/s of 2 s jobs for 20 minutes: Poisson, or bursts of 20/s lasting 10 s at
   // random (one in ten). Then two requests more are queued than the ready slots start within the
