@@ -10,7 +10,6 @@ namespace tide::bench {
 
 inline constexpr std::string_view kExpectedFailures[] = {
     // Measured 2026-12-05 with the default of main a58e26b (bench_policy, one run):
-    "function-burst-1",   // SLO 99.58%, at 1.10x runpod's preset (4.3 against 3.9 replica-hours)
     "batch-40-every-3m",  // SLO 99.77%, at 1.23x the fixed fleet of one (2.24 against 1.82)
     "code-completion",    // 100% at 1.29x the fixed fleet of 9: the first hour's bursts weigh more
 };

@@ -1184,6 +1184,7 @@ TEST(Presets, RunPod) {
   EXPECT_EQ(s.target.sync_period, 1s);
   EXPECT_EQ(s.target.metric_window, 1s);
   EXPECT_EQ(s.modifiers.down_delay, 5s);
+  EXPECT_EQ(s.modifiers.idle_timeout, 5s);  // its last worker stops too
   EXPECT_EQ(s.modifiers.up_delay, 0s);
   EXPECT_TRUE(s.admission.hold);
 }

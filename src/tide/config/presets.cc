@@ -117,6 +117,7 @@ ScalingSpec skyserve_preset() {
 ScalingSpec runpod_preset() {
   ScalingSpec s = direct_target(Metric::kConcurrency, 4, 1s, 1s);
   s.modifiers.down_delay = 5s;
+  s.modifiers.idle_timeout = 5s;  // the last worker stops too (no active workers by default)
   s.admission.hold = true;
   return s;
 }

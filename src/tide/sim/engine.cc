@@ -149,6 +149,9 @@ struct GroupStats {
   double tick_wait_max = 0;
   uint64_t tick_wait_count = 0;
   int tick_late = 0;
+  // When the run stopped ticking the group while it still held more than its minimum (an hour
+  // past the end): its replicas still running are billed until then.
+  Time gave_up{};
 };
 
 class Simulation;
@@ -452,6 +455,8 @@ void Simulation::on_tick(uint32_t endpoint, uint32_t group) {
   if (now_ < horizon_ || in_system_ > 0 || has_next_ ||
       (above_min && now_ < horizon_ + std::chrono::hours(1))) {
     push(now_ + tick, Kind::kTick, endpoint, group);
+  } else if (above_min) {
+    gs.gave_up = now_;
   }
 }
 
@@ -524,7 +529,7 @@ GroupResult Simulation::group_result(uint32_t e, uint32_t g, Time end) {
   for (const Billing& b : billing_) {
     if (b.stats != stats_index(e, g)) continue;
     const Time from = std::max(b.requested, warmup_);
-    const Time to = b.stopped == kTimeMax ? end : b.stopped;
+    const Time to = b.stopped == kTimeMax ? std::max(end, gs.gave_up) : b.stopped;
     if (to > from) gr.replica_seconds += to_seconds(to - from);
     if (to > end) gr.after_end_replica_seconds += to_seconds(to - std::max(from, end));
     if (b.launched >= warmup_) ++gr.launches;
@@ -547,7 +552,9 @@ SimResult Simulation::run() {
   set_up();
   run_events();
   // Each replica is billed until it stops, also after the last request; one still running when
-  // the loop ends (at its group's minimum) until the end of the workload or of its last request.
+  // the loop ends until the end of the workload or of its last request where its group was at its
+  // minimum, and until the loop gave up on it (an hour past the end) where it was above it: a
+  // policy that never releases must not cost less than one that releases late.
   const Time end = std::max(last_completion_, horizon_);
   SimResult& res = result_;
   res.span_s = to_seconds(end);

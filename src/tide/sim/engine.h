@@ -151,7 +151,8 @@ struct GroupResult {
   double replica_seconds = 0;
   // Of replica_seconds, those billed after the workload's end (and its last completion): replicas
   // kept idle past it until they stopped. A replica still running when the run ends is billed to
-  // the end only.
+  // the end only where its group was at its minimum; above it, until the run stopped waiting for
+  // the group to scale down (an hour past the end).
   double after_end_replica_seconds = 0;
   double zero_wait_replica_seconds = 0;
   double work_bound_replica_seconds = 0;

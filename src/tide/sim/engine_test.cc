@@ -85,6 +85,13 @@ TEST(Simulator, AReplicaIsBilledUntilItStopsAfterTheLastRequest) {
   const SimResult k = run(kept, arrivals({0}));
   EXPECT_DOUBLE_EQ(k.replica_seconds, 60.0);
   EXPECT_DOUBLE_EQ(k.after_end_replica_seconds, 0.0);
+  // One above the minimum that idles longer than the run waits for it (an hour past the end) is
+  // billed until the run gave up: never releasing must not cost less than releasing late.
+  auto idles_long = spec;
+  idles_long.queue.idle_timeout = 3h;
+  const SimResult h = run(one_group(idles_long, 1, 1, 0s, 10s), arrivals({0}));
+  EXPECT_GE(h.after_end_replica_seconds, 3600.0);
+  EXPECT_LE(h.after_end_replica_seconds, 3602.0);
 }
 
 TEST(Simulator, TideStopsSoonAfterBatchesAtRandomEnd) {
