@@ -297,6 +297,9 @@ TEST(Hardening, AtTheFileDescriptorLimitTideNeitherSpinsNorBlamesTheReplica) {
       5))
       << r.status << r.error << r.body;
   const json e = s.endpoint();
+  // An answer without the endpoint (tide gone, or its API not answering) fails here, not in
+  // json's assertion, so that the harness prints tide's log.
+  ASSERT_TRUE(e.contains("groups")) << "the admin API did not answer after the limit was restored";
   EXPECT_EQ(e["groups"][0]["failures"].get<int>(), 0) << e.dump();
   EXPECT_EQ(
       s.api("GET", "/metrics").body.find(R"(tide_gateway_errors_total{kind="fd_exhausted"} 0)"),
