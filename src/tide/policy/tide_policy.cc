@@ -355,10 +355,13 @@ class TideDecider final : public Decider {
     z.dispersion = hindsight_.dispersion(o.now);
     // On demand (a wait allowed as long as a cold start), a surge's requests wait for the
     // replicas their queue launches: nothing is sized ahead on the short window.
-    const bool beyond_poisson = recent * w > steady * w + 3 * std::sqrt(steady * w) + 1;
-    z.surge =
-        !on_demand(o) && recent * w > steady * w + 3 * std::sqrt(z.dispersion * steady * w) + 1;
-    z.within_spread = !on_demand(o) && beyond_poisson && !z.surge;
+    // More arrivals in the short window than the steady rate explains at three standard
+    // deviations of a count whose variance is `spread` times its mean.
+    const auto beyond = [&](double spread) {
+      return recent * w > steady * w + 3 * std::sqrt(spread * steady * w) + 1;
+    };
+    z.surge = !on_demand(o) && beyond(z.dispersion);
+    z.within_spread = !on_demand(o) && beyond(1) && !z.surge;
     z.lambda = z.surge ? recent : steady;
     z.recent = recent;
     z.growth = queue_growth_.average(o.now);
