@@ -210,11 +210,44 @@ double HindsightFleet::dispersion(Time now) {
   return dispersion_;
 }
 
+double HindsightFleet::tick_dispersion(Time now) {
+  smooth_traffic(now);
+  return tick_dispersion_;
+}
+
+uint64_t HindsightFleet::arrivals_within(Time now, Duration span) const {
+  uint64_t n = 0;
+  for (auto it = intervals_.rbegin(); it != intervals_.rend() && it->end > now - span; ++it)
+    n += it->arrivals;
+  return n;
+}
+
+double HindsightFleet::count_tick_dispersion() const {
+  // Only ticks with arrivals are kept: a kept tick whose neighbour is not kept steps from or to 0.
+  double steps = 0, pairs = 0;
+  const auto step = [&](double x, double y) {
+    steps += (x - y) * (x - y);
+    pairs += x + y;
+  };
+  for (size_t i = 0; i < intervals_.size(); ++i) {
+    const Interval& it = intervals_[i];
+    const auto x = static_cast<double>(it.arrivals);
+    const bool after_kept = i > 0 && intervals_[i - 1].end == it.end - it.length;
+    step(x, after_kept ? static_cast<double>(intervals_[i - 1].arrivals) : 0.0);
+    const bool before_kept =
+        i + 1 < intervals_.size() && intervals_[i + 1].end - intervals_[i + 1].length == it.end;
+    if (!before_kept) step(x, 0);
+  }
+  return pairs > 0 ? std::max(1.0, steps / pairs) : 1.0;
+}
+
 void HindsightFleet::count_smoothness(Time now, const std::vector<double>& count) {
   smooth_at_ = now;
   smooth_ = false;
   dispersion_ = 1;
+  tick_dispersion_ = 1;
   if (count.empty()) return;
+  tick_dispersion_ = count_tick_dispersion();
   const Bins s(count);
   smooth_ = smooth(s, 0, count.size());
   // As in poisson_spread: E[(y - x)^2] = E[x + y] for Poisson counts x, y of neighbouring bins.

@@ -63,6 +63,15 @@ class HindsightFleet {
   // steps between neighbouring bins, so that a slowly moving rate barely adds to it. At least 1;
   // 1 until the window holds 2 * kFallMinBins bins. Counted with smooth_traffic.
   double dispersion(Time now);
+  // The same at the scale of one observation interval (a tick): a tick's count's variance over its
+  // mean, from the steps between neighbouring ticks (a tick without arrivals counts 0). About the
+  // batch size where requests come in batches (one batch is one clump of that many), and 1 for
+  // Poisson arrivals however their rate moves between phases of seconds or more (on/off), which
+  // the 30 s bins of dispersion() read as spread. At least 1; 1 until the window holds
+  // 2 * kFallMinBins bins. Counted with smooth_traffic.
+  double tick_dispersion(Time now);
+  // Arrivals within the last `span` (at most the window).
+  uint64_t arrivals_within(Time now, Duration span) const;
   Duration window() const { return window_; }
 
  private:
@@ -78,6 +87,8 @@ class HindsightFleet {
   std::vector<double> counts(Time now) const;
   // Sets smooth_ and dispersion_ from the window's `count` (counts(now)) and smooth_at_ to now.
   void count_smoothness(Time now, const std::vector<double>& count);
+  // tick_dispersion() from the window's intervals.
+  double count_tick_dispersion() const;
   // Of the window's `count` (counts(now)), the arrivals since its last fall of smooth traffic (a
   // diurnal's fall, not the lull after a burst). Counted per kFallBin, a fall is a point where the
   // bins before it held more arrivals than those after it by more than three standard errors (at
@@ -100,6 +111,7 @@ class HindsightFleet {
   uint64_t replayed_ = 0;  // arrivals the last replay held
   bool smooth_ = false;    // the window's counts spread like Poisson's, as counted at smooth_at_
   double dispersion_ = 1;  // the counts' variance over their mean, as counted at smooth_at_
+  double tick_dispersion_ = 1;  // the same per tick, as counted at smooth_at_
   Time smooth_at_{};
 };
 

@@ -174,6 +174,31 @@ TEST(HindsightFleet, DispersionIsTheBatchSizeForBatchesAndOneForPoissonCountsOfA
   EXPECT_EQ(young.dispersion(add_batches(young, 100, 1min, 5)), 1) << "five minutes of counts";
 }
 
+TEST(HindsightFleet, TickDispersionIsTheBatchSizeForBatchesAndOneForOnOffPoisson) {
+  // Batches of 100 at random seconds (one in 15), and Poisson arrivals that switch between 10/s
+  // and 0.5/s every minute. Per 30 s bin both spread far beyond Poisson counts; per tick only the
+  // batches do: the on/off traffic's neighbouring seconds are Poisson counts of the same rate.
+  HindsightFleet batches(1h), onoff(1h);
+  Random rng(4);
+  Time now{};
+  for (int i = 0; i < 3600; ++i) {
+    now += 1s;
+    batches.add(now, 1s, rng.uniform() < 1.0 / 15 ? 100 : 0);
+    const double rate = (i / 60) % 2 == 0 ? 10 : 0.5;
+    uint64_t n = 0;
+    for (double p = rng.uniform(); p > std::exp(-rate); p *= rng.uniform()) ++n;
+    onoff.add(now, 1s, n);
+  }
+  EXPECT_GT(batches.tick_dispersion(now), 50);
+  EXPECT_LT(batches.tick_dispersion(now), 200);
+  EXPECT_GT(onoff.dispersion(now), 10) << "per 30 s bin, the phases are spread";
+  EXPECT_LT(onoff.tick_dispersion(now), 1.5);
+  EXPECT_EQ(batches.arrivals_within(now, 1h), batches.arrivals());
+  EXPECT_LE(batches.arrivals_within(now, 10s), 1000U);
+  HindsightFleet young(1h);
+  EXPECT_EQ(young.tick_dispersion(add_batches(young, 100, 1min, 5)), 1) << "five minutes of ticks";
+}
+
 TEST(HindsightFleet, ARiseIsNoFall) {
   HindsightFleet h(1h);
   Time now = add_steady(h, Time{}, 1800, 2);

@@ -211,6 +211,8 @@ struct Sizing {
   RecurringRise::Rise rise;
   double scv = 0;
   double dispersion = 1;       // the last hour's counts' variance over their mean
+  double clump = 1;            // a tick's count's variance over its mean (the batch size)
+  double surge_span = 0;       // seconds a surge is read over
   bool within_spread = false;  // a surge for Poisson counts, not for the traffic's own spread
   bool poisson = false;        // the window's arrivals spread like Poisson counts
   bool chance_queue = false;   // a late queue that the ready replicas' spare capacity clears
@@ -344,7 +346,7 @@ class TideDecider final : public Decider {
   // The arrival rate (steady, or a surge's), the mean service time, the offered load, and a
   // recurring rise due within a cold start.
   void estimate_load(const Observation& o, Sizing& z) {
-    // The arrival rate over the keep window is steady; the short window catches a surge: more
+    // The arrival rate over the keep window is steady; a shorter window catches a surge: more
     // arrivals than the steady rate explains at three standard deviations of a count, whose
     // variance is the traffic's own: its mean (Poisson's) times the dispersion the last hour's
     // counts showed. Where requests come in batches, a few batches close together are the
@@ -353,16 +355,23 @@ class TideDecider final : public Decider {
     const double recent = short_rate_.average(o.now);
     const double w = std::min(to_seconds(params_.demand_window), to_seconds(o.now - *first_));
     z.dispersion = hindsight_.dispersion(o.now);
+    z.clump = hindsight_.tick_dispersion(o.now);
+    z.surge_span = surge_span(o, steady, z.clump, w);
+    const double surge_rate =
+        z.surge_span > w
+            ? static_cast<double>(hindsight_.arrivals_within(o.now, from_seconds(z.surge_span))) /
+                  z.surge_span
+            : recent;
     // On demand (a wait allowed as long as a cold start), a surge's requests wait for the
     // replicas their queue launches: nothing is sized ahead on the short window.
-    // More arrivals in the short window than the steady rate explains at three standard
+    // More arrivals at `rate` over `span` than the steady rate explains at three standard
     // deviations of a count whose variance is `spread` times its mean.
-    const auto beyond = [&](double spread) {
-      return recent * w > steady * w + 3 * std::sqrt(spread * steady * w) + 1;
+    const auto beyond = [&](double rate, double span, double spread) {
+      return rate * span > steady * span + 3 * std::sqrt(spread * steady * span) + 1;
     };
-    z.surge = !on_demand(o) && beyond(z.dispersion);
-    z.within_spread = !on_demand(o) && beyond(1) && !z.surge;
-    z.lambda = z.surge ? recent : steady;
+    z.surge = !on_demand(o) && beyond(surge_rate, z.surge_span, z.dispersion);
+    z.within_spread = !on_demand(o) && beyond(recent, w, 1) && !z.surge;
+    z.lambda = z.surge ? surge_rate : steady;
     z.recent = recent;
     z.growth = queue_growth_.average(o.now);
     // Mean service time of recent completions; before the first completion, at least as long as
@@ -379,6 +388,19 @@ class TideDecider final : public Decider {
     z.level = level_.average(o.now);
     z.prewarm = z.rise.rise > 0 && z.level + z.rise.rise > z.load;
     z.forecast = z.prewarm ? z.level + z.rise.rise : z.load;
+  }
+
+  // The span a surge is read over: `demand_window`, or where requests come in clumps (a tick's
+  // count spreads `clump` times as much as a Poisson count: batches of about that many), the span
+  // that holds kResolved clumps at the steady rate, at most the keep window (the steady rate's).
+  // A count of a few clumps tells no rate: batches of 100 every 18 s on average come five within
+  // 20 s about once an hour by chance, and each time Erlang sized for 25/s as if it would last
+  // (drawn-12: 385 launches in 6 h where 7 replicas met the SLO).
+  double surge_span(const Observation& o, double steady, double clump, double w) const {
+    if (steady <= 0) return w;
+    const double span = std::clamp(HindsightFleet::kResolved * clump / steady,
+                                   to_seconds(params_.demand_window), to_seconds(keep_window_));
+    return std::max(w, std::min(span, to_seconds(o.now - *first_)));
   }
 
   // Erlang's slots for the SLO and the replicas they fill; on demand, for the evident rate, and
@@ -585,11 +607,19 @@ class TideDecider final : public Decider {
         z.load, z.surge ? "surge" : "steady", z.lambda, z.s, std::ceil(z.slots),
         format_duration(o.max_wait), params_.target_wait_probability, z.for_slo,
         std::max(0.0, std::ceil(z.excess)), format_duration(o.max_wait), z.backlog);
+    // Where a surge is read over more than demand_window: the span, and why.
+    const std::string span =
+        z.surge_span > to_seconds(params_.demand_window)
+            ? fmt::format(" over the last {} ({:g} clumps of {:.0f} arrivals at the steady rate)",
+                          format_duration(from_seconds(z.surge_span)), HindsightFleet::kResolved,
+                          z.clump)
+            : "";
+    if (z.surge && !span.empty()) why += " (surge read" + span + ")";
     if (z.within_spread)
       why += fmt::format(
-          " (recent rate {:.2f}/s: no surge, within three standard deviations of the last hour's "
+          " (recent rate {:.2f}/s: no surge{}, within three standard deviations of the last hour's "
           "counts, which spread {:.1f}x as much as Poisson's)",
-          z.recent, z.dispersion);
+          z.recent, span, z.dispersion);
     if (z.smoother > 1)
       why += fmt::format(
           " (Poisson-like arrivals, service scv {:.2f}: Erlang's tail x 2 / (1 + scv) = {:.2f})",

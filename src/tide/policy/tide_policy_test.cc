@@ -228,12 +228,41 @@ TEST(TidePolicy, BatchesCloseTogetherAreNoSurgeWhereTheTrafficAlwaysComesInBatch
   Decision d;
   for (int i = 0; i < 3; ++i) d = l.step(100, flight.add(100), 0, 4.0);
   EXPECT_FALSE(has(d, "surge rate")) << d.reason;
-  EXPECT_TRUE(has(d, "no surge, within three standard deviations")) << d.reason;
+  EXPECT_TRUE(has(d, "within three standard deviations of the last hour's counts")) << d.reason;
   EXPECT_LE(l.current, before) << d.reason;
   // Twenty such batches in twenty seconds are beyond the spread: a surge.
   for (int i = 0; i < 17; ++i) d = l.step(100, flight.add(100), 0, 4.0);
   EXPECT_TRUE(has(d, "surge rate")) << d.reason;
   EXPECT_GT(l.current, before) << d.reason;
+}
+
+TEST(TidePolicy, ASurgeOfBatchesIsReadOverTheSpanOfTenBatches) {
+  // An hour of batches of 100 at random seconds (one in 15: 6.7/s), SLO 150 s, cold start 5 min.
+  // Then seven batches in seven seconds: 700 arrivals in the 20 s window is beyond three of the
+  // hour's standard deviations there (about 480-600), and Erlang would size for 35/s as if it
+  // lasted. Seven batches are seven events: read over the span that holds ten batches at the
+  // steady rate (about two minutes), they are the traffic as it is. Thirty in thirty seconds
+  // are not.
+  Loop l;
+  l.max_wait = 150s;
+  l.cold_start = 300s;
+  Random when(6);
+  InFlight flight(4);
+  for (int i = 0; i < 3600; ++i) {
+    const uint64_t n = when.uniform() < 1.0 / 15 ? 100 : 0;
+    l.step(n, flight.add(n), 0, 4.0);
+  }
+  const int before = l.current;
+  Decision d;
+  for (int i = 0; i < 7; ++i) d = l.step(100, flight.add(100), 0, 4.0);
+  EXPECT_FALSE(has(d, "surge rate")) << d.reason;
+  EXPECT_TRUE(has(d, "no surge over the last")) << d.reason;
+  // Sized for the steady rate (which the seven batches raise), not for 35/s (18 replicas).
+  EXPECT_LT(l.current, before + 3) << d.reason;
+  for (int i = 0; i < 23; ++i) d = l.step(100, flight.add(100), 0, 4.0);
+  EXPECT_TRUE(has(d, "surge rate")) << d.reason;
+  EXPECT_TRUE(has(d, "surge read over the last")) << d.reason;
+  EXPECT_GT(l.current, before + 10) << d.reason;
 }
 
 TEST(TidePolicy, AChanceQueueOfPoissonTrafficLaunchesNothingThatOfBurstsDoes) {
