@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <functional>
 
 #include "tide/common/random.h"
 
@@ -152,21 +153,29 @@ TEST(HindsightFleet, TellsPoissonLikeArrivalsFromBursts) {
   EXPECT_FALSE(batches.smooth_traffic(now));
 }
 
+// An hour, second by second, from time 0: batches of 100 at random seconds (one in 15) into
+// `batches`, and Poisson counts at rate(second) into `poisson`. Returns the end.
+Time batches_beside_poisson(HindsightFleet& batches, HindsightFleet& poisson, Random& rng,
+                            const std::function<double(int)>& rate) {
+  Time now{};
+  for (int i = 0; i < 3600; ++i) {
+    now += 1s;
+    batches.add(now, 1s, rng.uniform() < 1.0 / 15 ? 100 : 0);
+    uint64_t n = 0;
+    for (double p = rng.uniform(); p > std::exp(-rate(i)); p *= rng.uniform()) ++n;
+    poisson.add(now, 1s, n);
+  }
+  return now;
+}
+
 TEST(HindsightFleet, DispersionIsTheBatchSizeForBatchesAndOneForPoissonCountsOfAMovingRate) {
   // Batches of 100 at random seconds (one in 15), and Poisson arrivals whose rate climbs from 2/s
   // to 12/s over the hour: the climb's counts vary far more than their mean around the hour's
   // mean, yet each bin spreads like a Poisson count around its own rate.
   HindsightFleet batches(1h), climbing(1h);
   Random rng(3);
-  Time now{};
-  for (int i = 0; i < 3600; ++i) {
-    now += 1s;
-    batches.add(now, 1s, rng.uniform() < 1.0 / 15 ? 100 : 0);
-    const double rate = 2 + 10.0 * i / 3600;
-    uint64_t n = 0;
-    for (double p = rng.uniform(); p > std::exp(-rate); p *= rng.uniform()) ++n;
-    climbing.add(now, 1s, n);
-  }
+  const Time now = batches_beside_poisson(batches, climbing, rng,
+                                          [](int second) { return 2 + 10.0 * second / 3600; });
   EXPECT_GT(batches.dispersion(now), 50);
   EXPECT_LT(batches.dispersion(now), 200);
   EXPECT_LT(climbing.dispersion(now), 1.5);
@@ -180,15 +189,8 @@ TEST(HindsightFleet, TickDispersionIsTheBatchSizeForBatchesAndOneForOnOffPoisson
   // batches do: the on/off traffic's neighbouring seconds are Poisson counts of the same rate.
   HindsightFleet batches(1h), onoff(1h);
   Random rng(4);
-  Time now{};
-  for (int i = 0; i < 3600; ++i) {
-    now += 1s;
-    batches.add(now, 1s, rng.uniform() < 1.0 / 15 ? 100 : 0);
-    const double rate = (i / 60) % 2 == 0 ? 10 : 0.5;
-    uint64_t n = 0;
-    for (double p = rng.uniform(); p > std::exp(-rate); p *= rng.uniform()) ++n;
-    onoff.add(now, 1s, n);
-  }
+  const Time now = batches_beside_poisson(
+      batches, onoff, rng, [](int second) { return (second / 60) % 2 == 0 ? 10 : 0.5; });
   EXPECT_GT(batches.tick_dispersion(now), 50);
   EXPECT_LT(batches.tick_dispersion(now), 200);
   EXPECT_GT(onoff.dispersion(now), 10) << "per 30 s bin, the phases are spread";

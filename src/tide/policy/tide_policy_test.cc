@@ -209,6 +209,14 @@ TEST(TidePolicy, BurstsGetWarmHeadroomThatPoissonTrafficOfTheSameMeanRateDoesNot
   EXPECT_TRUE(has(b, "warm headroom")) << b.reason;
 }
 
+// An hour of batches of 100 4 s jobs at random seconds (one in 15: 6.7/s).
+void hour_of_batches(Loop& l, Random& when, InFlight& flight) {
+  for (int i = 0; i < 3600; ++i) {
+    const uint64_t n = when.uniform() < 1.0 / 15 ? 100 : 0;
+    l.step(n, flight.add(n), 0, 4.0);
+  }
+}
+
 TEST(TidePolicy, BatchesCloseTogetherAreNoSurgeWhereTheTrafficAlwaysComesInBatches) {
   // An hour of batches of 100 at random seconds (one in 15: 6.7/s), a lull of 55 s, then three
   // batches in three seconds. Counted as Poisson, 300 arrivals in the 20 s window against 100
@@ -219,10 +227,7 @@ TEST(TidePolicy, BatchesCloseTogetherAreNoSurgeWhereTheTrafficAlwaysComesInBatch
   l.max_wait = 20s;
   Random when(5);
   InFlight flight(4);
-  for (int i = 0; i < 3600; ++i) {
-    const uint64_t n = when.uniform() < 1.0 / 15 ? 100 : 0;
-    l.step(n, flight.add(n), 0, 4.0);
-  }
+  hour_of_batches(l, when, flight);
   for (int i = 0; i < 55; ++i) l.step(0, flight.add(0), 0, 4.0);
   const int before = l.current;
   Decision d;
@@ -248,10 +253,7 @@ TEST(TidePolicy, ASurgeOfBatchesIsReadOverTheSpanOfTenBatches) {
   l.cold_start = 300s;
   Random when(6);
   InFlight flight(4);
-  for (int i = 0; i < 3600; ++i) {
-    const uint64_t n = when.uniform() < 1.0 / 15 ? 100 : 0;
-    l.step(n, flight.add(n), 0, 4.0);
-  }
+  hour_of_batches(l, when, flight);
   const int before = l.current;
   Decision d;
   for (int i = 0; i < 7; ++i) d = l.step(100, flight.add(100), 0, 4.0);
