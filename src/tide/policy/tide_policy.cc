@@ -391,15 +391,17 @@ class TideDecider final : public Decider {
   }
 
   // The span a surge is read over: `demand_window`, or where requests come in clumps (a tick's
-  // count spreads `clump` times as much as a Poisson count: batches of about that many), the span
-  // that holds kResolved clumps at the steady rate, at most the keep window (the steady rate's).
-  // A count of a few clumps tells no rate: batches of 100 every 18 s on average come five within
-  // 20 s about once an hour by chance, and each time Erlang sized for 25/s as if it would last
+  // count spreads `clump` times as much as a Poisson count: batches of about that many) or
+  // arrive thinly, the span that holds kResolved clumps at the steady rate, at most the keep
+  // window (the steady rate's) and the history window (the arrivals kept per tick). A count of a
+  // few clumps tells no rate: batches of 100 every 18 s on average came four or five within 20 s
+  // every 10-20 minutes by chance, and each time Erlang sized for 20-25/s as if it would last
   // (drawn-12: 385 launches in 6 h where 7 replicas met the SLO).
   double surge_span(const Observation& o, double steady, double clump, double w) const {
-    if (steady <= 0) return w;
-    const double span = std::clamp(HindsightFleet::kResolved * clump / steady,
-                                   to_seconds(params_.demand_window), to_seconds(keep_window_));
+    const double shortest = to_seconds(params_.demand_window);
+    const double longest = std::min(to_seconds(keep_window_), to_seconds(hindsight_.window()));
+    if (steady <= 0 || longest <= shortest) return w;
+    const double span = std::clamp(HindsightFleet::kResolved * clump / steady, shortest, longest);
     return std::max(w, std::min(span, to_seconds(o.now - *first_)));
   }
 

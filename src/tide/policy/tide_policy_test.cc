@@ -267,6 +267,19 @@ TEST(TidePolicy, ASurgeOfBatchesIsReadOverTheSpanOfTenBatches) {
   EXPECT_GT(l.current, before + 10) << d.reason;
 }
 
+TEST(TidePolicy, WithoutAHistoryWindowASurgeIsReadOverTheDemandWindow) {
+  // history_window 0 keeps no arrivals per tick, so a thin stream's surge span (ten arrivals at
+  // 0.3/s: 33 s) cannot be read from them. Thirty requests at once after 20 minutes at 0.2/s
+  // must still be a surge, read over the 20 s window.
+  Loop l(0s);
+  l.cold_start = 300s;
+  Random rng(9);
+  InFlight flight(2);
+  for (int i = 0; i < 1200; ++i) poisson_second(l, rng, flight, 0.2, 2.0);
+  const Decision d = l.step(30, flight.add(30), 0, 2.0);
+  EXPECT_TRUE(has(d, "surge rate")) << d.reason;
+}
+
 TEST(TidePolicy, AChanceQueueOfPoissonTrafficLaunchesNothingThatOfBurstsDoes) {
   // The same mean of 2/s of 2 s jobs for 20 minutes: Poisson, or bursts of 20/s lasting 10 s at
   // random (one in ten). Then two requests more are queued than the ready slots start within the
