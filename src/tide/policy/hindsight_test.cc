@@ -6,6 +6,7 @@
 #include <functional>
 
 #include "tide/common/random.h"
+#include "tide/policy/policy_test_util.h"
 
 namespace tide::policy {
 namespace {
@@ -161,9 +162,7 @@ Time batches_beside_poisson(HindsightFleet& batches, HindsightFleet& poisson, Ra
   for (int i = 0; i < 3600; ++i) {
     now += 1s;
     batches.add(now, 1s, rng.uniform() < 1.0 / 15 ? 100 : 0);
-    uint64_t n = 0;
-    for (double p = rng.uniform(); p > std::exp(-rate(i)); p *= rng.uniform()) ++n;
-    poisson.add(now, 1s, n);
+    poisson.add(now, 1s, testing::poisson(rng, rate(i)));
   }
   return now;
 }

@@ -2,15 +2,26 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
+#include <cstdint>
 #include <optional>
 #include <vector>
 
+#include "tide/common/random.h"
 #include "tide/common/time.h"
 #include "tide/policy/decider.h"
 
 namespace tide::policy::testing {
 
 using namespace std::chrono_literals;
+
+// A Poisson count (Knuth's product of uniforms; fine for the small means used here).
+inline uint64_t poisson(Random& rng, double mean) {
+  const double limit = std::exp(-mean);
+  uint64_t n = 0;
+  for (double p = rng.uniform(); p > limit; p *= rng.uniform()) ++n;
+  return n;
+}
 
 // What a group looks like during one tick. Averages over the tick equal these values.
 struct GroupState {

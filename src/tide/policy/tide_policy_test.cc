@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "tide/common/random.h"
+#include "tide/policy/policy_test_util.h"
 
 namespace tide::policy {
 namespace {
@@ -82,13 +83,7 @@ struct InFlight {
   int sum = 0;
 };
 
-// A Poisson count (Knuth's product of uniforms; fine for the small means used here).
-uint64_t poisson(Random& rng, double mean) {
-  const double limit = std::exp(-mean);
-  uint64_t n = 0;
-  for (double p = rng.uniform(); p > limit; p *= rng.uniform()) ++n;
-  return n;
-}
+using testing::poisson;
 
 // One second of Poisson arrivals at `rate`, each in service for the flight's service time.
 Decision poisson_second(Loop& l, Random& rng, InFlight& flight, double rate, double service_s) {
